@@ -1,0 +1,116 @@
+//! Command-line definition (clap derive). The doc comments here become `--help` and the man pages.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+/// Keep a self-hosted Bitcoin node appliance converged: containers, configs, podman, updates.
+///
+/// Every subcommand is one-shot and idempotent: it takes a file lock, compares what should be
+/// (manifests, the canonical secret) with what is (podman, files on disk), fixes the
+/// difference and exits. Running it twice changes nothing the second time.
+///
+/// Exit codes: 0 success or nothing to do; 1 at least one unit of work failed (the others still
+/// converged) or a check found a problem; 2 invalid input (bad manifest, bad flag, unreadable
+/// file); 75 a lock stayed held by another archy run for longer than --lock-wait.
+#[derive(Debug, Parser)]
+#[command(name = "archy", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Directory holding one YAML manifest per app (*.yaml).
+    #[arg(long, global = true, env = "ARCHY_MANIFESTS", default_value = "/etc/archy/manifests", value_name = "DIR")]
+    pub manifests: PathBuf,
+    /// Directory for archy's persistent state (secrets, status, update history).
+    #[arg(long, global = true, env = "ARCHY_STATE_DIR", default_value = "/var/lib/archy", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Directory for lock files.
+    #[arg(long, global = true, env = "ARCHY_RUN_DIR", default_value = "/run/archy", value_name = "DIR")]
+    pub run_dir: PathBuf,
+    /// The podman executable to run.
+    #[arg(long, global = true, env = "ARCHY_PODMAN", default_value = "podman", value_name = "PATH")]
+    pub podman: PathBuf,
+    /// Output format: human-readable text, or one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// How long to wait for a lock held by another archy run before giving up with exit 75.
+    #[arg(long, global = true, env = "ARCHY_LOCK_WAIT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub lock_wait: Duration,
+    /// Name of the podman network archy creates and attaches apps to by default.
+    #[arg(long, global = true, env = "ARCHY_NETWORK", default_value = "archy", value_name = "NAME")]
+    pub network: String,
+    /// Subnet of that network (IPv4 /24 or wider); its first address is the gateway that
+    /// `host.archipelago` resolves to inside containers.
+    #[arg(long, global = true, env = "ARCHY_SUBNET", default_value = "10.89.0.0/24", value_name = "CIDR")]
+    pub subnet: String,
+    /// More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors; no progress display.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Reconcile(crate::cmd::reconcile::ReconcileArgs),
+    BuildImage(crate::cmd::build_image::BuildImageArgs),
+    RenderConfig(crate::cmd::render_config::RenderConfigArgs),
+    HealPodman(crate::cmd::heal_podman::HealPodmanArgs),
+    VerifyUpdate(crate::cmd::verify_update::VerifyUpdateArgs),
+    Rollback(crate::cmd::rollback::RollbackArgs),
+    Status(crate::cmd::status::StatusArgs),
+    Quadlet(crate::cmd::quadlet::QuadletArgs),
+    /// Write man pages and shell completions (used to refresh the committed copies).
+    #[command(hide = true)]
+    GenerateDocs(crate::cmd::generate_docs::GenerateDocsArgs),
+}
+
+/// Parse a duration such as `10s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("expected a duration like 10s or 500ms: {e}"))
+}
+
+/// Parse argv; on a usage error print clap's message and return exit code 2.
+pub fn parse() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(err) => {
+            let code = if err.use_stderr() { crate::exit::INVALID_INPUT } else { 0 };
+            let _ = err.print();
+            Err(ExitCode::from(code))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_accept_bare_seconds_and_units() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+    }
+}

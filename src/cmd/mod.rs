@@ -1,0 +1,75 @@
+//! One module per subcommand; `run` dispatches. Shared per-run context lives here.
+
+pub mod build_image;
+pub mod generate_docs;
+pub mod heal_podman;
+pub mod quadlet;
+pub mod reconcile;
+pub mod render_config;
+pub mod rollback;
+pub mod status;
+pub mod verify_update;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::lock::{self, LockGuard, Mode};
+use crate::manifest::{self, Loaded, Policy};
+use crate::podman::Podman;
+
+/// What every subcommand gets: the global options and the podman wrapper.
+pub struct Ctx<'a> {
+    pub global: &'a GlobalArgs,
+    pub podman: Podman,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(global: &'a GlobalArgs) -> Self {
+        Ctx { global, podman: Podman::new(&global.podman) }
+    }
+
+    /// `<run-dir>/<name>.lock`, waiting up to `--lock-wait`.
+    pub fn lock(&self, name: &str, mode: Mode) -> Result<LockGuard> {
+        lock::acquire(&self.lock_path(name), mode, self.global.lock_wait)
+    }
+
+    pub fn lock_path(&self, name: &str) -> PathBuf {
+        self.global.run_dir.join(format!("{name}.lock"))
+    }
+
+    /// Load every manifest; a missing manifests directory is invalid input.
+    pub fn load_manifests(&self) -> Result<Loaded> {
+        let policy = Policy { allowed_volume_roots: volume_roots_from_env() };
+        manifest::load_dir(&self.global.manifests, &policy).map_err(|e| crate::exit::invalid(format!("{e:#}")))
+    }
+
+    /// The gateway of archy's network subnet (validated: a bad `--subnet` is invalid input).
+    pub fn gateway(&self) -> Result<String> {
+        crate::spec::gateway_of(&self.global.subnet).map_err(|e| crate::exit::invalid(format!("--subnet: {e}")))
+    }
+}
+
+/// `ARCHY_ALLOWED_VOLUME_ROOTS=/var/lib/archy:/srv` limits bind-mount sources (unset: no limit).
+fn volume_roots_from_env() -> Vec<PathBuf> {
+    std::env::var_os("ARCHY_ALLOWED_VOLUME_ROOTS")
+        .map(|v| std::env::split_paths(&v).filter(|p| p.is_absolute()).collect())
+        .unwrap_or_default()
+}
+
+/// Run the chosen subcommand; Ok carries the exit code.
+pub fn run(cli: &Cli) -> Result<u8> {
+    let ctx = Ctx::new(&cli.global);
+    match &cli.command {
+        Command::Reconcile(args) => reconcile::run(&ctx, args),
+        Command::BuildImage(args) => build_image::run(&ctx, args),
+        Command::RenderConfig(args) => render_config::run(&ctx, args),
+        Command::HealPodman(args) => heal_podman::run(&ctx, args),
+        Command::VerifyUpdate(args) => verify_update::run(&ctx, args),
+        Command::Rollback(args) => rollback::run(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Quadlet(args) => quadlet::run(&ctx, args),
+        Command::GenerateDocs(args) => generate_docs::run(args),
+    }
+}

@@ -1,0 +1,459 @@
+//! `archy reconcile`: converge podman's containers to the manifests (level-triggered).
+//!
+//! Decide (load, resolve, hash, one listing, plan) is pure and cheap; a no-op run makes exactly
+//! one podman call. Acting goes layer by layer in dependency order, apps of one layer in
+//! parallel (bounded by `--jobs`), each under its own lock; one app failing never stops the rest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::images::{self, EnsureOptions};
+use crate::lock::Mode;
+use crate::manifest::{Loaded, Manifest};
+use crate::output::OutputFormat;
+use crate::plan::{self, Action, AppPlan, Desired, Plan};
+use crate::spec::{ContainerSpec, Resolved};
+
+/// Converge containers to the manifests: create missing ones, recreate drifted ones, start
+/// stopped ones. A second run with nothing changed does nothing.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReconcileArgs {
+    /// Only these apps (default: every app with a manifest).
+    #[arg(value_name = "APP")]
+    pub apps: Vec<String>,
+    /// Print the plan (create / recreate / start / ok / orphan / adopt, with reasons) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove managed containers that no manifest describes (volumes are kept).
+    #[arg(long)]
+    pub prune: bool,
+    /// Replace an unmanaged container that holds an app's container name (volumes are kept).
+    #[arg(long)]
+    pub adopt: bool,
+    /// Apps converged in parallel within one dependency layer.
+    #[arg(long, env = "ARCHY_JOBS", default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Registry mirror tried before an image's own registry (repeatable).
+    #[arg(long = "mirror", env = "ARCHY_MIRRORS", value_delimiter = ',', value_name = "HOST[/PATH]")]
+    pub mirrors: Vec<String>,
+}
+
+/// Default parallelism: measured on a 2-core node (BENCHMARKS.md), podman's own work saturates
+/// the machine at about 4 concurrent `podman run`s.
+pub const DEFAULT_JOBS: u16 = 4;
+
+/// The outcome of one app.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppResult {
+    pub app: String,
+    pub container: String,
+    pub action: Action,
+    pub reason: String,
+    /// "ok", "changed", "failed", "skipped" or "planned" (dry run).
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrphanResult {
+    pub app: String,
+    pub container: String,
+    /// "reported", "removed", "failed" or "kept".
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub exit_code: u8,
+    pub dry_run: bool,
+    pub apps: Vec<AppResult>,
+    pub orphans: Vec<OrphanResult>,
+    pub manifest_errors: Vec<crate::manifest::ManifestError>,
+    pub config_files: Vec<crate::render::FileResult>,
+}
+
+pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
+    let report = reconcile(ctx, args)?;
+    print_report(&report, ctx.global.output);
+    crate::state::record(
+        &ctx.global.state_dir,
+        "reconcile",
+        serde_json::json!({
+            "exit_code": report.exit_code,
+            "dry_run": report.dry_run,
+            "changed": report.apps.iter().filter(|a| a.result == "changed").count(),
+            "failed": report.apps.iter().filter(|a| a.result == "failed").count(),
+            "manifest_errors": report.manifest_errors.len(),
+        }),
+    );
+    Ok(report.exit_code)
+}
+
+/// Everything `reconcile` decided and did.
+pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
+    let loaded = ctx.load_manifests()?;
+    for unknown in args.apps.iter().filter(|a| loaded.get(a).is_none() && !loaded.errors.iter().any(|e| e.app.as_deref() == Some(a.as_str()))) {
+        return Err(crate::exit::invalid(format!("no manifest in {} defines app `{unknown}`", ctx.global.manifests.display())));
+    }
+    let gateway = ctx.gateway()?;
+    // A targeted run shares the run lock with other targeted runs (per-app locks keep them
+    // apart); a full run is exclusive. Both wait for heal-podman to finish.
+    let run_mode = if args.apps.is_empty() { Mode::Exclusive } else { Mode::Shared };
+    let _run_lock = if args.dry_run { None } else { Some(ctx.lock("reconcile", run_mode)?) };
+    let _heal_lock = if args.dry_run { None } else { Some(ctx.lock("heal-podman", Mode::Shared)?) };
+
+    let selected: Vec<&Manifest> = loaded.apps.iter().filter(|m| args.apps.is_empty() || args.apps.contains(&m.app)).collect();
+    let mut manifest_errors = loaded.errors.clone();
+    for error in &manifest_errors {
+        tracing::error!("{error}");
+    }
+
+    // Configs first: their content is part of the consumers' spec hash.
+    let render = crate::render::render_apps(ctx, &selected, args.dry_run, false)?;
+    let mut results: Vec<AppResult> = Vec::new();
+    let mut specs: BTreeMap<String, (ContainerSpec, String, images::Resolved)> = BTreeMap::new();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
+    for m in &selected {
+        match desired_spec(ctx, m, &gateway, &render.file_hashes) {
+            Ok((spec, resolved)) => {
+                let hash = spec.hash();
+                specs.insert(m.app.clone(), (spec, hash, resolved));
+            }
+            Err(err) => {
+                failed.insert(m.app.clone());
+                results.push(AppResult { app: m.app.clone(), container: m.container_name(), action: Action::Create, reason: "could not resolve the desired container".into(), result: "failed", error: Some(crate::output::redact(&format!("{err:#}"))) });
+            }
+        }
+    }
+    for (app, error) in &render.app_errors {
+        failed.insert(app.clone());
+        results.retain(|r| &r.app != app);
+        let m = loaded.get(app).expect("rendered apps come from the manifests");
+        results.push(AppResult { app: app.clone(), container: m.container_name(), action: Action::Create, reason: "a config file could not be rendered".into(), result: "failed", error: Some(error.clone()) });
+    }
+
+    let desired: Vec<Desired> = selected
+        .iter()
+        .filter(|m| !failed.contains(&m.app))
+        .map(|m| Desired { app: m.app.clone(), container_name: m.container_name(), spec_hash: specs[&m.app].1.clone(), enabled: m.enabled, owner: m.owner })
+        .collect();
+    let managed = ctx.podman.list_managed()?;
+    let known_apps: BTreeSet<String> = loaded.apps.iter().map(|m| m.app.clone()).chain(loaded.errors.iter().filter_map(|e| e.app.clone())).collect();
+    let options = plan::Options { adopt: args.adopt };
+    let mut the_plan = plan::plan(&desired, &managed, None, &known_apps, options);
+    if the_plan.apps.iter().any(|a| a.action == Action::Create) {
+        // Only when something must be created: one full listing reveals unmanaged name holders.
+        let all = ctx.podman.list_all()?;
+        the_plan = plan::plan(&desired, &managed, Some(&all), &known_apps, options);
+    }
+
+    let orphans = handle_orphans(ctx, &the_plan, args, !manifest_errors.is_empty());
+    if args.dry_run {
+        for app_plan in &the_plan.apps {
+            results.push(AppResult {
+                app: app_plan.app.clone(),
+                container: app_plan.container_name.clone(),
+                action: app_plan.action,
+                reason: app_plan.reason.clone(),
+                result: if app_plan.action.changes() || !app_plan.duplicates.is_empty() { "planned" } else { "ok" },
+                error: None,
+            });
+        }
+    } else {
+        let layers = plan::dependency_layers(&loaded.apps).expect("cycles were rejected at load time");
+        let executor = Executor { ctx, specs: &specs, mirrors: &args.mirrors, network_ready: Mutex::new(None) };
+        results.extend(executor.run_layers(&the_plan, &layers, &loaded, args.jobs as usize, &mut failed));
+    }
+    results.sort_by_key(|r| selected.iter().position(|m| m.app == r.app));
+
+    // Unknown-app manifest errors scoped to the apps asked for.
+    if !args.apps.is_empty() {
+        manifest_errors.retain(|e| e.app.as_ref().is_some_and(|a| args.apps.contains(a)));
+    }
+    let any_failed = results.iter().any(|r| r.result == "failed") || orphans.iter().any(|o| o.result == "failed") || render.files.iter().any(|f| f.status == "failed");
+    let exit_code = if !manifest_errors.is_empty() {
+        crate::exit::INVALID_INPUT
+    } else if any_failed {
+        crate::exit::FAILURE
+    } else {
+        crate::exit::SUCCESS
+    };
+    Ok(Report { ok: exit_code == 0, exit_code, dry_run: args.dry_run, apps: results, orphans, manifest_errors, config_files: render.files })
+}
+
+/// The container an app should have: image resolved, consumed files hashed.
+fn desired_spec(ctx: &Ctx, m: &Manifest, gateway: &str, rendered: &BTreeMap<String, String>) -> Result<(ContainerSpec, images::Resolved)> {
+    let resolved = images::resolve(m)?;
+    let mut file_hashes = BTreeMap::new();
+    for config in &m.configs {
+        let key = config.path.display().to_string();
+        if let Some(hash) = rendered.get(&key) {
+            file_hashes.insert(key, hash.clone());
+        }
+    }
+    for file in &m.env_files {
+        let key = file.display().to_string();
+        let hash = match rendered.get(&key) {
+            Some(hash) => hash.clone(),
+            None => crate::spec::sha256_hex(&std::fs::read(file).with_context(|| format!("failed to read env file {key} of app {}", m.app))?),
+        };
+        file_hashes.insert(key, hash);
+    }
+    let spec = ContainerSpec::from_manifest(m, Resolved { image: resolved.reference.clone(), default_network: &ctx.global.network, gateway, file_hashes });
+    Ok((spec, resolved))
+}
+
+fn handle_orphans(ctx: &Ctx, plan: &Plan, args: &ReconcileArgs, manifests_invalid: bool) -> Vec<OrphanResult> {
+    if !args.apps.is_empty() {
+        return Vec::new();
+    }
+    plan.orphans
+        .iter()
+        .map(|orphan| {
+            let mut result = OrphanResult { app: orphan.app.clone(), container: orphan.container_name.clone(), result: "reported", detail: None };
+            if !args.prune {
+                tracing::warn!("orphan: container {} (app {}) has no manifest; --prune removes it", orphan.container_name, orphan.app);
+                result.detail = Some("no manifest; --prune removes it".into());
+            } else if manifests_invalid {
+                result.result = "kept";
+                result.detail = Some("not pruned: some manifests are invalid, and one of them may describe this app".into());
+            } else if args.dry_run {
+                result.detail = Some("would be removed (--prune)".into());
+            } else {
+                match ctx.podman.remove(&orphan.id, 10) {
+                    Ok(()) => {
+                        tracing::info!("removed orphan container {} (volumes kept)", orphan.container_name);
+                        result.result = "removed";
+                    }
+                    Err(err) => {
+                        result.result = "failed";
+                        result.detail = Some(format!("{err:#}"));
+                    }
+                }
+            }
+            result
+        })
+        .collect()
+}
+
+struct Executor<'a> {
+    ctx: &'a Ctx<'a>,
+    specs: &'a BTreeMap<String, (ContainerSpec, String, images::Resolved)>,
+    mirrors: &'a [String],
+    /// The network check runs once per run, and only when something is created.
+    network_ready: Mutex<Option<Result<(), String>>>,
+}
+
+impl Executor<'_> {
+    fn run_layers(&self, plan: &Plan, layers: &[Vec<String>], loaded: &Loaded, jobs: usize, failed: &mut BTreeSet<String>) -> Vec<AppResult> {
+        let mut results = Vec::new();
+        let by_app: BTreeMap<&str, &AppPlan> = plan.apps.iter().map(|a| (a.app.as_str(), a)).collect();
+        for layer in layers {
+            let mut work = Vec::new();
+            for app in layer {
+                let Some(app_plan) = by_app.get(app.as_str()) else { continue };
+                let m = loaded.get(app).expect("planned apps have manifests");
+                if let Some(dep) = m.depends_on.iter().find(|d| failed.contains(*d)) {
+                    failed.insert(app.clone());
+                    results.push(AppResult { app: app.clone(), container: app_plan.container_name.clone(), action: app_plan.action, reason: app_plan.reason.clone(), result: "skipped", error: Some(format!("dependency `{dep}` failed to converge")) });
+                    continue;
+                }
+                work.push(*app_plan);
+            }
+            let layer_results = self.run_parallel(&work, jobs);
+            for r in &layer_results {
+                if r.result == "failed" {
+                    failed.insert(r.app.clone());
+                }
+            }
+            results.extend(layer_results);
+        }
+        results
+    }
+
+    fn run_parallel(&self, work: &[&AppPlan], jobs: usize) -> Vec<AppResult> {
+        // Only apps that change anything need a worker; the rest report at once.
+        let (busy, idle): (Vec<&AppPlan>, Vec<&AppPlan>) = work.iter().partition(|p| p.action.changes() || !p.duplicates.is_empty() || p.action == Action::Conflict);
+        let mut results: Vec<AppResult> = idle.iter().map(|p| self.result(p, "ok", None)).collect();
+        if busy.is_empty() {
+            return results;
+        }
+        let next = AtomicUsize::new(0);
+        let collected = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(busy.len()) {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(app_plan) = busy.get(index) else { break };
+                    let result = self.converge_app(app_plan);
+                    collected.lock().unwrap_or_else(|p| p.into_inner()).push(result);
+                });
+            }
+        });
+        results.extend(collected.into_inner().unwrap_or_else(|p| p.into_inner()));
+        results
+    }
+
+    fn result(&self, p: &AppPlan, result: &'static str, error: Option<String>) -> AppResult {
+        AppResult { app: p.app.clone(), container: p.container_name.clone(), action: p.action, reason: p.reason.clone(), result, error }
+    }
+
+    fn converge_app(&self, p: &AppPlan) -> AppResult {
+        let outcome = self.ctx.lock(&format!("locks/{}", p.app), Mode::Exclusive).and_then(|_app_lock| self.act(p));
+        match outcome {
+            Ok(changed) => {
+                if changed {
+                    tracing::info!("{}: {} ({}) done", p.app, p.action.as_str(), p.reason);
+                }
+                self.result(p, if changed { "changed" } else { "ok" }, None)
+            }
+            Err(err) => {
+                let message = crate::output::redact(&format!("{err:#}"));
+                tracing::error!("{}: {} failed: {message}", p.app, p.action.as_str());
+                self.result(p, "failed", Some(message))
+            }
+        }
+    }
+
+    /// Carry out one app's action; Ok(true) when something changed.
+    fn act(&self, p: &AppPlan) -> Result<bool> {
+        let (spec, hash, resolved) = &self.specs[&p.app];
+        let podman = &self.ctx.podman;
+        let stop_timeout = spec.stop_timeout.unwrap_or(10);
+        let mut changed = false;
+        for duplicate in &p.duplicates {
+            podman.remove(duplicate, stop_timeout).with_context(|| format!("failed to remove duplicate container {duplicate} of {}", p.app))?;
+            changed = true;
+        }
+        match p.action {
+            Action::Ok | Action::Absent | Action::Delegated => Ok(changed),
+            Action::Conflict => anyhow::bail!("{}", p.reason),
+            Action::Start => match podman.start(&p.container_name) {
+                Ok(()) => Ok(true),
+                Err(err) => {
+                    // A container that cannot start (its network or image vanished) is recreated.
+                    tracing::warn!("{}: start failed ({err:#}); recreating", p.app);
+                    self.create(p, spec, hash, resolved, p.existing.as_deref(), stop_timeout)?;
+                    Ok(true)
+                }
+            },
+            Action::Unpause => {
+                podman.unpause(&p.container_name)?;
+                Ok(true)
+            }
+            Action::Remove => {
+                podman.remove(p.existing.as_deref().unwrap_or(&p.container_name), stop_timeout)?;
+                Ok(true)
+            }
+            Action::Create => {
+                self.create(p, spec, hash, resolved, None, stop_timeout)?;
+                Ok(true)
+            }
+            Action::Recreate => {
+                self.create(p, spec, hash, resolved, p.existing.as_deref(), stop_timeout)?;
+                Ok(true)
+            }
+            Action::Adopt => {
+                self.create(p, spec, hash, resolved, p.squatter.as_deref(), stop_timeout)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Make the image and network present, remove `replacing` (volumes kept), run the container.
+    fn create(&self, p: &AppPlan, spec: &ContainerSpec, hash: &str, resolved: &images::Resolved, replacing: Option<&str>, stop_timeout: u32) -> Result<()> {
+        let podman = &self.ctx.podman;
+        let options = EnsureOptions { force: false, mirrors: self.mirrors.to_vec(), progress: false };
+        images::ensure(podman, &p.app, resolved, &options).with_context(|| format!("failed to make image {} available", resolved.reference))?;
+        if spec.network == self.ctx.global.network {
+            self.ensure_network()?;
+        }
+        if let Some(old) = replacing {
+            podman.remove(old, stop_timeout).with_context(|| format!("failed to remove the old container of {}", p.app))?;
+        }
+        podman.run_detached(&spec.run_args(hash)).with_context(|| format!("failed to create container {}", spec.name))?;
+        Ok(())
+    }
+
+    fn ensure_network(&self) -> Result<()> {
+        let mut state = self.network_ready.lock().unwrap_or_else(|p| p.into_inner());
+        if state.is_none() {
+            *state = Some(ensure_network(self.ctx).map_err(|e| format!("{e:#}")));
+        }
+        state.clone().expect("just set").map_err(anyhow::Error::msg)
+    }
+}
+
+/// Create archy's network if missing; recreate it when its subnet is wrong and nothing uses it.
+pub fn ensure_network(ctx: &Ctx) -> Result<()> {
+    let name = &ctx.global.network;
+    let subnet = &ctx.global.subnet;
+    let gateway = ctx.gateway()?;
+    match ctx.podman.inspect_network(name)? {
+        Some(network) if network.subnets.iter().any(|s| &s.subnet == subnet) => Ok(()),
+        Some(network) => {
+            let found: Vec<&str> = network.subnets.iter().map(|s| s.subnet.as_str()).collect();
+            tracing::warn!("network {name} has subnet {} instead of {subnet}; recreating it", found.join(","));
+            ctx.podman.remove_network(name).with_context(|| format!("network {name} has the wrong subnet ({}) and could not be removed", found.join(",")))?;
+            ctx.podman.create_network(name, subnet, &gateway)
+        }
+        None => {
+            tracing::info!("creating network {name} ({subnet}, gateway {gateway})");
+            ctx.podman.create_network(name, subnet, &gateway)
+        }
+    }
+}
+
+fn print_report(report: &Report, format: OutputFormat) {
+    match format {
+        OutputFormat::Json => crate::output::print_json(&serde_json::to_value(report).expect("report serialises")),
+        OutputFormat::Text => {
+            for file in &report.config_files {
+                if file.status != "unchanged" {
+                    println!("config {}: {}{}", file.path, file.status, file.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default());
+                }
+            }
+            for r in &report.apps {
+                let verb = match (report.dry_run, r.result) {
+                    (true, "planned") => format!("would {}", r.action.as_str()),
+                    (_, "ok") => "ok".to_string(),
+                    (_, "changed") => r.action.past_tense().to_string(),
+                    (_, other) => format!("{} {other}", r.action.as_str()),
+                };
+                let mut line = format!("{:<20} {:<14} {}", r.app, verb, r.reason);
+                if let Some(error) = &r.error {
+                    line.push_str(&format!("\n{:<20} error: {}", "", error.replace('\n', "\n                     ")));
+                }
+                println!("{}", crate::output::redact(&line));
+            }
+            for o in &report.orphans {
+                println!("{:<20} orphan {:<7} container {}{}", o.app, o.result, o.container, o.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default());
+            }
+            for e in &report.manifest_errors {
+                println!("{}", crate::output::redact(&e.to_string()));
+            }
+            let count = |result: &str| report.apps.iter().filter(|a| a.result == result).count();
+            let prefix = if report.dry_run { "reconcile (dry run)" } else { "reconcile" };
+            println!(
+                "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} orphans, {} invalid manifests",
+                report.apps.len(),
+                count("ok"),
+                if report.dry_run { count("planned") } else { count("changed") },
+                if report.dry_run { "to change" } else { "changed" },
+                count("failed"),
+                count("skipped"),
+                report.orphans.len(),
+                report.manifest_errors.len()
+            );
+        }
+    }
+}

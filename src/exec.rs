@@ -1,0 +1,191 @@
+//! One wrapper for every external command: argv built in one place, logged at debug level,
+//! stdout and stderr captured, and a failure carries the command line and the tail of stderr.
+//! Never a shell: arguments reach the program literally.
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+
+use anyhow::Result;
+
+/// How many trailing stderr lines a failure carries (enough for podman's error, not a build log).
+const STDERR_TAIL_LINES: usize = 15;
+
+/// Lines podman prints on stderr that are noise in this environment, not errors.
+const NOISE: &[&str] = &["failed to connect to syslog"];
+
+/// A command to run: program plus arguments, built by the typed wrappers (`podman.rs` …).
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    stdin: Option<Vec<u8>>,
+}
+
+/// What a finished command produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code; -1 when killed by a signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// A command exited non-zero. Callers downcast to inspect stderr (e.g. "name already in use").
+#[derive(Debug)]
+pub struct CommandFailed {
+    pub command_line: String,
+    pub code: i32,
+    pub stderr: String,
+}
+
+impl CommandFailed {
+    /// The last lines of stderr, without known noise.
+    pub fn stderr_tail(&self) -> String {
+        tail(&self.stderr, STDERR_TAIL_LINES)
+    }
+}
+
+impl std::fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` exited with code {}", self.command_line, self.code)?;
+        let tail = self.stderr_tail();
+        if !tail.is_empty() {
+            write!(f, ": {tail}")?;
+        }
+        Ok(())
+    }
+}
+impl std::error::Error for CommandFailed {}
+
+/// The last `n` meaningful lines of a command's stderr.
+pub fn tail(stderr: &str, n: usize) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !NOISE.iter().any(|noise| l.contains(noise)))
+        .collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Cmd { program: program.as_ref().to_owned(), args: Vec::new(), stdin: None }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Feed these bytes on stdin (otherwise stdin is /dev/null).
+    pub fn stdin_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.stdin = Some(bytes);
+        self
+    }
+
+    pub fn program(&self) -> &Path {
+        Path::new(&self.program)
+    }
+
+    pub fn argv(&self) -> &[OsString] {
+        &self.args
+    }
+
+    /// The command line as a readable string for logs and errors (secrets redacted).
+    pub fn display(&self) -> String {
+        let mut parts = vec![self.program.to_string_lossy().into_owned()];
+        for arg in &self.args {
+            let text = arg.to_string_lossy();
+            if text.is_empty() || text.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                parts.push(format!("'{}'", text.replace('\'', "'\\''")));
+            } else {
+                parts.push(text.into_owned());
+            }
+        }
+        crate::output::redact(&parts.join(" "))
+    }
+
+    /// Run to completion and return its output whatever the exit code.
+    pub fn run_unchecked(&self) -> Result<Output> {
+        tracing::debug!(command = %self.display(), "running");
+        let mut expr = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
+        expr = match &self.stdin {
+            Some(bytes) => expr.stdin_bytes(bytes.clone()),
+            None => expr.stdin_null(),
+        };
+        let out = expr.run().map_err(|e| {
+            anyhow::anyhow!("failed to start `{}`: {e}", self.display())
+        })?;
+        let output = Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if !output.success() {
+            tracing::debug!(command = %self.display(), code = output.code, stderr = %tail(&output.stderr, STDERR_TAIL_LINES), "command failed");
+        }
+        Ok(output)
+    }
+
+    /// Run and fail with [`CommandFailed`] (command line + stderr tail) on a non-zero exit.
+    pub fn run(&self) -> Result<Output> {
+        let output = self.run_unchecked()?;
+        if output.success() {
+            Ok(output)
+        } else {
+            Err(anyhow::Error::new(CommandFailed {
+                command_line: self.display(),
+                code: output.code,
+                stderr: crate::output::redact(&output.stderr),
+            }))
+        }
+    }
+}
+
+/// The stderr of a failed command somewhere in an error chain, if any.
+pub fn failed_stderr(err: &anyhow::Error) -> Option<&str> {
+    err.chain().find_map(|c| c.downcast_ref::<CommandFailed>()).map(|c| c.stderr.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_drops_noise_and_keeps_last_lines() {
+        let stderr = "a\nfailed to connect to syslog: Initialization\nb\n\nc\n";
+        assert_eq!(tail(stderr, 2), "b\nc");
+        assert_eq!(tail(stderr, 10), "a\nb\nc");
+    }
+
+    #[test]
+    fn failure_carries_command_line_and_stderr() {
+        let err = Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]).run().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("exited with code 3"), "{text}");
+        assert!(text.contains("boom"), "{text}");
+        assert_eq!(failed_stderr(&err), Some("boom\n"));
+    }
+
+    #[test]
+    fn arguments_are_not_interpreted_by_a_shell() {
+        let out = Cmd::new("echo").arg("$(id); rm -rf /").run().unwrap();
+        assert_eq!(out.stdout, "$(id); rm -rf /\n");
+    }
+}

@@ -1,0 +1,122 @@
+//! Atomic file writes: temp file in the same directory, mode set, write, fsync, rename, fsync
+//! the directory. A crash at any point leaves the old file or the new one, never a torn one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+/// Write `contents` to `path` atomically with permission bits `mode`.
+///
+/// Refuses to write through a symlink at `path`, and requires the parent to exist and be a
+/// directory (a missing parent usually means a wrong path, not a directory to invent).
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    check_writable_target(path)?;
+    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(parent)
+        .with_context(|| format!("failed to create a temporary file in {}", parent.display()))?;
+    // The umask may have narrowed the mode at creation: set it exactly before any content lands.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .with_context(|| format!("failed to set mode {mode:o} on a temporary file in {}", parent.display()))?;
+    tmp.write_all(contents).with_context(|| format!("failed to write a temporary file for {}", path.display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("failed to flush a temporary file for {}", path.display()))?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("failed to rename a temporary file over {}", path.display()))?;
+    sync_dir(parent)?;
+    Ok(())
+}
+
+/// Fail when `path` is a symlink or its parent is missing or not a directory.
+pub fn check_writable_target(path: &Path) -> Result<()> {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            bail!("{} is a symlink; refusing to write through it", path.display());
+        }
+        if meta.is_dir() {
+            bail!("{} is a directory, expected a file", path.display());
+        }
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        match fs::metadata(parent) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => bail!("parent {} of {} is not a directory", parent.display(), path.display()),
+            Err(_) => bail!("parent directory {} of {} does not exist", parent.display(), path.display()),
+        }
+    }
+    Ok(())
+}
+
+/// fsync a directory so a rename inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).with_context(|| format!("failed to open directory {}", dir.display()))?;
+    handle.sync_all().with_context(|| format!("failed to sync directory {}", dir.display()))
+}
+
+/// Create a directory (and parents) and set its mode exactly.
+pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("failed to create directory {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("failed to set mode {mode:o} on {}", dir.display()))
+}
+
+/// Append one line to a file (created 0644), fsynced: for history logs.
+pub fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(path)
+        .with_context(|| format!("failed to open {} for appending", path.display()))?;
+    file.write_all(format!("{line}\n").as_bytes()).with_context(|| format!("failed to append to {}", path.display()))?;
+    file.sync_all().with_context(|| format!("failed to flush {}", path.display()))
+}
+
+/// Read a file that may not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_with_exact_mode_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.conf");
+        write_atomic(&path, b"one", 0o600).unwrap();
+        write_atomic(&path, b"two", 0o640).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o640);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn refuses_symlink_and_missing_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("link.conf");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = write_atomic(&link, b"x", 0o600).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err:#}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+        let err = write_atomic(&dir.path().join("nope/f"), b"x", 0o600).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err:#}");
+    }
+}

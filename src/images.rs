@@ -1,0 +1,369 @@
+//! Image resolution: every app becomes an image reference before anything acts. `build:` apps get
+//! a content-derived local tag; `image:` apps their own reference. `ensure` builds or pulls what
+//! local storage lacks, through the same code for `reconcile` and `build-image`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{Manifest, PullPolicy};
+use crate::podman::{Podman, LABEL_APP, LABEL_CONTEXT_HASH};
+
+/// Where an app's image comes from, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Build { context: PathBuf, containerfile: PathBuf, context_hash: String, args: Vec<(String, String)> },
+    Registry { pull: PullPolicy },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub reference: String,
+    pub source: Source,
+}
+
+/// Resolve an app's image reference (reads the build context for `build:` apps; no podman).
+pub fn resolve(m: &Manifest) -> Result<Resolved> {
+    if let Some(image) = &m.image {
+        return Ok(Resolved { reference: image.clone(), source: Source::Registry { pull: m.pull } });
+    }
+    let build = m.build.as_ref().context("manifest has neither image nor build")?;
+    let context = m.build_context().expect("build is set");
+    let meta = fs::metadata(&context).with_context(|| format!("build context {} of app {} is not readable", context.display(), m.app))?;
+    if !meta.is_dir() {
+        bail!("build context {} of app {} is not a directory", context.display(), m.app);
+    }
+    let containerfile = match &build.containerfile {
+        Some(file) => context.join(file),
+        None => ["Containerfile", "Dockerfile"].iter().map(|f| context.join(f)).find(|p| p.is_file()).with_context(|| format!("build context {} has neither Containerfile nor Dockerfile", context.display()))?,
+    };
+    let args: Vec<(String, String)> = build.args.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let context_hash = context_hash(&context, &containerfile, &args)?;
+    Ok(Resolved { reference: build_reference(&m.app, &context_hash), source: Source::Build { context, containerfile, context_hash, args } })
+}
+
+/// `localhost/archy-<app>:<first 12 hex of the context hash>`.
+pub fn build_reference(app: &str, context_hash: &str) -> String {
+    format!("localhost/archy-{app}:{}", &context_hash[..12])
+}
+
+/// sha256 over the containerfile, the build args and every non-ignored file of the context
+/// (relative path, executable bit, content). Independent of directory listing order.
+pub fn context_hash(context: &Path, containerfile: &Path, args: &[(String, String)]) -> Result<String> {
+    let mut hasher = Sha256::new();
+    let cf = fs::read(containerfile).with_context(|| format!("failed to read containerfile {}", containerfile.display()))?;
+    hasher.update(b"containerfile\0");
+    hasher.update((cf.len() as u64).to_le_bytes());
+    hasher.update(&cf);
+    let mut sorted_args = args.to_vec();
+    sorted_args.sort();
+    for (key, value) in &sorted_args {
+        hasher.update(b"arg\0");
+        hasher.update(key.as_bytes());
+        hasher.update(b"=");
+        hasher.update(value.as_bytes());
+        hasher.update(b"\0");
+    }
+    let ignore = IgnoreRules::load(context)?;
+    let mut files = Vec::new();
+    walk(context, Path::new(""), &ignore, &mut files)?;
+    files.sort();
+    for rel in files {
+        let full = context.join(&rel);
+        let meta = fs::symlink_metadata(&full).with_context(|| format!("failed to stat {}", full.display()))?;
+        hasher.update(b"file\0");
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update(b"\0");
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&full).with_context(|| format!("failed to read link {}", full.display()))?;
+            hasher.update(b"link\0");
+            hasher.update(target.to_string_lossy().as_bytes());
+        } else {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            hasher.update(if exec { b"x\0" } else { b"-\0" });
+            let content = fs::read(&full).with_context(|| format!("failed to read {}", full.display()))?;
+            hasher.update((content.len() as u64).to_le_bytes());
+            hasher.update(&content);
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn walk(root: &Path, rel: &Path, ignore: &IgnoreRules, out: &mut Vec<PathBuf>) -> Result<()> {
+    let dir = root.join(rel);
+    for entry in fs::read_dir(&dir).with_context(|| format!("failed to read directory {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("failed to read directory {}", dir.display()))?;
+        let child = rel.join(entry.file_name());
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            // Descend even into ignored dirs: a later `!pattern` may re-include a file inside.
+            walk(root, &child, ignore, out)?;
+        } else if !ignore.is_ignored(&child) {
+            out.push(child);
+        }
+    }
+    Ok(())
+}
+
+/// `.containerignore` / `.dockerignore` rules (the first that exists), Docker semantics: glob
+/// patterns relative to the context, `**` spans directories, `!` re-includes, last match wins,
+/// and a pattern matching a directory ignores everything below it.
+#[derive(Debug, Default)]
+pub struct IgnoreRules {
+    rules: Vec<(bool, Vec<String>)>,
+}
+
+impl IgnoreRules {
+    pub fn load(context: &Path) -> Result<Self> {
+        for name in [".containerignore", ".dockerignore"] {
+            let path = context.join(name);
+            if let Some(bytes) = crate::fsutil::read_optional(&path)? {
+                return Ok(Self::parse(&String::from_utf8_lossy(&bytes)));
+            }
+        }
+        Ok(Self::default())
+    }
+
+    pub fn parse(text: &str) -> Self {
+        let rules = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|line| {
+                let (negate, pattern) = match line.strip_prefix('!') {
+                    Some(rest) => (true, rest.trim()),
+                    None => (false, line),
+                };
+                let parts = pattern.trim_start_matches("./").trim_matches('/').split('/').filter(|p| !p.is_empty() && *p != ".").map(String::from).collect();
+                (negate, parts)
+            })
+            .collect();
+        IgnoreRules { rules }
+    }
+
+    pub fn is_ignored(&self, rel: &Path) -> bool {
+        let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let mut ignored = false;
+        for (negate, pattern) in &self.rules {
+            // A pattern matching the path or any of its parent directories applies.
+            let hit = (1..=parts.len()).any(|n| match_parts(pattern, &parts[..n]));
+            if hit {
+                ignored = !negate;
+            }
+        }
+        ignored
+    }
+}
+
+fn match_parts(pattern: &[String], path: &[String]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((first, rest)) if first == "**" => (0..=path.len()).any(|skip| match_parts(rest, &path[skip..])),
+        Some((first, rest)) => match path.split_first() {
+            Some((head, tail)) => glob_segment(first.as_bytes(), head.as_bytes()) && match_parts(rest, tail),
+            None => false,
+        },
+    }
+}
+
+/// `*`, `?` and `[...]`-free glob on one path segment.
+fn glob_segment(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_segment(rest, &text[i..])),
+        Some((b'?', rest)) => !text.is_empty() && glob_segment(rest, &text[1..]),
+        Some((c, rest)) => text.first() == Some(c) && glob_segment(rest, &text[1..]),
+    }
+}
+
+/// Options for making an image present.
+#[derive(Debug, Clone, Default)]
+pub struct EnsureOptions {
+    /// Rebuild / re-pull even when present.
+    pub force: bool,
+    /// Registry mirrors tried in order before the image's own registry.
+    pub mirrors: Vec<String>,
+    /// Show a spinner with the current build step.
+    pub progress: bool,
+}
+
+/// What `ensure` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    Present,
+    Built,
+    Pulled,
+}
+
+/// Make the resolved image present in local storage: build, pull or fail per the app's policy.
+pub fn ensure(podman: &Podman, app: &str, resolved: &Resolved, options: &EnsureOptions) -> Result<Ensured> {
+    let policy_always = matches!(resolved.source, Source::Registry { pull: PullPolicy::Always });
+    if !options.force && !policy_always && podman.image_exists(&resolved.reference)? {
+        return Ok(Ensured::Present);
+    }
+    match &resolved.source {
+        Source::Build { context, containerfile, context_hash, args } => {
+            build(podman, app, &resolved.reference, context, containerfile, context_hash, args, options.progress)?;
+            Ok(Ensured::Built)
+        }
+        Source::Registry { pull: PullPolicy::Never } => {
+            bail!("image {} is not in local storage and the app's pull policy is `never`", resolved.reference)
+        }
+        Source::Registry { .. } => {
+            pull_with_mirrors(podman, &resolved.reference, &options.mirrors)?;
+            Ok(Ensured::Pulled)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(podman: &Podman, app: &str, reference: &str, context: &Path, containerfile: &Path, context_hash: &str, args: &[(String, String)], progress: bool) -> Result<()> {
+    let labels = vec![(LABEL_CONTEXT_HASH.to_string(), context_hash.to_string()), (LABEL_APP.to_string(), app.to_string())];
+    let cmd = podman.build_cmd(context, containerfile, reference, &labels, args);
+    tracing::info!("building image {reference} for {app} from {}", context.display());
+    let spinner = progress.then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar.set_message(format!("{app}: building"));
+        bar
+    });
+    let reader = duct::cmd(cmd.program(), cmd.argv()).stderr_to_stdout().stdin_null().unchecked().reader().with_context(|| format!("failed to start `{}`", cmd.display()))?;
+    let mut log = Vec::new();
+    let mut lines = BufReader::new(&reader);
+    let mut line = String::new();
+    while lines.read_line(&mut line).unwrap_or(0) > 0 {
+        let text = line.trim_end().to_string();
+        tracing::debug!(target: "archy::build", "{app}: {text}");
+        if text.starts_with("STEP ") {
+            match &spinner {
+                Some(bar) => bar.set_message(format!("{app}: {text}")),
+                None => tracing::info!("{app}: {text}"),
+            }
+        }
+        log.push(text);
+        line.clear();
+    }
+    let status = reader.try_wait().ok().flatten().map(|o| o.status.code().unwrap_or(-1)).unwrap_or(-1);
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    if status != 0 {
+        let tail = crate::exec::tail(&log.join("\n"), 15);
+        bail!("`{}` exited with code {status}: {tail}", cmd.display());
+    }
+    Ok(())
+}
+
+/// Registry host of a reference, if it names one (`docker.io/library/nginx` → `docker.io`).
+fn split_registry(reference: &str) -> (Option<&str>, &str) {
+    match reference.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => (Some(host), rest),
+        _ => (None, reference),
+    }
+}
+
+/// Try each mirror, then the reference itself; a mirror hit is tagged as the original reference.
+fn pull_with_mirrors(podman: &Podman, reference: &str, mirrors: &[String]) -> Result<()> {
+    let (_, path) = split_registry(reference);
+    let mut tried = Vec::new();
+    for mirror in mirrors {
+        let candidate = format!("{}/{path}", mirror.trim_end_matches('/'));
+        match podman.pull(&candidate) {
+            Ok(()) => {
+                podman.tag(&candidate, reference)?;
+                tracing::info!("pulled {reference} from mirror {mirror}");
+                return Ok(());
+            }
+            Err(err) => tried.push(format!("{candidate}: {}", crate::exec::failed_stderr(&err).map(|s| crate::exec::tail(s, 2)).unwrap_or_else(|| format!("{err:#}")))),
+        }
+    }
+    match podman.pull(reference) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            tried.push(format!("{reference}: {}", crate::exec::failed_stderr(&err).map(|s| crate::exec::tail(s, 2)).unwrap_or_else(|| format!("{err:#}"))));
+            bail!("failed to pull {reference}; tried {} source(s):\n  {}", tried.len(), tried.join("\n  "))
+        }
+    }
+}
+
+/// Group resolved references by app, for pruning decisions.
+pub fn referenced(resolved: &BTreeMap<String, Resolved>) -> Vec<String> {
+    resolved.values().map(|r| r.reference.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let full = dir.path().join(path);
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            fs::write(full, content).unwrap();
+        }
+        dir
+    }
+
+    fn hash(dir: &Path) -> String {
+        context_hash(dir, &dir.join("Containerfile"), &[]).unwrap()
+    }
+
+    #[test]
+    fn hash_is_independent_of_creation_order() {
+        let a = ctx(&[("Containerfile", "FROM scratch"), ("a/x", "1"), ("b", "2")]);
+        let b = ctx(&[("b", "2"), ("a/x", "1"), ("Containerfile", "FROM scratch")]);
+        assert_eq!(hash(a.path()), hash(b.path()));
+    }
+
+    #[test]
+    fn content_path_args_and_exec_bit_change_the_hash() {
+        let a = ctx(&[("Containerfile", "FROM scratch"), ("bin/run", "echo")]);
+        let before = hash(a.path());
+        fs::set_permissions(a.path().join("bin/run"), fs::Permissions::from_mode(0o755)).unwrap();
+        let exec = hash(a.path());
+        assert_ne!(before, exec);
+        fs::write(a.path().join("bin/run"), "echo 2").unwrap();
+        assert_ne!(exec, hash(a.path()));
+        let with_arg = context_hash(a.path(), &a.path().join("Containerfile"), &[("V".into(), "1".into())]).unwrap();
+        assert_ne!(with_arg, hash(a.path()));
+        let b = ctx(&[("Containerfile", "FROM scratch"), ("bin/run2", "echo")]);
+        let c = ctx(&[("Containerfile", "FROM scratch"), ("bin/run", "echo")]);
+        assert_ne!(hash(b.path()), hash(c.path()));
+    }
+
+    #[test]
+    fn ignored_files_do_not_change_the_hash() {
+        let a = ctx(&[("Containerfile", "FROM scratch"), (".containerignore", "*.log\nnode_modules\n!keep.log\n"), ("site/index.html", "hi")]);
+        let before = hash(a.path());
+        fs::write(a.path().join("debug.log"), "noise").unwrap();
+        fs::create_dir_all(a.path().join("node_modules/x")).unwrap();
+        fs::write(a.path().join("node_modules/x/y.js"), "noise").unwrap();
+        assert_eq!(before, hash(a.path()));
+        fs::write(a.path().join("keep.log"), "kept").unwrap();
+        assert_ne!(before, hash(a.path()), "a re-included file counts");
+    }
+
+    #[test]
+    fn ignore_rule_semantics() {
+        let rules = IgnoreRules::parse("# comment\n**/*.tmp\n/docs\nsecret?.txt\n");
+        assert!(rules.is_ignored(Path::new("a/b/c.tmp")));
+        assert!(rules.is_ignored(Path::new("x.tmp")));
+        assert!(rules.is_ignored(Path::new("docs/readme.md")));
+        assert!(!rules.is_ignored(Path::new("src/docs.md")));
+        assert!(rules.is_ignored(Path::new("secret1.txt")));
+        assert!(!rules.is_ignored(Path::new("secret10.txt")));
+    }
+
+    #[test]
+    fn reference_is_derived_from_hash() {
+        assert_eq!(build_reference("bitcoin-ui", &"ab".repeat(32)), "localhost/archy-bitcoin-ui:abababababab");
+        assert_eq!(split_registry("docker.io/library/nginx:1"), (Some("docker.io"), "library/nginx:1"));
+        assert_eq!(split_registry("nginx:1"), (None, "nginx:1"));
+    }
+}

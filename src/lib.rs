@@ -1,0 +1,37 @@
+//! archy: one-shot, idempotent subcommands that keep a self-hosted Bitcoin node appliance
+//! converged: podman containers, generated configs, the podman engine and OTA updates.
+
+pub mod cli;
+pub mod cmd;
+pub mod exec;
+pub mod exit;
+pub mod fsutil;
+pub mod images;
+pub mod lock;
+pub mod logging;
+pub mod manifest;
+pub mod output;
+pub mod plan;
+pub mod render;
+pub mod podman;
+pub mod spec;
+pub mod state;
+
+use std::process::ExitCode;
+
+/// Parse the command line, run the subcommand and map its outcome to an exit code.
+pub fn main_entry() -> ExitCode {
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    logging::init(cli.global.verbose, cli.global.quiet);
+    match cmd::run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let code = exit::code_for(&err);
+            exit::print_error(&err, cli.global.output);
+            ExitCode::from(code)
+        }
+    }
+}

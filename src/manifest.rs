@@ -1,0 +1,565 @@
+//! App manifests: one YAML file per app, parsed strictly (unknown keys are errors) and validated.
+//! Loading never stops at the first bad file: good apps are returned beside the errors, so one
+//! broken manifest does not stop the others from converging.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Largest manifest file accepted, in bytes (a real one is under 2 KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
+
+/// A scalar YAML value (string, number or bool) kept as the text it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Int(i64),
+            Float(f64),
+            Str(String),
+        }
+        match Raw::deserialize(de).map_err(|_| serde::de::Error::custom("expected a string, number or boolean"))? {
+            Raw::Bool(b) => Ok(Scalar(b.to_string())),
+            Raw::Int(i) => Ok(Scalar(i.to_string())),
+            Raw::Float(f) => Ok(Scalar(f.to_string())),
+            Raw::Str(s) => Ok(Scalar(s)),
+        }
+    }
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How an `image:` app gets its image when it is not in local storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    #[default]
+    Missing,
+    Never,
+    Always,
+}
+
+/// Who runs the container: archy's reconcile, or systemd through a Quadlet unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    #[default]
+    Archy,
+    Systemd,
+}
+
+/// `build:` — a local build context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// Context directory, relative to the manifest file.
+    pub context: PathBuf,
+    /// Containerfile relative to the context (default Containerfile, then Dockerfile).
+    #[serde(default)]
+    pub containerfile: Option<PathBuf>,
+    #[serde(default)]
+    pub args: BTreeMap<String, Scalar>,
+}
+
+/// One `configs:` entry: a file rendered by a built-in renderer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub render: String,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub settings: BTreeMap<String, Scalar>,
+}
+
+impl ConfigFile {
+    /// The file mode (validated at load time; default 0600).
+    pub fn mode_bits(&self) -> u32 {
+        self.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o600)
+    }
+}
+
+/// One app's manifest, as written in YAML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub app: String,
+    #[serde(default)]
+    pub container_name: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub build: Option<Build>,
+    #[serde(default)]
+    pub pull: PullPolicy,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Scalar>,
+    /// Files of KEY=VALUE lines passed with --env-file (e.g. a rendered electrumx.env).
+    #[serde(default)]
+    pub env_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub restart: Option<String>,
+    #[serde(default)]
+    pub stop_timeout: Option<u32>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub configs: Vec<ConfigFile>,
+    #[serde(default)]
+    pub owner: Owner,
+    /// The file this manifest came from (not a YAML key).
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Manifest {
+    /// The container name: `container_name`, or `archy-<app>`.
+    pub fn container_name(&self) -> String {
+        self.container_name.clone().unwrap_or_else(|| format!("archy-{}", self.app))
+    }
+
+    /// The network the container joins (manifest's, else archy's default network).
+    pub fn network_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.network.as_deref().unwrap_or(default)
+    }
+
+    /// The build context directory, resolved against the manifest's directory.
+    pub fn build_context(&self) -> Option<PathBuf> {
+        let build = self.build.as_ref()?;
+        let base = self.file.parent().unwrap_or(Path::new("."));
+        Some(base.join(&build.context))
+    }
+}
+
+/// A manifest that could not be used, with the file and what is wrong.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    /// The app id, when the file got far enough to name one.
+    pub app: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid manifest {}: {}", self.file.display(), self.message)
+    }
+}
+
+/// The result of loading a manifests directory: usable apps (in file-name order) and errors.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub apps: Vec<Manifest>,
+    pub errors: Vec<ManifestError>,
+}
+
+impl Loaded {
+    pub fn get(&self, app: &str) -> Option<&Manifest> {
+        self.apps.iter().find(|m| m.app == app)
+    }
+}
+
+/// Optional policy on bind-mount sources (e.g. only under /var/lib/archy).
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// When non-empty, every absolute volume source must lie under one of these roots.
+    pub allowed_volume_roots: Vec<PathBuf>,
+}
+
+/// Read every `*.yaml` in `dir`. A missing or unreadable directory is an error; bad files are
+/// reported in `Loaded::errors`.
+pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
+    use anyhow::Context;
+    let entries = fs::read_dir(dir).with_context(|| format!("failed to read manifests directory {}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "yaml") && p.is_file())
+        .collect();
+    files.sort();
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match load_file(&file, policy) {
+            Ok(manifest) => parsed.push(manifest),
+            Err(message) => errors.push(ManifestError { file, app: None, message }),
+        }
+    }
+    let (apps, cross_errors) = validate_set(parsed);
+    errors.extend(cross_errors);
+    Ok(Loaded { apps, errors })
+}
+
+/// Parse and validate one file; the error says which key and what is expected.
+pub fn load_file(path: &Path, policy: &Policy) -> Result<Manifest, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(format!("file is {} bytes; manifests are limited to {} bytes", meta.len(), MAX_MANIFEST_BYTES));
+    }
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut manifest = parse(&text)?;
+    manifest.file = path.to_path_buf();
+    validate(&manifest, policy)?;
+    Ok(manifest)
+}
+
+/// Parse YAML text into a manifest (strict: unknown keys are errors).
+pub fn parse(text: &str) -> Result<Manifest, String> {
+    serde_norway::from_str::<Manifest>(text).map_err(|e| e.to_string())
+}
+
+fn is_app_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 48
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// podman's own rule for container, volume and network names.
+pub fn is_podman_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        && s.len() <= 128
+}
+
+fn is_env_key(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn valid_port(spec: &str) -> bool {
+    // [[ip:][hostPort]:]containerPort[/tcp|udp]; ports may be ranges a-b.
+    let (body, proto) = match spec.rsplit_once('/') {
+        Some((b, p)) => (b, Some(p)),
+        None => (spec, None),
+    };
+    if !matches!(proto, None | Some("tcp") | Some("udp") | Some("sctp")) {
+        return false;
+    }
+    let is_port = |p: &str| {
+        let parts: Vec<&str> = p.split('-').collect();
+        parts.len() <= 2 && parts.iter().all(|n| n.parse::<u16>().is_ok_and(|v| v > 0))
+    };
+    let parts: Vec<&str> = body.rsplitn(3, ':').collect();
+    match parts.as_slice() {
+        [container] => is_port(container),
+        [container, host] => is_port(container) && (host.is_empty() || is_port(host)),
+        [container, host, ip] => {
+            is_port(container)
+                && (host.is_empty() || is_port(host))
+                && (ip.parse::<std::net::IpAddr>().is_ok()
+                    || ip.trim_matches(|c| c == '[' || c == ']').parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        _ => false,
+    }
+}
+
+fn validate_volume(spec: &str, policy: &Policy) -> Result<(), String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return Err(format!("`{spec}` is not SOURCE:DEST[:OPTIONS]"));
+    }
+    let (source, dest) = (parts[0], parts[1]);
+    if !dest.starts_with('/') {
+        return Err(format!("`{spec}`: destination `{dest}` must be an absolute path"));
+    }
+    if source.starts_with('/') {
+        let source_path = Path::new(source);
+        if source_path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!("`{spec}`: source must not contain `..`"));
+        }
+        if !policy.allowed_volume_roots.is_empty() && !policy.allowed_volume_roots.iter().any(|root| source_path.starts_with(root)) {
+            let roots: Vec<String> = policy.allowed_volume_roots.iter().map(|r| r.display().to_string()).collect();
+            return Err(format!("`{spec}`: source {source} is outside the allowed roots ({})", roots.join(", ")));
+        }
+    } else if !is_podman_name(source) {
+        return Err(format!("`{spec}`: source must be an absolute path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"));
+    }
+    if let Some(options) = parts.get(2) {
+        let known = ["ro", "rw", "z", "Z", "U", "O", "copy", "nocopy", "shared", "rshared", "slave", "rslave", "private", "rprivate", "exec", "noexec", "suid", "nosuid", "dev", "nodev"];
+        if let Some(bad) = options.split(',').find(|o| !known.contains(o)) {
+            return Err(format!("`{spec}`: unknown volume option `{bad}`"));
+        }
+    }
+    Ok(())
+}
+
+fn valid_restart(policy: &str) -> bool {
+    match policy.split_once(':') {
+        Some(("on-failure", n)) => n.parse::<u32>().is_ok(),
+        Some(_) => false,
+        None => matches!(policy, "no" | "always" | "on-failure" | "unless-stopped"),
+    }
+}
+
+/// The built-in renderers `configs:` may name.
+pub const RENDERERS: &[&str] = &["bitcoin.conf", "lnd.conf", "electrumx.env", "nginx-rpc-auth.conf", "containers.conf"];
+
+/// Validate one manifest on its own (cross-manifest rules are in `validate_set`).
+pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
+    if !is_app_id(&m.app) {
+        return Err(format!("key `app`: `{}` must match [a-z0-9-]+ (at most 48 characters, no leading or trailing -)", m.app));
+    }
+    if let Some(name) = &m.container_name {
+        if !is_podman_name(name) {
+            return Err(format!("key `container_name`: `{name}` must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"));
+        }
+    }
+    match (&m.image, &m.build) {
+        (Some(_), Some(_)) => return Err("keys `image` and `build`: give exactly one, not both".into()),
+        (None, None) => return Err("keys `image` / `build`: one of them is required".into()),
+        (Some(image), None) => {
+            if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) || image.starts_with('-') {
+                return Err(format!("key `image`: `{image}` is not an image reference"));
+            }
+        }
+        (None, Some(build)) => {
+            if build.context.as_os_str().is_empty() {
+                return Err("key `build.context`: must name a directory".into());
+            }
+            for key in build.args.keys() {
+                if !is_env_key(key) {
+                    return Err(format!("key `build.args`: `{key}` must match [A-Za-z_][A-Za-z0-9_]*"));
+                }
+            }
+        }
+    }
+    if let Some(command) = &m.command {
+        if command.is_empty() {
+            return Err("key `command`: must not be an empty list (omit it to use the image's)".into());
+        }
+    }
+    for (key, value) in &m.env {
+        if !is_env_key(key) {
+            return Err(format!("key `env`: `{key}` must match [A-Za-z_][A-Za-z0-9_]*"));
+        }
+        if value.0.contains('\0') {
+            return Err(format!("key `env.{key}`: value contains a NUL byte"));
+        }
+    }
+    for file in &m.env_files {
+        if !file.is_absolute() {
+            return Err(format!("key `env_files`: `{}` must be an absolute path", file.display()));
+        }
+    }
+    for port in &m.ports {
+        if !valid_port(port) {
+            return Err(format!("key `ports`: `{port}` is not podman -p syntax ([[ip:][hostPort]:]containerPort[/tcp|udp])"));
+        }
+    }
+    for volume in &m.volumes {
+        validate_volume(volume, policy).map_err(|e| format!("key `volumes`: {e}"))?;
+    }
+    if let Some(network) = &m.network {
+        if !is_podman_name(network) {
+            return Err(format!("key `network`: `{network}` must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"));
+        }
+    }
+    for dep in &m.depends_on {
+        if !is_app_id(dep) {
+            return Err(format!("key `depends_on`: `{dep}` is not an app id"));
+        }
+        if dep == &m.app {
+            return Err("key `depends_on`: an app cannot depend on itself".into());
+        }
+    }
+    if let Some(restart) = &m.restart {
+        if !valid_restart(restart) {
+            return Err(format!("key `restart`: `{restart}` must be no, always, on-failure[:N] or unless-stopped"));
+        }
+    }
+    let mut paths = BTreeSet::new();
+    for (i, config) in m.configs.iter().enumerate() {
+        if !RENDERERS.contains(&config.render.as_str()) {
+            return Err(format!("key `configs[{i}].render`: `{}` is not a built-in renderer ({})", config.render, RENDERERS.join(", ")));
+        }
+        if !config.path.is_absolute() || config.path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!("key `configs[{i}].path`: `{}` must be an absolute path without `..`", config.path.display()));
+        }
+        if let Some(mode) = &config.mode {
+            if u32::from_str_radix(mode, 8).map_or(true, |bits| bits > 0o777) {
+                return Err(format!("key `configs[{i}].mode`: `{mode}` must be octal permission bits like \"0600\""));
+            }
+        }
+        if !paths.insert(&config.path) {
+            return Err(format!("key `configs[{i}].path`: `{}` is listed twice", config.path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Cross-manifest rules: unique app ids and container names, dependencies that exist and form
+/// no cycle. Offending manifests move to the error list; the rest stay usable.
+pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>) {
+    let mut errors = Vec::new();
+    let mut seen_apps: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut seen_names: BTreeMap<String, String> = BTreeMap::new();
+    let mut unique = Vec::new();
+    for m in parsed {
+        if let Some(first) = seen_apps.get(&m.app) {
+            errors.push(error_for(&m, format!("key `app`: `{}` is already defined in {}", m.app, first.display())));
+            continue;
+        }
+        let name = m.container_name();
+        if let Some(owner) = seen_names.get(&name) {
+            errors.push(error_for(&m, format!("key `container_name`: `{name}` is already used by app `{owner}`")));
+            continue;
+        }
+        seen_apps.insert(m.app.clone(), m.file.clone());
+        seen_names.insert(name, m.app.clone());
+        unique.push(m);
+    }
+    // Drop apps with missing dependencies until stable (dropping one may orphan another).
+    loop {
+        let ids: BTreeSet<String> = unique.iter().map(|m| m.app.clone()).collect();
+        let bad = unique.iter().position(|m| m.depends_on.iter().any(|d| !ids.contains(d)));
+        let Some(index) = bad else { break };
+        let m = unique.remove(index);
+        let missing: Vec<&str> = m.depends_on.iter().filter(|d| !ids.contains(*d)).map(String::as_str).collect();
+        errors.push(error_for(&m, format!("key `depends_on`: no valid manifest defines app `{}`", missing.join("`, `"))));
+    }
+    if let Err(cycle) = crate::plan::dependency_layers(&unique) {
+        let (cyclic, rest): (Vec<Manifest>, Vec<Manifest>) = unique.into_iter().partition(|m| cycle.contains(&m.app));
+        for m in &cyclic {
+            errors.push(error_for(m, format!("key `depends_on`: dependency cycle among `{}`", cycle.join("`, `"))));
+        }
+        unique = rest;
+    }
+    (unique, errors)
+}
+
+fn error_for(m: &Manifest, message: String) -> ManifestError {
+    ManifestError { file: m.file.clone(), app: Some(m.app.clone()), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(yaml: &str) -> Manifest {
+        let m = parse(yaml).unwrap();
+        validate(&m, &Policy::default()).unwrap();
+        m
+    }
+
+    fn bad(yaml: &str) -> String {
+        match parse(yaml) {
+            Err(e) => e,
+            Ok(m) => validate(&m, &Policy::default()).unwrap_err(),
+        }
+    }
+
+    #[test]
+    fn full_manifest_parses_with_defaults() {
+        let m = ok("app: bitcoin-ui\nimage: docker.io/library/nginx:1.27-alpine\nports: [\"127.0.0.1:8081:80\"]\nenv: {A: 1, B: true}\n");
+        assert_eq!(m.container_name(), "archy-bitcoin-ui");
+        assert!(m.enabled);
+        assert_eq!(m.pull, PullPolicy::Missing);
+        assert_eq!(m.env["A"].0, "1");
+        assert_eq!(m.env["B"].0, "true");
+        assert_eq!(m.network_or("archy"), "archy");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = bad("app: x\nimage: i\nimgae: typo\n");
+        assert!(err.contains("unknown field `imgae`"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_key() {
+        assert!(bad("app: ../../etc\nimage: i\n").contains("key `app`"));
+        assert!(bad("app: Upper\nimage: i\n").contains("key `app`"));
+        assert!(bad("app: a\n").contains("one of them is required"));
+        assert!(bad("app: a\nimage: i\nbuild: {context: .}\n").contains("exactly one"));
+        assert!(bad("app: a\nimage: i\nports: [\"80:eighty\"]\n").contains("key `ports`"));
+        assert!(bad("app: a\nimage: i\nvolumes: [\"data\"]\n").contains("key `volumes`"));
+        assert!(bad("app: a\nimage: i\nvolumes: [\"x:relative\"]\n").contains("absolute"));
+        assert!(bad("app: a\nimage: i\nenv: {\"A;rm -rf /\": x}\n").contains("key `env`"));
+        assert!(bad("app: a\nimage: i\ncontainer_name: \"a;b\"\n").contains("key `container_name`"));
+        assert!(bad("app: a\nimage: i\nrestart: sometimes\n").contains("key `restart`"));
+        assert!(bad("app: a\nimage: i\nstop_timeout: -1\n").contains("stop_timeout"));
+        assert!(bad("app: a\nimage: i\nconfigs: [{render: nope.conf, path: /x}]\n").contains("configs[0].render"));
+        assert!(bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: rel}]\n").contains("configs[0].path"));
+        assert!(bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, mode: \"999\"}]\n").contains("configs[0].mode"));
+    }
+
+    #[test]
+    fn port_syntax() {
+        for good in ["80", "8080:80", "127.0.0.1:8081:80", "127.0.0.1::80", "9735:9735/tcp", "[::1]:80:80", "1000-1001:1000-1001"] {
+            assert!(valid_port(good), "{good}");
+        }
+        for no in ["", "0", "70000", "a:80", "1.2.3:80:80", "80/icmp", "1:2:3:4"] {
+            assert!(!valid_port(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn volume_policy_limits_bind_sources() {
+        let policy = Policy { allowed_volume_roots: vec![PathBuf::from("/var/lib/archy")] };
+        assert!(validate_volume("/var/lib/archy/x:/x", &policy).is_ok());
+        assert!(validate_volume("named:/x", &policy).is_ok());
+        assert!(validate_volume("/etc:/x", &policy).unwrap_err().contains("outside the allowed roots"));
+        assert!(validate_volume("/var/lib/archy/../../etc:/x", &policy).unwrap_err().contains(".."));
+    }
+
+    fn m(app: &str, deps: &[&str]) -> Manifest {
+        let mut m = ok(&format!("app: {app}\nimage: i\n"));
+        m.depends_on = deps.iter().map(|s| s.to_string()).collect();
+        m.file = PathBuf::from(format!("/m/{app}.yaml"));
+        m
+    }
+
+    #[test]
+    fn set_rules_drop_duplicates_missing_deps_and_cycles() {
+        let (apps, errors) = validate_set(vec![m("a", &[]), m("a", &[]), m("b", &["zzz"]), m("c", &["b"]), m("d", &["e"]), m("e", &["d"]), m("f", &["a"])]);
+        let ids: Vec<&str> = apps.iter().map(|m| m.app.as_str()).collect();
+        assert_eq!(ids, vec!["a", "f"]);
+        let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(messages.iter().any(|e| e.contains("already defined in /m/a.yaml")), "{messages:?}");
+        assert!(messages.iter().any(|e| e.contains("/m/b.yaml") && e.contains("`zzz`")), "{messages:?}");
+        assert!(messages.iter().any(|e| e.contains("/m/c.yaml") && e.contains("`b`")), "{messages:?}");
+        assert!(messages.iter().any(|e| e.contains("cycle")), "{messages:?}");
+    }
+
+    #[test]
+    fn yaml_bomb_is_rejected_not_expanded() {
+        let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = format!("*a{}", i - 1);
+            yaml.push_str(&format!("a{i}: &a{i} [{prev}, {prev}, {prev}, {prev}, {prev}, {prev}, {prev}, {prev}, {prev}, {prev}]\n"));
+        }
+        yaml.push_str("app: x\nimage: i\n");
+        assert!(parse(&yaml).is_err());
+    }
+}

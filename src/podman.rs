@@ -1,0 +1,286 @@
+//! Typed wrapper around the podman CLI. Every podman invocation archy makes is built here;
+//! JSON output is deserialised into structs holding only the fields archy reads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::exec::{Cmd, Output};
+
+pub const LABEL_MANAGED: &str = "io.archy.managed";
+pub const LABEL_APP: &str = "io.archy.app";
+pub const LABEL_SPEC_HASH: &str = "io.archy.spec-hash";
+pub const LABEL_CONTEXT_HASH: &str = "io.archy.context-hash";
+
+/// One container as `podman ps -a --format json` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Container {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Names", default)]
+    pub names: Vec<String>,
+    #[serde(rename = "State", default)]
+    pub state: String,
+    #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(rename = "Image", default)]
+    pub image: String,
+    #[serde(rename = "ImageID", default)]
+    pub image_id: String,
+    /// Unix seconds; 0 or negative when never started.
+    #[serde(rename = "StartedAt", default)]
+    pub started_at: i64,
+    #[serde(rename = "ExitCode", default)]
+    pub exit_code: i32,
+}
+
+fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
+}
+
+impl Container {
+    pub fn name(&self) -> &str {
+        self.names.first().map(String::as_str).unwrap_or("")
+    }
+    pub fn app(&self) -> Option<&str> {
+        self.labels.get(LABEL_APP).map(String::as_str)
+    }
+    pub fn spec_hash(&self) -> Option<&str> {
+        self.labels.get(LABEL_SPEC_HASH).map(String::as_str)
+    }
+    pub fn is_managed(&self) -> bool {
+        self.labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
+    }
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+/// Parse `podman ps -a --format json` output.
+pub fn parse_ps(json: &str) -> Result<Vec<Container>> {
+    if json.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str::<Option<Vec<Container>>>(json)
+        .map(Option::unwrap_or_default)
+        .context("failed to parse `podman ps --format json` output")
+}
+
+/// One network as `podman network inspect` reports it (podman 4 netavark format).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Network {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub subnets: Vec<Subnet>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Subnet {
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: Option<String>,
+}
+
+/// One image as `podman images --format json` reports it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Image {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Names", default, deserialize_with = "null_as_default")]
+    pub names: Vec<String>,
+    #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The podman CLI.
+#[derive(Debug, Clone)]
+pub struct Podman {
+    program: PathBuf,
+}
+
+impl Podman {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Podman { program: program.into() }
+    }
+
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    fn cmd(&self) -> Cmd {
+        Cmd::new(&self.program)
+    }
+
+    /// Every container archy manages, in one call.
+    pub fn list_managed(&self) -> Result<Vec<Container>> {
+        let out = self
+            .cmd()
+            .args(["ps", "-a", "--format", "json", "--filter"])
+            .arg(format!("label={LABEL_MANAGED}=true"))
+            .run()
+            .context("failed to list archy's containers")?;
+        parse_ps(&out.stdout)
+    }
+
+    /// Every container podman knows, managed or not.
+    pub fn list_all(&self) -> Result<Vec<Container>> {
+        let out = self.cmd().args(["ps", "-a", "--format", "json"]).run().context("failed to list containers")?;
+        parse_ps(&out.stdout)
+    }
+
+    /// `podman run -d …` with a prepared argv (after `run`); returns the new container id.
+    pub fn run_detached(&self, run_args: &[String]) -> Result<String> {
+        let out = self.cmd().arg("run").args(run_args).run()?;
+        Ok(out.stdout.trim().to_string())
+    }
+
+    pub fn start(&self, container: &str) -> Result<()> {
+        self.cmd().args(["start", container]).run().with_context(|| format!("failed to start container {container}"))?;
+        Ok(())
+    }
+
+    pub fn unpause(&self, container: &str) -> Result<()> {
+        self.cmd().args(["unpause", container]).run().with_context(|| format!("failed to unpause container {container}"))?;
+        Ok(())
+    }
+
+    /// Stop (waiting `stop_timeout` seconds before SIGKILL) and remove a container. Never
+    /// passes `-v`: anonymous and named volumes are kept.
+    pub fn remove(&self, container: &str, stop_timeout: u32) -> Result<()> {
+        self.cmd()
+            .args(["rm", "-f", "--time", &stop_timeout.to_string(), container])
+            .run()
+            .with_context(|| format!("failed to remove container {container}"))?;
+        Ok(())
+    }
+
+    pub fn inspect_network(&self, name: &str) -> Result<Option<Network>> {
+        let out = self.cmd().args(["network", "inspect", "--format", "json", name]).run_unchecked()?;
+        if !out.success() {
+            if out.stderr.contains("network not found") || out.stderr.contains("no such network") {
+                return Ok(None);
+            }
+            return Err(failure(&self.cmd().args(["network", "inspect", name]), out)).with_context(|| format!("failed to inspect network {name}"));
+        }
+        let list: Vec<Network> = serde_json::from_str(&out.stdout).with_context(|| format!("failed to parse `podman network inspect {name}` output"))?;
+        Ok(list.into_iter().next())
+    }
+
+    pub fn create_network(&self, name: &str, subnet: &str, gateway: &str) -> Result<()> {
+        let mut cmd = self.cmd().args(["network", "create", "--subnet", subnet, "--gateway", gateway]);
+        // A bridge named after the network is recognisable on the host (`ip link`).
+        if name.len() <= 15 {
+            cmd = cmd.args(["--interface-name", name]);
+        }
+        cmd.arg(name).run().with_context(|| format!("failed to create network {name} ({subnet})"))?;
+        Ok(())
+    }
+
+    /// Remove a network; podman refuses while containers use it (no `-f`).
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        self.cmd().args(["network", "rm", name]).run().with_context(|| format!("failed to remove network {name}"))?;
+        Ok(())
+    }
+
+    pub fn image_exists(&self, reference: &str) -> Result<bool> {
+        let out = self.cmd().args(["image", "exists", reference]).run_unchecked()?;
+        match out.code {
+            0 => Ok(true),
+            1 => Ok(false),
+            _ => Err(failure(&self.cmd().args(["image", "exists", reference]), out)).with_context(|| format!("failed to check for image {reference}")),
+        }
+    }
+
+    pub fn pull(&self, reference: &str) -> Result<()> {
+        self.cmd().args(["pull", "--quiet", reference]).run()?;
+        Ok(())
+    }
+
+    pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        self.cmd().args(["tag", source, target]).run().with_context(|| format!("failed to tag {source} as {target}"))?;
+        Ok(())
+    }
+
+    /// Images whose reference matches `filter` (`podman images --filter reference=…`).
+    pub fn images(&self, reference_filter: &str) -> Result<Vec<Image>> {
+        let out = self
+            .cmd()
+            .args(["images", "--format", "json", "--filter"])
+            .arg(format!("reference={reference_filter}"))
+            .run()
+            .context("failed to list images")?;
+        if out.stdout.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str::<Option<Vec<Image>>>(&out.stdout).map(Option::unwrap_or_default).context("failed to parse `podman images --format json` output")
+    }
+
+    /// Remove an image by reference; never forced, so podman refuses one a container uses.
+    pub fn remove_image(&self, reference: &str) -> Result<()> {
+        self.cmd().args(["rmi", reference]).run().with_context(|| format!("failed to remove image {reference}"))?;
+        Ok(())
+    }
+
+    /// The build command for a context (the caller runs it, streaming or not).
+    pub fn build_cmd(&self, context: &Path, containerfile: &Path, tag: &str, labels: &[(String, String)], build_args: &[(String, String)]) -> Cmd {
+        let mut cmd = self.cmd().args(["build", "--layers", "-f"]).arg(containerfile).args(["-t", tag]);
+        for (key, value) in labels {
+            cmd = cmd.arg("--label").arg(format!("{key}={value}"));
+        }
+        for (key, value) in build_args {
+            cmd = cmd.arg("--build-arg").arg(format!("{key}={value}"));
+        }
+        cmd.arg(context)
+    }
+
+    /// `podman version --format json` → client version like "4.3.1".
+    pub fn version(&self) -> Result<String> {
+        let out = self.cmd().args(["version", "--format", "{{.Client.Version}}"]).run().context("failed to query podman's version")?;
+        Ok(out.stdout.trim().to_string())
+    }
+
+    /// A raw podman command for callers with a one-off need (heal-podman probes).
+    pub fn raw(&self) -> Cmd {
+        self.cmd()
+    }
+}
+
+/// Turn a non-zero `Output` into the same error `Cmd::run` gives.
+pub fn failure(cmd: &Cmd, out: Output) -> anyhow::Error {
+    anyhow::Error::new(crate::exec::CommandFailed { command_line: cmd.display(), code: out.code, stderr: crate::output::redact(&out.stderr) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured from podman 4.3.1 on this machine kind.
+    const PS_FIXTURE: &str = include_str!("../tests/fixtures/podman-ps.json");
+
+    #[test]
+    fn parses_real_ps_output() {
+        let list = parse_ps(PS_FIXTURE).unwrap();
+        assert_eq!(list.len(), 2);
+        let a = &list[0];
+        assert_eq!(a.name(), "archy-demo-web");
+        assert_eq!(a.state, "running");
+        assert_eq!(a.app(), Some("demo-web"));
+        assert!(a.is_managed());
+        assert_eq!(a.spec_hash().map(str::len), Some(64));
+        assert_eq!(list[1].state, "created", "a run whose command failed leaves a created container");
+    }
+
+    #[test]
+    fn empty_and_null_listing_is_no_containers() {
+        assert!(parse_ps("").unwrap().is_empty());
+        assert!(parse_ps("[]").unwrap().is_empty());
+        assert!(parse_ps("null").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,201 @@
+//! The desired container of an app, reduced to a spec hash, and the `podman run` argv that
+//! creates it. Pure: everything here is decided from the manifest and resolved inputs.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::Manifest;
+use crate::podman::{LABEL_APP, LABEL_MANAGED, LABEL_SPEC_HASH};
+
+/// Hostname containers use to reach the host (failure mode 4: never `host.containers.internal`).
+pub const HOST_ALIAS: &str = "host.archipelago";
+
+/// Bumped when the meaning of a spec changes, so every container is recreated once.
+const SPEC_VERSION: &str = "archy-spec-v1";
+
+/// Everything that shapes an app's container. Field order and BTreeMaps make the JSON encoding
+/// canonical, so equal specs always hash equal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSpec {
+    pub app: String,
+    pub name: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub env_files: Vec<String>,
+    pub ports: Vec<String>,
+    pub volumes: Vec<String>,
+    pub network: String,
+    pub add_hosts: Vec<String>,
+    pub restart: Option<String>,
+    pub stop_timeout: Option<u32>,
+    /// sha256 of every file the app consumes (rendered configs, env files), by path: a changed
+    /// file changes the hash, so the consumer is recreated and reads it.
+    pub file_hashes: BTreeMap<String, String>,
+}
+
+/// Inputs resolved outside the manifest.
+#[derive(Debug, Clone)]
+pub struct Resolved<'a> {
+    pub image: String,
+    pub default_network: &'a str,
+    pub gateway: &'a str,
+    pub file_hashes: BTreeMap<String, String>,
+}
+
+impl ContainerSpec {
+    pub fn from_manifest(m: &Manifest, resolved: Resolved<'_>) -> Self {
+        let network = m.network_or(resolved.default_network).to_string();
+        let add_hosts = if matches!(network.as_str(), "host" | "none") {
+            Vec::new()
+        } else {
+            vec![format!("{HOST_ALIAS}:{}", resolved.gateway)]
+        };
+        ContainerSpec {
+            app: m.app.clone(),
+            name: m.container_name(),
+            image: resolved.image,
+            command: m.command.clone(),
+            env: m.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+            env_files: m.env_files.iter().map(|p| p.display().to_string()).collect(),
+            ports: m.ports.clone(),
+            volumes: m.volumes.clone(),
+            network,
+            add_hosts,
+            restart: m.restart.clone(),
+            stop_timeout: m.stop_timeout,
+            file_hashes: resolved.file_hashes,
+        }
+    }
+
+    /// sha256 (hex) over the canonical encoding.
+    pub fn hash(&self) -> String {
+        let encoded = serde_json::to_vec(self).expect("a spec always serialises");
+        let mut hasher = Sha256::new();
+        hasher.update(SPEC_VERSION.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(&encoded);
+        hex::encode(hasher.finalize())
+    }
+
+    /// Arguments after `podman run`: detached, labelled, never pulling (the image was resolved
+    /// before), the image and command last.
+    pub fn run_args(&self, spec_hash: &str) -> Vec<String> {
+        let mut args: Vec<String> = vec!["-d".into(), "--pull=never".into(), "--name".into(), self.name.clone()];
+        for (key, value) in [(LABEL_MANAGED, "true"), (LABEL_APP, self.app.as_str()), (LABEL_SPEC_HASH, spec_hash)] {
+            args.push("--label".into());
+            args.push(format!("{key}={value}"));
+        }
+        args.push("--network".into());
+        args.push(self.network.clone());
+        for host in &self.add_hosts {
+            args.push("--add-host".into());
+            args.push(host.clone());
+        }
+        for file in &self.env_files {
+            args.push("--env-file".into());
+            args.push(file.clone());
+        }
+        for (key, value) in &self.env {
+            args.push("--env".into());
+            args.push(format!("{key}={value}"));
+        }
+        for port in &self.ports {
+            args.push("--publish".into());
+            args.push(port.clone());
+        }
+        for volume in &self.volumes {
+            args.push("--volume".into());
+            args.push(volume.clone());
+        }
+        if let Some(restart) = &self.restart {
+            args.push("--restart".into());
+            args.push(restart.clone());
+        }
+        if let Some(timeout) = self.stop_timeout {
+            args.push("--stop-timeout".into());
+            args.push(timeout.to_string());
+        }
+        // `--` keeps an image or command starting with `-` from being read as an option.
+        args.push("--".into());
+        args.push(self.image.clone());
+        if let Some(command) = &self.command {
+            args.extend(command.iter().cloned());
+        }
+        args
+    }
+}
+
+/// sha256 (hex) of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The gateway of an IPv4 subnet in CIDR form: its first host address.
+pub fn gateway_of(subnet: &str) -> Result<String, String> {
+    let (addr, prefix) = subnet.split_once('/').ok_or_else(|| format!("`{subnet}` is not CIDR (a.b.c.d/N)"))?;
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| format!("`{subnet}`: `{addr}` is not an IPv4 address"))?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| (8..=30).contains(p)).ok_or_else(|| format!("`{subnet}`: prefix must be 8..30"))?;
+    let mask = u32::MAX << (32 - prefix);
+    let network = u32::from(addr) & mask;
+    if network != u32::from(addr) {
+        return Err(format!("`{subnet}`: host bits are set (network address is {}/{prefix})", std::net::Ipv4Addr::from(network)));
+    }
+    Ok(std::net::Ipv4Addr::from(network + 1).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse;
+
+    fn spec(yaml: &str) -> ContainerSpec {
+        let m = parse(yaml).unwrap();
+        ContainerSpec::from_manifest(&m, Resolved { image: m.image.clone().unwrap_or_default(), default_network: "archy", gateway: "10.89.0.1", file_hashes: BTreeMap::new() })
+    }
+
+    #[test]
+    fn run_args_are_exact() {
+        let s = spec("app: web\nimage: localhost/web:1\ncommand: [httpd, -f]\nenv: {B: 2, A: x y}\nports: [\"127.0.0.1:8081:80\"]\nvolumes: [\"data:/data\"]\nrestart: unless-stopped\nstop_timeout: 600\n");
+        let args = s.run_args("abc");
+        let expected: Vec<&str> = vec![
+            "-d", "--pull=never", "--name", "archy-web",
+            "--label", "io.archy.managed=true", "--label", "io.archy.app=web", "--label", "io.archy.spec-hash=abc",
+            "--network", "archy", "--add-host", "host.archipelago:10.89.0.1",
+            "--env", "A=x y", "--env", "B=2",
+            "--publish", "127.0.0.1:8081:80", "--volume", "data:/data",
+            "--restart", "unless-stopped", "--stop-timeout", "600",
+            "--", "localhost/web:1", "httpd", "-f",
+        ];
+        assert_eq!(args, expected);
+    }
+
+    #[test]
+    fn hash_is_stable_and_sensitive() {
+        let a = spec("app: web\nimage: i\nenv: {A: 1, B: 2}\n");
+        let b = spec("app: web\nimage: i\nenv: {B: 2, A: 1}\n");
+        assert_eq!(a.hash(), b.hash(), "key order does not matter");
+        assert_eq!(a.hash().len(), 64);
+        let c = spec("app: web\nimage: i\nenv: {A: 1, B: 3}\n");
+        assert_ne!(a.hash(), c.hash());
+        let mut d = a.clone();
+        d.file_hashes.insert("/x".into(), "00".into());
+        assert_ne!(a.hash(), d.hash());
+    }
+
+    #[test]
+    fn host_network_gets_no_add_host() {
+        assert!(spec("app: a\nimage: i\nnetwork: host\n").add_hosts.is_empty());
+    }
+
+    #[test]
+    fn gateway_is_first_host_address() {
+        assert_eq!(gateway_of("10.89.0.0/24").unwrap(), "10.89.0.1");
+        assert_eq!(gateway_of("10.89.16.0/20").unwrap(), "10.89.16.1");
+        assert!(gateway_of("10.89.0.5/24").is_err());
+        assert!(gateway_of("10.89.0.0").is_err());
+        assert!(gateway_of("fe80::/64").is_err());
+    }
+}
