@@ -18,7 +18,12 @@ use crate::output::OutputFormat;
 /// converged) or a check found a problem; 2 invalid input (bad manifest, bad flag, unreadable
 /// file); 75 a lock stayed held by another archy run for longer than --lock-wait.
 #[derive(Debug, Parser)]
-#[command(name = "archy", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "archy",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -30,16 +35,40 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Directory holding one YAML manifest per app (*.yaml).
-    #[arg(long, global = true, env = "ARCHY_MANIFESTS", default_value = "/etc/archy/manifests", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHY_MANIFESTS",
+        default_value = "/etc/archy/manifests",
+        value_name = "DIR"
+    )]
     pub manifests: PathBuf,
     /// Directory for archy's persistent state (secrets, status, update history).
-    #[arg(long, global = true, env = "ARCHY_STATE_DIR", default_value = "/var/lib/archy", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHY_STATE_DIR",
+        default_value = "/var/lib/archy",
+        value_name = "DIR"
+    )]
     pub state_dir: PathBuf,
     /// Directory for lock files.
-    #[arg(long, global = true, env = "ARCHY_RUN_DIR", default_value = "/run/archy", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHY_RUN_DIR",
+        default_value = "/run/archy",
+        value_name = "DIR"
+    )]
     pub run_dir: PathBuf,
     /// The podman executable to run.
-    #[arg(long, global = true, env = "ARCHY_PODMAN", default_value = "podman", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHY_PODMAN",
+        default_value = "podman",
+        value_name = "PATH"
+    )]
     pub podman: PathBuf,
     /// Output format: human-readable text, or one JSON document on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
@@ -48,11 +77,23 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "ARCHY_LOCK_WAIT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub lock_wait: Duration,
     /// Name of the podman network archy creates and attaches apps to by default.
-    #[arg(long, global = true, env = "ARCHY_NETWORK", default_value = "archy", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHY_NETWORK",
+        default_value = "archy",
+        value_name = "NAME"
+    )]
     pub network: String,
     /// Subnet of that network (IPv4 /24 or wider); its first address is the gateway that
     /// `host.archipelago` resolves to inside containers.
-    #[arg(long, global = true, env = "ARCHY_SUBNET", default_value = "10.89.0.0/24", value_name = "CIDR")]
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHY_SUBNET",
+        default_value = "10.89.0.0/24",
+        value_name = "CIDR"
+    )]
     pub subnet: String,
     /// More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -82,7 +123,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(text).map_err(|e| format!("expected a duration like 10s or 500ms: {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("expected a duration like 10s or 500ms: {e}"))
 }
 
 /// Parse argv; on a usage error print clap's message and return exit code 2.
@@ -90,7 +132,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
     match Cli::try_parse() {
         Ok(cli) => Ok(cli),
         Err(err) => {
-            let code = if err.use_stderr() { crate::exit::INVALID_INPUT } else { 0 };
+            let code = if err.use_stderr() {
+                crate::exit::INVALID_INPUT
+            } else {
+                0
+            };
             let _ = err.print();
             Err(ExitCode::from(code))
         }

@@ -76,7 +76,11 @@ pub fn tail(stderr: &str, n: usize) -> String {
 
 impl Cmd {
     pub fn new(program: impl AsRef<OsStr>) -> Self {
-        Cmd { program: program.as_ref().to_owned(), args: Vec::new(), stdin: None }
+        Cmd {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            stdin: None,
+        }
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -89,7 +93,8 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -112,7 +117,9 @@ impl Cmd {
         let mut parts = vec![self.program.to_string_lossy().into_owned()];
         for arg in &self.args {
             let text = arg.to_string_lossy();
-            if text.is_empty() || text.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+            if text.is_empty()
+                || text.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+            {
                 parts.push(format!("'{}'", text.replace('\'', "'\\''")));
             } else {
                 parts.push(text.into_owned());
@@ -124,14 +131,17 @@ impl Cmd {
     /// Run to completion and return its output whatever the exit code.
     pub fn run_unchecked(&self) -> Result<Output> {
         tracing::debug!(command = %self.display(), "running");
-        let mut expr = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
+        let mut expr = duct::cmd(&self.program, &self.args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
         expr = match &self.stdin {
             Some(bytes) => expr.stdin_bytes(bytes.clone()),
             None => expr.stdin_null(),
         };
-        let out = expr.run().map_err(|e| {
-            anyhow::anyhow!("failed to start `{}`: {e}", self.display())
-        })?;
+        let out = expr
+            .run()
+            .map_err(|e| anyhow::anyhow!("failed to start `{}`: {e}", self.display()))?;
         let output = Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -160,7 +170,9 @@ impl Cmd {
 
 /// The stderr of a failed command somewhere in an error chain, if any.
 pub fn failed_stderr(err: &anyhow::Error) -> Option<&str> {
-    err.chain().find_map(|c| c.downcast_ref::<CommandFailed>()).map(|c| c.stderr.as_str())
+    err.chain()
+        .find_map(|c| c.downcast_ref::<CommandFailed>())
+        .map(|c| c.stderr.as_str())
 }
 
 #[cfg(test)]
@@ -176,7 +188,10 @@ mod tests {
 
     #[test]
     fn failure_carries_command_line_and_stderr() {
-        let err = Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]).run().unwrap_err();
+        let err = Cmd::new("sh")
+            .args(["-c", "echo boom >&2; exit 3"])
+            .run()
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("exited with code 3"), "{text}");
         assert!(text.contains("boom"), "{text}");

@@ -41,7 +41,10 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
 
 /// Print an error chain, one cause per line (text), or as one JSON document.
 pub fn print_error(err: &anyhow::Error, format: OutputFormat) {
-    let causes: Vec<String> = err.chain().map(|c| crate::output::redact(&c.to_string())).collect();
+    let causes: Vec<String> = err
+        .chain()
+        .map(|c| crate::output::redact(&c.to_string()))
+        .collect();
     match format {
         OutputFormat::Json => {
             let doc = serde_json::json!({"ok": false, "exit_code": code_for(err), "error": causes});

@@ -18,7 +18,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .with_context(|| format!("{} has no parent directory", path.display()))?;
     check_writable_target(path)?;
-    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", name.to_string_lossy()))
         .suffix(".tmp")
@@ -28,10 +30,20 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     // The umask may have narrowed the mode at creation: set it exactly before any content lands.
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))
-        .with_context(|| format!("failed to set mode {mode:o} on a temporary file in {}", parent.display()))?;
-    tmp.write_all(contents).with_context(|| format!("failed to write a temporary file for {}", path.display()))?;
-    tmp.as_file().sync_all().with_context(|| format!("failed to flush a temporary file for {}", path.display()))?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("failed to rename a temporary file over {}", path.display()))?;
+        .with_context(|| {
+            format!(
+                "failed to set mode {mode:o} on a temporary file in {}",
+                parent.display()
+            )
+        })?;
+    tmp.write_all(contents)
+        .with_context(|| format!("failed to write a temporary file for {}", path.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("failed to flush a temporary file for {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("failed to rename a temporary file over {}", path.display()))?;
     sync_dir(parent)?;
     Ok(())
 }
@@ -40,7 +52,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 pub fn check_writable_target(path: &Path) -> Result<()> {
     if let Ok(meta) = fs::symlink_metadata(path) {
         if meta.file_type().is_symlink() {
-            bail!("{} is a symlink; refusing to write through it", path.display());
+            bail!(
+                "{} is a symlink; refusing to write through it",
+                path.display()
+            );
         }
         if meta.is_dir() {
             bail!("{} is a directory, expected a file", path.display());
@@ -49,8 +64,16 @@ pub fn check_writable_target(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         match fs::metadata(parent) {
             Ok(meta) if meta.is_dir() => {}
-            Ok(_) => bail!("parent {} of {} is not a directory", parent.display(), path.display()),
-            Err(_) => bail!("parent directory {} of {} does not exist", parent.display(), path.display()),
+            Ok(_) => bail!(
+                "parent {} of {} is not a directory",
+                parent.display(),
+                path.display()
+            ),
+            Err(_) => bail!(
+                "parent directory {} of {} does not exist",
+                parent.display(),
+                path.display()
+            ),
         }
     }
     Ok(())
@@ -58,13 +81,17 @@ pub fn check_writable_target(path: &Path) -> Result<()> {
 
 /// fsync a directory so a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    let handle = File::open(dir).with_context(|| format!("failed to open directory {}", dir.display()))?;
-    handle.sync_all().with_context(|| format!("failed to sync directory {}", dir.display()))
+    let handle =
+        File::open(dir).with_context(|| format!("failed to open directory {}", dir.display()))?;
+    handle
+        .sync_all()
+        .with_context(|| format!("failed to sync directory {}", dir.display()))
 }
 
 /// Create a directory (and parents) and set its mode exactly.
 pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("failed to create directory {}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create directory {}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
         .with_context(|| format!("failed to set mode {mode:o} on {}", dir.display()))
 }
@@ -77,8 +104,10 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
         .mode(0o644)
         .open(path)
         .with_context(|| format!("failed to open {} for appending", path.display()))?;
-    file.write_all(format!("{line}\n").as_bytes()).with_context(|| format!("failed to append to {}", path.display()))?;
-    file.sync_all().with_context(|| format!("failed to flush {}", path.display()))
+    file.write_all(format!("{line}\n").as_bytes())
+        .with_context(|| format!("failed to append to {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("failed to flush {}", path.display()))
 }
 
 /// Read a file that may not exist.
@@ -101,7 +130,10 @@ mod tests {
         write_atomic(&path, b"one", 0o600).unwrap();
         write_atomic(&path, b"two", 0o640).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
     }

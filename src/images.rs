@@ -17,8 +17,15 @@ use crate::podman::{Podman, LABEL_APP, LABEL_CONTEXT_HASH};
 /// Where an app's image comes from, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    Build { context: PathBuf, containerfile: PathBuf, context_hash: String, args: Vec<(String, String)> },
-    Registry { pull: PullPolicy },
+    Build {
+        context: PathBuf,
+        containerfile: PathBuf,
+        context_hash: String,
+        args: Vec<(String, String)>,
+    },
+    Registry {
+        pull: PullPolicy,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,21 +37,58 @@ pub struct Resolved {
 /// Resolve an app's image reference (reads the build context for `build:` apps; no podman).
 pub fn resolve(m: &Manifest) -> Result<Resolved> {
     if let Some(image) = &m.image {
-        return Ok(Resolved { reference: image.clone(), source: Source::Registry { pull: m.pull } });
+        return Ok(Resolved {
+            reference: image.clone(),
+            source: Source::Registry { pull: m.pull },
+        });
     }
-    let build = m.build.as_ref().context("manifest has neither image nor build")?;
+    let build = m
+        .build
+        .as_ref()
+        .context("manifest has neither image nor build")?;
     let context = m.build_context().expect("build is set");
-    let meta = fs::metadata(&context).with_context(|| format!("build context {} of app {} is not readable", context.display(), m.app))?;
+    let meta = fs::metadata(&context).with_context(|| {
+        format!(
+            "build context {} of app {} is not readable",
+            context.display(),
+            m.app
+        )
+    })?;
     if !meta.is_dir() {
-        bail!("build context {} of app {} is not a directory", context.display(), m.app);
+        bail!(
+            "build context {} of app {} is not a directory",
+            context.display(),
+            m.app
+        );
     }
     let containerfile = match &build.containerfile {
         Some(file) => context.join(file),
-        None => ["Containerfile", "Dockerfile"].iter().map(|f| context.join(f)).find(|p| p.is_file()).with_context(|| format!("build context {} has neither Containerfile nor Dockerfile", context.display()))?,
+        None => ["Containerfile", "Dockerfile"]
+            .iter()
+            .map(|f| context.join(f))
+            .find(|p| p.is_file())
+            .with_context(|| {
+                format!(
+                    "build context {} has neither Containerfile nor Dockerfile",
+                    context.display()
+                )
+            })?,
     };
-    let args: Vec<(String, String)> = build.args.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let args: Vec<(String, String)> = build
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
     let context_hash = context_hash(&context, &containerfile, &args)?;
-    Ok(Resolved { reference: build_reference(&m.app, &context_hash), source: Source::Build { context, containerfile, context_hash, args } })
+    Ok(Resolved {
+        reference: build_reference(&m.app, &context_hash),
+        source: Source::Build {
+            context,
+            containerfile,
+            context_hash,
+            args,
+        },
+    })
 }
 
 /// `localhost/archy-<app>:<first 12 hex of the context hash>`.
@@ -54,9 +98,14 @@ pub fn build_reference(app: &str, context_hash: &str) -> String {
 
 /// sha256 over the containerfile, the build args and every non-ignored file of the context
 /// (relative path, executable bit, content). Independent of directory listing order.
-pub fn context_hash(context: &Path, containerfile: &Path, args: &[(String, String)]) -> Result<String> {
+pub fn context_hash(
+    context: &Path,
+    containerfile: &Path,
+    args: &[(String, String)],
+) -> Result<String> {
     let mut hasher = Sha256::new();
-    let cf = fs::read(containerfile).with_context(|| format!("failed to read containerfile {}", containerfile.display()))?;
+    let cf = fs::read(containerfile)
+        .with_context(|| format!("failed to read containerfile {}", containerfile.display()))?;
     hasher.update(b"containerfile\0");
     hasher.update((cf.len() as u64).to_le_bytes());
     hasher.update(&cf);
@@ -75,18 +124,21 @@ pub fn context_hash(context: &Path, containerfile: &Path, args: &[(String, Strin
     files.sort();
     for rel in files {
         let full = context.join(&rel);
-        let meta = fs::symlink_metadata(&full).with_context(|| format!("failed to stat {}", full.display()))?;
+        let meta = fs::symlink_metadata(&full)
+            .with_context(|| format!("failed to stat {}", full.display()))?;
         hasher.update(b"file\0");
         hasher.update(rel.to_string_lossy().as_bytes());
         hasher.update(b"\0");
         if meta.file_type().is_symlink() {
-            let target = fs::read_link(&full).with_context(|| format!("failed to read link {}", full.display()))?;
+            let target = fs::read_link(&full)
+                .with_context(|| format!("failed to read link {}", full.display()))?;
             hasher.update(b"link\0");
             hasher.update(target.to_string_lossy().as_bytes());
         } else {
             let exec = meta.permissions().mode() & 0o111 != 0;
             hasher.update(if exec { b"x\0" } else { b"-\0" });
-            let content = fs::read(&full).with_context(|| format!("failed to read {}", full.display()))?;
+            let content =
+                fs::read(&full).with_context(|| format!("failed to read {}", full.display()))?;
             hasher.update((content.len() as u64).to_le_bytes());
             hasher.update(&content);
         }
@@ -96,7 +148,9 @@ pub fn context_hash(context: &Path, containerfile: &Path, args: &[(String, Strin
 
 fn walk(root: &Path, rel: &Path, ignore: &IgnoreRules, out: &mut Vec<PathBuf>) -> Result<()> {
     let dir = root.join(rel);
-    for entry in fs::read_dir(&dir).with_context(|| format!("failed to read directory {}", dir.display()))? {
+    for entry in
+        fs::read_dir(&dir).with_context(|| format!("failed to read directory {}", dir.display()))?
+    {
         let entry = entry.with_context(|| format!("failed to read directory {}", dir.display()))?;
         let child = rel.join(entry.file_name());
         let file_type = entry.file_type()?;
@@ -139,7 +193,13 @@ impl IgnoreRules {
                     Some(rest) => (true, rest.trim()),
                     None => (false, line),
                 };
-                let parts = pattern.trim_start_matches("./").trim_matches('/').split('/').filter(|p| !p.is_empty() && *p != ".").map(String::from).collect();
+                let parts = pattern
+                    .trim_start_matches("./")
+                    .trim_matches('/')
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != ".")
+                    .map(String::from)
+                    .collect();
                 (negate, parts)
             })
             .collect();
@@ -147,7 +207,10 @@ impl IgnoreRules {
     }
 
     pub fn is_ignored(&self, rel: &Path) -> bool {
-        let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
         let mut ignored = false;
         for (negate, pattern) in &self.rules {
             // A pattern matching the path or any of its parent directories applies.
@@ -163,9 +226,13 @@ impl IgnoreRules {
 fn match_parts(pattern: &[String], path: &[String]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
-        Some((first, rest)) if first == "**" => (0..=path.len()).any(|skip| match_parts(rest, &path[skip..])),
+        Some((first, rest)) if first == "**" => {
+            (0..=path.len()).any(|skip| match_parts(rest, &path[skip..]))
+        }
         Some((first, rest)) => match path.split_first() {
-            Some((head, tail)) => glob_segment(first.as_bytes(), head.as_bytes()) && match_parts(rest, tail),
+            Some((head, tail)) => {
+                glob_segment(first.as_bytes(), head.as_bytes()) && match_parts(rest, tail)
+            }
             None => false,
         },
     }
@@ -201,18 +268,47 @@ pub enum Ensured {
 }
 
 /// Make the resolved image present in local storage: build, pull or fail per the app's policy.
-pub fn ensure(podman: &Podman, app: &str, resolved: &Resolved, options: &EnsureOptions) -> Result<Ensured> {
-    let policy_always = matches!(resolved.source, Source::Registry { pull: PullPolicy::Always });
+pub fn ensure(
+    podman: &Podman,
+    app: &str,
+    resolved: &Resolved,
+    options: &EnsureOptions,
+) -> Result<Ensured> {
+    let policy_always = matches!(
+        resolved.source,
+        Source::Registry {
+            pull: PullPolicy::Always
+        }
+    );
     if !options.force && !policy_always && podman.image_exists(&resolved.reference)? {
         return Ok(Ensured::Present);
     }
     match &resolved.source {
-        Source::Build { context, containerfile, context_hash, args } => {
-            build(podman, app, &resolved.reference, context, containerfile, context_hash, args, options.progress)?;
+        Source::Build {
+            context,
+            containerfile,
+            context_hash,
+            args,
+        } => {
+            build(
+                podman,
+                app,
+                &resolved.reference,
+                context,
+                containerfile,
+                context_hash,
+                args,
+                options.progress,
+            )?;
             Ok(Ensured::Built)
         }
-        Source::Registry { pull: PullPolicy::Never } => {
-            bail!("image {} is not in local storage and the app's pull policy is `never`", resolved.reference)
+        Source::Registry {
+            pull: PullPolicy::Never,
+        } => {
+            bail!(
+                "image {} is not in local storage and the app's pull policy is `never`",
+                resolved.reference
+            )
         }
         Source::Registry { .. } => {
             pull_with_mirrors(podman, &resolved.reference, &options.mirrors)?;
@@ -222,17 +318,37 @@ pub fn ensure(podman: &Podman, app: &str, resolved: &Resolved, options: &EnsureO
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build(podman: &Podman, app: &str, reference: &str, context: &Path, containerfile: &Path, context_hash: &str, args: &[(String, String)], progress: bool) -> Result<()> {
-    let labels = vec![(LABEL_CONTEXT_HASH.to_string(), context_hash.to_string()), (LABEL_APP.to_string(), app.to_string())];
+fn build(
+    podman: &Podman,
+    app: &str,
+    reference: &str,
+    context: &Path,
+    containerfile: &Path,
+    context_hash: &str,
+    args: &[(String, String)],
+    progress: bool,
+) -> Result<()> {
+    let labels = vec![
+        (LABEL_CONTEXT_HASH.to_string(), context_hash.to_string()),
+        (LABEL_APP.to_string(), app.to_string()),
+    ];
     let cmd = podman.build_cmd(context, containerfile, reference, &labels, args);
-    tracing::info!("building image {reference} for {app} from {}", context.display());
+    tracing::info!(
+        "building image {reference} for {app} from {}",
+        context.display()
+    );
     let spinner = progress.then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar.set_message(format!("{app}: building"));
         bar
     });
-    let reader = duct::cmd(cmd.program(), cmd.argv()).stderr_to_stdout().stdin_null().unchecked().reader().with_context(|| format!("failed to start `{}`", cmd.display()))?;
+    let reader = duct::cmd(cmd.program(), cmd.argv())
+        .stderr_to_stdout()
+        .stdin_null()
+        .unchecked()
+        .reader()
+        .with_context(|| format!("failed to start `{}`", cmd.display()))?;
     let mut log = Vec::new();
     let mut lines = BufReader::new(&reader);
     let mut line = String::new();
@@ -248,7 +364,12 @@ fn build(podman: &Podman, app: &str, reference: &str, context: &Path, containerf
         log.push(text);
         line.clear();
     }
-    let status = reader.try_wait().ok().flatten().map(|o| o.status.code().unwrap_or(-1)).unwrap_or(-1);
+    let status = reader
+        .try_wait()
+        .ok()
+        .flatten()
+        .map(|o| o.status.code().unwrap_or(-1))
+        .unwrap_or(-1);
     if let Some(bar) = spinner {
         bar.finish_and_clear();
     }
@@ -262,7 +383,9 @@ fn build(podman: &Podman, app: &str, reference: &str, context: &Path, containerf
 /// Registry host of a reference, if it names one (`docker.io/library/nginx` → `docker.io`).
 fn split_registry(reference: &str) -> (Option<&str>, &str) {
     match reference.split_once('/') {
-        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => (Some(host), rest),
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            (Some(host), rest)
+        }
         _ => (None, reference),
     }
 }
@@ -279,14 +402,28 @@ fn pull_with_mirrors(podman: &Podman, reference: &str, mirrors: &[String]) -> Re
                 tracing::info!("pulled {reference} from mirror {mirror}");
                 return Ok(());
             }
-            Err(err) => tried.push(format!("{candidate}: {}", crate::exec::failed_stderr(&err).map(|s| crate::exec::tail(s, 2)).unwrap_or_else(|| format!("{err:#}")))),
+            Err(err) => tried.push(format!(
+                "{candidate}: {}",
+                crate::exec::failed_stderr(&err)
+                    .map(|s| crate::exec::tail(s, 2))
+                    .unwrap_or_else(|| format!("{err:#}"))
+            )),
         }
     }
     match podman.pull(reference) {
         Ok(()) => Ok(()),
         Err(err) => {
-            tried.push(format!("{reference}: {}", crate::exec::failed_stderr(&err).map(|s| crate::exec::tail(s, 2)).unwrap_or_else(|| format!("{err:#}"))));
-            bail!("failed to pull {reference}; tried {} source(s):\n  {}", tried.len(), tried.join("\n  "))
+            tried.push(format!(
+                "{reference}: {}",
+                crate::exec::failed_stderr(&err)
+                    .map(|s| crate::exec::tail(s, 2))
+                    .unwrap_or_else(|| format!("{err:#}"))
+            ));
+            bail!(
+                "failed to pull {reference}; tried {} source(s):\n  {}",
+                tried.len(),
+                tried.join("\n  ")
+            )
         }
     }
 }
@@ -330,7 +467,12 @@ mod tests {
         assert_ne!(before, exec);
         fs::write(a.path().join("bin/run"), "echo 2").unwrap();
         assert_ne!(exec, hash(a.path()));
-        let with_arg = context_hash(a.path(), &a.path().join("Containerfile"), &[("V".into(), "1".into())]).unwrap();
+        let with_arg = context_hash(
+            a.path(),
+            &a.path().join("Containerfile"),
+            &[("V".into(), "1".into())],
+        )
+        .unwrap();
         assert_ne!(with_arg, hash(a.path()));
         let b = ctx(&[("Containerfile", "FROM scratch"), ("bin/run2", "echo")]);
         let c = ctx(&[("Containerfile", "FROM scratch"), ("bin/run", "echo")]);
@@ -339,7 +481,11 @@ mod tests {
 
     #[test]
     fn ignored_files_do_not_change_the_hash() {
-        let a = ctx(&[("Containerfile", "FROM scratch"), (".containerignore", "*.log\nnode_modules\n!keep.log\n"), ("site/index.html", "hi")]);
+        let a = ctx(&[
+            ("Containerfile", "FROM scratch"),
+            (".containerignore", "*.log\nnode_modules\n!keep.log\n"),
+            ("site/index.html", "hi"),
+        ]);
         let before = hash(a.path());
         fs::write(a.path().join("debug.log"), "noise").unwrap();
         fs::create_dir_all(a.path().join("node_modules/x")).unwrap();
@@ -362,8 +508,14 @@ mod tests {
 
     #[test]
     fn reference_is_derived_from_hash() {
-        assert_eq!(build_reference("bitcoin-ui", &"ab".repeat(32)), "localhost/archy-bitcoin-ui:abababababab");
-        assert_eq!(split_registry("docker.io/library/nginx:1"), (Some("docker.io"), "library/nginx:1"));
+        assert_eq!(
+            build_reference("bitcoin-ui", &"ab".repeat(32)),
+            "localhost/archy-bitcoin-ui:abababababab"
+        );
+        assert_eq!(
+            split_registry("docker.io/library/nginx:1"),
+            (Some("docker.io"), "library/nginx:1")
+        );
         assert_eq!(split_registry("nginx:1"), (None, "nginx:1"));
     }
 }

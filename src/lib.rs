@@ -12,8 +12,8 @@ pub mod logging;
 pub mod manifest;
 pub mod output;
 pub mod plan;
-pub mod render;
 pub mod podman;
+pub mod render;
 pub mod spec;
 pub mod state;
 

@@ -59,7 +59,8 @@ impl Drop for LockGuard {
 /// Take the lock at `path` (creating it and its directory), waiting up to `wait`.
 pub fn acquire(path: &Path, mode: Mode, wait: Duration) -> Result<LockGuard> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("failed to create lock directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create lock directory {}", dir.display()))?;
     }
     let file = OpenOptions::new()
         .read(true)
@@ -76,14 +77,26 @@ pub fn acquire(path: &Path, mode: Mode, wait: Duration) -> Result<LockGuard> {
             Mode::Shared => file.try_lock_shared(),
         };
         match attempt {
-            Ok(()) => return Ok(LockGuard { file, path: path.to_path_buf() }),
+            Ok(()) => {
+                return Ok(LockGuard {
+                    file,
+                    path: path.to_path_buf(),
+                })
+            }
             Err(TryLockError::WouldBlock) => {
                 let waited = started.elapsed();
                 if waited >= wait {
-                    return Err(anyhow::Error::new(LockBusy { path: path.to_path_buf(), waited }));
+                    return Err(anyhow::Error::new(LockBusy {
+                        path: path.to_path_buf(),
+                        waited,
+                    }));
                 }
                 if !announced {
-                    tracing::info!("waiting up to {:.0?} for lock {} held by another archy run", wait, path.display());
+                    tracing::info!(
+                        "waiting up to {:.0?} for lock {} held by another archy run",
+                        wait,
+                        path.display()
+                    );
                     announced = true;
                 }
                 std::thread::sleep(POLL_INTERVAL.min(wait - waited));

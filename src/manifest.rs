@@ -26,7 +26,9 @@ impl<'de> Deserialize<'de> for Scalar {
             Float(f64),
             Str(String),
         }
-        match Raw::deserialize(de).map_err(|_| serde::de::Error::custom("expected a string, number or boolean"))? {
+        match Raw::deserialize(de)
+            .map_err(|_| serde::de::Error::custom("expected a string, number or boolean"))?
+        {
             Raw::Bool(b) => Ok(Scalar(b.to_string())),
             Raw::Int(i) => Ok(Scalar(i.to_string())),
             Raw::Float(f) => Ok(Scalar(f.to_string())),
@@ -88,7 +90,10 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// The file mode (validated at load time; default 0600).
     pub fn mode_bits(&self) -> u32 {
-        self.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o600)
+        self.mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or(0o600)
     }
 }
 
@@ -142,7 +147,9 @@ fn default_true() -> bool {
 impl Manifest {
     /// The container name: `container_name`, or `archy-<app>`.
     pub fn container_name(&self) -> String {
-        self.container_name.clone().unwrap_or_else(|| format!("archy-{}", self.app))
+        self.container_name
+            .clone()
+            .unwrap_or_else(|| format!("archy-{}", self.app))
     }
 
     /// The network the container joins (manifest's, else archy's default network).
@@ -169,7 +176,12 @@ pub struct ManifestError {
 
 impl std::fmt::Display for ManifestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid manifest {}: {}", self.file.display(), self.message)
+        write!(
+            f,
+            "invalid manifest {}: {}",
+            self.file.display(),
+            self.message
+        )
     }
 }
 
@@ -197,7 +209,8 @@ pub struct Policy {
 /// reported in `Loaded::errors`.
 pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
     use anyhow::Context;
-    let entries = fs::read_dir(dir).with_context(|| format!("failed to read manifests directory {}", dir.display()))?;
+    let entries = fs::read_dir(dir)
+        .with_context(|| format!("failed to read manifests directory {}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|ext| ext == "yaml") && p.is_file())
@@ -208,7 +221,11 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
     for file in files {
         match load_file(&file, policy) {
             Ok(manifest) => parsed.push(manifest),
-            Err(message) => errors.push(ManifestError { file, app: None, message }),
+            Err(message) => errors.push(ManifestError {
+                file,
+                app: None,
+                message,
+            }),
         }
     }
     let (apps, cross_errors) = validate_set(parsed);
@@ -220,7 +237,11 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
 pub fn load_file(path: &Path, policy: &Policy) -> Result<Manifest, String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if meta.len() > MAX_MANIFEST_BYTES {
-        return Err(format!("file is {} bytes; manifests are limited to {} bytes", meta.len(), MAX_MANIFEST_BYTES));
+        return Err(format!(
+            "file is {} bytes; manifests are limited to {} bytes",
+            meta.len(),
+            MAX_MANIFEST_BYTES
+        ));
     }
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut manifest = parse(&text)?;
@@ -237,7 +258,8 @@ pub fn parse(text: &str) -> Result<Manifest, String> {
 fn is_app_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 48
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -277,7 +299,10 @@ fn valid_port(spec: &str) -> bool {
             is_port(container)
                 && (host.is_empty() || is_port(host))
                 && (ip.parse::<std::net::IpAddr>().is_ok()
-                    || ip.trim_matches(|c| c == '[' || c == ']').parse::<std::net::Ipv6Addr>().is_ok())
+                    || ip
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .parse::<std::net::Ipv6Addr>()
+                        .is_ok())
         }
         _ => false,
     }
@@ -290,22 +315,42 @@ fn validate_volume(spec: &str, policy: &Policy) -> Result<(), String> {
     }
     let (source, dest) = (parts[0], parts[1]);
     if !dest.starts_with('/') {
-        return Err(format!("`{spec}`: destination `{dest}` must be an absolute path"));
+        return Err(format!(
+            "`{spec}`: destination `{dest}` must be an absolute path"
+        ));
     }
     if source.starts_with('/') {
         let source_path = Path::new(source);
-        if source_path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if source_path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(format!("`{spec}`: source must not contain `..`"));
         }
-        if !policy.allowed_volume_roots.is_empty() && !policy.allowed_volume_roots.iter().any(|root| source_path.starts_with(root)) {
-            let roots: Vec<String> = policy.allowed_volume_roots.iter().map(|r| r.display().to_string()).collect();
-            return Err(format!("`{spec}`: source {source} is outside the allowed roots ({})", roots.join(", ")));
+        if !policy.allowed_volume_roots.is_empty()
+            && !policy
+                .allowed_volume_roots
+                .iter()
+                .any(|root| source_path.starts_with(root))
+        {
+            let roots: Vec<String> = policy
+                .allowed_volume_roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect();
+            return Err(format!(
+                "`{spec}`: source {source} is outside the allowed roots ({})",
+                roots.join(", ")
+            ));
         }
     } else if !is_podman_name(source) {
         return Err(format!("`{spec}`: source must be an absolute path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"));
     }
     if let Some(options) = parts.get(2) {
-        let known = ["ro", "rw", "z", "Z", "U", "O", "copy", "nocopy", "shared", "rshared", "slave", "rslave", "private", "rprivate", "exec", "noexec", "suid", "nosuid", "dev", "nodev"];
+        let known = [
+            "ro", "rw", "z", "Z", "U", "O", "copy", "nocopy", "shared", "rshared", "slave",
+            "rslave", "private", "rprivate", "exec", "noexec", "suid", "nosuid", "dev", "nodev",
+        ];
         if let Some(bad) = options.split(',').find(|o| !known.contains(o)) {
             return Err(format!("`{spec}`: unknown volume option `{bad}`"));
         }
@@ -322,7 +367,13 @@ fn valid_restart(policy: &str) -> bool {
 }
 
 /// The built-in renderers `configs:` may name.
-pub const RENDERERS: &[&str] = &["bitcoin.conf", "lnd.conf", "electrumx.env", "nginx-rpc-auth.conf", "containers.conf"];
+pub const RENDERERS: &[&str] = &[
+    "bitcoin.conf",
+    "lnd.conf",
+    "electrumx.env",
+    "nginx-rpc-auth.conf",
+    "containers.conf",
+];
 
 /// Validate one manifest on its own (cross-manifest rules are in `validate_set`).
 pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
@@ -331,14 +382,21 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     if let Some(name) = &m.container_name {
         if !is_podman_name(name) {
-            return Err(format!("key `container_name`: `{name}` must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"));
+            return Err(format!(
+                "key `container_name`: `{name}` must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+            ));
         }
     }
     match (&m.image, &m.build) {
-        (Some(_), Some(_)) => return Err("keys `image` and `build`: give exactly one, not both".into()),
+        (Some(_), Some(_)) => {
+            return Err("keys `image` and `build`: give exactly one, not both".into())
+        }
         (None, None) => return Err("keys `image` / `build`: one of them is required".into()),
         (Some(image), None) => {
-            if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) || image.starts_with('-') {
+            if image.is_empty()
+                || image.chars().any(|c| c.is_whitespace() || c.is_control())
+                || image.starts_with('-')
+            {
                 return Err(format!("key `image`: `{image}` is not an image reference"));
             }
         }
@@ -348,19 +406,25 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
             }
             for key in build.args.keys() {
                 if !is_env_key(key) {
-                    return Err(format!("key `build.args`: `{key}` must match [A-Za-z_][A-Za-z0-9_]*"));
+                    return Err(format!(
+                        "key `build.args`: `{key}` must match [A-Za-z_][A-Za-z0-9_]*"
+                    ));
                 }
             }
         }
     }
     if let Some(command) = &m.command {
         if command.is_empty() {
-            return Err("key `command`: must not be an empty list (omit it to use the image's)".into());
+            return Err(
+                "key `command`: must not be an empty list (omit it to use the image's)".into(),
+            );
         }
     }
     for (key, value) in &m.env {
         if !is_env_key(key) {
-            return Err(format!("key `env`: `{key}` must match [A-Za-z_][A-Za-z0-9_]*"));
+            return Err(format!(
+                "key `env`: `{key}` must match [A-Za-z_][A-Za-z0-9_]*"
+            ));
         }
         if value.0.contains('\0') {
             return Err(format!("key `env.{key}`: value contains a NUL byte"));
@@ -368,7 +432,10 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     for file in &m.env_files {
         if !file.is_absolute() {
-            return Err(format!("key `env_files`: `{}` must be an absolute path", file.display()));
+            return Err(format!(
+                "key `env_files`: `{}` must be an absolute path",
+                file.display()
+            ));
         }
     }
     for port in &m.ports {
@@ -381,7 +448,9 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     if let Some(network) = &m.network {
         if !is_podman_name(network) {
-            return Err(format!("key `network`: `{network}` must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"));
+            return Err(format!(
+                "key `network`: `{network}` must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+            ));
         }
     }
     for dep in &m.depends_on {
@@ -394,24 +463,43 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     if let Some(restart) = &m.restart {
         if !valid_restart(restart) {
-            return Err(format!("key `restart`: `{restart}` must be no, always, on-failure[:N] or unless-stopped"));
+            return Err(format!(
+                "key `restart`: `{restart}` must be no, always, on-failure[:N] or unless-stopped"
+            ));
         }
     }
     let mut paths = BTreeSet::new();
     for (i, config) in m.configs.iter().enumerate() {
         if !RENDERERS.contains(&config.render.as_str()) {
-            return Err(format!("key `configs[{i}].render`: `{}` is not a built-in renderer ({})", config.render, RENDERERS.join(", ")));
+            return Err(format!(
+                "key `configs[{i}].render`: `{}` is not a built-in renderer ({})",
+                config.render,
+                RENDERERS.join(", ")
+            ));
         }
-        if !config.path.is_absolute() || config.path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(format!("key `configs[{i}].path`: `{}` must be an absolute path without `..`", config.path.display()));
+        if !config.path.is_absolute()
+            || config
+                .path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "key `configs[{i}].path`: `{}` must be an absolute path without `..`",
+                config.path.display()
+            ));
         }
         if let Some(mode) = &config.mode {
             if u32::from_str_radix(mode, 8).map_or(true, |bits| bits > 0o777) {
-                return Err(format!("key `configs[{i}].mode`: `{mode}` must be octal permission bits like \"0600\""));
+                return Err(format!(
+                    "key `configs[{i}].mode`: `{mode}` must be octal permission bits like \"0600\""
+                ));
             }
         }
         if !paths.insert(&config.path) {
-            return Err(format!("key `configs[{i}].path`: `{}` is listed twice", config.path.display()));
+            return Err(format!(
+                "key `configs[{i}].path`: `{}` is listed twice",
+                config.path.display()
+            ));
         }
     }
     Ok(())
@@ -426,12 +514,22 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
     let mut unique = Vec::new();
     for m in parsed {
         if let Some(first) = seen_apps.get(&m.app) {
-            errors.push(error_for(&m, format!("key `app`: `{}` is already defined in {}", m.app, first.display())));
+            errors.push(error_for(
+                &m,
+                format!(
+                    "key `app`: `{}` is already defined in {}",
+                    m.app,
+                    first.display()
+                ),
+            ));
             continue;
         }
         let name = m.container_name();
         if let Some(owner) = seen_names.get(&name) {
-            errors.push(error_for(&m, format!("key `container_name`: `{name}` is already used by app `{owner}`")));
+            errors.push(error_for(
+                &m,
+                format!("key `container_name`: `{name}` is already used by app `{owner}`"),
+            ));
             continue;
         }
         seen_apps.insert(m.app.clone(), m.file.clone());
@@ -441,16 +539,36 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
     // Drop apps with missing dependencies until stable (dropping one may orphan another).
     loop {
         let ids: BTreeSet<String> = unique.iter().map(|m| m.app.clone()).collect();
-        let bad = unique.iter().position(|m| m.depends_on.iter().any(|d| !ids.contains(d)));
+        let bad = unique
+            .iter()
+            .position(|m| m.depends_on.iter().any(|d| !ids.contains(d)));
         let Some(index) = bad else { break };
         let m = unique.remove(index);
-        let missing: Vec<&str> = m.depends_on.iter().filter(|d| !ids.contains(*d)).map(String::as_str).collect();
-        errors.push(error_for(&m, format!("key `depends_on`: no valid manifest defines app `{}`", missing.join("`, `"))));
+        let missing: Vec<&str> = m
+            .depends_on
+            .iter()
+            .filter(|d| !ids.contains(*d))
+            .map(String::as_str)
+            .collect();
+        errors.push(error_for(
+            &m,
+            format!(
+                "key `depends_on`: no valid manifest defines app `{}`",
+                missing.join("`, `")
+            ),
+        ));
     }
     if let Err(cycle) = crate::plan::dependency_layers(&unique) {
-        let (cyclic, rest): (Vec<Manifest>, Vec<Manifest>) = unique.into_iter().partition(|m| cycle.contains(&m.app));
+        let (cyclic, rest): (Vec<Manifest>, Vec<Manifest>) =
+            unique.into_iter().partition(|m| cycle.contains(&m.app));
         for m in &cyclic {
-            errors.push(error_for(m, format!("key `depends_on`: dependency cycle among `{}`", cycle.join("`, `"))));
+            errors.push(error_for(
+                m,
+                format!(
+                    "key `depends_on`: dependency cycle among `{}`",
+                    cycle.join("`, `")
+                ),
+            ));
         }
         unique = rest;
     }
@@ -458,7 +576,11 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
 }
 
 fn error_for(m: &Manifest, message: String) -> ManifestError {
-    ManifestError { file: m.file.clone(), app: Some(m.app.clone()), message }
+    ManifestError {
+        file: m.file.clone(),
+        app: Some(m.app.clone()),
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -509,28 +631,59 @@ mod tests {
         assert!(bad("app: a\nimage: i\ncontainer_name: \"a;b\"\n").contains("key `container_name`"));
         assert!(bad("app: a\nimage: i\nrestart: sometimes\n").contains("key `restart`"));
         assert!(bad("app: a\nimage: i\nstop_timeout: -1\n").contains("stop_timeout"));
-        assert!(bad("app: a\nimage: i\nconfigs: [{render: nope.conf, path: /x}]\n").contains("configs[0].render"));
-        assert!(bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: rel}]\n").contains("configs[0].path"));
-        assert!(bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, mode: \"999\"}]\n").contains("configs[0].mode"));
+        assert!(
+            bad("app: a\nimage: i\nconfigs: [{render: nope.conf, path: /x}]\n")
+                .contains("configs[0].render")
+        );
+        assert!(
+            bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: rel}]\n")
+                .contains("configs[0].path")
+        );
+        assert!(
+            bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, mode: \"999\"}]\n")
+                .contains("configs[0].mode")
+        );
     }
 
     #[test]
     fn port_syntax() {
-        for good in ["80", "8080:80", "127.0.0.1:8081:80", "127.0.0.1::80", "9735:9735/tcp", "[::1]:80:80", "1000-1001:1000-1001"] {
+        for good in [
+            "80",
+            "8080:80",
+            "127.0.0.1:8081:80",
+            "127.0.0.1::80",
+            "9735:9735/tcp",
+            "[::1]:80:80",
+            "1000-1001:1000-1001",
+        ] {
             assert!(valid_port(good), "{good}");
         }
-        for no in ["", "0", "70000", "a:80", "1.2.3:80:80", "80/icmp", "1:2:3:4"] {
+        for no in [
+            "",
+            "0",
+            "70000",
+            "a:80",
+            "1.2.3:80:80",
+            "80/icmp",
+            "1:2:3:4",
+        ] {
             assert!(!valid_port(no), "{no}");
         }
     }
 
     #[test]
     fn volume_policy_limits_bind_sources() {
-        let policy = Policy { allowed_volume_roots: vec![PathBuf::from("/var/lib/archy")] };
+        let policy = Policy {
+            allowed_volume_roots: vec![PathBuf::from("/var/lib/archy")],
+        };
         assert!(validate_volume("/var/lib/archy/x:/x", &policy).is_ok());
         assert!(validate_volume("named:/x", &policy).is_ok());
-        assert!(validate_volume("/etc:/x", &policy).unwrap_err().contains("outside the allowed roots"));
-        assert!(validate_volume("/var/lib/archy/../../etc:/x", &policy).unwrap_err().contains(".."));
+        assert!(validate_volume("/etc:/x", &policy)
+            .unwrap_err()
+            .contains("outside the allowed roots"));
+        assert!(validate_volume("/var/lib/archy/../../etc:/x", &policy)
+            .unwrap_err()
+            .contains(".."));
     }
 
     fn m(app: &str, deps: &[&str]) -> Manifest {
@@ -542,13 +695,36 @@ mod tests {
 
     #[test]
     fn set_rules_drop_duplicates_missing_deps_and_cycles() {
-        let (apps, errors) = validate_set(vec![m("a", &[]), m("a", &[]), m("b", &["zzz"]), m("c", &["b"]), m("d", &["e"]), m("e", &["d"]), m("f", &["a"])]);
+        let (apps, errors) = validate_set(vec![
+            m("a", &[]),
+            m("a", &[]),
+            m("b", &["zzz"]),
+            m("c", &["b"]),
+            m("d", &["e"]),
+            m("e", &["d"]),
+            m("f", &["a"]),
+        ]);
         let ids: Vec<&str> = apps.iter().map(|m| m.app.as_str()).collect();
         assert_eq!(ids, vec!["a", "f"]);
         let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert!(messages.iter().any(|e| e.contains("already defined in /m/a.yaml")), "{messages:?}");
-        assert!(messages.iter().any(|e| e.contains("/m/b.yaml") && e.contains("`zzz`")), "{messages:?}");
-        assert!(messages.iter().any(|e| e.contains("/m/c.yaml") && e.contains("`b`")), "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .any(|e| e.contains("already defined in /m/a.yaml")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|e| e.contains("/m/b.yaml") && e.contains("`zzz`")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|e| e.contains("/m/c.yaml") && e.contains("`b`")),
+            "{messages:?}"
+        );
         assert!(messages.iter().any(|e| e.contains("cycle")), "{messages:?}");
     }
 

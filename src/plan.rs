@@ -40,7 +40,10 @@ impl Action {
     }
     /// Whether this action changes anything.
     pub fn changes(self) -> bool {
-        !matches!(self, Action::Ok | Action::Absent | Action::Delegated | Action::Conflict)
+        !matches!(
+            self,
+            Action::Ok | Action::Absent | Action::Delegated | Action::Conflict
+        )
     }
     /// For "done" lines: created, recreated, started …
     pub fn past_tense(self) -> &'static str {
@@ -119,7 +122,13 @@ pub struct Options {
 /// listing when known (it reveals unmanaged containers squatting a desired name), and
 /// `known_apps` is every app id that has a manifest (valid or not) so orphans are only
 /// containers no manifest claims.
-pub fn plan(desired: &[Desired], managed: &[Container], all: Option<&[Container]>, known_apps: &BTreeSet<String>, options: Options) -> Plan {
+pub fn plan(
+    desired: &[Desired],
+    managed: &[Container],
+    all: Option<&[Container]>,
+    known_apps: &BTreeSet<String>,
+    options: Options,
+) -> Plan {
     let mut by_app: BTreeMap<&str, Vec<&Container>> = BTreeMap::new();
     for c in managed.iter().filter(|c| c.is_managed()) {
         by_app.entry(c.app().unwrap_or("")).or_default().push(c);
@@ -128,9 +137,22 @@ pub fn plan(desired: &[Desired], managed: &[Container], all: Option<&[Container]
     for d in desired {
         let candidates = by_app.get(d.app.as_str()).cloned().unwrap_or_default();
         // Prefer the container with the desired name, then the newest; the rest are duplicates.
-        let chosen = candidates.iter().find(|c| c.name() == d.container_name).or_else(|| candidates.first()).copied();
-        let duplicates: Vec<String> = candidates.iter().filter(|c| Some(c.id.as_str()) != chosen.map(|c| c.id.as_str())).map(|c| c.id.clone()).collect();
-        let squatter = all.and_then(|all| all.iter().find(|c| !c.is_managed() && c.name() == d.container_name)).map(|c| c.id.clone());
+        let chosen = candidates
+            .iter()
+            .find(|c| c.name() == d.container_name)
+            .or_else(|| candidates.first())
+            .copied();
+        let duplicates: Vec<String> = candidates
+            .iter()
+            .filter(|c| Some(c.id.as_str()) != chosen.map(|c| c.id.as_str()))
+            .map(|c| c.id.clone())
+            .collect();
+        let squatter = all
+            .and_then(|all| {
+                all.iter()
+                    .find(|c| !c.is_managed() && c.name() == d.container_name)
+            })
+            .map(|c| c.id.clone());
         let (action, reason) = decide(d, chosen, squatter.is_some(), options);
         apps.push(AppPlan {
             app: d.app.clone(),
@@ -138,32 +160,54 @@ pub fn plan(desired: &[Desired], managed: &[Container], all: Option<&[Container]
             action,
             reason,
             existing: chosen.map(|c| c.id.clone()),
-            squatter: if matches!(action, Action::Adopt | Action::Conflict) { squatter } else { None },
+            squatter: if matches!(action, Action::Adopt | Action::Conflict) {
+                squatter
+            } else {
+                None
+            },
             duplicates,
         });
     }
     let orphans = managed
         .iter()
         .filter(|c| c.is_managed() && !known_apps.contains(c.app().unwrap_or("")))
-        .map(|c| Orphan { app: c.app().unwrap_or("").to_string(), container_name: c.name().to_string(), id: c.id.clone() })
+        .map(|c| Orphan {
+            app: c.app().unwrap_or("").to_string(),
+            container_name: c.name().to_string(),
+            id: c.id.clone(),
+        })
         .collect();
     Plan { apps, orphans }
 }
 
-fn decide(d: &Desired, current: Option<&Container>, name_squatted: bool, options: Options) -> (Action, String) {
+fn decide(
+    d: &Desired,
+    current: Option<&Container>,
+    name_squatted: bool,
+    options: Options,
+) -> (Action, String) {
     if d.owner == Owner::Systemd {
         return (Action::Delegated, "owned by systemd (Quadlet unit)".into());
     }
     if !d.enabled {
         return match current {
-            Some(c) => (Action::Remove, format!("app is disabled; container {} exists", c.name())),
+            Some(c) => (
+                Action::Remove,
+                format!("app is disabled; container {} exists", c.name()),
+            ),
             None => (Action::Absent, "app is disabled".into()),
         };
     }
     let Some(c) = current else {
         if name_squatted {
             return if options.adopt {
-                (Action::Adopt, format!("unmanaged container {} holds the name; adopting", d.container_name))
+                (
+                    Action::Adopt,
+                    format!(
+                        "unmanaged container {} holds the name; adopting",
+                        d.container_name
+                    ),
+                )
             } else {
                 (Action::Conflict, format!("unmanaged container {} holds the name; left alone (use --adopt to replace it)", d.container_name))
             };
@@ -171,11 +215,27 @@ fn decide(d: &Desired, current: Option<&Container>, name_squatted: bool, options
         return (Action::Create, "no container".into());
     };
     if c.name() != d.container_name {
-        return (Action::Recreate, format!("container is named {}, expected {}", c.name(), d.container_name));
+        return (
+            Action::Recreate,
+            format!(
+                "container is named {}, expected {}",
+                c.name(),
+                d.container_name
+            ),
+        );
     }
     match c.spec_hash() {
         Some(h) if h == d.spec_hash => {}
-        Some(h) => return (Action::Recreate, format!("spec changed ({} -> {})", &h[..h.len().min(12)], &d.spec_hash[..12])),
+        Some(h) => {
+            return (
+                Action::Recreate,
+                format!(
+                    "spec changed ({} -> {})",
+                    &h[..h.len().min(12)],
+                    &d.spec_hash[..12]
+                ),
+            )
+        }
         None => return (Action::Recreate, "container has no spec hash".into()),
     }
     match c.state.as_str() {
@@ -191,11 +251,24 @@ pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<Stri
     let ids: BTreeSet<&str> = apps.iter().map(|m| m.app.as_str()).collect();
     let mut remaining: BTreeMap<&str, BTreeSet<&str>> = apps
         .iter()
-        .map(|m| (m.app.as_str(), m.depends_on.iter().map(String::as_str).filter(|d| ids.contains(d)).collect()))
+        .map(|m| {
+            (
+                m.app.as_str(),
+                m.depends_on
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| ids.contains(d))
+                    .collect(),
+            )
+        })
         .collect();
     let mut layers = Vec::new();
     while !remaining.is_empty() {
-        let ready: Vec<&str> = remaining.iter().filter(|(_, deps)| deps.is_empty()).map(|(app, _)| *app).collect();
+        let ready: Vec<&str> = remaining
+            .iter()
+            .filter(|(_, deps)| deps.is_empty())
+            .map(|(app, _)| *app)
+            .collect();
         if ready.is_empty() {
             return Err(remaining.keys().map(|s| s.to_string()).collect());
         }
@@ -217,14 +290,26 @@ mod tests {
     use super::*;
 
     fn desired(app: &str, hash: &str) -> Desired {
-        Desired { app: app.into(), container_name: format!("archy-{app}"), spec_hash: hash.repeat(64 / hash.len()), enabled: true, owner: Owner::Archy }
+        Desired {
+            app: app.into(),
+            container_name: format!("archy-{app}"),
+            spec_hash: hash.repeat(64 / hash.len()),
+            enabled: true,
+            owner: Owner::Archy,
+        }
     }
 
     fn container(app: &str, name: &str, hash: &str, state: &str) -> Container {
-        let mut c = Container { id: format!("id-{name}"), names: vec![name.into()], state: state.into(), ..Default::default() };
+        let mut c = Container {
+            id: format!("id-{name}"),
+            names: vec![name.into()],
+            state: state.into(),
+            ..Default::default()
+        };
         c.labels.insert("io.archy.managed".into(), "true".into());
         c.labels.insert("io.archy.app".into(), app.into());
-        c.labels.insert("io.archy.spec-hash".into(), hash.repeat(64 / hash.len()));
+        c.labels
+            .insert("io.archy.spec-hash".into(), hash.repeat(64 / hash.len()));
         c
     }
 
@@ -238,15 +323,36 @@ mod tests {
 
     #[test]
     fn each_state_maps_to_its_action() {
-        let want = vec![desired("a", "a"), desired("b", "b"), desired("c", "c"), desired("d", "d"), desired("e", "e")];
+        let want = vec![
+            desired("a", "a"),
+            desired("b", "b"),
+            desired("c", "c"),
+            desired("d", "d"),
+            desired("e", "e"),
+        ];
         let have = vec![
             container("a", "archy-a", "a", "running"),
             container("b", "archy-b", "0", "running"),
             container("c", "archy-c", "c", "exited"),
             container("d", "archy-d", "d", "created"),
         ];
-        let p = plan(&want, &have, None, &known(&["a", "b", "c", "d", "e"]), Options::default());
-        assert_eq!(actions(&p), vec![("a", Action::Ok), ("b", Action::Recreate), ("c", Action::Start), ("d", Action::Start), ("e", Action::Create)]);
+        let p = plan(
+            &want,
+            &have,
+            None,
+            &known(&["a", "b", "c", "d", "e"]),
+            Options::default(),
+        );
+        assert_eq!(
+            actions(&p),
+            vec![
+                ("a", Action::Ok),
+                ("b", Action::Recreate),
+                ("c", Action::Start),
+                ("d", Action::Start),
+                ("e", Action::Create)
+            ]
+        );
         assert!(p.apps[1].reason.starts_with("spec changed"));
         assert!(p.orphans.is_empty());
     }
@@ -254,7 +360,10 @@ mod tests {
     #[test]
     fn renamed_container_is_recreated_and_duplicates_listed() {
         let want = vec![desired("a", "a")];
-        let have = vec![container("a", "renamed", "a", "running"), container("a", "archy-a", "a", "running")];
+        let have = vec![
+            container("a", "renamed", "a", "running"),
+            container("a", "archy-a", "a", "running"),
+        ];
         let p = plan(&want, &have, None, &known(&["a"]), Options::default());
         assert_eq!(p.apps[0].action, Action::Ok);
         assert_eq!(p.apps[0].duplicates, vec!["id-renamed".to_string()]);
@@ -266,19 +375,33 @@ mod tests {
     #[test]
     fn squatter_is_conflict_unless_adopting() {
         let want = vec![desired("a", "a")];
-        let squatter = Container { id: "old".into(), names: vec!["archy-a".into()], state: "running".into(), ..Default::default() };
+        let squatter = Container {
+            id: "old".into(),
+            names: vec!["archy-a".into()],
+            state: "running".into(),
+            ..Default::default()
+        };
         let all = vec![squatter];
         let p = plan(&want, &[], Some(&all), &known(&["a"]), Options::default());
         assert_eq!(p.apps[0].action, Action::Conflict);
         assert!(p.apps[0].reason.contains("--adopt"));
-        let p = plan(&want, &[], Some(&all), &known(&["a"]), Options { adopt: true });
+        let p = plan(
+            &want,
+            &[],
+            Some(&all),
+            &known(&["a"]),
+            Options { adopt: true },
+        );
         assert_eq!(p.apps[0].action, Action::Adopt);
         assert_eq!(p.apps[0].squatter.as_deref(), Some("old"));
     }
 
     #[test]
     fn orphans_are_managed_containers_without_manifest() {
-        let have = vec![container("gone", "archy-gone", "a", "running"), container("broken", "archy-broken", "a", "running")];
+        let have = vec![
+            container("gone", "archy-gone", "a", "running"),
+            container("broken", "archy-broken", "a", "running"),
+        ];
         let p = plan(&[], &have, None, &known(&["broken"]), Options::default());
         assert_eq!(p.orphans.len(), 1);
         assert_eq!(p.orphans[0].app, "gone");
@@ -291,8 +414,17 @@ mod tests {
         let mut sys = desired("b", "b");
         sys.owner = Owner::Systemd;
         let have = vec![container("a", "archy-a", "a", "running")];
-        let p = plan(&[off.clone(), sys], &have, None, &known(&["a", "b"]), Options::default());
-        assert_eq!(actions(&p), vec![("a", Action::Remove), ("b", Action::Delegated)]);
+        let p = plan(
+            &[off.clone(), sys],
+            &have,
+            None,
+            &known(&["a", "b"]),
+            Options::default(),
+        );
+        assert_eq!(
+            actions(&p),
+            vec![("a", Action::Remove), ("b", Action::Delegated)]
+        );
         let p = plan(&[off], &[], None, &known(&["a"]), Options::default());
         assert_eq!(p.apps[0].action, Action::Absent);
     }
@@ -304,8 +436,16 @@ mod tests {
             m.depends_on = deps.iter().map(|s| s.to_string()).collect();
             m
         };
-        let apps = vec![mk("ui", &["lnd"]), mk("lnd", &["btc"]), mk("btc", &[]), mk("erx", &["btc"])];
-        assert_eq!(dependency_layers(&apps).unwrap(), vec![vec!["btc"], vec!["erx", "lnd"], vec!["ui"]]);
+        let apps = vec![
+            mk("ui", &["lnd"]),
+            mk("lnd", &["btc"]),
+            mk("btc", &[]),
+            mk("erx", &["btc"]),
+        ];
+        assert_eq!(
+            dependency_layers(&apps).unwrap(),
+            vec![vec!["btc"], vec!["erx", "lnd"], vec!["ui"]]
+        );
         let cyc = vec![mk("x", &["y"]), mk("y", &["x"]), mk("z", &[])];
         assert_eq!(dependency_layers(&cyc).unwrap_err(), vec!["x", "y"]);
     }

@@ -107,7 +107,9 @@ pub struct Podman {
 
 impl Podman {
     pub fn new(program: impl Into<PathBuf>) -> Self {
-        Podman { program: program.into() }
+        Podman {
+            program: program.into(),
+        }
     }
 
     pub fn program(&self) -> &Path {
@@ -131,7 +133,11 @@ impl Podman {
 
     /// Every container podman knows, managed or not.
     pub fn list_all(&self) -> Result<Vec<Container>> {
-        let out = self.cmd().args(["ps", "-a", "--format", "json"]).run().context("failed to list containers")?;
+        let out = self
+            .cmd()
+            .args(["ps", "-a", "--format", "json"])
+            .run()
+            .context("failed to list containers")?;
         parse_ps(&out.stdout)
     }
 
@@ -142,12 +148,18 @@ impl Podman {
     }
 
     pub fn start(&self, container: &str) -> Result<()> {
-        self.cmd().args(["start", container]).run().with_context(|| format!("failed to start container {container}"))?;
+        self.cmd()
+            .args(["start", container])
+            .run()
+            .with_context(|| format!("failed to start container {container}"))?;
         Ok(())
     }
 
     pub fn unpause(&self, container: &str) -> Result<()> {
-        self.cmd().args(["unpause", container]).run().with_context(|| format!("failed to unpause container {container}"))?;
+        self.cmd()
+            .args(["unpause", container])
+            .run()
+            .with_context(|| format!("failed to unpause container {container}"))?;
         Ok(())
     }
 
@@ -162,39 +174,60 @@ impl Podman {
     }
 
     pub fn inspect_network(&self, name: &str) -> Result<Option<Network>> {
-        let out = self.cmd().args(["network", "inspect", "--format", "json", name]).run_unchecked()?;
+        let out = self
+            .cmd()
+            .args(["network", "inspect", "--format", "json", name])
+            .run_unchecked()?;
         if !out.success() {
             if out.stderr.contains("network not found") || out.stderr.contains("no such network") {
                 return Ok(None);
             }
-            return Err(failure(&self.cmd().args(["network", "inspect", name]), out)).with_context(|| format!("failed to inspect network {name}"));
+            return Err(failure(&self.cmd().args(["network", "inspect", name]), out))
+                .with_context(|| format!("failed to inspect network {name}"));
         }
-        let list: Vec<Network> = serde_json::from_str(&out.stdout).with_context(|| format!("failed to parse `podman network inspect {name}` output"))?;
+        let list: Vec<Network> = serde_json::from_str(&out.stdout)
+            .with_context(|| format!("failed to parse `podman network inspect {name}` output"))?;
         Ok(list.into_iter().next())
     }
 
     pub fn create_network(&self, name: &str, subnet: &str, gateway: &str) -> Result<()> {
-        let mut cmd = self.cmd().args(["network", "create", "--subnet", subnet, "--gateway", gateway]);
-        // A bridge named after the network is recognisable on the host (`ip link`).
-        if name.len() <= 15 {
-            cmd = cmd.args(["--interface-name", name]);
-        }
-        cmd.arg(name).run().with_context(|| format!("failed to create network {name} ({subnet})"))?;
+        self.cmd()
+            .args([
+                "network",
+                "create",
+                "--subnet",
+                subnet,
+                "--gateway",
+                gateway,
+                name,
+            ])
+            .run()
+            .with_context(|| format!("failed to create network {name} ({subnet})"))?;
         Ok(())
     }
 
     /// Remove a network; podman refuses while containers use it (no `-f`).
     pub fn remove_network(&self, name: &str) -> Result<()> {
-        self.cmd().args(["network", "rm", name]).run().with_context(|| format!("failed to remove network {name}"))?;
+        self.cmd()
+            .args(["network", "rm", name])
+            .run()
+            .with_context(|| format!("failed to remove network {name}"))?;
         Ok(())
     }
 
     pub fn image_exists(&self, reference: &str) -> Result<bool> {
-        let out = self.cmd().args(["image", "exists", reference]).run_unchecked()?;
+        let out = self
+            .cmd()
+            .args(["image", "exists", reference])
+            .run_unchecked()?;
         match out.code {
             0 => Ok(true),
             1 => Ok(false),
-            _ => Err(failure(&self.cmd().args(["image", "exists", reference]), out)).with_context(|| format!("failed to check for image {reference}")),
+            _ => Err(failure(
+                &self.cmd().args(["image", "exists", reference]),
+                out,
+            ))
+            .with_context(|| format!("failed to check for image {reference}")),
         }
     }
 
@@ -204,7 +237,10 @@ impl Podman {
     }
 
     pub fn tag(&self, source: &str, target: &str) -> Result<()> {
-        self.cmd().args(["tag", source, target]).run().with_context(|| format!("failed to tag {source} as {target}"))?;
+        self.cmd()
+            .args(["tag", source, target])
+            .run()
+            .with_context(|| format!("failed to tag {source} as {target}"))?;
         Ok(())
     }
 
@@ -219,18 +255,34 @@ impl Podman {
         if out.stdout.trim().is_empty() {
             return Ok(Vec::new());
         }
-        serde_json::from_str::<Option<Vec<Image>>>(&out.stdout).map(Option::unwrap_or_default).context("failed to parse `podman images --format json` output")
+        serde_json::from_str::<Option<Vec<Image>>>(&out.stdout)
+            .map(Option::unwrap_or_default)
+            .context("failed to parse `podman images --format json` output")
     }
 
     /// Remove an image by reference; never forced, so podman refuses one a container uses.
     pub fn remove_image(&self, reference: &str) -> Result<()> {
-        self.cmd().args(["rmi", reference]).run().with_context(|| format!("failed to remove image {reference}"))?;
+        self.cmd()
+            .args(["rmi", reference])
+            .run()
+            .with_context(|| format!("failed to remove image {reference}"))?;
         Ok(())
     }
 
     /// The build command for a context (the caller runs it, streaming or not).
-    pub fn build_cmd(&self, context: &Path, containerfile: &Path, tag: &str, labels: &[(String, String)], build_args: &[(String, String)]) -> Cmd {
-        let mut cmd = self.cmd().args(["build", "--layers", "-f"]).arg(containerfile).args(["-t", tag]);
+    pub fn build_cmd(
+        &self,
+        context: &Path,
+        containerfile: &Path,
+        tag: &str,
+        labels: &[(String, String)],
+        build_args: &[(String, String)],
+    ) -> Cmd {
+        let mut cmd = self
+            .cmd()
+            .args(["build", "--layers", "-f"])
+            .arg(containerfile)
+            .args(["-t", tag]);
         for (key, value) in labels {
             cmd = cmd.arg("--label").arg(format!("{key}={value}"));
         }
@@ -242,7 +294,11 @@ impl Podman {
 
     /// `podman version --format json` → client version like "4.3.1".
     pub fn version(&self) -> Result<String> {
-        let out = self.cmd().args(["version", "--format", "{{.Client.Version}}"]).run().context("failed to query podman's version")?;
+        let out = self
+            .cmd()
+            .args(["version", "--format", "{{.Client.Version}}"])
+            .run()
+            .context("failed to query podman's version")?;
         Ok(out.stdout.trim().to_string())
     }
 
@@ -254,7 +310,11 @@ impl Podman {
 
 /// Turn a non-zero `Output` into the same error `Cmd::run` gives.
 pub fn failure(cmd: &Cmd, out: Output) -> anyhow::Error {
-    anyhow::Error::new(crate::exec::CommandFailed { command_line: cmd.display(), code: out.code, stderr: crate::output::redact(&out.stderr) })
+    anyhow::Error::new(crate::exec::CommandFailed {
+        command_line: cmd.display(),
+        code: out.code,
+        stderr: crate::output::redact(&out.stderr),
+    })
 }
 
 #[cfg(test)]
@@ -274,7 +334,10 @@ mod tests {
         assert_eq!(a.app(), Some("demo-web"));
         assert!(a.is_managed());
         assert_eq!(a.spec_hash().map(str::len), Some(64));
-        assert_eq!(list[1].state, "created", "a run whose command failed leaves a created container");
+        assert_eq!(
+            list[1].state, "created",
+            "a run whose command failed leaves a created container"
+        );
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub struct RenderOutcome {
     pub app_errors: BTreeMap<String, String>,
 }
 
-pub fn render_apps(_ctx: &Ctx, _apps: &[&Manifest], _dry_run: bool, _check: bool) -> Result<RenderOutcome> {
+pub fn render_apps(
+    _ctx: &Ctx,
+    _apps: &[&Manifest],
+    _dry_run: bool,
+    _check: bool,
+) -> Result<RenderOutcome> {
     Ok(RenderOutcome::default())
 }

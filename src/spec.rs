@@ -58,8 +58,16 @@ impl ContainerSpec {
             name: m.container_name(),
             image: resolved.image,
             command: m.command.clone(),
-            env: m.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
-            env_files: m.env_files.iter().map(|p| p.display().to_string()).collect(),
+            env: m
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            env_files: m
+                .env_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             ports: m.ports.clone(),
             volumes: m.volumes.clone(),
             network,
@@ -83,8 +91,17 @@ impl ContainerSpec {
     /// Arguments after `podman run`: detached, labelled, never pulling (the image was resolved
     /// before), the image and command last.
     pub fn run_args(&self, spec_hash: &str) -> Vec<String> {
-        let mut args: Vec<String> = vec!["-d".into(), "--pull=never".into(), "--name".into(), self.name.clone()];
-        for (key, value) in [(LABEL_MANAGED, "true"), (LABEL_APP, self.app.as_str()), (LABEL_SPEC_HASH, spec_hash)] {
+        let mut args: Vec<String> = vec![
+            "-d".into(),
+            "--pull=never".into(),
+            "--name".into(),
+            self.name.clone(),
+        ];
+        for (key, value) in [
+            (LABEL_MANAGED, "true"),
+            (LABEL_APP, self.app.as_str()),
+            (LABEL_SPEC_HASH, spec_hash),
+        ] {
             args.push("--label".into());
             args.push(format!("{key}={value}"));
         }
@@ -135,13 +152,24 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The gateway of an IPv4 subnet in CIDR form: its first host address.
 pub fn gateway_of(subnet: &str) -> Result<String, String> {
-    let (addr, prefix) = subnet.split_once('/').ok_or_else(|| format!("`{subnet}` is not CIDR (a.b.c.d/N)"))?;
-    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| format!("`{subnet}`: `{addr}` is not an IPv4 address"))?;
-    let prefix: u32 = prefix.parse().ok().filter(|p| (8..=30).contains(p)).ok_or_else(|| format!("`{subnet}`: prefix must be 8..30"))?;
+    let (addr, prefix) = subnet
+        .split_once('/')
+        .ok_or_else(|| format!("`{subnet}` is not CIDR (a.b.c.d/N)"))?;
+    let addr: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("`{subnet}`: `{addr}` is not an IPv4 address"))?;
+    let prefix: u32 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (8..=30).contains(p))
+        .ok_or_else(|| format!("`{subnet}`: prefix must be 8..30"))?;
     let mask = u32::MAX << (32 - prefix);
     let network = u32::from(addr) & mask;
     if network != u32::from(addr) {
-        return Err(format!("`{subnet}`: host bits are set (network address is {}/{prefix})", std::net::Ipv4Addr::from(network)));
+        return Err(format!(
+            "`{subnet}`: host bits are set (network address is {}/{prefix})",
+            std::net::Ipv4Addr::from(network)
+        ));
     }
     Ok(std::net::Ipv4Addr::from(network + 1).to_string())
 }
@@ -153,7 +181,15 @@ mod tests {
 
     fn spec(yaml: &str) -> ContainerSpec {
         let m = parse(yaml).unwrap();
-        ContainerSpec::from_manifest(&m, Resolved { image: m.image.clone().unwrap_or_default(), default_network: "archy", gateway: "10.89.0.1", file_hashes: BTreeMap::new() })
+        ContainerSpec::from_manifest(
+            &m,
+            Resolved {
+                image: m.image.clone().unwrap_or_default(),
+                default_network: "archy",
+                gateway: "10.89.0.1",
+                file_hashes: BTreeMap::new(),
+            },
+        )
     }
 
     #[test]
@@ -161,13 +197,36 @@ mod tests {
         let s = spec("app: web\nimage: localhost/web:1\ncommand: [httpd, -f]\nenv: {B: 2, A: x y}\nports: [\"127.0.0.1:8081:80\"]\nvolumes: [\"data:/data\"]\nrestart: unless-stopped\nstop_timeout: 600\n");
         let args = s.run_args("abc");
         let expected: Vec<&str> = vec![
-            "-d", "--pull=never", "--name", "archy-web",
-            "--label", "io.archy.managed=true", "--label", "io.archy.app=web", "--label", "io.archy.spec-hash=abc",
-            "--network", "archy", "--add-host", "host.archipelago:10.89.0.1",
-            "--env", "A=x y", "--env", "B=2",
-            "--publish", "127.0.0.1:8081:80", "--volume", "data:/data",
-            "--restart", "unless-stopped", "--stop-timeout", "600",
-            "--", "localhost/web:1", "httpd", "-f",
+            "-d",
+            "--pull=never",
+            "--name",
+            "archy-web",
+            "--label",
+            "io.archy.managed=true",
+            "--label",
+            "io.archy.app=web",
+            "--label",
+            "io.archy.spec-hash=abc",
+            "--network",
+            "archy",
+            "--add-host",
+            "host.archipelago:10.89.0.1",
+            "--env",
+            "A=x y",
+            "--env",
+            "B=2",
+            "--publish",
+            "127.0.0.1:8081:80",
+            "--volume",
+            "data:/data",
+            "--restart",
+            "unless-stopped",
+            "--stop-timeout",
+            "600",
+            "--",
+            "localhost/web:1",
+            "httpd",
+            "-f",
         ];
         assert_eq!(args, expected);
     }
@@ -187,7 +246,9 @@ mod tests {
 
     #[test]
     fn host_network_gets_no_add_host() {
-        assert!(spec("app: a\nimage: i\nnetwork: host\n").add_hosts.is_empty());
+        assert!(spec("app: a\nimage: i\nnetwork: host\n")
+            .add_hosts
+            .is_empty());
     }
 
     #[test]

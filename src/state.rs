@@ -28,12 +28,16 @@ pub fn record(state_dir: &Path, concern: &str, mut value: serde_json::Value) {
         crate::fsutil::write_atomic(&dir.join(format!("{concern}.json")), text.as_bytes(), 0o644)
     })();
     if let Err(err) = result {
-        tracing::warn!("could not record {concern} status under {}: {err:#}", state_dir.display());
+        tracing::warn!(
+            "could not record {concern} status under {}: {err:#}",
+            state_dir.display()
+        );
     }
 }
 
 /// Read a concern's last record, if any.
 pub fn read(state_dir: &Path, concern: &str) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(status_dir(state_dir).join(format!("{concern}.json"))).ok()?;
+    let text =
+        std::fs::read_to_string(status_dir(state_dir).join(format!("{concern}.json"))).ok()?;
     serde_json::from_str(&text).ok()
 }

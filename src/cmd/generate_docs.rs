@@ -20,9 +20,15 @@ pub struct GenerateDocsArgs {
 
 pub fn run(args: &GenerateDocsArgs) -> Result<u8> {
     for (path, bytes) in render_all()? {
-        let target = if path.starts_with("man/") { args.man_dir.join(path.strip_prefix("man/").unwrap()) } else { args.completions_dir.join(path.strip_prefix("completions/").unwrap()) };
+        let target = if path.starts_with("man/") {
+            args.man_dir.join(path.strip_prefix("man/").unwrap())
+        } else {
+            args.completions_dir
+                .join(path.strip_prefix("completions/").unwrap())
+        };
         if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
         }
         crate::fsutil::write_atomic(&target, &bytes, 0o644)?;
         println!("wrote {}", target.display());
@@ -35,16 +41,26 @@ pub fn render_all() -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
     let cmd = Cli::command();
     let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).section("8").render(&mut page).context("failed to render man page archy.8")?;
+    clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .render(&mut page)
+        .context("failed to render man page archy.8")?;
     files.push(("man/archy.8".to_string(), page));
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("archy-{}", sub.get_name());
         let sub = sub.clone().name(name.clone()).display_name(name.clone());
         let mut page = Vec::new();
-        clap_mangen::Man::new(sub).section("8").render(&mut page).with_context(|| format!("failed to render man page {name}.8"))?;
+        clap_mangen::Man::new(sub)
+            .section("8")
+            .render(&mut page)
+            .with_context(|| format!("failed to render man page {name}.8"))?;
         files.push((format!("man/{name}.8"), page));
     }
-    for (shell, file) in [(clap_complete::Shell::Bash, "archy.bash"), (clap_complete::Shell::Zsh, "_archy"), (clap_complete::Shell::Fish, "archy.fish")] {
+    for (shell, file) in [
+        (clap_complete::Shell::Bash, "archy.bash"),
+        (clap_complete::Shell::Zsh, "_archy"),
+        (clap_complete::Shell::Fish, "archy.fish"),
+    ] {
         let mut out = Vec::new();
         clap_complete::generate(shell, &mut Cli::command(), "archy", &mut out);
         files.push((format!("completions/{file}"), out));

@@ -27,7 +27,10 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(global: &'a GlobalArgs) -> Self {
-        Ctx { global, podman: Podman::new(&global.podman) }
+        Ctx {
+            global,
+            podman: Podman::new(&global.podman),
+        }
     }
 
     /// `<run-dir>/<name>.lock`, waiting up to `--lock-wait`.
@@ -41,20 +44,28 @@ impl<'a> Ctx<'a> {
 
     /// Load every manifest; a missing manifests directory is invalid input.
     pub fn load_manifests(&self) -> Result<Loaded> {
-        let policy = Policy { allowed_volume_roots: volume_roots_from_env() };
-        manifest::load_dir(&self.global.manifests, &policy).map_err(|e| crate::exit::invalid(format!("{e:#}")))
+        let policy = Policy {
+            allowed_volume_roots: volume_roots_from_env(),
+        };
+        manifest::load_dir(&self.global.manifests, &policy)
+            .map_err(|e| crate::exit::invalid(format!("{e:#}")))
     }
 
     /// The gateway of archy's network subnet (validated: a bad `--subnet` is invalid input).
     pub fn gateway(&self) -> Result<String> {
-        crate::spec::gateway_of(&self.global.subnet).map_err(|e| crate::exit::invalid(format!("--subnet: {e}")))
+        crate::spec::gateway_of(&self.global.subnet)
+            .map_err(|e| crate::exit::invalid(format!("--subnet: {e}")))
     }
 }
 
 /// `ARCHY_ALLOWED_VOLUME_ROOTS=/var/lib/archy:/srv` limits bind-mount sources (unset: no limit).
 fn volume_roots_from_env() -> Vec<PathBuf> {
     std::env::var_os("ARCHY_ALLOWED_VOLUME_ROOTS")
-        .map(|v| std::env::split_paths(&v).filter(|p| p.is_absolute()).collect())
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| p.is_absolute())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

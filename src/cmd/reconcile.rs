@@ -39,7 +39,12 @@ pub struct ReconcileArgs {
     #[arg(long, env = "ARCHY_JOBS", default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
     /// Registry mirror tried before an image's own registry (repeatable).
-    #[arg(long = "mirror", env = "ARCHY_MIRRORS", value_delimiter = ',', value_name = "HOST[/PATH]")]
+    #[arg(
+        long = "mirror",
+        env = "ARCHY_MIRRORS",
+        value_delimiter = ',',
+        value_name = "HOST[/PATH]"
+    )]
     pub mirrors: Vec<String>,
 }
 
@@ -101,17 +106,42 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
 /// Everything `reconcile` decided and did.
 pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
     let loaded = ctx.load_manifests()?;
-    for unknown in args.apps.iter().filter(|a| loaded.get(a).is_none() && !loaded.errors.iter().any(|e| e.app.as_deref() == Some(a.as_str()))) {
-        return Err(crate::exit::invalid(format!("no manifest in {} defines app `{unknown}`", ctx.global.manifests.display())));
+    for unknown in args.apps.iter().filter(|a| {
+        loaded.get(a).is_none()
+            && !loaded
+                .errors
+                .iter()
+                .any(|e| e.app.as_deref() == Some(a.as_str()))
+    }) {
+        return Err(crate::exit::invalid(format!(
+            "no manifest in {} defines app `{unknown}`",
+            ctx.global.manifests.display()
+        )));
     }
     let gateway = ctx.gateway()?;
     // A targeted run shares the run lock with other targeted runs (per-app locks keep them
     // apart); a full run is exclusive. Both wait for heal-podman to finish.
-    let run_mode = if args.apps.is_empty() { Mode::Exclusive } else { Mode::Shared };
-    let _run_lock = if args.dry_run { None } else { Some(ctx.lock("reconcile", run_mode)?) };
-    let _heal_lock = if args.dry_run { None } else { Some(ctx.lock("heal-podman", Mode::Shared)?) };
+    let run_mode = if args.apps.is_empty() {
+        Mode::Exclusive
+    } else {
+        Mode::Shared
+    };
+    let _run_lock = if args.dry_run {
+        None
+    } else {
+        Some(ctx.lock("reconcile", run_mode)?)
+    };
+    let _heal_lock = if args.dry_run {
+        None
+    } else {
+        Some(ctx.lock("heal-podman", Mode::Shared)?)
+    };
 
-    let selected: Vec<&Manifest> = loaded.apps.iter().filter(|m| args.apps.is_empty() || args.apps.contains(&m.app)).collect();
+    let selected: Vec<&Manifest> = loaded
+        .apps
+        .iter()
+        .filter(|m| args.apps.is_empty() || args.apps.contains(&m.app))
+        .collect();
     let mut manifest_errors = loaded.errors.clone();
     for error in &manifest_errors {
         tracing::error!("{error}");
@@ -130,24 +160,51 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
             }
             Err(err) => {
                 failed.insert(m.app.clone());
-                results.push(AppResult { app: m.app.clone(), container: m.container_name(), action: Action::Create, reason: "could not resolve the desired container".into(), result: "failed", error: Some(crate::output::redact(&format!("{err:#}"))) });
+                results.push(AppResult {
+                    app: m.app.clone(),
+                    container: m.container_name(),
+                    action: Action::Create,
+                    reason: "could not resolve the desired container".into(),
+                    result: "failed",
+                    error: Some(crate::output::redact(&format!("{err:#}"))),
+                });
             }
         }
     }
     for (app, error) in &render.app_errors {
         failed.insert(app.clone());
         results.retain(|r| &r.app != app);
-        let m = loaded.get(app).expect("rendered apps come from the manifests");
-        results.push(AppResult { app: app.clone(), container: m.container_name(), action: Action::Create, reason: "a config file could not be rendered".into(), result: "failed", error: Some(error.clone()) });
+        let m = loaded
+            .get(app)
+            .expect("rendered apps come from the manifests");
+        results.push(AppResult {
+            app: app.clone(),
+            container: m.container_name(),
+            action: Action::Create,
+            reason: "a config file could not be rendered".into(),
+            result: "failed",
+            error: Some(error.clone()),
+        });
     }
 
     let desired: Vec<Desired> = selected
         .iter()
         .filter(|m| !failed.contains(&m.app))
-        .map(|m| Desired { app: m.app.clone(), container_name: m.container_name(), spec_hash: specs[&m.app].1.clone(), enabled: m.enabled, owner: m.owner })
+        .map(|m| Desired {
+            app: m.app.clone(),
+            container_name: m.container_name(),
+            spec_hash: specs[&m.app].1.clone(),
+            enabled: m.enabled,
+            owner: m.owner,
+        })
         .collect();
     let managed = ctx.podman.list_managed()?;
-    let known_apps: BTreeSet<String> = loaded.apps.iter().map(|m| m.app.clone()).chain(loaded.errors.iter().filter_map(|e| e.app.clone())).collect();
+    let known_apps: BTreeSet<String> = loaded
+        .apps
+        .iter()
+        .map(|m| m.app.clone())
+        .chain(loaded.errors.iter().filter_map(|e| e.app.clone()))
+        .collect();
     let options = plan::Options { adopt: args.adopt };
     let mut the_plan = plan::plan(&desired, &managed, None, &known_apps, options);
     if the_plan.apps.iter().any(|a| a.action == Action::Create) {
@@ -164,14 +221,30 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
                 container: app_plan.container_name.clone(),
                 action: app_plan.action,
                 reason: app_plan.reason.clone(),
-                result: if app_plan.action.changes() || !app_plan.duplicates.is_empty() { "planned" } else { "ok" },
+                result: if app_plan.action.changes() || !app_plan.duplicates.is_empty() {
+                    "planned"
+                } else {
+                    "ok"
+                },
                 error: None,
             });
         }
     } else {
-        let layers = plan::dependency_layers(&loaded.apps).expect("cycles were rejected at load time");
-        let executor = Executor { ctx, specs: &specs, mirrors: &args.mirrors, network_ready: Mutex::new(None) };
-        results.extend(executor.run_layers(&the_plan, &layers, &loaded, args.jobs as usize, &mut failed));
+        let layers =
+            plan::dependency_layers(&loaded.apps).expect("cycles were rejected at load time");
+        let executor = Executor {
+            ctx,
+            specs: &specs,
+            mirrors: &args.mirrors,
+            network_ready: Mutex::new(None),
+        };
+        results.extend(executor.run_layers(
+            &the_plan,
+            &layers,
+            &loaded,
+            args.jobs as usize,
+            &mut failed,
+        ));
     }
     results.sort_by_key(|r| selected.iter().position(|m| m.app == r.app));
 
@@ -179,7 +252,9 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
     if !args.apps.is_empty() {
         manifest_errors.retain(|e| e.app.as_ref().is_some_and(|a| args.apps.contains(a)));
     }
-    let any_failed = results.iter().any(|r| r.result == "failed") || orphans.iter().any(|o| o.result == "failed") || render.files.iter().any(|f| f.status == "failed");
+    let any_failed = results.iter().any(|r| r.result == "failed")
+        || orphans.iter().any(|o| o.result == "failed")
+        || render.files.iter().any(|f| f.status == "failed");
     let exit_code = if !manifest_errors.is_empty() {
         crate::exit::INVALID_INPUT
     } else if any_failed {
@@ -187,11 +262,24 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
     } else {
         crate::exit::SUCCESS
     };
-    Ok(Report { ok: exit_code == 0, exit_code, dry_run: args.dry_run, apps: results, orphans, manifest_errors, config_files: render.files })
+    Ok(Report {
+        ok: exit_code == 0,
+        exit_code,
+        dry_run: args.dry_run,
+        apps: results,
+        orphans,
+        manifest_errors,
+        config_files: render.files,
+    })
 }
 
 /// The container an app should have: image resolved, consumed files hashed.
-fn desired_spec(ctx: &Ctx, m: &Manifest, gateway: &str, rendered: &BTreeMap<String, String>) -> Result<(ContainerSpec, images::Resolved)> {
+fn desired_spec(
+    ctx: &Ctx,
+    m: &Manifest,
+    gateway: &str,
+    rendered: &BTreeMap<String, String>,
+) -> Result<(ContainerSpec, images::Resolved)> {
     let resolved = images::resolve(m)?;
     let mut file_hashes = BTreeMap::new();
     for config in &m.configs {
@@ -204,34 +292,65 @@ fn desired_spec(ctx: &Ctx, m: &Manifest, gateway: &str, rendered: &BTreeMap<Stri
         let key = file.display().to_string();
         let hash = match rendered.get(&key) {
             Some(hash) => hash.clone(),
-            None => crate::spec::sha256_hex(&std::fs::read(file).with_context(|| format!("failed to read env file {key} of app {}", m.app))?),
+            None => crate::spec::sha256_hex(
+                &std::fs::read(file)
+                    .with_context(|| format!("failed to read env file {key} of app {}", m.app))?,
+            ),
         };
         file_hashes.insert(key, hash);
     }
-    let spec = ContainerSpec::from_manifest(m, Resolved { image: resolved.reference.clone(), default_network: &ctx.global.network, gateway, file_hashes });
+    let spec = ContainerSpec::from_manifest(
+        m,
+        Resolved {
+            image: resolved.reference.clone(),
+            default_network: &ctx.global.network,
+            gateway,
+            file_hashes,
+        },
+    );
     Ok((spec, resolved))
 }
 
-fn handle_orphans(ctx: &Ctx, plan: &Plan, args: &ReconcileArgs, manifests_invalid: bool) -> Vec<OrphanResult> {
+fn handle_orphans(
+    ctx: &Ctx,
+    plan: &Plan,
+    args: &ReconcileArgs,
+    manifests_invalid: bool,
+) -> Vec<OrphanResult> {
     if !args.apps.is_empty() {
         return Vec::new();
     }
     plan.orphans
         .iter()
         .map(|orphan| {
-            let mut result = OrphanResult { app: orphan.app.clone(), container: orphan.container_name.clone(), result: "reported", detail: None };
+            let mut result = OrphanResult {
+                app: orphan.app.clone(),
+                container: orphan.container_name.clone(),
+                result: "reported",
+                detail: None,
+            };
             if !args.prune {
-                tracing::warn!("orphan: container {} (app {}) has no manifest; --prune removes it", orphan.container_name, orphan.app);
+                tracing::warn!(
+                    "orphan: container {} (app {}) has no manifest; --prune removes it",
+                    orphan.container_name,
+                    orphan.app
+                );
                 result.detail = Some("no manifest; --prune removes it".into());
             } else if manifests_invalid {
                 result.result = "kept";
-                result.detail = Some("not pruned: some manifests are invalid, and one of them may describe this app".into());
+                result.detail = Some(
+                    "not pruned: some manifests are invalid, and one of them may describe this app"
+                        .into(),
+                );
             } else if args.dry_run {
                 result.detail = Some("would be removed (--prune)".into());
             } else {
                 match ctx.podman.remove(&orphan.id, 10) {
                     Ok(()) => {
-                        tracing::info!("removed orphan container {} (volumes kept)", orphan.container_name);
+                        tracing::info!(
+                            "removed orphan container {} (volumes kept)",
+                            orphan.container_name
+                        );
                         result.result = "removed";
                     }
                     Err(err) => {
@@ -254,17 +373,34 @@ struct Executor<'a> {
 }
 
 impl Executor<'_> {
-    fn run_layers(&self, plan: &Plan, layers: &[Vec<String>], loaded: &Loaded, jobs: usize, failed: &mut BTreeSet<String>) -> Vec<AppResult> {
+    fn run_layers(
+        &self,
+        plan: &Plan,
+        layers: &[Vec<String>],
+        loaded: &Loaded,
+        jobs: usize,
+        failed: &mut BTreeSet<String>,
+    ) -> Vec<AppResult> {
         let mut results = Vec::new();
-        let by_app: BTreeMap<&str, &AppPlan> = plan.apps.iter().map(|a| (a.app.as_str(), a)).collect();
+        let by_app: BTreeMap<&str, &AppPlan> =
+            plan.apps.iter().map(|a| (a.app.as_str(), a)).collect();
         for layer in layers {
             let mut work = Vec::new();
             for app in layer {
-                let Some(app_plan) = by_app.get(app.as_str()) else { continue };
+                let Some(app_plan) = by_app.get(app.as_str()) else {
+                    continue;
+                };
                 let m = loaded.get(app).expect("planned apps have manifests");
                 if let Some(dep) = m.depends_on.iter().find(|d| failed.contains(*d)) {
                     failed.insert(app.clone());
-                    results.push(AppResult { app: app.clone(), container: app_plan.container_name.clone(), action: app_plan.action, reason: app_plan.reason.clone(), result: "skipped", error: Some(format!("dependency `{dep}` failed to converge")) });
+                    results.push(AppResult {
+                        app: app.clone(),
+                        container: app_plan.container_name.clone(),
+                        action: app_plan.action,
+                        reason: app_plan.reason.clone(),
+                        result: "skipped",
+                        error: Some(format!("dependency `{dep}` failed to converge")),
+                    });
                     continue;
                 }
                 work.push(*app_plan);
@@ -282,7 +418,9 @@ impl Executor<'_> {
 
     fn run_parallel(&self, work: &[&AppPlan], jobs: usize) -> Vec<AppResult> {
         // Only apps that change anything need a worker; the rest report at once.
-        let (busy, idle): (Vec<&AppPlan>, Vec<&AppPlan>) = work.iter().partition(|p| p.action.changes() || !p.duplicates.is_empty() || p.action == Action::Conflict);
+        let (busy, idle): (Vec<&AppPlan>, Vec<&AppPlan>) = work.iter().partition(|p| {
+            p.action.changes() || !p.duplicates.is_empty() || p.action == Action::Conflict
+        });
         let mut results: Vec<AppResult> = idle.iter().map(|p| self.result(p, "ok", None)).collect();
         if busy.is_empty() {
             return results;
@@ -293,9 +431,14 @@ impl Executor<'_> {
             for _ in 0..jobs.min(busy.len()) {
                 scope.spawn(|| loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(app_plan) = busy.get(index) else { break };
+                    let Some(app_plan) = busy.get(index) else {
+                        break;
+                    };
                     let result = self.converge_app(app_plan);
-                    collected.lock().unwrap_or_else(|p| p.into_inner()).push(result);
+                    collected
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(result);
                 });
             }
         });
@@ -304,11 +447,21 @@ impl Executor<'_> {
     }
 
     fn result(&self, p: &AppPlan, result: &'static str, error: Option<String>) -> AppResult {
-        AppResult { app: p.app.clone(), container: p.container_name.clone(), action: p.action, reason: p.reason.clone(), result, error }
+        AppResult {
+            app: p.app.clone(),
+            container: p.container_name.clone(),
+            action: p.action,
+            reason: p.reason.clone(),
+            result,
+            error,
+        }
     }
 
     fn converge_app(&self, p: &AppPlan) -> AppResult {
-        let outcome = self.ctx.lock(&format!("locks/{}", p.app), Mode::Exclusive).and_then(|_app_lock| self.act(p));
+        let outcome = self
+            .ctx
+            .lock(&format!("locks/{}", p.app), Mode::Exclusive)
+            .and_then(|_app_lock| self.act(p));
         match outcome {
             Ok(changed) => {
                 if changed {
@@ -331,7 +484,12 @@ impl Executor<'_> {
         let stop_timeout = spec.stop_timeout.unwrap_or(10);
         let mut changed = false;
         for duplicate in &p.duplicates {
-            podman.remove(duplicate, stop_timeout).with_context(|| format!("failed to remove duplicate container {duplicate} of {}", p.app))?;
+            podman.remove(duplicate, stop_timeout).with_context(|| {
+                format!(
+                    "failed to remove duplicate container {duplicate} of {}",
+                    p.app
+                )
+            })?;
             changed = true;
         }
         match p.action {
@@ -351,7 +509,10 @@ impl Executor<'_> {
                 Ok(true)
             }
             Action::Remove => {
-                podman.remove(p.existing.as_deref().unwrap_or(&p.container_name), stop_timeout)?;
+                podman.remove(
+                    p.existing.as_deref().unwrap_or(&p.container_name),
+                    stop_timeout,
+                )?;
                 Ok(true)
             }
             Action::Create => {
@@ -370,17 +531,34 @@ impl Executor<'_> {
     }
 
     /// Make the image and network present, remove `replacing` (volumes kept), run the container.
-    fn create(&self, p: &AppPlan, spec: &ContainerSpec, hash: &str, resolved: &images::Resolved, replacing: Option<&str>, stop_timeout: u32) -> Result<()> {
+    fn create(
+        &self,
+        p: &AppPlan,
+        spec: &ContainerSpec,
+        hash: &str,
+        resolved: &images::Resolved,
+        replacing: Option<&str>,
+        stop_timeout: u32,
+    ) -> Result<()> {
         let podman = &self.ctx.podman;
-        let options = EnsureOptions { force: false, mirrors: self.mirrors.to_vec(), progress: false };
-        images::ensure(podman, &p.app, resolved, &options).with_context(|| format!("failed to make image {} available", resolved.reference))?;
+        let options = EnsureOptions {
+            force: false,
+            mirrors: self.mirrors.to_vec(),
+            progress: false,
+        };
+        images::ensure(podman, &p.app, resolved, &options)
+            .with_context(|| format!("failed to make image {} available", resolved.reference))?;
         if spec.network == self.ctx.global.network {
             self.ensure_network()?;
         }
         if let Some(old) = replacing {
-            podman.remove(old, stop_timeout).with_context(|| format!("failed to remove the old container of {}", p.app))?;
+            podman
+                .remove(old, stop_timeout)
+                .with_context(|| format!("failed to remove the old container of {}", p.app))?;
         }
-        podman.run_detached(&spec.run_args(hash)).with_context(|| format!("failed to create container {}", spec.name))?;
+        podman
+            .run_detached(&spec.run_args(hash))
+            .with_context(|| format!("failed to create container {}", spec.name))?;
         Ok(())
     }
 
@@ -402,8 +580,16 @@ pub fn ensure_network(ctx: &Ctx) -> Result<()> {
         Some(network) if network.subnets.iter().any(|s| &s.subnet == subnet) => Ok(()),
         Some(network) => {
             let found: Vec<&str> = network.subnets.iter().map(|s| s.subnet.as_str()).collect();
-            tracing::warn!("network {name} has subnet {} instead of {subnet}; recreating it", found.join(","));
-            ctx.podman.remove_network(name).with_context(|| format!("network {name} has the wrong subnet ({}) and could not be removed", found.join(",")))?;
+            tracing::warn!(
+                "network {name} has subnet {} instead of {subnet}; recreating it",
+                found.join(",")
+            );
+            ctx.podman.remove_network(name).with_context(|| {
+                format!(
+                    "network {name} has the wrong subnet ({}) and could not be removed",
+                    found.join(",")
+                )
+            })?;
             ctx.podman.create_network(name, subnet, &gateway)
         }
         None => {
@@ -415,11 +601,21 @@ pub fn ensure_network(ctx: &Ctx) -> Result<()> {
 
 fn print_report(report: &Report, format: OutputFormat) {
     match format {
-        OutputFormat::Json => crate::output::print_json(&serde_json::to_value(report).expect("report serialises")),
+        OutputFormat::Json => {
+            crate::output::print_json(&serde_json::to_value(report).expect("report serialises"))
+        }
         OutputFormat::Text => {
             for file in &report.config_files {
                 if file.status != "unchanged" {
-                    println!("config {}: {}{}", file.path, file.status, file.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default());
+                    println!(
+                        "config {}: {}{}",
+                        file.path,
+                        file.status,
+                        file.error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    );
                 }
             }
             for r in &report.apps {
@@ -431,18 +627,35 @@ fn print_report(report: &Report, format: OutputFormat) {
                 };
                 let mut line = format!("{:<20} {:<14} {}", r.app, verb, r.reason);
                 if let Some(error) = &r.error {
-                    line.push_str(&format!("\n{:<20} error: {}", "", error.replace('\n', "\n                     ")));
+                    line.push_str(&format!(
+                        "\n{:<20} error: {}",
+                        "",
+                        error.replace('\n', "\n                     ")
+                    ));
                 }
                 println!("{}", crate::output::redact(&line));
             }
             for o in &report.orphans {
-                println!("{:<20} orphan {:<7} container {}{}", o.app, o.result, o.container, o.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default());
+                println!(
+                    "{:<20} orphan {:<7} container {}{}",
+                    o.app,
+                    o.result,
+                    o.container,
+                    o.detail
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                );
             }
             for e in &report.manifest_errors {
                 println!("{}", crate::output::redact(&e.to_string()));
             }
             let count = |result: &str| report.apps.iter().filter(|a| a.result == result).count();
-            let prefix = if report.dry_run { "reconcile (dry run)" } else { "reconcile" };
+            let prefix = if report.dry_run {
+                "reconcile (dry run)"
+            } else {
+                "reconcile"
+            };
             println!(
                 "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} orphans, {} invalid manifests",
                 report.apps.len(),

@@ -1,0 +1,305 @@
+//! Test harness: a real podman in an isolated root per test (own graphroot, runroot, tmp_dir,
+//! static_dir, volume_path, network config dir), the archy binary, and a counting podman wrapper.
+//! Everything a test creates is removed when the `TestRoot` drops, also when the test panics.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The local test image: FROM scratch + static busybox, built into each root.
+pub const TEST_IMAGE: &str = "localhost/archy-test-busybox:latest";
+
+/// One network config dir for all test roots: podman picks bridge names (podmanN) and serialises
+/// `network create` through it, so parallel tests never pick the same bridge. Each root still
+/// has its own network name and subnet.
+pub const NETWORK_DIR: &str = "/tmp/archy-test-networks";
+
+pub struct TestRoot {
+    pub dir: PathBuf,
+    pub network: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub manifests: PathBuf,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// Run output as text, for assertions.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(o: Output) -> Self {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Skip-free guard: these tests need podman; fail loudly if it is missing.
+pub fn require_podman() {
+    let ok = Command::new("podman")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "podman is required for integration tests (.ci/run installs it)"
+    );
+}
+
+impl TestRoot {
+    /// A fresh isolated podman root with the test image built in it.
+    pub fn new() -> Self {
+        let root = Self::empty();
+        root.build_test_image();
+        root
+    }
+
+    /// A fresh isolated podman root without any image.
+    pub fn empty() -> Self {
+        require_podman();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id() as usize;
+        let dir = PathBuf::from(format!("/tmp/archy-test-{pid}-{n}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Unique per process and root, so parallel tests never share a network or subnet.
+        let slot = (pid * 8 + n) % (200 * 256);
+        let subnet = format!("10.{}.{}.0/24", 20 + slot / 256, slot % 256);
+        let gateway = format!("10.{}.{}.1", 20 + slot / 256, slot % 256);
+        let network = format!("at{}x{}", pid % 1_000_000, n);
+        let d = dir.display();
+        std::fs::write(dir.join("storage.conf"), format!("[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{d}/run\"\n")).unwrap();
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ntmp_dir = \"{d}/tmp\"\nstatic_dir = \"{d}/static\"\nvolume_path = \"{d}/volumes\"\n[network]\nnetwork_config_dir = \"{NETWORK_DIR}\"\n"
+            ),
+        )
+        .unwrap();
+        let manifests = dir.join("manifests");
+        let state_dir = dir.join("state");
+        let run_dir = dir.join("runlocks");
+        std::fs::create_dir_all(&manifests).unwrap();
+        // The counting wrapper: one line per podman invocation.
+        let wrapper = dir.join("podman-counting");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{d}/podman-calls.log'\nexec podman \"$@\"\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = vec![
+            (
+                "CONTAINERS_CONF".to_string(),
+                format!("{d}/containers.conf"),
+            ),
+            (
+                "CONTAINERS_STORAGE_CONF".to_string(),
+                format!("{d}/storage.conf"),
+            ),
+            (
+                "ARCHY_MANIFESTS".to_string(),
+                manifests.display().to_string(),
+            ),
+            (
+                "ARCHY_STATE_DIR".to_string(),
+                state_dir.display().to_string(),
+            ),
+            ("ARCHY_RUN_DIR".to_string(), run_dir.display().to_string()),
+            ("ARCHY_PODMAN".to_string(), wrapper.display().to_string()),
+            ("ARCHY_NETWORK".to_string(), network.clone()),
+            ("ARCHY_SUBNET".to_string(), subnet.clone()),
+        ];
+        TestRoot {
+            dir,
+            network,
+            subnet,
+            gateway,
+            manifests,
+            state_dir,
+            run_dir,
+            env,
+        }
+    }
+
+    /// Environment for commands in this root (podman config + archy's globals).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    pub fn podman_cmd(&self) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
+    /// Run podman in this root (not counted).
+    pub fn podman(&self, args: &[&str]) -> Out {
+        Out::from(self.podman_cmd().args(args).output().expect("run podman"))
+    }
+
+    /// Run podman and assert success; returns stdout trimmed.
+    pub fn podman_ok(&self, args: &[&str]) -> String {
+        let out = self.podman(args);
+        assert_eq!(out.code, 0, "podman {args:?} failed: {out:?}");
+        out.stdout.trim().to_string()
+    }
+
+    pub fn archy_cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_archy"));
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.env_remove("ARCHY_LOG");
+        cmd
+    }
+
+    /// Run archy with these arguments in this root.
+    pub fn archy(&self, args: &[&str]) -> Out {
+        Out::from(self.archy_cmd().args(args).output().expect("run archy"))
+    }
+
+    /// Podman invocations made through archy's counting wrapper since the last call.
+    pub fn take_podman_calls(&self) -> Vec<String> {
+        let log = self.dir.join("podman-calls.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        text.lines().map(String::from).collect()
+    }
+
+    /// Build the busybox test image (tag TEST_IMAGE) from a context with a static busybox.
+    pub fn build_test_image(&self) {
+        let ctx = self.test_context("image-ctx");
+        self.podman_ok(&["build", "-q", "-t", TEST_IMAGE, ctx.to_str().unwrap()]);
+    }
+
+    /// A build context: bin/busybox (+ applet links) and a Containerfile running sleep.
+    pub fn test_context(&self, name: &str) -> PathBuf {
+        let ctx = self.dir.join(name);
+        make_busybox_context(&ctx);
+        ctx
+    }
+
+    /// Write a manifest file `<app>.yaml`.
+    pub fn manifest(&self, app: &str, yaml: &str) -> PathBuf {
+        let path = self.manifests.join(format!("{app}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    /// A minimal running app on the test image (sleeps; stops fast).
+    pub fn simple_manifest(&self, app: &str, extra: &str) -> PathBuf {
+        self.manifest(app, &format!("app: {app}\nimage: {TEST_IMAGE}\npull: never\nstop_timeout: 1\ncommand: [\"/bin/sleep\", \"3600\"]\n{extra}"))
+    }
+
+    /// Containers in this root as (name, id, state, labels) from `podman ps -a`.
+    pub fn containers(&self) -> Vec<serde_json::Value> {
+        let out = self.podman_ok(&["ps", "-a", "--format", "json"]);
+        serde_json::from_str::<Option<Vec<serde_json::Value>>>(&out)
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    pub fn container(&self, name: &str) -> Option<serde_json::Value> {
+        self.containers()
+            .into_iter()
+            .find(|c| c["Names"][0] == name)
+    }
+
+    pub fn container_id(&self, name: &str) -> String {
+        self.container(name)
+            .unwrap_or_else(|| panic!("no container {name}"))["Id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn state(&self, name: &str) -> String {
+        self.container(name)
+            .map(|c| c["State"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| "missing".into())
+    }
+
+    pub fn image_id(&self, reference: &str) -> Option<String> {
+        let out = self.podman(&["image", "inspect", "--format", "{{.Id}}", reference]);
+        (out.code == 0).then(|| out.stdout.trim().to_string())
+    }
+}
+
+/// Write a busybox `FROM scratch` context at `ctx`.
+pub fn make_busybox_context(ctx: &Path) {
+    let bin = ctx.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is required (.ci/run installs it)");
+    std::fs::copy(busybox, bin.join("busybox")).unwrap();
+    for applet in [
+        "sh", "sleep", "cat", "echo", "httpd", "ls", "true", "wget", "env",
+    ] {
+        let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+    }
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY bin /bin\nCMD [\"/bin/sleep\", \"3600\"]\n",
+    )
+    .unwrap();
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        // Remove containers fast (busybox ignores SIGTERM), this root's network, then the storage.
+        // Not `system reset`: it would delete every test's networks from the shared config dir.
+        let _ = self
+            .podman_cmd()
+            .args(["rm", "-a", "-f", "-t", "0"])
+            .output();
+        let _ = self
+            .podman_cmd()
+            .args(["network", "rm", "-f", &self.network])
+            .output();
+        let _ = self
+            .podman_cmd()
+            .args(["volume", "rm", "-a", "-f"])
+            .output();
+        let _ = self.podman_cmd().args(["rmi", "-a", "-f"]).output();
+        if std::env::var_os("ARCHY_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
