@@ -42,3 +42,271 @@ fn from_empty_apps_come_up_and_a_second_run_does_nothing() {
     assert_eq!(ids, ids_after, "no container was recreated");
     assert!(out.stdout.contains("3 ok"), "{out:?}");
 }
+
+#[test]
+fn changing_one_apps_env_recreates_only_that_app() {
+    let root = TestRoot::new();
+    root.simple_manifest("one", "env: {MODE: a}\n");
+    root.simple_manifest("two", "env: {MODE: a}\n");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    let (one, two) = (
+        root.container_id("archy-one"),
+        root.container_id("archy-two"),
+    );
+    root.simple_manifest("two", "env: {MODE: b}\n");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("recreated"), "{out:?}");
+    assert_eq!(
+        root.container_id("archy-one"),
+        one,
+        "untouched app keeps its container"
+    );
+    assert_ne!(
+        root.container_id("archy-two"),
+        two,
+        "changed app was recreated"
+    );
+    let env = root.podman_ok(&[
+        "inspect",
+        "--format",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        "archy-two",
+    ]);
+    assert!(env.lines().any(|l| l == "MODE=b"), "{env}");
+}
+
+#[test]
+fn stop_kill_and_rm_are_each_repaired() {
+    let root = TestRoot::new();
+    root.simple_manifest("svc", "");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    for (fault, args) in [
+        ("stop", vec!["stop", "-t", "0", "archy-svc"]),
+        ("kill", vec!["kill", "archy-svc"]),
+        ("rm", vec!["rm", "-f", "-t", "0", "archy-svc"]),
+    ] {
+        root.podman_ok(&args);
+        assert_ne!(
+            root.state("archy-svc"),
+            "running",
+            "fault {fault} took effect"
+        );
+        let out = root.archy(&["reconcile"]);
+        assert_eq!(out.code, 0, "after {fault}: {out:?}");
+        assert_eq!(root.state("archy-svc"), "running", "after {fault}: {out:?}");
+    }
+}
+
+#[test]
+fn broken_manifest_is_reported_and_good_apps_still_converge() {
+    let root = TestRoot::new();
+    root.simple_manifest("good", "");
+    root.manifest("bad", "app: bad\nimage: x\nportz: [80]\n");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.all().contains("bad.yaml"), "{out:?}");
+    assert!(out.all().contains("unknown field `portz`"), "{out:?}");
+    assert!(out.all().contains("line 3"), "{out:?}");
+    assert_eq!(root.state("archy-good"), "running");
+    let json = root.archy(&["reconcile", "--output", "json"]).json();
+    assert_eq!(json["exit_code"], 2);
+    assert!(json["manifest_errors"][0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("bad.yaml"));
+}
+
+#[test]
+fn unmanaged_container_holding_the_name_is_left_alone_unless_adopting() {
+    let root = TestRoot::new();
+    // The old bash scripts' container: same name, no archy labels, data in a named volume.
+    root.podman_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "archy-legacy",
+        "-v",
+        "legacy-data:/data",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "echo precious > /data/file; sleep 3600",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let old_id = root.container_id("archy-legacy");
+    root.simple_manifest("legacy", "volumes: [\"legacy-data:/data\"]\n");
+
+    let dry = root.archy(&["reconcile", "--dry-run"]);
+    assert!(dry.stdout.contains("conflict"), "{dry:?}");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.all().contains("--adopt"), "{out:?}");
+    assert_eq!(root.container_id("archy-legacy"), old_id, "left alone");
+
+    let out = root.archy(&["reconcile", "--adopt"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let c = root.container("archy-legacy").unwrap();
+    assert_ne!(c["Id"], old_id.as_str());
+    assert_eq!(c["Labels"]["io.archy.managed"], "true");
+    let data = root.podman_ok(&["exec", "archy-legacy", "cat", "/data/file"]);
+    assert_eq!(
+        data, "precious",
+        "the named volume's data survived adoption"
+    );
+}
+
+#[test]
+fn concurrent_reconciles_create_each_container_once() {
+    let root = TestRoot::new();
+    for app in ["c1", "c2", "c3", "c4"] {
+        root.simple_manifest(app, "");
+    }
+    let children: Vec<_> = (0..5)
+        .map(|_| {
+            root.archy_cmd()
+                .args(["reconcile", "--lock-wait", "60s"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let runs = root
+        .take_podman_calls()
+        .iter()
+        .filter(|c| c.starts_with("run "))
+        .count();
+    assert_eq!(runs, 4, "each container created exactly once");
+    assert_eq!(root.containers().len(), 4);
+}
+
+#[test]
+fn dry_run_changes_nothing_and_prints_the_plan() {
+    let root = TestRoot::new();
+    root.simple_manifest("d1", "");
+    root.simple_manifest("d2", "");
+    assert_eq!(root.archy(&["reconcile", "d1"]).code, 0);
+    root.podman_ok(&["stop", "-t", "0", "archy-d1"]);
+    root.take_podman_calls();
+    let out = root.archy(&["reconcile", "--dry-run"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("would start"), "{out:?}");
+    assert!(out.stdout.contains("would create"), "{out:?}");
+    let calls = root.take_podman_calls();
+    assert!(
+        calls.iter().all(|c| c.starts_with("ps ")),
+        "dry run only lists: {calls:?}"
+    );
+    assert_eq!(root.state("archy-d1"), "exited");
+    assert_eq!(root.state("archy-d2"), "missing");
+    let json = root
+        .archy(&["reconcile", "--dry-run", "--output", "json"])
+        .json();
+    let actions: Vec<&str> = json["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["start", "create"]);
+}
+
+#[test]
+fn orphans_are_reported_and_pruned_only_on_request() {
+    let root = TestRoot::new();
+    root.simple_manifest("keep", "");
+    let gone = root.simple_manifest("gone", "");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    std::fs::remove_file(gone).unwrap();
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("orphan"), "{out:?}");
+    assert_eq!(
+        root.state("archy-gone"),
+        "running",
+        "not removed without --prune"
+    );
+    let out = root.archy(&["reconcile", "--prune"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(root.state("archy-gone"), "missing");
+    assert_eq!(root.state("archy-keep"), "running");
+}
+
+#[test]
+fn failed_app_skips_its_dependents_and_others_still_converge() {
+    let root = TestRoot::new();
+    root.manifest(
+        "base",
+        "app: base\nimage: localhost/does-not-exist:1\npull: never\n",
+    );
+    root.simple_manifest("child", "depends_on: [base]\n");
+    root.simple_manifest("solo", "");
+    let out = root.archy(&["reconcile", "--output", "json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let json = out.json();
+    let result = |app: &str| {
+        json["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["app"] == app)
+            .unwrap()["result"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(result("base"), "failed");
+    assert_eq!(result("child"), "skipped");
+    assert_eq!(result("solo"), "changed");
+    assert!(
+        json["apps"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pull policy is `never`"),
+        "{json}"
+    );
+    assert_eq!(root.state("archy-solo"), "running");
+}
+
+#[test]
+fn network_is_created_with_subnet_and_host_alias() {
+    let root = TestRoot::new();
+    root.simple_manifest("net", "");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    let subnet = root.podman_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .Subnets}}{{.Subnet}}{{end}}",
+        &root.network,
+    ]);
+    assert_eq!(subnet, root.subnet);
+    let hosts = root.podman_ok(&["exec", "archy-net", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!("{}\thost.archipelago", root.gateway))
+            || hosts.contains(&format!("{} host.archipelago", root.gateway)),
+        "{hosts}"
+    );
+}
+
+#[test]
+fn held_lock_gives_exit_75() {
+    let root = TestRoot::empty();
+    root.simple_manifest("x", "");
+    std::fs::create_dir_all(&root.run_dir).unwrap();
+    let lock = std::fs::File::create(root.run_dir.join("reconcile.lock")).unwrap();
+    lock.lock().unwrap();
+    let out = root.archy(&["reconcile", "--lock-wait", "300ms"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(out.stderr.contains("reconcile.lock"), "{out:?}");
+}

@@ -59,7 +59,7 @@ pub struct AppResult {
     pub container: String,
     pub action: Action,
     pub reason: String,
-    /// "ok", "changed", "failed", "skipped" or "planned" (dry run).
+    /// "ok", "changed", "failed", "skipped", or in a dry run "planned" / "conflict".
     pub result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -221,7 +221,9 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
                 container: app_plan.container_name.clone(),
                 action: app_plan.action,
                 reason: app_plan.reason.clone(),
-                result: if app_plan.action.changes() || !app_plan.duplicates.is_empty() {
+                result: if app_plan.action == Action::Conflict {
+                    "conflict"
+                } else if app_plan.action.changes() || !app_plan.duplicates.is_empty() {
                     "planned"
                 } else {
                     "ok"
@@ -621,6 +623,7 @@ fn print_report(report: &Report, format: OutputFormat) {
             for r in &report.apps {
                 let verb = match (report.dry_run, r.result) {
                     (true, "planned") => format!("would {}", r.action.as_str()),
+                    (_, "conflict") => "conflict".to_string(),
                     (_, "ok") => "ok".to_string(),
                     (_, "changed") => r.action.past_tense().to_string(),
                     (_, other) => format!("{} {other}", r.action.as_str()),
