@@ -13,6 +13,17 @@ use anyhow::{bail, Context, Result};
 /// Refuses to write through a symlink at `path`, and requires the parent to exist and be a
 /// directory (a missing parent usually means a wrong path, not a directory to invent).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    write_atomic_owned(path, contents, mode, None)
+}
+
+/// `write_atomic`, also setting owner and group (uid, gid) on the new file before the rename,
+/// e.g. to keep the owner the file had.
+pub fn write_atomic_owned(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -36,6 +47,14 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
                 parent.display()
             )
         })?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid)).with_context(|| {
+            format!(
+                "failed to set owner {uid}:{gid} on a temporary file in {}",
+                parent.display()
+            )
+        })?;
+    }
     tmp.write_all(contents)
         .with_context(|| format!("failed to write a temporary file for {}", path.display()))?;
     tmp.as_file()

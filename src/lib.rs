@@ -14,6 +14,7 @@ pub mod output;
 pub mod plan;
 pub mod podman;
 pub mod render;
+pub mod secret;
 pub mod spec;
 pub mod state;
 

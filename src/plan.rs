@@ -19,6 +19,8 @@ pub enum Action {
     Recreate,
     /// The container matches but is not running.
     Start,
+    /// The container matches but a file it consumes was rewritten: restart it to re-read it.
+    Restart,
     /// The container matches but is paused.
     Unpause,
     /// An unmanaged container holds the name and `--adopt` was given: replace it.
@@ -51,6 +53,7 @@ impl Action {
             Action::Create => "created",
             Action::Recreate => "recreated",
             Action::Start => "started",
+            Action::Restart => "restarted",
             Action::Unpause => "unpaused",
             Action::Adopt => "adopted",
             Action::Remove => "removed",
@@ -63,6 +66,7 @@ impl Action {
             Action::Create => "create",
             Action::Recreate => "recreate",
             Action::Start => "start",
+            Action::Restart => "restart",
             Action::Unpause => "unpause",
             Action::Adopt => "adopt",
             Action::Conflict => "conflict",
@@ -81,6 +85,8 @@ pub struct Desired {
     pub spec_hash: String,
     pub enabled: bool,
     pub owner: Owner,
+    /// Why the running container must restart although it matches (a consumed file was rewritten).
+    pub restart_reason: Option<String>,
 }
 
 /// The plan for one app.
@@ -239,7 +245,10 @@ fn decide(
         None => return (Action::Recreate, "container has no spec hash".into()),
     }
     match c.state.as_str() {
-        "running" => (Action::Ok, "running".into()),
+        "running" => match &d.restart_reason {
+            Some(reason) => (Action::Restart, reason.clone()),
+            None => (Action::Ok, "running".into()),
+        },
         "paused" => (Action::Unpause, "paused".into()),
         state => (Action::Start, format!("state is {state}")),
     }
@@ -296,6 +305,7 @@ mod tests {
             spec_hash: hash.repeat(64 / hash.len()),
             enabled: true,
             owner: Owner::Archy,
+            restart_reason: None,
         }
     }
 
@@ -405,6 +415,16 @@ mod tests {
         let p = plan(&[], &have, None, &known(&["broken"]), Options::default());
         assert_eq!(p.orphans.len(), 1);
         assert_eq!(p.orphans[0].app, "gone");
+    }
+
+    #[test]
+    fn rewritten_config_restarts_a_matching_running_container() {
+        let mut d = desired("a", "a");
+        d.restart_reason = Some("config /x rewritten".into());
+        let have = vec![container("a", "archy-a", "a", "running")];
+        let p = plan(&[d], &have, None, &known(&["a"]), Options::default());
+        assert_eq!(p.apps[0].action, Action::Restart);
+        assert_eq!(p.apps[0].reason, "config /x rewritten");
     }
 
     #[test]

@@ -155,6 +155,14 @@ impl Podman {
         Ok(())
     }
 
+    pub fn restart(&self, container: &str, stop_timeout: u32) -> Result<()> {
+        self.cmd()
+            .args(["restart", "--time", &stop_timeout.to_string(), container])
+            .run()
+            .with_context(|| format!("failed to restart container {container}"))?;
+        Ok(())
+    }
+
     pub fn unpause(&self, container: &str) -> Result<()> {
         self.cmd()
             .args(["unpause", container])

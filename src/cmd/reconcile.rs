@@ -148,7 +148,7 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
     }
 
     // Configs first: their content is part of the consumers' spec hash.
-    let render = crate::render::render_apps(ctx, &selected, args.dry_run, false)?;
+    let render = crate::render::render_apps(ctx, &selected, &loaded.apps, !args.dry_run)?;
     let mut results: Vec<AppResult> = Vec::new();
     let mut specs: BTreeMap<String, (ContainerSpec, String, images::Resolved)> = BTreeMap::new();
     let mut failed: BTreeSet<String> = BTreeSet::new();
@@ -196,6 +196,10 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
             spec_hash: specs[&m.app].1.clone(),
             enabled: m.enabled,
             owner: m.owner,
+            restart_reason: render
+                .changed_consumers
+                .contains(&m.app)
+                .then(|| "a config file it consumes was rewritten".to_string()),
         })
         .collect();
     let managed = ctx.podman.list_managed()?;
@@ -466,6 +470,8 @@ impl Executor<'_> {
             .and_then(|_app_lock| self.act(p));
         match outcome {
             Ok(changed) => {
+                // Whatever the action, the container now runs with (or without) the current files.
+                crate::render::clear_pending(&self.ctx.global.state_dir, &p.app);
                 if changed {
                     tracing::info!("{}: {} ({}) done", p.app, p.action.as_str(), p.reason);
                 }
@@ -506,6 +512,10 @@ impl Executor<'_> {
                     Ok(true)
                 }
             },
+            Action::Restart => {
+                podman.restart(&p.container_name, stop_timeout)?;
+                Ok(true)
+            }
             Action::Unpause => {
                 podman.unpause(&p.container_name)?;
                 Ok(true)

@@ -1,13 +1,141 @@
-//! `archy render-config` (not implemented yet).
+//! `archy render-config`: render every credential-bearing config from the canonical secret and
+//! rewrite the files that differ (atomically). `--check` only reports, for monitoring.
 
 use anyhow::Result;
 
 use super::Ctx;
+use crate::manifest::Manifest;
+use crate::output::OutputFormat;
 
-/// Not implemented yet.
-#[derive(Debug, clap::Args)]
-pub struct RenderConfigArgs {}
+/// Render every `configs:` entry from the canonical secret; rewrite only files that differ.
+///
+/// Prints per file: unchanged, created or written (drift). The consuming containers pick the
+/// new files up on the next `archy reconcile` (their spec hash includes the file contents).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RenderConfigArgs {
+    /// Only the configs of these apps (default: every app).
+    #[arg(value_name = "APP")]
+    pub apps: Vec<String>,
+    /// Write nothing; exit 1 when any file differs from what would be rendered.
+    #[arg(long, conflicts_with_all = ["dry_run", "rotate_secret"])]
+    pub check: bool,
+    /// Show what would be written; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the canonical secret with a new random one and re-render every dependent file.
+    #[arg(long)]
+    pub rotate_secret: bool,
+}
 
-pub fn run(_ctx: &Ctx, _args: &RenderConfigArgs) -> Result<u8> {
-    anyhow::bail!("not implemented yet")
+pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
+    let loaded = ctx.load_manifests()?;
+    for unknown in args.apps.iter().filter(|a| loaded.get(a).is_none()) {
+        return Err(crate::exit::invalid(format!(
+            "no valid manifest in {} defines app `{unknown}`",
+            ctx.global.manifests.display()
+        )));
+    }
+    for error in &loaded.errors {
+        tracing::error!("{error}");
+    }
+    let selected: Vec<&Manifest> = loaded
+        .apps
+        .iter()
+        .filter(|m| args.apps.is_empty() || args.apps.contains(&m.app))
+        .collect();
+    let write = !args.check && !args.dry_run;
+    if args.rotate_secret {
+        if args.dry_run {
+            println!(
+                "would replace the canonical secret {}",
+                crate::secret::secret_path(&ctx.global.state_dir).display()
+            );
+        } else {
+            let _lock = ctx.lock("render-config", crate::lock::Mode::Exclusive)?;
+            let old_user = crate::secret::load(&ctx.global.state_dir)?
+                .map(|s| s.user)
+                .unwrap_or_else(|| crate::secret::DEFAULT_USER.to_string());
+            let fresh = crate::secret::generate(&old_user)?;
+            crate::secret::register_for_redaction(&fresh);
+            crate::secret::save(&ctx.global.state_dir, &fresh)?;
+            tracing::info!(
+                "rotated the canonical secret {}",
+                crate::secret::secret_path(&ctx.global.state_dir).display()
+            );
+        }
+    }
+    let outcome = crate::render::render_apps(ctx, &selected, &loaded.apps, write)?;
+    let failed = outcome.files.iter().any(|f| f.status == "failed");
+    let exit_code = if !loaded.errors.is_empty() {
+        crate::exit::INVALID_INPUT
+    } else if failed || (args.check && outcome.differs()) {
+        crate::exit::FAILURE
+    } else {
+        crate::exit::SUCCESS
+    };
+    match ctx.global.output {
+        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
+            "ok": exit_code == 0,
+            "exit_code": exit_code,
+            "check": args.check,
+            "dry_run": args.dry_run,
+            "files": outcome.files,
+            "manifest_errors": loaded.errors,
+        })),
+        OutputFormat::Text => {
+            for file in &outcome.files {
+                let status = if args.check && file.status.starts_with("would ") {
+                    file.status
+                        .trim_start_matches("would ")
+                        .replace("write (drift)", "differs (drift)")
+                        .replace("create", "missing")
+                } else {
+                    file.status.to_string()
+                };
+                let line = format!(
+                    "{:<20} {:<40} {}{}",
+                    file.app,
+                    file.path,
+                    status,
+                    file.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+                println!("{}", crate::output::redact(&line));
+            }
+            for e in &loaded.errors {
+                println!("{}", crate::output::redact(&e.to_string()));
+            }
+            let changed = outcome
+                .files
+                .iter()
+                .filter(|f| f.status != "unchanged" && f.status != "failed")
+                .count();
+            println!(
+                "render-config: {} files, {} unchanged, {} {}, {} failed",
+                outcome.files.len(),
+                outcome
+                    .files
+                    .iter()
+                    .filter(|f| f.status == "unchanged")
+                    .count(),
+                changed,
+                if write { "written" } else { "differ" },
+                outcome
+                    .files
+                    .iter()
+                    .filter(|f| f.status == "failed")
+                    .count()
+            );
+        }
+    }
+    if write {
+        crate::state::record(
+            &ctx.global.state_dir,
+            "render-config",
+            serde_json::json!({"exit_code": exit_code, "files": outcome.files.len(), "written": outcome.files.iter().filter(|f| f.status == "created" || f.status == "written (drift)").count()}),
+        );
+    }
+    Ok(exit_code)
 }
