@@ -64,7 +64,24 @@ pub fn write_atomic_owned(
         .map_err(|e| e.error)
         .with_context(|| format!("failed to rename a temporary file over {}", path.display()))?;
     sync_dir(parent)?;
+    remove_stale_temps(parent, &name.to_string_lossy());
     Ok(())
+}
+
+/// Remove temp files a killed earlier write of the same target left behind. Writers of one
+/// target hold that concern's lock, so no live write owns them.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if file_name.starts_with(&prefix) && file_name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Fail when `path` is a symlink or its parent is missing or not a directory.
