@@ -3,7 +3,6 @@
 //! Never a shell: arguments reach the program literally.
 
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
 
 use anyhow::Result;
 
@@ -104,8 +103,10 @@ impl Cmd {
         self
     }
 
-    pub fn program(&self) -> &Path {
-        Path::new(&self.program)
+    /// The program as given (an `OsStr`, so a bare name is looked up in PATH, not taken as a
+    /// relative path).
+    pub fn program(&self) -> &OsStr {
+        &self.program
     }
 
     pub fn argv(&self) -> &[OsString] {

@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
 /// Everything `reconcile` decided and did.
 pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
     let loaded = ctx.load_manifests()?;
-    for unknown in args.apps.iter().filter(|a| {
+    if let Some(unknown) = args.apps.iter().find(|a| {
         loaded.get(a).is_none()
             && !loaded
                 .errors

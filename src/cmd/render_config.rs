@@ -29,7 +29,7 @@ pub struct RenderConfigArgs {
 
 pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
     let loaded = ctx.load_manifests()?;
-    for unknown in args.apps.iter().filter(|a| loaded.get(a).is_none()) {
+    if let Some(unknown) = args.apps.iter().find(|a| loaded.get(a).is_none()) {
         return Err(crate::exit::invalid(format!(
             "no valid manifest in {} defines app `{unknown}`",
             ctx.global.manifests.display()
