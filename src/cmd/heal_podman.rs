@@ -98,7 +98,7 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
             steps.push(result);
             facts = system::gather(&ctx.podman, &names)?;
             probes = heal::probes(&facts);
-            ui.probes(&probes, "  after: ");
+            ui.reprobe(&probes);
         }
     }
 
@@ -214,6 +214,22 @@ impl Ui {
         for p in probes {
             self.line(&format!(
                 "{prefix}{:<7} {}: {}",
+                p.status.as_str(),
+                p.name.as_str(),
+                p.evidence.join("; ")
+            ));
+        }
+    }
+
+    /// After a step: the probes still not ok, or that all pass.
+    fn reprobe(&self, probes: &[Probe]) {
+        let broken: Vec<&Probe> = probes.iter().filter(|p| p.status != Status::Ok).collect();
+        if broken.is_empty() {
+            self.line("  re-probe: all probes ok");
+        }
+        for p in broken {
+            self.line(&format!(
+                "  re-probe: {} {}: {}",
                 p.status.as_str(),
                 p.name.as_str(),
                 p.evidence.join("; ")

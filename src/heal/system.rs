@@ -126,8 +126,11 @@ pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Fact
             .runtime_busy
             .push(format!("conmon pid {} runs", c.pid));
     }
-    let mut mount_roots: Vec<PathBuf> =
-        paths.graph_root.iter().map(|g| g.join("overlay")).collect();
+    let mut mount_roots: Vec<PathBuf> = paths
+        .graph_root
+        .iter()
+        .flat_map(|g| [g.join("overlay"), g.join("overlay-containers")])
+        .collect();
     mount_roots.extend(paths.run_root.iter().cloned());
     mount_roots.extend(paths.tmp_dir.iter().cloned());
     for m in busy_mounts(&mount_roots) {
@@ -238,10 +241,16 @@ fn stale_runtime_reasons(tmp_dir: &Path) -> Vec<String> {
             .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64);
         if let Some(mtime) = mtime.filter(|m| *m < btime) {
+            let at = |secs: i64| {
+                humantime::format_rfc3339_seconds(
+                    UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64),
+                )
+            };
             reasons.push(format!(
-                "{} dates from {} s before this boot: podman's runtime state survived a reboot and will not be refreshed",
+                "{} dates from {}, before this boot at {}: podman's runtime state survived a reboot and will not be refreshed",
                 alive_file.display(),
-                btime - mtime
+                at(mtime),
+                at(btime)
             ));
         }
     }
@@ -299,8 +308,23 @@ pub fn perform(
             let mut touched = Vec::new();
             let mut errors = Vec::new();
             for id in &step.targets {
+                // Podman mounts a container's /dev/shm itself; with the database gone nothing
+                // unmounts it, and `rm --storage` then fails with "device or resource busy".
+                let mut done = Vec::new();
+                if let Some(graph) = &facts.paths.graph_root {
+                    let dir = graph.join("overlay-containers").join(id);
+                    for m in busy_mounts(std::slice::from_ref(&dir)) {
+                        match Cmd::new("umount").arg(&m).run() {
+                            Ok(_) => done.push(format!("unmounted {m}")),
+                            Err(err) => errors.push(format!("{err:#}")),
+                        }
+                    }
+                }
                 match podman.remove_storage(id) {
-                    Ok(()) => touched.push(id.clone()),
+                    Ok(()) => {
+                        touched.extend(done);
+                        touched.push(format!("storage container {id} removed"));
+                    }
                     Err(err) => errors.push(format!("{err:#}")),
                 }
             }
