@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod exec;
 pub mod exit;
 pub mod fsutil;
+pub mod heal;
 pub mod images;
 pub mod lock;
 pub mod logging;

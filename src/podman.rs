@@ -310,6 +310,86 @@ impl Podman {
         Ok(out.stdout.trim().to_string())
     }
 
+    /// `podman --log-level=debug info --format json`, whatever its exit code: heal-podman reads
+    /// the JSON (stdout), the paths podman resolved (debug lines on stderr) and, when the engine
+    /// is broken, the error.
+    pub fn info_debug(&self) -> Result<Output> {
+        self.cmd()
+            .args(["--log-level=debug", "info", "--format", "json"])
+            .run_unchecked()
+    }
+
+    /// Every container podman's database knows plus those only in storage (`State: storage`).
+    pub fn list_external(&self) -> Result<Vec<Container>> {
+        let out = self
+            .cmd()
+            .args(["ps", "-a", "--external", "--format", "json"])
+            .run()
+            .context("failed to list containers including storage-only ones")?;
+        parse_ps(&out.stdout)
+    }
+
+    /// Remove a container that exists only in storage (not in podman's database).
+    pub fn remove_storage(&self, id: &str) -> Result<()> {
+        self.cmd()
+            .args(["rm", "--force", "--storage", id])
+            .run()
+            .with_context(|| format!("failed to remove storage-only container {id}"))?;
+        Ok(())
+    }
+
+    /// `podman system migrate`.
+    pub fn system_migrate(&self) -> Result<()> {
+        self.cmd()
+            .args(["system", "migrate"])
+            .run()
+            .context("`podman system migrate` failed")?;
+        Ok(())
+    }
+
+    /// `podman system renumber`.
+    pub fn system_renumber(&self) -> Result<()> {
+        self.cmd()
+            .args(["system", "renumber"])
+            .run()
+            .context("`podman system renumber` failed")?;
+        Ok(())
+    }
+
+    /// Names of the volumes podman's database knows.
+    pub fn volume_names(&self) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Volume {
+            #[serde(rename = "Name")]
+            name: String,
+        }
+        let out = self
+            .cmd()
+            .args(["volume", "ls", "--format", "json"])
+            .run()
+            .context("failed to list volumes")?;
+        if out.stdout.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Option<Vec<Volume>> = serde_json::from_str(&out.stdout)
+            .context("failed to parse `podman volume ls --format json` output")?;
+        Ok(list
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
+    /// `podman volume create <name>`: on an existing `<volume_path>/<name>/_data` podman
+    /// registers the volume and keeps the data.
+    pub fn volume_create(&self, name: &str) -> Result<()> {
+        self.cmd()
+            .args(["volume", "create", name])
+            .run()
+            .with_context(|| format!("failed to create volume {name}"))?;
+        Ok(())
+    }
+
     /// A raw podman command for callers with a one-off need (heal-podman probes).
     pub fn raw(&self) -> Cmd {
         self.cmd()

@@ -1,0 +1,937 @@
+//! heal-podman's decisions: parse what podman, runc and `/proc` report, classify it into named
+//! probes, and plan the next repair in escalating order. Everything here is pure (no commands,
+//! no file system) and unit tested on output captured from podman 4.3.1 (`tests/fixtures/heal-*`);
+//! [`system`] gathers the facts and performs the repairs.
+//!
+//! Paths are never hard-coded: podman's own view comes from
+//! `podman --log-level=debug info --format json` (the JSON names graph root, run root and volume
+//! path; the debug lines on stderr name the static dir holding `bolt_state.db` and the tmp dir,
+//! which the JSON of podman 4 lacks). When the database cannot be opened, podman's error names
+//! its path. The OCI runtime's state root is the runtime's own default, which podman relies on
+//! (it passes no `--root`): `/run/<runtime>` for root, `$XDG_RUNTIME_DIR/<runtime>` rootless.
+
+pub mod system;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of podman's state database inside its static dir.
+pub const DB_FILE: &str = "bolt_state.db";
+
+/// What a failing podman command's stderr means for healing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EngineError {
+    /// The state database exists but cannot be opened (truncated, garbage): move it aside.
+    DbCorrupt { db: PathBuf, reason: String },
+    /// The database was created with other storage settings: report, never guess.
+    ConfigMismatch { detail: String },
+    /// Rootless pause process / user namespace state is stale: `podman system migrate`.
+    NeedsMigrate { detail: String },
+    /// Lock allocation trouble: `podman system renumber`.
+    Locks { detail: String },
+    /// Anything else (the last error line).
+    Other { detail: String },
+}
+
+/// Database open failures that mean "this file is not a usable database" (bbolt's wording).
+/// Anything else (permission denied, timeout on a lock held by another podman) is not corruption
+/// and must not make archy move the file.
+const DB_CORRUPT_REASONS: &[&str] = &[
+    "file size too small",
+    "invalid database",
+    "version mismatch",
+    "checksum error",
+    "meta",
+    "unexpected EOF",
+];
+
+/// The meaningful error line of podman's stderr: the last `Error: …` line, or the last line.
+pub fn error_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains("failed to connect to syslog"))
+        .filter(|l| !l.contains("level=debug") && !l.contains("level=info"))
+        .collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("Error:"))
+        .or(lines.last())
+        .map(|l| l.trim_start_matches("Error:").trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Classify the stderr of a failed podman command (probes run `podman info`).
+pub fn classify_engine_error(stderr: &str) -> EngineError {
+    let line = error_line(stderr);
+    if line.contains("database configuration mismatch") {
+        return EngineError::ConfigMismatch { detail: line };
+    }
+    if let Some(rest) = line
+        .find("opening database ")
+        .map(|i| &line[i + "opening database ".len()..])
+    {
+        // "opening database /path/bolt_state.db: file size too small"
+        if let Some((path, reason)) = rest.split_once(": ") {
+            if path.starts_with('/')
+                && DB_CORRUPT_REASONS.iter().any(|r| reason.contains(r))
+                && !reason.contains("timeout")
+            {
+                return EngineError::DbCorrupt {
+                    db: PathBuf::from(path),
+                    reason: reason.trim().to_string(),
+                };
+            }
+        }
+    }
+    if stderr.contains("system migrate") || stderr.contains("invalid internal status") {
+        return EngineError::NeedsMigrate {
+            detail: stderr_line_with(stderr, "migrate").unwrap_or(line),
+        };
+    }
+    if line.contains("num_locks") || line.contains("allocating lock") || line.contains("shm lock") {
+        return EngineError::Locks { detail: line };
+    }
+    EngineError::Other { detail: line }
+}
+
+fn stderr_line_with(stderr: &str, needle: &str) -> Option<String> {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains(needle))
+        .map(|l| l.trim().to_string())
+}
+
+impl EngineError {
+    /// One line for probe evidence.
+    pub fn describe(&self) -> String {
+        match self {
+            EngineError::DbCorrupt { db, reason } => {
+                format!("database {} cannot be opened: {reason}", db.display())
+            }
+            EngineError::ConfigMismatch { detail } => detail.clone(),
+            EngineError::NeedsMigrate { detail } => detail.clone(),
+            EngineError::Locks { detail } => detail.clone(),
+            EngineError::Other { detail } => detail.clone(),
+        }
+    }
+}
+
+/// Paths podman says it uses, from `podman --log-level=debug …` stderr (`Using static dir …`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DebugPaths {
+    pub graph_root: Option<PathBuf>,
+    pub run_root: Option<PathBuf>,
+    pub static_dir: Option<PathBuf>,
+    pub tmp_dir: Option<PathBuf>,
+    pub volume_path: Option<PathBuf>,
+    /// `Initializing boltdb state at …` (printed before the database is opened).
+    pub db: Option<PathBuf>,
+    /// `Using OCI runtime "/usr/bin/runc"`.
+    pub oci_runtime: Option<PathBuf>,
+}
+
+/// Parse podman's debug log lines for the paths it resolved (config + database overrides).
+pub fn parse_debug_paths(stderr: &str) -> DebugPaths {
+    let mut paths = DebugPaths::default();
+    for line in stderr.lines() {
+        let Some(msg) = debug_msg(line) else { continue };
+        let value = |prefix: &str| {
+            msg.strip_prefix(prefix)
+                .map(|v| PathBuf::from(v.trim().trim_matches('"')))
+        };
+        if let Some(v) = value("Using graph root ") {
+            paths.graph_root = Some(v);
+        } else if let Some(v) = value("Using run root ") {
+            paths.run_root = Some(v);
+        } else if let Some(v) = value("Using static dir ") {
+            paths.static_dir = Some(v);
+        } else if let Some(v) = value("Using tmp dir ") {
+            paths.tmp_dir = Some(v);
+        } else if let Some(v) = value("Using volume path ") {
+            paths.volume_path = Some(v);
+        } else if let Some(v) = value("Initializing boltdb state at ") {
+            paths.db = Some(v);
+        } else if let Some(v) = value("Using OCI runtime ") {
+            paths.oci_runtime = Some(v);
+        }
+    }
+    paths
+}
+
+/// The `msg="…"` of a logrus line, unescaped enough for paths.
+fn debug_msg(line: &str) -> Option<String> {
+    let start = line.find("msg=\"")? + 5;
+    let rest = &line[start..];
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// The fields of `podman info --format json` heal-podman reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Info {
+    #[serde(default)]
+    pub host: InfoHost,
+    #[serde(default)]
+    pub store: InfoStore,
+    #[serde(default)]
+    pub version: InfoVersion,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InfoHost {
+    #[serde(rename = "ociRuntime", default)]
+    pub oci_runtime: InfoRuntime,
+    #[serde(default)]
+    pub security: InfoSecurity,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InfoRuntime {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InfoSecurity {
+    #[serde(default)]
+    pub rootless: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InfoStore {
+    #[serde(rename = "graphRoot", default)]
+    pub graph_root: String,
+    #[serde(rename = "runRoot", default)]
+    pub run_root: String,
+    #[serde(rename = "volumePath", default)]
+    pub volume_path: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InfoVersion {
+    #[serde(rename = "Version", default)]
+    pub version: String,
+}
+
+/// Parse `podman info --format json`.
+pub fn parse_info(json: &str) -> anyhow::Result<Info> {
+    use anyhow::Context;
+    serde_json::from_str(json).context("failed to parse `podman info --format json` output")
+}
+
+/// Every path heal-podman works with, as podman resolved them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EnginePaths {
+    pub graph_root: Option<PathBuf>,
+    pub run_root: Option<PathBuf>,
+    pub static_dir: Option<PathBuf>,
+    pub tmp_dir: Option<PathBuf>,
+    pub volume_path: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    /// The OCI runtime binary (runc, crun).
+    pub oci_runtime: Option<PathBuf>,
+    /// Its state root (`runc --root`).
+    pub oci_root: Option<PathBuf>,
+    pub rootless: bool,
+}
+
+/// Merge podman info JSON (when podman answered), debug lines and an engine error into paths.
+/// `euid` and `xdg_runtime_dir` decide the OCI runtime's default state root.
+pub fn engine_paths(
+    info: Option<&Info>,
+    debug: &DebugPaths,
+    error: Option<&EngineError>,
+    euid: u32,
+    xdg_runtime_dir: Option<&Path>,
+) -> EnginePaths {
+    let non_empty = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+    let graph_root = info
+        .and_then(|i| non_empty(&i.store.graph_root))
+        .or_else(|| debug.graph_root.clone());
+    let run_root = info
+        .and_then(|i| non_empty(&i.store.run_root))
+        .or_else(|| debug.run_root.clone());
+    let volume_path = info
+        .and_then(|i| non_empty(&i.store.volume_path))
+        .or_else(|| debug.volume_path.clone());
+    let error_db = match error {
+        Some(EngineError::DbCorrupt { db, .. }) => Some(db.clone()),
+        _ => None,
+    };
+    let db = error_db
+        .or_else(|| debug.db.clone())
+        .or_else(|| debug.static_dir.as_ref().map(|d| d.join(DB_FILE)));
+    let static_dir = debug
+        .static_dir
+        .clone()
+        .or_else(|| db.as_ref().and_then(|d| d.parent().map(Path::to_path_buf)));
+    let oci_runtime = debug
+        .oci_runtime
+        .clone()
+        .or_else(|| info.and_then(|i| non_empty(&i.host.oci_runtime.path)));
+    let rootless = info.map(|i| i.host.security.rootless).unwrap_or(euid != 0);
+    let runtime_name = oci_runtime
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .or_else(|| {
+            info.map(|i| i.host.oci_runtime.name.clone())
+                .filter(|n| !n.is_empty())
+        });
+    let oci_root = runtime_name.and_then(|name| oci_state_root(&name, euid, xdg_runtime_dir));
+    EnginePaths {
+        graph_root,
+        run_root,
+        static_dir,
+        tmp_dir: debug.tmp_dir.clone(),
+        volume_path,
+        db,
+        oci_runtime,
+        oci_root,
+        rootless,
+    }
+}
+
+/// The OCI runtime's default state root, which podman 4 relies on (it passes no `--root`;
+/// verified with runc: conmon's command line carries no `--root` and `runc list` in
+/// `/run/runc` shows podman's containers). runc and crun honour `$XDG_RUNTIME_DIR` only when
+/// not root.
+pub fn oci_state_root(runtime: &str, euid: u32, xdg_runtime_dir: Option<&Path>) -> Option<PathBuf> {
+    if euid == 0 {
+        Some(PathBuf::from("/run").join(runtime))
+    } else {
+        xdg_runtime_dir.map(|d| d.join(runtime))
+    }
+}
+
+/// One OCI container as `runc list --format json` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OciContainer {
+    pub id: String,
+    #[serde(default)]
+    pub pid: i64,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub bundle: String,
+}
+
+/// Parse `runc list --format json` (`null` when empty).
+pub fn parse_runc_list(json: &str) -> anyhow::Result<Vec<OciContainer>> {
+    use anyhow::Context;
+    if json.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str::<Option<Vec<OciContainer>>>(json)
+        .map(Option::unwrap_or_default)
+        .context("failed to parse `runc list --format json` output")
+}
+
+/// A conmon process: its pid, container id (`-c`) and bundle (`-b`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conmon {
+    pub pid: u32,
+    pub id: String,
+    pub bundle: String,
+}
+
+/// Recognise conmon in a process's argv (from `/proc/<pid>/cmdline`).
+pub fn parse_conmon_argv(pid: u32, argv: &[String]) -> Option<Conmon> {
+    let program = argv.first()?;
+    if Path::new(program).file_name()?.to_str()? != "conmon" {
+        return None;
+    }
+    let mut id = None;
+    let mut bundle = None;
+    let mut args = argv[1..].iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-c" | "--cid" => id = args.next().cloned(),
+            "-b" | "--bundle" => bundle = args.next().cloned(),
+            other => {
+                if let Some(v) = other.strip_prefix("--cid=") {
+                    id = Some(v.to_string());
+                } else if let Some(v) = other.strip_prefix("--bundle=") {
+                    bundle = Some(v.to_string());
+                }
+            }
+        }
+    }
+    Some(Conmon {
+        pid,
+        id: id?,
+        bundle: bundle?,
+    })
+}
+
+/// Whether `path` lies under any of `roots` (component-wise, so `/a/bc` is not under `/a/b`).
+pub fn under_any(path: &str, roots: &[&Path]) -> bool {
+    let path = Path::new(path);
+    roots.iter().any(|root| path.starts_with(root))
+}
+
+/// The boot time (`btime`, Unix seconds) from `/proc/stat`.
+pub fn parse_btime(proc_stat: &str) -> Option<i64> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A container podman's storage knows but its database does not (`ps --external`: Storage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorageOnly {
+    pub id: String,
+    pub name: String,
+    /// Its name is one archy manages (a manifest's container name or `archy-…`).
+    pub managed: bool,
+}
+
+/// Whether archy manages a container of this name.
+pub fn is_managed_name(name: &str, manifest_names: &BTreeSet<String>) -> bool {
+    manifest_names.contains(name) || name.starts_with("archy-")
+}
+
+/// Split `podman ps -a --external` into database ids and storage-only containers.
+pub fn split_external(
+    listing: &[crate::podman::Container],
+    manifest_names: &BTreeSet<String>,
+) -> (BTreeSet<String>, Vec<StorageOnly>) {
+    let mut known = BTreeSet::new();
+    let mut storage = Vec::new();
+    for c in listing {
+        if c.state.eq_ignore_ascii_case("storage") {
+            storage.push(StorageOnly {
+                id: c.id.clone(),
+                name: c.name().to_string(),
+                managed: is_managed_name(c.name(), manifest_names),
+            });
+        } else {
+            known.insert(c.id.clone());
+        }
+    }
+    (known, storage)
+}
+
+/// Everything the probes found, as data.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Facts {
+    pub paths: EnginePaths,
+    pub podman_version: Option<String>,
+    /// `None`: podman info answered.
+    pub engine_error: Option<EngineError>,
+    /// `None` when it could not be looked at (engine down).
+    pub storage_only: Option<Vec<StorageOnly>>,
+    /// OCI containers under podman's roots that podman's database does not know.
+    pub ghosts: Option<Vec<OciContainer>>,
+    /// conmon processes for this graph root whose container podman's database does not know.
+    pub ghost_conmons: Option<Vec<Conmon>>,
+    /// Volume directories podman does not list.
+    pub orphan_volumes: Option<Vec<String>>,
+    /// Why the runtime dirs look stale (`Some(vec![])` = checked, consistent).
+    pub stale_runtime: Option<Vec<String>>,
+    /// Why clearing the runtime dirs is not safe now (live containers or mounts), if it is not.
+    pub runtime_busy: Vec<String>,
+    /// Notes from probes that could not look (missing tools, unknown paths).
+    pub notes: Vec<String>,
+}
+
+/// The named probes, in the order they are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeName {
+    Engine,
+    Database,
+    StorageOnly,
+    GhostOci,
+    OrphanVolumes,
+    RuntimeDirs,
+}
+
+impl ProbeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeName::Engine => "engine",
+            ProbeName::Database => "database",
+            ProbeName::StorageOnly => "storage-only",
+            ProbeName::GhostOci => "ghost-oci",
+            ProbeName::OrphanVolumes => "orphan-volumes",
+            ProbeName::RuntimeDirs => "runtime-dirs",
+        }
+    }
+}
+
+/// ok, broken, or not checked (a probe that needs a working engine while it is down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Ok,
+    Broken,
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Broken => "broken",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+/// One probe's verdict with the evidence behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    pub name: ProbeName,
+    pub status: Status,
+    pub evidence: Vec<String>,
+}
+
+fn display(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Turn facts into the six named probes (pure).
+pub fn probes(facts: &Facts) -> Vec<Probe> {
+    let engine_down = facts.engine_error.is_some();
+    let unknown = || vec!["not checked: podman does not answer".to_string()];
+    let mut out = Vec::new();
+
+    out.push(match &facts.engine_error {
+        None => Probe {
+            name: ProbeName::Engine,
+            status: Status::Ok,
+            evidence: vec![format!(
+                "podman {} answers `podman info` (graph root {}, run root {})",
+                facts.podman_version.as_deref().unwrap_or("?"),
+                display(&facts.paths.graph_root),
+                display(&facts.paths.run_root)
+            )],
+        },
+        Some(err) => Probe {
+            name: ProbeName::Engine,
+            status: Status::Broken,
+            evidence: vec![format!("`podman info` fails: {}", err.describe())],
+        },
+    });
+
+    out.push(match &facts.engine_error {
+        None => Probe {
+            name: ProbeName::Database,
+            status: Status::Ok,
+            evidence: vec![format!("{} opens", display(&facts.paths.db))],
+        },
+        Some(err @ (EngineError::DbCorrupt { .. } | EngineError::ConfigMismatch { .. })) => Probe {
+            name: ProbeName::Database,
+            status: Status::Broken,
+            evidence: vec![err.describe()],
+        },
+        Some(_) => Probe {
+            name: ProbeName::Database,
+            status: Status::Unknown,
+            evidence: unknown(),
+        },
+    });
+
+    out.push(match (&facts.storage_only, engine_down) {
+        (Some(list), false) if list.is_empty() => Probe {
+            name: ProbeName::StorageOnly,
+            status: Status::Ok,
+            evidence: vec!["every container in storage is in podman's database".into()],
+        },
+        (Some(list), false) => Probe {
+            name: ProbeName::StorageOnly,
+            status: Status::Broken,
+            evidence: list
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({}) exists only in storage{}",
+                        s.name,
+                        short(&s.id),
+                        if s.managed { "" } else { "; not archy's" }
+                    )
+                })
+                .collect(),
+        },
+        _ => Probe {
+            name: ProbeName::StorageOnly,
+            status: Status::Unknown,
+            evidence: unknown(),
+        },
+    });
+
+    out.push(match (&facts.ghosts, &facts.ghost_conmons, engine_down) {
+        (Some(ghosts), Some(conmons), false) if ghosts.is_empty() && conmons.is_empty() => Probe {
+            name: ProbeName::GhostOci,
+            status: Status::Ok,
+            evidence: vec![format!(
+                "no OCI container or conmon under {} unknown to podman (runtime root {})",
+                display(&facts.paths.graph_root),
+                display(&facts.paths.oci_root)
+            )],
+        },
+        (Some(ghosts), Some(conmons), false) => {
+            let mut evidence: Vec<String> = ghosts
+                .iter()
+                .map(|g| {
+                    format!(
+                        "OCI container {} is {} (pid {}) but podman's database does not know it",
+                        short(&g.id),
+                        g.status,
+                        g.pid
+                    )
+                })
+                .collect();
+            evidence.extend(
+                conmons
+                    .iter()
+                    .filter(|c| !ghosts.iter().any(|g| g.id == c.id))
+                    .map(|c| {
+                        format!(
+                            "conmon pid {} for unknown container {}",
+                            c.pid,
+                            short(&c.id)
+                        )
+                    }),
+            );
+            Probe {
+                name: ProbeName::GhostOci,
+                status: Status::Broken,
+                evidence,
+            }
+        }
+        _ => Probe {
+            name: ProbeName::GhostOci,
+            status: Status::Unknown,
+            evidence: unknown(),
+        },
+    });
+
+    out.push(match (&facts.orphan_volumes, engine_down) {
+        (Some(list), false) if list.is_empty() => Probe {
+            name: ProbeName::OrphanVolumes,
+            status: Status::Ok,
+            evidence: vec![format!(
+                "every volume dir in {} is known to podman",
+                display(&facts.paths.volume_path)
+            )],
+        },
+        (Some(list), false) => Probe {
+            name: ProbeName::OrphanVolumes,
+            status: Status::Broken,
+            evidence: list
+                .iter()
+                .map(|v| {
+                    format!(
+                        "volume dir {}/{v} is not a podman volume",
+                        display(&facts.paths.volume_path)
+                    )
+                })
+                .collect(),
+        },
+        _ => Probe {
+            name: ProbeName::OrphanVolumes,
+            status: Status::Unknown,
+            evidence: unknown(),
+        },
+    });
+
+    out.push(match &facts.stale_runtime {
+        Some(reasons) if reasons.is_empty() => Probe {
+            name: ProbeName::RuntimeDirs,
+            status: Status::Ok,
+            evidence: vec![format!(
+                "{} and {} belong to this boot",
+                display(&facts.paths.tmp_dir),
+                display(&facts.paths.run_root)
+            )],
+        },
+        Some(reasons) => Probe {
+            name: ProbeName::RuntimeDirs,
+            status: Status::Broken,
+            evidence: reasons.clone(),
+        },
+        None => Probe {
+            name: ProbeName::RuntimeDirs,
+            status: Status::Unknown,
+            evidence: vec!["not checked: podman's tmp dir is unknown".into()],
+        },
+    });
+    out
+}
+
+/// Healthy: every probe ok (an unknown probe means podman is down, which is broken).
+pub fn healthy(probes: &[Probe]) -> bool {
+    probes.iter().all(|p| p.status == Status::Ok)
+}
+
+/// Repairs, in escalating order (least destructive first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    SystemMigrate,
+    ClearRuntimeDirs,
+    MoveDbAside,
+    RemoveStorageOnly,
+    KillGhosts,
+    RegisterVolumes,
+    SystemRenumber,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 7] = [
+        StepKind::SystemMigrate,
+        StepKind::ClearRuntimeDirs,
+        StepKind::MoveDbAside,
+        StepKind::RemoveStorageOnly,
+        StepKind::KillGhosts,
+        StepKind::RegisterVolumes,
+        StepKind::SystemRenumber,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::SystemMigrate => "system-migrate",
+            StepKind::ClearRuntimeDirs => "clear-runtime-dirs",
+            StepKind::MoveDbAside => "move-db-aside",
+            StepKind::RemoveStorageOnly => "remove-storage-only",
+            StepKind::KillGhosts => "kill-ghosts",
+            StepKind::RegisterVolumes => "register-volumes",
+            StepKind::SystemRenumber => "system-renumber",
+        }
+    }
+}
+
+/// A planned repair and what it will touch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub kind: StepKind,
+    /// What it acts on: container ids, paths, volume names.
+    pub targets: Vec<String>,
+    /// Human description for the step list and `--dry-run`.
+    pub describe: String,
+}
+
+/// Options that widen what heal-podman may remove.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Remove every storage-only container, not only archy's.
+    pub yes: bool,
+}
+
+/// Storage-only containers the plan will remove, and those it keeps.
+pub fn storage_to_remove(
+    list: &[StorageOnly],
+    opts: PlanOptions,
+) -> (Vec<&StorageOnly>, Vec<&StorageOnly>) {
+    list.iter().partition(|s| s.managed || opts.yes)
+}
+
+/// Ghost ids to kill: every ghost except those whose storage-only container is kept.
+pub fn ghosts_to_kill(facts: &Facts, opts: PlanOptions) -> (Vec<String>, Vec<u32>) {
+    let kept: BTreeSet<&str> = facts
+        .storage_only
+        .as_deref()
+        .map(|l| {
+            storage_to_remove(l, opts)
+                .1
+                .into_iter()
+                .map(|s| s.id.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let ids: Vec<String> = facts
+        .ghosts
+        .iter()
+        .flatten()
+        .filter(|g| !kept.contains(g.id.as_str()))
+        .map(|g| g.id.clone())
+        .collect();
+    let conmons: Vec<u32> = facts
+        .ghost_conmons
+        .iter()
+        .flatten()
+        .filter(|c| !kept.contains(c.id.as_str()))
+        .map(|c| c.pid)
+        .collect();
+    (ids, conmons)
+}
+
+/// Every repair that applies to these facts, in escalating order (pure). The caller performs
+/// the first one not yet tried, re-probes, and asks again.
+pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let err = facts.engine_error.as_ref();
+    let engine_other = matches!(
+        err,
+        Some(EngineError::Other { .. }) | Some(EngineError::NeedsMigrate { .. })
+    );
+    if matches!(err, Some(EngineError::NeedsMigrate { .. })) || engine_other {
+        steps.push(Step {
+            kind: StepKind::SystemMigrate,
+            targets: vec![],
+            describe: "run `podman system migrate` (restarts a stale pause process, migrates containers to the current configuration)".into(),
+        });
+    }
+    let stale = facts.stale_runtime.as_ref().is_some_and(|r| !r.is_empty());
+    if stale || engine_other {
+        let targets: Vec<String> = [&facts.paths.tmp_dir, &facts.paths.run_root]
+            .into_iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect();
+        if !targets.is_empty() {
+            steps.push(Step {
+                kind: StepKind::ClearRuntimeDirs,
+                describe: format!(
+                    "clear podman's runtime dirs {} (state of a previous boot; podman rebuilds it)",
+                    targets.join(" and ")
+                ),
+                targets,
+            });
+        }
+    }
+    if let Some(EngineError::DbCorrupt { db, .. }) = err {
+        steps.push(Step {
+            kind: StepKind::MoveDbAside,
+            targets: vec![db.display().to_string()],
+            describe: format!(
+                "move the unreadable database {} aside to {}.broken-<UTC time> (kept, never deleted)",
+                db.display(),
+                db.display()
+            ),
+        });
+    }
+    if err.is_none() {
+        if let Some(list) = &facts.storage_only {
+            let (remove, _) = storage_to_remove(list, opts);
+            if !remove.is_empty() {
+                steps.push(Step {
+                    kind: StepKind::RemoveStorageOnly,
+                    targets: remove.iter().map(|s| s.id.clone()).collect(),
+                    describe: format!(
+                        "remove storage-only containers {} (`podman rm --storage`; images and volumes kept)",
+                        remove.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+        let (ids, conmons) = ghosts_to_kill(facts, opts);
+        if !ids.is_empty() || !conmons.is_empty() {
+            let mut targets: Vec<String> = ids.clone();
+            targets.extend(conmons.iter().map(|p| format!("conmon:{p}")));
+            steps.push(Step {
+                kind: StepKind::KillGhosts,
+                describe: format!(
+                    "kill and delete ghost OCI containers {} and their conmon processes",
+                    if ids.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        ids.iter().map(|i| short(i)).collect::<Vec<_>>().join(", ")
+                    }
+                ),
+                targets,
+            });
+        }
+        if let Some(volumes) = facts.orphan_volumes.as_ref().filter(|v| !v.is_empty()) {
+            steps.push(Step {
+                kind: StepKind::RegisterVolumes,
+                targets: volumes.clone(),
+                describe: format!(
+                    "re-register volumes {} with `podman volume create` (their data stays in place)",
+                    volumes.join(", ")
+                ),
+            });
+        }
+    }
+    if matches!(err, Some(EngineError::Locks { .. })) || engine_other {
+        steps.push(Step {
+            kind: StepKind::SystemRenumber,
+            targets: vec![],
+            describe: "run `podman system renumber` (reallocates container locks)".into(),
+        });
+    }
+    steps
+}
+
+/// The first planned step not tried yet.
+pub fn next_step(steps: Vec<Step>, tried: &[StepKind]) -> Option<Step> {
+    steps.into_iter().find(|s| !tried.contains(&s.kind))
+}
+
+/// What the operator should do when heal-podman could not bring podman back (pure).
+pub fn next_advice(facts: &Facts, opts: PlanOptions) -> String {
+    match &facts.engine_error {
+        Some(EngineError::ConfigMismatch { detail }) => format!(
+            "podman's database was created with other storage settings ({detail}). archy does not guess which is right: \
+             make containers.conf/storage.conf (or podman's --root/--runroot/--storage-driver flags) match the database again, \
+             or, if the new settings are intended, move {} aside and rerun `archy heal-podman`, then `archy reconcile`",
+            display(&facts.paths.db)
+        ),
+        Some(err) => format!(
+            "podman still fails ({}); inspect `podman --log-level=debug info`, then rerun `archy heal-podman`",
+            err.describe()
+        ),
+        None => {
+            let kept: Vec<String> = facts
+                .storage_only
+                .as_deref()
+                .map(|l| storage_to_remove(l, opts).1.iter().map(|s| s.name.clone()).collect())
+                .unwrap_or_default();
+            if !kept.is_empty() && !opts.yes {
+                format!(
+                    "storage-only containers not managed by archy remain ({}); rerun `archy heal-podman --yes` to remove them too (images and volumes are kept)",
+                    kept.join(", ")
+                )
+            } else if facts.runtime_busy.is_empty() {
+                "rerun `archy heal-podman -v` and inspect the failing probe's evidence".into()
+            } else {
+                format!(
+                    "runtime dirs could not be cleared while containers run ({}); stop them and rerun `archy heal-podman`",
+                    facts.runtime_busy.join("; ")
+                )
+            }
+        }
+    }
+}
+
+/// The first 12 characters of a container id.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// `bolt_state.db.broken-20260101T120000Z` next to the database (UTC, from an RFC 3339 time).
+pub fn broken_db_path(db: &Path, rfc3339_utc: &str) -> PathBuf {
+    let stamp: String = rfc3339_utc
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| DB_FILE.to_string());
+    db.with_file_name(format!("{name}.broken-{stamp}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,536 @@
+//! heal-podman's contact with the system: gather [`Facts`] (podman, the OCI runtime, `/proc`,
+//! the volume and runtime dirs) and perform one [`Step`]. Decisions live in the parent module.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use super::{
+    classify_engine_error, engine_paths, parse_btime, parse_conmon_argv, parse_debug_paths,
+    parse_info, parse_runc_list, split_external, under_any, Conmon, EnginePaths, Facts,
+    OciContainer, Step, StepKind,
+};
+use crate::exec::Cmd;
+use crate::podman::Podman;
+
+/// How long a killed ghost (and its conmon) gets to exit before the next escalation.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+/// Poll interval while waiting for a process to exit.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The effective uid, from `/proc/self/status` (no libc dependency).
+pub fn euid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Look at everything the probes need. Never changes anything.
+pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Facts> {
+    let out = podman.info_debug()?;
+    let debug = parse_debug_paths(&out.stderr);
+    let (info, engine_error) = if out.success() {
+        match parse_info(&out.stdout) {
+            Ok(info) => (Some(info), None),
+            Err(err) => (
+                None,
+                Some(super::EngineError::Other {
+                    detail: format!("{err:#}"),
+                }),
+            ),
+        }
+    } else {
+        (None, Some(classify_engine_error(&out.stderr)))
+    };
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let paths = engine_paths(
+        info.as_ref(),
+        &debug,
+        engine_error.as_ref(),
+        euid(),
+        xdg.as_deref(),
+    );
+    let mut facts = Facts {
+        podman_version: info.as_ref().map(|i| i.version.version.clone()),
+        engine_error,
+        ..Facts::default()
+    };
+
+    // OCI containers and conmons under podman's roots, whether or not the engine answers.
+    let roots: Vec<&Path> = [&paths.graph_root, &paths.run_root]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .collect();
+    let oci = match oci_list(&paths) {
+        Ok(list) => Some(
+            list.into_iter()
+                .filter(|c| !roots.is_empty() && under_any(&c.bundle, &roots))
+                .collect::<Vec<_>>(),
+        ),
+        Err(err) => {
+            facts.notes.push(format!("{err:#}"));
+            None
+        }
+    };
+    let conmons: Vec<Conmon> = if roots.is_empty() {
+        Vec::new()
+    } else {
+        conmon_processes()
+            .into_iter()
+            .filter(|c| under_any(&c.bundle, &roots))
+            .collect()
+    };
+
+    if facts.engine_error.is_none() {
+        let names_listing = podman.list_external()?;
+        let (known, storage) = split_external(&names_listing, manifest_names);
+        facts.storage_only = Some(storage);
+        facts.ghosts = oci.as_ref().map(|list| {
+            list.iter()
+                .filter(|c| !known.contains(&c.id))
+                .cloned()
+                .collect()
+        });
+        facts.ghost_conmons = Some(
+            conmons
+                .iter()
+                .filter(|c| !known.contains(&c.id))
+                .cloned()
+                .collect(),
+        );
+        facts.orphan_volumes = match &paths.volume_path {
+            Some(dir) => Some(orphan_volumes(podman, dir)?),
+            None => None,
+        };
+    }
+
+    facts.stale_runtime = paths.tmp_dir.as_deref().map(stale_runtime_reasons);
+    // Clearing runtime dirs is only safe with nothing of this root running or mounted.
+    for c in oci.iter().flatten().filter(|c| c.status != "stopped") {
+        facts.runtime_busy.push(format!(
+            "OCI container {} is {}",
+            super::short(&c.id),
+            c.status
+        ));
+    }
+    for c in &conmons {
+        facts
+            .runtime_busy
+            .push(format!("conmon pid {} runs", c.pid));
+    }
+    let mut mount_roots: Vec<PathBuf> = paths
+        .graph_root
+        .iter()
+        .flat_map(|g| [g.join("overlay"), g.join("overlay-containers")])
+        .collect();
+    mount_roots.extend(paths.run_root.iter().cloned());
+    mount_roots.extend(paths.tmp_dir.iter().cloned());
+    for m in busy_mounts(&mount_roots) {
+        facts.runtime_busy.push(format!("{m} is mounted"));
+    }
+    facts.paths = paths;
+    Ok(facts)
+}
+
+/// The OCI runtime's containers (`runc --root <root> list --format json`).
+fn oci_list(paths: &EnginePaths) -> Result<Vec<OciContainer>> {
+    let (Some(runtime), Some(root)) = (&paths.oci_runtime, &paths.oci_root) else {
+        anyhow::bail!("ghost check skipped: the OCI runtime or its state root is unknown");
+    };
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let out = oci_cmd(runtime, root)
+        .args(["list", "--format", "json"])
+        .run()
+        .with_context(|| format!("failed to list OCI containers in {}", root.display()))?;
+    parse_runc_list(&out.stdout)
+}
+
+fn oci_cmd(runtime: &Path, root: &Path) -> Cmd {
+    Cmd::new(runtime).arg("--root").arg(root)
+}
+
+/// Every conmon process on the machine (callers filter by bundle path).
+fn conmon_processes() -> Vec<Conmon> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let argv: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            parse_conmon_argv(pid, &argv)
+        })
+        .filter(|c| alive(c.pid))
+        .collect()
+}
+
+/// A process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S …": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Mount points at or under any of `roots` (from `/proc/self/mountinfo`), excluding the roots'
+/// own bind mounts (c/storage bind-mounts `<graphroot>/overlay` onto itself).
+fn busy_mounts(roots: &[PathBuf]) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|mp| {
+            let mp = Path::new(mp);
+            roots.iter().any(|r| mp.starts_with(r) && mp != r)
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// Volume directories (`<dir>/<name>/_data`) podman's database does not list.
+fn orphan_volumes(podman: &Podman, dir: &Path) -> Result<Vec<String>> {
+    let known: BTreeSet<String> = podman.volume_names()?.into_iter().collect();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to read volume dir {}", dir.display()))
+        }
+    };
+    let mut orphans: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().join("_data").is_dir())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .filter(|name| !known.contains(name))
+        .collect();
+    orphans.sort();
+    Ok(orphans)
+}
+
+/// Why podman's tmp dir looks like state from a previous boot (empty: consistent).
+fn stale_runtime_reasons(tmp_dir: &Path) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let btime = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .as_deref()
+        .and_then(parse_btime);
+    let alive_file = tmp_dir.join("alive");
+    if let (Some(btime), Ok(meta)) = (btime, std::fs::metadata(&alive_file)) {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        if let Some(mtime) = mtime.filter(|m| *m < btime) {
+            let at = |secs: i64| {
+                humantime::format_rfc3339_seconds(
+                    UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64),
+                )
+            };
+            reasons.push(format!(
+                "{} dates from {}, before this boot at {}: podman's runtime state survived a reboot and will not be refreshed",
+                alive_file.display(),
+                at(mtime),
+                at(btime)
+            ));
+        }
+    }
+    let pause = tmp_dir.join("pause.pid");
+    if let Ok(text) = std::fs::read_to_string(&pause) {
+        if let Ok(pid) = text.trim().parse::<u32>() {
+            if !alive(pid) {
+                reasons.push(format!(
+                    "{} names pid {pid}, which is not running",
+                    pause.display()
+                ));
+            }
+        }
+    }
+    reasons
+}
+
+/// Perform one step; returns what it touched (paths, ids, names).
+pub fn perform(
+    podman: &Podman,
+    facts: &Facts,
+    step: &Step,
+    now_rfc3339: &str,
+) -> Result<Vec<String>> {
+    match step.kind {
+        StepKind::SystemMigrate => {
+            podman.system_migrate()?;
+            Ok(vec!["podman system migrate".into()])
+        }
+        StepKind::SystemRenumber => {
+            podman.system_renumber()?;
+            Ok(vec!["podman system renumber".into()])
+        }
+        StepKind::ClearRuntimeDirs => {
+            if !facts.runtime_busy.is_empty() {
+                anyhow::bail!(
+                    "not clearing runtime dirs while this root is in use: {}",
+                    facts.runtime_busy.join("; ")
+                );
+            }
+            let mut touched = Vec::new();
+            for dir in &step.targets {
+                touched.extend(clear_dir(Path::new(dir))?);
+            }
+            Ok(touched)
+        }
+        StepKind::MoveDbAside => {
+            let mut touched = Vec::new();
+            for db in &step.targets {
+                touched.push(move_aside(Path::new(db), now_rfc3339)?);
+            }
+            Ok(touched)
+        }
+        StepKind::RemoveStorageOnly => {
+            let mut touched = Vec::new();
+            let mut errors = Vec::new();
+            for id in &step.targets {
+                // Podman mounts a container's /dev/shm itself; with the database gone nothing
+                // unmounts it, and `rm --storage` then fails with "device or resource busy".
+                let mut done = Vec::new();
+                if let Some(graph) = &facts.paths.graph_root {
+                    let dir = graph.join("overlay-containers").join(id);
+                    for m in busy_mounts(std::slice::from_ref(&dir)) {
+                        match Cmd::new("umount").arg(&m).run() {
+                            Ok(_) => done.push(format!("unmounted {m}")),
+                            Err(err) => errors.push(format!("{err:#}")),
+                        }
+                    }
+                }
+                match podman.remove_storage(id) {
+                    Ok(()) => {
+                        touched.extend(done);
+                        touched.push(format!("storage container {id} removed"));
+                    }
+                    Err(err) => errors.push(format!("{err:#}")),
+                }
+            }
+            finish(touched, errors)
+        }
+        StepKind::KillGhosts => kill_ghosts(facts, &step.targets),
+        StepKind::RegisterVolumes => {
+            let dir = facts
+                .paths
+                .volume_path
+                .as_deref()
+                .context("podman's volume path is unknown")?;
+            let mut touched = Vec::new();
+            let mut errors = Vec::new();
+            for name in &step.targets {
+                match register_volume(podman, dir, name) {
+                    Ok(()) => touched.push(name.clone()),
+                    Err(err) => errors.push(format!("{err:#}")),
+                }
+            }
+            finish(touched, errors)
+        }
+    }
+}
+
+fn finish(touched: Vec<String>, errors: Vec<String>) -> Result<Vec<String>> {
+    if errors.is_empty() {
+        Ok(touched)
+    } else {
+        anyhow::bail!(
+            "{} (done: {})",
+            errors.join("; "),
+            if touched.is_empty() {
+                "nothing".to_string()
+            } else {
+                touched.join(", ")
+            }
+        )
+    }
+}
+
+/// Remove everything inside a runtime dir (the dir itself stays).
+fn clear_dir(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to read runtime dir {}", dir.display()))
+        }
+    };
+    let mut touched = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let result = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.with_context(|| format!("failed to remove {}", path.display()))?;
+        touched.push(path.display().to_string());
+    }
+    Ok(touched)
+}
+
+/// Rename the database to `<db>.broken-<UTC>` in the same dir (never deleted).
+fn move_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
+    let mut target = super::broken_db_path(db, now_rfc3339);
+    let mut n = 1;
+    while target.exists() {
+        target = PathBuf::from(format!(
+            "{}-{n}",
+            super::broken_db_path(db, now_rfc3339).display()
+        ));
+        n += 1;
+    }
+    std::fs::rename(db, &target).with_context(|| {
+        format!(
+            "failed to move database {} aside to {}",
+            db.display(),
+            target.display()
+        )
+    })?;
+    if let Some(dir) = db.parent() {
+        crate::fsutil::sync_dir(dir)?;
+    }
+    Ok(format!("{} -> {}", db.display(), target.display()))
+}
+
+/// Kill and delete ghost OCI containers, then make sure their conmons are gone.
+fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+    let mut touched = Vec::new();
+    let mut errors = Vec::new();
+    let ids: Vec<&String> = targets
+        .iter()
+        .filter(|t| !t.starts_with("conmon:"))
+        .collect();
+    let mut conmon_pids: Vec<u32> = targets
+        .iter()
+        .filter_map(|t| t.strip_prefix("conmon:")?.parse().ok())
+        .collect();
+    if !ids.is_empty() {
+        let (Some(runtime), Some(root)) = (&facts.paths.oci_runtime, &facts.paths.oci_root) else {
+            anyhow::bail!(
+                "cannot kill ghost containers: the OCI runtime or its state root is unknown"
+            );
+        };
+        for id in &ids {
+            match kill_one(runtime, root, id) {
+                Ok(()) => touched.push(format!("OCI container {id} killed and deleted")),
+                Err(err) => errors.push(format!("{err:#}")),
+            }
+        }
+        // Conmons of the killed containers exit on their own once the container is gone.
+        conmon_pids.extend(
+            facts
+                .ghost_conmons
+                .iter()
+                .flatten()
+                .filter(|c| ids.iter().any(|id| **id == c.id))
+                .map(|c| c.pid),
+        );
+    }
+    conmon_pids.sort_unstable();
+    conmon_pids.dedup();
+    for pid in conmon_pids {
+        if !wait_exit(pid, EXIT_WAIT) {
+            let _ = Cmd::new("kill").args(["-KILL", &pid.to_string()]).run();
+            if !wait_exit(pid, EXIT_WAIT) {
+                errors.push(format!("conmon pid {pid} survived SIGKILL"));
+                continue;
+            }
+            touched.push(format!("conmon pid {pid} killed"));
+        } else {
+            touched.push(format!("conmon pid {pid} exited"));
+        }
+    }
+    finish(touched, errors)
+}
+
+/// `runc kill <id> KILL`, wait until it is stopped, `runc delete -f <id>`.
+fn kill_one(runtime: &Path, root: &Path, id: &str) -> Result<()> {
+    // Fails harmlessly on a container that is already stopped.
+    let _ = oci_cmd(runtime, root).args(["kill", id, "KILL"]).run();
+    let started = Instant::now();
+    while started.elapsed() < EXIT_WAIT {
+        let state = oci_cmd(runtime, root).args(["state", id]).run_unchecked()?;
+        if !state.success() || !state.stdout.contains("\"running\"") {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let out = oci_cmd(runtime, root)
+        .args(["delete", "--force", id])
+        .run_unchecked()?;
+    if !out.success() && !out.stderr.contains("does not exist") {
+        return Err(crate::podman::failure(
+            &oci_cmd(runtime, root).args(["delete", "--force", id]),
+            out,
+        ))
+        .with_context(|| format!("failed to delete ghost OCI container {id}"));
+    }
+    Ok(())
+}
+
+fn wait_exit(pid: u32, limit: Duration) -> bool {
+    let started = Instant::now();
+    while alive(pid) {
+        if started.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+    true
+}
+
+/// `podman volume create <name>` over an existing data dir, verifying the data is untouched.
+fn register_volume(podman: &Podman, volume_path: &Path, name: &str) -> Result<()> {
+    let data = volume_path.join(name).join("_data");
+    let before = listing(&data)?;
+    podman.volume_create(name)?;
+    let after = listing(&data)?;
+    if before != after {
+        anyhow::bail!(
+            "volume {name}: the contents of {} changed while re-registering it ({} entries before, {} after); stop and inspect it",
+            data.display(),
+            before.len(),
+            after.len()
+        );
+    }
+    Ok(())
+}
+
+/// Top-level entries of a dir with their sizes: a cheap fingerprint (a bitcoind volume has
+/// hundreds of GB; never walk it).
+fn listing(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut entries: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .with_context(|| format!("failed to read volume data {}", dir.display()))?
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
