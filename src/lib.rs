@@ -16,6 +16,7 @@ pub mod podman;
 pub mod render;
 pub mod spec;
 pub mod state;
+pub mod update;
 
 use std::process::ExitCode;
 
