@@ -29,6 +29,8 @@ use crate::update::{rollback, split_words, tarball};
 /// and appends to `<state-dir>/update/history.jsonl`. Failure records the version in
 /// `<state-dir>/update/bad-versions` and rolls back to `previous` (unless --no-rollback), exit 1.
 #[derive(Debug, clap::Args)]
+// `--version` names the release being armed here; `archy --version` still prints archy's.
+#[command(disable_version_flag = true)]
 pub struct VerifyUpdateArgs {
     /// Installation holding `releases/<version>/`, `current` and `previous`.
     #[arg(

@@ -223,7 +223,12 @@ pub fn execute(
     Ok(Outcome {
         action: if resumed { "resumed" } else { "rolled_back" },
         message: format!(
-            "rolled back from {} to {to}; ran `{command_line}`",
+            "{} from {} to {to}; ran `{command_line}`",
+            if resumed {
+                "finished an interrupted rollback"
+            } else {
+                "rolled back"
+            },
             from.as_deref().unwrap_or("(none)")
         ),
         from,
