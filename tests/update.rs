@@ -166,6 +166,8 @@ enum Behaviour {
     Status(u16),
     /// Accept and never answer.
     Hang,
+    /// Answer plain HTTP at once, without reading (what a TLS client gets from a plain server).
+    PlainAtOnce,
     /// Refuse connections (not listening) for this long, then answer 200.
     Late(Duration),
 }
@@ -261,6 +263,12 @@ fn serve(
                 stream.set_nonblocking(false).unwrap();
                 match behaviour {
                     Behaviour::Hang => held.push(stream),
+                    Behaviour::PlainAtOnce => {
+                        let mut stream = stream;
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+                        held.push(stream);
+                    }
                     Behaviour::Status(code) => answer(stream, code, tls.clone()),
                     Behaviour::Late(_) => answer(stream, 200, tls.clone()),
                 }
@@ -739,4 +747,45 @@ fn tarball_check_exit_codes_and_output() {
     assert_eq!(out.code, 2, "{out:?}");
     // The tarball check takes no lock and needs no install root or state.
     assert!(!install.run.exists());
+}
+
+#[test]
+fn failed_restart_keeps_the_switch_and_the_next_rollback_retries_it() {
+    let install = Install::new();
+    let out = install.archy(&["rollback", "--restart-cmd", "/bin/false"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("restart command `/bin/false` failed"),
+        "{out:?}"
+    );
+    assert_eq!(install.current(), "releases/1");
+    assert!(install.update_file("rollback.json").exists());
+    let out = install.archy(&["rollback", "--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["action"], "resumed");
+    assert_eq!(install.restarts(), 1);
+    assert!(!install.update_file("rollback.json").exists());
+}
+
+#[test]
+fn tls_failure_is_reported_as_a_tls_error() {
+    let install = Install::new();
+    install.arm();
+    // A plain-HTTP server probed over https: the handshake fails.
+    let server = Server::start(Behaviour::PlainAtOnce, false);
+    let url = format!("https://127.0.0.1:{}/", server.port);
+    let out = install.archy(&[
+        "verify-update",
+        "--no-rollback",
+        "--output",
+        "json",
+        "--url",
+        &url,
+        "--interval",
+        "100ms",
+        "--timeout",
+        "600ms",
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.json()["probe"]["last"]["kind"], "tls", "{out:?}");
 }
