@@ -48,7 +48,8 @@ pub struct VerifyUpdateArgs {
     /// With --tarball: the expected SHA-256 of the file (64 hex digits).
     #[arg(long, value_name = "HEX", requires = "tarball")]
     pub sha256: Option<String>,
-    /// With --tarball: a path that must exist in the archive (repeatable), e.g. `web-ui/index.html`.
+    /// With --tarball: a path that must exist in the archive, as stored (a leading `./` is
+    /// optional; repeatable), e.g. `web-ui/index.html`.
     #[arg(long, value_name = "PATH", requires = "tarball")]
     pub require: Vec<String>,
     /// Arm the check after switching `current` to a new release: writes
