@@ -18,6 +18,7 @@ pub mod render;
 pub mod secret;
 pub mod spec;
 pub mod state;
+pub mod update;
 
 use std::process::ExitCode;
 
