@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod output;
 pub mod plan;
 pub mod podman;
+pub mod quadlet;
 pub mod render;
 pub mod spec;
 pub mod state;
