@@ -44,7 +44,7 @@ complete -c archy -n "__fish_archy_needs_command" -f -a "render-config" -d 'Not 
 complete -c archy -n "__fish_archy_needs_command" -f -a "heal-podman" -d 'Not implemented yet'
 complete -c archy -n "__fish_archy_needs_command" -f -a "verify-update" -d 'Not implemented yet'
 complete -c archy -n "__fish_archy_needs_command" -f -a "rollback" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_needs_command" -f -a "status" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_needs_command" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
 complete -c archy -n "__fish_archy_needs_command" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
 complete -c archy -n "__fish_archy_needs_command" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'
 complete -c archy -n "__fish_archy_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -149,7 +149,7 @@ complete -c archy -n "__fish_archy_using_subcommand status" -l subnet -d 'Subnet
 complete -c archy -n "__fish_archy_using_subcommand status" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
 complete -c archy -n "__fish_archy_using_subcommand status" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand status" -s q -l quiet -d 'Only warnings and errors; no progress display'
-complete -c archy -n "__fish_archy_using_subcommand status" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand status" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l podman-version -d 'Podman version the units are for, X.Y (default: the local `podman version`)' -r
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l out -d 'Directory to write the units to (default: --quadlet-dir, /etc/containers/systemd)' -r -F
@@ -190,7 +190,7 @@ complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_su
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "heal-podman" -d 'Not implemented yet'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "verify-update" -d 'Not implemented yet'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "rollback" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "status" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
