@@ -23,6 +23,11 @@ stop_timeout: 7
 /// The real Quadlet generator: $ARCHY_QUADLET_BIN, else what `.ci/fetch-quadlet` provides.
 /// Not finding it is a failure, not a skip.
 fn quadlet_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_quadlet).clone()
+}
+
+fn find_quadlet() -> PathBuf {
     if let Some(bin) = std::env::var_os("ARCHY_QUADLET_BIN") {
         return PathBuf::from(bin);
     }
