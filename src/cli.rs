@@ -95,6 +95,16 @@ pub struct GlobalArgs {
         value_name = "CIDR"
     )]
     pub subnet: String,
+    /// Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them
+    /// there and `reconcile` and `status` check them.
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHY_QUADLET_DIR",
+        default_value = "/etc/containers/systemd",
+        value_name = "DIR"
+    )]
+    pub quadlet_dir: PathBuf,
     /// More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

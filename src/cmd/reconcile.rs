@@ -252,6 +252,20 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
             &mut failed,
         ));
     }
+    // owner: systemd apps: the container is systemd's; only check that its Quadlet unit is current.
+    for r in results
+        .iter_mut()
+        .filter(|r| r.action == Action::Delegated && r.result == "ok")
+    {
+        if let (Some((spec, hash, _)), Some(m)) = (specs.get(&r.app), loaded.get(&r.app)) {
+            if let Err(problem) =
+                super::quadlet::check_unit(&ctx.global.quadlet_dir, spec, hash, m.enabled)
+            {
+                r.result = "failed";
+                r.error = Some(problem);
+            }
+        }
+    }
     results.sort_by_key(|r| selected.iter().position(|m| m.app == r.app));
 
     // Unknown-app manifest errors scoped to the apps asked for.
@@ -279,8 +293,9 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
     })
 }
 
-/// The container an app should have: image resolved, consumed files hashed.
-fn desired_spec(
+/// The container an app should have: image resolved, consumed files hashed (also used by
+/// `archy quadlet`, so a unit carries the same spec hash reconcile computes).
+pub fn desired_spec(
     ctx: &Ctx,
     m: &Manifest,
     gateway: &str,

@@ -1,0 +1,196 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_archy_global_optspecs
+    string join \n manifests= state-dir= run-dir= podman= output= lock-wait= network= subnet= quadlet-dir= v/verbose q/quiet h/help V/version
+end
+
+function __fish_archy_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_archy_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_archy_using_subcommand
+    set -l cmd (__fish_archy_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c archy -n "__fish_archy_needs_command" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_needs_command" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_needs_command" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_needs_command" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_needs_command" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_needs_command" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_needs_command" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_needs_command" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_needs_command" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_needs_command" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_needs_command" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c archy -n "__fish_archy_needs_command" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_needs_command" -f -a "reconcile" -d 'Converge containers to the manifests: create missing ones, recreate drifted ones, start stopped ones. A second run with nothing changed does nothing'
+complete -c archy -n "__fish_archy_needs_command" -f -a "build-image" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_needs_command" -f -a "render-config" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_needs_command" -f -a "heal-podman" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_needs_command" -f -a "verify-update" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_needs_command" -f -a "rollback" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_needs_command" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
+complete -c archy -n "__fish_archy_needs_command" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
+complete -c archy -n "__fish_archy_needs_command" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'
+complete -c archy -n "__fish_archy_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l jobs -d 'Apps converged in parallel within one dependency layer' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l mirror -d 'Registry mirror tried before an image\'s own registry (repeatable)' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l dry-run -d 'Print the plan (create / recreate / start / ok / orphan / adopt, with reasons) and change nothing'
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l prune -d 'Remove managed containers that no manifest describes (volumes are kept)'
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l adopt -d 'Replace an unmanaged container that holds an app\'s container name (volumes are kept)'
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand build-image" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand build-image" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand build-image" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand build-image" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand render-config" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand render-config" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand render-config" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand render-config" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand rollback" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand rollback" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand rollback" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand status" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand status" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand status" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand status" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand status" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand status" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand status" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand status" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c archy -n "__fish_archy_using_subcommand status" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l podman-version -d 'Podman version the units are for, X.Y (default: the local `podman version`)' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l out -d 'Directory to write the units to (default: --quadlet-dir, /etc/containers/systemd)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l dry-run -d 'Say which units would be written and write nothing'
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l man-dir -d 'Directory for man pages' -r -F
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l completions-dir -d 'Directory for shell completions' -r -F
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
+json\t''"
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "reconcile" -d 'Converge containers to the manifests: create missing ones, recreate drifted ones, start stopped ones. A second run with nothing changed does nothing'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "build-image" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "render-config" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "heal-podman" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "verify-update" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "rollback" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
