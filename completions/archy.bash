@@ -133,7 +133,7 @@ _archy() {
             return 0
             ;;
         archy__subcmd__build__subcmd__image)
-            opts="-v -q -h -V --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --force --dry-run --prune --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -241,7 +241,7 @@ _archy() {
             return 0
             ;;
         archy__subcmd__heal__subcmd__podman)
-            opts="-v -q -h -V --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --dry-run --yes --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -561,7 +561,7 @@ _archy() {
             return 0
             ;;
         archy__subcmd__render__subcmd__config)
-            opts="-v -q -h -V --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --check --dry-run --rotate-secret --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -611,12 +611,24 @@ _archy() {
             return 0
             ;;
         archy__subcmd__rollback)
-            opts="-v -q -h -V --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --install-root --reason --dry-run --restart-cmd --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --install-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --restart-cmd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --manifests)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -711,12 +723,56 @@ _archy() {
             return 0
             ;;
         archy__subcmd__verify__subcmd__update)
-            opts="-v -q -h -V --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
+            opts="-v -q -h --install-root --tarball --sha256 --require --arm --version --url --expect --successes --interval --timeout --no-rollback --restart-cmd --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --install-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tarball)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sha256)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --successes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --restart-cmd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --manifests)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

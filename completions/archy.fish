@@ -39,11 +39,11 @@ complete -c archy -n "__fish_archy_needs_command" -s q -l quiet -d 'Only warning
 complete -c archy -n "__fish_archy_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_needs_command" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_needs_command" -f -a "reconcile" -d 'Converge containers to the manifests: create missing ones, recreate drifted ones, start stopped ones. A second run with nothing changed does nothing'
-complete -c archy -n "__fish_archy_needs_command" -f -a "build-image" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_needs_command" -f -a "render-config" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_needs_command" -f -a "heal-podman" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_needs_command" -f -a "verify-update" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_needs_command" -f -a "rollback" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_needs_command" -f -a "build-image" -d 'Build missing images of apps with a `build:` context; a second run builds nothing'
+complete -c archy -n "__fish_archy_needs_command" -f -a "render-config" -d 'Render every `configs:` entry from the canonical secret; rewrite only files that differ'
+complete -c archy -n "__fish_archy_needs_command" -f -a "heal-podman" -d 'Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI containers, no orphaned volume dirs, runtime dirs of this boot) and repair it'
+complete -c archy -n "__fish_archy_needs_command" -f -a "verify-update" -d 'Check a release tarball, arm the post-update check, or run it (probe the web UI and roll back if it does not answer)'
+complete -c archy -n "__fish_archy_needs_command" -f -a "rollback" -d 'Make `previous` the current release again and restart the service'
 complete -c archy -n "__fish_archy_needs_command" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
 complete -c archy -n "__fish_archy_needs_command" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
 complete -c archy -n "__fish_archy_needs_command" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'
@@ -77,6 +77,9 @@ complete -c archy -n "__fish_archy_using_subcommand build-image" -l lock-wait -d
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l force -d 'Rebuild even when the image for the current context exists'
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l dry-run -d 'Show what would be built or removed; change nothing'
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l prune -d 'Remove `localhost/archy-<app>:*` images no manifest or container references'
 complete -c archy -n "__fish_archy_using_subcommand build-image" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand build-image" -s q -l quiet -d 'Only warnings and errors; no progress display'
 complete -c archy -n "__fish_archy_using_subcommand build-image" -s h -l help -d 'Print help'
@@ -91,9 +94,12 @@ complete -c archy -n "__fish_archy_using_subcommand render-config" -l lock-wait 
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l check -d 'Write nothing; exit 1 when any file differs from what would be rendered'
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l dry-run -d 'Show what would be written; change nothing'
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l rotate-secret -d 'Replace the canonical secret with a new random one and re-render every dependent file'
 complete -c archy -n "__fish_archy_using_subcommand render-config" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand render-config" -s q -l quiet -d 'Only warnings and errors; no progress display'
-complete -c archy -n "__fish_archy_using_subcommand render-config" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand render-config" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand render-config" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
@@ -105,10 +111,23 @@ complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l lock-wait -d
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l dry-run -d 'Print the probes and the repairs that would run; change nothing'
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l yes -d 'Also remove storage-only containers whose names archy does not manage'
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s q -l quiet -d 'Only warnings and errors; no progress display'
-complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l install-root -d 'Installation holding `releases/<version>/`, `current` and `previous`' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l tarball -d 'Check this release tar.gz (headers only) instead of probing: root directory 0755, every directory o+rx, every file o+r, no absolute or `..` paths, no device nodes or fifos, no setuid/setgid, no link escaping the root' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l sha256 -d 'With --tarball: the expected SHA-256 of the file (64 hex digits)' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l require -d 'With --tarball: a path that must exist in the archive, as stored (a leading `./` is optional; repeatable), e.g. `web-ui/index.html`' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l version -d 'With --arm: the version being installed (default: the one `current` points at)' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l url -d 'URL of the web UI to probe. Certificate checks are skipped only when its host is a loopback address (127.0.0.0/8, ::1, localhost)' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l expect -d 'HTTP status that counts as healthy' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l successes -d 'Healthy answers needed in a row' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l interval -d 'Time between probes' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l timeout -d 'Give up (and roll back) when the web UI has not proven healthy within this time' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l restart-cmd -d 'Command run once after an automatic rollback (split into words, never run by a shell)' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l run-dir -d 'Directory for lock files' -r -F
@@ -119,10 +138,14 @@ complete -c archy -n "__fish_archy_using_subcommand verify-update" -l lock-wait 
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l arm -d 'Arm the check after switching `current` to a new release: writes `<state-dir>/update/pending.json` with the version and the previous one'
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l no-rollback -d 'On failure record the bad version but do not roll back (the marker stays)'
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -s q -l quiet -d 'Only warnings and errors; no progress display'
-complete -c archy -n "__fish_archy_using_subcommand verify-update" -s h -l help -d 'Print help'
-complete -c archy -n "__fish_archy_using_subcommand verify-update" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l install-root -d 'Installation holding `releases/<version>/`, `current` and `previous`' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l reason -d 'Why, recorded in `<state-dir>/update/history.jsonl`' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l restart-cmd -d 'Command run once after switching (split into words, never run by a shell)' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l run-dir -d 'Directory for lock files' -r -F
@@ -133,9 +156,10 @@ complete -c archy -n "__fish_archy_using_subcommand rollback" -l lock-wait -d 'H
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l dry-run -d 'Say what would happen; change nothing and run nothing'
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s q -l quiet -d 'Only warnings and errors; no progress display'
-complete -c archy -n "__fish_archy_using_subcommand rollback" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand status" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand status" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
@@ -185,11 +209,11 @@ complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s q -l quiet
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s h -l help -d 'Print help'
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "reconcile" -d 'Converge containers to the manifests: create missing ones, recreate drifted ones, start stopped ones. A second run with nothing changed does nothing'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "build-image" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "render-config" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "heal-podman" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "verify-update" -d 'Not implemented yet'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "rollback" -d 'Not implemented yet'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "build-image" -d 'Build missing images of apps with a `build:` context; a second run builds nothing'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "render-config" -d 'Render every `configs:` entry from the canonical secret; rewrite only files that differ'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "heal-podman" -d 'Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI containers, no orphaned volume dirs, runtime dirs of this boot) and repair it'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "verify-update" -d 'Check a release tarball, arm the post-update check, or run it (probe the web UI and roll back if it does not answer)'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "rollback" -d 'Make `previous` the current release again and restart the service'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'

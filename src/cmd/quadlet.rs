@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, args: &QuadletArgs) -> Result<u8> {
     quadlet::check_supported(version).map_err(crate::exit::invalid)?;
     let out_dir = args.out.as_deref().unwrap_or(&ctx.global.quadlet_dir);
     let gateway = ctx.gateway()?;
-    let render = crate::render::render_apps(ctx, &selected, true, false)?;
+    let render = crate::render::render_apps(ctx, &selected, &loaded.apps, false)?;
     if let Some((app, error)) = render.app_errors.iter().next() {
         anyhow::bail!("a config file of app {app} could not be rendered: {error}");
     }

@@ -233,7 +233,7 @@ pub fn app_status(
         Action::Start => ("exited", false),
         Action::Unpause => ("paused", false),
         Action::Create => ("missing", false),
-        Action::Recreate => ("drifted", false),
+        Action::Recreate | Action::Restart => ("drifted", false),
         Action::Remove => ("disabled", false),
         Action::Absent => ("disabled", true),
         Action::Conflict | Action::Adopt => ("conflict", false),
