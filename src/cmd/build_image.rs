@@ -48,16 +48,7 @@ struct Pruned {
 }
 
 pub fn run(ctx: &Ctx, args: &BuildImageArgs) -> Result<u8> {
-    let loaded = ctx.load_manifests()?;
-    if let Some(unknown) = args.apps.iter().find(|a| loaded.get(a).is_none()) {
-        return Err(crate::exit::invalid(format!(
-            "no valid manifest in {} defines app `{unknown}`",
-            ctx.global.manifests.display()
-        )));
-    }
-    for error in &loaded.errors {
-        tracing::error!("{error}");
-    }
+    let loaded = ctx.load_manifests_for(&args.apps)?;
     let _lock = if args.dry_run {
         None
     } else {

@@ -51,6 +51,25 @@ impl<'a> Ctx<'a> {
             .map_err(|e| crate::exit::invalid(format!("{e:#}")))
     }
 
+    /// Load the manifests for a command that may name apps: an app no manifest defines (valid or
+    /// not) is invalid input; invalid manifests are logged and returned in `Loaded::errors`.
+    pub fn load_manifests_for(&self, apps: &[String]) -> Result<Loaded> {
+        let loaded = self.load_manifests()?;
+        let known = |app: &str| {
+            loaded.get(app).is_some() || loaded.errors.iter().any(|e| e.app.as_deref() == Some(app))
+        };
+        if let Some(unknown) = apps.iter().find(|a| !known(a)) {
+            return Err(crate::exit::invalid(format!(
+                "no manifest in {} defines app `{unknown}`",
+                self.global.manifests.display()
+            )));
+        }
+        for error in &loaded.errors {
+            tracing::error!("{error}");
+        }
+        Ok(loaded)
+    }
+
     /// The gateway of archy's network subnet (validated: a bad `--subnet` is invalid input).
     pub fn gateway(&self) -> Result<String> {
         crate::spec::gateway_of(&self.global.subnet)

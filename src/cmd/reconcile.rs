@@ -105,19 +105,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
 
 /// Everything `reconcile` decided and did.
 pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
-    let loaded = ctx.load_manifests()?;
-    if let Some(unknown) = args.apps.iter().find(|a| {
-        loaded.get(a).is_none()
-            && !loaded
-                .errors
-                .iter()
-                .any(|e| e.app.as_deref() == Some(a.as_str()))
-    }) {
-        return Err(crate::exit::invalid(format!(
-            "no manifest in {} defines app `{unknown}`",
-            ctx.global.manifests.display()
-        )));
-    }
+    let loaded = ctx.load_manifests_for(&args.apps)?;
     let gateway = ctx.gateway()?;
     // A targeted run shares the run lock with other targeted runs (per-app locks keep them
     // apart); a full run is exclusive. Both wait for heal-podman to finish.
@@ -143,9 +131,6 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
         .filter(|m| args.apps.is_empty() || args.apps.contains(&m.app))
         .collect();
     let mut manifest_errors = loaded.errors.clone();
-    for error in &manifest_errors {
-        tracing::error!("{error}");
-    }
 
     // Configs first: their content is part of the consumers' spec hash.
     let render = crate::render::render_apps(ctx, &selected, &loaded.apps, !args.dry_run)?;
