@@ -30,7 +30,10 @@ fn sigkill_during_reconcile() {
             }
         } else {
             for (app, _) in APPS.iter().zip(&data) {
-                root.simple_manifest(app, &format!("volumes: [\"{app}-data:/data\"]\nenv: {{ROUND: \"{i}\"}}\n"));
+                root.simple_manifest(
+                    app,
+                    &format!("volumes: [\"{app}-data:/data\"]\nenv: {{ROUND: \"{i}\"}}\n"),
+                );
             }
         }
         let delay = Duration::from_millis(rng.below(1500));
@@ -47,13 +50,30 @@ fn sigkill_during_reconcile() {
         let out = root.archy(&["reconcile", "--lock-wait", "60s"]);
         assert_eq!(out.code, 0, "kill #{i} after {delay:?}: {out:?}");
         for (app, content) in APPS.iter().zip(&data) {
-            assert_eq!(root.state(&format!("archy-{app}")), "running", "#{i} {delay:?}: {out:?}");
-            assert_eq!(containers_of(&root, app), 1, "#{i} {delay:?}: one container for {app}");
-            case.data_kept(volume_file(&root, app).as_deref() == Some(content.as_str()), app);
+            assert_eq!(
+                root.state(&format!("archy-{app}")),
+                "running",
+                "#{i} {delay:?}: {out:?}"
+            );
+            assert_eq!(
+                containers_of(&root, app),
+                1,
+                "#{i} {delay:?}: one container for {app}"
+            );
+            case.data_kept(
+                volume_file(&root, app).as_deref() == Some(content.as_str()),
+                app,
+            );
         }
-        case.data_kept(root.image_id(TEST_IMAGE).as_deref() == Some(image.as_str()), "image");
+        case.data_kept(
+            root.image_id(TEST_IMAGE).as_deref() == Some(image.as_str()),
+            "image",
+        );
         let again = root.archy(&["reconcile"]);
-        assert!(again.stdout.contains("3 ok"), "#{i}: second run is a no-op: {again:?}");
+        assert!(
+            again.stdout.contains("3 ok"),
+            "#{i}: second run is a no-op: {again:?}"
+        );
         eprintln!("kill #{i} after {delay:?}: converged");
         case.pass();
     }
@@ -63,9 +83,15 @@ fn node_configs(root: &TestRoot) -> PathBuf {
     let cfg = root.dir.join("cfg");
     std::fs::create_dir_all(&cfg).unwrap();
     let c = cfg.display();
-    root.simple_manifest("bitcoin", &format!("configs:\n  - render: bitcoin.conf\n    path: {c}/bitcoin.conf\n"));
-    root.simple_manifest("lnd", &format!("configs:\n  - render: lnd.conf\n    path: {c}/lnd.conf\n"));
-    root.simple_manifest("electrumx", &format!("configs:\n  - render: electrumx.env\n    path: {c}/electrumx.env\n"));
+    root.simple_manifest(
+        "bitcoin",
+        &format!("configs:\n  - render: bitcoin.conf\n    path: {c}/bitcoin.conf\n"),
+    );
+    root.simple_manifest(
+        "lnd",
+        &format!("configs:\n  - render: lnd.conf\n    path: {c}/lnd.conf\n"),
+    );
+    root.simple_manifest("electrumx", &format!("configs:\n  - render: electrumx.env\n    path: {c}/electrumx.env\n    settings: {{COIN: Bitcoin}}\n"));
     cfg
 }
 
@@ -99,7 +125,10 @@ fn sigkill_during_render_config() {
         let _ = child.kill();
         let _ = child.wait();
         for f in ["bitcoin.conf", "lnd.conf", "electrumx.env"] {
-            case.data_kept(complete(&cfg.join(f)), &format!("{f} complete after kill #{i} at {delay:?}"));
+            case.data_kept(
+                complete(&cfg.join(f)),
+                &format!("{f} complete after kill #{i} at {delay:?}"),
+            );
         }
         let secret = std::fs::read_to_string(root.state_dir.join("secrets/bitcoin-rpc.json"));
         let parsed: Option<serde_json::Value> =
@@ -147,7 +176,10 @@ impl Install {
         let restart_script = tmp.path().join("restart.sh");
         std::fs::write(
             &restart_script,
-            format!("#!/bin/sh\necho restart >> '{}'\nsleep 0.2\n", restart_log.display()),
+            format!(
+                "#!/bin/sh\necho restart >> '{}'\nsleep 0.2\n",
+                restart_log.display()
+            ),
         )
         .unwrap();
         Install {
@@ -166,7 +198,10 @@ impl Install {
             .env("ARCHY_STATE_DIR", &self.state)
             .env("ARCHY_RUN_DIR", &self.run)
             .env("ARCHY_INSTALL_ROOT", &self.root)
-            .env("ARCHY_RESTART_CMD", format!("/bin/sh '{}'", self.restart_script.display()))
+            .env(
+                "ARCHY_RESTART_CMD",
+                format!("/bin/sh '{}'", self.restart_script.display()),
+            )
             .env_remove("ARCHY_LOG")
             .stdin(Stdio::null());
         cmd
@@ -210,11 +245,25 @@ fn sigkill_during_rollback() {
         let _ = child.kill();
         let _ = child.wait();
         let current = install.current();
-        assert!(current == "releases/1" || current == "releases/2", "#{i}: {current}");
-        case.data_kept(install.root.join("current/web-ui/index.html").exists(), "current release");
-        case.data_kept(install.root.join("releases/2/web-ui/index.html").exists(), "release 2");
+        assert!(
+            current == "releases/1" || current == "releases/2",
+            "#{i}: {current}"
+        );
+        case.data_kept(
+            install.root.join("current/web-ui/index.html").exists(),
+            "current release",
+        );
+        case.data_kept(
+            install.root.join("releases/2/web-ui/index.html").exists(),
+            "release 2",
+        );
         let out = install.command(&["rollback"]).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "#{i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "#{i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(install.current(), "releases/1", "#{i}");
         assert!(install.restarts() >= 1, "#{i}: the restart ran");
         case.pass();
@@ -243,7 +292,12 @@ fn concurrent(n: usize) {
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let runs = root
         .take_podman_calls()

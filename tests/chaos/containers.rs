@@ -14,42 +14,64 @@ fn repaired(fault: &str, response: &str, inject: impl Fn(&TestRoot)) {
     for i in 0..iterations(1, 3) {
         case.run();
         inject(&root);
-        assert_ne!(root.state("archy-svc"), "running", "fault {fault} took effect");
+        assert_ne!(
+            root.state("archy-svc"),
+            "running",
+            "fault {fault} took effect"
+        );
         let out = root.archy(&["reconcile"]);
         assert_eq!(out.code, 0, "{fault} #{i}: {out:?}");
         assert_eq!(root.state("archy-svc"), "running", "{fault} #{i}: {out:?}");
         assert_eq!(containers_of(&root, "svc"), 1, "{fault} #{i}");
-        case.data_kept(volume_file(&root, "svc").as_deref() == Some(data.as_str()), "volume file");
-        case.data_kept(root.image_id(TEST_IMAGE).as_deref() == Some(image.as_str()), "image id");
+        case.data_kept(
+            volume_file(&root, "svc").as_deref() == Some(data.as_str()),
+            "volume file",
+        );
+        case.data_kept(
+            root.image_id(TEST_IMAGE).as_deref() == Some(image.as_str()),
+            "image id",
+        );
         case.pass();
     }
 }
 
 #[test]
 fn podman_kill() {
-    repaired("container: `podman kill`", "started again (same container)", |r| {
-        r.podman_ok(&["kill", "archy-svc"]);
-        for _ in 0..50 {
-            if r.state("archy-svc") != "running" {
-                break;
+    repaired(
+        "container: `podman kill`",
+        "started again (same container)",
+        |r| {
+            r.podman_ok(&["kill", "archy-svc"]);
+            for _ in 0..50 {
+                if r.state("archy-svc") != "running" {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    });
+        },
+    );
 }
 
 #[test]
 fn podman_stop() {
-    repaired("container: `podman stop`", "started again (same container)", |r| {
-        r.podman_ok(&["stop", "-t", "0", "archy-svc"]);
-    });
+    repaired(
+        "container: `podman stop`",
+        "started again (same container)",
+        |r| {
+            r.podman_ok(&["stop", "-t", "0", "archy-svc"]);
+        },
+    );
 }
 
 #[test]
 fn podman_rm_f() {
-    repaired("container: `podman rm -f`", "created again; named volume reattached", |r| {
-        r.podman_ok(&["rm", "-f", "-t", "0", "archy-svc"]);
-    });
+    repaired(
+        "container: `podman rm -f`",
+        "created again; named volume reattached",
+        |r| {
+            r.podman_ok(&["rm", "-f", "-t", "0", "archy-svc"]);
+        },
+    );
 }
 
 #[test]
@@ -94,10 +116,16 @@ fn renamed_by_hand() {
     assert_eq!(root.state("archy-svc"), "running", "{out:?}");
     assert_eq!(root.state("someone-elses"), "missing", "{out:?}");
     assert_eq!(containers_of(&root, "svc"), 1);
-    case.data_kept(volume_file(&root, "svc").as_deref() == Some(data.as_str()), "volume file");
+    case.data_kept(
+        volume_file(&root, "svc").as_deref() == Some(data.as_str()),
+        "volume file",
+    );
     let again = root.archy(&["reconcile"]);
     assert_eq!(again.code, 0, "{again:?}");
-    assert!(again.stdout.contains("1 ok"), "second run is a no-op: {again:?}");
+    assert!(
+        again.stdout.contains("1 ok"),
+        "second run is a no-op: {again:?}"
+    );
     case.pass();
 }
 
@@ -118,14 +146,24 @@ fn image_removed_under_a_build_app() {
     );
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
-    root.podman_ok(&["exec", "archy-built", "/bin/sh", "-c", "echo kept > /data/f"]);
+    root.podman_ok(&[
+        "exec",
+        "archy-built",
+        "/bin/sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
     let image = root.container("archy-built").unwrap()["Image"]
         .as_str()
         .unwrap()
         .to_string();
     case.run();
     root.podman_ok(&["rmi", "-f", &image]);
-    assert_eq!(root.state("archy-built"), "missing", "rmi -f removed the container");
+    assert_eq!(
+        root.state("archy-built"),
+        "missing",
+        "rmi -f removed the container"
+    );
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(root.state("archy-built"), "running", "{out:?}");
@@ -147,21 +185,38 @@ fn port_held_by_an_unmanaged_container() {
     root.simple_manifest("other", "");
     case.run();
     root.podman_ok(&[
-        "run", "-d", "--name", "squatter", "-p", &format!("127.0.0.1:{port}:80"), TEST_IMAGE,
+        "run",
+        "-d",
+        "--name",
+        "squatter",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        TEST_IMAGE,
     ]);
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.all().contains(&port.to_string()), "error names the port: {out:?}");
+    assert!(
+        out.all().contains(&port.to_string()),
+        "error names the port: {out:?}"
+    );
     assert!(
         out.all().contains("address already in use") || out.all().contains("in use"),
         "{out:?}"
     );
     assert_eq!(root.state("archy-other"), "running", "{out:?}");
-    assert_eq!(root.state("squatter"), "running", "the squatter is left alone");
+    assert_eq!(
+        root.state("squatter"),
+        "running",
+        "the squatter is left alone"
+    );
     root.podman_ok(&["rm", "-f", "-t", "0", "squatter"]);
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(root.state("archy-web"), "running", "{out:?}");
-    assert_eq!(containers_of(&root, "web"), 1, "no half-created container left behind");
+    assert_eq!(
+        containers_of(&root, "web"),
+        1,
+        "no half-created container left behind"
+    );
     case.pass();
 }

@@ -14,13 +14,22 @@ fn db(root: &TestRoot) -> std::path::PathBuf {
 fn heal_and_check(case: &mut Case, root: &TestRoot, image: &str, data: &str) {
     let out = root.archy(&["heal-podman", "--output", "json"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(runc_ids_under(&root.dir).is_empty(), "a ghost OCI container survived");
+    assert!(
+        runc_ids_under(&root.dir).is_empty(),
+        "a ghost OCI container survived"
+    );
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(root.state("archy-app"), "running", "{out:?}");
     assert_eq!(containers_of(root, "app"), 1);
-    case.data_kept(root.image_id(TEST_IMAGE).as_deref() == Some(image), "image id");
-    case.data_kept(volume_file(root, "app").as_deref() == Some(data), "volume file");
+    case.data_kept(
+        root.image_id(TEST_IMAGE).as_deref() == Some(image),
+        "image id",
+    );
+    case.data_kept(
+        volume_file(root, "app").as_deref() == Some(data),
+        "volume file",
+    );
     let again = root.archy(&["heal-podman", "--output", "json"]);
     assert_eq!(again.json()["result"], "healthy", "{again:?}");
 }
@@ -90,7 +99,10 @@ fn engine_ghost_oci_container() {
             r.podman_ok(&["ps"]);
             std::fs::copy(other.dir.join("static/bolt_state.db"), db(r)).unwrap();
             drop(other);
-            assert!(runc_ids_under(&r.dir).contains(&ghost), "runc still runs it");
+            assert!(
+                runc_ids_under(&r.dir).contains(&ghost),
+                "runc still runs it"
+            );
         },
     );
 }
@@ -115,7 +127,13 @@ fn boot_after_a_simulated_reboot() {
     );
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
-    root.podman_ok(&["exec", "archy-app", "/bin/sh", "-c", "echo precious-app > /data/blk00000.dat"]);
+    root.podman_ok(&[
+        "exec",
+        "archy-app",
+        "/bin/sh",
+        "-c",
+        "echo precious-app > /data/blk00000.dat",
+    ]);
     let conf = std::fs::read(cfg.join("bitcoin.conf")).unwrap();
     let image = root.image_id(TEST_IMAGE).unwrap();
     for i in 0..iterations(1, 2) {
@@ -144,9 +162,18 @@ fn boot_after_a_simulated_reboot() {
         assert!(stdout.contains("nothing pending"), "{stdout}");
         assert_eq!(root.state("archy-app"), "running");
         assert_eq!(containers_of(&root, "app"), 1);
-        case.data_kept(volume_file(&root, "app").as_deref() == Some("precious-app"), "volume");
-        case.data_kept(std::fs::read(cfg.join("bitcoin.conf")).unwrap() == conf, "config");
-        case.data_kept(root.image_id(TEST_IMAGE).as_deref() == Some(image.as_str()), "image");
+        case.data_kept(
+            volume_file(&root, "app").as_deref() == Some("precious-app"),
+            "volume",
+        );
+        case.data_kept(
+            std::fs::read(cfg.join("bitcoin.conf")).unwrap() == conf,
+            "config",
+        );
+        case.data_kept(
+            root.image_id(TEST_IMAGE).as_deref() == Some(image.as_str()),
+            "image",
+        );
         case.pass();
     }
 }

@@ -8,15 +8,18 @@ use std::process::Command;
 use crate::common::*;
 use crate::support::*;
 
-/// One app consuming a rendered lnd.conf under `<root>/cfg`.
+/// One app consuming a rendered bitcoin.conf under `<root>/cfg`.
 fn lnd(root: &TestRoot) -> PathBuf {
     let cfg = root.dir.join("cfg");
     std::fs::create_dir_all(&cfg).unwrap();
     root.simple_manifest(
         "lnd",
-        &format!("configs:\n  - render: lnd.conf\n    path: {}/lnd.conf\n", cfg.display()),
+        &format!(
+            "configs:\n  - render: bitcoin.conf\n    path: {}/bitcoin.conf\n",
+            cfg.display()
+        ),
     );
-    cfg.join("lnd.conf")
+    cfg.join("bitcoin.conf")
 }
 
 fn mode(p: &Path) -> u32 {
@@ -36,7 +39,10 @@ fn restored(fault: &str, response: &str, damage: impl Fn(&Path)) {
     damage(&file);
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
-    case.data_kept(std::fs::read(&file).ok().as_deref() == Some(&good[..]), "rendered config");
+    case.data_kept(
+        std::fs::read(&file).ok().as_deref() == Some(&good[..]),
+        "rendered config",
+    );
     assert_eq!(mode(&file), 0o600, "mode restored");
     assert_eq!(root.state("archy-lnd"), "running");
     assert_eq!(root.archy(&["render-config", "--check"]).code, 0);
@@ -45,16 +51,24 @@ fn restored(fault: &str, response: &str, damage: impl Fn(&Path)) {
 
 #[test]
 fn config_edited_by_hand() {
-    restored("file: rendered config edited by hand", "rewritten atomically; consumer restarted", |f| {
-        std::fs::write(f, "[Bitcoind]\nbitcoind.rpcpass=guess\n").unwrap();
-    });
+    restored(
+        "file: rendered config edited by hand",
+        "rewritten atomically; consumer restarted",
+        |f| {
+            std::fs::write(f, "[Bitcoind]\nbitcoind.rpcpass=guess\n").unwrap();
+        },
+    );
 }
 
 #[test]
 fn config_deleted() {
-    restored("file: rendered config deleted", "rendered again; consumer restarted", |f| {
-        std::fs::remove_file(f).unwrap();
-    });
+    restored(
+        "file: rendered config deleted",
+        "rendered again; consumer restarted",
+        |f| {
+            std::fs::remove_file(f).unwrap();
+        },
+    );
 }
 
 #[test]
@@ -95,9 +109,18 @@ fn config_replaced_by_a_symlink() {
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.all().contains("symlink"), "{out:?}");
-    assert!(out.all().contains(&file.display().to_string()), "error names the file: {out:?}");
-    case.data_kept(std::fs::read_to_string(&elsewhere).unwrap() == "keep me", "symlink target");
-    assert!(std::fs::symlink_metadata(&file).unwrap().file_type().is_symlink());
+    assert!(
+        out.all().contains(&file.display().to_string()),
+        "error names the file: {out:?}"
+    );
+    case.data_kept(
+        std::fs::read_to_string(&elsewhere).unwrap() == "keep me",
+        "symlink target",
+    );
+    assert!(std::fs::symlink_metadata(&file)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     std::fs::remove_file(&file).unwrap();
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -132,33 +155,54 @@ fn state_dir_on_a_full_file_system() {
     let cfg = root.state_dir.join("cfg");
     root.simple_manifest(
         "bitcoin",
-        &format!("configs:\n  - render: bitcoin.conf\n    path: {}/bitcoin.conf\n", cfg.display()),
+        &format!(
+            "configs:\n  - render: bitcoin.conf\n    path: {}/bitcoin.conf\n",
+            cfg.display()
+        ),
     );
     root.simple_manifest(
         "lnd",
-        &format!("configs:\n  - render: lnd.conf\n    path: {}/lnd.conf\n", cfg.display()),
+        &format!(
+            "configs:\n  - render: lnd.conf\n    path: {}/lnd.conf\n",
+            cfg.display()
+        ),
     );
     let out = root.archy(&["render-config"]);
     assert_eq!(out.code, 0, "{out:?}");
     let secret_path = root.state_dir.join("secrets/bitcoin-rpc.json");
-    let before: Vec<(PathBuf, Vec<u8>)> = [secret_path.clone(), cfg.join("bitcoin.conf"), cfg.join("lnd.conf")]
-        .into_iter()
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
+    let before: Vec<(PathBuf, Vec<u8>)> = [
+        secret_path.clone(),
+        cfg.join("bitcoin.conf"),
+        cfg.join("lnd.conf"),
+    ]
+    .into_iter()
+    .map(|p| {
+        let b = std::fs::read(&p).unwrap();
+        (p, b)
+    })
+    .collect();
     // Fill the file system to the last byte.
     case.run();
     let filler = root.state_dir.join("filler");
     let _ = Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=1k", "count=1024"])
+        .args([
+            "if=/dev/zero",
+            &format!("of={}", filler.display()),
+            "bs=1k",
+            "count=1024",
+        ])
         .output();
     let out = root.archy(&["render-config", "--rotate-secret"]);
     assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.all().contains("No space left on device"), "clear error: {out:?}");
+    assert!(
+        out.all().contains("No space left on device"),
+        "clear error: {out:?}"
+    );
     for (p, b) in &before {
-        case.data_kept(std::fs::read(p).ok().as_ref() == Some(b), &p.display().to_string());
+        case.data_kept(
+            std::fs::read(p).ok().as_ref() == Some(b),
+            &p.display().to_string(),
+        );
     }
     let out = root.archy(&["render-config"]);
     assert_eq!(out.code, 0, "nothing to write, nothing fails: {out:?}");

@@ -175,7 +175,9 @@ pub fn kill_root_processes(dir: &Path) {
         let _ = Command::new("runc").args(["delete", "-f", &id]).output();
     }
     for pid in conmons_under(dir) {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .output();
     }
     for _ in 0..100 {
         if conmons_under(dir).is_empty() {

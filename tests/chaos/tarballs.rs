@@ -17,12 +17,31 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 /// A clean release root plus whatever `extra` appends.
-fn tarball(dir: &Path, name: &str, extra: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>)) -> PathBuf {
+fn tarball(
+    dir: &Path,
+    name: &str,
+    extra: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>),
+) -> PathBuf {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
-    b.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), "./", &b""[..]).unwrap();
-    b.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), "web-ui/", &b""[..]).unwrap();
-    b.append_data(&mut header(tar::EntryType::Regular, 0o644, 6), "web-ui/index.html", &b"<html>"[..]).unwrap();
+    b.append_data(
+        &mut header(tar::EntryType::Directory, 0o755, 0),
+        "./",
+        &b""[..],
+    )
+    .unwrap();
+    b.append_data(
+        &mut header(tar::EntryType::Directory, 0o755, 0),
+        "web-ui/",
+        &b""[..],
+    )
+    .unwrap();
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o644, 6),
+        "web-ui/index.html",
+        &b"<html>"[..],
+    )
+    .unwrap();
     extra(&mut b);
     let bytes = b.into_inner().unwrap().finish().unwrap();
     let path = dir.join(format!("{name}.tar.gz"));
@@ -31,7 +50,12 @@ fn tarball(dir: &Path, name: &str, extra: impl FnOnce(&mut tar::Builder<flate2::
 }
 
 /// Write a raw name into a header (bypassing the tar crate's `..` refusal).
-fn raw(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, path: &str, kind: tar::EntryType, link: Option<&str>) {
+fn raw(
+    b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>,
+    path: &str,
+    kind: tar::EntryType,
+    link: Option<&str>,
+) {
     let mut h = header(kind, 0o644, 0);
     {
         let gnu = h.as_gnu_mut().unwrap();
@@ -44,7 +68,13 @@ fn raw(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, path: &str, kind
     b.append(&h, &b""[..]).unwrap();
 }
 
-fn judged(fault: &str, response: &str, name: &str, build: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>), expect: &str) {
+fn judged(
+    fault: &str,
+    response: &str,
+    name: &str,
+    build: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>),
+    expect: &str,
+) {
     let mut case = Case::new(fault, response);
     let dir = tempfile::tempdir().unwrap();
     let path = tarball(dir.path(), name, build);
@@ -57,7 +87,12 @@ fn judged(fault: &str, response: &str, name: &str, build: impl FnOnce(&mut tar::
         .unwrap();
     let took = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(expect), "expected {expect:?}: {stdout}");
     assert!(took.as_secs() < 10, "took {took:?}");
     // Nothing was extracted next to the tarball.
@@ -68,20 +103,42 @@ fn judged(fault: &str, response: &str, name: &str, build: impl FnOnce(&mut tar::
 
 #[test]
 fn tarball_path_traversal() {
-    judged("tarball: path traversal (`../../etc/passwd`)", "refused (exit 1), names the entry", "trav",
-        |b| raw(b, "../../etc/passwd", tar::EntryType::Regular, None), "../../etc/passwd");
+    judged(
+        "tarball: path traversal (`../../etc/passwd`)",
+        "refused (exit 1), names the entry",
+        "trav",
+        |b| raw(b, "../../etc/passwd", tar::EntryType::Regular, None),
+        "../../etc/passwd",
+    );
 }
 
 #[test]
 fn tarball_symlink_escape() {
-    judged("tarball: symlink escaping the release root", "refused (exit 1), names the link", "sym",
-        |b| raw(b, "web-ui/evil", tar::EntryType::Symlink, Some("../../../etc/shadow")), "web-ui/evil");
+    judged(
+        "tarball: symlink escaping the release root",
+        "refused (exit 1), names the link",
+        "sym",
+        |b| {
+            raw(
+                b,
+                "web-ui/evil",
+                tar::EntryType::Symlink,
+                Some("../../../etc/shadow"),
+            )
+        },
+        "web-ui/evil",
+    );
 }
 
 #[test]
 fn tarball_device_node() {
-    judged("tarball: device node", "refused (exit 1), names the node", "dev",
-        |b| raw(b, "web-ui/sda", tar::EntryType::Block, None), "web-ui/sda");
+    judged(
+        "tarball: device node",
+        "refused (exit 1), names the node",
+        "dev",
+        |b| raw(b, "web-ui/sda", tar::EntryType::Block, None),
+        "web-ui/sda",
+    );
 }
 
 #[test]
@@ -112,7 +169,10 @@ fn tarball_huge_sparse_entry() {
         .output()
         .unwrap();
     let took = started.elapsed();
-    assert!(matches!(out.status.code(), Some(0) | Some(1)), "judged, not crashed: {out:?}");
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "judged, not crashed: {out:?}"
+    );
     assert!(took.as_secs() < 5, "took {took:?}");
     let used: u64 = std::fs::read_dir(dir.path())
         .unwrap()
