@@ -153,6 +153,7 @@ fn state_dir_on_a_full_file_system() {
     assert!(st.success(), "mount tmpfs");
     let _mount = Mount(root.state_dir.clone());
     let cfg = root.state_dir.join("cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
     root.simple_manifest(
         "bitcoin",
         &format!(

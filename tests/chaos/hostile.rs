@@ -200,9 +200,13 @@ fn fuzz_structured_manifests() {
 /// One bad manifest beside a good one, through the binary: exit 2, the message, the good app
 /// still converges.
 fn rejected(fault: &str, file: &str, yaml: &str, expect: &[&str], env: &[(&str, &str)]) {
+    rejected_beside(fault, "", file, yaml, expect, env)
+}
+
+fn rejected_beside(fault: &str, good: &str, file: &str, yaml: &str, expect: &[&str], env: &[(&str, &str)]) {
     let mut case = Case::new(fault, "rejected with a clear error; other apps converge");
     let root = TestRoot::new();
-    root.simple_manifest("good", "");
+    root.simple_manifest("good", good);
     root.manifest(file, yaml);
     case.run();
     let started = Instant::now();
@@ -318,11 +322,12 @@ fn volume_outside_allowed_roots() {
 #[test]
 fn host_port_used_by_another_app() {
     let port = free_port();
-    rejected(
+    rejected_beside(
         "input: host port already used by another app",
+        &format!("ports: [\"{port}:80\"]\n"),
         "zz-port",
         &format!("app: zz-port\nimage: i\nports: [\"127.0.0.1:{port}:80\"]\n"),
-        &["key `ports`", "`good`", "zz-port.yaml"],
+        &["key `ports`", "app `good`", "app `zz-port`", "zz-port.yaml", "good.yaml"],
         &[],
     );
 }
