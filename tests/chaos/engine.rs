@@ -16,7 +16,7 @@ fn heal_and_check(case: &mut Case, root: &TestRoot, image: &str, data: &str) {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         runc_ids_under(&root.dir).is_empty(),
-        "a ghost OCI container survived"
+        "a ghost OCI container survived: {out:?}"
     );
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -87,24 +87,27 @@ fn engine_runtime_dir_wiped() {
 #[test]
 #[ignore = "full chaos matrix: scripts/chaos-matrix"]
 fn engine_ghost_oci_container() {
-    engine_fault(
+    let mut case = Case::new(
         "engine: ghost OCI container (running under runc, unknown to podman's DB)",
         "heal-podman kills the ghost and frees its name; reconcile recreates",
-        |r| {
-            // Swap in the DB of a root that never created the app: podman forgets the
-            // container while runc keeps it running.
-            let ghost = r.container_id("archy-app");
-            let other = TestRoot::empty();
-            other.podman_ok(&["ps"]);
-            r.podman_ok(&["ps"]);
-            std::fs::copy(other.dir.join("static/bolt_state.db"), db(r)).unwrap();
-            drop(other);
-            assert!(
-                runc_ids_under(&r.dir).contains(&ghost),
-                "runc still runs it"
-            );
-        },
     );
+    let root = TestRoot::new();
+    let _guard = GhostGuard(root.dir.clone());
+    // The root's own DB from before the app existed (same paths, no container in it).
+    root.podman_ok(&["ps"]);
+    let before = root.dir.join("bolt_state.db.before");
+    std::fs::copy(db(&root), &before).unwrap();
+    let data = app_with_data(&root, "app", "");
+    let image = root.image_id(TEST_IMAGE).unwrap();
+    let ghost = root.container_id("archy-app");
+    case.run();
+    std::fs::copy(&before, db(&root)).unwrap();
+    assert!(
+        runc_ids_under(&root.dir).contains(&ghost),
+        "runc still runs it"
+    );
+    heal_and_check(&mut case, &root, &image, &data);
+    case.pass();
 }
 
 #[test]

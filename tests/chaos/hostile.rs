@@ -203,7 +203,14 @@ fn rejected(fault: &str, file: &str, yaml: &str, expect: &[&str], env: &[(&str, 
     rejected_beside(fault, "", file, yaml, expect, env)
 }
 
-fn rejected_beside(fault: &str, good: &str, file: &str, yaml: &str, expect: &[&str], env: &[(&str, &str)]) {
+fn rejected_beside(
+    fault: &str,
+    good: &str,
+    file: &str,
+    yaml: &str,
+    expect: &[&str],
+    env: &[(&str, &str)],
+) {
     let mut case = Case::new(fault, "rejected with a clear error; other apps converge");
     let root = TestRoot::new();
     root.simple_manifest("good", good);
@@ -327,7 +334,13 @@ fn host_port_used_by_another_app() {
         &format!("ports: [\"{port}:80\"]\n"),
         "zz-port",
         &format!("app: zz-port\nimage: i\nports: [\"127.0.0.1:{port}:80\"]\n"),
-        &["key `ports`", "app `good`", "app `zz-port`", "zz-port.yaml", "good.yaml"],
+        &[
+            "key `ports`",
+            "app `good`",
+            "app `zz-port`",
+            "zz-port.yaml",
+            "good.yaml",
+        ],
         &[],
     );
 }
