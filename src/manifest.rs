@@ -252,7 +252,16 @@ pub fn load_file(path: &Path, policy: &Policy) -> Result<Manifest, String> {
 
 /// Parse YAML text into a manifest (strict: unknown keys are errors).
 pub fn parse(text: &str) -> Result<Manifest, String> {
-    serde_norway::from_str::<Manifest>(text).map_err(|e| e.to_string())
+    serde_norway::from_str::<Manifest>(text).map_err(|e| {
+        // Errors about the document as a whole (not a mapping, empty, several documents) are
+        // printed without a location; say where, so every rejection names a key or a place.
+        let message = e.to_string();
+        if !message.contains("line ") && !message.contains('`') {
+            format!("document root: {message} (a manifest is one YAML mapping of keys like `app` and `image`)")
+        } else {
+            message
+        }
+    })
 }
 
 fn is_app_id(s: &str) -> bool {
@@ -505,7 +514,7 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     Ok(())
 }
 
-/// Cross-manifest rules: unique app ids and container names, dependencies that exist and form
+/// Cross-manifest rules: unique app ids, container names and host ports; dependencies that exist and form
 /// no cycle. Offending manifests move to the error list; the rest stay usable.
 pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>) {
     let mut errors = Vec::new();
@@ -530,6 +539,10 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
                 &m,
                 format!("key `container_name`: `{name}` is already used by app `{owner}`"),
             ));
+            continue;
+        }
+        if let Some(clash) = host_port_clash(&m, &unique) {
+            errors.push(error_for(&m, clash));
             continue;
         }
         seen_apps.insert(m.app.clone(), m.file.clone());
@@ -573,6 +586,57 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
         unique = rest;
     }
     (unique, errors)
+}
+
+/// A host-side binding of a `ports:` entry: address ("" for all), port range, protocol.
+/// `None` when podman picks the host port (`80`, `127.0.0.1::80`).
+fn host_binding(spec: &str) -> Option<(String, u16, u16, String)> {
+    let (body, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+    let parts: Vec<&str> = body.rsplitn(3, ':').collect();
+    let (host, ip) = match parts.as_slice() {
+        [_, host] => (*host, ""),
+        [_, host, ip] => (*host, *ip),
+        _ => return None,
+    };
+    let (lo, hi) = host.split_once('-').unwrap_or((host, host));
+    let (lo, hi) = (lo.parse().ok()?, hi.parse().ok()?);
+    let ip = ip.trim_matches(|c| c == '[' || c == ']');
+    let ip = if matches!(ip, "0.0.0.0" | "::") {
+        ""
+    } else {
+        ip
+    };
+    Some((ip.to_string(), lo, hi, proto.to_string()))
+}
+
+/// The first host port of `m` already published by an earlier enabled app, as an error naming
+/// both apps (two containers cannot bind one host port: the second would fail at start).
+fn host_port_clash(m: &Manifest, earlier: &[Manifest]) -> Option<String> {
+    if !m.enabled {
+        return None;
+    }
+    for spec in &m.ports {
+        let Some((ip, lo, hi, proto)) = host_binding(spec) else {
+            continue;
+        };
+        for other in earlier.iter().filter(|o| o.enabled) {
+            for other_spec in &other.ports {
+                let Some((oip, olo, ohi, oproto)) = host_binding(other_spec) else {
+                    continue;
+                };
+                let same_address = ip.is_empty() || oip.is_empty() || ip == oip;
+                if proto == oproto && same_address && lo <= ohi && olo <= hi {
+                    return Some(format!(
+                        "key `ports`: `{spec}` of app `{}` uses the host port of `{other_spec}` of app `{}` ({})",
+                        m.app,
+                        other.app,
+                        other.file.display()
+                    ));
+                }
+            }
+        }
+    }
+    None
 }
 
 fn error_for(m: &Manifest, message: String) -> ManifestError {
@@ -726,6 +790,44 @@ mod tests {
             "{messages:?}"
         );
         assert!(messages.iter().any(|e| e.contains("cycle")), "{messages:?}");
+    }
+
+    #[test]
+    fn host_port_used_by_two_apps_is_a_set_error_naming_both() {
+        let with_ports = |app: &str, ports: &[&str]| {
+            let mut m = m(app, &[]);
+            m.ports = ports.iter().map(|s| s.to_string()).collect();
+            m
+        };
+        let (apps, errors) = validate_set(vec![
+            with_ports("a", &["127.0.0.1:8080:80"]),
+            with_ports("b", &["8080:80"]),
+            with_ports(
+                "c",
+                &["127.0.0.2:8080:80", "80", "127.0.0.1::80", "8080:80/udp"],
+            ),
+            with_ports("d", &["9000-9010:9000-9010"]),
+            with_ports("e", &["[::1]:9005:80"]),
+        ]);
+        let ids: Vec<&str> = apps.iter().map(|m| m.app.as_str()).collect();
+        assert_eq!(ids, vec!["a", "c", "d"]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].app.as_deref(), Some("b"));
+        assert!(errors[0].message.contains("key `ports`"), "{errors:?}");
+        assert!(errors[0].message.contains("app `b`") && errors[0].message.contains("app `a`"));
+        assert!(errors[0].message.contains("/m/a.yaml"), "{errors:?}");
+        assert!(errors[1].message.contains("app `d`"), "{errors:?}");
+    }
+
+    #[test]
+    fn document_level_errors_say_where() {
+        for text in ["- ", "", "just text", "---\napp: a\n---\napp: b\n"] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.contains("line ") || err.contains('`'),
+                "{text:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,371 @@
+//! Hostile manifests: proptest over arbitrary text and over structured manifests with hostile
+//! strings (parse + validate never panic; every rejection names a key or a YAML location), and
+//! hand cases through the real binary.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use archy::manifest::{parse, validate, validate_set, Policy};
+use proptest::prelude::*;
+
+use crate::common::*;
+use crate::support::*;
+
+/// A rejection names a key (`key \`…\``, `field \`…\``) or a YAML location (line/column).
+fn is_clear(err: &str) -> bool {
+    !err.trim().is_empty()
+        && (err.contains('`') || err.contains("line ") || err.contains("document root"))
+}
+
+fn check(text: &str, policy: &Policy) -> Result<(), String> {
+    match parse(text) {
+        Err(e) => {
+            prop_assert_clear(&e, text)?;
+        }
+        Ok(m) => {
+            if let Err(e) = validate(&m, policy) {
+                prop_assert_clear(&e, text)?;
+            } else {
+                // Accepted: what reaches podman's argv is within the documented grammar.
+                let name = m.container_name();
+                if !archy::manifest::is_podman_name(&name) {
+                    return Err(format!("accepted container name {name:?}"));
+                }
+                for k in m.env.keys() {
+                    if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        return Err(format!("accepted env key {k:?}"));
+                    }
+                }
+                let (_, _) = validate_set(vec![m]);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prop_assert_clear(err: &str, text: &str) -> Result<(), String> {
+    if is_clear(err) {
+        Ok(())
+    } else {
+        Err(format!("unclear rejection {err:?} for {text:?}"))
+    }
+}
+
+fn config(quick: u32, full_count: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: iterations(quick as usize, full_count as usize) as u32,
+        // Bounded in time too, whatever the case count.
+        timeout: 2_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Tokens that make YAML-ish text: keys, indicators, anchors, tags, hostile scalars.
+fn yamlish() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("app: ".to_string()),
+        Just("image: ".to_string()),
+        Just("build: ".to_string()),
+        Just("context: ".to_string()),
+        Just("env: ".to_string()),
+        Just("ports: ".to_string()),
+        Just("volumes: ".to_string()),
+        Just("configs: ".to_string()),
+        Just("depends_on: ".to_string()),
+        Just("container_name: ".to_string()),
+        Just("stop_timeout: ".to_string()),
+        Just("\n".to_string()),
+        Just("  ".to_string()),
+        Just("- ".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just(", ".to_string()),
+        Just("&a ".to_string()),
+        Just("*a".to_string()),
+        Just("!!binary ".to_string()),
+        Just("!tag ".to_string()),
+        Just("<<: ".to_string()),
+        Just("\"".to_string()),
+        Just("'".to_string()),
+        Just("|\n".to_string()),
+        Just("---\n".to_string()),
+        Just("~".to_string()),
+        Just("99999999999999999999".to_string()),
+        Just("-1".to_string()),
+        Just("../../etc".to_string()),
+        Just("$(rm -rf /)".to_string()),
+        Just("a;b|c&d`e`".to_string()),
+        Just("\u{0}".to_string()),
+        Just("\u{feff}".to_string()),
+        "[a-z0-9:/._-]{0,12}",
+        any::<String>(),
+    ];
+    proptest::collection::vec(token, 0..40).prop_map(|v| v.concat())
+}
+
+fn hostile_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9-]{1,10}",
+        Just("../../etc".to_string()),
+        Just("a;rm -rf /".to_string()),
+        Just("$(touch /tmp/x)".to_string()),
+        Just("`id`".to_string()),
+        Just("--privileged".to_string()),
+        Just("-v=/:/host".to_string()),
+        Just("a b".to_string()),
+        Just("a\nb".to_string()),
+        Just("".to_string()),
+        Just("/etc:/etc".to_string()),
+        Just("0.0.0.0:22:22".to_string()),
+        any::<String>(),
+    ]
+}
+
+/// Structured manifests: every key present or not, each value a hostile string.
+fn structured() -> impl Strategy<Value = String> {
+    (
+        hostile_string(),
+        proptest::option::of(hostile_string()),
+        proptest::option::of(hostile_string()),
+        proptest::collection::btree_map(hostile_string(), hostile_string(), 0..3),
+        proptest::collection::vec(hostile_string(), 0..3),
+        proptest::collection::vec(hostile_string(), 0..3),
+        proptest::collection::vec(hostile_string(), 0..3),
+        proptest::option::of(hostile_string()),
+        proptest::option::of(hostile_string()),
+        proptest::option::of(proptest::collection::vec(hostile_string(), 0..3)),
+    )
+        .prop_map(
+            |(app, name, image, env, ports, volumes, deps, network, restart, command)| {
+                let mut doc = serde_json::Map::new();
+                doc.insert("app".into(), app.into());
+                if let Some(n) = name {
+                    doc.insert("container_name".into(), n.into());
+                }
+                doc.insert("image".into(), image.unwrap_or_else(|| "i".into()).into());
+                let env: BTreeMap<String, String> = env;
+                doc.insert("env".into(), serde_json::to_value(env).unwrap());
+                doc.insert("ports".into(), ports.into());
+                doc.insert("volumes".into(), volumes.into());
+                doc.insert("depends_on".into(), deps.into());
+                if let Some(n) = network {
+                    doc.insert("network".into(), n.into());
+                }
+                if let Some(r) = restart {
+                    doc.insert("restart".into(), r.into());
+                }
+                if let Some(c) = command {
+                    doc.insert("command".into(), c.into());
+                }
+                serde_norway::to_string(&serde_json::Value::Object(doc)).unwrap()
+            },
+        )
+}
+
+#[test]
+fn fuzz_manifest_text() {
+    let mut case = Case::new(
+        "input: arbitrary YAML-ish text (proptest)",
+        "parse+validate never panic; every rejection names a key or a YAML location",
+    );
+    case.run();
+    let policy = Policy {
+        allowed_volume_roots: vec!["/var/lib/archy".into()],
+    };
+    proptest!(config(256, 5000), |(text in yamlish())| {
+        check(&text, &policy).map_err(TestCaseError::fail)?;
+    });
+    case.pass();
+}
+
+#[test]
+fn fuzz_structured_manifests() {
+    let mut case = Case::new(
+        "input: structured manifests with hostile strings (proptest)",
+        "rejected naming the key, or accepted only within the argv grammar (no shell)",
+    );
+    case.run();
+    let policy = Policy {
+        allowed_volume_roots: vec!["/var/lib/archy".into()],
+    };
+    proptest!(config(256, 5000), |(text in structured())| {
+        check(&text, &policy).map_err(TestCaseError::fail)?;
+    });
+    case.pass();
+}
+
+/// One bad manifest beside a good one, through the binary: exit 2, the message, the good app
+/// still converges.
+fn rejected(fault: &str, file: &str, yaml: &str, expect: &[&str], env: &[(&str, &str)]) {
+    rejected_beside(fault, "", file, yaml, expect, env)
+}
+
+fn rejected_beside(
+    fault: &str,
+    good: &str,
+    file: &str,
+    yaml: &str,
+    expect: &[&str],
+    env: &[(&str, &str)],
+) {
+    let mut case = Case::new(fault, "rejected with a clear error; other apps converge");
+    let root = TestRoot::new();
+    root.simple_manifest("good", good);
+    root.manifest(file, yaml);
+    case.run();
+    let started = Instant::now();
+    let mut cmd = root.archy_cmd();
+    cmd.arg("reconcile");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let (code, text) = (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, Some(2), "{text}");
+    for e in expect {
+        assert!(text.contains(e), "expected {e:?} in: {text}");
+    }
+    assert_eq!(root.state("archy-good"), "running", "{text}");
+    case.pass();
+}
+
+#[test]
+fn yaml_bomb() {
+    let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = format!("*a{}", i - 1);
+        yaml.push_str(&format!(
+            "a{i}: &a{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n"
+        ));
+    }
+    yaml.push_str("app: bomb\nimage: i\n");
+    rejected(
+        "input: YAML bomb (billion laughs aliases)",
+        "bomb",
+        &yaml,
+        &["bomb.yaml"],
+        &[],
+    );
+}
+
+#[test]
+fn huge_manifest() {
+    let yaml = format!("app: huge\nimage: i\n# {}\n", "x".repeat(300 * 1024));
+    rejected(
+        "input: huge manifest (300 KiB > 256 KiB limit)",
+        "huge",
+        &yaml,
+        &["huge.yaml", "limited to 262144 bytes"],
+        &[],
+    );
+}
+
+#[test]
+fn duplicate_app_ids() {
+    rejected(
+        "input: duplicate app ids",
+        "zz-dup",
+        &format!("app: good\nimage: {TEST_IMAGE}\npull: never\n"),
+        &["zz-dup.yaml", "already defined"],
+        &[],
+    );
+}
+
+#[test]
+fn app_id_path_traversal() {
+    rejected(
+        "input: `app: ../../etc`",
+        "trav",
+        "app: ../../etc\nimage: i\n",
+        &["key `app`", "../../etc"],
+        &[],
+    );
+}
+
+#[test]
+fn shell_metacharacters_in_names_and_env_keys() {
+    rejected(
+        "input: container name with shell metacharacters",
+        "meta",
+        "app: meta\nimage: i\ncontainer_name: \"x; touch /tmp/pwned\"\n",
+        &["key `container_name`"],
+        &[],
+    );
+    rejected(
+        "input: env key with shell metacharacters",
+        "metaenv",
+        "app: metaenv\nimage: i\nenv: {\"A$(id)\": x}\n",
+        &["key `env`"],
+        &[],
+    );
+}
+
+#[test]
+fn volume_outside_allowed_roots() {
+    rejected(
+        "input: bind-mount source outside ARCHY_ALLOWED_VOLUME_ROOTS",
+        "vol",
+        "app: vol\nimage: i\nvolumes: [\"/etc:/host-etc\"]\n",
+        &["key `volumes`", "outside the allowed roots"],
+        &[("ARCHY_ALLOWED_VOLUME_ROOTS", "/var/lib/archy")],
+    );
+}
+
+#[test]
+fn host_port_used_by_another_app() {
+    let port = free_port();
+    rejected_beside(
+        "input: host port already used by another app",
+        &format!("ports: [\"{port}:80\"]\n"),
+        "zz-port",
+        &format!("app: zz-port\nimage: i\nports: [\"127.0.0.1:{port}:80\"]\n"),
+        &[
+            "key `ports`",
+            "app `good`",
+            "app `zz-port`",
+            "zz-port.yaml",
+            "good.yaml",
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn metacharacters_in_values_reach_podman_literally() {
+    let mut case = Case::new(
+        "input: shell metacharacters in env values and command args",
+        "passed to podman as argv, literally; no shell ever runs them",
+    );
+    let root = TestRoot::new();
+    let marker = root.dir.join("pwned");
+    let m = marker.display();
+    let value = format!("$(touch {m}); `touch {m}` && touch {m} | x > {m}");
+    root.simple_manifest("lit", &format!("env: {{EVIL: {:?}}}\n", value));
+    case.run();
+    let out = root.archy(&["reconcile", "-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!marker.exists(), "a shell ran a value");
+    let env = root.podman_ok(&[
+        "inspect",
+        "--format",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        "archy-lit",
+    ]);
+    assert!(env.lines().any(|l| l == format!("EVIL={value}")), "{env}");
+    case.pass();
+}

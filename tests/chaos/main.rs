@@ -1,0 +1,21 @@
+//! The chaos matrix: every fault of issue 9 injected against real podman (each case in its own
+//! isolated `TestRoot`), then one or more archy runs asserting convergence and that no data was
+//! lost; plus hostile input (manifests, secrets in output, release tarballs).
+//!
+//! Each case appends one JSON line `{fault, response, runs, passes, data_lost, ok}` to the file
+//! named by `ARCHY_CHAOS_REPORT` (when set); `scripts/chaos-matrix` turns those lines into
+//! CHAOS.md. The default test run executes the quick cases with small loop counts; the heavy
+//! cases are `#[ignore]` and run with `ARCHY_CHAOS_FULL=1` by `scripts/chaos-matrix`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod archy_kills;
+mod containers;
+mod engine;
+mod files;
+mod hostile;
+mod network;
+mod secrets;
+mod support;
+mod tarballs;

@@ -1,0 +1,248 @@
+//! Shared pieces of the chaos cases: the report line each case writes, loop counts, a seeded
+//! random source, and a guard that kills a root's ghost OCI containers.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+/// True when the full matrix is asked for (`ARCHY_CHAOS_FULL=1`): loops run their full counts.
+pub fn full() -> bool {
+    std::env::var("ARCHY_CHAOS_FULL").is_ok_and(|v| v == "1")
+}
+
+/// `quick` iterations in the default run, `full` under `ARCHY_CHAOS_FULL=1`.
+pub fn iterations(quick: usize, full_count: usize) -> usize {
+    if full() {
+        full_count
+    } else {
+        quick
+    }
+}
+
+/// One row of the matrix. Written when dropped, also when the case panics (then `ok: false`).
+pub struct Case {
+    fault: String,
+    response: String,
+    runs: usize,
+    passes: usize,
+    data_lost: bool,
+}
+
+impl Case {
+    pub fn new(fault: &str, response: &str) -> Self {
+        Case {
+            fault: fault.into(),
+            response: response.into(),
+            runs: 0,
+            passes: 0,
+            data_lost: false,
+        }
+    }
+
+    /// One injection of the fault begins.
+    pub fn run(&mut self) {
+        self.runs += 1;
+    }
+
+    /// The injection's assertions all held.
+    pub fn pass(&mut self) {
+        self.passes += 1;
+    }
+
+    /// Assert that data survived; a failure is recorded as data lost before the panic.
+    pub fn data_kept(&mut self, kept: bool, what: &str) {
+        if !kept {
+            self.data_lost = true;
+        }
+        assert!(kept, "data lost: {what}");
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let Some(path) = std::env::var_os("ARCHY_CHAOS_REPORT") else {
+            return;
+        };
+        let ok = !std::thread::panicking() && self.runs > 0 && self.passes == self.runs;
+        let line = serde_json::json!({
+            "fault": self.fault,
+            "response": self.response,
+            "runs": self.runs,
+            "passes": self.passes,
+            "data_lost": self.data_lost,
+            "ok": ok,
+        });
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            // One write per line: lines of parallel test processes never interleave.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// xorshift64, seeded from `ARCHY_CHAOS_SEED` or the clock (the seed is printed for replays).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(label: &str) -> Self {
+        let seed = std::env::var("ARCHY_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            })
+            | 1;
+        eprintln!("{label}: ARCHY_CHAOS_SEED={seed}");
+        Rng(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Kills every OCI container and conmon of a test root when dropped (declare it after the
+/// `TestRoot`, so it drops first).
+pub struct GhostGuard(pub PathBuf);
+
+impl Drop for GhostGuard {
+    fn drop(&mut self) {
+        kill_root_processes(&self.0);
+    }
+}
+
+/// OCI containers (runc's default root) whose bundle is under `dir`.
+pub fn runc_ids_under(dir: &Path) -> Vec<String> {
+    let out = Command::new("runc")
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("run runc");
+    let list: Option<Vec<serde_json::Value>> =
+        serde_json::from_slice(&out.stdout).unwrap_or_default();
+    list.unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            c["bundle"]
+                .as_str()
+                .is_some_and(|b| Path::new(b).starts_with(dir))
+        })
+        .filter_map(|c| c["id"].as_str().map(String::from))
+        .collect()
+}
+
+/// Live conmon processes whose command line mentions `dir`.
+pub fn conmons_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            cmd.starts_with("/usr/bin/conmon") && cmd.contains(&needle) && !zombie
+        })
+        .collect()
+}
+
+/// SIGKILL every container process and conmon of the root, and delete the runc state (what a
+/// power cut does to them).
+pub fn kill_root_processes(dir: &Path) {
+    for id in runc_ids_under(dir) {
+        let _ = Command::new("runc").args(["kill", &id, "KILL"]).output();
+        for _ in 0..100 {
+            let state = Command::new("runc").args(["state", &id]).output().unwrap();
+            if !String::from_utf8_lossy(&state.stdout).contains("\"running\"") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = Command::new("runc").args(["delete", "-f", &id]).output();
+    }
+    for pid in conmons_under(dir) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .output();
+    }
+    for _ in 0..100 {
+        if conmons_under(dir).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Unmount everything under the root except the graph driver's own mount (a reboot drops
+/// container rootfs and shm mounts).
+pub fn unmount_runtime(dir: &Path) {
+    let graph_overlay = dir.join("graph/overlay");
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
+        .filter(|m| Path::new(m).starts_with(dir) && Path::new(m) != graph_overlay)
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = Command::new("umount").arg(&m).output();
+    }
+}
+
+/// An app `app` with a named volume holding a file; returns the volume file's expected content.
+pub fn app_with_data(root: &TestRoot, app: &str, extra: &str) -> String {
+    root.simple_manifest(app, &format!("volumes: [\"{app}-data:/data\"]\n{extra}"));
+    let out = root.archy(&["reconcile", app]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let content = format!("precious-{app}");
+    root.podman_ok(&[
+        "exec",
+        &format!("archy-{app}"),
+        "/bin/sh",
+        "-c",
+        &format!("echo {content} > /data/blk00000.dat"),
+    ]);
+    content
+}
+
+/// The volume file of `app_with_data`, read through the app's running container.
+pub fn volume_file(root: &TestRoot, app: &str) -> Option<String> {
+    let out = root.podman(&[
+        "exec",
+        &format!("archy-{app}"),
+        "/bin/cat",
+        "/data/blk00000.dat",
+    ]);
+    (out.code == 0).then(|| out.stdout.trim().to_string())
+}
+
+/// Managed containers per app label, to assert "exactly one container per app".
+pub fn containers_of(root: &TestRoot, app: &str) -> usize {
+    root.containers()
+        .iter()
+        .filter(|c| c["Labels"]["io.archy.app"] == app)
+        .count()
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
