@@ -48,6 +48,10 @@ pub struct ReconcileArgs {
     pub mirrors: Vec<String>,
 }
 
+/// How often a name held by an unlisted container is looked up again, and how long apart.
+const NAME_RECOVERY_ATTEMPTS: u32 = 4;
+const NAME_RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Default parallelism: measured on a 2-core node (BENCHMARKS.md), podman's own work saturates
 /// the machine at about 4 concurrent `podman run`s.
 pub const DEFAULT_JOBS: u16 = 4;
@@ -568,10 +572,65 @@ impl Executor<'_> {
                 .remove(old, stop_timeout)
                 .with_context(|| format!("failed to remove the old container of {}", p.app))?;
         }
-        podman
-            .run_detached(&spec.run_args(hash))
-            .with_context(|| format!("failed to create container {}", spec.name))?;
-        Ok(())
+        match podman.run_detached(&spec.run_args(hash)) {
+            Ok(_) => Ok(()),
+            Err(err)
+                if crate::exec::failed_stderr(&err)
+                    .is_some_and(|e| e.contains("is already in use")) =>
+            {
+                self.recover_name_in_use(spec, hash, stop_timeout)
+            }
+            Err(err) => {
+                Err(err).with_context(|| format!("failed to create container {}", spec.name))
+            }
+        }
+    }
+
+    /// `podman run` found the name taken although the listing did not show it: a `podman run`
+    /// of an earlier, killed archy run finished in between, or left a half-created container in
+    /// storage. Look again and converge on what is there.
+    fn recover_name_in_use(
+        &self,
+        spec: &ContainerSpec,
+        hash: &str,
+        stop_timeout: u32,
+    ) -> Result<()> {
+        let podman = &self.ctx.podman;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let holder = podman
+                .list_all()?
+                .into_iter()
+                .find(|c| c.name() == spec.name);
+            match holder {
+                Some(c) if c.is_managed() && c.spec_hash() == Some(hash) => {
+                    tracing::info!("{}: container {} appeared meanwhile with the desired spec", spec.app, spec.name);
+                    if c.state != "running" {
+                        podman.start(&c.id)?;
+                    }
+                    return Ok(());
+                }
+                Some(c) if c.is_managed() => {
+                    tracing::info!("{}: replacing container {} that appeared meanwhile with another spec", spec.app, spec.name);
+                    podman.remove(&c.id, stop_timeout)?;
+                }
+                Some(c) => anyhow::bail!("unmanaged container {} ({}) took the name meanwhile; left alone (use --adopt to replace it)", spec.name, c.short_id()),
+                None if attempt < NAME_RECOVERY_ATTEMPTS => {
+                    // An orphaned `podman run` may still be finishing its create: give it a moment.
+                    std::thread::sleep(NAME_RECOVERY_WAIT);
+                    continue;
+                }
+                None => {
+                    tracing::warn!("{}: removing the half-created container {} left in storage", spec.app, spec.name);
+                    podman.remove_storage(&spec.name)?;
+                }
+            }
+            return podman
+                .run_detached(&spec.run_args(hash))
+                .map(|_| ())
+                .with_context(|| format!("failed to create container {}", spec.name));
+        }
     }
 
     fn ensure_network(&self) -> Result<()> {

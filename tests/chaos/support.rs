@@ -124,10 +124,27 @@ impl Drop for GhostGuard {
 
 /// OCI containers (runc's default root) whose bundle is under `dir`.
 pub fn runc_ids_under(dir: &Path) -> Vec<String> {
-    let out = Command::new("runc")
+    // `runc list` fails as a whole when another test's container state vanishes while it reads
+    // the shared /run/runc: retry instead of reading that as "no containers".
+    let mut out = Command::new("runc")
         .args(["list", "--format", "json"])
         .output()
         .expect("run runc");
+    for _ in 0..20 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = Command::new("runc")
+            .args(["list", "--format", "json"])
+            .output()
+            .expect("run runc");
+    }
+    assert!(
+        out.status.success(),
+        "runc list keeps failing: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: Option<Vec<serde_json::Value>> =
         serde_json::from_slice(&out.stdout).unwrap_or_default();
     list.unwrap_or_default()
