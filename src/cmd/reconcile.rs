@@ -241,6 +241,7 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
         let executor = Executor {
             ctx,
             specs: &specs,
+            managed: &managed,
             mirrors: &args.mirrors,
             network_ready: Mutex::new(None),
         };
@@ -388,6 +389,8 @@ fn handle_orphans(
 struct Executor<'a> {
     ctx: &'a Ctx<'a>,
     specs: &'a BTreeMap<String, (ContainerSpec, String, images::Resolved)>,
+    /// The managed containers of this run's listing.
+    managed: &'a [crate::podman::Container],
     mirrors: &'a [String],
     /// The network check runs once per run, and only when something is created.
     network_ready: Mutex<Option<Result<(), String>>>,
@@ -573,8 +576,20 @@ impl Executor<'_> {
             mirrors: self.mirrors.to_vec(),
             progress: false,
         };
-        images::ensure(podman, &p.app, resolved, &options)
-            .with_context(|| format!("failed to make image {} available", resolved.reference))?;
+        // A listed container created from this very reference proves the image is present (podman
+        // refuses to remove an image a container uses): a recreate skips `podman image exists`,
+        // one podman start-up (~40 ms) of the drift path (BENCHMARKS.md (e)). Untagging an image
+        // in use is the exception; the run then fails and is retried after ensuring the image.
+        let proven = replacing.is_some_and(|old| {
+            self.managed
+                .iter()
+                .any(|c| c.id == old && c.image == resolved.reference)
+        }) && !images::always_pulls(resolved);
+        if !proven {
+            images::ensure(podman, &p.app, resolved, &options).with_context(|| {
+                format!("failed to make image {} available", resolved.reference)
+            })?;
+        }
         if spec.network == self.ctx.global.network {
             self.ensure_network()?;
         }
@@ -583,9 +598,23 @@ impl Executor<'_> {
                 .remove(old, stop_timeout)
                 .with_context(|| format!("failed to remove the old container of {}", p.app))?;
         }
-        podman
-            .run_detached(&spec.run_args(hash))
-            .with_context(|| format!("failed to create container {}", spec.name))?;
+        let run = || {
+            podman
+                .run_detached(&spec.run_args(hash))
+                .with_context(|| format!("failed to create container {}", spec.name))
+        };
+        match run() {
+            Err(err) if proven && !podman.image_exists(&resolved.reference).unwrap_or(true) => {
+                tracing::warn!("{}: {err:#}; making the image available and retrying", p.app);
+                images::ensure(podman, &p.app, resolved, &options).with_context(|| {
+                    format!("failed to make image {} available", resolved.reference)
+                })?;
+                run()?;
+            }
+            other => {
+                other?;
+            }
+        }
         Ok(())
     }
 
