@@ -48,8 +48,10 @@ pub struct ReconcileArgs {
     pub mirrors: Vec<String>,
 }
 
-/// Default parallelism: measured on a 2-core node (BENCHMARKS.md), podman's own work saturates
-/// the machine at about 4 concurrent `podman run`s.
+/// Default parallelism, measured on a 2-core node (BENCHMARKS.md (d), `scripts/bench`): cold
+/// converge of 20 apps vs 20 sequential `podman run -d` took 1.23× with --jobs 1, 0.98× with 2,
+/// 0.72× with 4 and 0.70× with 8 (medians). podman's own work saturates the machine at about 4
+/// concurrent `podman run`s; 8 buys nothing measurable, so 4 stays.
 pub const DEFAULT_JOBS: u16 = 4;
 
 /// The outcome of one app.
