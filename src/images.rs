@@ -268,19 +268,23 @@ pub enum Ensured {
 }
 
 /// Make the resolved image present in local storage: build, pull or fail per the app's policy.
+/// Whether `ensure` pulls this image on every call (`pull: always`), present or not.
+pub fn always_pulls(resolved: &Resolved) -> bool {
+    matches!(
+        resolved.source,
+        Source::Registry {
+            pull: PullPolicy::Always
+        }
+    )
+}
+
 pub fn ensure(
     podman: &Podman,
     app: &str,
     resolved: &Resolved,
     options: &EnsureOptions,
 ) -> Result<Ensured> {
-    let policy_always = matches!(
-        resolved.source,
-        Source::Registry {
-            pull: PullPolicy::Always
-        }
-    );
-    if !options.force && !policy_always && podman.image_exists(&resolved.reference)? {
+    if !options.force && !always_pulls(resolved) && podman.image_exists(&resolved.reference)? {
         return Ok(Ensured::Present);
     }
     match &resolved.source {

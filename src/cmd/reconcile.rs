@@ -52,8 +52,10 @@ pub struct ReconcileArgs {
 const NAME_RECOVERY_ATTEMPTS: u32 = 4;
 const NAME_RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Default parallelism: measured on a 2-core node (BENCHMARKS.md), podman's own work saturates
-/// the machine at about 4 concurrent `podman run`s.
+/// Default parallelism, measured on a 2-core node (BENCHMARKS.md (d), `scripts/bench`): cold
+/// converge of 20 apps vs 20 sequential `podman run -d` took 1.23× with --jobs 1, 0.98× with 2,
+/// 0.72× with 4 and 0.70× with 8 (medians). podman's own work saturates the machine at about 4
+/// concurrent `podman run`s; 8 buys nothing measurable, so 4 stays.
 pub const DEFAULT_JOBS: u16 = 4;
 
 /// The outcome of one app.
@@ -230,6 +232,7 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
         let executor = Executor {
             ctx,
             specs: &specs,
+            managed: &managed,
             mirrors: &args.mirrors,
             network_ready: Mutex::new(None),
         };
@@ -377,6 +380,8 @@ fn handle_orphans(
 struct Executor<'a> {
     ctx: &'a Ctx<'a>,
     specs: &'a BTreeMap<String, (ContainerSpec, String, images::Resolved)>,
+    /// The managed containers of this run's listing.
+    managed: &'a [crate::podman::Container],
     mirrors: &'a [String],
     /// The network check runs once per run, and only when something is created.
     network_ready: Mutex<Option<Result<(), String>>>,
@@ -562,8 +567,20 @@ impl Executor<'_> {
             mirrors: self.mirrors.to_vec(),
             progress: false,
         };
-        images::ensure(podman, &p.app, resolved, &options)
-            .with_context(|| format!("failed to make image {} available", resolved.reference))?;
+        // A listed container created from this very reference proves the image is present (podman
+        // refuses to remove an image a container uses): a recreate skips `podman image exists`,
+        // one podman start-up (~40 ms) of the drift path (BENCHMARKS.md (e)). Untagging an image
+        // in use is the exception; the run then fails and is retried after ensuring the image.
+        let proven = replacing.is_some_and(|old| {
+            self.managed
+                .iter()
+                .any(|c| c.id == old && c.image == resolved.reference)
+        }) && !images::always_pulls(resolved);
+        if !proven {
+            images::ensure(podman, &p.app, resolved, &options).with_context(|| {
+                format!("failed to make image {} available", resolved.reference)
+            })?;
+        }
         if spec.network == self.ctx.global.network {
             self.ensure_network()?;
         }
@@ -572,8 +589,22 @@ impl Executor<'_> {
                 .remove(old, stop_timeout)
                 .with_context(|| format!("failed to remove the old container of {}", p.app))?;
         }
-        match podman.run_detached(&spec.run_args(hash)) {
-            Ok(_) => Ok(()),
+        let run = || podman.run_detached(&spec.run_args(hash)).map(|_| ());
+        let created = match run() {
+            Err(err) if proven && !podman.image_exists(&resolved.reference).unwrap_or(true) => {
+                tracing::warn!(
+                    "{}: {err:#}; making the image available and retrying",
+                    p.app
+                );
+                images::ensure(podman, &p.app, resolved, &options).with_context(|| {
+                    format!("failed to make image {} available", resolved.reference)
+                })?;
+                run()
+            }
+            other => other,
+        };
+        match created {
+            Ok(()) => Ok(()),
             Err(err)
                 if crate::exec::failed_stderr(&err)
                     .is_some_and(|e| e.contains("is already in use")) =>
