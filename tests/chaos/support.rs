@@ -236,15 +236,37 @@ pub fn app_with_data(root: &TestRoot, app: &str, extra: &str) -> String {
     content
 }
 
-/// The volume file of `app_with_data`, read through the app's running container.
+/// The volume file of `app_with_data`: read from the volume's directory on disk (what "data lost"
+/// means), after checking that the app's running container sees the same content. `exec` right
+/// after a restart can fail transiently under load, so it is retried; a container that never
+/// sees its volume fails the test with podman's error, not as lost data.
 pub fn volume_file(root: &TestRoot, app: &str) -> Option<String> {
-    let out = root.podman(&[
-        "exec",
-        &format!("archy-{app}"),
-        "/bin/cat",
-        "/data/blk00000.dat",
-    ]);
-    (out.code == 0).then(|| out.stdout.trim().to_string())
+    let on_disk = std::fs::read_to_string(
+        root.dir
+            .join(format!("volumes/{app}-data/_data/blk00000.dat")),
+    )
+    .ok()
+    .map(|s| s.trim().to_string());
+    let mut last = None;
+    for _ in 0..10 {
+        let out = root.podman(&[
+            "exec",
+            &format!("archy-{app}"),
+            "/bin/cat",
+            "/data/blk00000.dat",
+        ]);
+        if out.code == 0 {
+            assert_eq!(
+                Some(out.stdout.trim().to_string()),
+                on_disk,
+                "the container sees other data than its volume holds"
+            );
+            return on_disk;
+        }
+        last = Some(out);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    panic!("archy-{app} cannot read its volume (on disk: {on_disk:?}): {last:?}");
 }
 
 /// Managed containers per app label, to assert "exactly one container per app".
