@@ -285,6 +285,19 @@ impl Drop for TestRoot {
     fn drop(&mut self) {
         // Remove containers fast (busybox ignores SIGTERM), this root's network, then the storage.
         // Not `system reset`: it would delete every test's networks from the shared config dir.
+        let bridge = self
+            .podman_cmd()
+            .args([
+                "network",
+                "inspect",
+                "--format",
+                "{{.NetworkInterface}}",
+                &self.network,
+            ])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|b| !b.is_empty());
         let _ = self
             .podman_cmd()
             .args(["rm", "-a", "-f", "-t", "0"])
@@ -298,8 +311,61 @@ impl Drop for TestRoot {
             .args(["volume", "rm", "-a", "-f"])
             .output();
         let _ = self.podman_cmd().args(["rmi", "-a", "-f"]).output();
+        release_leaked_host_state(&self.dir, &self.gateway, bridge.as_deref());
         if std::env::var_os("ARCHY_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Containers killed behind podman's back (heal-podman and reboot tests) never get their OCI state,
+/// network namespace or bridge torn down by podman. Remove what belongs to this root: runc state
+/// whose bundle lies under `dir`, network namespaces holding an address of this root's subnet,
+/// and this root's bridge.
+fn release_leaked_host_state(dir: &Path, gateway: &str, bridge: Option<&str>) {
+    if let Ok(out) = Command::new("runc")
+        .args(["list", "--format", "json"])
+        .output()
+    {
+        let list: Vec<serde_json::Value> =
+            serde_json::from_slice::<Option<Vec<serde_json::Value>>>(&out.stdout)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        for c in list {
+            let under = c["bundle"]
+                .as_str()
+                .is_some_and(|b| Path::new(b).starts_with(dir));
+            if let (true, Some(id)) = (under, c["id"].as_str()) {
+                let _ = Command::new("runc").args(["kill", id, "KILL"]).output();
+                let _ = Command::new("runc").args(["delete", "-f", id]).output();
+            }
+        }
+    }
+    let prefix = format!(
+        "inet {}.",
+        gateway
+            .rsplit_once('.')
+            .map(|(net, _)| net)
+            .unwrap_or(gateway)
+    );
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(out) = Command::new("ip")
+                .args(["-n", &name, "-o", "-4", "addr", "show"])
+                .output()
+            else {
+                continue;
+            };
+            if String::from_utf8_lossy(&out.stdout).contains(&prefix) {
+                let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+            }
+        }
+    }
+    if let Some(bridge) = bridge {
+        if Path::new("/sys/class/net").join(bridge).exists() {
+            let _ = Command::new("ip").args(["link", "delete", bridge]).output();
         }
     }
 }
