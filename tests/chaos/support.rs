@@ -180,17 +180,9 @@ pub fn conmons_under(dir: &Path) -> Vec<u32> {
 /// SIGKILL every container process and conmon of the root, and delete the runc state (what a
 /// power cut does to them).
 pub fn kill_root_processes(dir: &Path) {
-    for id in runc_ids_under(dir) {
-        let _ = Command::new("runc").args(["kill", &id, "KILL"]).output();
-        for _ in 0..100 {
-            let state = Command::new("runc").args(["state", &id]).output().unwrap();
-            if !String::from_utf8_lossy(&state.stdout).contains("\"running\"") {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = Command::new("runc").args(["delete", "-f", &id]).output();
-    }
+    // conmon first, with SIGKILL: a conmon that outlives its container runs podman's exit
+    // command (`container cleanup`) later, which would then tear down the *restarted*
+    // container of the same id. A real reboot kills everything at once.
     for pid in conmons_under(dir) {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -202,6 +194,43 @@ pub fn kill_root_processes(dir: &Path) {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    for id in runc_ids_under(dir) {
+        let _ = Command::new("runc").args(["kill", &id, "KILL"]).output();
+        for _ in 0..100 {
+            let state = Command::new("runc").args(["state", &id]).output().unwrap();
+            if !String::from_utf8_lossy(&state.stdout).contains("\"running\"") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = Command::new("runc").args(["delete", "-f", &id]).output();
+    }
+    // Any podman process of this root already started (cleanup) finishes before the "boot".
+    for _ in 0..100 {
+        if !other_processes_mention(dir) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether any process other than this test's mentions `dir` on its command line.
+fn other_processes_mention(dir: &Path) -> bool {
+    let needle = dir.display().to_string();
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .any(|pid| {
+                    pid != me
+                        && std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                            .unwrap_or(false)
+                })
+        })
+        .unwrap_or(false)
 }
 
 /// Unmount everything under the root except the graph driver's own mount (a reboot drops
