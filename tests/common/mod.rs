@@ -96,9 +96,11 @@ impl TestRoot {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // Unique per process and root, so parallel tests never share a network or subnet.
-        let slot = (pid * 8 + n) % (200 * 256);
-        let subnet = format!("10.{}.{}.0/24", 20 + slot / 256, slot % 256);
-        let gateway = format!("10.{}.{}.1", 20 + slot / 256, slot % 256);
+        // 10.100.0.0–10.199.255.0: clear of podman's default network (10.88.0.0/16), archy's
+        // default (10.89.0.0/24) and the benchmark's (10.230+).
+        let slot = (pid * 8 + n) % (100 * 256);
+        let subnet = format!("10.{}.{}.0/24", 100 + slot / 256, slot % 256);
+        let gateway = format!("10.{}.{}.1", 100 + slot / 256, slot % 256);
         let network = format!("at{}x{}", pid % 1_000_000, n);
         let d = dir.display();
         std::fs::write(dir.join("storage.conf"), format!("[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{d}/run\"\n")).unwrap();
