@@ -12,6 +12,8 @@ use crate::exec::{Cmd, Output};
 pub const LABEL_MANAGED: &str = "io.archy.managed";
 pub const LABEL_APP: &str = "io.archy.app";
 pub const LABEL_SPEC_HASH: &str = "io.archy.spec-hash";
+/// The subnet archy's network had (verified) when the container was created on it.
+pub const LABEL_SUBNET: &str = "io.archy.subnet";
 pub const LABEL_CONTEXT_HASH: &str = "io.archy.context-hash";
 
 /// One container as `podman ps -a --format json` reports it.
@@ -34,6 +36,8 @@ pub struct Container {
     pub started_at: i64,
     #[serde(rename = "ExitCode", default)]
     pub exit_code: i32,
+    #[serde(rename = "Networks", default, deserialize_with = "null_as_default")]
+    pub networks: Vec<String>,
 }
 
 fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
@@ -422,6 +426,7 @@ mod tests {
         assert_eq!(a.app(), Some("demo-web"));
         assert!(a.is_managed());
         assert_eq!(a.spec_hash().map(str::len), Some(64));
+        assert_eq!(a.networks, vec!["podman".to_string()]);
         assert_eq!(
             list[1].state, "created",
             "a run whose command failed leaves a created container"

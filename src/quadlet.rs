@@ -248,6 +248,7 @@ mod tests {
             add_hosts: vec!["host.archipelago:10.89.0.1".into()],
             restart: Some("unless-stopped".into()),
             stop_timeout: Some(600),
+            subnet: Some("10.89.0.0/24".into()),
             file_hashes: BTreeMap::new(),
         }
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::Manifest;
-use crate::podman::{LABEL_APP, LABEL_MANAGED, LABEL_SPEC_HASH};
+use crate::podman::{LABEL_APP, LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_SUBNET};
 
 /// Hostname containers use to reach the host (failure mode 4: never `host.containers.internal`).
 pub const HOST_ALIAS: &str = "host.archipelago";
@@ -34,6 +34,11 @@ pub struct ContainerSpec {
     /// sha256 of every file the app consumes (rendered configs, env files), by path: a changed
     /// file changes the hash, so the consumer is recreated and reads it.
     pub file_hashes: BTreeMap<String, String>,
+    /// The subnet of archy's network when the container joins it, recorded as a label so a
+    /// recreate can skip re-checking the network (not hashed: the gateway in `add_hosts` already
+    /// changes the hash when the subnet changes).
+    #[serde(skip)]
+    pub subnet: Option<String>,
 }
 
 /// Inputs resolved outside the manifest.
@@ -41,6 +46,7 @@ pub struct ContainerSpec {
 pub struct Resolved<'a> {
     pub image: String,
     pub default_network: &'a str,
+    pub subnet: &'a str,
     pub gateway: &'a str,
     pub file_hashes: BTreeMap<String, String>,
 }
@@ -53,7 +59,9 @@ impl ContainerSpec {
         } else {
             vec![format!("{HOST_ALIAS}:{}", resolved.gateway)]
         };
+        let subnet = (network == resolved.default_network).then(|| resolved.subnet.to_string());
         ContainerSpec {
+            subnet,
             app: m.app.clone(),
             name: m.container_name(),
             image: resolved.image,
@@ -104,6 +112,10 @@ impl ContainerSpec {
         ] {
             args.push("--label".into());
             args.push(format!("{key}={value}"));
+        }
+        if let Some(subnet) = &self.subnet {
+            args.push("--label".into());
+            args.push(format!("{LABEL_SUBNET}={subnet}"));
         }
         args.push("--network".into());
         args.push(self.network.clone());
@@ -186,6 +198,7 @@ mod tests {
             Resolved {
                 image: m.image.clone().unwrap_or_default(),
                 default_network: "archy",
+                subnet: "10.89.0.0/24",
                 gateway: "10.89.0.1",
                 file_hashes: BTreeMap::new(),
             },
@@ -207,6 +220,8 @@ mod tests {
             "io.archy.app=web",
             "--label",
             "io.archy.spec-hash=abc",
+            "--label",
+            "io.archy.subnet=10.89.0.0/24",
             "--network",
             "archy",
             "--add-host",

@@ -54,8 +54,19 @@ fn changing_one_apps_env_recreates_only_that_app() {
         root.container_id("archy-two"),
     );
     root.simple_manifest("two", "env: {MODE: b}\n");
+    root.take_podman_calls();
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
+    let verbs: Vec<String> = root
+        .take_podman_calls()
+        .iter()
+        .map(|c| c.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        verbs,
+        vec!["ps", "rm", "run"],
+        "drift costs the listing, the removal and the run, nothing more"
+    );
     assert!(out.stdout.contains("recreated"), "{out:?}");
     assert_eq!(
         root.container_id("archy-one"),

@@ -17,6 +17,7 @@ use crate::lock::Mode;
 use crate::manifest::{Loaded, Manifest};
 use crate::output::OutputFormat;
 use crate::plan::{self, Action, AppPlan, Desired, Plan};
+use crate::podman::LABEL_SUBNET;
 use crate::spec::{ContainerSpec, Resolved};
 
 /// Converge containers to the manifests: create missing ones, recreate drifted ones, start
@@ -317,6 +318,7 @@ pub fn desired_spec(
         Resolved {
             image: resolved.reference.clone(),
             default_network: &ctx.global.network,
+            subnet: &ctx.global.subnet,
             gateway,
             file_hashes,
         },
@@ -581,7 +583,17 @@ impl Executor<'_> {
                 format!("failed to make image {} available", resolved.reference)
             })?;
         }
-        if spec.network == self.ctx.global.network {
+        // Likewise a replaced container attached to archy's network, labelled with the configured
+        // subnet, proves the network is right: podman refuses to remove a network in use, so it
+        // cannot have been recreated under the container. The drift path skips the inspect.
+        let network_proven = replacing.is_some_and(|old| {
+            self.managed.iter().any(|c| {
+                c.id == old
+                    && c.networks.contains(&spec.network)
+                    && c.labels.get(LABEL_SUBNET) == Some(&self.ctx.global.subnet)
+            })
+        });
+        if spec.network == self.ctx.global.network && !network_proven {
             self.ensure_network()?;
         }
         if let Some(old) = replacing {
