@@ -25,7 +25,7 @@ pub fn record(state_dir: &Path, concern: &str, mut value: serde_json::Value) {
         let dir = status_dir(state_dir);
         std::fs::create_dir_all(&dir)?;
         let text = crate::output::redact(&serde_json::to_string_pretty(&value)?);
-        crate::fsutil::write_atomic(&dir.join(format!("{concern}.json")), text.as_bytes(), 0o644)
+        crate::fsutil::replace_quick(&dir.join(format!("{concern}.json")), text.as_bytes(), 0o644)
     })();
     if let Err(err) = result {
         tracing::warn!(

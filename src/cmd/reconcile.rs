@@ -112,8 +112,6 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
 
 /// Everything `reconcile` decided and did.
 pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
-    let loaded = ctx.load_manifests_for(&args.apps)?;
-    let gateway = ctx.gateway()?;
     // A targeted run shares the run lock with other targeted runs (per-app locks keep them
     // apart); a full run is exclusive. Both wait for heal-podman to finish.
     let run_mode = if args.apps.is_empty() {
@@ -131,6 +129,12 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
     } else {
         Some(ctx.lock("heal-podman", Mode::Shared)?)
     };
+    // The one podman listing runs (under the locks) while archy loads, renders and hashes: its
+    // ~35 ms of podman start-up hides all of archy's own work on a no-op tick (BENCHMARKS.md).
+    let podman = ctx.podman.clone();
+    let listing = std::thread::spawn(move || podman.list_managed());
+    let loaded = ctx.load_manifests_for(&args.apps)?;
+    let gateway = ctx.gateway()?;
 
     let selected: Vec<&Manifest> = loaded
         .apps
@@ -194,7 +198,9 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
                 .then(|| "a config file it consumes was rewritten".to_string()),
         })
         .collect();
-    let managed = ctx.podman.list_managed()?;
+    let managed = listing
+        .join()
+        .map_err(|_| anyhow::anyhow!("the podman listing thread panicked"))??;
     let known_apps: BTreeSet<String> = loaded
         .apps
         .iter()
