@@ -54,9 +54,9 @@ const NAME_RECOVERY_ATTEMPTS: u32 = 4;
 const NAME_RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Default parallelism, measured on a 2-core node (BENCHMARKS.md (d), `scripts/bench`): cold
-/// converge of 20 apps vs 20 sequential `podman run -d` took 1.23× with --jobs 1, 0.98× with 2,
-/// 0.72× with 4 and 0.70× with 8 (medians). podman's own work saturates the machine at about 4
-/// concurrent `podman run`s; 8 buys nothing measurable, so 4 stays.
+/// converge of 20 apps vs 20 sequential `podman run -d` took 1.21× with --jobs 1, 0.83× with 2,
+/// 0.76× with 4 and 0.77× with 8 (medians). podman's own work saturates the machine at about 4
+/// concurrent `podman run`s; 8 buys nothing, so 4 it is.
 pub const DEFAULT_JOBS: u16 = 4;
 
 /// The outcome of one app.
