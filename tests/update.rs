@@ -5,157 +5,22 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Upper bound on any test server's life, whatever the test does.
+mod common;
+use common::install::{set_mode, Install};
+use common::Out;
+
 const SERVER_MAX_LIFE: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
 // A release layout and the archy binary
-
-struct Install {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    state: PathBuf,
-    run: PathBuf,
-    restart_log: PathBuf,
-    restart_script: PathBuf,
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn from(o: Output) -> Self {
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into(),
-            stderr: String::from_utf8_lossy(&o.stderr).into(),
-        }
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"))
-    }
-}
-
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-impl Install {
-    /// Releases 1 and 2 installed, `current -> releases/2`, `previous -> releases/1`.
-    fn new() -> Self {
-        Self::with_restart_delay(None)
-    }
-
-    /// Like `new`, with a restart command that sleeps (a window for kill -9).
-    fn with_restart_delay(delay: Option<&str>) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("opt");
-        for v in ["1", "2"] {
-            let dir = root.join("releases").join(v);
-            std::fs::create_dir_all(dir.join("web-ui")).unwrap();
-            std::fs::create_dir_all(dir.join("bin")).unwrap();
-            std::fs::write(dir.join("web-ui/index.html"), format!("release {v}")).unwrap();
-            std::fs::write(dir.join("bin/archipelago"), "#!/bin/sh\n").unwrap();
-            for d in ["", "web-ui", "bin"] {
-                set_mode(&dir.join(d), 0o755);
-            }
-            set_mode(&dir.join("web-ui/index.html"), 0o644);
-            set_mode(&dir.join("bin/archipelago"), 0o755);
-        }
-        std::os::unix::fs::symlink("releases/2", root.join("current")).unwrap();
-        std::os::unix::fs::symlink("releases/1", root.join("previous")).unwrap();
-        let restart_log = tmp.path().join("restarts.log");
-        let restart_script = tmp.path().join("restart.sh");
-        let sleep = delay.map(|d| format!("sleep {d}\n")).unwrap_or_default();
-        std::fs::write(
-            &restart_script,
-            format!(
-                "#!/bin/sh\necho \"restart $*\" >> '{}'\n{sleep}",
-                restart_log.display()
-            ),
-        )
-        .unwrap();
-        Install {
-            state: tmp.path().join("state"),
-            run: tmp.path().join("run"),
-            root,
-            restart_log,
-            restart_script,
-            _tmp: tmp,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_archy"));
-        cmd.args(args)
-            .env("ARCHY_STATE_DIR", &self.state)
-            .env("ARCHY_RUN_DIR", &self.run)
-            .env("ARCHY_INSTALL_ROOT", &self.root)
-            .env(
-                "ARCHY_RESTART_CMD",
-                format!("/bin/sh '{}' now", self.restart_script.display()),
-            )
-            .env_remove("ARCHY_LOG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn archy(&self, args: &[&str]) -> Out {
-        Out::from(self.command(args).output().unwrap())
-    }
-
-    fn current(&self) -> String {
-        std::fs::read_link(self.root.join("current"))
-            .unwrap()
-            .to_string_lossy()
-            .into_owned()
-    }
-
-    fn restarts(&self) -> usize {
-        std::fs::read_to_string(&self.restart_log)
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    }
-
-    fn update_file(&self, name: &str) -> PathBuf {
-        self.state.join("update").join(name)
-    }
-
-    fn history(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.update_file("history.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn arm(&self) {
-        let out = self.archy(&["verify-update", "--arm"]);
-        assert_eq!(out.code, 0, "{out:?}");
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Test servers

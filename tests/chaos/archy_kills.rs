@@ -2,9 +2,10 @@
 //! concurrent reconciles.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common::install::Install;
 use crate::common::*;
 use crate::support::*;
 
@@ -152,71 +153,6 @@ fn sigkill_during_render_config() {
 
 /// Releases 1 and 2, `current -> releases/2`, `previous -> releases/1`, a restart command that
 /// sleeps (a window to be killed in).
-struct Install {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    state: PathBuf,
-    run: PathBuf,
-    restart_log: PathBuf,
-    restart_script: PathBuf,
-}
-
-impl Install {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("opt");
-        for v in ["1", "2"] {
-            let dir = root.join("releases").join(v);
-            std::fs::create_dir_all(dir.join("web-ui")).unwrap();
-            std::fs::write(dir.join("web-ui/index.html"), format!("release {v}")).unwrap();
-        }
-        std::os::unix::fs::symlink("releases/2", root.join("current")).unwrap();
-        std::os::unix::fs::symlink("releases/1", root.join("previous")).unwrap();
-        let restart_log = tmp.path().join("restarts.log");
-        let restart_script = tmp.path().join("restart.sh");
-        std::fs::write(
-            &restart_script,
-            format!(
-                "#!/bin/sh\necho restart >> '{}'\nsleep 0.2\n",
-                restart_log.display()
-            ),
-        )
-        .unwrap();
-        Install {
-            state: tmp.path().join("state"),
-            run: tmp.path().join("run"),
-            root,
-            restart_log,
-            restart_script,
-            _tmp: tmp,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_archy"));
-        cmd.args(args)
-            .env("ARCHY_STATE_DIR", &self.state)
-            .env("ARCHY_RUN_DIR", &self.run)
-            .env("ARCHY_INSTALL_ROOT", &self.root)
-            .env(
-                "ARCHY_RESTART_CMD",
-                format!("/bin/sh '{}'", self.restart_script.display()),
-            )
-            .env_remove("ARCHY_LOG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn current(&self) -> String {
-        std::fs::read_link(self.root.join("current"))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|e| format!("<{e}>"))
-    }
-
-    fn restarts(&self) -> usize {
-        std::fs::read_to_string(&self.restart_log).map_or(0, |t| t.lines().count())
-    }
-}
 
 #[test]
 fn sigkill_during_rollback() {
@@ -227,7 +163,7 @@ fn sigkill_during_rollback() {
     let mut rng = Rng::new("sigkill_during_rollback");
     for i in 0..iterations(4, 20) {
         case.run();
-        let install = Install::new();
+        let install = Install::with_restart_delay(Some("0.2"));
         let mut child = install
             .command(&["rollback"])
             .stdout(Stdio::null())

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod install;
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// The local test image: FROM scratch + static busybox, built into each root.
@@ -36,7 +38,7 @@ pub struct Out {
 }
 
 impl Out {
-    fn from(o: Output) -> Self {
+    pub fn from(o: Output) -> Self {
         Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into(),

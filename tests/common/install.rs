@@ -1,0 +1,116 @@
+//! A release layout for verify-update / rollback tests: releases 1 and 2 under a temp install
+//! root, `current -> releases/2`, `previous -> releases/1`, and a restart command that logs.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::Out;
+
+pub fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub struct Install {
+    pub _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub run: PathBuf,
+    pub restart_log: PathBuf,
+    pub restart_script: PathBuf,
+}
+
+impl Install {
+    /// Releases 1 and 2 installed, `current -> releases/2`, `previous -> releases/1`.
+    pub fn new() -> Self {
+        Self::with_restart_delay(None)
+    }
+
+    /// Like `new`, with a restart command that sleeps (a window for kill -9).
+    pub fn with_restart_delay(delay: Option<&str>) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("opt");
+        for v in ["1", "2"] {
+            let dir = root.join("releases").join(v);
+            std::fs::create_dir_all(dir.join("web-ui")).unwrap();
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            std::fs::write(dir.join("web-ui/index.html"), format!("release {v}")).unwrap();
+            std::fs::write(dir.join("bin/archipelago"), "#!/bin/sh\n").unwrap();
+            for d in ["", "web-ui", "bin"] {
+                set_mode(&dir.join(d), 0o755);
+            }
+            set_mode(&dir.join("web-ui/index.html"), 0o644);
+            set_mode(&dir.join("bin/archipelago"), 0o755);
+        }
+        std::os::unix::fs::symlink("releases/2", root.join("current")).unwrap();
+        std::os::unix::fs::symlink("releases/1", root.join("previous")).unwrap();
+        let restart_log = tmp.path().join("restarts.log");
+        let restart_script = tmp.path().join("restart.sh");
+        let sleep = delay.map(|d| format!("sleep {d}\n")).unwrap_or_default();
+        std::fs::write(
+            &restart_script,
+            format!(
+                "#!/bin/sh\necho \"restart $*\" >> '{}'\n{sleep}",
+                restart_log.display()
+            ),
+        )
+        .unwrap();
+        Install {
+            state: tmp.path().join("state"),
+            run: tmp.path().join("run"),
+            root,
+            restart_log,
+            restart_script,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_archy"));
+        cmd.args(args)
+            .env("ARCHY_STATE_DIR", &self.state)
+            .env("ARCHY_RUN_DIR", &self.run)
+            .env("ARCHY_INSTALL_ROOT", &self.root)
+            .env(
+                "ARCHY_RESTART_CMD",
+                format!("/bin/sh '{}' now", self.restart_script.display()),
+            )
+            .env_remove("ARCHY_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn archy(&self, args: &[&str]) -> Out {
+        Out::from(self.command(args).output().unwrap())
+    }
+
+    pub fn current(&self) -> String {
+        std::fs::read_link(self.root.join("current"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    pub fn restarts(&self) -> usize {
+        std::fs::read_to_string(&self.restart_log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    pub fn update_file(&self, name: &str) -> PathBuf {
+        self.state.join("update").join(name)
+    }
+
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.update_file("history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn arm(&self) {
+        let out = self.archy(&["verify-update", "--arm"]);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+}
