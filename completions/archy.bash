@@ -611,7 +611,7 @@ _archy() {
             return 0
             ;;
         archy__subcmd__rollback)
-            opts="-v -q -h -V --install-root --reason --dry-run --restart-cmd --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --install-root --restart-cmd --reason --dry-run --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -621,11 +621,11 @@ _archy() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --reason)
+                --restart-cmd)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --restart-cmd)
+                --reason)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -723,13 +723,17 @@ _archy() {
             return 0
             ;;
         archy__subcmd__verify__subcmd__update)
-            opts="-v -q -h --install-root --tarball --sha256 --require --arm --version --url --expect --successes --interval --timeout --no-rollback --restart-cmd --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help"
+            opts="-v -q -h --install-root --restart-cmd --tarball --sha256 --require --arm --version --url --expect --successes --interval --timeout --no-rollback --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --install-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --restart-cmd)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -766,10 +770,6 @@ _archy() {
                     return 0
                     ;;
                 --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --restart-cmd)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

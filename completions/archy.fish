@@ -118,6 +118,7 @@ complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s q -l quiet -
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l install-root -d 'Installation holding `releases/<version>/`, `current` and `previous`' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l restart-cmd -d 'Command run once after switching to the previous release (split into words, never run by a shell)' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l tarball -d 'Check this release tar.gz (headers only) instead of probing: root directory 0755, every directory o+rx, every file o+r, no absolute or `..` paths, no device nodes or fifos, no setuid/setgid, no link escaping the root' -r -F
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l sha256 -d 'With --tarball: the expected SHA-256 of the file (64 hex digits)' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l require -d 'With --tarball: a path that must exist in the archive, as stored (a leading `./` is optional; repeatable), e.g. `web-ui/index.html`' -r
@@ -127,7 +128,6 @@ complete -c archy -n "__fish_archy_using_subcommand verify-update" -l expect -d 
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l successes -d 'Healthy answers needed in a row' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l interval -d 'Time between probes' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l timeout -d 'Give up (and roll back) when the web UI has not proven healthy within this time' -r
-complete -c archy -n "__fish_archy_using_subcommand verify-update" -l restart-cmd -d 'Command run once after an automatic rollback (split into words, never run by a shell)' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l run-dir -d 'Directory for lock files' -r -F
@@ -144,8 +144,8 @@ complete -c archy -n "__fish_archy_using_subcommand verify-update" -s v -l verbo
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -s q -l quiet -d 'Only warnings and errors; no progress display'
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l install-root -d 'Installation holding `releases/<version>/`, `current` and `previous`' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l restart-cmd -d 'Command run once after switching to the previous release (split into words, never run by a shell)' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l reason -d 'Why, recorded in `<state-dir>/update/history.jsonl`' -r
-complete -c archy -n "__fish_archy_using_subcommand rollback" -l restart-cmd -d 'Command run once after switching (split into words, never run by a shell)' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l run-dir -d 'Directory for lock files' -r -F

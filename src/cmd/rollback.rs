@@ -1,6 +1,5 @@
 //! `archy rollback`: make the previous release current again, atomically, and restart.
 
-use std::path::PathBuf;
 
 use anyhow::Result;
 use serde_json::json;
@@ -10,8 +9,8 @@ use crate::exit;
 use crate::lock::Mode;
 use crate::output::{print_json, OutputFormat};
 use crate::update::journal::Journal;
-use crate::update::release::{self, Layout};
-use crate::update::{rollback, split_words};
+use crate::update::release;
+use crate::update::{rollback, ReleaseArgs};
 
 /// Make `previous` the current release again and restart the service.
 ///
@@ -22,35 +21,20 @@ use crate::update::{rollback, split_words};
 /// links, ...), nothing changes and the exit code is 1.
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
-    /// Installation holding `releases/<version>/`, `current` and `previous`.
-    #[arg(
-        long,
-        env = "ARCHY_INSTALL_ROOT",
-        default_value = "/opt/archipelago",
-        value_name = "DIR"
-    )]
-    pub install_root: PathBuf,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// Why, recorded in `<state-dir>/update/history.jsonl`.
     #[arg(long, value_name = "TEXT", default_value = "operator request")]
     pub reason: String,
     /// Say what would happen; change nothing and run nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Command run once after switching (split into words, never run by a shell).
-    #[arg(
-        long,
-        env = "ARCHY_RESTART_CMD",
-        default_value = "systemctl restart archipelago.service",
-        value_name = "COMMAND"
-    )]
-    pub restart_cmd: String,
 }
 
 pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
-    let restart =
-        split_words(&args.restart_cmd).map_err(|e| exit::invalid(format!("--restart-cmd: {e}")))?;
+    let restart = args.release.restart_argv()?;
     let _lock = ctx.lock("update", Mode::Exclusive)?;
-    let layout = Layout::new(&args.install_root);
+    let layout = args.release.layout();
     let journal = Journal::new(&ctx.global.state_dir);
     if !args.dry_run {
         release::clean_stale_temps(&layout);

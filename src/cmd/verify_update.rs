@@ -19,7 +19,7 @@ use crate::output::{print_json, OutputFormat};
 use crate::update::journal::{Journal, Pending};
 use crate::update::probe::{self, Answer, ProbeConfig};
 use crate::update::release::{self, Layout};
-use crate::update::{rollback, split_words, tarball};
+use crate::update::{rollback, tarball, ReleaseArgs};
 
 /// Check a release tarball, arm the post-update check, or run it (probe the web UI and roll
 /// back if it does not answer).
@@ -32,14 +32,8 @@ use crate::update::{rollback, split_words, tarball};
 // `--version` names the release being armed here; `archy --version` still prints archy's.
 #[command(disable_version_flag = true)]
 pub struct VerifyUpdateArgs {
-    /// Installation holding `releases/<version>/`, `current` and `previous`.
-    #[arg(
-        long,
-        env = "ARCHY_INSTALL_ROOT",
-        default_value = "/opt/archipelago",
-        value_name = "DIR"
-    )]
-    pub install_root: PathBuf,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// Check this release tar.gz (headers only) instead of probing: root directory 0755, every
     /// directory o+rx, every file o+r, no absolute or `..` paths, no device nodes or fifos, no
     /// setuid/setgid, no link escaping the root.
@@ -78,14 +72,6 @@ pub struct VerifyUpdateArgs {
     /// On failure record the bad version but do not roll back (the marker stays).
     #[arg(long)]
     pub no_rollback: bool,
-    /// Command run once after an automatic rollback (split into words, never run by a shell).
-    #[arg(
-        long,
-        env = "ARCHY_RESTART_CMD",
-        default_value = "systemctl restart archipelago.service",
-        value_name = "COMMAND"
-    )]
-    pub restart_cmd: String,
 }
 
 pub fn run(ctx: &Ctx, args: &VerifyUpdateArgs) -> Result<u8> {
@@ -93,11 +79,10 @@ pub fn run(ctx: &Ctx, args: &VerifyUpdateArgs) -> Result<u8> {
         // A file check for release scripts: no lock (they may run far from any node).
         return check_tarball(ctx, args, path);
     }
-    let restart =
-        split_words(&args.restart_cmd).map_err(|e| exit::invalid(format!("--restart-cmd: {e}")))?;
+    let restart = args.release.restart_argv()?;
     probe::loopback_host(&args.url).map_err(exit::invalid)?;
     let _lock = ctx.lock("update", Mode::Exclusive)?;
-    let layout = Layout::new(&args.install_root);
+    let layout = args.release.layout();
     let journal = Journal::new(&ctx.global.state_dir);
     if args.arm {
         return arm(ctx, args, &layout, &journal);
