@@ -1,6 +1,5 @@
 //! `archy rollback`: make the previous release current again, atomically, and restart.
 
-
 use anyhow::Result;
 use serde_json::json;
 

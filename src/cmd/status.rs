@@ -324,13 +324,28 @@ fn print(status: &Status, format: OutputFormat) {
 
 /// The text view. Pure.
 pub fn render_text(status: &Status) -> String {
+    // Columns as wide as their longest value, so long image references never shift the rest.
+    let app_w = status
+        .apps
+        .iter()
+        .map(|a| a.app.len())
+        .chain([17])
+        .max()
+        .unwrap_or(17);
+    let image_w = status
+        .apps
+        .iter()
+        .map(|a| a.image.len())
+        .chain([5])
+        .max()
+        .unwrap_or(5);
     let mut out = format!(
-        "{:<18} {:<8} {:<9} {:<9} {:<40} {:<8} {:<5} {}\n",
+        "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {}\n",
         "APP", "OWNER", "DESIRED", "STATE", "IMAGE", "UPTIME", "SPEC", "CONFIG"
     );
     for a in &status.apps {
         out.push_str(&format!(
-            "{:<18} {:<8} {:<9} {:<9} {:<40} {:<8} {:<5} {}\n",
+            "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {}\n",
             a.app,
             a.owner,
             a.desired,
@@ -351,7 +366,7 @@ pub fn render_text(status: &Status) -> String {
             }
         ));
         if !a.converged {
-            out.push_str(&format!("{:<18} {}\n", "", a.detail));
+            out.push_str(&format!("{:<app_w$} {}\n", "", a.detail));
         }
     }
     for e in &status.manifest_errors {
@@ -502,9 +517,9 @@ mod tests {
             last_reconcile: Some(summarise(serde_json::json!({"exit_code": 1, "at": "T2"}))),
         };
         let expected = "\
-APP                OWNER    DESIRED   STATE     IMAGE                                    UPTIME   SPEC  CONFIG
-web                archy    running   running   localhost/web:1                          2h 0m    ok    ok
-db                 archy    running   missing                                            -        -     ok
+APP                OWNER    DESIRED   STATE     IMAGE           UPTIME   SPEC  CONFIG
+web                archy    running   running   localhost/web:1 2h 0m    ok    ok
+db                 archy    running   missing                   -        -     ok
                    why
 podman:    last heal ok (at T1)
 update:    none pending; last verify no verify-update record yet
