@@ -329,9 +329,9 @@ pub fn render_text(status: &Status) -> String {
         .apps
         .iter()
         .map(|a| a.app.len())
-        .chain([17])
+        .chain([18])
         .max()
-        .unwrap_or(17);
+        .unwrap_or(18);
     let image_w = status
         .apps
         .iter()
