@@ -289,3 +289,57 @@ fn held_lock_gives_exit_75() {
     assert_eq!(out.code, 75, "{out:?}");
     assert!(out.stderr.contains("reconcile.lock"), "{out:?}");
 }
+
+#[test]
+fn changing_the_subnet_moves_the_network_and_every_container_with_it() {
+    let root = TestRoot::new();
+    root.simple_manifest("m1", "volumes: [\"m1-data:/data\"]\n");
+    root.simple_manifest("m2", "");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    root.podman_ok(&["exec", "archy-m1", "sh", "-c", "echo kept > /data/f"]);
+    // 10.230-249.x.0/24 is never a TestRoot subnet.
+    let octets: Vec<&str> = root.subnet.split('.').collect();
+    let third = octets[2];
+    let second = 230 + octets[1].parse::<u32>().unwrap() % 20;
+    let (subnet, gateway) = (
+        format!("10.{second}.{third}.0/24"),
+        format!("10.{second}.{third}.1"),
+    );
+    let out = Out::from(
+        root.archy_cmd()
+            .args(["reconcile"])
+            .env("ARCHY_SUBNET", &subnet)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let actual = root.podman_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .Subnets}}{{.Subnet}}{{end}}",
+        &root.network,
+    ]);
+    assert_eq!(actual, subnet);
+    for app in ["m1", "m2"] {
+        let hosts = root.podman_ok(&["exec", &format!("archy-{app}"), "cat", "/etc/hosts"]);
+        assert!(
+            hosts.contains(&gateway) && hosts.contains("host.archipelago"),
+            "{app}: {hosts}"
+        );
+    }
+    assert_eq!(
+        root.podman_ok(&["exec", "archy-m1", "cat", "/data/f"]),
+        "kept"
+    );
+    let again = Out::from(
+        root.archy_cmd()
+            .args(["reconcile"])
+            .env("ARCHY_SUBNET", &subnet)
+            .output()
+            .unwrap(),
+    );
+    assert!(again.stdout.contains("2 ok"), "converged: {again:?}");
+    // Back to the root's own subnet, so the harness cleans up what it knows.
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+}

@@ -198,9 +198,16 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
                 .then(|| "a config file it consumes was rewritten".to_string()),
         })
         .collect();
-    let managed = listing
+    let mut managed = listing
         .join()
         .map_err(|_| anyhow::anyhow!("the podman listing thread panicked"))??;
+    if !args.dry_run
+        && args.apps.is_empty()
+        && subnet_changed(&managed, &ctx.global.network, &ctx.global.subnet)
+    {
+        migrate_network(ctx, &managed, &loaded)?;
+        managed = ctx.podman.list_managed()?;
+    }
     let known_apps: BTreeSet<String> = loaded
         .apps
         .iter()
@@ -691,6 +698,55 @@ impl Executor<'_> {
     }
 }
 
+/// Whether some managed container on archy's network was created for another subnet: the
+/// `--subnet` setting changed. Containers from before the subnet label say nothing. Pure.
+pub fn subnet_changed(managed: &[crate::podman::Container], network: &str, subnet: &str) -> bool {
+    managed.iter().any(|c| {
+        c.networks.iter().any(|n| n == network)
+            && c.labels
+                .get(LABEL_SUBNET)
+                .is_some_and(|recorded| recorded != subnet)
+    })
+}
+
+/// Move archy's network to the configured subnet: podman only removes a network nothing uses,
+/// and every container on it is recreated in this run anyway (its host alias changed), so
+/// archy's containers on it are removed first (volumes kept, each with its stop timeout).
+/// Unmanaged containers on the network make the network removal fail with podman's error.
+fn migrate_network(ctx: &Ctx, managed: &[crate::podman::Container], loaded: &Loaded) -> Result<()> {
+    let name = &ctx.global.network;
+    if let Some(network) = ctx.podman.inspect_network(name)? {
+        if network
+            .subnets
+            .iter()
+            .any(|s| s.subnet == ctx.global.subnet)
+        {
+            return Ok(());
+        }
+    }
+    tracing::warn!(
+        "the subnet of network {name} changes to {}: recreating it and the containers on it",
+        ctx.global.subnet
+    );
+    for c in managed
+        .iter()
+        .filter(|c| c.networks.iter().any(|n| n == name))
+    {
+        let stop_timeout = c
+            .app()
+            .and_then(|app| loaded.get(app))
+            .and_then(|m| m.stop_timeout)
+            .unwrap_or(10);
+        ctx.podman.remove(&c.id, stop_timeout).with_context(|| {
+            format!(
+                "failed to remove container {} to move network {name}",
+                c.name()
+            )
+        })?;
+    }
+    ensure_network(ctx)
+}
+
 /// Create archy's network if missing; recreate it when its subnet is wrong and nothing uses it.
 pub fn ensure_network(ctx: &Ctx) -> Result<()> {
     let name = &ctx.global.network;
@@ -789,5 +845,46 @@ fn print_report(report: &Report, format: OutputFormat) {
                 report.manifest_errors.len()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::podman::Container;
+
+    fn on(network: &str, subnet: Option<&str>) -> Container {
+        let mut c = Container {
+            id: "x".into(),
+            networks: vec![network.into()],
+            ..Default::default()
+        };
+        if let Some(subnet) = subnet {
+            c.labels.insert(LABEL_SUBNET.into(), subnet.into());
+        }
+        c
+    }
+
+    #[test]
+    fn subnet_change_is_seen_only_on_archys_network_with_a_recorded_subnet() {
+        assert!(subnet_changed(
+            &[on("archy", Some("10.89.0.0/24"))],
+            "archy",
+            "10.90.0.0/24"
+        ));
+        assert!(!subnet_changed(
+            &[on("archy", Some("10.89.0.0/24"))],
+            "archy",
+            "10.89.0.0/24"
+        ));
+        assert!(
+            !subnet_changed(&[on("archy", None)], "archy", "10.90.0.0/24"),
+            "no label: unknown, not changed"
+        );
+        assert!(!subnet_changed(
+            &[on("other", Some("10.89.0.0/24"))],
+            "archy",
+            "10.90.0.0/24"
+        ));
     }
 }
