@@ -8,63 +8,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Kills every OCI container and conmon of a test root when dropped (declare it after the
-/// `TestRoot`, so it drops first).
-struct GhostGuard(PathBuf);
-
-impl Drop for GhostGuard {
-    fn drop(&mut self) {
-        for id in runc_ids_under(&self.0) {
-            let _ = Command::new("runc").args(["kill", &id, "KILL"]).output();
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let _ = Command::new("runc").args(["delete", "-f", &id]).output();
-        }
-        for pid in conmons_under(&self.0) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .output();
-        }
-    }
-}
-
-/// OCI containers (podman's runtime root is runc's default, /run/runc) whose bundle is in `dir`.
-fn runc_ids_under(dir: &Path) -> Vec<String> {
-    let out = Command::new("runc")
-        .args(["list", "--format", "json"])
-        .output()
-        .expect("run runc");
-    let list: Option<Vec<serde_json::Value>> =
-        serde_json::from_slice(&out.stdout).unwrap_or_default();
-    list.unwrap_or_default()
-        .into_iter()
-        .filter(|c| {
-            c["bundle"]
-                .as_str()
-                .is_some_and(|b| Path::new(b).starts_with(dir))
-        })
-        .filter_map(|c| c["id"].as_str().map(String::from))
-        .collect()
-}
-
-/// Live conmon processes whose command line mentions `dir`.
-fn conmons_under(dir: &Path) -> Vec<u32> {
-    let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-            cmd.starts_with("/usr/bin/conmon") && cmd.contains(&needle) && !zombie
-        })
-        .collect()
-}
-
 fn db_path(root: &TestRoot) -> PathBuf {
     root.dir.join("static/bolt_state.db")
 }
@@ -136,7 +79,6 @@ fn step_names(doc: &serde_json::Value) -> Vec<String> {
 #[test]
 fn healthy_engine_is_left_untouched() {
     let root = TestRoot::new();
-    let _guard = GhostGuard(root.dir.clone());
     root.take_podman_calls();
     let out = root.archy(&["heal-podman"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -168,7 +110,6 @@ fn healthy_engine_is_left_untouched() {
 #[test]
 fn deleted_database_with_running_apps_is_healed() {
     let root = TestRoot::new();
-    let _guard = GhostGuard(root.dir.clone());
     let (image, old_id) = app_with_data(&root);
     std::fs::remove_file(db_path(&root)).unwrap();
 
@@ -210,7 +151,6 @@ fn deleted_database_with_running_apps_is_healed() {
 #[test]
 fn corrupt_database_is_moved_aside_and_healed() {
     let root = TestRoot::new();
-    let _guard = GhostGuard(root.dir.clone());
     let (image, _) = app_with_data(&root);
     // A torn write: the first page of a real database, nothing after it.
     let db = db_path(&root);
@@ -260,7 +200,6 @@ fn corrupt_database_is_moved_aside_and_healed() {
 #[test]
 fn runtime_dirs_from_a_previous_boot_are_cleared() {
     let root = TestRoot::new();
-    let _guard = GhostGuard(root.dir.clone());
     let (image, old_id) = app_with_data(&root);
     // Simulate a reboot that left podman's tmp and run dirs behind: processes and mounts are
     // gone, the `alive` marker predates the boot.

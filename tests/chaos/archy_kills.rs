@@ -18,7 +18,6 @@ fn sigkill_during_reconcile() {
         "next run converges; exactly one container per app; volumes intact",
     );
     let root = TestRoot::new();
-    let _guard = GhostGuard(root.dir.clone());
     let data: Vec<String> = APPS.iter().map(|a| app_with_data(&root, a, "")).collect();
     let image = root.image_id(TEST_IMAGE).unwrap();
     let mut rng = Rng::new("sigkill_during_reconcile");

@@ -37,7 +37,6 @@ fn heal_and_check(case: &mut Case, root: &TestRoot, image: &str, data: &str) {
 fn engine_fault(fault: &str, response: &str, inject: impl Fn(&TestRoot)) {
     let mut case = Case::new(fault, response);
     let root = TestRoot::new();
-    let _guard = GhostGuard(root.dir.clone());
     let data = app_with_data(&root, "app", "");
     let image = root.image_id(TEST_IMAGE).unwrap();
     case.run();
@@ -92,7 +91,6 @@ fn engine_ghost_oci_container() {
         "heal-podman kills the ghost and frees its name; reconcile recreates",
     );
     let root = TestRoot::new();
-    let _guard = GhostGuard(root.dir.clone());
     // The root's own DB from before the app existed (same paths, no container in it).
     root.podman_ok(&["ps"]);
     let before = root.dir.join("bolt_state.db.before");
@@ -118,7 +116,6 @@ fn boot_after_a_simulated_reboot() {
         "heal-podman → render-config → reconcile → verify-update (nothing pending): all converge",
     );
     let root = TestRoot::new();
-    let _guard = GhostGuard(root.dir.clone());
     let cfg = root.dir.join("cfg");
     std::fs::create_dir_all(&cfg).unwrap();
     root.simple_manifest(

@@ -2,7 +2,7 @@
 //! random source, and a guard that kills a root's ghost OCI containers.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::common::*;
@@ -110,127 +110,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
     }
-}
-
-/// Kills every OCI container and conmon of a test root when dropped (declare it after the
-/// `TestRoot`, so it drops first).
-pub struct GhostGuard(pub PathBuf);
-
-impl Drop for GhostGuard {
-    fn drop(&mut self) {
-        kill_root_processes(&self.0);
-    }
-}
-
-/// OCI containers (runc's default root) whose bundle is under `dir`.
-pub fn runc_ids_under(dir: &Path) -> Vec<String> {
-    // `runc list` fails as a whole when another test's container state vanishes while it reads
-    // the shared /run/runc: retry instead of reading that as "no containers".
-    let mut out = Command::new("runc")
-        .args(["list", "--format", "json"])
-        .output()
-        .expect("run runc");
-    for _ in 0..20 {
-        if out.status.success() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        out = Command::new("runc")
-            .args(["list", "--format", "json"])
-            .output()
-            .expect("run runc");
-    }
-    assert!(
-        out.status.success(),
-        "runc list keeps failing: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Option<Vec<serde_json::Value>> =
-        serde_json::from_slice(&out.stdout).unwrap_or_default();
-    list.unwrap_or_default()
-        .into_iter()
-        .filter(|c| {
-            c["bundle"]
-                .as_str()
-                .is_some_and(|b| Path::new(b).starts_with(dir))
-        })
-        .filter_map(|c| c["id"].as_str().map(String::from))
-        .collect()
-}
-
-/// Live conmon processes whose command line mentions `dir`.
-pub fn conmons_under(dir: &Path) -> Vec<u32> {
-    let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-            cmd.starts_with("/usr/bin/conmon") && cmd.contains(&needle) && !zombie
-        })
-        .collect()
-}
-
-/// SIGKILL every container process and conmon of the root, and delete the runc state (what a
-/// power cut does to them).
-pub fn kill_root_processes(dir: &Path) {
-    // conmon first, with SIGKILL: a conmon that outlives its container runs podman's exit
-    // command (`container cleanup`) later, which would then tear down the *restarted*
-    // container of the same id. A real reboot kills everything at once.
-    for pid in conmons_under(dir) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .output();
-    }
-    for _ in 0..100 {
-        if conmons_under(dir).is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    for id in runc_ids_under(dir) {
-        let _ = Command::new("runc").args(["kill", &id, "KILL"]).output();
-        for _ in 0..100 {
-            let state = Command::new("runc").args(["state", &id]).output().unwrap();
-            if !String::from_utf8_lossy(&state.stdout).contains("\"running\"") {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = Command::new("runc").args(["delete", "-f", &id]).output();
-    }
-    // Any podman process of this root already started (cleanup) finishes before the "boot".
-    for _ in 0..100 {
-        if !other_processes_mention(dir) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-/// Whether any process other than this test's mentions `dir` on its command line.
-fn other_processes_mention(dir: &Path) -> bool {
-    let needle = dir.display().to_string();
-    let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .any(|pid| {
-                    pid != me
-                        && std::fs::read(format!("/proc/{pid}/cmdline"))
-                            .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                            .unwrap_or(false)
-                })
-        })
-        .unwrap_or(false)
 }
 
 /// Unmount everything under the root except the graph driver's own mount (a reboot drops

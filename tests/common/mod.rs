@@ -327,25 +327,7 @@ impl Drop for TestRoot {
 /// whose bundle lies under `dir`, network namespaces holding an address of this root's subnet,
 /// and this root's bridge.
 fn release_leaked_host_state(dir: &Path, gateway: &str, bridge: Option<&str>) {
-    if let Ok(out) = Command::new("runc")
-        .args(["list", "--format", "json"])
-        .output()
-    {
-        let list: Vec<serde_json::Value> =
-            serde_json::from_slice::<Option<Vec<serde_json::Value>>>(&out.stdout)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-        for c in list {
-            let under = c["bundle"]
-                .as_str()
-                .is_some_and(|b| Path::new(b).starts_with(dir));
-            if let (true, Some(id)) = (under, c["id"].as_str()) {
-                let _ = Command::new("runc").args(["kill", id, "KILL"]).output();
-                let _ = Command::new("runc").args(["delete", "-f", id]).output();
-            }
-        }
-    }
+    kill_root_processes(dir);
     let prefix = format!(
         "inet {}.",
         gateway
@@ -372,4 +354,119 @@ fn release_leaked_host_state(dir: &Path, gateway: &str, bridge: Option<&str>) {
             let _ = Command::new("ip").args(["link", "delete", bridge]).output();
         }
     }
+}
+
+/// OCI containers (runc's default root) whose bundle is under `dir`.
+pub fn runc_ids_under(dir: &Path) -> Vec<String> {
+    runc_ids_under_or_none(dir).expect("runc list keeps failing")
+}
+
+/// `runc_ids_under`, None when `runc list` keeps failing (for cleanup paths that must not panic).
+fn runc_ids_under_or_none(dir: &Path) -> Option<Vec<String>> {
+    // `runc list` fails as a whole when another test's container state vanishes while it reads
+    // the shared /run/runc: retry instead of reading that as "no containers".
+    let mut out = Command::new("runc")
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("run runc");
+    for _ in 0..20 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = Command::new("runc")
+            .args(["list", "--format", "json"])
+            .output()
+            .expect("run runc");
+    }
+    if !out.status.success() {
+        return None;
+    }
+    let list: Option<Vec<serde_json::Value>> =
+        serde_json::from_slice(&out.stdout).unwrap_or_default();
+    list.unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            c["bundle"]
+                .as_str()
+                .is_some_and(|b| Path::new(b).starts_with(dir))
+        })
+        .filter_map(|c| c["id"].as_str().map(String::from))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// Live conmon processes whose command line mentions `dir`.
+pub fn conmons_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            cmd.starts_with("/usr/bin/conmon") && cmd.contains(&needle) && !zombie
+        })
+        .collect()
+}
+
+/// SIGKILL every container process and conmon of the root, and delete the runc state (what a
+/// power cut does to them).
+pub fn kill_root_processes(dir: &Path) {
+    // conmon first, with SIGKILL: a conmon that outlives its container runs podman's exit
+    // command (`container cleanup`) later, which would then tear down the *restarted*
+    // container of the same id. A real reboot kills everything at once.
+    for pid in conmons_under(dir) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .output();
+    }
+    for _ in 0..100 {
+        if conmons_under(dir).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for id in runc_ids_under_or_none(dir).unwrap_or_default() {
+        let _ = Command::new("runc").args(["kill", &id, "KILL"]).output();
+        for _ in 0..100 {
+            let state = Command::new("runc").args(["state", &id]).output().unwrap();
+            if !String::from_utf8_lossy(&state.stdout).contains("\"running\"") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = Command::new("runc").args(["delete", "-f", &id]).output();
+    }
+    // Any podman process of this root already started (cleanup) finishes before the "boot".
+    for _ in 0..100 {
+        if !other_processes_mention(dir) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether any process other than this test's mentions `dir` on its command line.
+fn other_processes_mention(dir: &Path) -> bool {
+    let needle = dir.display().to_string();
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .any(|pid| {
+                    pid != me
+                        && std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                            .unwrap_or(false)
+                })
+        })
+        .unwrap_or(false)
 }
