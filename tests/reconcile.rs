@@ -87,27 +87,8 @@ fn changing_one_apps_env_recreates_only_that_app() {
     assert!(env.lines().any(|l| l == "MODE=b"), "{env}");
 }
 
-#[test]
-fn stop_kill_and_rm_are_each_repaired() {
-    let root = TestRoot::new();
-    root.simple_manifest("svc", "");
-    assert_eq!(root.archy(&["reconcile"]).code, 0);
-    for (fault, args) in [
-        ("stop", vec!["stop", "-t", "0", "archy-svc"]),
-        ("kill", vec!["kill", "archy-svc"]),
-        ("rm", vec!["rm", "-f", "-t", "0", "archy-svc"]),
-    ] {
-        root.podman_ok(&args);
-        assert_ne!(
-            root.state("archy-svc"),
-            "running",
-            "fault {fault} took effect"
-        );
-        let out = root.archy(&["reconcile"]);
-        assert_eq!(out.code, 0, "after {fault}: {out:?}");
-        assert_eq!(root.state("archy-svc"), "running", "after {fault}: {out:?}");
-    }
-}
+// `podman stop`, `kill` and `rm -f` repaired by the next run, volume data kept:
+// tests/chaos/containers.rs (part of the default test run).
 
 #[test]
 fn broken_manifest_is_reported_and_good_apps_still_converge() {
