@@ -342,7 +342,11 @@ fn build(
         context.display()
     );
     let spinner = progress.then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
+        let bar = spinners().add(indicatif::ProgressBar::new_spinner());
+        // `wide_msg` truncates to the terminal width: a long build step never wraps the display.
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {wide_msg}") {
+            bar.set_style(style);
+        }
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar.set_message(format!("{app}: building"));
         bar
@@ -382,6 +386,13 @@ fn build(
         bail!("`{}` exited with code {status}: {tail}", cmd.display());
     }
     Ok(())
+}
+
+/// One multi-line display for every build of this process: parallel builds (reconcile's
+/// `--jobs`) each get their own spinner line instead of overwriting one another.
+fn spinners() -> &'static indicatif::MultiProgress {
+    static SPINNERS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    SPINNERS.get_or_init(indicatif::MultiProgress::new)
 }
 
 /// Registry host of a reference, if it names one (`docker.io/library/nginx` → `docker.io`).

@@ -580,7 +580,9 @@ impl Executor<'_> {
         let options = EnsureOptions {
             force: false,
             mirrors: self.mirrors.to_vec(),
-            progress: false,
+            // A spinner with the current build step on a terminal; plain lines otherwise.
+            progress: crate::logging::show_progress(self.ctx.global.quiet)
+                && self.ctx.global.output == OutputFormat::Text,
         };
         // A listed container created from this very reference proves the image is present (podman
         // refuses to remove an image a container uses): a recreate skips `podman image exists`,
