@@ -408,44 +408,31 @@ fn split_registry(reference: &str) -> (Option<&str>, &str) {
 /// Try each mirror, then the reference itself; a mirror hit is tagged as the original reference.
 fn pull_with_mirrors(podman: &Podman, reference: &str, mirrors: &[String]) -> Result<()> {
     let (_, path) = split_registry(reference);
+    let candidates = mirrors
+        .iter()
+        .map(|m| format!("{}/{path}", m.trim_end_matches('/')));
     let mut tried = Vec::new();
-    for mirror in mirrors {
-        let candidate = format!("{}/{path}", mirror.trim_end_matches('/'));
+    for candidate in candidates.chain(std::iter::once(reference.to_string())) {
         match podman.pull(&candidate) {
+            Ok(()) if candidate == reference => return Ok(()),
             Ok(()) => {
                 podman.tag(&candidate, reference)?;
-                tracing::info!("pulled {reference} from mirror {mirror}");
+                tracing::info!("pulled {reference} as {candidate}");
                 return Ok(());
             }
-            Err(err) => tried.push(format!(
-                "{candidate}: {}",
-                crate::exec::failed_stderr(&err)
+            Err(err) => {
+                let why = crate::exec::failed_stderr(&err)
                     .map(|s| crate::exec::tail(s, 2))
-                    .unwrap_or_else(|| format!("{err:#}"))
-            )),
+                    .unwrap_or_else(|| format!("{err:#}"));
+                tried.push(format!("{candidate}: {why}"));
+            }
         }
     }
-    match podman.pull(reference) {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            tried.push(format!(
-                "{reference}: {}",
-                crate::exec::failed_stderr(&err)
-                    .map(|s| crate::exec::tail(s, 2))
-                    .unwrap_or_else(|| format!("{err:#}"))
-            ));
-            bail!(
-                "failed to pull {reference}; tried {} source(s):\n  {}",
-                tried.len(),
-                tried.join("\n  ")
-            )
-        }
-    }
-}
-
-/// Group resolved references by app, for pruning decisions.
-pub fn referenced(resolved: &BTreeMap<String, Resolved>) -> Vec<String> {
-    resolved.values().map(|r| r.reference.clone()).collect()
+    bail!(
+        "failed to pull {reference}; tried {} source(s):\n  {}",
+        tried.len(),
+        tried.join("\n  ")
+    )
 }
 
 #[cfg(test)]
@@ -519,6 +506,47 @@ mod tests {
         assert!(!rules.is_ignored(Path::new("src/docs.md")));
         assert!(rules.is_ignored(Path::new("secret1.txt")));
         assert!(!rules.is_ignored(Path::new("secret10.txt")));
+    }
+
+    /// A stand-in podman that logs its argv and lets only `pull <ok>` succeed.
+    fn fake_podman(dir: &Path, ok: &str) -> (Podman, PathBuf) {
+        let log = dir.join("calls.log");
+        let script = dir.join("podman");
+        fs::write(&script, format!("#!/bin/sh\necho \"$*\" >> '{}'\n[ \"$1\" = pull ] && [ \"$3\" != '{ok}' ] && {{ echo \"Error: $3: connection refused\" >&2; exit 125; }}\nexit 0\n", log.display())).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        (Podman::new(&script), log)
+    }
+
+    #[test]
+    fn mirrors_are_tried_in_order_and_a_hit_is_tagged_as_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let (podman, log) = fake_podman(dir.path(), "m2.local/library/nginx:1.27");
+        let mirrors = vec!["m1.local".to_string(), "m2.local/".to_string()];
+        pull_with_mirrors(&podman, "docker.io/library/nginx:1.27", &mirrors).unwrap();
+        let calls = fs::read_to_string(log).unwrap();
+        assert_eq!(
+            calls,
+            "pull --quiet m1.local/library/nginx:1.27\npull --quiet m2.local/library/nginx:1.27\ntag m2.local/library/nginx:1.27 docker.io/library/nginx:1.27\n"
+        );
+    }
+
+    #[test]
+    fn a_failed_pull_names_every_source_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (podman, _) = fake_podman(dir.path(), "nowhere");
+        let err = pull_with_mirrors(
+            &podman,
+            "docker.io/library/nginx:1.27",
+            &["m1.local".to_string()],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("tried 2 source(s)"), "{text}");
+        assert!(text.contains("m1.local/library/nginx:1.27: Error: m1.local/library/nginx:1.27: connection refused"), "{text}");
+        assert!(
+            text.contains("docker.io/library/nginx:1.27: Error:"),
+            "{text}"
+        );
     }
 
     #[test]
