@@ -2,7 +2,6 @@
 //! a content-derived local tag; `image:` apps their own reference. `ensure` builds or pulls what
 //! local storage lacks, through the same code for `reconcile` and `build-image`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
