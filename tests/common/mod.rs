@@ -315,7 +315,7 @@ impl Drop for TestRoot {
             .args(["volume", "rm", "-a", "-f"])
             .output();
         let _ = self.podman_cmd().args(["rmi", "-a", "-f"]).output();
-        release_leaked_host_state(&self.dir, &self.gateway, bridge.as_deref());
+        release_leaked_host_state(&self.dir, &self.gateway, &self.network, bridge.as_deref());
         if std::env::var_os("ARCHY_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -326,7 +326,7 @@ impl Drop for TestRoot {
 /// network namespace or bridge torn down by podman. Remove what belongs to this root: runc state
 /// whose bundle lies under `dir`, network namespaces holding an address of this root's subnet,
 /// and this root's bridge.
-fn release_leaked_host_state(dir: &Path, gateway: &str, bridge: Option<&str>) {
+fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str, bridge: Option<&str>) {
     kill_root_processes(dir);
     let prefix = format!(
         "inet {}.",
@@ -349,6 +349,7 @@ fn release_leaked_host_state(dir: &Path, gateway: &str, bridge: Option<&str>) {
             }
         }
     }
+    release_firewall_rules(&prefix["inet ".len()..], network);
     if let Some(bridge) = bridge {
         if Path::new("/sys/class/net").join(bridge).exists() {
             let _ = Command::new("ip").args(["link", "delete", bridge]).output();
@@ -469,4 +470,86 @@ fn other_processes_mention(dir: &Path) -> bool {
                 })
         })
         .unwrap_or(false)
+}
+
+/// netavark's iptables rules for this root's network (masquerade, forward, port DNAT) that no
+/// teardown removed because the containers were killed behind podman's back: rules mentioning
+/// the subnet prefix (`10.a.b.`) or `dnat name: <network> `, then the NETAVARK chains only they
+/// jumped to. Stale DNAT rules would capture host ports later tests publish.
+fn release_firewall_rules(subnet_prefix: &str, network: &str) {
+    let dnat_comment = format!("dnat name: {network} ");
+    for table in ["nat", "filter"] {
+        let Ok(out) = Command::new("iptables").args(["-t", table, "-S"]).output() else {
+            return;
+        };
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut orphaned_chains = Vec::new();
+        for line in listing.lines().filter(|l| {
+            l.starts_with("-A ") && (l.contains(subnet_prefix) || l.contains(&dnat_comment))
+        }) {
+            let mut args = split_rule(line);
+            if let Some(pos) = args.iter().position(|a| a == "-j") {
+                if let Some(target) = args
+                    .get(pos + 1)
+                    .filter(|t| t.starts_with("NETAVARK-") && !t.starts_with("NETAVARK-HOSTPORT"))
+                {
+                    orphaned_chains.push(target.clone());
+                }
+            }
+            args[0] = "-D".into();
+            let _ = Command::new("iptables")
+                .args(["-t", table])
+                .args(&args)
+                .output();
+        }
+        for chain in orphaned_chains {
+            let still_used = Command::new("iptables")
+                .args(["-t", table, "-S"])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .any(|l| l.starts_with("-A ") && l.ends_with(&format!("-j {chain}")))
+                })
+                .unwrap_or(true);
+            if !still_used {
+                let _ = Command::new("iptables")
+                    .args(["-t", table, "-F", &chain])
+                    .output();
+                let _ = Command::new("iptables")
+                    .args(["-t", table, "-X", &chain])
+                    .output();
+            }
+        }
+    }
+}
+
+/// Split an `iptables -S` line into arguments, honouring double quotes.
+fn split_rule(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for ch in line.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    args.push(std::mem::take(&mut current));
+                    any = false;
+                }
+            }
+            _ => {
+                current.push(ch);
+                any = true;
+            }
+        }
+    }
+    if any {
+        args.push(current);
+    }
+    args
 }
