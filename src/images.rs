@@ -2,6 +2,7 @@
 //! a content-derived local tag; `image:` apps their own reference. `ensure` builds or pulls what
 //! local storage lacks, through the same code for `reconcile` and `build-image`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -35,6 +36,11 @@ pub struct Resolved {
 
 /// Resolve an app's image reference (reads the build context for `build:` apps; no podman).
 pub fn resolve(m: &Manifest) -> Result<Resolved> {
+    resolve_with(m, None)
+}
+
+/// `resolve`, with context hashes taken from (and added to) `cache` when given.
+pub fn resolve_with(m: &Manifest, cache: Option<&std::sync::Mutex<HashCache>>) -> Result<Resolved> {
     if let Some(image) = &m.image {
         return Ok(Resolved {
             reference: image.clone(),
@@ -78,7 +84,13 @@ pub fn resolve(m: &Manifest) -> Result<Resolved> {
         .iter()
         .map(|(k, v)| (k.clone(), v.0.clone()))
         .collect();
-    let context_hash = context_hash(&context, &containerfile, &args)?;
+    let context_hash = match cache {
+        Some(cache) => cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .context_hash(&context, &containerfile, &args)?,
+        None => context_hash(&context, &containerfile, &args)?,
+    };
     Ok(Resolved {
         reference: build_reference(&m.app, &context_hash),
         source: Source::Build {
@@ -102,12 +114,20 @@ pub fn context_hash(
     containerfile: &Path,
     args: &[(String, String)],
 ) -> Result<String> {
-    let mut hasher = Sha256::new();
-    let cf = fs::read(containerfile)
-        .with_context(|| format!("failed to read containerfile {}", containerfile.display()))?;
-    hasher.update(b"containerfile\0");
-    hasher.update((cf.len() as u64).to_le_bytes());
-    hasher.update(&cf);
+    let files = context_files(context)?;
+    hash_context(context, containerfile, args, &files)
+}
+
+/// The context's files that a build sees (ignore rules applied), sorted.
+fn context_files(context: &Path) -> Result<Vec<PathBuf>> {
+    let ignore = IgnoreRules::load(context)?;
+    let mut files = Vec::new();
+    walk(context, Path::new(""), &ignore, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+fn hash_args(hasher: &mut Sha256, args: &[(String, String)]) {
     let mut sorted_args = args.to_vec();
     sorted_args.sort();
     for (key, value) in &sorted_args {
@@ -117,12 +137,23 @@ pub fn context_hash(
         hasher.update(value.as_bytes());
         hasher.update(b"\0");
     }
-    let ignore = IgnoreRules::load(context)?;
-    let mut files = Vec::new();
-    walk(context, Path::new(""), &ignore, &mut files)?;
-    files.sort();
+}
+
+fn hash_context(
+    context: &Path,
+    containerfile: &Path,
+    args: &[(String, String)],
+    files: &[PathBuf],
+) -> Result<String> {
+    let mut hasher = Sha256::new();
+    let cf = fs::read(containerfile)
+        .with_context(|| format!("failed to read containerfile {}", containerfile.display()))?;
+    hasher.update(b"containerfile\0");
+    hasher.update((cf.len() as u64).to_le_bytes());
+    hasher.update(&cf);
+    hash_args(&mut hasher, args);
     for rel in files {
-        let full = context.join(&rel);
+        let full = context.join(rel);
         let meta = fs::symlink_metadata(&full)
             .with_context(|| format!("failed to stat {}", full.display()))?;
         hasher.update(b"file\0");
@@ -143,6 +174,126 @@ pub fn context_hash(
         }
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// A fingerprint of the context from metadata alone (path, size, mode, inode, mtime and ctime
+/// in nanoseconds, link target) — what git's index trusts. ctime cannot be set back by tools
+/// such as `tar` or `cp -p`, so rewritten content always changes it.
+fn stat_fingerprint(
+    context: &Path,
+    containerfile: &Path,
+    args: &[(String, String)],
+    files: &[PathBuf],
+) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = Sha256::new();
+    hash_args(&mut hasher, args);
+    let mut stat = |label: &[u8], path: &Path| -> Result<()> {
+        let meta = fs::symlink_metadata(path)
+            .with_context(|| format!("failed to stat {}", path.display()))?;
+        hasher.update(label);
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        for n in [
+            meta.len(),
+            u64::from(meta.mode()),
+            meta.ino(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+        ] {
+            hasher.update(n.to_le_bytes());
+        }
+        if meta.file_type().is_symlink() {
+            hasher.update(
+                fs::read_link(path)
+                    .with_context(|| format!("failed to read link {}", path.display()))?
+                    .as_os_str()
+                    .as_encoded_bytes(),
+            );
+        }
+        Ok(())
+    };
+    stat(b"containerfile\0", containerfile)?;
+    for rel in files {
+        stat(b"file\0", &context.join(rel))?;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Context hashes remembered by metadata fingerprint (`<state-dir>/cache/context-hashes.json`),
+/// so a no-op tick stats a build context instead of reading and hashing every byte of it.
+#[derive(Debug, Default)]
+pub struct HashCache {
+    path: Option<PathBuf>,
+    entries: BTreeMap<String, CachedHash>,
+    dirty: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CachedHash {
+    fingerprint: String,
+    hash: String,
+}
+
+impl HashCache {
+    /// The cache under `state_dir`; an unreadable or malformed cache is an empty one.
+    pub fn load(state_dir: &Path) -> Self {
+        let path = state_dir.join("cache").join("context-hashes.json");
+        let entries = fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        HashCache {
+            path: Some(path),
+            entries,
+            dirty: false,
+        }
+    }
+
+    /// Write the cache if it changed; failures are logged (it is only a cache).
+    pub fn save(&self) {
+        let (Some(path), true) = (&self.path, self.dirty) else {
+            return;
+        };
+        let result = (|| -> Result<()> {
+            let dir = path.parent().context("cache path has a parent")?;
+            fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+            crate::fsutil::replace_quick(path, &serde_json::to_vec(&self.entries)?, 0o644)
+        })();
+        if let Err(err) = result {
+            tracing::warn!("could not save the context hash cache: {err:#}");
+        }
+    }
+
+    fn context_hash(
+        &mut self,
+        context: &Path,
+        containerfile: &Path,
+        args: &[(String, String)],
+    ) -> Result<String> {
+        let files = context_files(context)?;
+        let fingerprint = stat_fingerprint(context, containerfile, args, &files)?;
+        let key = format!("{}\0{}", context.display(), containerfile.display());
+        if let Some(cached) = self
+            .entries
+            .get(&key)
+            .filter(|c| c.fingerprint == fingerprint)
+        {
+            return Ok(cached.hash.clone());
+        }
+        let hash = hash_context(context, containerfile, args, &files)?;
+        self.entries.insert(
+            key,
+            CachedHash {
+                fingerprint,
+                hash: hash.clone(),
+            },
+        );
+        self.dirty = true;
+        Ok(hash)
+    }
 }
 
 fn walk(root: &Path, rel: &Path, ignore: &IgnoreRules, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -494,6 +645,37 @@ mod tests {
         assert_eq!(before, hash(a.path()));
         fs::write(a.path().join("keep.log"), "kept").unwrap();
         assert_ne!(before, hash(a.path()), "a re-included file counts");
+    }
+
+    #[test]
+    fn cache_reuses_a_hash_until_a_file_changes() {
+        let a = ctx(&[
+            ("Containerfile", "FROM scratch"),
+            ("site/index.html", "one"),
+        ]);
+        let state = tempfile::tempdir().unwrap();
+        let cf = a.path().join("Containerfile");
+        let mut cache = HashCache::load(state.path());
+        let first = cache.context_hash(a.path(), &cf, &[]).unwrap();
+        assert_eq!(first, hash(a.path()));
+        cache.save();
+        let mut cache = HashCache::load(state.path());
+        assert!(!cache.entries.is_empty(), "saved and loaded");
+        assert_eq!(cache.context_hash(a.path(), &cf, &[]).unwrap(), first);
+        assert!(!cache.dirty, "a hit writes nothing");
+        // Same size, same mtime set back by hand: ctime still moves, so the change is seen.
+        let index = a.path().join("site/index.html");
+        let mtime = fs::metadata(&index).unwrap().modified().unwrap();
+        fs::write(&index, "two").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&index)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let changed = cache.context_hash(a.path(), &cf, &[]).unwrap();
+        assert_ne!(changed, first);
+        assert_eq!(changed, hash(a.path()));
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn run(ctx: &Ctx, args: &QuadletArgs) -> Result<u8> {
 
     let mut units = Vec::new();
     for m in &selected {
-        let (spec, _) = super::reconcile::desired_spec(ctx, m, &gateway, &render.file_hashes)
+        let (spec, _) = super::reconcile::desired_spec(ctx, m, &gateway, &render.file_hashes, None)
             .with_context(|| format!("failed to resolve the container of app {}", m.app))?;
         let text = quadlet::render_container(&spec, &spec.hash(), m.enabled, version);
         let path = out_dir.join(quadlet::unit_file_name(&m.app));

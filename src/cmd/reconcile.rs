@@ -147,9 +147,10 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
     let render = crate::render::render_apps(ctx, &selected, &loaded.apps, !args.dry_run)?;
     let mut results: Vec<AppResult> = Vec::new();
     let mut specs: BTreeMap<String, (ContainerSpec, String, images::Resolved)> = BTreeMap::new();
+    let hash_cache = Mutex::new(images::HashCache::load(&ctx.global.state_dir));
     let mut failed: BTreeSet<String> = BTreeSet::new();
     for m in &selected {
-        match desired_spec(ctx, m, &gateway, &render.file_hashes) {
+        match desired_spec(ctx, m, &gateway, &render.file_hashes, Some(&hash_cache)) {
             Ok((spec, resolved)) => {
                 let hash = spec.hash();
                 specs.insert(m.app.clone(), (spec, hash, resolved));
@@ -166,6 +167,12 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
                 });
             }
         }
+    }
+    if !args.dry_run {
+        hash_cache
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .save();
     }
     for (app, error) in &render.app_errors {
         failed.insert(app.clone());
@@ -306,8 +313,9 @@ pub fn desired_spec(
     m: &Manifest,
     gateway: &str,
     rendered: &BTreeMap<String, String>,
+    cache: Option<&Mutex<images::HashCache>>,
 ) -> Result<(ContainerSpec, images::Resolved)> {
-    let resolved = images::resolve(m)?;
+    let resolved = images::resolve_with(m, cache)?;
     let mut file_hashes = BTreeMap::new();
     for config in &m.configs {
         let key = config.path.display().to_string();
