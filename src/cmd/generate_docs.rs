@@ -20,11 +20,12 @@ pub struct GenerateDocsArgs {
 
 pub fn run(args: &GenerateDocsArgs) -> Result<u8> {
     for (path, bytes) in render_all()? {
-        let target = if path.starts_with("man/") {
-            args.man_dir.join(path.strip_prefix("man/").unwrap())
-        } else {
-            args.completions_dir
-                .join(path.strip_prefix("completions/").unwrap())
+        let target = match (path.strip_prefix("man/"), path.strip_prefix("completions/")) {
+            (Some(page), _) => args.man_dir.join(page),
+            (None, Some(file)) => args.completions_dir.join(file),
+            (None, None) => {
+                anyhow::bail!("generated file {path} is neither a man page nor a completion")
+            }
         };
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir)
