@@ -688,8 +688,20 @@ impl Executor<'_> {
                     continue;
                 }
                 None => {
+                    // Only in storage. A live conmon means the old container still runs behind
+                    // podman's back (its database was lost): removing its storage would start a
+                    // second copy beside it. That is heal-podman's repair (it kills the ghost).
+                    let holder = podman.list_external()?.into_iter().find(|c| c.name() == spec.name);
+                    let id = holder.map(|c| c.id).unwrap_or_else(|| spec.name.clone());
+                    if crate::heal::system::has_live_conmon(&id) {
+                        anyhow::bail!(
+                            "the name {} is held by container {} that podman's database does not know but whose process still runs (lost or deleted podman database); run `archy heal-podman`",
+                            spec.name,
+                            &id[..id.len().min(12)]
+                        );
+                    }
                     tracing::warn!("{}: removing the half-created container {} left in storage", spec.app, spec.name);
-                    podman.remove_storage(&spec.name)?;
+                    podman.remove_storage(&id)?;
                 }
             }
             return podman

@@ -311,12 +311,29 @@ pub fn engine_paths(
 /// The OCI runtime's default state root, which podman 4 relies on (it passes no `--root`;
 /// verified with runc: conmon's command line carries no `--root` and `runc list` in
 /// `/run/runc` shows podman's containers). runc and crun honour `$XDG_RUNTIME_DIR` only when
-/// not root.
+/// not root, and rootless podman sets it for them to its own runtime dir.
 pub fn oci_state_root(runtime: &str, euid: u32, xdg_runtime_dir: Option<&Path>) -> Option<PathBuf> {
     if euid == 0 {
         Some(PathBuf::from("/run").join(runtime))
     } else {
-        xdg_runtime_dir.map(|d| d.join(runtime))
+        let run_user = PathBuf::from(format!("/run/user/{euid}"));
+        let run_user_exists = run_user.is_dir();
+        Some(rootless_runtime_dir(euid, xdg_runtime_dir, run_user_exists).join(runtime))
+    }
+}
+
+/// Rootless podman's runtime dir, chosen as podman chooses it: `$XDG_RUNTIME_DIR`, else
+/// `/run/user/<uid>` when it exists, else `/tmp/podman-run-<uid>` (seen here for a user logged in
+/// with `su -`, which sets no XDG_RUNTIME_DIR). Pure.
+pub fn rootless_runtime_dir(
+    euid: u32,
+    xdg_runtime_dir: Option<&Path>,
+    run_user_exists: bool,
+) -> PathBuf {
+    match xdg_runtime_dir {
+        Some(dir) => dir.to_path_buf(),
+        None if run_user_exists => PathBuf::from(format!("/run/user/{euid}")),
+        None => PathBuf::from(format!("/tmp/podman-run-{euid}")),
     }
 }
 
@@ -620,6 +637,15 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
                 evidence,
             }
         }
+        (_, _, false) => Probe {
+            name: ProbeName::GhostOci,
+            status: Status::Unknown,
+            evidence: vec![format!(
+                "not checked: the OCI runtime's state root is unknown (runtime {}, root {})",
+                display(&facts.paths.oci_runtime),
+                display(&facts.paths.oci_root)
+            )],
+        },
         _ => Probe {
             name: ProbeName::GhostOci,
             status: Status::Unknown,

@@ -159,6 +159,12 @@ fn oci_cmd(runtime: &Path, root: &Path) -> Cmd {
     Cmd::new(runtime).arg("--root").arg(root)
 }
 
+/// Whether a live conmon still runs container `id`: its process runs although podman's
+/// database may not know it (a ghost).
+pub fn has_live_conmon(id: &str) -> bool {
+    conmon_processes().iter().any(|c| c.id == id)
+}
+
 /// Every conmon process on the machine (callers filter by bundle path).
 fn conmon_processes() -> Vec<Conmon> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

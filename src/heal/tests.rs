@@ -328,3 +328,20 @@ fn boot_time_parses() {
     );
     assert_eq!(parse_btime("cpu 1\n"), None);
 }
+
+#[test]
+fn rootless_runtime_dir_follows_podmans_choice() {
+    use std::path::Path;
+    assert_eq!(
+        rootless_runtime_dir(1000, Some(Path::new("/run/user/1000")), false),
+        Path::new("/run/user/1000")
+    );
+    assert_eq!(
+        rootless_runtime_dir(1000, None, true),
+        Path::new("/run/user/1000")
+    );
+    assert_eq!(
+        rootless_runtime_dir(1001, None, false),
+        Path::new("/tmp/podman-run-1001")
+    );
+}
