@@ -641,7 +641,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
             name: ProbeName::GhostOci,
             status: Status::Unknown,
             evidence: vec![format!(
-                "not checked: the OCI runtime's state root is unknown (runtime {}, root {})",
+                "not checked: the OCI runtime's containers could not be listed (runtime {}, state root {})",
                 display(&facts.paths.oci_runtime),
                 display(&facts.paths.oci_root)
             )],

@@ -148,12 +148,28 @@ fn oci_list(paths: &EnginePaths) -> Result<Vec<OciContainer>> {
     if !root.exists() {
         return Ok(Vec::new());
     }
-    let out = oci_cmd(runtime, root)
-        .args(["list", "--format", "json"])
-        .run()
-        .with_context(|| format!("failed to list OCI containers in {}", root.display()))?;
-    parse_runc_list(&out.stdout)
+    // `runc list` reads every container's state file and fails as a whole when one of them
+    // vanishes mid-read (another container being deleted): retry before calling it unknown.
+    let list = oci_cmd(runtime, root).args(["list", "--format", "json"]);
+    let mut attempt = 1;
+    loop {
+        match list.run() {
+            Ok(out) => return parse_runc_list(&out.stdout),
+            Err(_) if attempt < OCI_LIST_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!("failed to list OCI containers in {}", root.display())
+                })
+            }
+        }
+    }
 }
+
+/// How often `runc list` is tried before the ghost probe says "unknown".
+const OCI_LIST_ATTEMPTS: u32 = 10;
 
 fn oci_cmd(runtime: &Path, root: &Path) -> Cmd {
     Cmd::new(runtime).arg("--root").arg(root)
