@@ -62,6 +62,7 @@ fn ensure_user() -> (u32, PathBuf) {
 /// A rootless root: the test user's storage, plus this test's containers.conf, manifests and
 /// archy dirs, all owned by the test user.
 struct RootlessRoot {
+    uid: u32,
     dir: PathBuf,
     home: PathBuf,
     archy: PathBuf,
@@ -69,7 +70,7 @@ struct RootlessRoot {
 
 impl RootlessRoot {
     fn new() -> Self {
-        let (_uid, home) = ensure_user();
+        let (uid, home) = ensure_user();
         let dir = PathBuf::from(format!("/tmp/archy-rootless-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("manifests")).unwrap();
@@ -88,7 +89,12 @@ impl RootlessRoot {
             .output()
             .unwrap();
         assert!(chown.status.success());
-        let root = RootlessRoot { dir, home, archy };
+        let root = RootlessRoot {
+            uid,
+            dir,
+            home,
+            archy,
+        };
         // Start from a clean user: an earlier aborted run may have left containers or processes.
         root.reset();
         root
@@ -140,6 +146,19 @@ impl Drop for RootlessRoot {
     fn drop(&mut self) {
         self.reset();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // Leave the machine as found: no test user, no subordinate id ranges.
+        let _ = Command::new("userdel").args(["--remove", USER]).output();
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let kept: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with(&format!("{USER}:")))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let _ = std::fs::write(file, kept);
+            }
+        }
+        let _ = std::fs::remove_dir_all(format!("/tmp/podman-run-{}", self.uid));
     }
 }
 
