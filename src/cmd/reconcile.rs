@@ -91,6 +91,12 @@ pub struct Report {
     pub orphans: Vec<OrphanResult>,
     pub manifest_errors: Vec<crate::manifest::ManifestError>,
     pub config_files: Vec<crate::render::FileResult>,
+    /// The podman listing this run planned from (status reuses it instead of listing again).
+    #[serde(skip)]
+    pub managed: Vec<crate::podman::Container>,
+    /// The valid manifests this run loaded.
+    #[serde(skip)]
+    pub manifests: Vec<Manifest>,
 }
 
 pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
@@ -303,6 +309,8 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
         orphans,
         manifest_errors,
         config_files: render.files,
+        managed,
+        manifests: loaded.apps,
     })
 }
 

@@ -95,8 +95,6 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         .map_err(|e| crate::exit::invalid(format!("reconcile options: {e}")))?
         .args;
     let report = super::reconcile::reconcile(ctx, &dry_run)?;
-    let loaded = ctx.load_manifests()?;
-    let containers = ctx.podman.list_managed()?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
@@ -111,8 +109,8 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         .transpose()?;
     let status = build(
         &report,
-        &loaded.apps,
-        &containers,
+        &report.manifests,
+        &report.managed,
         now,
         crate::state::read(state_dir, "heal-podman"),
         pending_update,
