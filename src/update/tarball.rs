@@ -80,6 +80,16 @@ pub enum Rule {
     SpecialFile,
     SetuidSetgid,
     LinkEscapes,
+    /// A symlink chain longer than the kernel follows (40 links): never resolves.
+    LinkLoop,
+    /// A hardlink to a path no earlier entry created (extraction would link to whatever is on
+    /// disk there, or fail), or to a directory.
+    HardlinkTarget,
+    /// A directory that entries live in but that has no entry of its own: extraction creates
+    /// it with the umask's mode (0700 under umask 077, the incident again).
+    ImpliedDir,
+    /// The root directory replaced by a non-directory entry.
+    RootNotDir,
     MissingRequired,
     DigestMismatch,
 }
@@ -176,34 +186,6 @@ fn normalize(path: &str) -> String {
     joined
 }
 
-/// Whether `target`, resolved from the directory `base` (both relative to the root), stays
-/// inside the root. Purely lexical: the archive is not unpacked.
-fn stays_inside(base: &str, target: &str) -> bool {
-    if target.starts_with('/') {
-        return false;
-    }
-    let mut depth: Vec<&str> = base.split('/').filter(|c| !c.is_empty()).collect();
-    for component in target.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            other => depth.push(other),
-        }
-    }
-    true
-}
-
-/// The parent directory of a normalized path ("" for a top-level entry).
-fn parent_of(path: &str) -> &str {
-    path.rsplit_once('/')
-        .map(|(parent, _)| parent)
-        .unwrap_or("")
-}
-
 /// Find the root directory entry: `./` (or `.`) if present, otherwise the single top-level
 /// directory every entry lives under.
 fn find_root(entries: &[EntryInfo]) -> Option<usize> {
@@ -239,6 +221,11 @@ pub fn check_entries(entries: &[EntryInfo], required: &[String]) -> Vec<Violatio
             "(root)",
             "no root directory entry (expected `./` or one top-level directory); \
              unpacking would create it with whatever mode the umask gives",
+        )),
+        Some(i) if entries[i].kind != Kind::Dir => out.push(Violation::entry(
+            Rule::RootNotDir,
+            &entries[i],
+            "the release root must be a directory",
         )),
         Some(i) => {
             let entry = &entries[i];
@@ -292,30 +279,15 @@ pub fn check_entries(entries: &[EntryInfo], required: &[String]) -> Vec<Violatio
                     format!("{:?} entries are not allowed", entry.kind).to_lowercase(),
                 ));
             }
-            Kind::Symlink => {
-                let target = entry.link.as_deref().unwrap_or("");
-                if !stays_inside(parent_of(&norm), target) {
-                    out.push(Violation::entry(
-                        Rule::LinkEscapes,
-                        entry,
-                        format!("symlink to {target:?} escapes the root"),
-                    ));
-                }
-            }
-            Kind::Hardlink => {
-                // Hardlink targets are archive paths, resolved from the archive root.
-                let target = entry.link.as_deref().unwrap_or("");
-                if !stays_inside("", &normalize(target)) {
-                    out.push(Violation::entry(
-                        Rule::LinkEscapes,
-                        entry,
-                        format!("hardlink to {target:?} escapes the root"),
-                    ));
-                }
-            }
             _ => {}
         }
     }
+    let boundary: Vec<String> = root
+        .map(|i| normalize(&entries[i].path))
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split('/').map(String::from).collect())
+        .unwrap_or_default();
+    out.extend(links::check(entries, &boundary));
     let present: HashSet<String> = entries.iter().map(|e| normalize(&e.path)).collect();
     for req in required {
         if !present.contains(&normalize(req)) {
@@ -347,7 +319,16 @@ fn unreadable(path: &Path, what: impl std::fmt::Display) -> anyhow::Error {
     )))
 }
 
+/// Bytes of zeros after the end-of-archive marker accepted as padding (GNU tar pads to its
+/// 10 KiB record; anything past this is not padding).
+const MAX_TRAILING_ZEROS: u64 = 1024 * 1024;
+
 /// Read every header of a tar.gz (never the contents). Errors are [`Unreadable`].
+///
+/// Every gzip member is read (`tar` and `gunzip` read them all, so a second member appended to
+/// a clean one is part of the release), the archive must end with its end-of-archive marker
+/// (two zero blocks, then only zero padding), and pax global headers (`git archive` writes one)
+/// are metadata, not entries.
 pub fn read_tarball(path: &Path) -> Result<Vec<EntryInfo>> {
     let mut file = File::open(path).map_err(|e| unreadable(path, e))?;
     let mut magic = [0u8; 2];
@@ -357,13 +338,15 @@ pub fn read_tarball(path: &Path) -> Result<Vec<EntryInfo>> {
         return Err(unreadable(path, "not a gzip file"));
     }
     let file = File::open(path).map_err(|e| unreadable(path, e))?;
-    let gz = flate2::read::GzDecoder::new(BufReader::new(file));
+    let gz = flate2::read::MultiGzDecoder::new(BufReader::new(file));
     let mut archive = tar::Archive::new(gz);
     let mut out = Vec::new();
     for entry in archive.entries().map_err(|e| unreadable(path, e))? {
         let entry = entry.map_err(|e| unreadable(path, e))?;
         let header = entry.header();
         let kind = match header.entry_type() {
+            // Metadata for the whole archive (git archive's commit id), not a file to extract.
+            tar::EntryType::XGlobalHeader => continue,
             tar::EntryType::Directory => Kind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 Kind::File
@@ -389,10 +372,47 @@ pub fn read_tarball(path: &Path) -> Result<Vec<EntryInfo>> {
             size: entry.size(),
         });
     }
+    // The entry iterator stops at the first zero block, or at the end of the stream: only the
+    // first is a complete archive. What follows must be the second zero block and padding.
+    check_end_marker(archive.into_inner()).map_err(|what| unreadable(path, what))?;
     if out.is_empty() {
         return Err(unreadable(path, "the archive has no entries"));
     }
     Ok(out)
+}
+
+/// After the entries: at least one more zero block (the marker is two), then only zeros.
+fn check_end_marker(mut rest: impl Read) -> Result<(), String> {
+    let mut seen: u64 = 0;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("after the last entry: {e}")),
+        };
+        if let Some(at) = buf[..n].iter().position(|b| *b != 0) {
+            return Err(format!(
+                "data after the end-of-archive marker ({} bytes past it); a second archive \
+                 appended to the first is not accepted",
+                seen + at as u64
+            ));
+        }
+        seen += n as u64;
+        if seen > MAX_TRAILING_ZEROS {
+            return Err(format!(
+                "more than {MAX_TRAILING_ZEROS} bytes after the end-of-archive marker"
+            ));
+        }
+    }
+    if seen < 512 {
+        return Err(
+            "no end-of-archive marker (two zero blocks): the archive is truncated or incomplete"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// SHA-256 of a file as lowercase hex, streamed.
@@ -497,6 +517,262 @@ fn entry_from_meta(rel: &str, path: &Path, meta: &std::fs::Metadata) -> Result<E
         link,
         size: meta.size(),
     })
+}
+
+/// Where links point after extraction: the entries are replayed in order into a model of the
+/// extracted tree, each entry's parent path resolved through the symlinks extracted before it
+/// (as `tar` resolves it when it creates the entry), and every symlink left at the end resolved
+/// through the final tree (as nginx resolves it later), component by component like the kernel
+/// does. Any step above the release root is an escape. Purely a model: nothing is unpacked.
+mod links {
+    use std::collections::{HashMap, VecDeque};
+
+    use super::{normalize, EntryInfo, Kind, Rule, Violation};
+
+    /// Symlinks the kernel follows in one lookup before giving up with ELOOP (Linux MAXSYMLINKS).
+    const MAX_LINK_HOPS: usize = 40;
+
+    /// One path in the model tree (components from the extraction directory).
+    type Loc = Vec<String>;
+
+    #[derive(Debug, Clone)]
+    enum Node {
+        Dir,
+        /// A file (or anything that is neither a directory nor a symlink).
+        Other,
+        /// A symlink with its target as stored, and the entry that made it (for the report).
+        Link { target: String, entry: usize },
+    }
+
+    /// Why a lookup failed.
+    enum Fail {
+        /// A step went above the release root.
+        Leaves,
+        /// A symlink on the way is absolute.
+        Absolute(String),
+        /// More than [`MAX_LINK_HOPS`] symlinks.
+        Loop,
+    }
+
+    struct Model<'a> {
+        boundary: &'a [String],
+        nodes: HashMap<Loc, Node>,
+    }
+
+    impl Model<'_> {
+        /// Resolve `rest` starting at `at` (inside the root), following symlinks of the model
+        /// (the last component only when `follow_last`).
+        fn walk(&self, mut at: Loc, rest: &[String], follow_last: bool) -> Result<Loc, Fail> {
+            let mut todo: VecDeque<String> = rest.iter().cloned().collect();
+            let mut hops = 0;
+            while let Some(component) = todo.pop_front() {
+                match component.as_str() {
+                    "" | "." => {}
+                    ".." => {
+                        if at.len() <= self.boundary.len() {
+                            return Err(Fail::Leaves);
+                        }
+                        at.pop();
+                    }
+                    name => {
+                        at.push(name.to_string());
+                        if todo.is_empty() && !follow_last {
+                            continue;
+                        }
+                        if let Some(Node::Link { target, .. }) = self.nodes.get(&at) {
+                            hops += 1;
+                            if hops > MAX_LINK_HOPS {
+                                return Err(Fail::Loop);
+                            }
+                            if target.starts_with('/') {
+                                return Err(Fail::Absolute(target.clone()));
+                            }
+                            at.pop();
+                            for part in target.split('/').rev() {
+                                todo.push_front(part.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(at)
+        }
+
+        /// The components of a stored path below the root, or None when it is not under it.
+        fn below_root(&self, stored: &str) -> Option<Vec<String>> {
+            let norm = normalize(stored);
+            let parts: Vec<String> = norm
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect();
+            parts
+                .starts_with(self.boundary)
+                .then(|| parts[self.boundary.len()..].to_vec())
+        }
+    }
+
+    fn fail_message(fail: &Fail, what: &str) -> (Rule, String) {
+        match fail {
+            Fail::Leaves => (
+                Rule::LinkEscapes,
+                format!("{what} leaves the release root when resolved through the archive's own links"),
+            ),
+            Fail::Absolute(target) => (
+                Rule::LinkEscapes,
+                format!("{what} goes through an absolute symlink ({target:?}) out of the release root"),
+            ),
+            Fail::Loop => (
+                Rule::LinkLoop,
+                format!("{what} does not resolve: more than {MAX_LINK_HOPS} symlinks in a chain"),
+            ),
+        }
+    }
+
+    /// Violations of the link and implied-directory rules. `boundary` is the root directory's
+    /// path (empty for `./`).
+    pub(super) fn check(entries: &[EntryInfo], boundary: &[String]) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let mut model = Model {
+            boundary,
+            nodes: HashMap::new(),
+        };
+        model.nodes.insert(boundary.to_vec(), Node::Dir);
+        // Locations in the order entries created them, for the implied-directory pass.
+        let mut placed: Vec<(Loc, usize)> = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            // Absolute and `..` entry paths are reported by their own rules.
+            if entry.path.starts_with('/') {
+                continue;
+            }
+            let Some(rel) = model.below_root(&entry.path) else {
+                continue;
+            };
+            if rel.iter().any(|c| c == "..") {
+                continue;
+            }
+            let Some((name, parents)) = rel.split_last() else {
+                if entry.kind != Kind::Dir {
+                    out.push(Violation::entry(
+                        Rule::RootNotDir,
+                        entry,
+                        "replaces the root directory with a non-directory",
+                    ));
+                }
+                continue;
+            };
+            let parent = match model.walk(boundary.to_vec(), parents, true) {
+                Ok(parent) => parent,
+                Err(fail) => {
+                    let (rule, message) = fail_message(&fail, "its parent directory");
+                    out.push(Violation::entry(rule, entry, message));
+                    continue;
+                }
+            };
+            let mut loc = parent;
+            loc.push(name.clone());
+            let node = match entry.kind {
+                Kind::Dir => Node::Dir,
+                Kind::Symlink => Node::Link {
+                    target: entry.link.clone().unwrap_or_default(),
+                    entry: i,
+                },
+                Kind::Hardlink => {
+                    let target = entry.link.as_deref().unwrap_or("");
+                    match hardlink_node(&model, target, i) {
+                        Ok(node) => node,
+                        Err((rule, message)) => {
+                            out.push(Violation::entry(rule, entry, message));
+                            continue;
+                        }
+                    }
+                }
+                _ => Node::Other,
+            };
+            model.nodes.insert(loc.clone(), node);
+            placed.push((loc, i));
+        }
+        // Every symlink left at the end, resolved through the final tree.
+        let mut final_links: Vec<(&Loc, &String, usize)> = model
+            .nodes
+            .iter()
+            .filter_map(|(loc, node)| match node {
+                Node::Link { target, entry } => Some((loc, target, *entry)),
+                _ => None,
+            })
+            .collect();
+        final_links.sort_by_key(|(_, _, entry)| *entry);
+        for (loc, target, i) in final_links {
+            let parent = loc[..loc.len() - 1].to_vec();
+            let parts: Vec<String> = target.split('/').map(String::from).collect();
+            let result = if target.starts_with('/') {
+                Err(Fail::Absolute(target.clone()))
+            } else {
+                model.walk(parent, &parts, true)
+            };
+            if let Err(fail) = result {
+                let kind = match entries[i].kind {
+                    Kind::Hardlink => "hardlink to a symlink",
+                    _ => "symlink",
+                };
+                let (rule, message) = fail_message(&fail, &format!("{kind} to {target:?}"));
+                out.push(Violation::entry(rule, &entries[i], message));
+            }
+        }
+        // Directories entries live in that have no entry of their own.
+        let mut reported = std::collections::HashSet::new();
+        for (loc, i) in &placed {
+            for end in boundary.len() + 1..loc.len() {
+                let dir = &loc[..end];
+                if !model.nodes.contains_key(dir) && reported.insert(dir.to_vec()) {
+                    out.push(Violation::general(
+                        Rule::ImpliedDir,
+                        &format!("{}/", dir.join("/")),
+                        format!(
+                            "directory has no entry of its own (needed by {}); extraction would \
+                             create it with the umask's mode (0700 under umask 077), so it must \
+                             be in the archive as 0755",
+                            entries[*i].path
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// What a hardlink entry becomes: a copy of the node it names (a hardlink to a symlink is
+    /// a second symlink with the same target, judged where the hardlink lies).
+    fn hardlink_node(model: &Model, target: &str, entry: usize) -> Result<Node, (Rule, String)> {
+        let escapes = || {
+            (
+                Rule::LinkEscapes,
+                format!("hardlink to {target:?} escapes the root"),
+            )
+        };
+        if target.starts_with('/') {
+            return Err(escapes());
+        }
+        let rel = model.below_root(target).ok_or_else(escapes)?;
+        let loc = model
+            .walk(model.boundary.to_vec(), &rel, false)
+            .map_err(|fail| fail_message(&fail, &format!("hardlink to {target:?}")))?;
+        match model.nodes.get(&loc) {
+            None => Err((
+                Rule::HardlinkTarget,
+                format!("hardlink to {target:?}, which no earlier entry of the archive created"),
+            )),
+            Some(Node::Dir) => Err((
+                Rule::HardlinkTarget,
+                format!("hardlink to the directory {target:?}"),
+            )),
+            Some(Node::Other) => Ok(Node::Other),
+            Some(Node::Link { target, .. }) => Ok(Node::Link {
+                target: target.clone(),
+                entry,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -852,6 +1128,163 @@ mod tests {
         set(&root, 0o755).unwrap();
         set(&root.join("web-ui/index.html"), 0o644).unwrap();
         assert_eq!(check_entries(&scan_dir(&root).unwrap(), &[]), vec![]);
+    }
+
+    #[test]
+    fn symlink_chain_through_links_of_the_archive_itself_escapes() {
+        // Issue 14 case 1: each link is harmless as text (`l0/..` stays in the root), but
+        // resolved through `l0 -> .` as extraction does, `l1` already is the root's parent.
+        let mut tb = Tb::clean().symlink("./l0", ".");
+        for n in 1..=12 {
+            tb = tb.symlink(&format!("./l{n}"), &format!("l{}/..", n - 1));
+        }
+        let tb = tb.symlink("./pw", "l12/etc/passwd");
+        let v = check(tb);
+        let paths: Vec<&str> = v.iter().map(|v| v.path.as_str()).collect();
+        assert!(paths.contains(&"l1") && paths.contains(&"pw"), "{v:?}");
+        assert!(!paths.contains(&"l0"), "{v:?}");
+        assert!(v.iter().all(|v| v.rule == Rule::LinkEscapes), "{v:?}");
+        let pw = v.iter().find(|v| v.path == "pw").unwrap();
+        assert!(pw.message.contains("leaves the release root"), "{pw}");
+    }
+
+    #[test]
+    fn entries_written_through_an_archive_symlink_are_resolved_too() {
+        // `up -> ..` escapes; a file extracted through `sub/x -> ..` (fine on its own) to
+        // `sub/x/../..` would land outside as well.
+        let v = check(
+            Tb::clean()
+                .dir("./sub/", 0o755)
+                .symlink("./sub/x", "..")
+                .symlink("./sub/x2", "x/.."),
+        );
+        assert_eq!(rules(&v), [(Rule::LinkEscapes, "sub/x2".into())]);
+    }
+
+    #[test]
+    fn hardlink_to_an_inner_symlink_is_judged_where_the_hardlink_lies() {
+        let v = check(
+            Tb::clean()
+                .dir("./a/", 0o755)
+                .dir("./a/b/", 0o755)
+                .symlink("./a/b/up", "../../web-ui/index.html")
+                .link(tar::EntryType::Link, "./hl", "a/b/up")
+                .link(tar::EntryType::Link, "./ghost", "not/in/archive"),
+        );
+        assert_eq!(
+            rules(&v),
+            [
+                (Rule::HardlinkTarget, "ghost".into()),
+                (Rule::LinkEscapes, "hl".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn symlink_loops_are_reported() {
+        let v = check(Tb::clean().symlink("./a", "b").symlink("./b", "a"));
+        assert_eq!(
+            rules(&v),
+            [(Rule::LinkLoop, "a".into()), (Rule::LinkLoop, "b".into())]
+        );
+    }
+
+    #[test]
+    fn top_level_directory_root_is_the_boundary() {
+        // With `web-ui/` as the root, `..` from it reaches the extraction directory: outside.
+        let v = check(
+            Tb::new()
+                .dir("web-ui/", 0o755)
+                .file("web-ui/index.html", 0o644)
+                .symlink("web-ui/ok", "./index.html")
+                .symlink("web-ui/sibling", "../other-release/x"),
+        );
+        assert_eq!(rules(&v), [(Rule::LinkEscapes, "web-ui/sibling".into())]);
+    }
+
+    #[test]
+    fn implied_directories_without_entries_are_reported() {
+        // Issue 14 case 3: `a/` and `a/b/` would be created with the umask's mode.
+        let v = check(
+            Tb::new()
+                .dir("web-ui/", 0o755)
+                .file("web-ui/a/b/c.html", 0o644),
+        );
+        assert_eq!(
+            rules(&v),
+            [
+                (Rule::ImpliedDir, "web-ui/a/".into()),
+                (Rule::ImpliedDir, "web-ui/a/b/".into())
+            ]
+        );
+        assert!(v[0].message.contains("umask"), "{}", v[0]);
+    }
+
+    #[test]
+    fn concatenated_gzip_members_are_all_read() {
+        // Issue 14 case 2: a clean first member without its end marker, then a second member
+        // carrying the bad entries and the marker.
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = Tb::header(tar::EntryType::Directory, 0o755, 0);
+            b.append_data(&mut h, "./", std::io::empty()).unwrap();
+            let mut bytes = b.into_inner().unwrap();
+            bytes.truncate(bytes.len() - 1024); // drop the end-of-archive marker
+            bytes
+        };
+        let second = {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = Tb::header(tar::EntryType::Regular, 0o4755, 0);
+            b.append_data(&mut h, "su", std::io::empty()).unwrap();
+            b.into_inner().unwrap()
+        };
+        let gz = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let path = dir.path().join("two.tar.gz");
+        std::fs::write(&path, [gz(&first), gz(&second)].concat()).unwrap();
+        let entries = read_tarball(&path).unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(
+            rules(&check_entries(&entries, &[])),
+            [(Rule::SetuidSetgid, "su".into())]
+        );
+        // The first member alone has no end marker: unreadable, not "ok".
+        std::fs::write(&path, gz(&first)).unwrap();
+        let err = read_tarball(&path).unwrap_err();
+        assert!(err.to_string().contains("no end-of-archive marker"), "{err:#}");
+        // A second complete archive after the first one's marker is refused too.
+        let mut whole = first.clone();
+        whole.extend_from_slice(&[0u8; 1024]);
+        whole.extend_from_slice(&second);
+        std::fs::write(&path, gz(&whole)).unwrap();
+        let err = read_tarball(&path).unwrap_err();
+        assert!(err.to_string().contains("after the end-of-archive marker"), "{err:#}");
+    }
+
+    #[test]
+    fn pax_global_header_is_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let record = b"52 comment=0123456789012345678901234567890123456789\n";
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XGlobalHeader);
+        h.set_mode(0o666);
+        h.set_size(record.len() as u64);
+        b.append_data(&mut h, "pax_global_header", &record[..]).unwrap();
+        let mut h = Tb::header(tar::EntryType::Directory, 0o755, 0);
+        b.append_data(&mut h, "web-ui/", std::io::empty()).unwrap();
+        let path = dir.path().join("g.tar.gz");
+        std::fs::write(&path, b.into_inner().unwrap().finish().unwrap()).unwrap();
+        let entries = read_tarball(&path).unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(check_entries(&entries, &[]), vec![]);
     }
 
     #[test]
