@@ -222,27 +222,29 @@ pub fn check_entries(entries: &[EntryInfo], required: &[String]) -> Vec<Violatio
             "no root directory entry (expected `./` or one top-level directory); \
              unpacking would create it with whatever mode the umask gives",
         )),
-        Some(i) if entries[i].kind != Kind::Dir => out.push(Violation::entry(
-            Rule::RootNotDir,
-            &entries[i],
-            "the release root must be a directory",
-        )),
-        Some(i) => {
-            let entry = &entries[i];
-            if entry.mode & 0o7777 != ROOT_MODE {
-                out.push(Violation::entry(
-                    Rule::RootMode,
-                    entry,
-                    format!(
-                        "root directory must be {ROOT_MODE:04o} ({})",
-                        mode_text(Kind::Dir, ROOT_MODE)
-                    ),
-                ));
-            }
-        }
+        Some(_) => {}
     }
-    for (i, entry) in entries.iter().enumerate() {
+    // Extraction applies every entry for the root in turn, the last one wins: judge them all.
+    let root_path = root.map(|i| normalize(&entries[i].path));
+    for entry in entries {
         let norm = normalize(&entry.path);
+        let is_root = root_path.as_deref() == Some(norm.as_str());
+        if is_root && entry.kind != Kind::Dir {
+            out.push(Violation::entry(
+                Rule::RootNotDir,
+                entry,
+                "the release root must be a directory",
+            ));
+        } else if is_root && entry.mode & 0o7777 != ROOT_MODE {
+            out.push(Violation::entry(
+                Rule::RootMode,
+                entry,
+                format!(
+                    "root directory must be {ROOT_MODE:04o} ({})",
+                    mode_text(Kind::Dir, ROOT_MODE)
+                ),
+            ));
+        }
         if entry.path.starts_with('/') {
             out.push(Violation::entry(Rule::AbsolutePath, entry, "absolute path"));
         }
@@ -258,7 +260,7 @@ pub fn check_entries(entries: &[EntryInfo], required: &[String]) -> Vec<Violatio
         }
         match entry.kind {
             // The root's own rule (exactly 0755) is stricter and already reported.
-            Kind::Dir if Some(i) != root && entry.mode & 0o005 != 0o005 => {
+            Kind::Dir if !is_root && entry.mode & 0o005 != 0o005 => {
                 out.push(Violation::entry(
                     Rule::DirNotWorldReadable,
                     entry,
@@ -282,8 +284,7 @@ pub fn check_entries(entries: &[EntryInfo], required: &[String]) -> Vec<Violatio
             _ => {}
         }
     }
-    let boundary: Vec<String> = root
-        .map(|i| normalize(&entries[i].path))
+    let boundary: Vec<String> = root_path
         .filter(|p| !p.is_empty())
         .map(|p| p.split('/').map(String::from).collect())
         .unwrap_or_default();
@@ -541,7 +542,10 @@ mod links {
         /// A file (or anything that is neither a directory nor a symlink).
         Other,
         /// A symlink with its target as stored, and the entry that made it (for the report).
-        Link { target: String, entry: usize },
+        Link {
+            target: String,
+            entry: usize,
+        },
     }
 
     /// Why a lookup failed.
@@ -616,11 +620,15 @@ mod links {
         match fail {
             Fail::Leaves => (
                 Rule::LinkEscapes,
-                format!("{what} leaves the release root when resolved through the archive's own links"),
+                format!(
+                    "{what} leaves the release root when resolved through the archive's own links"
+                ),
             ),
             Fail::Absolute(target) => (
                 Rule::LinkEscapes,
-                format!("{what} goes through an absolute symlink ({target:?}) out of the release root"),
+                format!(
+                    "{what} goes through an absolute symlink ({target:?}) out of the release root"
+                ),
             ),
             Fail::Loop => (
                 Rule::LinkLoop,
@@ -651,14 +659,8 @@ mod links {
             if rel.iter().any(|c| c == "..") {
                 continue;
             }
+            // The root's own entries are judged by the root rules.
             let Some((name, parents)) = rel.split_last() else {
-                if entry.kind != Kind::Dir {
-                    out.push(Violation::entry(
-                        Rule::RootNotDir,
-                        entry,
-                        "replaces the root directory with a non-directory",
-                    ));
-                }
                 continue;
             };
             let parent = match model.walk(boundary.to_vec(), parents, true) {
@@ -1255,14 +1257,20 @@ mod tests {
         // The first member alone has no end marker: unreadable, not "ok".
         std::fs::write(&path, gz(&first)).unwrap();
         let err = read_tarball(&path).unwrap_err();
-        assert!(err.to_string().contains("no end-of-archive marker"), "{err:#}");
+        assert!(
+            err.to_string().contains("no end-of-archive marker"),
+            "{err:#}"
+        );
         // A second complete archive after the first one's marker is refused too.
         let mut whole = first.clone();
         whole.extend_from_slice(&[0u8; 1024]);
         whole.extend_from_slice(&second);
         std::fs::write(&path, gz(&whole)).unwrap();
         let err = read_tarball(&path).unwrap_err();
-        assert!(err.to_string().contains("after the end-of-archive marker"), "{err:#}");
+        assert!(
+            err.to_string().contains("after the end-of-archive marker"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -1277,7 +1285,8 @@ mod tests {
         h.set_entry_type(tar::EntryType::XGlobalHeader);
         h.set_mode(0o666);
         h.set_size(record.len() as u64);
-        b.append_data(&mut h, "pax_global_header", &record[..]).unwrap();
+        b.append_data(&mut h, "pax_global_header", &record[..])
+            .unwrap();
         let mut h = Tb::header(tar::EntryType::Directory, 0o755, 0);
         b.append_data(&mut h, "web-ui/", std::io::empty()).unwrap();
         let path = dir.path().join("g.tar.gz");

@@ -15,6 +15,7 @@ mod containers;
 mod engine;
 mod files;
 mod hostile;
+mod hostile_gate;
 mod network;
 mod secrets;
 mod support;

@@ -23,6 +23,8 @@ pub fn iterations(quick: usize, full_count: usize) -> usize {
 
 /// One row of the matrix. Written when dropped, also when the case panics (then `ok: false`).
 pub struct Case {
+    /// Section of CHAOS.md the row goes to ("" for the main table).
+    section: String,
     fault: String,
     response: String,
     runs: usize,
@@ -33,12 +35,21 @@ pub struct Case {
 impl Case {
     pub fn new(fault: &str, response: &str) -> Self {
         Case {
+            section: String::new(),
             fault: fault.into(),
             response: response.into(),
             runs: 0,
             passes: 0,
             data_lost: false,
         }
+    }
+
+    /// A row of the "input: hostile" section: case `number` of issue 14 (hostile input and
+    /// local users).
+    pub fn hostile(number: &str, fault: &str, response: &str) -> Self {
+        let mut case = Case::new(&format!("{number} {fault}"), response);
+        case.section = "input: hostile".into();
+        case
     }
 
     /// One injection of the fault begins.
@@ -67,6 +78,7 @@ impl Drop for Case {
         };
         let ok = !std::thread::panicking() && self.runs > 0 && self.passes == self.runs;
         let line = serde_json::json!({
+            "section": self.section,
             "fault": self.fault,
             "response": self.response,
             "runs": self.runs,
