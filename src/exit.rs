@@ -29,8 +29,13 @@ pub fn invalid(msg: impl Into<String>) -> anyhow::Error {
 /// Choose the exit code for an error that escaped a subcommand.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.downcast_ref::<crate::lock::LockBusy>().is_some() {
-            return LOCK_BUSY;
+        if let Some(busy) = cause.downcast_ref::<crate::lock::LockBusy>() {
+            // Held by something other than archy: not a busy tick to retry but a failure that
+            // must show (the reconcile unit counts 75 as success).
+            return if busy.foreign() { FAILURE } else { LOCK_BUSY };
+        }
+        if cause.downcast_ref::<crate::fsutil::Untrusted>().is_some() {
+            return INVALID_INPUT;
         }
         if cause.downcast_ref::<InvalidInput>().is_some() {
             return INVALID_INPUT;

@@ -168,6 +168,58 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
         .with_context(|| format!("failed to flush {}", path.display()))
 }
 
+/// A directory or file another user could change under archy (running as root).
+#[derive(Debug)]
+pub struct Untrusted(pub String);
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Untrusted {}
+
+/// `0755 (drwxr-xr-x) owned by nobody (uid 65534)`, for errors about a path's safety.
+pub fn describe_owner_mode(meta: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let kind = if meta.is_dir() {
+        crate::update::tarball::Kind::Dir
+    } else {
+        crate::update::tarball::Kind::File
+    };
+    format!(
+        "{:04o} ({}) owned by {} (uid {})",
+        meta.mode() & 0o7777,
+        crate::update::tarball::mode_text(kind, meta.mode() & 0o7777),
+        crate::procinfo::user_name(meta.uid()),
+        meta.uid()
+    )
+}
+
+/// Refuse a path another user could write: it must be owned by root or by this process's user,
+/// and not group- or world-writable. `what` names it in the error ("run directory").
+pub fn check_trusted(path: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path)
+        .with_context(|| format!("failed to inspect {what} {}", path.display()))?;
+    let euid = crate::procinfo::euid();
+    let owner_ok = meta.uid() == 0 || meta.uid() == euid;
+    if !owner_ok || meta.mode() & 0o022 != 0 {
+        return Err(anyhow::Error::new(Untrusted(format!(
+            "{what} {} is {}: another user could change what archy (uid {euid}) reads or locks \
+             there; it must be owned by root{} and not writable by group or others",
+            path.display(),
+            describe_owner_mode(&meta),
+            if euid == 0 {
+                String::new()
+            } else {
+                format!(" or uid {euid}")
+            },
+        ))));
+    }
+    Ok(())
+}
+
 /// Read a file that may not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     match fs::read(path) {

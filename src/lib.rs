@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod output;
 pub mod plan;
 pub mod podman;
+pub mod procinfo;
 pub mod quadlet;
 pub mod render;
 pub mod secret;

@@ -260,15 +260,47 @@ fn network_is_created_with_subnet_and_host_alias() {
 }
 
 #[test]
-fn held_lock_gives_exit_75() {
+fn held_lock_gives_exit_75_for_an_archy_run_and_1_for_anything_else() {
     let root = TestRoot::empty();
     root.simple_manifest("x", "");
-    std::fs::create_dir_all(&root.run_dir).unwrap();
-    let lock = std::fs::File::create(root.run_dir.join("reconcile.lock")).unwrap();
-    lock.lock().unwrap();
+    // A first reconcile holds the lock while its first podman call waits at a gate.
+    let d = root.dir.display();
+    let gate = root.dir.join("podman-gate");
+    std::fs::write(
+        &gate,
+        format!("#!/bin/sh\nif [ ! -e '{d}/gate-open' ]; then touch '{d}/gate-waiting'; while [ ! -e '{d}/gate-open' ]; do sleep 0.05; done; fi\nexec podman \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&gate, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut first = root
+        .archy_cmd()
+        .args(["reconcile"])
+        .env("ARCHY_PODMAN", &gate)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !root.dir.join("gate-waiting").exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let out = root.archy(&["reconcile", "--lock-wait", "300ms"]);
+    std::fs::write(root.dir.join("gate-open"), "").unwrap();
+    first.wait().unwrap();
     assert_eq!(out.code, 75, "{out:?}");
     assert!(out.stderr.contains("reconcile.lock"), "{out:?}");
+    assert!(out.stderr.contains("another archy run, pid"), "{out:?}");
+    // The same lock held by a process that is not archy (this test) is a failure naming it.
+    let lock = std::fs::File::open(root.run_dir.join("reconcile.lock")).unwrap();
+    lock.lock().unwrap();
+    let out = root.archy(&["reconcile", "--lock-wait", "300ms"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("held by pid {} (user root", std::process::id())),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("not an archy run"), "{out:?}");
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod engine;
 mod files;
 mod hostile;
 mod hostile_gate;
+mod hostile_local;
 mod network;
 mod secrets;
 mod support;
