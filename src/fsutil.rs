@@ -115,6 +115,27 @@ pub fn check_writable_target(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Fail when a directory on the way to `path` is a symlink: a file archy renders must land
+/// where the manifest says, not wherever a link (made by someone who can write a parent)
+/// points.
+pub fn check_no_symlinked_parents(path: &Path) -> Result<()> {
+    let mut dir = std::path::PathBuf::new();
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    for component in parent.components() {
+        dir.push(component);
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            bail!(
+                "{} is a symlink on the way to {}; refusing to write through it",
+                dir.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Replace `path` atomically (temp file + rename) without fsync: readers never see a torn file,
 /// but after a power cut the old or an empty file may come back. For status records that are
 /// rewritten every run and only read as hints (a fsync pair costs ~1 ms per 30-second tick).
@@ -220,6 +241,29 @@ pub fn check_trusted(path: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `path` with symlinks resolved as far as it exists, the missing rest appended (`.` and `..`
+/// in it applied lexically), for policy checks on paths that may not exist yet.
+pub fn resolve_existing(path: &Path) -> std::path::PathBuf {
+    let components: Vec<std::path::Component> = path.components().collect();
+    // The longest prefix that resolves, then the rest applied lexically.
+    for split in (1..=components.len()).rev() {
+        let prefix: std::path::PathBuf = components[..split].iter().collect();
+        if let Ok(mut resolved) = fs::canonicalize(&prefix) {
+            for component in &components[split..] {
+                match component {
+                    std::path::Component::ParentDir => {
+                        resolved.pop();
+                    }
+                    std::path::Component::Normal(name) => resolved.push(name),
+                    _ => {}
+                }
+            }
+            return resolved;
+        }
+    }
+    path.to_path_buf()
+}
+
 /// Read a file that may not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     match fs::read(path) {
@@ -246,6 +290,26 @@ mod tests {
         );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn resolve_existing_follows_links_and_applies_the_missing_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir(base.join("allowed")).unwrap();
+        std::os::unix::fs::symlink("/", base.join("allowed/root")).unwrap();
+        assert_eq!(
+            resolve_existing(&base.join("allowed/root/etc")),
+            Path::new("/etc")
+        );
+        assert_eq!(
+            resolve_existing(&base.join("allowed/missing/../../x/y")),
+            base.join("x/y")
+        );
+        assert_eq!(
+            resolve_existing(&base.join("allowed/new/file")),
+            base.join("allowed/new/file")
+        );
     }
 
     #[test]

@@ -198,11 +198,75 @@ impl Loaded {
     }
 }
 
-/// Optional policy on bind-mount sources (e.g. only under /var/lib/archy).
+/// Longest `stop_timeout` accepted, in seconds: the reconcile unit's TimeoutStartSec (15 min);
+/// a longer wait would have systemd kill the tick mid-restart.
+pub const MAX_STOP_TIMEOUT: u32 = 900;
+
+/// Where manifests may point the host paths they name.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// When non-empty, every absolute volume source must lie under one of these roots.
+    /// When non-empty, every host path a manifest names (bind-mount sources, `env_files`,
+    /// config paths, build contexts) must resolve (symlinks followed) under one of these roots.
     pub allowed_volume_roots: Vec<PathBuf>,
+    /// archy's own directories, with a label: no host path a manifest names may resolve under
+    /// them (a config rendered over the canonical secret, a bind mount exposing it).
+    pub protected_dirs: Vec<(String, PathBuf)>,
+}
+
+impl Policy {
+    /// The protected directories of a run: the run and manifests directories, and the state
+    /// directory's own entries (secrets, status, update journal, caches; app data directories
+    /// under the state directory stay usable).
+    pub fn protecting(mut self, state_dir: &Path, run_dir: &Path, manifests_dir: &Path) -> Self {
+        for (label, dir) in crate::state::reserved_dirs(state_dir) {
+            self.protected_dirs.push((label, dir));
+        }
+        self.protected_dirs
+            .push(("archy's run directory".into(), run_dir.to_path_buf()));
+        self.protected_dirs.push((
+            "the manifests directory".into(),
+            manifests_dir.to_path_buf(),
+        ));
+        self
+    }
+
+    /// Check one host path (absolute, without `..`) a manifest names, resolved through symlinks.
+    fn check_host_path(&self, path: &Path) -> Result<(), String> {
+        let resolved = crate::fsutil::resolve_existing(path);
+        let shown = if resolved == path {
+            String::new()
+        } else {
+            format!(" (resolves to {})", resolved.display())
+        };
+        for (label, dir) in &self.protected_dirs {
+            let dir_resolved = crate::fsutil::resolve_existing(dir);
+            if resolved.starts_with(&dir_resolved) {
+                return Err(format!(
+                    "{}{shown} lies under {label} {}; manifests may not point there",
+                    path.display(),
+                    dir.display()
+                ));
+            }
+        }
+        if !self.allowed_volume_roots.is_empty()
+            && !self
+                .allowed_volume_roots
+                .iter()
+                .any(|root| resolved.starts_with(crate::fsutil::resolve_existing(root)))
+        {
+            let roots: Vec<String> = self
+                .allowed_volume_roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect();
+            return Err(format!(
+                "{}{shown} is outside the allowed roots ({})",
+                path.display(),
+                roots.join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Read every `*.yaml` in `dir`. A missing or unreadable directory is an error; bad files are
@@ -211,6 +275,8 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
     use anyhow::Context;
     let entries = fs::read_dir(dir)
         .with_context(|| format!("failed to read manifests directory {}", dir.display()))?;
+    // Whoever can write here decides what runs as root.
+    crate::fsutil::check_trusted(dir, "manifests directory")?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|ext| ext == "yaml") && p.is_file())
@@ -219,11 +285,11 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
     for file in files {
-        match load_file(&file, policy) {
+        match check_owner(&file).and_then(|()| load_file(&file, policy)) {
             Ok(manifest) => parsed.push(manifest),
             Err(message) => errors.push(ManifestError {
+                app: app_hint(&file),
                 file,
-                app: None,
                 message,
             }),
         }
@@ -231,6 +297,44 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
     let (apps, cross_errors) = validate_set(parsed);
     errors.extend(cross_errors);
     Ok(Loaded { apps, errors })
+}
+
+/// A manifest decides what runs as root: it must be owned by root (or by archy's user when
+/// archy does not run as root) and not writable by group or others.
+fn check_owner(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    let euid = crate::procinfo::euid();
+    if (meta.uid() != 0 && meta.uid() != euid) || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "file is {}: another user could change what archy (uid {euid}) runs; it must be \
+             owned by root{} and not writable by group or others",
+            crate::fsutil::describe_owner_mode(&meta),
+            if euid == 0 {
+                String::new()
+            } else {
+                format!(" or uid {euid}")
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// The app an unusable manifest file was meant to define, so `archy reconcile <app>` can say
+/// why it is unusable: its `app` key if the YAML gets that far, else the file name's stem.
+fn app_hint(path: &Path) -> Option<String> {
+    let from_key = fs::metadata(path)
+        .ok()
+        .filter(|m| m.len() <= MAX_MANIFEST_BYTES)
+        .and_then(|_| fs::read_to_string(path).ok())
+        .and_then(|text| {
+            let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
+            serde_norway::from_str::<serde_norway::Value>(&text).ok()
+        })
+        .and_then(|value| value.get("app")?.as_str().map(String::from));
+    from_key
+        .or_else(|| Some(path.file_stem()?.to_str()?.to_string()))
+        .filter(|app| is_app_id(app))
 }
 
 /// Parse and validate one file; the error says which key and what is expected.
@@ -252,6 +356,8 @@ pub fn load_file(path: &Path, policy: &Policy) -> Result<Manifest, String> {
 
 /// Parse YAML text into a manifest (strict: unknown keys are errors).
 pub fn parse(text: &str) -> Result<Manifest, String> {
+    // A UTF-8 byte order mark (editors on other systems write one) is not a second document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     serde_norway::from_str::<Manifest>(text).map_err(|e| {
         // Errors about the document as a whole (not a mapping, empty, several documents) are
         // printed without a location; say where, so every rejection names a key or a place.
@@ -336,22 +442,9 @@ fn validate_volume(spec: &str, policy: &Policy) -> Result<(), String> {
         {
             return Err(format!("`{spec}`: source must not contain `..`"));
         }
-        if !policy.allowed_volume_roots.is_empty()
-            && !policy
-                .allowed_volume_roots
-                .iter()
-                .any(|root| source_path.starts_with(root))
-        {
-            let roots: Vec<String> = policy
-                .allowed_volume_roots
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect();
-            return Err(format!(
-                "`{spec}`: source {source} is outside the allowed roots ({})",
-                roots.join(", ")
-            ));
-        }
+        policy
+            .check_host_path(source_path)
+            .map_err(|e| format!("`{spec}`: source {e}"))?;
     } else if !is_podman_name(source) {
         return Err(format!("`{spec}`: source must be an absolute path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"));
     }
@@ -365,6 +458,11 @@ fn validate_volume(spec: &str, policy: &Policy) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn has_nul(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().contains(&0)
 }
 
 fn valid_restart(policy: &str) -> bool {
@@ -413,12 +511,26 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
             if build.context.as_os_str().is_empty() {
                 return Err("key `build.context`: must name a directory".into());
             }
-            for key in build.args.keys() {
+            for (key, value) in &build.args {
                 if !is_env_key(key) {
                     return Err(format!(
                         "key `build.args`: `{key}` must match [A-Za-z_][A-Za-z0-9_]*"
                     ));
                 }
+                if value.0.contains('\0') {
+                    return Err(format!("key `build.args.{key}`: value contains a NUL byte"));
+                }
+            }
+            if has_nul(&build.context) || build.containerfile.as_deref().is_some_and(has_nul) {
+                return Err(format!(
+                    "key `build.context`: `{}` contains a NUL byte",
+                    build.context.display()
+                ));
+            }
+            if let Some(context) = m.build_context().filter(|c| c.is_absolute()) {
+                policy
+                    .check_host_path(&context)
+                    .map_err(|e| format!("key `build.context`: {e}"))?;
             }
         }
     }
@@ -427,6 +539,11 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
             return Err(
                 "key `command`: must not be an empty list (omit it to use the image's)".into(),
             );
+        }
+        if let Some(i) = command.iter().position(|arg| arg.contains('\0')) {
+            return Err(format!(
+                "key `command[{i}]`: contains a NUL byte (no process argument can hold one)"
+            ));
         }
     }
     for (key, value) in &m.env {
@@ -440,12 +557,20 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
         }
     }
     for file in &m.env_files {
-        if !file.is_absolute() {
+        if !file.is_absolute()
+            || has_nul(file)
+            || file
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(format!(
-                "key `env_files`: `{}` must be an absolute path",
+                "key `env_files`: `{}` must be an absolute path without `..`",
                 file.display()
             ));
         }
+        policy
+            .check_host_path(file)
+            .map_err(|e| format!("key `env_files`: {e}"))?;
     }
     for port in &m.ports {
         if !valid_port(port) {
@@ -470,6 +595,13 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
             return Err("key `depends_on`: an app cannot depend on itself".into());
         }
     }
+    if let Some(timeout) = m.stop_timeout {
+        if timeout > MAX_STOP_TIMEOUT {
+            return Err(format!(
+                "key `stop_timeout`: {timeout} seconds is more than {MAX_STOP_TIMEOUT} (the reconcile unit's 15-minute limit)"
+            ));
+        }
+    }
     if let Some(restart) = &m.restart {
         if !valid_restart(restart) {
             return Err(format!(
@@ -487,6 +619,7 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
             ));
         }
         if !config.path.is_absolute()
+            || has_nul(&config.path)
             || config
                 .path
                 .components()
@@ -497,6 +630,9 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
                 config.path.display()
             ));
         }
+        policy
+            .check_host_path(&config.path)
+            .map_err(|e| format!("key `configs[{i}].path`: {e}"))?;
         if let Some(mode) = &config.mode {
             if u32::from_str_radix(mode, 8).map_or(true, |bits| bits > 0o777) {
                 return Err(format!(
@@ -739,6 +875,7 @@ mod tests {
     fn volume_policy_limits_bind_sources() {
         let policy = Policy {
             allowed_volume_roots: vec![PathBuf::from("/var/lib/archy")],
+            ..Policy::default()
         };
         assert!(validate_volume("/var/lib/archy/x:/x", &policy).is_ok());
         assert!(validate_volume("named:/x", &policy).is_ok());

@@ -10,6 +10,18 @@ pub fn euid() -> u32 {
     status_uid("self").unwrap_or(0)
 }
 
+/// The effective gid of this process, from `/proc/self/status`.
+pub fn egid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Gid:"))
+                .and_then(|v| v.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Effective uid of `pid` (field 2 of the `Uid:` line), None if it is gone.
 pub fn uid_of(pid: u32) -> Option<u32> {
     status_uid(&pid.to_string())

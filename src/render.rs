@@ -238,6 +238,25 @@ fn salt_for(state_dir: &Path, secret: &Secret, persist: bool) -> Result<String> 
     Ok(salt)
 }
 
+/// The canonical secret (created on first need when `write`) and the rpcauth salt.
+fn secret_and_salt(state_dir: &Path, write: bool) -> Result<(Secret, String)> {
+    let (secret, created) = crate::secret::load_or_create(state_dir, write)?;
+    if created {
+        tracing::info!("new canonical secret: every credential-bearing config follows it");
+    }
+    // A dry run before the secret exists renders with a throwaway one: every file differs anyway.
+    let secret = match secret {
+        Some(s) => s,
+        None => {
+            let s = crate::secret::generate(crate::secret::DEFAULT_USER)?;
+            crate::secret::register_for_redaction(&s);
+            s
+        }
+    };
+    let salt = salt_for(state_dir, &secret, write)?;
+    Ok((secret, salt))
+}
+
 /// What happened to one config file.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileResult {
@@ -293,20 +312,29 @@ pub fn render_apps(
         None
     };
     let state_dir = &ctx.global.state_dir;
-    let (secret, created) = crate::secret::load_or_create(state_dir, write)?;
-    if created {
-        tracing::info!("new canonical secret: every credential-bearing config follows it");
-    }
-    // A dry run before the secret exists renders with a throwaway one: every file differs anyway.
-    let secret = match secret {
-        Some(s) => s,
-        None => {
-            let s = crate::secret::generate(crate::secret::DEFAULT_USER)?;
-            crate::secret::register_for_redaction(&s);
-            s
+    let (secret, salt) = match secret_and_salt(state_dir, write) {
+        Ok(pair) => pair,
+        Err(err) => {
+            // A broken secret fails the apps that consume configs, not the others.
+            let message = crate::output::redact(&format!("{err:#}"));
+            tracing::error!("{message}");
+            for m in apps.iter().filter(|m| !m.configs.is_empty()) {
+                outcome
+                    .app_errors
+                    .insert(m.app.clone(), format!("canonical secret: {message}"));
+                for config in &m.configs {
+                    outcome.files.push(FileResult {
+                        app: m.app.clone(),
+                        path: config.path.display().to_string(),
+                        render: config.render.clone(),
+                        status: "failed",
+                        error: Some(message.clone()),
+                    });
+                }
+            }
+            return Ok(outcome);
         }
     };
-    let salt = salt_for(state_dir, &secret, write)?;
     let gateway = ctx.gateway()?;
     let default_host = bitcoin_host(all);
     let pending = pending_dir(state_dir);
@@ -434,7 +462,11 @@ fn render_one(
     }
     let path = &config.path;
     crate::fsutil::check_writable_target(path)?;
+    crate::fsutil::check_no_symlinked_parents(path)?;
     let mode = config.mode_bits();
+    // The file belongs to archy's user, never to whoever created the file before: a user who
+    // pre-created it would otherwise read every password written into it.
+    let owner = (crate::procinfo::euid(), crate::procinfo::egid());
     let current = crate::fsutil::read_optional(path)?;
     let meta = fs::metadata(path).ok();
     let status: &'static str = match (&current, &meta) {
@@ -446,7 +478,10 @@ fn render_one(
             }
         }
         (Some(bytes), Some(meta))
-            if bytes == desired.as_bytes() && meta.permissions().mode() & 0o7777 == mode =>
+            if bytes == desired.as_bytes()
+                && meta.permissions().mode() & 0o7777 == mode
+                && meta.uid() == owner.0
+                && meta.gid() == owner.1 =>
         {
             "unchanged"
         }
@@ -461,8 +496,7 @@ fn render_one(
     if write && status != "unchanged" {
         crate::fsutil::ensure_dir(pending, 0o755)?;
         crate::fsutil::write_atomic(&pending.join(&m.app), b"", 0o644)?;
-        let owner = meta.as_ref().map(|meta| (meta.uid(), meta.gid()));
-        crate::fsutil::write_atomic_owned(path, desired.as_bytes(), mode, owner)
+        crate::fsutil::write_atomic_owned(path, desired.as_bytes(), mode, Some(owner))
             .with_context(|| format!("failed to write {}", path.display()))?;
         tracing::info!("{}: {} {}", m.app, status, path.display());
     }

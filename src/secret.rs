@@ -65,10 +65,20 @@ pub fn load(state_dir: &Path) -> Result<Option<Secret>> {
     let Some(bytes) = crate::fsutil::read_optional(&path)? else {
         return Ok(None);
     };
-    let secret: Secret = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "secret file {} is not {{\"user\": \"…\", \"password\": \"…\"}}",
-            path.display()
+    // serde's message quotes the offending value (a numeric password, say): report only
+    // where and what kind of problem, never the text.
+    let secret: Secret = serde_json::from_slice(&bytes).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "is not valid JSON"
+            }
+            _ => "has a missing, unknown or non-string field",
+        };
+        anyhow::anyhow!(
+            "secret file {} {kind} (line {}, column {}); expected {{\"user\": \"…\", \"password\": \"…\"}} with string values",
+            path.display(),
+            e.line(),
+            e.column()
         )
     })?;
     if secret.user.is_empty()
@@ -128,6 +138,24 @@ mod tests {
         assert!(!created);
         assert_eq!(again.unwrap(), first);
         assert!(!format!("{first:?}").contains(&first.password));
+    }
+
+    #[test]
+    fn a_numeric_password_is_never_quoted_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::fsutil::ensure_dir(&secrets_dir(dir.path()), 0o700).unwrap();
+        let password = "98765432109876543210";
+        std::fs::write(
+            secret_path(dir.path()),
+            format!("{{\"user\": \"u\", \"password\": {password}}}"),
+        )
+        .unwrap();
+        let err = format!("{:#}", load(dir.path()).unwrap_err());
+        assert!(!err.contains(password), "{err}");
+        assert!(
+            err.contains("non-string field") && err.contains("line 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,6 +10,27 @@ pub fn status_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("status")
 }
 
+/// The state directory's own entries, with a label for errors: no manifest may point a path
+/// into them. App data directories beside them (`<state-dir>/bitcoin/…`) are not archy's.
+pub fn reserved_dirs(state_dir: &Path) -> Vec<(String, PathBuf)> {
+    [
+        (
+            "archy's secrets directory",
+            crate::secret::secrets_dir(state_dir),
+        ),
+        ("archy's status directory", status_dir(state_dir)),
+        ("archy's update journal", state_dir.join("update")),
+        ("archy's cache directory", state_dir.join("cache")),
+        (
+            "archy's restart-pending directory",
+            crate::render::pending_dir(state_dir),
+        ),
+    ]
+    .into_iter()
+    .map(|(label, dir)| (label.to_string(), dir))
+    .collect()
+}
+
 /// Now as RFC 3339 UTC with seconds, for records and file names.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()

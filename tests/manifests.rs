@@ -41,6 +41,7 @@ fn appliance_manifests_validate() {
     // Every volume source of the appliance lies under archy's or the release's roots.
     let policy = Policy {
         allowed_volume_roots: vec!["/var/lib/archy".into(), "/opt/archipelago/current".into()],
+        ..Policy::default()
     };
     let strict = load_dir(
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests")),

@@ -46,7 +46,13 @@ impl<'a> Ctx<'a> {
     pub fn load_manifests(&self) -> Result<Loaded> {
         let policy = Policy {
             allowed_volume_roots: volume_roots_from_env(),
-        };
+            ..Policy::default()
+        }
+        .protecting(
+            &self.global.state_dir,
+            &self.global.run_dir,
+            &self.global.manifests,
+        );
         manifest::load_dir(&self.global.manifests, &policy)
             .map_err(|e| crate::exit::invalid(format!("{e:#}")))
     }

@@ -174,6 +174,7 @@ fn fuzz_manifest_text() {
     case.run();
     let policy = Policy {
         allowed_volume_roots: vec!["/var/lib/archy".into()],
+        ..Policy::default()
     };
     proptest!(config(256, 5000), |(text in yamlish())| {
         check(&text, &policy).map_err(TestCaseError::fail)?;
@@ -190,6 +191,7 @@ fn fuzz_structured_manifests() {
     case.run();
     let policy = Policy {
         allowed_volume_roots: vec!["/var/lib/archy".into()],
+        ..Policy::default()
     };
     proptest!(config(256, 5000), |(text in structured())| {
         check(&text, &policy).map_err(TestCaseError::fail)?;
