@@ -153,3 +153,323 @@ fn a_local_user_cannot_hold_archys_locks_silently() {
     assert_eq!(root.archy(&["reconcile"]).code, 0);
     case.pass();
 }
+
+/// `archy reconcile` (with `env`) in `root`; the combined output.
+fn reconcile(root: &TestRoot, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = root.archy_cmd();
+    cmd.arg("reconcile").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Out::from(cmd.output().unwrap())
+}
+
+#[test]
+fn configs_cannot_overwrite_archys_own_files_and_a_broken_secret_fails_only_consumers() {
+    let mut case = Case::hostile(
+        "#06",
+        "paths: `configs: [{render: containers.conf, path: <state-dir>/secrets/bitcoin-rpc.json}]`; then a broken canonical secret",
+        "refused at validation (exit 2) naming the key and archy's secrets directory, secret untouched; a broken secret fails only the apps with configs, the others converge",
+    );
+    case.run();
+    let root = TestRoot::new();
+    root.simple_manifest("plain", "");
+    let secret = root.state_dir.join("secrets/bitcoin-rpc.json");
+    root.simple_manifest(
+        "grab",
+        &format!(
+            "configs: [{{render: containers.conf, path: {}}}]\n",
+            secret.display()
+        ),
+    );
+    let out = reconcile(&root, &[], &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("key `configs[0].path`")
+            && out.stderr.contains("lies under archy's secrets directory"),
+        "{out:?}"
+    );
+    assert!(!secret.exists(), "nothing rendered over the secret path");
+    assert_eq!(root.state("archy-plain"), "running");
+    // The same through a symlink into the state dir, and into the run and manifests dirs.
+    let sneaky = root.dir.join("sneaky");
+    std::os::unix::fs::symlink(&root.state_dir, &sneaky).unwrap();
+    for path in [
+        sneaky.join("secrets/bitcoin-rpc.json"),
+        root.run_dir.join("reconcile.lock"),
+        root.manifests.join("plain.yaml"),
+    ] {
+        root.simple_manifest(
+            "grab",
+            &format!(
+                "configs: [{{render: containers.conf, path: {}}}]\n",
+                path.display()
+            ),
+        );
+        let out = reconcile(&root, &[], &[]);
+        assert_eq!(out.code, 2, "{}: {out:?}", path.display());
+        assert!(
+            out.stderr.contains("manifests may not point there"),
+            "{out:?}"
+        );
+    }
+    std::fs::remove_file(root.manifests.join("grab.yaml")).unwrap();
+
+    // A broken secret: the app with a config fails naming it, the plain app is untouched.
+    let conf_dir = root.dir.join("conf");
+    std::fs::create_dir(&conf_dir).unwrap();
+    root.simple_manifest(
+        "consumer",
+        &format!(
+            "configs: [{{render: nginx-rpc-auth.conf, path: {}/rpc-auth.conf}}]\n",
+            conf_dir.display()
+        ),
+    );
+    assert_eq!(reconcile(&root, &[], &[]).code, 0);
+    std::fs::write(
+        &secret,
+        "{\"user\": \"archy\", \"password\": 12345678901234567890}",
+    )
+    .unwrap();
+    root.podman_ok(&["stop", "-t", "0", "archy-plain"]);
+    let out = reconcile(&root, &["--output", "json"], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(!out.all().contains("12345678901234567890"), "{out:?}");
+    let doc = out.json();
+    let apps = doc["apps"].as_array().unwrap();
+    let result = |app: &str| {
+        apps.iter()
+            .find(|a| a["app"] == app)
+            .unwrap_or_else(|| panic!("{app} in {doc}"))
+            .clone()
+    };
+    assert_eq!(result("consumer")["result"], "failed", "{doc}");
+    assert!(
+        result("consumer")["error"]
+            .as_str()
+            .unwrap()
+            .contains("canonical secret"),
+        "{doc}"
+    );
+    assert_ne!(result("plain")["result"], "failed", "{doc}");
+    assert_eq!(
+        root.state("archy-plain"),
+        "running",
+        "the plain app was repaired"
+    );
+    case.pass();
+}
+
+#[test]
+fn rendered_files_belong_to_archy_not_to_whoever_created_them() {
+    let mut case = Case::hostile(
+        "#07",
+        "paths: `nobody` pre-creates a config file in a directory it can write; a config path through a symlinked parent",
+        "file replaced, owned by root, 0600: `nobody` cannot read the password; symlinked parent refused naming it, nothing written through it",
+    );
+    case.run();
+    let root = TestRoot::empty();
+    let conf_dir = root.dir.join("conf");
+    std::fs::create_dir(&conf_dir).unwrap();
+    std::fs::set_permissions(&conf_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = conf_dir.join("rpc-auth.conf");
+    root.simple_manifest(
+        "web",
+        &format!(
+            "configs: [{{render: nginx-rpc-auth.conf, path: {}}}]\n",
+            target.display()
+        ),
+    );
+    let made = as_nobody()
+        .arg("sh")
+        .arg("-c")
+        .arg("umask 000; : > \"$0\"")
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_eq!(std::fs::metadata(&target).unwrap().uid(), NOBODY);
+    let out = root.archy(&["render-config"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let meta = std::fs::metadata(&target).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+    assert!(std::fs::read_to_string(&target).unwrap().contains("Basic"));
+    let read = as_nobody().arg("cat").arg(&target).output().unwrap();
+    assert!(!read.status.success(), "nobody read the rendered file");
+    assert!(read.stdout.is_empty());
+    // A second run with nothing changed is a no-op.
+    let out = root.archy(&["render-config", "--check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // A symlinked parent directory (made by nobody in the directory it can write).
+    let elsewhere = root.dir.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let linked = as_nobody()
+        .arg("ln")
+        .arg("-s")
+        .arg(&elsewhere)
+        .arg(conf_dir.join("sub"))
+        .status()
+        .unwrap();
+    assert!(linked.success());
+    root.simple_manifest(
+        "web",
+        &format!(
+            "configs: [{{render: nginx-rpc-auth.conf, path: {}/sub/rpc-auth.conf}}]\n",
+            conf_dir.display()
+        ),
+    );
+    let out = root.archy(&["render-config"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.all().contains(&format!(
+            "{}/sub is a symlink on the way to",
+            conf_dir.display()
+        )),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    case.pass();
+}
+
+#[test]
+fn manifests_from_other_users_and_paths_resolving_outside_the_allowed_roots() {
+    let mut case = Case::hostile(
+        "#08",
+        "paths: world-writable manifests dir; manifest owned by `nobody` with `volumes: [\"/:/host\"]`; `/allowed/root -> /` with `/allowed/root/etc:/hostetc`; `env_files: [/etc/shadow]`, config path and build context outside the allowed roots",
+        "dir refused naming mode and owner (exit 2); the foreign manifest refused naming its owner, never run; every path resolved and refused outside the roots; the other apps converge",
+    );
+    case.run();
+    let root = TestRoot::new();
+    root.simple_manifest("good", "");
+    // A world-writable manifests directory: nothing is loaded.
+    std::fs::set_permissions(&root.manifests, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = reconcile(&root, &[], &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "manifests directory {} is 0777 (drwxrwxrwx) owned by root (uid 0)",
+            root.manifests.display()
+        )),
+        "{out:?}"
+    );
+    assert_eq!(root.state("archy-good"), "missing");
+    std::fs::set_permissions(&root.manifests, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A manifest owned by a real other user.
+    let foreign = root.simple_manifest("host", "volumes: [\"/:/host\"]\n");
+    std::os::unix::fs::chown(&foreign, Some(NOBODY), None).unwrap();
+    // Paths resolving outside the allowed root.
+    let allowed = root.dir.join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    std::os::unix::fs::symlink("/", allowed.join("root")).unwrap();
+    let a = allowed.display();
+    root.simple_manifest(
+        "linkvol",
+        &format!("volumes: [\"{a}/root/etc:/hostetc\"]\n"),
+    );
+    root.simple_manifest("envfile", "env_files: [/etc/shadow]\n");
+    root.simple_manifest(
+        "confpath",
+        "configs: [{render: containers.conf, path: /etc/containers/evil.conf}]\n",
+    );
+    root.manifest(
+        "ctx",
+        &format!("app: ctx\nbuild: {{context: {a}/root/etc}}\n"),
+    );
+    let allowed_env = format!("{a}:{}", root.dir.join("image-ctx").display());
+    let out = reconcile(&root, &[], &[("ARCHY_ALLOWED_VOLUME_ROOTS", &allowed_env)]);
+    assert_eq!(out.code, 2, "{out:?}");
+    for expected in [
+        "host.yaml: file is 0644 (-rw-r--r--) owned by nobody (uid 65534)".to_string(),
+        format!("linkvol.yaml: key `volumes`: `{a}/root/etc:/hostetc`: source {a}/root/etc (resolves to /etc) is outside the allowed roots"),
+        "envfile.yaml: key `env_files`: /etc/shadow is outside the allowed roots".to_string(),
+        "confpath.yaml: key `configs[0].path`: /etc/containers/evil.conf is outside the allowed roots".to_string(),
+        format!("ctx.yaml: key `build.context`: {a}/root/etc (resolves to /etc) is outside the allowed roots"),
+    ] {
+        assert!(out.stderr.contains(&expected), "{expected}: {out:?}");
+    }
+    assert_eq!(root.state("archy-host"), "missing");
+    assert_eq!(root.state("archy-linkvol"), "missing");
+    assert_eq!(root.state("archy-good"), "running");
+    case.pass();
+}
+
+#[test]
+fn smaller_input_cases() {
+    let mut case = Case::hostile(
+        "#10",
+        "input: numeric password in the secret file; UTF-8 BOM before a manifest; NUL byte in `command`; `stop_timeout: 4294967295`; `archy reconcile v3` for an invalid v3.yaml",
+        "password never printed (text or JSON); BOM ignored, app converges; NUL and huge timeout refused naming the key; `reconcile v3` says why v3.yaml is invalid (exit 2)",
+    );
+    case.run();
+    let root = TestRoot::new();
+    // BOM: the app converges.
+    let bom = root.manifests.join("bom.yaml");
+    let text = format!(
+        "\u{feff}app: bom\nimage: {TEST_IMAGE}\npull: never\nstop_timeout: 1\ncommand: [\"/bin/sleep\", \"3600\"]\n"
+    );
+    std::fs::write(&bom, text).unwrap();
+    let out = reconcile(&root, &[], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(root.state("archy-bom"), "running");
+    // NUL in command, huge stop_timeout: refused naming the key, the BOM app still converged.
+    root.manifest(
+        "nul",
+        &format!("app: nul\nimage: {TEST_IMAGE}\ncommand: [\"/bin/sleep\", \"1\\0 2\"]\n"),
+    );
+    root.manifest(
+        "slow",
+        &format!("app: slow\nimage: {TEST_IMAGE}\nstop_timeout: 4294967295\n"),
+    );
+    let out = reconcile(&root, &[], &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("key `command[1]`: contains a NUL byte"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("key `stop_timeout`: 4294967295 seconds is more than 900"),
+        "{out:?}"
+    );
+    // Naming an invalid app says why it is invalid.
+    root.manifest("v3", "app: v3\nimage: i\nports: [\"eighty\"]\n");
+    let out = reconcile(&root, &["v3"], &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(!out.stderr.contains("no manifest"), "{out:?}");
+    assert!(
+        out.stderr.contains("v3.yaml") && out.stderr.contains("key `ports`"),
+        "{out:?}"
+    );
+    // A numeric password in the secret file is never printed.
+    let secrets = root.state_dir.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let password = "31415926535897932384";
+    std::fs::write(
+        secrets.join("bitcoin-rpc.json"),
+        format!("{{\"user\": \"archy\", \"password\": {password}}}"),
+    )
+    .unwrap();
+    for f in ["nul", "slow", "v3"] {
+        std::fs::remove_file(root.manifests.join(format!("{f}.yaml"))).unwrap();
+    }
+    std::fs::remove_file(&bom).unwrap();
+    root.simple_manifest(
+        "bom",
+        &format!(
+            "configs: [{{render: nginx-rpc-auth.conf, path: {}/rpc.conf}}]\n",
+            root.dir.display()
+        ),
+    );
+    for args in [
+        &["render-config"][..],
+        &["render-config", "--output", "json"],
+        &["reconcile", "-v", "--output", "json"],
+    ] {
+        let out = root.archy(args);
+        assert_ne!(out.code, 0, "{args:?}: {out:?}");
+        assert!(!out.all().contains(password), "{args:?}: {out:?}");
+        assert!(out.all().contains("non-string field"), "{args:?}: {out:?}");
+    }
+    case.pass();
+}
