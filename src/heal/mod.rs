@@ -195,6 +195,9 @@ pub struct Info {
 pub struct InfoHost {
     #[serde(rename = "ociRuntime", default)]
     pub oci_runtime: InfoRuntime,
+    /// conmon's binary (`host.conmon.path`), to identify conmon processes by executable.
+    #[serde(default)]
+    pub conmon: InfoRuntime,
     #[serde(default)]
     pub security: InfoSecurity,
 }
@@ -248,6 +251,8 @@ pub struct EnginePaths {
     pub oci_runtime: Option<PathBuf>,
     /// Its state root (`runc --root`).
     pub oci_root: Option<PathBuf>,
+    /// The conmon binary podman runs (from `podman info`; unknown while podman is down).
+    pub conmon: Option<PathBuf>,
     pub rootless: bool,
 }
 
@@ -304,6 +309,7 @@ pub fn engine_paths(
         db,
         oci_runtime,
         oci_root,
+        conmon: info.and_then(|i| non_empty(&i.host.conmon.path)),
         rootless,
     }
 }
@@ -360,12 +366,39 @@ pub fn parse_runc_list(json: &str) -> anyhow::Result<Vec<OciContainer>> {
         .context("failed to parse `runc list --format json` output")
 }
 
-/// A conmon process: its pid, container id (`-c`) and bundle (`-b`).
+/// A conmon process: its pid, container id (`-c`) and bundle (`-b`), and who runs what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conmon {
     pub pid: u32,
     pub id: String,
     pub bundle: String,
+    /// Effective uid of the process (`/proc/PID/status`), when known.
+    pub uid: Option<u32>,
+    /// Whether `/proc/PID/exe` is the engine's conmon binary.
+    pub exe_is_conmon: bool,
+}
+
+/// Why a process that looks like this engine's conmon (argv names conmon and a bundle under
+/// the engine's roots) is not positively identified as one, so heal-podman must leave it
+/// alone (pure): run by another user than the engine's, another executable, or an id that is
+/// no container id. None when identified.
+pub fn unidentified_conmon(c: &Conmon, engine_uid: u32) -> Option<String> {
+    let is_container_id = c.id.len() == 64 && c.id.bytes().all(|b| b.is_ascii_hexdigit());
+    let reason = match c.uid {
+        None => "its owner cannot be read".to_string(),
+        Some(uid) if uid != engine_uid => format!(
+            "it runs as {} (uid {uid}), not as the engine's user (uid {engine_uid})",
+            crate::procinfo::user_name(uid)
+        ),
+        Some(_) if !c.exe_is_conmon => "its executable is not the engine's conmon".to_string(),
+        Some(_) if !is_container_id => "its -c argument is not a container id".to_string(),
+        Some(_) => return None,
+    };
+    Some(format!(
+        "pid {} looks like conmon for {} but {reason}; left alone",
+        c.pid,
+        short(&c.id)
+    ))
 }
 
 /// Recognise conmon in a process's argv (from `/proc/<pid>/cmdline`).
@@ -394,6 +427,8 @@ pub fn parse_conmon_argv(pid: u32, argv: &[String]) -> Option<Conmon> {
         pid,
         id: id?,
         bundle: bundle?,
+        uid: None,
+        exe_is_conmon: false,
     })
 }
 

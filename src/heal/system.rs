@@ -83,9 +83,18 @@ pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Fact
     let conmons: Vec<Conmon> = if roots.is_empty() {
         Vec::new()
     } else {
-        conmon_processes()
+        let engine_uid = euid();
+        conmon_processes(paths.conmon.as_deref())
             .into_iter()
             .filter(|c| under_any(&c.bundle, &roots))
+            .filter(|c| match super::unidentified_conmon(c, engine_uid) {
+                None => true,
+                Some(note) => {
+                    tracing::warn!("{note}");
+                    facts.notes.push(note);
+                    false
+                }
+            })
             .collect()
     };
 
@@ -178,11 +187,25 @@ fn oci_cmd(runtime: &Path, root: &Path) -> Cmd {
 /// Whether a live conmon still runs container `id`: its process runs although podman's
 /// database may not know it (a ghost).
 pub fn has_live_conmon(id: &str) -> bool {
-    conmon_processes().iter().any(|c| c.id == id)
+    conmon_processes(None).iter().any(|c| c.id == id)
 }
 
-/// Every conmon process on the machine (callers filter by bundle path).
-fn conmon_processes() -> Vec<Conmon> {
+/// Whether `exe` is the conmon binary: the engine's (`podman info`), or while that is unknown
+/// a file named conmon that only root can change.
+fn is_conmon_binary(exe: &Path, engine_conmon: Option<&Path>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match engine_conmon {
+        Some(bin) => exe == bin || crate::procinfo::same_file(exe, bin),
+        None => {
+            exe.file_name().is_some_and(|n| n == "conmon")
+                && std::fs::metadata(exe).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
+        }
+    }
+}
+
+/// Every process whose argv looks like conmon's (callers filter by bundle path and identify
+/// it by owner and executable).
+fn conmon_processes(engine_conmon: Option<&Path>) -> Vec<Conmon> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -196,7 +219,11 @@ fn conmon_processes() -> Vec<Conmon> {
                 .filter(|a| !a.is_empty())
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            parse_conmon_argv(pid, &argv)
+            let mut conmon = parse_conmon_argv(pid, &argv)?;
+            conmon.uid = crate::procinfo::uid_of(pid);
+            conmon.exe_is_conmon = crate::procinfo::exe_of(pid)
+                .is_some_and(|exe| is_conmon_binary(&exe, engine_conmon));
+            Some(conmon)
         })
         .filter(|c| alive(c.pid))
         .collect()

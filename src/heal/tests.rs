@@ -345,3 +345,46 @@ fn rootless_runtime_dir_follows_podmans_choice() {
         Path::new("/tmp/podman-run-1001")
     );
 }
+
+#[test]
+fn conmon_lookalikes_are_identified_by_owner_executable_and_id() {
+    let argv: Vec<String> = [
+        "conmon",
+        "-c",
+        &"ab".repeat(32),
+        "-b",
+        "/g/overlay-containers/x/userdata",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut c = parse_conmon_argv(7, &argv).unwrap();
+    c.uid = Some(0);
+    c.exe_is_conmon = true;
+    assert_eq!(unidentified_conmon(&c, 0), None);
+    let by_nobody = Conmon {
+        uid: Some(65534),
+        ..c.clone()
+    };
+    let note = unidentified_conmon(&by_nobody, 0).unwrap();
+    assert!(
+        note.contains("pid 7") && note.contains("(uid 65534)") && note.contains("left alone"),
+        "{note}"
+    );
+    let other_exe = Conmon {
+        exe_is_conmon: false,
+        ..c.clone()
+    };
+    assert!(unidentified_conmon(&other_exe, 0)
+        .unwrap()
+        .contains("executable"));
+    let bad_id = Conmon {
+        id: "x; rm".into(),
+        ..c.clone()
+    };
+    assert!(unidentified_conmon(&bad_id, 0)
+        .unwrap()
+        .contains("container id"));
+    let unknown = Conmon { uid: None, ..c };
+    assert!(unidentified_conmon(&unknown, 0).is_some());
+}

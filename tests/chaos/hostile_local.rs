@@ -473,3 +473,73 @@ fn smaller_input_cases() {
     }
     case.pass();
 }
+
+/// A process whose argv is conmon's for container `id` with a bundle under `graph`, but whose
+/// executable is `tail -f /dev/null` (it ignores the rest): run as `nobody` or as root.
+fn fake_conmon(graph: &Path, id: &str, nobody: bool) -> Reaped {
+    let bundle = graph.join(format!("overlay-containers/{id}/userdata"));
+    let script = format!(
+        "import os; os.execv('/usr/bin/tail', ['conmon', '-f', '/dev/null', '--', '-c', '{id}', '-b', '{}'])",
+        bundle.display()
+    );
+    let mut cmd = if nobody {
+        let mut c = as_nobody();
+        c.arg("python3");
+        c
+    } else {
+        Command::new("python3")
+    };
+    let child = cmd
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for("the fake conmon to exec", || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"conmon\0"))
+    });
+    Reaped(child)
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+#[test]
+fn heal_podman_acts_only_on_processes_it_identified() {
+    let mut case = Case::hostile(
+        "#09",
+        "engine: a process that looks like conmon (`conmon -c <id> -b <graphroot>/…`) run by `nobody`, and one run by root from another executable",
+        "not identified (owner, executable): reported as left alone, never killed; podman not reported broken",
+    );
+    case.run();
+    let root = TestRoot::new();
+    root.simple_manifest("app", "");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    let graph = root.dir.join("graph");
+    let by_nobody = fake_conmon(&graph, &"a".repeat(64), true);
+    let by_root = fake_conmon(&graph, &"b".repeat(64), false);
+    let out = root.archy(&["heal-podman", "--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let text = out.all();
+    for (pid, why) in [
+        (by_nobody.0.id(), "runs as nobody (uid 65534)"),
+        (by_root.0.id(), "its executable is not the engine's conmon"),
+    ] {
+        assert!(alive(pid), "pid {pid} was killed: {out:?}");
+        assert!(
+            text.contains(&format!("pid {pid} looks like conmon for")) && text.contains(why),
+            "{why}: {out:?}"
+        );
+    }
+    assert!(!text.contains("\"broken\""), "{out:?}");
+    assert_eq!(root.state("archy-app"), "running");
+    case.pass();
+}
