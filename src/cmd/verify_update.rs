@@ -35,8 +35,9 @@ pub struct VerifyUpdateArgs {
     #[command(flatten)]
     pub release: ReleaseArgs,
     /// Check this release tar.gz (headers only) instead of probing: root directory 0755, every
-    /// directory o+rx, every file o+r, no absolute or `..` paths, no device nodes or fifos, no
-    /// setuid/setgid, no link escaping the root.
+    /// directory o+rx and with an entry of its own, every file o+r, no absolute or `..` paths,
+    /// no device nodes or fifos, no setuid/setgid, no link leaving the root when resolved
+    /// through the archive's own links; every gzip member read, end-of-archive marker required.
     #[arg(long, value_name = "FILE", conflicts_with = "arm")]
     pub tarball: Option<PathBuf>,
     /// With --tarball: the expected SHA-256 of the file (64 hex digits).
