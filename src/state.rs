@@ -56,9 +56,79 @@ pub fn record(state_dir: &Path, concern: &str, mut value: serde_json::Value) {
     }
 }
 
+/// When the last reconcile that ran to its end (not a dry run) finished, from its record:
+/// `completed_at`, which a dry run carries over, else `at` of a record that is not a dry run.
+pub fn reconcile_completed_at(record: Option<&serde_json::Value>) -> Option<SystemTime> {
+    let record = record?;
+    let text = record
+        .get("completed_at")
+        .and_then(serde_json::Value::as_str)
+        .or_else(|| {
+            let dry = record
+                .get("dry_run")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            (!dry)
+                .then(|| record.get("at").and_then(serde_json::Value::as_str))
+                .flatten()
+        })?;
+    humantime::parse_rfc3339(text).ok()
+}
+
+/// Why reconcile counts as overdue at `now`, if it does (pure): it never completed, or its
+/// last completion is older than `max_age`, whatever the unit's exit status said (a tick that
+/// finds its lock held exits 75, which systemd counts as success).
+pub fn reconcile_overdue(
+    record: Option<&serde_json::Value>,
+    now: SystemTime,
+    max_age: std::time::Duration,
+) -> Option<String> {
+    let Some(at) = reconcile_completed_at(record) else {
+        return Some("reconcile has never completed on this state directory".into());
+    };
+    let age = now.duration_since(at).unwrap_or_default();
+    (age > max_age).then(|| {
+        format!(
+            "reconcile last completed {} ago (at {}), more than the {} allowed",
+            humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
+            humantime::format_rfc3339_seconds(at),
+            humantime::format_duration(max_age)
+        )
+    })
+}
+
 /// Read a concern's last record, if any.
 pub fn read(state_dir: &Path, concern: &str) -> Option<serde_json::Value> {
     let text =
         std::fs::read_to_string(status_dir(state_dir).join(format!("{concern}.json"))).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn reconcile_is_overdue_when_it_never_completed_or_completed_too_long_ago() {
+        let now = humantime::parse_rfc3339("2026-01-01T12:00:00Z").unwrap();
+        let max = Duration::from_secs(120);
+        let rec = |v: serde_json::Value| reconcile_overdue(Some(&v), now, max);
+        assert!(reconcile_overdue(None, now, max)
+            .unwrap()
+            .contains("never completed"));
+        assert_eq!(
+            rec(serde_json::json!({"at": "2026-01-01T11:59:00Z", "exit_code": 1})),
+            None
+        );
+        let old = rec(serde_json::json!({"at": "2026-01-01T11:50:00Z", "exit_code": 0})).unwrap();
+        assert!(old.contains("10m ago") && old.contains("2m allowed"), "{old}");
+        // A recent dry run does not count; the completion it carries over does.
+        assert!(rec(serde_json::json!({"at": "2026-01-01T11:59:59Z", "dry_run": true})).is_some());
+        assert_eq!(
+            rec(serde_json::json!({"at": "2026-01-01T11:59:59Z", "dry_run": true,
+                "completed_at": "2026-01-01T11:59:00Z"})),
+            None
+        );
+    }
 }

@@ -1297,6 +1297,14 @@ mod tests {
     }
 
     #[test]
+    fn a_release_directory_that_is_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("1.0.0")).unwrap();
+        let v = check_entries(&scan_dir(&dir.path().join("1.0.0")).unwrap(), &[]);
+        assert_eq!(rules(&v), [(Rule::RootNotDir, ".".into())]);
+    }
+
+    #[test]
     fn mode_text_matches_ls() {
         assert_eq!(mode_text(Kind::Dir, 0o700), "drwx------");
         assert_eq!(mode_text(Kind::Dir, 0o755), "drwxr-xr-x");
