@@ -122,12 +122,17 @@ mod tests {
             None
         );
         let old = rec(serde_json::json!({"at": "2026-01-01T11:50:00Z", "exit_code": 0})).unwrap();
-        assert!(old.contains("10m ago") && old.contains("2m allowed"), "{old}");
+        assert!(
+            old.contains("10m ago") && old.contains("2m allowed"),
+            "{old}"
+        );
         // A recent dry run does not count; the completion it carries over does.
         assert!(rec(serde_json::json!({"at": "2026-01-01T11:59:59Z", "dry_run": true})).is_some());
         assert_eq!(
-            rec(serde_json::json!({"at": "2026-01-01T11:59:59Z", "dry_run": true,
-                "completed_at": "2026-01-01T11:59:00Z"})),
+            rec(
+                serde_json::json!({"at": "2026-01-01T11:59:59Z", "dry_run": true,
+                "completed_at": "2026-01-01T11:59:00Z"})
+            ),
             None
         );
     }
