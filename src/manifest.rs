@@ -424,6 +424,9 @@ fn valid_port(spec: &str) -> bool {
 }
 
 fn validate_volume(spec: &str, policy: &Policy) -> Result<(), String> {
+    if spec.contains('\0') {
+        return Err(format!("`{}` contains a NUL byte", spec.escape_debug()));
+    }
     let parts: Vec<&str> = spec.split(':').collect();
     if !(2..=3).contains(&parts.len()) {
         return Err(format!("`{spec}` is not SOURCE:DEST[:OPTIONS]"));
@@ -843,6 +846,62 @@ mod tests {
             bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, mode: \"999\"}]\n")
                 .contains("configs[0].mode")
         );
+    }
+
+    #[test]
+    fn bom_nul_and_huge_stop_timeout() {
+        let m = ok("\u{feff}app: a\nimage: i\n");
+        assert_eq!(m.app, "a");
+        assert!(bad("app: a\nimage: i\ncommand: [sh, \"a\\0b\"]\n").contains("key `command[1]`"));
+        assert!(bad("app: a\nimage: i\nvolumes: [\"/x\\0:/y\"]\n").contains("NUL"));
+        assert!(bad("app: a\nimage: i\nstop_timeout: 4294967295\n").contains("key `stop_timeout`"));
+        assert!(ok("app: a\nimage: i\nstop_timeout: 900\n").stop_timeout == Some(900));
+    }
+
+    #[test]
+    fn host_paths_are_resolved_and_checked_against_protected_dirs_and_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("allowed")).unwrap();
+        std::fs::create_dir_all(base.join("state/secrets")).unwrap();
+        std::os::unix::fs::symlink("/", base.join("allowed/root")).unwrap();
+        std::os::unix::fs::symlink(base.join("state"), base.join("allowed/st")).unwrap();
+        let policy = Policy {
+            allowed_volume_roots: vec![base.join("allowed")],
+            ..Policy::default()
+        }
+        .protecting(&base.join("state"), &base.join("run"), &base.join("m"));
+        let a = base.join("allowed");
+        let a = a.display();
+        let check = |yaml: &str| {
+            let m = parse(&format!("app: a\nimage: i\n{yaml}")).unwrap();
+            validate(&m, &policy)
+        };
+        assert!(check(&format!("volumes: [\"{a}/data:/d\"]\n")).is_ok());
+        let err = check(&format!("volumes: [\"{a}/root/etc:/d\"]\n")).unwrap_err();
+        assert!(
+            err.contains("(resolves to /etc) is outside the allowed roots"),
+            "{err}"
+        );
+        let err = check("env_files: [/etc/shadow]\n").unwrap_err();
+        assert!(err.contains("key `env_files`"), "{err}");
+        let err = check(&format!(
+            "configs: [{{render: lnd.conf, path: {a}/st/secrets/bitcoin-rpc.json}}]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("key `configs[0].path`") && err.contains("archy's secrets directory"),
+            "{err}"
+        );
+        // App data beside archy's own entries in the state dir stays usable.
+        let policy_no_roots =
+            Policy::default().protecting(&base.join("state"), &base.join("run"), &base.join("m"));
+        let m = parse(&format!(
+            "app: a\nimage: i\nconfigs: [{{render: lnd.conf, path: {}/state/lnd/lnd.conf}}]\n",
+            base.display()
+        ))
+        .unwrap();
+        assert!(validate(&m, &policy_no_roots).is_ok());
     }
 
     #[test]
