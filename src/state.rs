@@ -75,6 +75,16 @@ pub fn reconcile_completed_at(record: Option<&serde_json::Value>) -> Option<Syst
     humantime::parse_rfc3339(text).ok()
 }
 
+/// The `completed_at` a new reconcile record carries: now for a run that reached its end, the
+/// previous record's completion for a dry run (which must not hide that real runs stopped).
+pub fn reconcile_completed_field(state_dir: &Path, dry_run: bool) -> Option<String> {
+    if !dry_run {
+        return Some(now_rfc3339());
+    }
+    reconcile_completed_at(read(state_dir, "reconcile").as_ref())
+        .map(|at| humantime::format_rfc3339_seconds(at).to_string())
+}
+
 /// Why reconcile counts as overdue at `now`, if it does (pure): it never completed, or its
 /// last completion is older than `max_age`, whatever the unit's exit status said (a tick that
 /// finds its lock held exits 75, which systemd counts as success).
