@@ -571,7 +571,7 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
             ),
         ));
     }
-    if let Err(cycle) = crate::plan::dependency_layers(&unique) {
+    if let Err(cycle) = dependency_layers(&unique) {
         let (cyclic, rest): (Vec<Manifest>, Vec<Manifest>) =
             unique.into_iter().partition(|m| cycle.contains(&m.app));
         for m in &cyclic {
@@ -586,6 +586,46 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
         unique = rest;
     }
     (unique, errors)
+}
+
+/// Group apps into dependency layers: every app comes after all of its dependencies; apps in one
+/// layer are independent of each other. Err carries the apps on a cycle.
+pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<String>> {
+    let ids: BTreeSet<&str> = apps.iter().map(|m| m.app.as_str()).collect();
+    let mut remaining: BTreeMap<&str, BTreeSet<&str>> = apps
+        .iter()
+        .map(|m| {
+            (
+                m.app.as_str(),
+                m.depends_on
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| ids.contains(d))
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut layers = Vec::new();
+    while !remaining.is_empty() {
+        let ready: Vec<&str> = remaining
+            .iter()
+            .filter(|(_, deps)| deps.is_empty())
+            .map(|(app, _)| *app)
+            .collect();
+        if ready.is_empty() {
+            return Err(remaining.keys().map(|s| s.to_string()).collect());
+        }
+        for app in &ready {
+            remaining.remove(app);
+        }
+        for deps in remaining.values_mut() {
+            for app in &ready {
+                deps.remove(app);
+            }
+        }
+        layers.push(ready.iter().map(|s| s.to_string()).collect());
+    }
+    Ok(layers)
 }
 
 /// A host-side binding of a `ports:` entry: address ("" for all), port range, protocol.
@@ -839,5 +879,26 @@ mod tests {
         }
         yaml.push_str("app: x\nimage: i\n");
         assert!(parse(&yaml).is_err());
+    }
+
+    #[test]
+    fn layers_follow_dependencies() {
+        let mk = |app: &str, deps: &[&str]| {
+            let mut m = parse(&format!("app: {app}\nimage: i\n")).unwrap();
+            m.depends_on = deps.iter().map(|s| s.to_string()).collect();
+            m
+        };
+        let apps = vec![
+            mk("ui", &["lnd"]),
+            mk("lnd", &["btc"]),
+            mk("btc", &[]),
+            mk("erx", &["btc"]),
+        ];
+        assert_eq!(
+            dependency_layers(&apps).unwrap(),
+            vec![vec!["btc"], vec!["erx", "lnd"], vec!["ui"]]
+        );
+        let cyc = vec![mk("x", &["y"]), mk("y", &["x"]), mk("z", &[])];
+        assert_eq!(dependency_layers(&cyc).unwrap_err(), vec!["x", "y"]);
     }
 }

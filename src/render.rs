@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::cmd::Ctx;
+use crate::ctx::Ctx;
 use crate::lock::Mode;
 use crate::manifest::{ConfigFile, Manifest, Scalar};
 use crate::secret::Secret;

@@ -21,8 +21,8 @@ fn normalise(root: &TestRoot, out: &Out) -> String {
         .replace(&root.subnet, "<subnet>")
         .replace(&root.gateway, "<gateway>")
         .replace(&root.network, "<network>");
-    let mut doc: Value = serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+    let mut doc: Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
     fn walk(v: &mut Value) {
         match v {
             Value::Object(map) => {
@@ -81,7 +81,10 @@ fn json_output_of_reconcile_status_and_render_config_is_pinned() {
         transcript.push_str(&normalise(&root, &out));
     };
 
-    step("render-config check before anything", &["render-config", "--check"]);
+    step(
+        "render-config check before anything",
+        &["render-config", "--check"],
+    );
     step("reconcile dry run", &["reconcile", "--dry-run"]);
     step("status before", &["status"]);
     step("reconcile", &["reconcile"]);
@@ -93,8 +96,14 @@ fn json_output_of_reconcile_status_and_render_config_is_pinned() {
     std::fs::remove_file(root.manifests.join("ui.yaml")).unwrap();
     std::fs::write(cfg.join("lnd.conf"), "hand edited\n").unwrap();
     step("status with an orphan and drift", &["status"]);
-    step("render-config check with drift", &["render-config", "--check"]);
-    step("reconcile dry run with orphan and drift", &["reconcile", "--dry-run"]);
+    step(
+        "render-config check with drift",
+        &["render-config", "--check"],
+    );
+    step(
+        "reconcile dry run with orphan and drift",
+        &["reconcile", "--dry-run"],
+    );
     step("reconcile with orphan and drift", &["reconcile"]);
     step("status after", &["status"]);
     step("targeted reconcile", &["reconcile", "lnd"]);

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::images::{self, EnsureOptions, Ensured};
 use crate::lock::Mode;
 use crate::output::OutputFormat;

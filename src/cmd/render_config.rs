@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::manifest::Manifest;
 use crate::output::OutputFormat;
 

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::exit;
 use crate::lock::Mode;
 use crate::output::{print_json, OutputFormat};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::exit;
 use crate::lock::Mode;
 use crate::output::{print_json, OutputFormat};
