@@ -88,6 +88,11 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
+    /// Its renderer (the name is validated at load time).
+    pub fn renderer(&self) -> Renderer {
+        Renderer::from_name(&self.render).expect("renderer names are validated at load time")
+    }
+
     /// The file mode (validated at load time; default 0600).
     pub fn mode_bits(&self) -> u32 {
         self.mode
@@ -375,14 +380,61 @@ fn valid_restart(policy: &str) -> bool {
     }
 }
 
-/// The built-in renderers `configs:` may name.
-pub const RENDERERS: &[&str] = &[
-    "bitcoin.conf",
-    "lnd.conf",
-    "electrumx.env",
-    "nginx-rpc-auth.conf",
-    "containers.conf",
-];
+/// The built-in renderers `configs:` may name: the one list validation, rendering and the
+/// bitcoind-host question use. Serialised as the name a manifest writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Renderer {
+    #[serde(rename = "bitcoin.conf")]
+    BitcoinConf,
+    #[serde(rename = "lnd.conf")]
+    LndConf,
+    #[serde(rename = "electrumx.env")]
+    ElectrumxEnv,
+    #[serde(rename = "nginx-rpc-auth.conf")]
+    NginxRpcAuthConf,
+    #[serde(rename = "containers.conf")]
+    ContainersConf,
+}
+
+impl Renderer {
+    /// Every renderer, in the order error messages list them.
+    pub const ALL: [Renderer; 5] = [
+        Renderer::BitcoinConf,
+        Renderer::LndConf,
+        Renderer::ElectrumxEnv,
+        Renderer::NginxRpcAuthConf,
+        Renderer::ContainersConf,
+    ];
+
+    /// The name a manifest's `render:` key uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Renderer::BitcoinConf => "bitcoin.conf",
+            Renderer::LndConf => "lnd.conf",
+            Renderer::ElectrumxEnv => "electrumx.env",
+            Renderer::NginxRpcAuthConf => "nginx-rpc-auth.conf",
+            Renderer::ContainersConf => "containers.conf",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Renderer> {
+        Renderer::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// Whether the rendered file connects to bitcoind and so needs its host name.
+    pub fn needs_bitcoind_host(self) -> bool {
+        match self {
+            Renderer::LndConf | Renderer::ElectrumxEnv => true,
+            Renderer::BitcoinConf | Renderer::NginxRpcAuthConf | Renderer::ContainersConf => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
 
 /// Validate one manifest on its own (cross-manifest rules are in `validate_set`).
 pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
@@ -479,11 +531,12 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     let mut paths = BTreeSet::new();
     for (i, config) in m.configs.iter().enumerate() {
-        if !RENDERERS.contains(&config.render.as_str()) {
+        if Renderer::from_name(&config.render).is_none() {
+            let names: Vec<&str> = Renderer::ALL.iter().map(|r| r.name()).collect();
             return Err(format!(
                 "key `configs[{i}].render`: `{}` is not a built-in renderer ({})",
                 config.render,
-                RENDERERS.join(", ")
+                names.join(", ")
             ));
         }
         if !config.path.is_absolute()

@@ -15,7 +15,7 @@ use sha2::Sha256;
 
 use crate::ctx::Ctx;
 use crate::lock::Mode;
-use crate::manifest::{ConfigFile, Manifest, Scalar};
+use crate::manifest::{ConfigFile, Manifest, Renderer, Scalar};
 use crate::secret::Secret;
 
 /// bitcoind's RPC and ZMQ ports inside the archy network.
@@ -67,7 +67,7 @@ fn check_setting(key: &str, value: &Scalar) -> Result<()> {
 
 /// Render one config file's content.
 pub fn render(
-    renderer: &str,
+    renderer: Renderer,
     settings: &BTreeMap<String, Scalar>,
     input: &RenderInput<'_>,
 ) -> Result<String> {
@@ -78,7 +78,7 @@ pub fn render(
     let host = input.bitcoin_host;
     let mut out = String::from(HEADER);
     match renderer {
-        "bitcoin.conf" => {
+        Renderer::BitcoinConf => {
             let mut lines: BTreeMap<String, String> = BTreeMap::new();
             lines.insert("server".into(), "1".into());
             lines.insert("rpcbind".into(), "0.0.0.0".into());
@@ -105,7 +105,7 @@ pub fn render(
                 out.push_str(&format!("{key}={value}\n"));
             }
         }
-        "lnd.conf" => {
+        Renderer::LndConf => {
             let mut sections: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
             let bitcoind = sections.entry("Bitcoind").or_default();
             bitcoind.insert("bitcoind.rpchost".into(), format!("{host}:{RPC_PORT}"));
@@ -157,7 +157,7 @@ pub fn render(
                 }
             }
         }
-        "electrumx.env" => {
+        Renderer::ElectrumxEnv => {
             out.push_str(&format!(
                 "DAEMON_URL=http://{}:{}@{host}:{RPC_PORT}/\n",
                 s.user, s.password
@@ -169,7 +169,7 @@ pub fn render(
                 out.push_str(&format!("{key}={value}\n"));
             }
         }
-        "nginx-rpc-auth.conf" => {
+        Renderer::NginxRpcAuthConf => {
             if !settings.is_empty() {
                 bail!("renderer nginx-rpc-auth.conf takes no settings");
             }
@@ -179,7 +179,7 @@ pub fn render(
                 "proxy_set_header Authorization \"Basic {token}\";\n"
             ));
         }
-        "containers.conf" => {
+        Renderer::ContainersConf => {
             out.push_str("[containers]\n");
             out.push_str(&format!(
                 "host_containers_internal_ip = \"{}\"\n",
@@ -192,7 +192,6 @@ pub fn render(
                 ));
             }
         }
-        other => bail!("unknown renderer `{other}`"),
     }
     Ok(out)
 }
@@ -238,14 +237,64 @@ fn salt_for(state_dir: &Path, secret: &Secret, persist: bool) -> Result<String> 
     Ok(salt)
 }
 
+/// What happened (or, without writing, would happen) to one config file. Serialised as the
+/// text the JSON output has always carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FileStatus {
+    #[serde(rename = "unchanged")]
+    Unchanged,
+    #[serde(rename = "created")]
+    Created,
+    #[serde(rename = "written (drift)")]
+    WrittenDrift,
+    #[serde(rename = "would create")]
+    WouldCreate,
+    #[serde(rename = "would write (drift)")]
+    WouldWriteDrift,
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Unchanged => "unchanged",
+            FileStatus::Created => "created",
+            FileStatus::WrittenDrift => "written (drift)",
+            FileStatus::WouldCreate => "would create",
+            FileStatus::WouldWriteDrift => "would write (drift)",
+            FileStatus::Failed => "failed",
+        }
+    }
+
+    /// How `render-config --check` words it: what is on disk rather than what would be done.
+    pub fn check_label(self) -> &'static str {
+        match self {
+            FileStatus::WouldCreate => "missing",
+            FileStatus::WouldWriteDrift => "differs (drift)",
+            other => other.as_str(),
+        }
+    }
+
+    /// Whether the file was written in this run.
+    pub fn written(self) -> bool {
+        matches!(self, FileStatus::Created | FileStatus::WrittenDrift)
+    }
+}
+
+impl std::fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// What happened to one config file.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileResult {
     pub app: String,
     pub path: String,
-    pub render: String,
-    /// "unchanged", "created", "written (drift)", "would create", "would write (drift)", "failed".
-    pub status: &'static str,
+    pub render: Renderer,
+    pub status: FileStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -263,15 +312,19 @@ pub struct RenderOutcome {
 
 impl RenderOutcome {
     pub fn differs(&self) -> bool {
-        self.files.iter().any(|f| f.status != "unchanged")
+        self.files.iter().any(|f| f.status != FileStatus::Unchanged)
     }
 }
 
-/// The host name of the bitcoin container: `rpchost` setting, else the container of the app
-/// rendering bitcoin.conf.
+/// The container name of the first app that renders bitcoin.conf: the bitcoind host for configs
+/// whose settings name no `rpchost` (`render_one` prefers that setting).
 fn bitcoin_host(all: &[Manifest]) -> Option<String> {
     all.iter()
-        .find(|m| m.configs.iter().any(|c| c.render == "bitcoin.conf"))
+        .find(|m| {
+            m.configs
+                .iter()
+                .any(|c| c.renderer() == Renderer::BitcoinConf)
+        })
         .map(|m| m.container_name())
 }
 
@@ -310,7 +363,7 @@ pub fn render_apps(
     let gateway = ctx.gateway()?;
     let default_host = bitcoin_host(all);
     let pending = pending_dir(state_dir);
-    let mut done: BTreeMap<PathBuf, (String, &'static str)> = BTreeMap::new();
+    let mut done: BTreeMap<PathBuf, (String, FileStatus)> = BTreeMap::new();
     for m in apps {
         for config in &m.configs {
             let result = render_one(
@@ -327,7 +380,7 @@ pub fn render_apps(
             );
             match result {
                 Ok((hash, status)) => {
-                    if status != "unchanged" {
+                    if status != FileStatus::Unchanged {
                         outcome.changed_consumers.insert(m.app.clone());
                     }
                     outcome
@@ -336,7 +389,7 @@ pub fn render_apps(
                     outcome.files.push(FileResult {
                         app: m.app.clone(),
                         path: config.path.display().to_string(),
-                        render: config.render.clone(),
+                        render: config.renderer(),
                         status,
                         error: None,
                     });
@@ -351,8 +404,8 @@ pub fn render_apps(
                     outcome.files.push(FileResult {
                         app: m.app.clone(),
                         path: config.path.display().to_string(),
-                        render: config.render.clone(),
-                        status: "failed",
+                        render: config.renderer(),
+                        status: FileStatus::Failed,
                         error: Some(message),
                     });
                 }
@@ -398,17 +451,17 @@ fn render_one(
     gateway: &str,
     write: bool,
     pending: &Path,
-    done: &mut BTreeMap<PathBuf, (String, &'static str)>,
-) -> Result<(String, &'static str)> {
+    done: &mut BTreeMap<PathBuf, (String, FileStatus)>,
+) -> Result<(String, FileStatus)> {
     let host = config
         .settings
         .get("rpchost")
         .map(|s| s.0.clone())
         .or_else(|| default_host.map(String::from));
-    let needs_host = matches!(config.render.as_str(), "lnd.conf" | "electrumx.env");
+    let renderer = config.renderer();
     let host = match host {
         Some(h) => h,
-        None if needs_host => bail!("no app renders bitcoin.conf, so the bitcoin host is unknown; set `rpchost` in this config's settings"),
+        None if renderer.needs_bitcoind_host() => bail!("no app renders bitcoin.conf, so the bitcoin host is unknown; set `rpchost` in this config's settings"),
         None => String::new(),
     };
     let mut settings = config.settings.clone();
@@ -420,8 +473,8 @@ fn render_one(
         subnet,
         gateway,
     };
-    let desired = render(&config.render, &settings, &input)
-        .with_context(|| format!("renderer {}", config.render))?;
+    let desired =
+        render(renderer, &settings, &input).with_context(|| format!("renderer {renderer}"))?;
     let hash = crate::spec::sha256_hex(desired.as_bytes());
     if let Some((previous_hash, status)) = done.get(&config.path) {
         if previous_hash != &hash {
@@ -430,35 +483,25 @@ fn render_one(
                 config.path.display()
             );
         }
-        return Ok((hash, status));
+        return Ok((hash, *status));
     }
     let path = &config.path;
     crate::fsutil::check_writable_target(path)?;
     let mode = config.mode_bits();
     let current = crate::fsutil::read_optional(path)?;
     let meta = fs::metadata(path).ok();
-    let status: &'static str = match (&current, &meta) {
-        (None, _) => {
-            if write {
-                "created"
-            } else {
-                "would create"
-            }
-        }
+    let status = match (&current, &meta) {
+        (None, _) if write => FileStatus::Created,
+        (None, _) => FileStatus::WouldCreate,
         (Some(bytes), Some(meta))
             if bytes == desired.as_bytes() && meta.permissions().mode() & 0o7777 == mode =>
         {
-            "unchanged"
+            FileStatus::Unchanged
         }
-        _ => {
-            if write {
-                "written (drift)"
-            } else {
-                "would write (drift)"
-            }
-        }
+        _ if write => FileStatus::WrittenDrift,
+        _ => FileStatus::WouldWriteDrift,
     };
-    if write && status != "unchanged" {
+    if write && status != FileStatus::Unchanged {
         crate::fsutil::ensure_dir(pending, 0o755)?;
         crate::fsutil::write_atomic(&pending.join(&m.app), b"", 0o644)?;
         let owner = meta.as_ref().map(|meta| (meta.uid(), meta.gid()));
@@ -537,7 +580,7 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("txindex".to_string(), Scalar("1".into()));
-        let text = render("bitcoin.conf", &settings, &input(&s)).unwrap();
+        let text = render(Renderer::BitcoinConf, &settings, &input(&s)).unwrap();
         let hmac = rpcauth_hmac("00112233445566778899aabbccddeeff", &s.password);
         assert_eq!(
             text,
@@ -557,7 +600,7 @@ mod tests {
         let mut settings = BTreeMap::new();
         settings.insert("bitcoin.mainnet".to_string(), Scalar("1".into()));
         settings.insert("alias".to_string(), Scalar("node".into()));
-        let text = render("lnd.conf", &settings, &input(&s)).unwrap();
+        let text = render(Renderer::LndConf, &settings, &input(&s)).unwrap();
         assert_eq!(
             text,
             format!(
@@ -571,15 +614,15 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("COIN".to_string(), Scalar("Bitcoin".into()));
-        assert_eq!(render("electrumx.env", &settings, &input(&s)).unwrap(), format!("{HEADER}DAEMON_URL=http://archy:correct-horse-battery-staple@archy-bitcoin-knots:8332/\nCOIN=Bitcoin\n"));
+        assert_eq!(render(Renderer::ElectrumxEnv, &settings, &input(&s)).unwrap(), format!("{HEADER}DAEMON_URL=http://archy:correct-horse-battery-staple@archy-bitcoin-knots:8332/\nCOIN=Bitcoin\n"));
         let token =
             base64::engine::general_purpose::STANDARD.encode("archy:correct-horse-battery-staple");
         assert_eq!(
-            render("nginx-rpc-auth.conf", &BTreeMap::new(), &input(&s)).unwrap(),
+            render(Renderer::NginxRpcAuthConf, &BTreeMap::new(), &input(&s)).unwrap(),
             format!("{HEADER}proxy_set_header Authorization \"Basic {token}\";\n")
         );
         assert_eq!(
-            render("containers.conf", &BTreeMap::new(), &input(&s)).unwrap(),
+            render(Renderer::ContainersConf, &BTreeMap::new(), &input(&s)).unwrap(),
             format!("{HEADER}[containers]\nhost_containers_internal_ip = \"10.89.0.1\"\n")
         );
     }
@@ -589,10 +632,10 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("txindex".to_string(), Scalar("1\nrpcauth=evil".into()));
-        assert!(render("bitcoin.conf", &settings, &input(&s)).is_err());
+        assert!(render(Renderer::BitcoinConf, &settings, &input(&s)).is_err());
         let mut settings = BTreeMap::new();
         settings.insert("rpcpassword".to_string(), Scalar("x".into()));
-        assert!(render("bitcoin.conf", &settings, &input(&s)).is_err());
+        assert!(render(Renderer::BitcoinConf, &settings, &input(&s)).is_err());
     }
 
     #[test]
@@ -608,7 +651,7 @@ mod tests {
         };
         assert_ne!(salt_for(dir.path(), &rotated, true).unwrap(), first);
         let a = render(
-            "bitcoin.conf",
+            Renderer::BitcoinConf,
             &BTreeMap::new(),
             &RenderInput {
                 salt: &first,
@@ -617,7 +660,7 @@ mod tests {
         )
         .unwrap();
         let b = render(
-            "bitcoin.conf",
+            Renderer::BitcoinConf,
             &BTreeMap::new(),
             &RenderInput {
                 salt: &first,

@@ -14,7 +14,8 @@ use serde_json::Value;
 use crate::manifest::{Manifest, Owner};
 use crate::plan::Action;
 use crate::podman::Container;
-use crate::reconcile::{AppResult, Report};
+use crate::reconcile::{AppResult, Outcome, Report};
+use crate::render::FileStatus;
 
 /// One app's line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,12 +44,34 @@ pub struct AppStatus {
     pub detail: String,
 }
 
+/// How a command's last run ended, read from its status record; serialised lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordResult {
+    Ok,
+    Failed,
+    /// It found its lock held (exit 75).
+    Busy,
+    /// The record says neither `ok` nor `exit_code`.
+    Unknown,
+}
+
+impl std::fmt::Display for RecordResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            RecordResult::Ok => "ok",
+            RecordResult::Failed => "failed",
+            RecordResult::Busy => "busy",
+            RecordResult::Unknown => "unknown",
+        })
+    }
+}
+
 /// A command's last status record, summarised.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordSummary {
     pub at: Option<String>,
-    /// "ok", "failed", "busy" or "unknown".
-    pub result: &'static str,
+    pub result: RecordResult,
     pub record: Value,
 }
 
@@ -100,7 +123,7 @@ pub fn build(report: &Report, now: i64, records: Records) -> Status {
     let containers = &report.managed;
     let mut drift: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for file in &report.config_files {
-        if !matches!(file.status, "unchanged" | "ok") {
+        if file.status != FileStatus::Unchanged {
             drift
                 .entry(file.app.as_str())
                 .or_default()
@@ -148,7 +171,9 @@ pub fn build(report: &Report, now: i64, records: Records) -> Status {
     let podman = records.heal.map(summarise);
     let converged = apps.iter().all(|a| a.converged)
         && report.manifest_errors.is_empty()
-        && podman.as_ref().is_none_or(|p| p.result != "failed");
+        && podman
+            .as_ref()
+            .is_none_or(|p| p.result != RecordResult::Failed);
     let exit_code = if converged {
         crate::exit::SUCCESS
     } else {
@@ -190,7 +215,7 @@ pub fn app_status(
     let running = actual == "running";
     let mut detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
     let (mut state, mut converged) = match r.action {
-        _ if r.result == "failed" && r.action != Action::Delegated => ("error", false),
+        _ if r.result == Outcome::Failed && r.action != Action::Delegated => ("error", false),
         Action::Ok => ("running", true),
         Action::Start => ("exited", false),
         Action::Unpause => ("paused", false),
@@ -199,13 +224,13 @@ pub fn app_status(
         Action::Remove => ("disabled", false),
         Action::Absent => ("disabled", true),
         Action::Conflict | Action::Adopt => ("conflict", false),
-        Action::Delegated if r.result == "failed" => ("drifted", false),
+        Action::Delegated if r.result == Outcome::Failed => ("drifted", false),
         Action::Delegated if !enabled => ("disabled", true),
         Action::Delegated if running => ("running", true),
         Action::Delegated if c.is_none() => ("missing", false),
         Action::Delegated => ("exited", false),
     };
-    if r.action == Action::Delegated && r.result != "failed" {
+    if r.action == Action::Delegated && r.result != Outcome::Failed {
         detail = format!("run by systemd ({}.service)", r.app);
     }
     if !config_drift.is_empty() {
@@ -251,10 +276,10 @@ pub fn summarise(record: Value) -> RecordSummary {
         record.get("ok").and_then(Value::as_bool),
         record.get("exit_code").and_then(Value::as_u64),
     ) {
-        (Some(true), _) | (None, Some(0)) => "ok",
-        (_, Some(75)) => "busy",
-        (Some(false), _) | (None, Some(_)) => "failed",
-        (None, None) => "unknown",
+        (Some(true), _) | (None, Some(0)) => RecordResult::Ok,
+        (_, Some(75)) => RecordResult::Busy,
+        (Some(false), _) | (None, Some(_)) => RecordResult::Failed,
+        (None, None) => RecordResult::Unknown,
     };
     RecordSummary {
         at: record.get("at").and_then(Value::as_str).map(String::from),
@@ -267,7 +292,7 @@ pub fn summarise(record: Value) -> RecordSummary {
 mod tests {
     use super::*;
 
-    fn result(action: Action, result: &'static str) -> AppResult {
+    fn result(action: Action, result: Outcome) -> AppResult {
         AppResult {
             app: "web".into(),
             container: "archy-web".into(),
@@ -292,27 +317,45 @@ mod tests {
     #[test]
     fn categories_follow_the_plan() {
         let c = container("running", 1_000);
-        let s = app_status(&result(Action::Ok, "ok"), None, Some(&c), vec![], 4_700);
+        let s = app_status(
+            &result(Action::Ok, Outcome::Ok),
+            None,
+            Some(&c),
+            vec![],
+            4_700,
+        );
         assert_eq!(
             (s.state, s.converged, s.uptime_seconds, s.spec_hash_match),
             ("running", true, Some(3_700), Some(true))
         );
         assert_eq!(s.started_at.as_deref(), Some("1970-01-01T00:16:40Z"));
         let exited = container("exited", 1_000);
-        let s = app_status(&result(Action::Start, "ok"), None, Some(&exited), vec![], 0);
+        let s = app_status(
+            &result(Action::Start, Outcome::Ok),
+            None,
+            Some(&exited),
+            vec![],
+            0,
+        );
         assert_eq!(
             (s.state, s.converged, s.uptime_seconds),
             ("exited", false, None)
         );
-        let s = app_status(&result(Action::Recreate, "ok"), None, Some(&c), vec![], 0);
+        let s = app_status(
+            &result(Action::Recreate, Outcome::Ok),
+            None,
+            Some(&c),
+            vec![],
+            0,
+        );
         assert_eq!((s.state, s.spec_hash_match), ("drifted", Some(false)));
-        let s = app_status(&result(Action::Create, "ok"), None, None, vec![], 0);
+        let s = app_status(&result(Action::Create, Outcome::Ok), None, None, vec![], 0);
         assert_eq!(
             (s.state, s.actual.as_str(), s.spec_hash_match),
             ("missing", "missing", None)
         );
         let s = app_status(
-            &result(Action::Ok, "ok"),
+            &result(Action::Ok, Outcome::Ok),
             None,
             Some(&c),
             vec!["/etc/x".into()],
@@ -321,7 +364,7 @@ mod tests {
         assert_eq!((s.state, s.converged), ("drifted", false));
         assert_eq!(s.detail, "config differs: /etc/x");
         let s = app_status(
-            &result(Action::Delegated, "failed"),
+            &result(Action::Delegated, Outcome::Failed),
             None,
             Some(&c),
             vec![],
@@ -335,17 +378,23 @@ mod tests {
         let r = summarise(serde_json::json!({"exit_code": 0, "at": "2026-01-01T00:00:00Z"}));
         assert_eq!(
             (r.result, r.at.as_deref()),
-            ("ok", Some("2026-01-01T00:00:00Z"))
+            (RecordResult::Ok, Some("2026-01-01T00:00:00Z"))
         );
         assert_eq!(
             summarise(serde_json::json!({"exit_code": 75})).result,
-            "busy"
+            RecordResult::Busy
         );
         assert_eq!(
             summarise(serde_json::json!({"exit_code": 1})).result,
-            "failed"
+            RecordResult::Failed
         );
-        assert_eq!(summarise(serde_json::json!({"ok": false})).result, "failed");
-        assert_eq!(summarise(serde_json::json!({})).result, "unknown");
+        assert_eq!(
+            summarise(serde_json::json!({"ok": false})).result,
+            RecordResult::Failed
+        );
+        assert_eq!(
+            summarise(serde_json::json!({})).result,
+            RecordResult::Unknown
+        );
     }
 }

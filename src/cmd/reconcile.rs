@@ -5,7 +5,8 @@ use anyhow::Result;
 
 use crate::ctx::Ctx;
 use crate::output::OutputFormat;
-use crate::reconcile::{Options, Report, DEFAULT_JOBS};
+use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
+use crate::render::FileStatus;
 
 /// Converge containers to the manifests: create missing ones, recreate drifted ones, start
 /// stopped ones. A second run with nothing changed does nothing.
@@ -58,8 +59,8 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
         serde_json::json!({
             "exit_code": report.exit_code,
             "dry_run": report.dry_run,
-            "changed": report.apps.iter().filter(|a| a.result == "changed").count(),
-            "failed": report.apps.iter().filter(|a| a.result == "failed").count(),
+            "changed": report.apps.iter().filter(|a| a.result == Outcome::Changed).count(),
+            "failed": report.apps.iter().filter(|a| a.result == Outcome::Failed).count(),
             "manifest_errors": report.manifest_errors.len(),
         }),
     );
@@ -73,7 +74,7 @@ fn print_report(report: &Report, format: OutputFormat) {
         }
         OutputFormat::Text => {
             for file in &report.config_files {
-                if file.status != "unchanged" {
+                if file.status != FileStatus::Unchanged {
                     println!(
                         "config {}: {}{}",
                         file.path,
@@ -87,10 +88,10 @@ fn print_report(report: &Report, format: OutputFormat) {
             }
             for r in &report.apps {
                 let verb = match (report.dry_run, r.result) {
-                    (true, "planned") => format!("would {}", r.action.as_str()),
-                    (_, "conflict") => "conflict".to_string(),
-                    (_, "ok") => "ok".to_string(),
-                    (_, "changed") => r.action.past_tense().to_string(),
+                    (true, Outcome::Planned) => format!("would {}", r.action.as_str()),
+                    (_, Outcome::Conflict) => "conflict".to_string(),
+                    (_, Outcome::Ok) => "ok".to_string(),
+                    (_, Outcome::Changed) => r.action.past_tense().to_string(),
                     (_, other) => format!("{} {other}", r.action.as_str()),
                 };
                 let mut line = format!("{:<20} {:<14} {}", r.app, verb, r.reason);
@@ -118,7 +119,7 @@ fn print_report(report: &Report, format: OutputFormat) {
             for e in &report.manifest_errors {
                 println!("{}", crate::output::redact(&e.to_string()));
             }
-            let count = |result: &str| report.apps.iter().filter(|a| a.result == result).count();
+            let count = |result: Outcome| report.apps.iter().filter(|a| a.result == result).count();
             let prefix = if report.dry_run {
                 "reconcile (dry run)"
             } else {
@@ -127,11 +128,11 @@ fn print_report(report: &Report, format: OutputFormat) {
             println!(
                 "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} orphans, {} invalid manifests",
                 report.apps.len(),
-                count("ok"),
-                if report.dry_run { count("planned") } else { count("changed") },
+                count(Outcome::Ok),
+                if report.dry_run { count(Outcome::Planned) } else { count(Outcome::Changed) },
                 if report.dry_run { "to change" } else { "changed" },
-                count("failed"),
-                count("skipped"),
+                count(Outcome::Failed),
+                count(Outcome::Skipped),
                 report.orphans.len(),
                 report.manifest_errors.len()
             );

@@ -158,10 +158,10 @@ mod tests {
     use super::*;
     use crate::plan::Action;
     use crate::podman::Container;
-    use crate::reconcile::AppResult;
+    use crate::reconcile::{AppResult, Outcome};
     use crate::status::{app_status, summarise, AppStatus};
 
-    fn result(action: Action, result: &'static str) -> AppResult {
+    fn result(action: Action, result: Outcome) -> AppResult {
         AppResult {
             app: "web".into(),
             container: "archy-web".into(),
@@ -191,10 +191,16 @@ mod tests {
             exit_code: 1,
             converged: false,
             apps: vec![
-                app_status(&result(Action::Ok, "ok"), None, Some(&c), vec![], 8_200),
+                app_status(
+                    &result(Action::Ok, Outcome::Ok),
+                    None,
+                    Some(&c),
+                    vec![],
+                    8_200,
+                ),
                 AppStatus {
                     app: "db".into(),
-                    ..app_status(&result(Action::Create, "ok"), None, None, vec![], 0)
+                    ..app_status(&result(Action::Create, Outcome::Ok), None, None, vec![], 0)
                 },
             ],
             manifest_errors: vec![],

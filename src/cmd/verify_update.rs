@@ -19,7 +19,8 @@ use crate::output::{print_json, OutputFormat};
 use crate::update::journal::{Journal, Pending};
 use crate::update::probe::{self, Answer, ProbeConfig};
 use crate::update::release::{self, Layout};
-use crate::update::{rollback, tarball, ReleaseArgs};
+use crate::update::rollback::{self, RollbackAction};
+use crate::update::{tarball, ReleaseArgs};
 
 /// Check a release tarball, arm the post-update check, or run it (probe the web UI and roll
 /// back if it does not answer).
@@ -312,7 +313,7 @@ fn verify(
     if let Some(object) = doc.as_object_mut() {
         object.insert("rollback".into(), serde_json::to_value(&outcome)?);
     }
-    if outcome.action == "refused" {
+    if outcome.action == RollbackAction::Refused {
         finish(
             ctx,
             "rollback_refused",

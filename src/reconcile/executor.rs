@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 use super::desired::DesiredApp;
-use super::AppResult;
+use super::{AppResult, Outcome};
 use crate::ctx::Ctx;
 use crate::images::{self, EnsureOptions};
 use crate::lock::Mode;
@@ -62,7 +62,7 @@ impl Executor<'_> {
                         container: app_plan.container_name.clone(),
                         action: app_plan.action,
                         reason: app_plan.reason.clone(),
-                        result: "skipped",
+                        result: Outcome::Skipped,
                         error: Some(format!("dependency `{dep}` failed to converge")),
                     });
                     continue;
@@ -71,7 +71,7 @@ impl Executor<'_> {
             }
             let layer_results = self.run_parallel(&work, jobs);
             for r in &layer_results {
-                if r.result == "failed" {
+                if r.result == Outcome::Failed {
                     failed.insert(r.app.clone());
                 }
             }
@@ -85,7 +85,10 @@ impl Executor<'_> {
         let (busy, idle): (Vec<&AppPlan>, Vec<&AppPlan>) = work.iter().partition(|p| {
             p.action.changes() || !p.duplicates.is_empty() || p.action == Action::Conflict
         });
-        let mut results: Vec<AppResult> = idle.iter().map(|p| self.result(p, "ok", None)).collect();
+        let mut results: Vec<AppResult> = idle
+            .iter()
+            .map(|p| self.result(p, Outcome::Ok, None))
+            .collect();
         if busy.is_empty() {
             return results;
         }
@@ -110,7 +113,7 @@ impl Executor<'_> {
         results
     }
 
-    fn result(&self, p: &AppPlan, result: &'static str, error: Option<String>) -> AppResult {
+    fn result(&self, p: &AppPlan, result: Outcome, error: Option<String>) -> AppResult {
         AppResult {
             app: p.app.clone(),
             container: p.container_name.clone(),
@@ -133,12 +136,17 @@ impl Executor<'_> {
                 if changed {
                     tracing::info!("{}: {} ({}) done", p.app, p.action.as_str(), p.reason);
                 }
-                self.result(p, if changed { "changed" } else { "ok" }, None)
+                let outcome = if changed {
+                    Outcome::Changed
+                } else {
+                    Outcome::Ok
+                };
+                self.result(p, outcome, None)
             }
             Err(err) => {
                 let message = crate::output::redact(&format!("{err:#}"));
                 tracing::error!("{}: {} failed: {message}", p.app, p.action.as_str());
-                self.result(p, "failed", Some(message))
+                self.result(p, Outcome::Failed, Some(message))
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::lock::{LockGuard, Mode};
 use crate::manifest::{Loaded, Manifest, ManifestError};
 use crate::plan::{self, Action, Desired, Plan};
 use crate::podman::Container;
-use crate::render::{FileResult, RenderOutcome};
+use crate::render::{FileResult, FileStatus, RenderOutcome};
 pub use desired::DesiredApp;
 
 /// Default parallelism, measured on a 2-core node (BENCHMARKS.md (d), `scripts/bench`): cold
@@ -67,6 +67,70 @@ impl Default for Options {
     }
 }
 
+/// What became of one app in a run. Serialised lowercase, as the JSON output has always said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Nothing to do (or, for `owner: systemd`, its Quadlet unit is current).
+    Ok,
+    Changed,
+    Failed,
+    /// A dependency failed, so it was not touched.
+    Skipped,
+    /// Dry run: the action would change something.
+    Planned,
+    /// Dry run: an unmanaged container holds its name.
+    Conflict,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Changed => "changed",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::Planned => "planned",
+            Outcome::Conflict => "conflict",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// What became of an orphan (a managed container no manifest claims).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrphanOutcome {
+    /// Left alone and reported (no `--prune`, or a dry run).
+    Reported,
+    Removed,
+    Failed,
+    /// `--prune`, but some manifest is invalid and may describe it.
+    Kept,
+}
+
+impl OrphanOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrphanOutcome::Reported => "reported",
+            OrphanOutcome::Removed => "removed",
+            OrphanOutcome::Failed => "failed",
+            OrphanOutcome::Kept => "kept",
+        }
+    }
+}
+
+impl std::fmt::Display for OrphanOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// The outcome of one app.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppResult {
@@ -74,8 +138,7 @@ pub struct AppResult {
     pub container: String,
     pub action: Action,
     pub reason: String,
-    /// "ok", "changed", "failed", "skipped", or in a dry run "planned" / "conflict".
-    pub result: &'static str,
+    pub result: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -84,8 +147,7 @@ pub struct AppResult {
 pub struct OrphanResult {
     pub app: String,
     pub container: String,
-    /// "reported", "removed", "failed" or "kept".
-    pub result: &'static str,
+    pub result: OrphanOutcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -260,7 +322,7 @@ fn failed_result(m: &Manifest, reason: &str, error: String) -> AppResult {
         container: m.container_name(),
         action: Action::Create,
         reason: reason.into(),
-        result: "failed",
+        result: Outcome::Failed,
         error: Some(error),
     }
 }
@@ -327,11 +389,11 @@ fn preview(the_plan: &Plan) -> Vec<AppResult> {
             action: app_plan.action,
             reason: app_plan.reason.clone(),
             result: if app_plan.action == Action::Conflict {
-                "conflict"
+                Outcome::Conflict
             } else if app_plan.action.changes() || !app_plan.duplicates.is_empty() {
-                "planned"
+                Outcome::Planned
             } else {
-                "ok"
+                Outcome::Ok
             },
             error: None,
         })
@@ -347,13 +409,13 @@ fn check_delegated_units(
 ) {
     for r in results
         .iter_mut()
-        .filter(|r| r.action == Action::Delegated && r.result == "ok")
+        .filter(|r| r.action == Action::Delegated && r.result == Outcome::Ok)
     {
         if let (Some(app), Some(m)) = (apps.get(&r.app), loaded.get(&r.app)) {
             if let Err(problem) =
                 crate::quadlet::check_unit(&ctx.global.quadlet_dir, &app.spec, &app.hash, m.enabled)
             {
-                r.result = "failed";
+                r.result = Outcome::Failed;
                 r.error = Some(problem);
             }
         }
@@ -377,7 +439,7 @@ fn handle_orphans(
             let mut result = OrphanResult {
                 app: orphan.app.clone(),
                 container: orphan.container_name.clone(),
-                result: "reported",
+                result: OrphanOutcome::Reported,
                 detail: None,
             };
             if !opts.prune {
@@ -388,7 +450,7 @@ fn handle_orphans(
                 );
                 result.detail = Some("no manifest; --prune removes it".into());
             } else if manifests_invalid {
-                result.result = "kept";
+                result.result = OrphanOutcome::Kept;
                 result.detail = Some(
                     "not pruned: some manifests are invalid, and one of them may describe this app"
                         .into(),
@@ -402,10 +464,10 @@ fn handle_orphans(
                             "removed orphan container {} (volumes kept)",
                             orphan.container_name
                         );
-                        result.result = "removed";
+                        result.result = OrphanOutcome::Removed;
                     }
                     Err(err) => {
-                        result.result = "failed";
+                        result.result = OrphanOutcome::Failed;
                         result.detail = Some(format!("{err:#}"));
                     }
                 }
@@ -429,9 +491,9 @@ fn finish(
     if !opts.apps.is_empty() {
         manifest_errors.retain(|e| e.app.as_ref().is_some_and(|a| opts.apps.contains(a)));
     }
-    let any_failed = apps.iter().any(|r| r.result == "failed")
-        || orphans.iter().any(|o| o.result == "failed")
-        || render.files.iter().any(|f| f.status == "failed");
+    let any_failed = apps.iter().any(|r| r.result == Outcome::Failed)
+        || orphans.iter().any(|o| o.result == OrphanOutcome::Failed)
+        || render.files.iter().any(|f| f.status == FileStatus::Failed);
     let exit_code = if !manifest_errors.is_empty() {
         crate::exit::INVALID_INPUT
     } else if any_failed {
