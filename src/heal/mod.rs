@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::podman::short_id;
+
 /// Name of podman's state database inside its static dir.
 pub const DB_FILE: &str = "bolt_state.db";
 
@@ -352,12 +354,7 @@ pub struct OciContainer {
 /// Parse `runc list --format json` (`null` when empty).
 pub fn parse_runc_list(json: &str) -> anyhow::Result<Vec<OciContainer>> {
     use anyhow::Context;
-    if json.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str::<Option<Vec<OciContainer>>>(json)
-        .map(Option::unwrap_or_default)
-        .context("failed to parse `runc list --format json` output")
+    crate::exec::parse_json(json).context("failed to parse `runc list --format json` output")
 }
 
 /// A conmon process: its pid, container id (`-c`) and bundle (`-b`).
@@ -584,7 +581,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
                     format!(
                         "{} ({}) exists only in storage{}",
                         s.name,
-                        short(&s.id),
+                        short_id(&s.id),
                         if s.managed { "" } else { "; not archy's" }
                     )
                 })
@@ -613,7 +610,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
                 .map(|g| {
                     format!(
                         "OCI container {} is {} (pid {}) but podman's database does not know it",
-                        short(&g.id),
+                        short_id(&g.id),
                         g.status,
                         g.pid
                     )
@@ -627,7 +624,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
                         format!(
                             "conmon pid {} for unknown container {}",
                             c.pid,
-                            short(&c.id)
+                            short_id(&c.id)
                         )
                     }),
             );
@@ -873,7 +870,10 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                     if ids.is_empty() {
                         "(none)".to_string()
                     } else {
-                        ids.iter().map(|i| short(i)).collect::<Vec<_>>().join(", ")
+                        ids.iter()
+                            .map(|i| short_id(i))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 ),
                 targets,
@@ -939,11 +939,6 @@ pub fn next_advice(facts: &Facts, opts: PlanOptions) -> String {
             }
         }
     }
-}
-
-/// The first 12 characters of a container id.
-pub fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }
 
 /// `bolt_state.db.broken-20260101T120000Z` next to the database (UTC, from an RFC 3339 time).

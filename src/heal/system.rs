@@ -117,7 +117,7 @@ pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Fact
     for c in oci.iter().flatten().filter(|c| c.status != "stopped") {
         facts.runtime_busy.push(format!(
             "OCI container {} is {}",
-            super::short(&c.id),
+            crate::podman::short_id(&c.id),
             c.status
         ));
     }
@@ -499,15 +499,11 @@ fn kill_one(runtime: &Path, root: &Path, id: &str) -> Result<()> {
         }
         std::thread::sleep(POLL);
     }
-    let out = oci_cmd(runtime, root)
-        .args(["delete", "--force", id])
-        .run_unchecked()?;
+    let delete = oci_cmd(runtime, root).args(["delete", "--force", id]);
+    let out = delete.run_unchecked()?;
     if !out.success() && !out.stderr.contains("does not exist") {
-        return Err(crate::podman::failure(
-            &oci_cmd(runtime, root).args(["delete", "--force", id]),
-            out,
-        ))
-        .with_context(|| format!("failed to delete ghost OCI container {id}"));
+        return Err(delete.failure(&out))
+            .with_context(|| format!("failed to delete ghost OCI container {id}"));
     }
     Ok(())
 }

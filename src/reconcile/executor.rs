@@ -335,7 +335,7 @@ impl Executor<'_> {
                         anyhow::bail!(
                             "the name {} is held by container {} that podman's database does not know but whose process still runs (lost or deleted podman database); run `archy heal-podman`",
                             spec.name,
-                            &id[..id.len().min(12)]
+                            crate::podman::short_id(&id)
                         );
                     }
                     tracing::warn!("{}: removing the half-created container {} left in storage", spec.app, spec.name);
