@@ -437,6 +437,9 @@ impl std::fmt::Display for Renderer {
 }
 
 /// Validate one manifest on its own (cross-manifest rules are in `validate_set`).
+///
+/// Long, and kept whole on purpose: one independent check per manifest key, in the order the
+/// keys are documented, each returning that key's error; it reads like the reference it mirrors.
 pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     if !is_app_id(&m.app) {
         return Err(format!("key `app`: `{}` must match [a-z0-9-]+ (at most 48 characters, no leading or trailing -)", m.app));

@@ -288,7 +288,7 @@ impl Podman {
         cmd.arg(context)
     }
 
-    /// `podman version --format json` → client version like "4.3.1".
+    /// `podman version --format {{.Client.Version}}` → the client version, like "4.3.1".
     pub fn version(&self) -> Result<String> {
         let out = self
             .cmd()

@@ -1,5 +1,6 @@
-//! Config files rendered from the one canonical secret plus the manifests (failure mode 2:
-//! rpcauth drift). Renderers are pure functions with exact-text tests; `render_apps` compares
+//! Config files rendered from the one canonical secret plus the manifests, so the credentials
+//! in bitcoin.conf's rpcauth and its consumers' configs (lnd.conf, electrumx.env, nginx) can
+//! never drift apart. Renderers are pure functions with exact-text tests; `render_apps` compares
 //! each desired file with the one on disk and rewrites only what differs, atomically.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +33,8 @@ pub struct RenderInput<'a> {
     pub secret: &'a Secret,
     /// Salt for bitcoin.conf's rpcauth (16 bytes, hex).
     pub salt: &'a str,
-    /// Host name of the bitcoin container on the archy network.
+    /// Host name of bitcoind on the archy network: the config's `rpchost` setting, else the
+    /// container of the app that renders bitcoin.conf (see `render_one`).
     pub bitcoin_host: &'a str,
     pub subnet: &'a str,
     pub gateway: &'a str,
@@ -74,126 +76,165 @@ pub fn render(
     for (key, value) in settings {
         check_setting(key, value)?;
     }
-    let s = input.secret;
-    let host = input.bitcoin_host;
     let mut out = String::from(HEADER);
     match renderer {
-        Renderer::BitcoinConf => {
-            let mut lines: BTreeMap<String, String> = BTreeMap::new();
-            lines.insert("server".into(), "1".into());
-            lines.insert("rpcbind".into(), "0.0.0.0".into());
-            lines.insert("rpcport".into(), RPC_PORT.to_string());
-            lines.insert(
-                "zmqpubrawblock".into(),
-                format!("tcp://0.0.0.0:{ZMQ_RAWBLOCK_PORT}"),
-            );
-            lines.insert(
-                "zmqpubrawtx".into(),
-                format!("tcp://0.0.0.0:{ZMQ_RAWTX_PORT}"),
-            );
-            for (key, value) in settings {
-                if matches!(key.as_str(), "rpcauth" | "rpcuser" | "rpcpassword") {
-                    bail!("setting `{key}`: RPC credentials come from the canonical secret only");
-                }
-                lines.insert(key.clone(), value.0.clone());
-            }
-            out.push_str(&rpcauth_line(&s.user, input.salt, &s.password));
-            out.push('\n');
-            out.push_str("rpcallowip=127.0.0.1\n");
-            out.push_str(&format!("rpcallowip={}\n", input.subnet));
-            for (key, value) in lines {
-                out.push_str(&format!("{key}={value}\n"));
-            }
-        }
-        Renderer::LndConf => {
-            let mut sections: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
-            let bitcoind = sections.entry("Bitcoind").or_default();
-            bitcoind.insert("bitcoind.rpchost".into(), format!("{host}:{RPC_PORT}"));
-            bitcoind.insert("bitcoind.rpcuser".into(), s.user.clone());
-            bitcoind.insert("bitcoind.rpcpass".into(), s.password.clone());
-            bitcoind.insert(
-                "bitcoind.zmqpubrawblock".into(),
-                format!("tcp://{host}:{ZMQ_RAWBLOCK_PORT}"),
-            );
-            bitcoind.insert(
-                "bitcoind.zmqpubrawtx".into(),
-                format!("tcp://{host}:{ZMQ_RAWTX_PORT}"),
-            );
-            for (key, value) in settings {
-                if matches!(key.as_str(), "bitcoind.rpcuser" | "bitcoind.rpcpass") {
-                    bail!("setting `{key}`: RPC credentials come from the canonical secret only");
-                }
-                let section = match key.split_once('.') {
-                    Some(("bitcoind", _)) => "Bitcoind",
-                    Some(("bitcoin", _)) => "Bitcoin",
-                    _ => "Application Options",
-                };
-                sections
-                    .entry(section)
-                    .or_default()
-                    .insert(key.clone(), value.0.clone());
-            }
-            // lnd reads [Application Options] first by convention; the rest alphabetically.
-            let order: Vec<&str> = std::iter::once("Application Options")
-                .chain(
-                    sections
-                        .keys()
-                        .copied()
-                        .filter(|k| *k != "Application Options"),
-                )
-                .collect();
-            let mut first = true;
-            for name in order {
-                let Some(entries) = sections.get(name) else {
-                    continue;
-                };
-                if !first {
-                    out.push('\n');
-                }
-                first = false;
-                out.push_str(&format!("[{name}]\n"));
-                for (key, value) in entries {
-                    out.push_str(&format!("{key}={value}\n"));
-                }
-            }
-        }
-        Renderer::ElectrumxEnv => {
-            out.push_str(&format!(
-                "DAEMON_URL=http://{}:{}@{host}:{RPC_PORT}/\n",
-                s.user, s.password
-            ));
-            for (key, value) in settings {
-                if key == "DAEMON_URL" {
-                    bail!("setting `DAEMON_URL`: it is derived from the canonical secret");
-                }
-                out.push_str(&format!("{key}={value}\n"));
-            }
-        }
-        Renderer::NginxRpcAuthConf => {
-            if !settings.is_empty() {
-                bail!("renderer nginx-rpc-auth.conf takes no settings");
-            }
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", s.user, s.password));
-            out.push_str(&format!(
-                "proxy_set_header Authorization \"Basic {token}\";\n"
-            ));
-        }
-        Renderer::ContainersConf => {
-            out.push_str("[containers]\n");
-            out.push_str(&format!(
-                "host_containers_internal_ip = \"{}\"\n",
-                input.gateway
-            ));
-            for (key, value) in settings {
-                out.push_str(&format!(
-                    "{key} = \"{}\"\n",
-                    value.0.replace('\\', "\\\\").replace('"', "\\\"")
-                ));
-            }
-        }
+        Renderer::BitcoinConf => render_bitcoin_conf(&mut out, settings, input)?,
+        Renderer::LndConf => render_lnd_conf(&mut out, settings, input)?,
+        Renderer::ElectrumxEnv => render_electrumx_env(&mut out, settings, input)?,
+        Renderer::NginxRpcAuthConf => render_nginx_rpc_auth_conf(&mut out, settings, input)?,
+        Renderer::ContainersConf => render_containers_conf(&mut out, settings, input)?,
     }
     Ok(out)
+}
+
+fn render_bitcoin_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let mut lines: BTreeMap<String, String> = BTreeMap::new();
+    lines.insert("server".into(), "1".into());
+    lines.insert("rpcbind".into(), "0.0.0.0".into());
+    lines.insert("rpcport".into(), RPC_PORT.to_string());
+    lines.insert(
+        "zmqpubrawblock".into(),
+        format!("tcp://0.0.0.0:{ZMQ_RAWBLOCK_PORT}"),
+    );
+    lines.insert(
+        "zmqpubrawtx".into(),
+        format!("tcp://0.0.0.0:{ZMQ_RAWTX_PORT}"),
+    );
+    for (key, value) in settings {
+        if matches!(key.as_str(), "rpcauth" | "rpcuser" | "rpcpassword") {
+            bail!("setting `{key}`: RPC credentials come from the canonical secret only");
+        }
+        lines.insert(key.clone(), value.0.clone());
+    }
+    out.push_str(&rpcauth_line(&s.user, input.salt, &s.password));
+    out.push('\n');
+    out.push_str("rpcallowip=127.0.0.1\n");
+    out.push_str(&format!("rpcallowip={}\n", input.subnet));
+    for (key, value) in lines {
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(())
+}
+
+fn render_lnd_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let host = input.bitcoin_host;
+    let mut sections: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    let bitcoind = sections.entry("Bitcoind").or_default();
+    bitcoind.insert("bitcoind.rpchost".into(), format!("{host}:{RPC_PORT}"));
+    bitcoind.insert("bitcoind.rpcuser".into(), s.user.clone());
+    bitcoind.insert("bitcoind.rpcpass".into(), s.password.clone());
+    bitcoind.insert(
+        "bitcoind.zmqpubrawblock".into(),
+        format!("tcp://{host}:{ZMQ_RAWBLOCK_PORT}"),
+    );
+    bitcoind.insert(
+        "bitcoind.zmqpubrawtx".into(),
+        format!("tcp://{host}:{ZMQ_RAWTX_PORT}"),
+    );
+    for (key, value) in settings {
+        if matches!(key.as_str(), "bitcoind.rpcuser" | "bitcoind.rpcpass") {
+            bail!("setting `{key}`: RPC credentials come from the canonical secret only");
+        }
+        let section = match key.split_once('.') {
+            Some(("bitcoind", _)) => "Bitcoind",
+            Some(("bitcoin", _)) => "Bitcoin",
+            _ => "Application Options",
+        };
+        sections
+            .entry(section)
+            .or_default()
+            .insert(key.clone(), value.0.clone());
+    }
+    // lnd reads [Application Options] first by convention; the rest alphabetically.
+    let order: Vec<&str> = std::iter::once("Application Options")
+        .chain(
+            sections
+                .keys()
+                .copied()
+                .filter(|k| *k != "Application Options"),
+        )
+        .collect();
+    let mut first = true;
+    for name in order {
+        let Some(entries) = sections.get(name) else {
+            continue;
+        };
+        if !first {
+            out.push('\n');
+        }
+        first = false;
+        out.push_str(&format!("[{name}]\n"));
+        for (key, value) in entries {
+            out.push_str(&format!("{key}={value}\n"));
+        }
+    }
+    Ok(())
+}
+
+fn render_electrumx_env(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let host = input.bitcoin_host;
+    out.push_str(&format!(
+        "DAEMON_URL=http://{}:{}@{host}:{RPC_PORT}/\n",
+        s.user, s.password
+    ));
+    for (key, value) in settings {
+        if key == "DAEMON_URL" {
+            bail!("setting `DAEMON_URL`: it is derived from the canonical secret");
+        }
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(())
+}
+
+fn render_nginx_rpc_auth_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    if !settings.is_empty() {
+        bail!("renderer nginx-rpc-auth.conf takes no settings");
+    }
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", s.user, s.password));
+    out.push_str(&format!(
+        "proxy_set_header Authorization \"Basic {token}\";\n"
+    ));
+    Ok(())
+}
+
+fn render_containers_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    out.push_str("[containers]\n");
+    out.push_str(&format!(
+        "host_containers_internal_ip = \"{}\"\n",
+        input.gateway
+    ));
+    for (key, value) in settings {
+        out.push_str(&format!(
+            "{key} = \"{}\"\n",
+            value.0.replace('\\', "\\\\").replace('"', "\\\"")
+        ));
+    }
+    Ok(())
 }
 
 /// Salt record for bitcoin.conf: kept while the password is unchanged, so re-rendering gives the

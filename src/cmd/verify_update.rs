@@ -214,6 +214,11 @@ pub fn decide(pending: Option<&Pending>, current: Option<&str>) -> Decision {
     }
 }
 
+/// Decide, probe, then record success or roll back.
+///
+/// Long, and kept whole on purpose: every outcome ends in exactly one `finish` (one record, one
+/// printed result), and each branch writes the journal in a fixed order; one top-to-bottom
+/// narrative keeps both visible.
 fn verify(
     ctx: &Ctx,
     args: &VerifyUpdateArgs,

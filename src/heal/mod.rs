@@ -1,6 +1,7 @@
 //! heal-podman's decisions: parse what podman, runc and `/proc` report, classify it into named
 //! probes, and plan the next repair in escalating order. Everything here is pure (no commands,
-//! no file system) and unit tested on output captured from podman 4.3.1 (`tests/fixtures/heal-*`);
+//! no writes; the one file-system read is [`oci_state_root`]'s check whether `/run/user/<uid>`
+//! exists) and unit tested on output captured from podman 4.3.1 (`tests/fixtures/heal-*`);
 //! [`system`] gathers the facts and performs the repairs.
 //!
 //! Paths are never hard-coded: podman's own view comes from
@@ -526,11 +527,23 @@ fn display(p: &Option<PathBuf>) -> String {
 
 /// Turn facts into the six named probes (pure).
 pub fn probes(facts: &Facts) -> Vec<Probe> {
-    let engine_down = facts.engine_error.is_some();
-    let unknown = || vec!["not checked: podman does not answer".to_string()];
-    let mut out = Vec::new();
+    vec![
+        probe_engine(facts),
+        probe_database(facts),
+        probe_storage_only(facts),
+        probe_ghost_oci(facts),
+        probe_orphan_volumes(facts),
+        probe_runtime_dirs(facts),
+    ]
+}
 
-    out.push(match &facts.engine_error {
+fn unknown_while_podman_is_down() -> Vec<String> {
+    vec!["not checked: podman does not answer".to_string()]
+}
+
+/// Probe: podman answers `podman info`.
+fn probe_engine(facts: &Facts) -> Probe {
+    match &facts.engine_error {
         None => Probe {
             name: ProbeName::Engine,
             status: Status::Ok,
@@ -546,9 +559,12 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
             status: Status::Broken,
             evidence: vec![format!("`podman info` fails: {}", err.describe())],
         },
-    });
+    }
+}
 
-    out.push(match &facts.engine_error {
+/// Probe: podman's state database opens.
+fn probe_database(facts: &Facts) -> Probe {
+    match &facts.engine_error {
         None => Probe {
             name: ProbeName::Database,
             status: Status::Ok,
@@ -562,11 +578,15 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         Some(_) => Probe {
             name: ProbeName::Database,
             status: Status::Unknown,
-            evidence: unknown(),
+            evidence: unknown_while_podman_is_down(),
         },
-    });
+    }
+}
 
-    out.push(match (&facts.storage_only, engine_down) {
+/// Probe: every container in storage is in podman's database.
+fn probe_storage_only(facts: &Facts) -> Probe {
+    let engine_down = facts.engine_error.is_some();
+    match (&facts.storage_only, engine_down) {
         (Some(list), false) if list.is_empty() => Probe {
             name: ProbeName::StorageOnly,
             status: Status::Ok,
@@ -590,11 +610,15 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         _ => Probe {
             name: ProbeName::StorageOnly,
             status: Status::Unknown,
-            evidence: unknown(),
+            evidence: unknown_while_podman_is_down(),
         },
-    });
+    }
+}
 
-    out.push(match (&facts.ghosts, &facts.ghost_conmons, engine_down) {
+/// Probe: no OCI container or conmon runs behind podman's back.
+fn probe_ghost_oci(facts: &Facts) -> Probe {
+    let engine_down = facts.engine_error.is_some();
+    match (&facts.ghosts, &facts.ghost_conmons, engine_down) {
         (Some(ghosts), Some(conmons), false) if ghosts.is_empty() && conmons.is_empty() => Probe {
             name: ProbeName::GhostOci,
             status: Status::Ok,
@@ -646,11 +670,15 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         _ => Probe {
             name: ProbeName::GhostOci,
             status: Status::Unknown,
-            evidence: unknown(),
+            evidence: unknown_while_podman_is_down(),
         },
-    });
+    }
+}
 
-    out.push(match (&facts.orphan_volumes, engine_down) {
+/// Probe: every volume dir is a podman volume.
+fn probe_orphan_volumes(facts: &Facts) -> Probe {
+    let engine_down = facts.engine_error.is_some();
+    match (&facts.orphan_volumes, engine_down) {
         (Some(list), false) if list.is_empty() => Probe {
             name: ProbeName::OrphanVolumes,
             status: Status::Ok,
@@ -675,11 +703,14 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         _ => Probe {
             name: ProbeName::OrphanVolumes,
             status: Status::Unknown,
-            evidence: unknown(),
+            evidence: unknown_while_podman_is_down(),
         },
-    });
+    }
+}
 
-    out.push(match &facts.stale_runtime {
+/// Probe: podman's tmp dir and run root belong to this boot.
+fn probe_runtime_dirs(facts: &Facts) -> Probe {
+    match &facts.stale_runtime {
         Some(reasons) if reasons.is_empty() => Probe {
             name: ProbeName::RuntimeDirs,
             status: Status::Ok,
@@ -699,8 +730,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
             status: Status::Unknown,
             evidence: vec!["not checked: podman's tmp dir is unknown".into()],
         },
-    });
-    out
+    }
 }
 
 /// Healthy: every probe ok (an unknown probe means podman is down, which is broken).

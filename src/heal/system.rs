@@ -33,6 +33,10 @@ pub fn euid() -> u32 {
 }
 
 /// Look at everything the probes need. Never changes anything.
+///
+/// Long, and kept whole on purpose: it is one read-only pass, fact by fact in the order the
+/// probes use them, where each later fact depends on what the earlier ones found (the engine's
+/// paths, whether podman answers); split up, every piece would need the same half-built state.
 pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Facts> {
     let out = podman.info_debug()?;
     let debug = parse_debug_paths(&out.stderr);

@@ -141,6 +141,10 @@ impl Outcome {
 }
 
 /// Carry out a rollback under the caller's update lock. `source` names the caller in history.
+///
+/// Long, and kept whole on purpose: the order of its steps (intent written, link switched,
+/// restart run, history appended, pending and intent cleared) is what makes a kill -9 at any
+/// point resumable, and that order is easiest to check when it reads top to bottom in one place.
 pub fn execute(
     layout: &Layout,
     journal: &Journal,
