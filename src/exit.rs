@@ -66,3 +66,46 @@ pub fn print_error(err: &anyhow::Error, format: OutputFormat) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_lock_anywhere_in_the_chain_exits_75() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let mode = crate::lock::Mode::Exclusive;
+        let _held = crate::lock::acquire(&path, mode, std::time::Duration::ZERO).unwrap();
+        let err = crate::lock::acquire(&path, mode, std::time::Duration::ZERO)
+            .unwrap_err()
+            .context("failed to start");
+        assert_eq!(code_for(&err), LOCK_BUSY);
+        assert_eq!(code_for(&invalid("bad")), INVALID_INPUT);
+        assert_eq!(code_for(&anyhow::anyhow!("other")), FAILURE);
+    }
+
+    #[test]
+    fn a_lock_held_by_something_else_fails_and_an_untrusted_path_is_invalid_input() {
+        let foreign = crate::lock::LockBusy {
+            path: "/run/archy/reconcile.lock".into(),
+            waited: std::time::Duration::ZERO,
+            holders: vec![crate::procinfo::Process {
+                pid: 4242,
+                uid: Some(65534),
+                user: Some("nobody".into()),
+                command: Some("flock -x /run/archy/reconcile.lock sleep 1000".into()),
+                exe: Some("/usr/bin/flock".into()),
+            }],
+        };
+        let text = foreign.to_string();
+        assert!(
+            text.contains("held by pid 4242 (user nobody, uid 65534, command `flock -x")
+                && text.contains("not an archy run"),
+            "{text}"
+        );
+        assert_eq!(code_for(&anyhow::Error::new(foreign)), FAILURE);
+        let untrusted = crate::fsutil::Untrusted("lock directory /x is 0777".into());
+        assert_eq!(code_for(&anyhow::Error::new(untrusted)), INVALID_INPUT);
+    }
+}

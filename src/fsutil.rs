@@ -200,18 +200,39 @@ impl std::fmt::Display for Untrusted {
 }
 impl std::error::Error for Untrusted {}
 
+/// `ls -l` rendering of a type letter and permission bits, with s/S and t/T for the special
+/// bits: `mode_string('d', 0o700)` is `drwx------`.
+pub fn mode_string(type_letter: char, mode: u32) -> String {
+    let mut out = String::with_capacity(10);
+    out.push(type_letter);
+    let triplets = [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ];
+    for (shift, special, lower, upper) in triplets {
+        let bits = (mode >> shift) & 0o7;
+        out.push(if bits & 0o4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 0o2 != 0 { 'w' } else { '-' });
+        let exec = bits & 0o1 != 0;
+        out.push(match (mode & special != 0, exec) {
+            (true, true) => lower,
+            (true, false) => upper,
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
 /// `0755 (drwxr-xr-x) owned by nobody (uid 65534)`, for errors about a path's safety.
 pub fn describe_owner_mode(meta: &fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    let kind = if meta.is_dir() {
-        crate::update::tarball::Kind::Dir
-    } else {
-        crate::update::tarball::Kind::File
-    };
+    let letter = if meta.is_dir() { 'd' } else { '-' };
     format!(
         "{:04o} ({}) owned by {} (uid {})",
         meta.mode() & 0o7777,
-        crate::update::tarball::mode_text(kind, meta.mode() & 0o7777),
+        mode_string(letter, meta.mode() & 0o7777),
         crate::procinfo::user_name(meta.uid()),
         meta.uid()
     )

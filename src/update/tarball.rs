@@ -141,26 +141,7 @@ impl std::fmt::Display for Violation {
 
 /// `ls -l` rendering of type and permission bits, with s/S and t/T for the special bits.
 pub fn mode_text(kind: Kind, mode: u32) -> String {
-    let mut out = String::with_capacity(10);
-    out.push(kind.letter());
-    let triplets = [
-        (6, 0o4000, 's', 'S'),
-        (3, 0o2000, 's', 'S'),
-        (0, 0o1000, 't', 'T'),
-    ];
-    for (shift, special, lower, upper) in triplets {
-        let bits = (mode >> shift) & 0o7;
-        out.push(if bits & 0o4 != 0 { 'r' } else { '-' });
-        out.push(if bits & 0o2 != 0 { 'w' } else { '-' });
-        let exec = bits & 0o1 != 0;
-        out.push(match (mode & special != 0, exec) {
-            (true, true) => lower,
-            (true, false) => upper,
-            (false, true) => 'x',
-            (false, false) => '-',
-        });
-    }
-    out
+    crate::fsutil::mode_string(kind.letter(), mode)
 }
 
 /// The path without leading `./` and trailing `/` (`.` and `./` become the empty root path).
