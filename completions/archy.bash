@@ -673,12 +673,16 @@ _archy() {
             return 0
             ;;
         archy__subcmd__status)
-            opts="-v -q -h -V --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --max-reconcile-age --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --max-reconcile-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --manifests)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

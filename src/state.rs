@@ -56,50 +56,29 @@ pub fn record(state_dir: &Path, concern: &str, mut value: serde_json::Value) {
     }
 }
 
-/// When the last reconcile that ran to its end (not a dry run) finished, from its record:
-/// `completed_at`, which a dry run carries over, else `at` of a record that is not a dry run.
-pub fn reconcile_completed_at(record: Option<&serde_json::Value>) -> Option<SystemTime> {
-    let record = record?;
-    let text = record
-        .get("completed_at")
-        .and_then(serde_json::Value::as_str)
-        .or_else(|| {
-            let dry = record
-                .get("dry_run")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false);
-            (!dry)
-                .then(|| record.get("at").and_then(serde_json::Value::as_str))
-                .flatten()
-        })?;
-    humantime::parse_rfc3339(text).ok()
-}
+/// The record a full reconcile (every app, not a dry run) leaves when it ran to its end,
+/// whatever its apps' outcomes: its `at` is when reconcile last completed.
+pub const RECONCILE_COMPLETED: &str = "reconcile-completed";
 
-/// The `completed_at` a new reconcile record carries: now for a run that reached its end, the
-/// previous record's completion for a dry run (which must not hide that real runs stopped).
-pub fn reconcile_completed_field(state_dir: &Path, dry_run: bool) -> Option<String> {
-    if !dry_run {
-        return Some(now_rfc3339());
-    }
-    reconcile_completed_at(read(state_dir, "reconcile").as_ref())
-        .map(|at| humantime::format_rfc3339_seconds(at).to_string())
-}
-
-/// Why reconcile counts as overdue at `now`, if it does (pure): it never completed, or its
-/// last completion is older than `max_age`, whatever the unit's exit status said (a tick that
-/// finds its lock held exits 75, which systemd counts as success).
+/// Why reconcile counts as overdue at `now`, if it does (pure): a full reconcile never
+/// completed, or last completed longer than `max_age` ago, whatever the unit's exit status
+/// said (a tick that finds its lock held exits 75, which systemd counts as success).
 pub fn reconcile_overdue(
-    record: Option<&serde_json::Value>,
+    completed: Option<&serde_json::Value>,
     now: SystemTime,
     max_age: std::time::Duration,
 ) -> Option<String> {
-    let Some(at) = reconcile_completed_at(record) else {
-        return Some("reconcile has never completed on this state directory".into());
+    let at = completed
+        .and_then(|r| r.get("at"))
+        .and_then(serde_json::Value::as_str)
+        .and_then(|text| humantime::parse_rfc3339(text).ok());
+    let Some(at) = at else {
+        return Some("a full reconcile has never completed".into());
     };
     let age = now.duration_since(at).unwrap_or_default();
     (age > max_age).then(|| {
         format!(
-            "reconcile last completed {} ago (at {}), more than the {} allowed",
+            "a full reconcile last completed {} ago (at {}), more than the {} allowed",
             humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
             humantime::format_rfc3339_seconds(at),
             humantime::format_duration(max_age)
@@ -135,15 +114,6 @@ mod tests {
         assert!(
             old.contains("10m ago") && old.contains("2m allowed"),
             "{old}"
-        );
-        // A recent dry run does not count; the completion it carries over does.
-        assert!(rec(serde_json::json!({"at": "2026-01-01T11:59:59Z", "dry_run": true})).is_some());
-        assert_eq!(
-            rec(
-                serde_json::json!({"at": "2026-01-01T11:59:59Z", "dry_run": true,
-                "completed_at": "2026-01-01T11:59:00Z"})
-            ),
-            None
         );
     }
 }

@@ -86,6 +86,9 @@ pub struct Status {
     pub pending_update: Option<Value>,
     pub last_verify: Option<RecordSummary>,
     pub last_reconcile: Option<RecordSummary>,
+    /// Why reconcile is overdue (no full reconcile completed within the allowed age).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconcile_overdue: Option<String>,
 }
 
 /// What other commands left under `<state-dir>`: their last status records and a pending update.
@@ -95,6 +98,8 @@ pub struct Records {
     pub pending_update: Option<Value>,
     pub verify: Option<Value>,
     pub reconcile: Option<Value>,
+    /// The record of the last full reconcile that ran to its end.
+    pub reconcile_completed: Option<Value>,
 }
 
 impl Records {
@@ -112,13 +117,19 @@ impl Records {
             pending_update,
             verify: crate::state::read(state_dir, "verify-update"),
             reconcile: crate::state::read(state_dir, "reconcile"),
+            reconcile_completed: crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED),
         })
     }
 }
 
 /// Decide the whole status from the dry-run report (its manifests and podman listing included)
 /// and the records. Pure.
-pub fn build(report: &Report, now: i64, records: Records) -> Status {
+pub fn build(
+    report: &Report,
+    now: i64,
+    records: Records,
+    max_reconcile_age: std::time::Duration,
+) -> Status {
     let manifests = &report.manifests;
     let containers = &report.managed;
     let mut drift: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -169,7 +180,13 @@ pub fn build(report: &Report, now: i64, records: Records) -> Status {
         });
     }
     let podman = records.heal.map(summarise);
+    let reconcile_overdue = crate::state::reconcile_overdue(
+        records.reconcile_completed.as_ref(),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
+        max_reconcile_age,
+    );
     let converged = apps.iter().all(|a| a.converged)
+        && reconcile_overdue.is_none()
         && report.manifest_errors.is_empty()
         && podman
             .as_ref()
@@ -193,6 +210,7 @@ pub fn build(report: &Report, now: i64, records: Records) -> Status {
         pending_update: records.pending_update,
         last_verify: records.verify.map(summarise),
         last_reconcile: records.reconcile.map(summarise),
+        reconcile_overdue,
     }
 }
 

@@ -53,6 +53,14 @@ impl From<&ReconcileArgs> for Options {
 pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     let report = crate::reconcile::reconcile(ctx, &Options::from(args))?;
     print_report(&report, ctx.global.output);
+    if !report.dry_run && args.apps.is_empty() {
+        // `archy status` fails when this stops happening, whatever the unit's exit status says.
+        crate::state::record(
+            &ctx.global.state_dir,
+            crate::state::RECONCILE_COMPLETED,
+            serde_json::json!({"exit_code": report.exit_code}),
+        );
+    }
     crate::state::record(
         &ctx.global.state_dir,
         "reconcile",

@@ -19,12 +19,17 @@ use crate::status::{RecordSummary, Records, Status};
 /// disabled, conflict, error), image, uptime, whether the container's spec hash matches the
 /// manifests, config files that differ from what would be rendered, and the owner (archy, or
 /// systemd through a Quadlet unit). Changes nothing. Exit 0 when every app is converged, no
-/// orphan or invalid manifest exists and the last heal-podman run (if any) succeeded; 1 otherwise.
+/// orphan or invalid manifest exists, the last heal-podman run (if any) succeeded and a full
+/// reconcile completed within --max-reconcile-age; 1 otherwise.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// Only these apps (default: every app with a manifest, plus orphans).
     #[arg(value_name = "APP")]
     pub apps: Vec<String>,
+    /// Fail (exit 1) when a full reconcile has not completed for longer than this, whatever the
+    /// reconcile unit's exit status says (default: four 30-second ticks).
+    #[arg(long, env = "ARCHY_MAX_RECONCILE_AGE", default_value = "2m", value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    pub max_reconcile_age: std::time::Duration,
 }
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
@@ -39,7 +44,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         .context("the system clock is before 1970")?
         .as_secs() as i64;
     let records = Records::read(&ctx.global.state_dir)?;
-    let status = crate::status::build(&report, now, records);
+    let status = crate::status::build(&report, now, records, args.max_reconcile_age);
     print(&status, ctx.global.output);
     Ok(status.exit_code)
 }
@@ -145,6 +150,9 @@ pub fn render_text(status: &Status) -> String {
         "reconcile: last run {}\n",
         record("reconcile", &status.last_reconcile)
     ));
+    if let Some(overdue) = &status.reconcile_overdue {
+        out.push_str(&format!("reconcile: OVERDUE: {overdue}\n"));
+    }
     out.push_str(if status.converged {
         "status: converged\n"
     } else {
@@ -208,6 +216,7 @@ mod tests {
             pending_update: None,
             last_verify: None,
             last_reconcile: Some(summarise(serde_json::json!({"exit_code": 1, "at": "T2"}))),
+            reconcile_overdue: None,
         };
         let expected = "\
 APP                OWNER    DESIRED   STATE     IMAGE           UPTIME   SPEC  CONFIG

@@ -59,7 +59,7 @@ fn a_local_user_cannot_hold_archys_locks_silently() {
     let mut case = Case::hostile(
         "#05",
         "locks: `nobody` holds `reconcile.lock` (`flock -x … sleep`); planted `reconcile.lock -> /elsewhere`; run dir world-writable or owned by `nobody`",
-        "run dir 0700 and lock files 0600 (nobody cannot open them); a lock nobody opened earlier is reported with pid, user and command, exit 1 (not 75); symlink not followed; unsafe run dir refused naming mode and owner (exit 2)",
+        "run dir 0700 and lock files 0600 (nobody cannot open them); a lock nobody opened earlier is reported with pid, user and command, exit 1 (not 75), and `status` exits 1 once no full reconcile completed within --max-reconcile-age (default 2m); symlink not followed; unsafe run dir refused naming mode and owner (exit 2)",
     );
     case.run();
     let root = TestRoot::empty();
@@ -114,6 +114,31 @@ fn a_local_user_cannot_hold_archys_locks_silently() {
     }
     // archy narrowed the old lock file on the way (nobody keeps only what it opened before).
     assert_eq!(mode(&lock), 0o600);
+    // While ticks keep failing, `status` turns non-zero once the last full reconcile is older
+    // than --max-reconcile-age (time passing is simulated by ageing the record).
+    let completed = root.state_dir.join("status/reconcile-completed.json");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&completed).unwrap()).unwrap();
+    assert!(record["at"].is_string(), "{record}");
+    let out = root.archy(&["status"]);
+    assert_eq!(out.code, 0, "recent enough: {out:?}");
+    std::fs::write(
+        &completed,
+        r#"{"exit_code": 0, "at": "2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = root.archy(&["status"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("reconcile: OVERDUE: a full reconcile last completed")
+            && out
+                .stdout
+                .contains("(at 2026-01-01T00:00:00Z), more than the 2m allowed"),
+        "{out:?}"
+    );
+    let out = root.archy(&["status", "--max-reconcile-age", "100000d"]);
+    assert_eq!(out.code, 0, "the age is configurable: {out:?}");
     drop(holder);
 
     // A planted symlink: not followed, its target never created.
