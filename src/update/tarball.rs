@@ -196,14 +196,13 @@ fn find_root(entries: &[EntryInfo]) -> Option<usize> {
 pub fn check_entries(entries: &[EntryInfo], required: &[String]) -> Vec<Violation> {
     let mut out = Vec::new();
     let root = find_root(entries);
-    match root {
-        None => out.push(Violation::general(
+    if root.is_none() {
+        out.push(Violation::general(
             Rule::NoRoot,
             "(root)",
             "no root directory entry (expected `./` or one top-level directory); \
              unpacking would create it with whatever mode the umask gives",
-        )),
-        Some(_) => {}
+        ));
     }
     // Extraction applies every entry for the root in turn, the last one wins: judge them all.
     let root_path = root.map(|i| normalize(&entries[i].path));
