@@ -16,6 +16,7 @@ pub mod plan;
 pub mod podman;
 pub mod quadlet;
 pub mod render;
+pub mod rpc_users;
 pub mod secret;
 pub mod spec;
 pub mod state;

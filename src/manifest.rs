@@ -83,8 +83,39 @@ pub struct ConfigFile {
     pub path: PathBuf,
     #[serde(default)]
     pub mode: Option<String>,
+    /// Owner of the file: a user name or number (for a non-root container user that reads it).
+    #[serde(default)]
+    pub owner: Option<Scalar>,
+    /// Group of the file: a group name or number.
+    #[serde(default)]
+    pub group: Option<Scalar>,
+    /// Mode of directories archy creates for this file under the state dir (default 0700).
+    #[serde(default)]
+    pub dir_mode: Option<String>,
     #[serde(default)]
     pub settings: BTreeMap<String, Scalar>,
+}
+
+/// A user or group id from a number, or a name looked up in `db` (/etc/passwd or /etc/group
+/// format: name:x:id:...).
+fn resolve_id(value: &str, db: &Path) -> Result<u32, String> {
+    if let Ok(id) = value.parse::<u32>() {
+        return Ok(id);
+    }
+    let text = fs::read_to_string(db).map_err(|e| format!("cannot read {}: {e}", db.display()))?;
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            Some((fields.next()?, fields.nth(1)?))
+        })
+        .find(|(name, _)| *name == value)
+        .and_then(|(_, id)| id.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "`{value}` is neither a number nor a name in {}",
+                db.display()
+            )
+        })
 }
 
 impl ConfigFile {
@@ -94,6 +125,35 @@ impl ConfigFile {
             .as_deref()
             .and_then(|m| u32::from_str_radix(m, 8).ok())
             .unwrap_or(0o600)
+    }
+
+    /// Mode of directories archy creates for the file (validated at load time; default 0700).
+    pub fn dir_mode_bits(&self) -> u32 {
+        self.dir_mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or(0o700)
+    }
+
+    /// The `owner` and `group` as ids (names looked up in /etc/passwd and /etc/group); None when
+    /// the manifest names neither.
+    pub fn owner_ids(&self) -> anyhow::Result<Option<(Option<u32>, Option<u32>)>> {
+        if self.owner.is_none() && self.group.is_none() {
+            return Ok(None);
+        }
+        let uid = self
+            .owner
+            .as_ref()
+            .map(|o| resolve_id(&o.0, Path::new("/etc/passwd")))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("key `owner` of {}: {e}", self.path.display()))?;
+        let gid = self
+            .group
+            .as_ref()
+            .map(|g| resolve_id(&g.0, Path::new("/etc/group")))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("key `group` of {}: {e}", self.path.display()))?;
+        Ok(Some((uid, gid)))
     }
 }
 
@@ -380,7 +440,7 @@ pub const RENDERERS: &[&str] = &[
     "bitcoin.conf",
     "lnd.conf",
     "electrumx.env",
-    "nginx-rpc-auth.conf",
+    "nginx-ui.conf",
     "containers.conf",
 ];
 
@@ -497,11 +557,30 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
                 config.path.display()
             ));
         }
-        if let Some(mode) = &config.mode {
-            if u32::from_str_radix(mode, 8).map_or(true, |bits| bits > 0o777) {
-                return Err(format!(
-                    "key `configs[{i}].mode`: `{mode}` must be octal permission bits like \"0600\""
-                ));
+        for (key, mode) in [("mode", &config.mode), ("dir_mode", &config.dir_mode)] {
+            if let Some(mode) = mode {
+                if u32::from_str_radix(mode, 8).map_or(true, |bits| bits > 0o777) {
+                    return Err(format!(
+                        "key `configs[{i}].{key}`: `{mode}` must be octal permission bits like \"0600\""
+                    ));
+                }
+            }
+        }
+        for (key, id) in [("owner", &config.owner), ("group", &config.group)] {
+            if let Some(id) = id {
+                let ok = id.0.parse::<u32>().is_ok()
+                    || (!id.0.is_empty()
+                        && id.0.len() <= 32
+                        && id
+                            .0
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')));
+                if !ok {
+                    return Err(format!(
+                        "key `configs[{i}].{key}`: `{}` must be a number or a user/group name",
+                        id.0
+                    ));
+                }
             }
         }
         if !paths.insert(&config.path) {
