@@ -789,6 +789,39 @@ mod tests {
     }
 
     #[test]
+    fn config_owner_group_and_dir_mode() {
+        let m = ok("app: a\nimage: i\nconfigs: [{render: bitcoin.conf, path: /x, owner: root, group: 101, dir_mode: \"0750\"}]\n");
+        assert_eq!(m.configs[0].dir_mode_bits(), 0o750);
+        assert_eq!(
+            m.configs[0].owner_ids().unwrap(),
+            Some((Some(0), Some(101)))
+        );
+        assert!(
+            bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, owner: \"a b\"}]\n")
+                .contains("configs[0].owner")
+        );
+        assert!(bad(
+            "app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, dir_mode: \"0999\"}]\n"
+        )
+        .contains("configs[0].dir_mode"));
+        let m = ok("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, group: no-such-group-here}]\n");
+        let err = m.configs[0].owner_ids().unwrap_err().to_string();
+        assert!(
+            err.contains("key `group` of /x") && err.contains("/etc/group"),
+            "{err}"
+        );
+        let db = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            db.path(),
+            "root:x:0:0::/root:/bin/sh\nbitcoin:x:101:101::/home/bitcoin:/bin/sh\n",
+        )
+        .unwrap();
+        assert_eq!(resolve_id("bitcoin", db.path()), Ok(101));
+        assert_eq!(resolve_id("7", db.path()), Ok(7));
+        assert!(resolve_id("nobody-here", db.path()).is_err());
+    }
+
+    #[test]
     fn port_syntax() {
         for good in [
             "80",

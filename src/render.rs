@@ -69,7 +69,7 @@ pub fn rpc_consumers(all: &[Manifest]) -> Vec<Consumer> {
         })
         .collect();
     consumers.sort();
-    consumers.dedup_by(|a, b| a.name == b.name);
+    consumers.dedup();
     consumers
 }
 
@@ -189,23 +189,29 @@ pub fn render(
             // gets its own user limited to its whitelist (crate::rpc_users).
             out.push_str(&rpcauth_line(&s.user, input.salt, &s.password));
             out.push('\n');
+            // One user per app; an app that is several kinds of consumer gets the union (Core
+            // intersects repeated rpcwhitelist lines of one user, so there is exactly one).
+            let mut users: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
             for consumer in input.consumers {
                 if consumer.name == s.user {
                     bail!("app `{}` has the canonical RPC user's name; rename the app or the secret's user", consumer.name);
                 }
-                let password = crate::rpc_users::consumer_password(s, &consumer.name);
-                out.push_str(&rpcauth_line(&consumer.name, input.salt, &password));
+                users
+                    .entry(&consumer.name)
+                    .or_default()
+                    .extend(consumer.kind.whitelist());
+            }
+            for name in users.keys() {
+                let password = crate::rpc_users::consumer_password(s, name);
+                out.push_str(&rpcauth_line(name, input.salt, &password));
                 out.push('\n');
             }
-            if !input.consumers.is_empty() {
+            if !users.is_empty() {
                 out.push_str("rpcwhitelistdefault=0\n");
             }
-            for consumer in input.consumers {
-                out.push_str(&format!(
-                    "rpcwhitelist={}:{}\n",
-                    consumer.name,
-                    consumer.kind.whitelist().join(",")
-                ));
+            for (name, calls) in &users {
+                let calls: Vec<&str> = calls.iter().copied().collect();
+                out.push_str(&format!("rpcwhitelist={name}:{}\n", calls.join(",")));
             }
             out.push_str("rpcallowip=127.0.0.1\n");
             out.push_str(&format!("rpcallowip={}\n", input.subnet));
@@ -630,7 +636,10 @@ fn create_owned_parent(path: &Path, state_dir: &Path, mode: u32) -> Result<()> {
         }
     }
     for dir in missing.into_iter().rev() {
-        let made = if dir.starts_with(state_dir) && dir != state_dir {
+        // The state dir itself holds the secrets: 0700 like the package makes it.
+        let made = if dir == state_dir {
+            0o700
+        } else if dir.starts_with(state_dir) {
             mode
         } else {
             0o755
@@ -756,6 +765,21 @@ mod tests {
                 && !text.contains(&crate::rpc_users::consumer_password(&s, "lnd")),
             "bitcoin.conf carries only HMACs"
         );
+        // An app that is two kinds of consumer is one user with the union of both lists.
+        let both = [
+            Consumer {
+                name: "x".into(),
+                kind: ConsumerKind::Lnd,
+            },
+            Consumer {
+                name: "x".into(),
+                kind: ConsumerKind::Electrumx,
+            },
+        ];
+        let text = render("bitcoin.conf", &settings, &input(&s, "b", &both)).unwrap();
+        assert_eq!(text.matches("rpcauth=x:").count(), 1, "{text}");
+        assert_eq!(text.matches("rpcwhitelist=x:").count(), 1, "{text}");
+        assert!(text.contains(",submitpackage,"), "{text}");
         // Without consumers there is no whitelist at all (the canonical user is the only one).
         let text = render("bitcoin.conf", &settings, &input(&s, "bitcoin-knots", &[])).unwrap();
         assert!(!text.contains("rpcwhitelist"), "{text}");

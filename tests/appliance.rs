@@ -99,6 +99,10 @@ fn mode(path: &Path) -> u32 {
 fn shipped_manifests_render_on_a_fresh_tree() {
     let node = Node::new(TestRoot::empty());
     assert!(!node.state().exists(), "fresh: no state dir yet");
+    let dry = node.archy(&["render-config", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert_eq!(dry.stdout.matches("would create").count(), 7, "{dry:?}");
+    assert!(!node.state().exists(), "a dry run creates nothing");
     let out = node.render();
     for (rel, want) in [
         ("bitcoin/bitcoin.conf", 0o640),
@@ -158,6 +162,16 @@ fn shipped_manifests_render_on_a_fresh_tree() {
             "{bitcoin_conf}"
         );
     }
+    // A pre-created file with the wrong group is drift: rewritten with the manifest's group.
+    std::os::unix::fs::chown(node.file("bitcoin/bitcoin.conf"), Some(0), Some(0)).unwrap();
+    let fix = node.archy(&["render-config"]);
+    assert!(fix.stdout.contains("written (drift)"), "{fix:?}");
+    assert_eq!(
+        std::fs::metadata(node.file("bitcoin/bitcoin.conf"))
+            .unwrap()
+            .gid(),
+        BITCOIN_IMAGE_GID
+    );
     // Second run: nothing to do.
     let again = node.archy(&["render-config", "--check"]);
     assert_eq!(again.code, 0, "{again:?}");
