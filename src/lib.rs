@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod cli;
 pub mod cmd;
+pub mod ctx;
 pub mod exec;
 pub mod exit;
 pub mod fsutil;
@@ -16,11 +17,13 @@ pub mod output;
 pub mod plan;
 pub mod podman;
 pub mod quadlet;
+pub mod reconcile;
 pub mod render;
 pub mod rpc_users;
 pub mod secret;
 pub mod spec;
 pub mod state;
+pub mod status;
 pub mod update;
 
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
-//! Config files rendered from the one canonical secret plus the manifests (failure mode 2:
-//! rpcauth drift). Renderers are pure functions with exact-text tests; `render_apps` compares
+//! Config files rendered from the one canonical secret plus the manifests, so the credentials
+//! in bitcoin.conf's rpcauth and its consumers' configs (lnd.conf, electrumx.env, nginx) can
+//! never drift apart. Renderers are pure functions with exact-text tests; `render_apps` compares
 //! each desired file with the one on disk and rewrites only what differs, atomically.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,10 +13,10 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::cmd::Ctx;
+use crate::ctx::Ctx;
 use crate::lock::Mode;
-use crate::manifest::{ConfigFile, Manifest, Scalar};
-use crate::rpc_users::{Consumer, ConsumerKind};
+use crate::manifest::{ConfigFile, Manifest, Renderer, Scalar};
+use crate::rpc_users::Consumer;
 use crate::secret::Secret;
 
 /// bitcoind's RPC and ZMQ ports inside the archy network.
@@ -32,7 +33,8 @@ pub struct RenderInput<'a> {
     pub secret: &'a Secret,
     /// Salt for bitcoin.conf's rpcauth (16 bytes, hex).
     pub salt: &'a str,
-    /// Host name of the bitcoin container on the archy network.
+    /// Host name of bitcoind on the archy network: the config's `rpchost` setting, else the
+    /// container of the app that renders bitcoin.conf (see `render_one`).
     pub bitcoin_host: &'a str,
     pub subnet: &'a str,
     pub gateway: &'a str,
@@ -42,26 +44,14 @@ pub struct RenderInput<'a> {
     pub consumers: &'a [Consumer],
 }
 
-/// The bitcoind RPC consumer a config entry makes its app, if any: lnd.conf and electrumx.env
-/// always; an nginx UI only when it proxies an RPC path (a UI that does not talk to bitcoind
-/// gets no credential).
-pub fn consumer_kind(renderer: &str, settings: &BTreeMap<String, Scalar>) -> Option<ConsumerKind> {
-    match renderer {
-        "lnd.conf" => Some(ConsumerKind::Lnd),
-        "electrumx.env" => Some(ConsumerKind::Electrumx),
-        "nginx-ui.conf" if settings.contains_key("rpc_path") => Some(ConsumerKind::UiProxy),
-        _ => None,
-    }
-}
-
-/// Every bitcoind RPC consumer among `all`, one per app (sorted by name).
+/// Every bitcoind RPC consumer among `all` (enabled apps), sorted by name.
 pub fn rpc_consumers(all: &[Manifest]) -> Vec<Consumer> {
     let mut consumers: Vec<Consumer> = all
         .iter()
         .filter(|m| m.enabled)
         .flat_map(|m| {
             m.configs.iter().filter_map(|c| {
-                consumer_kind(&c.render, &c.settings).map(|kind| Consumer {
+                c.renderer().rpc_consumer(&c.settings).map(|kind| Consumer {
                     name: m.app.clone(),
                     kind,
                 })
@@ -71,6 +61,209 @@ pub fn rpc_consumers(all: &[Manifest]) -> Vec<Consumer> {
     consumers.sort();
     consumers.dedup();
     consumers
+}
+
+/// `rpcauth=<user>:<salt>$<hmac>` as Bitcoin Core's share/rpcauth/rpcauth.py computes it:
+/// HMAC-SHA256 keyed with the salt *string*, over the password, hex encoded.
+pub fn rpcauth_line(user: &str, salt: &str, password: &str) -> String {
+    format!("rpcauth={user}:{salt}${}", rpcauth_hmac(salt, password))
+}
+
+fn rpcauth_hmac(salt: &str, password: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(salt.as_bytes()).expect("HMAC accepts any key length");
+    mac.update(password.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn check_setting(key: &str, value: &Scalar) -> Result<()> {
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        bail!("setting `{key}`: keys may only contain letters, digits, `_`, `.` and `-`");
+    }
+    if value.0.contains(['\n', '\r', '\0']) {
+        bail!("setting `{key}`: value must be on one line");
+    }
+    Ok(())
+}
+
+/// Render one config file's content.
+pub fn render(
+    renderer: Renderer,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<String> {
+    for (key, value) in settings {
+        check_setting(key, value)?;
+    }
+    let mut out = String::from(HEADER);
+    match renderer {
+        Renderer::BitcoinConf => render_bitcoin_conf(&mut out, settings, input)?,
+        Renderer::LndConf => render_lnd_conf(&mut out, settings, input)?,
+        Renderer::ElectrumxEnv => render_electrumx_env(&mut out, settings, input)?,
+        Renderer::NginxUiConf => render_nginx_ui(&mut out, settings, input)?,
+        Renderer::ContainersConf => render_containers_conf(&mut out, settings, input)?,
+    }
+    Ok(out)
+}
+
+fn render_bitcoin_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let mut lines: BTreeMap<String, String> = BTreeMap::new();
+    lines.insert("server".into(), "1".into());
+    lines.insert("rpcbind".into(), "0.0.0.0".into());
+    lines.insert("rpcport".into(), RPC_PORT.to_string());
+    lines.insert(
+        "zmqpubrawblock".into(),
+        format!("tcp://0.0.0.0:{ZMQ_RAWBLOCK_PORT}"),
+    );
+    lines.insert(
+        "zmqpubrawtx".into(),
+        format!("tcp://0.0.0.0:{ZMQ_RAWTX_PORT}"),
+    );
+    for (key, value) in settings {
+        if matches!(
+            key.as_str(),
+            "rpcauth" | "rpcuser" | "rpcpassword" | "rpcwhitelist" | "rpcwhitelistdefault"
+        ) {
+            bail!("setting `{key}`: RPC credentials come from the canonical secret only");
+        }
+        lines.insert(key.clone(), value.0.clone());
+    }
+    // The canonical user keeps full access (the operator's bitcoin-cli); each consumer
+    // gets its own user limited to its whitelist (crate::rpc_users).
+    out.push_str(&rpcauth_line(&s.user, input.salt, &s.password));
+    out.push('\n');
+    // One user per app; an app that is several kinds of consumer gets the union (Core
+    // intersects repeated rpcwhitelist lines of one user, so there is exactly one).
+    let mut users: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for consumer in input.consumers {
+        if consumer.name == s.user {
+            bail!(
+                "app `{}` has the canonical RPC user's name; rename the app or the secret's user",
+                consumer.name
+            );
+        }
+        users
+            .entry(&consumer.name)
+            .or_default()
+            .extend(consumer.kind.whitelist());
+    }
+    for name in users.keys() {
+        let password = crate::rpc_users::consumer_password(s, name);
+        out.push_str(&rpcauth_line(name, input.salt, &password));
+        out.push('\n');
+    }
+    if !users.is_empty() {
+        out.push_str("rpcwhitelistdefault=0\n");
+    }
+    for (name, calls) in &users {
+        let calls: Vec<&str> = calls.iter().copied().collect();
+        out.push_str(&format!("rpcwhitelist={name}:{}\n", calls.join(",")));
+    }
+    out.push_str("rpcallowip=127.0.0.1\n");
+    out.push_str(&format!("rpcallowip={}\n", input.subnet));
+    for (key, value) in lines {
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(())
+}
+
+fn render_lnd_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let host = input.bitcoin_host;
+    let mut sections: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    let bitcoind = sections.entry("Bitcoind").or_default();
+    bitcoind.insert("bitcoind.rpchost".into(), format!("{host}:{RPC_PORT}"));
+    bitcoind.insert("bitcoind.rpcuser".into(), input.app.to_string());
+    bitcoind.insert(
+        "bitcoind.rpcpass".into(),
+        crate::rpc_users::consumer_password(s, input.app),
+    );
+    bitcoind.insert(
+        "bitcoind.zmqpubrawblock".into(),
+        format!("tcp://{host}:{ZMQ_RAWBLOCK_PORT}"),
+    );
+    bitcoind.insert(
+        "bitcoind.zmqpubrawtx".into(),
+        format!("tcp://{host}:{ZMQ_RAWTX_PORT}"),
+    );
+    for (key, value) in settings {
+        if matches!(key.as_str(), "bitcoind.rpcuser" | "bitcoind.rpcpass") {
+            bail!("setting `{key}`: RPC credentials come from the canonical secret only");
+        }
+        let section = match key.split_once('.') {
+            Some(("bitcoind", _)) => "Bitcoind",
+            Some(("bitcoin", _)) => "Bitcoin",
+            _ => "Application Options",
+        };
+        sections
+            .entry(section)
+            .or_default()
+            .insert(key.clone(), value.0.clone());
+    }
+    // lnd reads [Application Options] first by convention; the rest alphabetically.
+    let order: Vec<&str> = std::iter::once("Application Options")
+        .chain(
+            sections
+                .keys()
+                .copied()
+                .filter(|k| *k != "Application Options"),
+        )
+        .collect();
+    let mut first = true;
+    for name in order {
+        let Some(entries) = sections.get(name) else {
+            continue;
+        };
+        if !first {
+            out.push('\n');
+        }
+        first = false;
+        out.push_str(&format!("[{name}]\n"));
+        for (key, value) in entries {
+            out.push_str(&format!("{key}={value}\n"));
+        }
+    }
+    Ok(())
+}
+
+fn render_electrumx_env(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let host = input.bitcoin_host;
+    out.push_str(&format!(
+        "DAEMON_URL=http://{}:{}@{host}:{RPC_PORT}/\n",
+        input.app,
+        crate::rpc_users::consumer_password(s, input.app)
+    ));
+    // ElectrumX 2.x refuses to start without DB_ENGINE (e-x 2.0.0
+    // src/electrumx/server/env.py, db_engine_enum); leveldb was 1.x's default, so a
+    // database synced by an older image stays readable.
+    if !settings.contains_key("DB_ENGINE") {
+        out.push_str("DB_ENGINE=leveldb\n");
+    }
+    for (key, value) in settings {
+        if key == "DAEMON_URL" {
+            bail!("setting `DAEMON_URL`: it is derived from the canonical secret");
+        }
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(())
 }
 
 /// nginx `server` block for a UI companion (read from /etc/nginx/conf.d/default.conf by the
@@ -123,193 +316,23 @@ fn render_nginx_ui(
     Ok(())
 }
 
-/// `rpcauth=<user>:<salt>$<hmac>` as Bitcoin Core's share/rpcauth/rpcauth.py computes it:
-/// HMAC-SHA256 keyed with the salt *string*, over the password, hex encoded.
-pub fn rpcauth_line(user: &str, salt: &str, password: &str) -> String {
-    format!("rpcauth={user}:{salt}${}", rpcauth_hmac(salt, password))
-}
-
-fn rpcauth_hmac(salt: &str, password: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(salt.as_bytes()).expect("HMAC accepts any key length");
-    mac.update(password.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
-fn check_setting(key: &str, value: &Scalar) -> Result<()> {
-    if key.is_empty()
-        || !key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        bail!("setting `{key}`: keys may only contain letters, digits, `_`, `.` and `-`");
-    }
-    if value.0.contains(['\n', '\r', '\0']) {
-        bail!("setting `{key}`: value must be on one line");
-    }
-    Ok(())
-}
-
-/// Render one config file's content.
-pub fn render(
-    renderer: &str,
+fn render_containers_conf(
+    out: &mut String,
     settings: &BTreeMap<String, Scalar>,
     input: &RenderInput<'_>,
-) -> Result<String> {
+) -> Result<()> {
+    out.push_str("[containers]\n");
+    out.push_str(&format!(
+        "host_containers_internal_ip = \"{}\"\n",
+        input.gateway
+    ));
     for (key, value) in settings {
-        check_setting(key, value)?;
+        out.push_str(&format!(
+            "{key} = \"{}\"\n",
+            value.0.replace('\\', "\\\\").replace('"', "\\\"")
+        ));
     }
-    let s = input.secret;
-    let host = input.bitcoin_host;
-    let mut out = String::from(HEADER);
-    match renderer {
-        "bitcoin.conf" => {
-            let mut lines: BTreeMap<String, String> = BTreeMap::new();
-            lines.insert("server".into(), "1".into());
-            lines.insert("rpcbind".into(), "0.0.0.0".into());
-            lines.insert("rpcport".into(), RPC_PORT.to_string());
-            lines.insert(
-                "zmqpubrawblock".into(),
-                format!("tcp://0.0.0.0:{ZMQ_RAWBLOCK_PORT}"),
-            );
-            lines.insert(
-                "zmqpubrawtx".into(),
-                format!("tcp://0.0.0.0:{ZMQ_RAWTX_PORT}"),
-            );
-            for (key, value) in settings {
-                if matches!(
-                    key.as_str(),
-                    "rpcauth" | "rpcuser" | "rpcpassword" | "rpcwhitelist" | "rpcwhitelistdefault"
-                ) {
-                    bail!("setting `{key}`: RPC credentials come from the canonical secret only");
-                }
-                lines.insert(key.clone(), value.0.clone());
-            }
-            // The canonical user keeps full access (the operator's bitcoin-cli); each consumer
-            // gets its own user limited to its whitelist (crate::rpc_users).
-            out.push_str(&rpcauth_line(&s.user, input.salt, &s.password));
-            out.push('\n');
-            // One user per app; an app that is several kinds of consumer gets the union (Core
-            // intersects repeated rpcwhitelist lines of one user, so there is exactly one).
-            let mut users: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-            for consumer in input.consumers {
-                if consumer.name == s.user {
-                    bail!("app `{}` has the canonical RPC user's name; rename the app or the secret's user", consumer.name);
-                }
-                users
-                    .entry(&consumer.name)
-                    .or_default()
-                    .extend(consumer.kind.whitelist());
-            }
-            for name in users.keys() {
-                let password = crate::rpc_users::consumer_password(s, name);
-                out.push_str(&rpcauth_line(name, input.salt, &password));
-                out.push('\n');
-            }
-            if !users.is_empty() {
-                out.push_str("rpcwhitelistdefault=0\n");
-            }
-            for (name, calls) in &users {
-                let calls: Vec<&str> = calls.iter().copied().collect();
-                out.push_str(&format!("rpcwhitelist={name}:{}\n", calls.join(",")));
-            }
-            out.push_str("rpcallowip=127.0.0.1\n");
-            out.push_str(&format!("rpcallowip={}\n", input.subnet));
-            for (key, value) in lines {
-                out.push_str(&format!("{key}={value}\n"));
-            }
-        }
-        "lnd.conf" => {
-            let mut sections: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
-            let bitcoind = sections.entry("Bitcoind").or_default();
-            bitcoind.insert("bitcoind.rpchost".into(), format!("{host}:{RPC_PORT}"));
-            bitcoind.insert("bitcoind.rpcuser".into(), input.app.to_string());
-            bitcoind.insert(
-                "bitcoind.rpcpass".into(),
-                crate::rpc_users::consumer_password(s, input.app),
-            );
-            bitcoind.insert(
-                "bitcoind.zmqpubrawblock".into(),
-                format!("tcp://{host}:{ZMQ_RAWBLOCK_PORT}"),
-            );
-            bitcoind.insert(
-                "bitcoind.zmqpubrawtx".into(),
-                format!("tcp://{host}:{ZMQ_RAWTX_PORT}"),
-            );
-            for (key, value) in settings {
-                if matches!(key.as_str(), "bitcoind.rpcuser" | "bitcoind.rpcpass") {
-                    bail!("setting `{key}`: RPC credentials come from the canonical secret only");
-                }
-                let section = match key.split_once('.') {
-                    Some(("bitcoind", _)) => "Bitcoind",
-                    Some(("bitcoin", _)) => "Bitcoin",
-                    _ => "Application Options",
-                };
-                sections
-                    .entry(section)
-                    .or_default()
-                    .insert(key.clone(), value.0.clone());
-            }
-            // lnd reads [Application Options] first by convention; the rest alphabetically.
-            let order: Vec<&str> = std::iter::once("Application Options")
-                .chain(
-                    sections
-                        .keys()
-                        .copied()
-                        .filter(|k| *k != "Application Options"),
-                )
-                .collect();
-            let mut first = true;
-            for name in order {
-                let Some(entries) = sections.get(name) else {
-                    continue;
-                };
-                if !first {
-                    out.push('\n');
-                }
-                first = false;
-                out.push_str(&format!("[{name}]\n"));
-                for (key, value) in entries {
-                    out.push_str(&format!("{key}={value}\n"));
-                }
-            }
-        }
-        "electrumx.env" => {
-            out.push_str(&format!(
-                "DAEMON_URL=http://{}:{}@{host}:{RPC_PORT}/\n",
-                input.app,
-                crate::rpc_users::consumer_password(s, input.app)
-            ));
-            // ElectrumX 2.x refuses to start without DB_ENGINE (e-x 2.0.0
-            // src/electrumx/server/env.py, db_engine_enum); leveldb was 1.x's default, so a
-            // database synced by an older image stays readable.
-            if !settings.contains_key("DB_ENGINE") {
-                out.push_str("DB_ENGINE=leveldb\n");
-            }
-            for (key, value) in settings {
-                if key == "DAEMON_URL" {
-                    bail!("setting `DAEMON_URL`: it is derived from the canonical secret");
-                }
-                out.push_str(&format!("{key}={value}\n"));
-            }
-        }
-        "nginx-ui.conf" => render_nginx_ui(&mut out, settings, input)?,
-        "containers.conf" => {
-            out.push_str("[containers]\n");
-            out.push_str(&format!(
-                "host_containers_internal_ip = \"{}\"\n",
-                input.gateway
-            ));
-            for (key, value) in settings {
-                out.push_str(&format!(
-                    "{key} = \"{}\"\n",
-                    value.0.replace('\\', "\\\\").replace('"', "\\\"")
-                ));
-            }
-        }
-        other => bail!("unknown renderer `{other}`"),
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// Salt record for bitcoin.conf: kept while the password is unchanged, so re-rendering gives the
@@ -353,14 +376,64 @@ fn salt_for(state_dir: &Path, secret: &Secret, persist: bool) -> Result<String> 
     Ok(salt)
 }
 
+/// What happened (or, without writing, would happen) to one config file. Serialised as the
+/// text the JSON output has always carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FileStatus {
+    #[serde(rename = "unchanged")]
+    Unchanged,
+    #[serde(rename = "created")]
+    Created,
+    #[serde(rename = "written (drift)")]
+    WrittenDrift,
+    #[serde(rename = "would create")]
+    WouldCreate,
+    #[serde(rename = "would write (drift)")]
+    WouldWriteDrift,
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Unchanged => "unchanged",
+            FileStatus::Created => "created",
+            FileStatus::WrittenDrift => "written (drift)",
+            FileStatus::WouldCreate => "would create",
+            FileStatus::WouldWriteDrift => "would write (drift)",
+            FileStatus::Failed => "failed",
+        }
+    }
+
+    /// How `render-config --check` words it: what is on disk rather than what would be done.
+    pub fn check_label(self) -> &'static str {
+        match self {
+            FileStatus::WouldCreate => "missing",
+            FileStatus::WouldWriteDrift => "differs (drift)",
+            other => other.as_str(),
+        }
+    }
+
+    /// Whether the file was written in this run.
+    pub fn written(self) -> bool {
+        matches!(self, FileStatus::Created | FileStatus::WrittenDrift)
+    }
+}
+
+impl std::fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// What happened to one config file.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileResult {
     pub app: String,
     pub path: String,
-    pub render: String,
-    /// "unchanged", "created", "written (drift)", "would create", "would write (drift)", "failed".
-    pub status: &'static str,
+    pub render: Renderer,
+    pub status: FileStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -378,15 +451,19 @@ pub struct RenderOutcome {
 
 impl RenderOutcome {
     pub fn differs(&self) -> bool {
-        self.files.iter().any(|f| f.status != "unchanged")
+        self.files.iter().any(|f| f.status != FileStatus::Unchanged)
     }
 }
 
-/// The host name of the bitcoin container: `rpchost` setting, else the container of the app
-/// rendering bitcoin.conf.
+/// The container name of the first app that renders bitcoin.conf: the bitcoind host for configs
+/// whose settings name no `rpchost` (`render_one` prefers that setting).
 fn bitcoin_host(all: &[Manifest]) -> Option<String> {
     all.iter()
-        .find(|m| m.configs.iter().any(|c| c.render == "bitcoin.conf"))
+        .find(|m| {
+            m.configs
+                .iter()
+                .any(|c| c.renderer() == Renderer::BitcoinConf)
+        })
         .map(|m| m.container_name())
 }
 
@@ -426,7 +503,7 @@ pub fn render_apps(
     let default_host = bitcoin_host(all);
     let consumers = rpc_consumers(all);
     let pending = pending_dir(state_dir);
-    let mut done: BTreeMap<PathBuf, (String, &'static str)> = BTreeMap::new();
+    let mut done: BTreeMap<PathBuf, (String, FileStatus)> = BTreeMap::new();
     for m in apps {
         for config in &m.configs {
             let result = render_one(
@@ -444,7 +521,7 @@ pub fn render_apps(
             );
             match result {
                 Ok((hash, status)) => {
-                    if status != "unchanged" {
+                    if status != FileStatus::Unchanged {
                         outcome.changed_consumers.insert(m.app.clone());
                     }
                     outcome
@@ -453,7 +530,7 @@ pub fn render_apps(
                     outcome.files.push(FileResult {
                         app: m.app.clone(),
                         path: config.path.display().to_string(),
-                        render: config.render.clone(),
+                        render: config.renderer(),
                         status,
                         error: None,
                     });
@@ -468,8 +545,8 @@ pub fn render_apps(
                     outcome.files.push(FileResult {
                         app: m.app.clone(),
                         path: config.path.display().to_string(),
-                        render: config.render.clone(),
-                        status: "failed",
+                        render: config.renderer(),
+                        status: FileStatus::Failed,
                         error: Some(message),
                     });
                 }
@@ -516,17 +593,17 @@ fn render_one(
     gateway: &str,
     write: bool,
     state_dir: &Path,
-    done: &mut BTreeMap<PathBuf, (String, &'static str)>,
-) -> Result<(String, &'static str)> {
+    done: &mut BTreeMap<PathBuf, (String, FileStatus)>,
+) -> Result<(String, FileStatus)> {
     let host = config
         .settings
         .get("rpchost")
         .map(|s| s.0.clone())
         .or_else(|| default_host.map(String::from));
-    let needs_host = consumer_kind(&config.render, &config.settings).is_some();
+    let renderer = config.renderer();
     let host = match host {
         Some(h) => h,
-        None if needs_host => bail!("no app renders bitcoin.conf, so the bitcoin host is unknown; set `rpchost` in this config's settings"),
+        None if renderer.rpc_consumer(&config.settings).is_some() => bail!("no app renders bitcoin.conf, so the bitcoin host is unknown; set `rpchost` in this config's settings"),
         None => String::new(),
     };
     let mut settings = config.settings.clone();
@@ -540,8 +617,8 @@ fn render_one(
         app: &m.app,
         consumers,
     };
-    let desired = render(&config.render, &settings, &input)
-        .with_context(|| format!("renderer {}", config.render))?;
+    let desired =
+        render(renderer, &settings, &input).with_context(|| format!("renderer {renderer}"))?;
     let hash = crate::spec::sha256_hex(desired.as_bytes());
     if let Some((previous_hash, status)) = done.get(&config.path) {
         if previous_hash != &hash {
@@ -550,7 +627,7 @@ fn render_one(
                 config.path.display()
             );
         }
-        return Ok((hash, status));
+        return Ok((hash, *status));
     }
     let path = &config.path;
     let owner = config.owner_ids()?;
@@ -573,30 +650,21 @@ fn render_one(
             uid.is_none_or(|u| u == meta.uid()) && gid.is_none_or(|g| g == meta.gid())
         })
     };
-    let status: &'static str = match (&current, &meta) {
-        (None, _) => {
-            if write {
-                "created"
-            } else {
-                "would create"
-            }
-        }
+
+    let status = match (&current, &meta) {
+        (None, _) if write => FileStatus::Created,
+        (None, _) => FileStatus::WouldCreate,
         (Some(bytes), Some(meta))
             if bytes == desired.as_bytes()
                 && meta.permissions().mode() & 0o7777 == mode
                 && owner_ok(meta) =>
         {
-            "unchanged"
+            FileStatus::Unchanged
         }
-        _ => {
-            if write {
-                "written (drift)"
-            } else {
-                "would write (drift)"
-            }
-        }
+        _ if write => FileStatus::WrittenDrift,
+        _ => FileStatus::WouldWriteDrift,
     };
-    if write && status != "unchanged" {
+    if write && status != FileStatus::Unchanged {
         let pending = &pending_dir(state_dir);
         crate::fsutil::ensure_dir(pending, 0o755)?;
         crate::fsutil::write_atomic(&pending.join(&m.app), b"", 0o644)?;
@@ -662,6 +730,7 @@ fn create_owned_parent(path: &Path, state_dir: &Path, mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc_users::ConsumerKind;
 
     fn secret() -> Secret {
         Secret {
@@ -743,7 +812,7 @@ mod tests {
         settings.insert("txindex".to_string(), Scalar("1".into()));
         let consumers = consumers();
         let text = render(
-            "bitcoin.conf",
+            Renderer::BitcoinConf,
             &settings,
             &input(&s, "bitcoin-knots", &consumers),
         )
@@ -776,12 +845,17 @@ mod tests {
                 kind: ConsumerKind::Electrumx,
             },
         ];
-        let text = render("bitcoin.conf", &settings, &input(&s, "b", &both)).unwrap();
+        let text = render(Renderer::BitcoinConf, &settings, &input(&s, "b", &both)).unwrap();
         assert_eq!(text.matches("rpcauth=x:").count(), 1, "{text}");
         assert_eq!(text.matches("rpcwhitelist=x:").count(), 1, "{text}");
         assert!(text.contains(",submitpackage,"), "{text}");
         // Without consumers there is no whitelist at all (the canonical user is the only one).
-        let text = render("bitcoin.conf", &settings, &input(&s, "bitcoin-knots", &[])).unwrap();
+        let text = render(
+            Renderer::BitcoinConf,
+            &settings,
+            &input(&s, "bitcoin-knots", &[]),
+        )
+        .unwrap();
         assert!(!text.contains("rpcwhitelist"), "{text}");
     }
 
@@ -791,7 +865,7 @@ mod tests {
         let mut settings = BTreeMap::new();
         settings.insert("bitcoin.mainnet".to_string(), Scalar("1".into()));
         settings.insert("alias".to_string(), Scalar("node".into()));
-        let text = render("lnd.conf", &settings, &input(&s, "lnd", &[])).unwrap();
+        let text = render(Renderer::LndConf, &settings, &input(&s, "lnd", &[])).unwrap();
         let pw = crate::rpc_users::consumer_password(&s, "lnd");
         assert_eq!(
             text,
@@ -808,12 +882,16 @@ mod tests {
         settings.insert("COIN".to_string(), Scalar("Bitcoin".into()));
         let pw = crate::rpc_users::consumer_password(&s, "electrumx");
         assert_eq!(
-            render("electrumx.env", &settings, &input(&s, "electrumx", &[])).unwrap(),
+            render(Renderer::ElectrumxEnv, &settings, &input(&s, "electrumx", &[])).unwrap(),
             format!("{HEADER}DAEMON_URL=http://electrumx:{pw}@bitcoin-knots:8332/\nDB_ENGINE=leveldb\nCOIN=Bitcoin\n")
         );
         // A UI without an RPC path: static files only, no credential.
-        let static_only =
-            render("nginx-ui.conf", &BTreeMap::new(), &input(&s, "lnd-ui", &[])).unwrap();
+        let static_only = render(
+            Renderer::NginxUiConf,
+            &BTreeMap::new(),
+            &input(&s, "lnd-ui", &[]),
+        )
+        .unwrap();
         assert_eq!(
             static_only,
             format!("{HEADER}server {{\n    listen 80;\n    server_name _;\n    root /usr/share/nginx/html;\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n}}\n")
@@ -822,15 +900,30 @@ mod tests {
         settings.insert("rpc_path".to_string(), Scalar("/api/rpc".into()));
         let pw = crate::rpc_users::consumer_password(&s, "bitcoin-ui");
         let token = crate::rpc_users::basic_token("bitcoin-ui", &pw);
-        let proxy = render("nginx-ui.conf", &settings, &input(&s, "bitcoin-ui", &[])).unwrap();
+        let proxy = render(
+            Renderer::NginxUiConf,
+            &settings,
+            &input(&s, "bitcoin-ui", &[]),
+        )
+        .unwrap();
         assert_eq!(
             proxy,
             format!("{HEADER}server {{\n    listen 80;\n    server_name _;\n    root /usr/share/nginx/html;\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n\n    # bitcoind JSON-RPC as user `bitcoin-ui` (its rpcwhitelist is in bitcoin.conf). The\n    # client's own Authorization header is replaced, never passed on.\n    location = /api/rpc {{\n        limit_except POST {{ deny all; }}\n        client_max_body_size 1m;\n        proxy_pass http://bitcoin-knots:8332/;\n        proxy_set_header Authorization \"Basic {token}\";\n        proxy_set_header Cookie \"\";\n    }}\n}}\n")
         );
         settings.insert("rpc_path".to_string(), Scalar("/x; return 200".into()));
-        assert!(render("nginx-ui.conf", &settings, &input(&s, "bitcoin-ui", &[])).is_err());
+        assert!(render(
+            Renderer::NginxUiConf,
+            &settings,
+            &input(&s, "bitcoin-ui", &[])
+        )
+        .is_err());
         assert_eq!(
-            render("containers.conf", &BTreeMap::new(), &input(&s, "x", &[])).unwrap(),
+            render(
+                Renderer::ContainersConf,
+                &BTreeMap::new(),
+                &input(&s, "x", &[])
+            )
+            .unwrap(),
             format!("{HEADER}[containers]\nhost_containers_internal_ip = \"10.89.0.1\"\n")
         );
     }
@@ -840,10 +933,10 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("txindex".to_string(), Scalar("1\nrpcauth=evil".into()));
-        assert!(render("bitcoin.conf", &settings, &input(&s, "b", &[])).is_err());
+        assert!(render(Renderer::BitcoinConf, &settings, &input(&s, "b", &[])).is_err());
         let mut settings = BTreeMap::new();
         settings.insert("rpcpassword".to_string(), Scalar("x".into()));
-        assert!(render("bitcoin.conf", &settings, &input(&s, "b", &[])).is_err());
+        assert!(render(Renderer::BitcoinConf, &settings, &input(&s, "b", &[])).is_err());
     }
 
     #[test]
@@ -859,7 +952,7 @@ mod tests {
         };
         assert_ne!(salt_for(dir.path(), &rotated, true).unwrap(), first);
         let a = render(
-            "bitcoin.conf",
+            Renderer::BitcoinConf,
             &BTreeMap::new(),
             &RenderInput {
                 salt: &first,
@@ -868,7 +961,7 @@ mod tests {
         )
         .unwrap();
         let b = render(
-            "bitcoin.conf",
+            Renderer::BitcoinConf,
             &BTreeMap::new(),
             &RenderInput {
                 salt: &first,
