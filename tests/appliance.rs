@@ -546,19 +546,21 @@ fn nginx_serves_the_ui_and_proxies_rpc_as_the_uis_own_user() {
     );
 }
 
-/// The venv with PyPI `e-x` at the version manifests/electrumx.yaml's image runs (1.18.0),
-/// made by scripts/test (`ARCHY_EX_PYTHON`).
-fn electrumx_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ARCHY_EX_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+/// The venv with PyPI `e-x` at `version`, made by scripts/test (`ARCHY_EX_VENVS` names the
+/// directory holding `e-x-<version>/`; default `<target dir>/venvs`).
+fn electrumx_python(version: &str) -> PathBuf {
+    let venvs = std::env::var_os("ARCHY_EX_VENVS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let python = target.join("venvs/e-x-1.18.0/bin/python");
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("venvs")
+        });
+    let python = venvs.join(format!("e-x-{version}/bin/python"));
     assert!(
         python.exists(),
-        "{} is missing: run scripts/test (it installs e-x 1.18.0 from PyPI into that venv)",
+        "{} is missing: run scripts/test (it installs e-x {version} from PyPI into that venv)",
         python.display()
     );
     python
@@ -584,9 +586,11 @@ async def main():
 asyncio.run(asyncio.wait_for(main(), 30))
 "##;
 
-#[test]
-fn electrumx_loads_the_rendered_env_and_authenticates_to_bitcoind() {
-    let python = electrumx_python();
+/// Render the shipped manifests, start the stand-in bitcoind, and run ElectrumX `version`'s own
+/// Env and daemon client on the rendered env file (bitcoind's address moved to the stand-in).
+/// Returns the probe's output for the env file without its DB_ENGINE line.
+fn electrumx_against_standin(version: &str) -> Out {
+    let python = electrumx_python(version);
     let node = Node::new(TestRoot::empty());
     node.render();
     let log = node.root.dir.join("standin.log");
@@ -603,7 +607,10 @@ fn electrumx_loads_the_rendered_env_and_authenticates_to_bitcoind() {
             .unwrap(),
     );
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("version ElectrumX 1.18.0"), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("version ElectrumX {version}")),
+        "{out:?}"
+    );
     assert!(
         out.stdout.contains("coin Bitcoin engine leveldb"),
         "{out:?}"
@@ -612,4 +619,39 @@ fn electrumx_loads_the_rendered_env_and_authenticates_to_bitcoind() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("200 electrumx getblockcount"), "{log}");
     assert!(!log.contains(" archy "), "never the canonical user: {log}");
+    let without: String = env
+        .lines()
+        .filter(|l| !l.starts_with("DB_ENGINE="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env_file, without).unwrap();
+    Out::from(
+        Command::new(&python)
+            .args(["-c", ELECTRUMX_PROBE, env_file.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The version the pinned image runs: lukechilds/docker-electrumx's Dockerfile at its 1.18.0
+/// commit installs spesmilo/electrumx tag 1.18.0 = PyPI e-x 1.18.0.
+#[test]
+fn electrumx_loads_the_rendered_env_and_authenticates_to_bitcoind() {
+    let without_engine = electrumx_against_standin("1.18.0");
+    assert_eq!(
+        without_engine.code, 0,
+        "1.x defaults to leveldb: {without_engine:?}"
+    );
+}
+
+/// The maintained 2.x line refuses to start without DB_ENGINE; the rendered env keeps working
+/// when the image moves to it.
+#[test]
+fn electrumx_2_accepts_the_rendered_env_too() {
+    let without_engine = electrumx_against_standin("2.0.0");
+    assert_ne!(without_engine.code, 0, "{without_engine:?}");
+    assert!(
+        without_engine.stderr.contains("DB_ENGINE"),
+        "2.x names the missing variable: {without_engine:?}"
+    );
 }
