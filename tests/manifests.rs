@@ -45,13 +45,19 @@ fn appliance_manifests_validate() {
         "bitcoin.conf",
         "lnd.conf",
         "electrumx.env",
-        "nginx-rpc-auth.conf",
+        "nginx-ui.conf",
+        "containers.conf",
     ] {
         assert!(renderers.contains(&r), "{r} rendered by some app");
     }
-    // Every volume source of the appliance lies under archy's or the release's roots.
+    // Every host path of the appliance (bind mounts, env files, config paths, build contexts)
+    // lies under the roots README recommends.
     let policy = Policy {
-        allowed_volume_roots: vec!["/var/lib/archy".into(), "/opt/archipelago/current".into()],
+        allowed_volume_roots: vec![
+            "/var/lib/archy".into(),
+            "/opt/archipelago/current".into(),
+            "/etc/containers/containers.conf.d".into(),
+        ],
         ..Policy::default()
     };
     let strict = load_dir(copy.path(), &policy).unwrap();

@@ -246,7 +246,7 @@ fn configs_cannot_overwrite_archys_own_files_and_a_broken_secret_fails_only_cons
     root.simple_manifest(
         "consumer",
         &format!(
-            "configs: [{{render: nginx-rpc-auth.conf, path: {}/rpc-auth.conf}}]\n",
+            "configs: [{{render: lnd.conf, path: {}/lnd.conf, settings: {{rpchost: btc}}}}]\n",
             conf_dir.display()
         ),
     );
@@ -297,11 +297,11 @@ fn rendered_files_belong_to_archy_not_to_whoever_created_them() {
     let conf_dir = root.dir.join("conf");
     std::fs::create_dir(&conf_dir).unwrap();
     std::fs::set_permissions(&conf_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let target = conf_dir.join("rpc-auth.conf");
+    let target = conf_dir.join("lnd.conf");
     root.simple_manifest(
         "web",
         &format!(
-            "configs: [{{render: nginx-rpc-auth.conf, path: {}}}]\n",
+            "configs: [{{render: lnd.conf, path: {}, settings: {{rpchost: btc}}}}]\n",
             target.display()
         ),
     );
@@ -318,7 +318,9 @@ fn rendered_files_belong_to_archy_not_to_whoever_created_them() {
     assert_eq!(out.code, 0, "{out:?}");
     let meta = std::fs::metadata(&target).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
-    assert!(std::fs::read_to_string(&target).unwrap().contains("Basic"));
+    assert!(std::fs::read_to_string(&target)
+        .unwrap()
+        .contains("bitcoind.rpcpass="));
     let read = as_nobody().arg("cat").arg(&target).output().unwrap();
     assert!(!read.status.success(), "nobody read the rendered file");
     assert!(read.stdout.is_empty());
@@ -340,7 +342,7 @@ fn rendered_files_belong_to_archy_not_to_whoever_created_them() {
     root.simple_manifest(
         "web",
         &format!(
-            "configs: [{{render: nginx-rpc-auth.conf, path: {}/sub/rpc-auth.conf}}]\n",
+            "configs: [{{render: lnd.conf, path: {}/sub/lnd.conf, settings: {{rpchost: btc}}}}]\n",
             conf_dir.display()
         ),
     );
@@ -482,7 +484,7 @@ fn smaller_input_cases() {
     root.simple_manifest(
         "bom",
         &format!(
-            "configs: [{{render: nginx-rpc-auth.conf, path: {}/rpc.conf}}]\n",
+            "configs: [{{render: lnd.conf, path: {}/lnd.conf, settings: {{rpchost: btc}}}}]\n",
             root.dir.display()
         ),
     );
