@@ -12,8 +12,9 @@
 //! `archy_` prefix, base units in the name (`_seconds`), `_total` only on counters, closed sets
 //! of outcomes as one series per outcome with the current one at 1.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -318,9 +319,70 @@ pub fn write_file(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("failed to write metrics file {}", path.display()))
 }
 
+/// `<state-dir>/status/restarts.json`: per app, how often archy started, restarted, unpaused
+/// or recreated its container, across runs (the `archy_app_restarts_total` counter).
+pub fn restarts_path(state_dir: &Path) -> PathBuf {
+    crate::state::status_dir(state_dir).join("restarts.json")
+}
+
+/// The restart counters (none yet, or an unreadable file: all zero, with a warning).
+pub fn read_restarts(state_dir: &Path) -> BTreeMap<String, u64> {
+    let path = restarts_path(state_dir);
+    match std::fs::read(&path) {
+        Err(_) => BTreeMap::new(),
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(
+                "ignoring unreadable restart counters {}: {e}",
+                path.display()
+            );
+            BTreeMap::new()
+        }),
+    }
+}
+
+/// Add one restart to each of `apps` (read, add, replace atomically, under a lock file so
+/// parallel targeted reconciles never lose a count). Nothing to add: nothing is touched.
+pub fn add_restarts(state_dir: &Path, apps: &[&str]) -> Result<()> {
+    if apps.is_empty() {
+        return Ok(());
+    }
+    let dir = crate::state::status_dir(state_dir);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("failed to create directory {}", dir.display()))?;
+    let lock_path = dir.join("restarts.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("failed to open {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("failed to lock {}", lock_path.display()))?;
+    let mut counts = read_restarts(state_dir);
+    for app in apps {
+        *counts.entry((*app).to_string()).or_default() += 1;
+    }
+    let text = serde_json::to_string_pretty(&counts)?;
+    crate::fsutil::replace_quick(&restarts_path(state_dir), text.as_bytes(), 0o644)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_counters_add_up_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_restarts(dir.path()).is_empty());
+        add_restarts(dir.path(), &[]).unwrap();
+        assert!(
+            !restarts_path(dir.path()).exists(),
+            "nothing to add writes nothing"
+        );
+        add_restarts(dir.path(), &["lnd", "web"]).unwrap();
+        add_restarts(dir.path(), &["lnd"]).unwrap();
+        let counts = read_restarts(dir.path());
+        assert_eq!(counts.get("lnd"), Some(&2));
+        assert_eq!(counts.get("web"), Some(&1));
+        std::fs::write(restarts_path(dir.path()), "not json").unwrap();
+        assert!(read_restarts(dir.path()).is_empty());
+    }
 
     fn app(name: &str, up: bool) -> AppSample {
         AppSample {
@@ -459,7 +521,9 @@ archy_update_bad_version_info{version="1.7.40"} 1
         assert!(check_target(&dir.path().join("archy.prom")).is_ok());
         let err = check_target(&dir.path().join("missing/archy.prom")).unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
-        assert!(check_target(dir.path()).unwrap_err().contains("is a directory"));
+        assert!(check_target(dir.path())
+            .unwrap_err()
+            .contains("is a directory"));
     }
 
     #[test]
@@ -471,8 +535,14 @@ archy_update_bad_version_info{version="1.7.40"} 1
         std::os::unix::fs::symlink(&victim, &path).unwrap();
         write_file(&path, "archy_converged 1\n").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "archy_converged 1\n");
-        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "archy_converged 1\n"
+        );
+        assert!(!std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,

@@ -75,7 +75,11 @@ fn lintian_reports_no_errors_and_no_warnings() {
     // Every override is used (an unused one means the reason written next to it is stale).
     assert!(!report.contains("unused-override"), "{report}");
 
-    let control = Command::new("dpkg-deb").arg("-f").arg(&deb).output().unwrap();
+    let control = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(&deb)
+        .output()
+        .unwrap();
     let control = String::from_utf8_lossy(&control.stdout).into_owned();
     // shlibs-computed libc dependency, plus podman.
     assert!(control.contains("Depends: libc6 (>= "), "{control}");
@@ -84,7 +88,11 @@ fn lintian_reports_no_errors_and_no_warnings() {
         control.contains(&format!("Version: {}-1\n", env!("CARGO_PKG_VERSION"))),
         "{control}"
     );
-    let listing = Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+    let listing = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     for path in [
         "./usr/bin/archy",
@@ -203,7 +211,10 @@ fn dpkg_installs_runs_removes_and_purges_as_documented() {
         .into_iter()
         .filter(|p| p.contains(".wants/"))
         .collect();
-    assert!(enabled.is_empty(), "the package never enables a unit: {enabled:?}");
+    assert!(
+        enabled.is_empty(),
+        "the package never enables a unit: {enabled:?}"
+    );
     assert!(Path::new("/usr/lib/systemd/system/archy-reconcile.timer").is_file());
 
     // The installed paths work.

@@ -64,7 +64,10 @@ impl Node {
         let restart_log = root.dir.join("restarts.log");
         std::fs::write(
             root.dir.join("restart.sh"),
-            format!("#!/bin/sh\necho \"restart $*\" >> '{}'\n", restart_log.display()),
+            format!(
+                "#!/bin/sh\necho \"restart $*\" >> '{}'\n",
+                restart_log.display()
+            ),
         )
         .unwrap();
         let port = serve_web_ui(install.clone(), failing);
@@ -284,8 +287,10 @@ fn a_release_rolls_across_three_nodes_and_a_failing_node_stops_the_rollout() {
         assert!(recap(&stdout, &node.name).contains("failed=0"));
         // The fleet table has the node on release 2.
         assert!(
-            stdout.lines().any(|l| l.contains(&format!("\"{:<20} 2 ", node.name))
-                || l.contains(&format!("{:<20} 2 ", node.name))),
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("\"{:<20} 2 ", node.name))
+                    || l.contains(&format!("{:<20} 2 ", node.name))),
             "table row for {}:\n{stdout}",
             node.name
         );
@@ -319,14 +324,21 @@ fn a_release_rolls_across_three_nodes_and_a_failing_node_stops_the_rollout() {
         .map(|e| e["event"].as_str().unwrap_or("").to_string())
         .collect();
     assert!(events.iter().any(|e| e.contains("roll")), "{events:?}");
-    assert_eq!(node2.restarts(), 3, "release 2, release 3, and archy's rollback");
+    assert_eq!(
+        node2.restarts(),
+        3,
+        "release 2, release 3, and archy's rollback"
+    );
 
     let node3 = fleet.node("node3");
     assert_eq!(node3.current(), "releases/2", "node3 is never touched");
     assert!(!node3.install.join("releases/3").exists());
     assert_eq!(node3.restarts(), 1);
     assert_eq!(node3.history().len(), 1);
-    assert!(!stdout.contains("Fleet table"), "the rollout stopped: {stdout}");
+    assert!(
+        !stdout.contains("Fleet table"),
+        "the rollout stopped: {stdout}"
+    );
 
     // Rolling release 3 again: node2 refuses it at the gate, before any node changes.
     let out = fleet.rollout(&bad, "3");

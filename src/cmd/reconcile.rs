@@ -47,6 +47,11 @@ pub struct ReconcileArgs {
         value_name = "HOST[/PATH]"
     )]
     pub mirrors: Vec<String>,
+    /// After the run, write Prometheus metrics (what `archy status --output prometheus` prints)
+    /// to this file, replaced atomically, for node_exporter's textfile collector. Its directory
+    /// must exist. Not written by --dry-run.
+    #[arg(long, env = "ARCHY_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 /// How often a name held by an unlisted container is looked up again, and how long apart.
@@ -100,8 +105,30 @@ pub struct Report {
 }
 
 pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
+    let metrics_file = args.metrics_file.as_deref().filter(|_| !args.dry_run);
+    if let Some(path) = metrics_file {
+        crate::metrics::check_target(path).map_err(crate::exit::invalid)?;
+    }
+    let started = std::time::Instant::now();
     let report = reconcile(ctx, args)?;
     print_report(&report, ctx.global.output);
+    let restarted: Vec<&str> = report
+        .apps
+        .iter()
+        .filter(|a| a.result == "changed")
+        .filter(|a| {
+            matches!(
+                a.action,
+                Action::Start | Action::Restart | Action::Unpause | Action::Recreate
+            )
+        })
+        .map(|a| a.app.as_str())
+        .collect();
+    if !report.dry_run {
+        if let Err(err) = crate::metrics::add_restarts(&ctx.global.state_dir, &restarted) {
+            tracing::warn!("could not count restarts: {err:#}");
+        }
+    }
     crate::state::record(
         &ctx.global.state_dir,
         "reconcile",
@@ -111,9 +138,31 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
             "changed": report.apps.iter().filter(|a| a.result == "changed").count(),
             "failed": report.apps.iter().filter(|a| a.result == "failed").count(),
             "manifest_errors": report.manifest_errors.len(),
+            "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
         }),
     );
+    if let Some(path) = metrics_file {
+        // Metrics are a view: failing to write them is logged, never a failed tick.
+        if let Err(err) = write_metrics(ctx, &report, path) {
+            tracing::warn!("{err:#}");
+        }
+    }
     Ok(report.exit_code)
+}
+
+/// The node after this tick as Prometheus metrics, written atomically to `path`.
+fn write_metrics(ctx: &Ctx, report: &Report, path: &std::path::Path) -> Result<()> {
+    use super::status;
+    let (after, containers) = status::after_tick(report);
+    let status = status::gather(ctx, &after, &containers)?;
+    let state_dir = &ctx.global.state_dir;
+    let snapshot = status::metrics_snapshot(
+        &status,
+        &crate::metrics::read_restarts(state_dir),
+        crate::update::journal::Journal::new(state_dir).bad_versions()?,
+    );
+    let text = crate::output::redact(&crate::metrics::render(&snapshot));
+    crate::metrics::write_file(path, &text)
 }
 
 /// Everything `reconcile` decided and did.

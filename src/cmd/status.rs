@@ -3,7 +3,7 @@
 //! dry-run reconcile for the decisions and the status records other commands leave under
 //! `<state-dir>/status/`. Exit 0 only when everything is converged, so it serves as a health check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::reconcile::{AppResult, ReconcileArgs, Report};
 use super::Ctx;
 use crate::manifest::{Manifest, Owner};
-use crate::output::OutputFormat;
+use crate::metrics;
+use crate::output::{OutputArg, OutputFormat};
 use crate::plan::Action;
 use crate::podman::Container;
 
@@ -95,6 +96,24 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         .map_err(|e| crate::exit::invalid(format!("reconcile options: {e}")))?
         .args;
     let report = super::reconcile::reconcile(ctx, &dry_run)?;
+    let status = gather(ctx, &report, &report.managed)?;
+    let state_dir = &ctx.global.state_dir;
+    if ctx.global.output_arg == OutputArg::Prometheus {
+        let snapshot = metrics_snapshot(
+            &status,
+            &metrics::read_restarts(state_dir),
+            crate::update::journal::Journal::new(state_dir).bad_versions()?,
+        );
+        print!("{}", crate::output::redact(&metrics::render(&snapshot)));
+    } else {
+        print(&status, ctx.global.output);
+    }
+    Ok(status.exit_code)
+}
+
+/// The status from a reconcile report and the listing it planned from, plus the records other
+/// commands left under `<state-dir>/status/` and the pending-update marker.
+pub fn gather(ctx: &Ctx, report: &Report, containers: &[Container]) -> Result<Status> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
@@ -107,18 +126,99 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
                 .with_context(|| format!("failed to parse {}", pending_path.display()))
         })
         .transpose()?;
-    let status = build(
-        &report,
+    Ok(build(
+        report,
         &report.manifests,
-        &report.managed,
+        containers,
         now,
         crate::state::read(state_dir, "heal-podman"),
         pending_update,
         crate::state::read(state_dir, "verify-update"),
         crate::state::read(state_dir, "reconcile"),
-    );
-    print(&status, ctx.global.output);
-    Ok(status.exit_code)
+    ))
+}
+
+/// A real (not dry-run) reconcile's report and listing as the tick left things (pure): apps it
+/// changed are converged (removed ones gone), config files it wrote are current. The listing
+/// is from before the tick, so this is what lets the metrics written after a tick describe the
+/// node after it without listing again.
+pub fn after_tick(report: &Report) -> (Report, Vec<Container>) {
+    let mut after = report.clone();
+    let mut removed = BTreeSet::new();
+    for app in after.apps.iter_mut().filter(|a| a.result == "changed") {
+        if app.action == Action::Remove {
+            removed.insert(app.app.clone());
+            app.action = Action::Absent;
+        } else {
+            app.action = Action::Ok;
+        }
+        app.result = "ok";
+    }
+    for file in after.config_files.iter_mut() {
+        if matches!(file.status, "created" | "written (drift)") {
+            file.status = "unchanged";
+        }
+    }
+    let containers = report
+        .managed
+        .iter()
+        .filter(|c| c.app().is_none_or(|a| !removed.contains(a)))
+        .cloned()
+        .collect();
+    (after, containers)
+}
+
+/// Whether the app's container runs: what the plan found fine, or what podman reports.
+fn app_up(a: &AppStatus) -> bool {
+    a.state == "running" || a.actual == "running"
+}
+
+/// The metrics view of a status (pure). `healthy` is the app's `converged` until apps get
+/// health probes; `restarts` are archy's counters, `bad_versions` the update journal's.
+pub fn metrics_snapshot(
+    status: &Status,
+    restarts: &BTreeMap<String, u64>,
+    bad_versions: Vec<String>,
+) -> metrics::Snapshot {
+    let run = |r: &RecordSummary| metrics::RunSample {
+        result: metrics::RunResult::from_label(r.result),
+        timestamp_seconds: r
+            .at
+            .as_deref()
+            .and_then(|at| humantime::parse_rfc3339(at).ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64),
+        duration_seconds: r
+            .record
+            .get("duration_ms")
+            .and_then(Value::as_f64)
+            .map(|ms| ms / 1000.0),
+    };
+    metrics::Snapshot {
+        apps: status
+            .apps
+            .iter()
+            .map(|a| metrics::AppSample {
+                app: a.app.clone(),
+                up: app_up(a),
+                healthy: a.converged && app_up(a),
+                restarts: restarts.get(&a.app).copied().unwrap_or(0),
+                spec_drift: a.spec_hash_match == Some(false),
+                config_drift_files: a.config_drift.len(),
+            })
+            .collect(),
+        manifests_invalid: status.manifest_errors.len(),
+        converged: status.converged,
+        reconcile: status.last_reconcile.as_ref().map(run),
+        podman_heal: status.podman.as_ref().map(run),
+        update_pending: status.pending_update.as_ref().map(|p| {
+            p.get("version")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| "unknown".into())
+        }),
+        bad_versions,
+    }
 }
 
 /// Decide the whole status from the dry-run report, the manifests, podman's listing and the
@@ -473,6 +573,76 @@ mod tests {
             0,
         );
         assert_eq!((s.state, s.converged), ("drifted", false));
+    }
+
+    #[test]
+    fn metrics_follow_the_status() {
+        let c = container("running", 1_000);
+        let exited = container("exited", 1_000);
+        let status = Status {
+            ok: false,
+            exit_code: 1,
+            converged: false,
+            apps: vec![
+                app_status(&result(Action::Ok, "ok"), None, Some(&c), vec![], 0),
+                AppStatus {
+                    app: "db".into(),
+                    ..app_status(&result(Action::Start, "ok"), None, Some(&exited), vec![], 0)
+                },
+                AppStatus {
+                    app: "ui".into(),
+                    ..app_status(
+                        &result(Action::Recreate, "ok"),
+                        None,
+                        Some(&c),
+                        vec!["/x".into()],
+                        0,
+                    )
+                },
+            ],
+            manifest_errors: vec!["bad.yaml: nope".into()],
+            podman: Some(summarise(
+                serde_json::json!({"exit_code": 1, "at": "2027-01-15T08:00:00Z"}),
+            )),
+            pending_update: Some(serde_json::json!({"version": "7"})),
+            last_verify: None,
+            last_reconcile: Some(summarise(
+                serde_json::json!({"exit_code": 0, "at": "2027-01-15T08:00:05Z", "duration_ms": 12.5}),
+            )),
+        };
+        let restarts = BTreeMap::from([("db".to_string(), 4)]);
+        let s = metrics_snapshot(&status, &restarts, vec!["6".into()]);
+        let apps: Vec<_> = s
+            .apps
+            .iter()
+            .map(|a| {
+                (
+                    a.app.as_str(),
+                    a.up,
+                    a.healthy,
+                    a.restarts,
+                    a.spec_drift,
+                    a.config_drift_files,
+                )
+            })
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                ("web", true, true, 0, false, 0),
+                ("db", false, false, 4, false, 0),
+                ("ui", true, false, 0, true, 1),
+            ]
+        );
+        assert_eq!(s.manifests_invalid, 1);
+        assert!(!s.converged);
+        let r = s.reconcile.unwrap();
+        assert_eq!(r.result, metrics::RunResult::Ok);
+        assert_eq!(r.timestamp_seconds, Some(1_800_000_005));
+        assert_eq!(r.duration_seconds, Some(0.0125));
+        assert_eq!(s.podman_heal.unwrap().result, metrics::RunResult::Failed);
+        assert_eq!(s.update_pending.as_deref(), Some("7"));
+        assert_eq!(s.bad_versions, ["6"]);
     }
 
     #[test]
