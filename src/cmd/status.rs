@@ -26,6 +26,13 @@ use crate::podman::Container;
 /// manifests, config files that differ from what would be rendered, and the owner (archy, or
 /// systemd through a Quadlet unit). Changes nothing. Exit 0 when every app is converged, no
 /// orphan or invalid manifest exists and the last heal-podman run (if any) succeeded; 1 otherwise.
+///
+/// --output prometheus prints the same as Prometheus metrics (text exposition format):
+/// archy_app_up, archy_app_healthy, archy_app_restarts_total, archy_app_spec_drift and
+/// archy_app_config_drift_files per app; archy_converged, archy_manifests_invalid,
+/// archy_config_drift_files; archy_reconcile_last_{result,duration_seconds,timestamp_seconds};
+/// archy_podman_heal_last_{result,timestamp_seconds}; archy_update_pending,
+/// archy_update_bad_versions. `archy reconcile --metrics-file` writes them after every tick.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// Only these apps (default: every app with a manifest, plus orphans).
