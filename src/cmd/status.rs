@@ -180,8 +180,9 @@ fn app_up(a: &AppStatus) -> bool {
     a.state == "running" || a.actual == "running"
 }
 
-/// The metrics view of a status (pure). `healthy` is the app's `converged` until apps get
-/// health probes; `restarts` are archy's counters, `bad_versions` the update journal's.
+/// The metrics view of a status (pure). `healthy` is the app's `converged` (as desired: running
+/// and current, or disabled and gone) until apps get health probes; `restarts` are archy's
+/// counters, `bad_versions` the update journal's.
 pub fn metrics_snapshot(
     status: &Status,
     restarts: &BTreeMap<String, u64>,
@@ -208,7 +209,7 @@ pub fn metrics_snapshot(
             .map(|a| metrics::AppSample {
                 app: a.app.clone(),
                 up: app_up(a),
-                healthy: a.converged && app_up(a),
+                healthy: a.converged,
                 restarts: restarts.get(&a.app).copied().unwrap_or(0),
                 spec_drift: a.spec_hash_match == Some(false),
                 config_drift_files: a.config_drift.len(),
