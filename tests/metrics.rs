@@ -269,13 +269,24 @@ fn the_file_is_replaced_atomically_and_a_no_op_tick_still_lists_once() {
             (reads, torn, strays)
         })
     };
-    let mut inodes = std::collections::BTreeSet::new();
     root.take_podman_calls();
     for _ in 0..8 {
+        // A reader that opened the file before the tick keeps reading the whole old file; the
+        // path names a new one afterwards.
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let before = std::fs::read_to_string(&file).unwrap();
+        let mut held = std::fs::File::open(&file).unwrap();
         let out = root.archy(&["reconcile", "--metrics-file", &file_arg]);
         assert_eq!(out.code, 0, "{out:?}");
-        use std::os::unix::fs::MetadataExt;
-        inodes.insert(std::fs::metadata(&file).unwrap().ino());
+        assert_ne!(
+            held.metadata().unwrap().ino(),
+            std::fs::metadata(&file).unwrap().ino(),
+            "each tick renames a new file into place"
+        );
+        let mut old = String::new();
+        held.read_to_string(&mut old).unwrap();
+        assert_eq!(old, before, "an open reader keeps the whole old file");
     }
     let calls = root.take_podman_calls();
     stop.store(true, Ordering::Relaxed);
@@ -288,7 +299,6 @@ fn the_file_is_replaced_atomically_and_a_no_op_tick_still_lists_once() {
         torn.first()
     );
     assert!(strays.is_empty(), "{strays:?}");
-    assert_eq!(inodes.len(), 8, "each tick renames a new file into place");
     assert_eq!(
         calls.len(),
         8,
