@@ -193,11 +193,15 @@ fn dpkg_installs_runs_removes_and_purges_as_documented() {
         }
     }
 
+    let dropins = Path::new("/etc/containers/containers.conf.d");
+    let dropins_before = dropins.exists();
     let out = dpkg(&["-i", deb]);
     assert!(out.status.success(), "dpkg -i: {}", text(&out));
     assert_eq!(package_state(), "ii", "installed");
     assert_eq!(mode("/var/lib/archy"), 0o700, "state is root only");
     assert_eq!(mode("/etc/archy/manifests"), 0o755);
+    // podman's drop-in directory, where the shipped bitcoin-knots manifest renders 50-archy.conf.
+    assert!(Path::new("/etc/containers/containers.conf.d").is_dir());
     let conffiles = Command::new("dpkg-query")
         .args(["--control-show", "archy", "conffiles"])
         .output()
@@ -304,5 +308,10 @@ fn dpkg_installs_runs_removes_and_purges_as_documented() {
         "purge keeps files the package did not make"
     );
     assert!(leftover_units().is_empty(), "{:?}", leftover_units());
+    assert!(dropins.is_dir(), "podman's drop-in directory stays");
     std::fs::remove_dir_all("/etc/archy").unwrap();
+    if !dropins_before {
+        // Leave the machine as the test found it.
+        let _ = std::fs::remove_dir(dropins);
+    }
 }
