@@ -60,30 +60,52 @@ pub fn record(state_dir: &Path, concern: &str, mut value: serde_json::Value) {
 /// whatever its apps' outcomes: its `at` is when reconcile last completed.
 pub const RECONCILE_COMPLETED: &str = "reconcile-completed";
 
-/// Why reconcile counts as overdue at `now`, if it does (pure): a full reconcile never
-/// completed, or last completed longer than `max_age` ago, whatever the unit's exit status
-/// said (a tick that finds its lock held exits 75, which systemd counts as success).
+/// Why reconcile counts as overdue at `now`, if it does (pure): the last full reconcile
+/// completed longer than `max_age` ago, or none ever completed although the state directory
+/// has existed (`state_since`, its creation time) for longer than that; whatever the unit's
+/// exit status said (a tick that finds its lock held exits 75, which systemd counts as
+/// success). A node with no state directory yet has not been asked to run anything.
 pub fn reconcile_overdue(
     completed: Option<&serde_json::Value>,
+    state_since: Option<SystemTime>,
     now: SystemTime,
     max_age: std::time::Duration,
 ) -> Option<String> {
+    let age_of = |at: SystemTime| now.duration_since(at).unwrap_or_default();
+    let shown = |age: std::time::Duration| {
+        humantime::format_duration(std::time::Duration::from_secs(age.as_secs())).to_string()
+    };
     let at = completed
         .and_then(|r| r.get("at"))
         .and_then(serde_json::Value::as_str)
         .and_then(|text| humantime::parse_rfc3339(text).ok());
-    let Some(at) = at else {
-        return Some("a full reconcile has never completed".into());
-    };
-    let age = now.duration_since(at).unwrap_or_default();
-    (age > max_age).then(|| {
-        format!(
-            "a full reconcile last completed {} ago (at {}), more than the {} allowed",
-            humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
-            humantime::format_rfc3339_seconds(at),
-            humantime::format_duration(max_age)
-        )
-    })
+    match at {
+        Some(at) => (age_of(at) > max_age).then(|| {
+            format!(
+                "a full reconcile last completed {} ago (at {}), more than the {} allowed",
+                shown(age_of(at)),
+                humantime::format_rfc3339_seconds(at),
+                humantime::format_duration(max_age)
+            )
+        }),
+        None => state_since
+            .filter(|since| age_of(*since) > max_age)
+            .map(|since| {
+                format!(
+                "no full reconcile has completed since the state directory was created {} ago, \
+                 more than the {} allowed",
+                shown(age_of(since)),
+                humantime::format_duration(max_age)
+            )
+            }),
+    }
+}
+
+/// When the state directory was created (its modification time where the file system keeps
+/// no creation time); None when it does not exist.
+pub fn state_dir_since(state_dir: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(state_dir).ok()?;
+    meta.created().or_else(|_| meta.modified()).ok()
 }
 
 /// Read a concern's last record, if any.
@@ -99,21 +121,27 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn reconcile_is_overdue_when_it_never_completed_or_completed_too_long_ago() {
+    fn reconcile_is_overdue_when_it_completed_too_long_ago_or_never_on_an_old_state_dir() {
         let now = humantime::parse_rfc3339("2026-01-01T12:00:00Z").unwrap();
         let max = Duration::from_secs(120);
-        let rec = |v: serde_json::Value| reconcile_overdue(Some(&v), now, max);
-        assert!(reconcile_overdue(None, now, max)
-            .unwrap()
-            .contains("never completed"));
+        let rec = |v: serde_json::Value| reconcile_overdue(Some(&v), None, now, max);
+        let fresh = Some(now - Duration::from_secs(30));
+        let old = Some(now - Duration::from_secs(3600));
+        assert_eq!(reconcile_overdue(None, None, now, max), None);
+        assert_eq!(reconcile_overdue(None, fresh, now, max), None);
+        let never = reconcile_overdue(None, old, now, max).unwrap();
+        assert!(
+            never.contains("no full reconcile has completed") && never.contains("1h ago"),
+            "{never}"
+        );
         assert_eq!(
             rec(serde_json::json!({"at": "2026-01-01T11:59:00Z", "exit_code": 1})),
             None
         );
-        let old = rec(serde_json::json!({"at": "2026-01-01T11:50:00Z", "exit_code": 0})).unwrap();
+        let late = rec(serde_json::json!({"at": "2026-01-01T11:50:00Z", "exit_code": 0})).unwrap();
         assert!(
-            old.contains("10m ago") && old.contains("2m allowed"),
-            "{old}"
+            late.contains("10m ago") && late.contains("2m allowed"),
+            "{late}"
         );
     }
 }

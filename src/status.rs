@@ -101,6 +101,8 @@ pub struct Records {
     pub reconcile: Option<Value>,
     /// The record of the last full reconcile that ran to its end.
     pub reconcile_completed: Option<Value>,
+    /// When the state directory was created (None: it does not exist yet).
+    pub state_since: Option<std::time::SystemTime>,
 }
 
 impl Records {
@@ -119,6 +121,7 @@ impl Records {
             verify: crate::state::read(state_dir, "verify-update"),
             reconcile: crate::state::read(state_dir, "reconcile"),
             reconcile_completed: crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED),
+            state_since: crate::state::state_dir_since(state_dir),
         })
     }
 }
@@ -186,6 +189,7 @@ pub fn build(
     let podman = records.heal.map(summarise);
     let reconcile_overdue = crate::state::reconcile_overdue(
         records.reconcile_completed.as_ref(),
+        records.state_since,
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
         max_reconcile_age,
     );
