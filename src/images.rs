@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -501,17 +500,9 @@ fn build(
         bar.set_message(format!("{app}: building"));
         bar
     });
-    let reader = duct::cmd(cmd.program(), cmd.argv())
-        .stderr_to_stdout()
-        .stdin_null()
-        .unchecked()
-        .reader()
-        .with_context(|| format!("failed to start `{}`", cmd.display()))?;
-    let mut log = Vec::new();
-    let mut lines = BufReader::new(&reader);
-    let mut line = String::new();
-    while lines.read_line(&mut line).unwrap_or(0) > 0 {
-        let text = line.trim_end().to_string();
+    // Output decoded lossily line by line: a non-UTF-8 byte in a RUN step's output is logged
+    // as U+FFFD and never ends the read (which used to kill the build).
+    let mut on_line = |text: &str| {
         tracing::debug!(target: "archy::build", "{app}: {text}");
         if text.starts_with("STEP ") {
             match &spinner {
@@ -519,18 +510,12 @@ fn build(
                 None => tracing::info!("{app}: {text}"),
             }
         }
-        log.push(text);
-        line.clear();
-    }
-    let status = reader
-        .try_wait()
-        .ok()
-        .flatten()
-        .map(|o| o.status.code().unwrap_or(-1))
-        .unwrap_or(-1);
-    if let Some(bar) = spinner {
+    };
+    let result = cmd.run_lines(&mut on_line);
+    if let Some(bar) = &spinner {
         bar.finish_and_clear();
     }
+    let (status, log) = result.with_context(|| format!("failed to build image {reference} for {app}"))?;
     if status != 0 {
         let tail = crate::exec::tail(&log.join("\n"), 15);
         bail!("`{}` exited with code {status}: {tail}", cmd.display());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::exec::{Cmd, Output};
+use crate::exec::{Cmd, Kind, Output};
 
 pub const LABEL_MANAGED: &str = "io.archy.managed";
 pub const LABEL_APP: &str = "io.archy.app";
@@ -120,8 +120,16 @@ impl Podman {
         &self.program
     }
 
+    /// A podman command; a listing/query by default ([`Kind::Listing`]), callers that change
+    /// state set their kind.
     fn cmd(&self) -> Cmd {
-        Cmd::new(&self.program)
+        Cmd::new(&self.program).kind(Kind::Listing)
+    }
+
+    fn lifecycle(&self, stop_timeout: u32) -> Cmd {
+        self.cmd().kind(Kind::Lifecycle {
+            stop_timeout_secs: stop_timeout,
+        })
     }
 
     /// Every container archy manages, in one call.
@@ -147,12 +155,12 @@ impl Podman {
 
     /// `podman run -d …` with a prepared argv (after `run`); returns the new container id.
     pub fn run_detached(&self, run_args: &[String]) -> Result<String> {
-        let out = self.cmd().arg("run").args(run_args).run()?;
+        let out = self.lifecycle(0).arg("run").args(run_args).run()?;
         Ok(out.stdout.trim().to_string())
     }
 
     pub fn start(&self, container: &str) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["start", container])
             .run()
             .with_context(|| format!("failed to start container {container}"))?;
@@ -160,7 +168,7 @@ impl Podman {
     }
 
     pub fn restart(&self, container: &str, stop_timeout: u32) -> Result<()> {
-        self.cmd()
+        self.lifecycle(stop_timeout)
             .args(["restart", "--time", &stop_timeout.to_string(), container])
             .run()
             .with_context(|| format!("failed to restart container {container}"))?;
@@ -168,7 +176,7 @@ impl Podman {
     }
 
     pub fn unpause(&self, container: &str) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["unpause", container])
             .run()
             .with_context(|| format!("failed to unpause container {container}"))?;
@@ -178,7 +186,7 @@ impl Podman {
     /// Stop (waiting `stop_timeout` seconds before SIGKILL) and remove a container. Never
     /// passes `-v`: anonymous and named volumes are kept.
     pub fn remove(&self, container: &str, stop_timeout: u32) -> Result<()> {
-        self.cmd()
+        self.lifecycle(stop_timeout)
             .args(["rm", "-f", "--time", &stop_timeout.to_string(), container])
             .run()
             .with_context(|| format!("failed to remove container {container}"))?;
@@ -203,7 +211,7 @@ impl Podman {
     }
 
     pub fn create_network(&self, name: &str, subnet: &str, gateway: &str) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args([
                 "network",
                 "create",
@@ -220,7 +228,7 @@ impl Podman {
 
     /// Remove a network; podman refuses while containers use it (no `-f`).
     pub fn remove_network(&self, name: &str) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["network", "rm", name])
             .run()
             .with_context(|| format!("failed to remove network {name}"))?;
@@ -244,7 +252,10 @@ impl Podman {
     }
 
     pub fn pull(&self, reference: &str) -> Result<()> {
-        self.cmd().args(["pull", "--quiet", reference]).run()?;
+        self.cmd()
+            .kind(Kind::Build)
+            .args(["pull", "--quiet", reference])
+            .run()?;
         Ok(())
     }
 
@@ -292,6 +303,7 @@ impl Podman {
     ) -> Cmd {
         let mut cmd = self
             .cmd()
+            .kind(Kind::Build)
             .args(["build", "--layers", "-f"])
             .arg(containerfile)
             .args(["-t", tag]);
@@ -335,7 +347,7 @@ impl Podman {
 
     /// Remove a container that exists only in storage (not in podman's database).
     pub fn remove_storage(&self, id: &str) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["rm", "--force", "--storage", id])
             .run()
             .with_context(|| format!("failed to remove storage-only container {id}"))?;
@@ -344,7 +356,7 @@ impl Podman {
 
     /// `podman system migrate`.
     pub fn system_migrate(&self) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["system", "migrate"])
             .run()
             .context("`podman system migrate` failed")?;
@@ -353,7 +365,7 @@ impl Podman {
 
     /// `podman system renumber`.
     pub fn system_renumber(&self) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["system", "renumber"])
             .run()
             .context("`podman system renumber` failed")?;

@@ -201,6 +201,7 @@ pub fn execute(
     }
     Cmd::new(&restart[0])
         .args(&restart[1..])
+        .kind(crate::exec::Kind::RestartCommand)
         .run()
         .with_context(|| {
             format!("current points at {to}, but the restart command `{command_line}` failed; run `archy rollback` again to retry it")
