@@ -10,6 +10,8 @@
 //! its path. The OCI runtime's state root is the runtime's own default, which podman relies on
 //! (it passes no `--root`): `/run/<runtime>` for root, `$XDG_RUNTIME_DIR/<runtime>` rootless.
 
+pub mod netsys;
+pub mod network;
 pub mod system;
 
 use std::collections::BTreeSet;
@@ -461,6 +463,9 @@ pub struct Facts {
     pub ghost_conmons: Option<Vec<Conmon>>,
     /// Volume directories podman does not list.
     pub orphan_volumes: Option<Vec<String>>,
+    /// Network namespaces, veths, port forwards and IP reservations on archy's networks of
+    /// containers podman does not know (`None`: not looked at, engine down).
+    pub network_debris: Option<Vec<network::Debris>>,
     /// Why the runtime dirs look stale (`Some(vec![])` = checked, consistent).
     pub stale_runtime: Option<Vec<String>>,
     /// Why clearing the runtime dirs is not safe now (live containers or mounts), if it is not.
@@ -477,6 +482,7 @@ pub enum ProbeName {
     Database,
     StorageOnly,
     GhostOci,
+    NetworkDebris,
     OrphanVolumes,
     RuntimeDirs,
 }
@@ -488,6 +494,7 @@ impl ProbeName {
             ProbeName::Database => "database",
             ProbeName::StorageOnly => "storage-only",
             ProbeName::GhostOci => "ghost-oci",
+            ProbeName::NetworkDebris => "network-debris",
             ProbeName::OrphanVolumes => "orphan-volumes",
             ProbeName::RuntimeDirs => "runtime-dirs",
         }
@@ -653,6 +660,26 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         },
     });
 
+    out.push(match (&facts.network_debris, engine_down) {
+        (Some(list), false) if list.is_empty() => Probe {
+            name: ProbeName::NetworkDebris,
+            status: Status::Ok,
+            evidence: vec![
+                "no network namespace, veth, port forward or IP reservation of a container podman does not know".into(),
+            ],
+        },
+        (Some(list), false) => Probe {
+            name: ProbeName::NetworkDebris,
+            status: Status::Broken,
+            evidence: list.iter().map(network::Debris::describe).collect(),
+        },
+        _ => Probe {
+            name: ProbeName::NetworkDebris,
+            status: Status::Unknown,
+            evidence: unknown(),
+        },
+    });
+
     out.push(match (&facts.orphan_volumes, engine_down) {
         (Some(list), false) if list.is_empty() => Probe {
             name: ProbeName::OrphanVolumes,
@@ -720,17 +747,19 @@ pub enum StepKind {
     MoveDbAside,
     RemoveStorageOnly,
     KillGhosts,
+    ReleaseNetworkDebris,
     RegisterVolumes,
     SystemRenumber,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 8] = [
         StepKind::SystemMigrate,
         StepKind::ClearRuntimeDirs,
         StepKind::MoveDbAside,
         StepKind::RemoveStorageOnly,
         StepKind::KillGhosts,
+        StepKind::ReleaseNetworkDebris,
         StepKind::RegisterVolumes,
         StepKind::SystemRenumber,
     ];
@@ -742,6 +771,7 @@ impl StepKind {
             StepKind::MoveDbAside => "move-db-aside",
             StepKind::RemoveStorageOnly => "remove-storage-only",
             StepKind::KillGhosts => "kill-ghosts",
+            StepKind::ReleaseNetworkDebris => "release-network-debris",
             StepKind::RegisterVolumes => "register-volumes",
             StepKind::SystemRenumber => "system-renumber",
         }
@@ -877,6 +907,16 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                     }
                 ),
                 targets,
+            });
+        }
+        if let Some(debris) = facts.network_debris.as_ref().filter(|d| !d.is_empty()) {
+            steps.push(Step {
+                kind: StepKind::ReleaseNetworkDebris,
+                targets: debris.iter().map(|d| d.container_id.clone()).collect(),
+                describe: format!(
+                    "release the network state of containers podman no longer knows ({}): CNI DEL replayed from libcni's cache, then their network namespace, port forwards and IP reservations",
+                    debris.iter().map(|d| short(&d.container_id)).collect::<Vec<_>>().join(", ")
+                ),
             });
         }
         if let Some(volumes) = facts.orphan_volumes.as_ref().filter(|v| !v.is_empty()) {

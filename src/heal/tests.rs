@@ -305,11 +305,53 @@ fn healthy_facts_plan_nothing() {
         ghosts: Some(vec![]),
         ghost_conmons: Some(vec![]),
         orphan_volumes: Some(vec![]),
+        network_debris: Some(vec![]),
         stale_runtime: Some(vec![]),
         ..Facts::default()
     };
     assert!(healthy(&probes(&facts)));
     assert!(plan(&facts, PlanOptions::default()).is_empty());
+}
+
+#[test]
+fn network_debris_is_broken_and_released_after_ghosts_are_killed() {
+    let debris = network::Debris {
+        container_id: "5d56896d04d0886b96987fa7c14d72985013ac3a333fc035cb1f8af11fef70ce".into(),
+        networks: vec!["archy".into()],
+        netns: Some("/run/netns/netns-528d8f0c".into()),
+        ips: vec!["10.89.0.2/24".into()],
+        rules: vec!["nat: -A CNI-HOSTPORT-DNAT …".into()],
+        ..network::Debris::default()
+    };
+    let facts = Facts {
+        storage_only: Some(vec![]),
+        ghosts: Some(vec![OciContainer {
+            id: "abc".into(),
+            pid: 7,
+            status: "running".into(),
+            bundle: "/x".into(),
+        }]),
+        ghost_conmons: Some(vec![]),
+        orphan_volumes: Some(vec![]),
+        network_debris: Some(vec![debris]),
+        stale_runtime: Some(vec![]),
+        ..Facts::default()
+    };
+    let probe = probes(&facts)
+        .into_iter()
+        .find(|p| p.name == ProbeName::NetworkDebris)
+        .unwrap();
+    assert_eq!(probe.status, Status::Broken);
+    assert!(
+        probe.evidence[0].contains("container 5d56896d04d0 (unknown to podman) left on network archy: network namespace /run/netns/netns-528d8f0c; 1 iptables rule(s)"),
+        "{:?}",
+        probe.evidence
+    );
+    let kinds: Vec<StepKind> = plan(&facts, PlanOptions::default())
+        .iter()
+        .map(|s| s.kind)
+        .collect();
+    assert_eq!(kinds, [StepKind::KillGhosts, StepKind::ReleaseNetworkDebris]);
 }
 
 #[test]
