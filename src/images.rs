@@ -145,6 +145,7 @@ fn hash_context(
     files: &[PathBuf],
 ) -> Result<String> {
     let mut hasher = Sha256::new();
+    require_regular(containerfile, "containerfile")?;
     let cf = fs::read(containerfile)
         .with_context(|| format!("failed to read containerfile {}", containerfile.display()))?;
     hasher.update(b"containerfile\0");
@@ -307,8 +308,43 @@ fn walk(root: &Path, rel: &Path, ignore: &IgnoreRules, out: &mut Vec<PathBuf>) -
             // Descend even into ignored dirs: a later `!pattern` may re-include a file inside.
             walk(root, &child, ignore, out)?;
         } else if !ignore.is_ignored(&child) {
+            // Reading a FIFO blocks until a writer comes, a device may never end: a build
+            // context holds regular files and symlinks only (symlinks are hashed, not followed).
+            if let Some(kind) = special_kind(&file_type) {
+                bail!(
+                    "{} in build context {} is a {kind}; a build context may hold only regular files, directories and symlinks (remove it or list it in .containerignore)",
+                    child.display(),
+                    root.display()
+                );
+            }
             out.push(child);
         }
+    }
+    Ok(())
+}
+
+/// The name of a file type that is neither a regular file, a directory nor a symlink.
+fn special_kind(file_type: &fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        Some("FIFO")
+    } else if file_type.is_socket() {
+        Some("socket")
+    } else if file_type.is_char_device() {
+        Some("character device")
+    } else if file_type.is_block_device() {
+        Some("block device")
+    } else {
+        None
+    }
+}
+
+/// Fail unless `path` (followed) is a regular file: reading anything else may block forever.
+fn require_regular(path: &Path, what: &str) -> Result<()> {
+    let meta = fs::metadata(path).with_context(|| format!("failed to stat {what} {}", path.display()))?;
+    if !meta.is_file() {
+        let kind = special_kind(&meta.file_type()).unwrap_or("directory");
+        bail!("{what} {} is a {kind}, not a regular file", path.display());
     }
     Ok(())
 }
@@ -325,6 +361,9 @@ impl IgnoreRules {
     pub fn load(context: &Path) -> Result<Self> {
         for name in [".containerignore", ".dockerignore"] {
             let path = context.join(name);
+            if fs::symlink_metadata(&path).is_ok() {
+                require_regular(&path, "ignore file")?;
+            }
             if let Some(bytes) = crate::fsutil::read_optional(&path)? {
                 return Ok(Self::parse(&String::from_utf8_lossy(&bytes)));
             }
@@ -519,6 +558,22 @@ fn build(
     if status != 0 {
         let tail = crate::exec::tail(&log.join("\n"), 15);
         bail!("`{}` exited with code {status}: {tail}", cmd.display());
+    }
+    // The tag names the content hashed before the build; if the context changed while it
+    // built, the image may hold the edited content: drop the tag, fail, and let the next run
+    // build (and tag) what the context then holds.
+    let after = self::context_hash(context, containerfile, args)
+        .with_context(|| format!("failed to hash build context {} after the build", context.display()))?;
+    if after != context_hash {
+        let untag = podman.untag(reference);
+        bail!(
+            "build context {} changed while {reference} was built: the image may not match its tag, so the tag was {}; the next run builds again",
+            context.display(),
+            match untag {
+                Ok(()) => "removed".to_string(),
+                Err(err) => format!("NOT removed ({err:#})"),
+            }
+        );
     }
     Ok(())
 }

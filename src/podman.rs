@@ -38,6 +38,10 @@ pub struct Container {
     pub exit_code: i32,
     #[serde(rename = "Networks", default, deserialize_with = "null_as_default")]
     pub networks: Vec<String>,
+    /// For storage-only containers (`ps --external`) podman says `["buildah"]` for a buildah
+    /// working container (a build's) and `["storage"]` otherwise.
+    #[serde(rename = "Command", default, deserialize_with = "null_as_default")]
+    pub command: Vec<String>,
 }
 
 fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
@@ -281,6 +285,15 @@ impl Podman {
         serde_json::from_str::<Option<Vec<Image>>>(&out.stdout)
             .map(Option::unwrap_or_default)
             .context("failed to parse `podman images --format json` output")
+    }
+
+    /// Remove one tag (`podman untag IMAGE NAME`); the image stays when it has other names.
+    pub fn untag(&self, reference: &str) -> Result<()> {
+        self.cmd()
+            .args(["untag", reference, reference])
+            .run()
+            .with_context(|| format!("failed to untag {reference}"))?;
+        Ok(())
     }
 
     /// Remove an image by reference; never forced, so podman refuses one a container uses.

@@ -420,6 +420,9 @@ pub struct StorageOnly {
     pub name: String,
     /// Its name is one archy manages (a manifest's container name or `archy-…`).
     pub managed: bool,
+    /// A buildah working container (a running or interrupted build's), not damage: podman's
+    /// database never holds those (`ps --external` reports its command as `buildah`).
+    pub buildah: bool,
 }
 
 /// Whether archy manages a container of this name.
@@ -440,6 +443,7 @@ pub fn split_external(
                 id: c.id.clone(),
                 name: c.name().to_string(),
                 managed: is_managed_name(c.name(), manifest_names),
+                buildah: c.command.first().is_some_and(|cmd| cmd == "buildah"),
             });
         } else {
             known.insert(c.id.clone());
@@ -576,11 +580,26 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         },
     });
 
-    out.push(match (&facts.storage_only, engine_down) {
+    let builds: Vec<String> = facts
+        .storage_only
+        .iter()
+        .flatten()
+        .filter(|s| s.buildah)
+        .map(|s| format!("{} ({}) is a buildah working container (a build's; not damage)", s.name, short(&s.id)))
+        .collect();
+    let damaged = facts
+        .storage_only
+        .as_ref()
+        .map(|l| l.iter().filter(|s| !s.buildah).collect::<Vec<_>>());
+    out.push(match (&damaged, engine_down) {
         (Some(list), false) if list.is_empty() => Probe {
             name: ProbeName::StorageOnly,
             status: Status::Ok,
-            evidence: vec!["every container in storage is in podman's database".into()],
+            evidence: std::iter::once(
+                "every container in storage is in podman's database or a build's".to_string(),
+            )
+            .chain(builds)
+            .collect(),
         },
         (Some(list), false) => Probe {
             name: ProbeName::StorageOnly,
@@ -800,7 +819,9 @@ pub fn storage_to_remove(
     list: &[StorageOnly],
     opts: PlanOptions,
 ) -> (Vec<&StorageOnly>, Vec<&StorageOnly>) {
-    list.iter().partition(|s| s.managed || opts.yes)
+    list.iter()
+        .filter(|s| !s.buildah)
+        .partition(|s| s.managed || opts.yes)
 }
 
 /// Ghost ids to kill: every ghost except those whose storage-only container is kept.

@@ -11,6 +11,7 @@
 mod common;
 
 mod archy_kills;
+mod builds;
 mod containers;
 mod engine;
 mod files;
