@@ -196,11 +196,13 @@ fn db_lost_facts() -> Facts {
                 id: "aaa".into(),
                 name: "archy-app".into(),
                 managed: true,
+                buildah: false,
             },
             StorageOnly {
                 id: "bbb".into(),
                 name: "other".into(),
                 managed: false,
+                buildah: false,
             },
         ]),
         ghosts: Some(vec![ghost("aaa"), ghost("bbb")]),
@@ -386,4 +388,34 @@ fn rootless_runtime_dir_follows_podmans_choice() {
         rootless_runtime_dir(1001, None, false),
         Path::new("/tmp/podman-run-1001")
     );
+}
+
+/// `podman ps -a --external --format json` with the working container of a build killed
+/// mid-RUN (podman 4.3.1): `Command: ["buildah"]`.
+const PS_BUILDAH: &str = include_str!("../../tests/fixtures/heal-ps-external-buildah.json");
+
+#[test]
+fn buildah_working_containers_are_not_damage_and_never_removed() {
+    let listing = crate::podman::parse_ps(PS_BUILDAH).unwrap();
+    let (_, storage) = split_external(&listing, &BTreeSet::new());
+    assert_eq!(storage.len(), 1);
+    assert!(storage[0].buildah, "{storage:?}");
+    let facts = Facts {
+        storage_only: Some(storage),
+        ghosts: Some(vec![]),
+        ghost_conmons: Some(vec![]),
+        orphan_volumes: Some(vec![]),
+        network_debris: Some(vec![]),
+        stale_runtime: Some(vec![]),
+        ..Facts::default()
+    };
+    let probes = probes(&facts);
+    assert!(healthy(&probes), "{probes:?}");
+    let evidence = &probes
+        .iter()
+        .find(|p| p.name == ProbeName::StorageOnly)
+        .unwrap()
+        .evidence;
+    assert!(evidence.iter().any(|e| e.contains("buildah working container")), "{evidence:?}");
+    assert!(plan(&facts, PlanOptions { yes: true }).is_empty());
 }
