@@ -15,6 +15,7 @@ mod builds;
 mod containers;
 mod engine;
 mod files;
+mod hangs;
 mod hostile;
 mod network;
 mod secrets;
