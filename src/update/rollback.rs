@@ -214,9 +214,15 @@ pub fn execute(
         "source": source,
         "resumed": resumed,
     }))?;
-    if let Some(pending) = journal.pending()? {
+    match journal.pending() {
         // The armed update is abandoned: the boot check has nothing left to verify.
-        if Some(pending.version.as_str()) == from.as_deref() {
+        Ok(Some(pending)) if Some(pending.version.as_str()) == from.as_deref() => {
+            journal.clear_pending()?;
+        }
+        Ok(_) => {}
+        // A damaged marker was an update of the release just left (verify-update treats it so).
+        Err(err) => {
+            tracing::warn!("removing the damaged pending marker: {err:#}");
             journal.clear_pending()?;
         }
     }
