@@ -214,20 +214,33 @@ impl Podman {
         Ok(list.into_iter().next())
     }
 
+    /// Create a network. When another run created it first ("already used"/"already exists"),
+    /// it is inspected again and accepted if its subnet is `subnet`.
     pub fn create_network(&self, name: &str, subnet: &str, gateway: &str) -> Result<()> {
-        self.lifecycle(0)
-            .args([
-                "network",
-                "create",
-                "--subnet",
-                subnet,
-                "--gateway",
-                gateway,
-                name,
-            ])
-            .run()
-            .with_context(|| format!("failed to create network {name} ({subnet})"))?;
-        Ok(())
+        let cmd = self.lifecycle(0).args([
+            "network",
+            "create",
+            "--subnet",
+            subnet,
+            "--gateway",
+            gateway,
+            name,
+        ]);
+        let out = cmd.run_unchecked()?;
+        if out.success() {
+            return Ok(());
+        }
+        if network_exists_error(&out.stderr) {
+            if let Some(network) = self.inspect_network(name)? {
+                if network.subnets.iter().any(|s| s.subnet == subnet) {
+                    tracing::info!(
+                        "network {name} ({subnet}) was created by a concurrent run; using it"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        Err(failure(&cmd, out)).with_context(|| format!("failed to create network {name} ({subnet})"))
     }
 
     /// Remove a network; podman refuses while containers use it (no `-f`).
@@ -425,6 +438,13 @@ impl Podman {
     }
 }
 
+/// podman's "this network name is taken" (4.3: `network name X already used: network already
+/// exists`), not "subnet … is already used on the host".
+pub fn network_exists_error(stderr: &str) -> bool {
+    stderr.contains("network already exists")
+        || (stderr.contains("network name") && stderr.contains("already used"))
+}
+
 /// Turn a non-zero `Output` into the same error `Cmd::run` gives.
 pub fn failure(cmd: &Cmd, out: Output) -> anyhow::Error {
     anyhow::Error::new(crate::exec::CommandFailed {
@@ -456,6 +476,16 @@ mod tests {
             list[1].state, "created",
             "a run whose command failed leaves a created container"
         );
+    }
+
+    #[test]
+    fn a_taken_network_name_is_told_from_a_taken_subnet() {
+        assert!(network_exists_error(
+            "Error: network name archy already used: network already exists\n"
+        ));
+        assert!(!network_exists_error(
+            "Error: subnet 10.89.0.0/24 is already used on the host or by another config\n"
+        ));
     }
 
     #[test]
