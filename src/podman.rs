@@ -38,6 +38,9 @@ pub struct Container {
     pub exit_code: i32,
     #[serde(rename = "Networks", default, deserialize_with = "null_as_default")]
     pub networks: Vec<String>,
+    /// Container paths with a mount (volume or bind), as `ps` lists them.
+    #[serde(rename = "Mounts", default, deserialize_with = "null_as_default")]
+    pub mounts: Vec<String>,
     /// For storage-only containers (`ps --external`) podman says `["buildah"]` for a buildah
     /// working container (a build's) and `["storage"]` otherwise.
     #[serde(rename = "Command", default, deserialize_with = "null_as_default")]
@@ -105,6 +108,19 @@ pub struct Image {
     pub names: Vec<String>,
     #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
+}
+
+/// One mount of a container, from `podman container inspect` (`Mounts[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Mount {
+    /// "volume" or "bind".
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The volume's name (empty for bind mounts).
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "Destination", default)]
+    pub destination: String,
 }
 
 /// The podman CLI.
@@ -195,6 +211,24 @@ impl Podman {
             .run()
             .with_context(|| format!("failed to remove container {container}"))?;
         Ok(())
+    }
+
+    /// A container's mounts (`podman container inspect --format json`).
+    pub fn container_mounts(&self, container: &str) -> Result<Vec<Mount>> {
+        #[derive(Deserialize)]
+        struct Inspected {
+            #[serde(rename = "Mounts", default, deserialize_with = "null_as_default")]
+            mounts: Vec<Mount>,
+        }
+        let out = self
+            .cmd()
+            .args(["container", "inspect", "--format", "json", container])
+            .run()
+            .with_context(|| format!("failed to inspect container {container}"))?;
+        let list: Vec<Inspected> = serde_json::from_str(&out.stdout).with_context(|| {
+            format!("failed to parse `podman container inspect {container}` output")
+        })?;
+        Ok(list.into_iter().next().map(|i| i.mounts).unwrap_or_default())
     }
 
     pub fn inspect_network(&self, name: &str) -> Result<Option<Network>> {
