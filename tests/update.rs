@@ -655,27 +655,3 @@ fn tls_failure_is_reported_as_a_tls_error() {
     assert_eq!(out.json()["probe"]["last"]["kind"], "tls", "{out:?}");
 }
 
-/// Issue 15: a damaged marker used to make the boot check exit 1 without probing or rolling
-/// back. Now it counts as "an update is pending" for the current release.
-#[test]
-fn damaged_marker_is_treated_as_pending_probed_and_rolled_back() {
-    for (behaviour, code, result) in [
-        (Behaviour::Status(500), 1, "rolled back from 2 to 1"),
-        (Behaviour::Status(200), 0, "release 2 verified"),
-    ] {
-        let install = Install::new();
-        install.arm();
-        std::fs::write(install.update_file("pending.json"), "{\"version\": \"2\", \"prev").unwrap();
-        let server = Server::start(behaviour, false);
-        let out = verify(&install, &server, false, "1500ms");
-        assert_eq!(out.code, code, "{out:?}");
-        assert!(out.stdout.contains(result), "{out:?}");
-        assert!(out.all().contains("damaged"), "the damage is named: {out:?}");
-        assert!(server.hits.load(Ordering::SeqCst) > 0, "probed");
-        assert!(!install.update_file("pending.json").exists());
-        assert_eq!(
-            install.current(),
-            if code == 1 { "releases/1" } else { "releases/2" }
-        );
-    }
-}

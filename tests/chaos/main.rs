@@ -21,3 +21,4 @@ mod network;
 mod secrets;
 mod support;
 mod tarballs;
+mod updates;
