@@ -455,7 +455,6 @@ pub enum Ensured {
     Pulled,
 }
 
-/// Make the resolved image present in local storage: build, pull or fail per the app's policy.
 /// Whether `ensure` pulls this image on every call (`pull: always`), present or not.
 pub fn always_pulls(resolved: &Resolved) -> bool {
     matches!(
@@ -466,6 +465,7 @@ pub fn always_pulls(resolved: &Resolved) -> bool {
     )
 }
 
+/// Make the resolved image present in local storage: build, pull or fail per the app's policy.
 pub fn ensure(
     podman: &Podman,
     app: &str,

@@ -191,7 +191,7 @@ pub fn release(id: &str) -> Result<Vec<String>> {
             if let Some(pid) = netns_user(Path::new(ns)) {
                 errors.push(format!(
                     "network namespace {ns} of container {} is still in use by pid {pid}; not released",
-                    super::short(id)
+                    crate::podman::short_id(id)
                 ));
                 continue;
             }
@@ -204,7 +204,7 @@ pub fn release(id: &str) -> Result<Vec<String>> {
                         Ok(()) => touched.push(format!(
                             "CNI {} DEL for {} on {}",
                             call.plugin,
-                            super::short(id),
+                            crate::podman::short_id(id),
                             entry.network_name
                         )),
                         Err(err) => {
@@ -295,7 +295,7 @@ fn cni_del(
         .with_context(|| {
             format!(
                 "CNI {plugin} DEL for container {} on network {} failed",
-                super::short(&entry.container_id),
+                crate::podman::short_id(&entry.container_id),
                 entry.network_name
             )
         })?;

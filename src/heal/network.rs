@@ -289,7 +289,7 @@ impl Debris {
         }
         format!(
             "container {} (unknown to podman) left on network {}: {}",
-            super::short(&self.container_id),
+            crate::podman::short_id(&self.container_id),
             self.networks.join(", "),
             parts.join("; ")
         )
