@@ -209,6 +209,37 @@ impl Executor<'_> {
         }
     }
 
+    /// The anonymous volumes (an image's `VOLUME` no manifest volume covers) of the container
+    /// being replaced, as `NAME:DEST` to mount again at the same paths: compose carries them
+    /// over too, or their data would stay behind in an unused volume. The listing's mount paths
+    /// spare the inspect when the old container mounts nothing beyond the spec (the usual case).
+    fn anonymous_volumes_to_carry(
+        &self,
+        app: &str,
+        old: &str,
+        spec: &crate::spec::ContainerSpec,
+    ) -> Result<Vec<String>> {
+        let destinations = spec.volume_destinations();
+        if let Some(listed) = self.managed.iter().find(|c| c.id == old) {
+            if !crate::spec::may_hold_anonymous_volumes(&listed.mounts, &destinations) {
+                return Ok(Vec::new());
+            }
+        }
+        let mounts = self
+            .ctx
+            .podman
+            .container_mounts(old)
+            .with_context(|| format!("failed to read the volumes of the old container of {app}"))?;
+        let carried = crate::spec::carried_anonymous_volumes(&mounts, &destinations);
+        if !carried.is_empty() {
+            tracing::info!(
+                "{app}: the new container keeps the anonymous volume(s) {}",
+                carried.join(", ")
+            );
+        }
+        Ok(carried)
+    }
+
     /// Make the image and network present, remove `replacing` (volumes kept), run the container.
     fn create(
         &self,
@@ -257,12 +288,20 @@ impl Executor<'_> {
         if spec.network == self.ctx.global.network && !network_proven {
             self.ensure_network()?;
         }
+        let carried = match replacing {
+            Some(old) => self.anonymous_volumes_to_carry(&p.app, old, spec)?,
+            None => Vec::new(),
+        };
         if let Some(old) = replacing {
             podman
                 .remove(old, stop_timeout)
                 .with_context(|| format!("failed to remove the old container of {}", p.app))?;
         }
-        let run = || podman.run_detached(&spec.run_args(hash)).map(|_| ());
+        let run = || {
+            podman
+                .run_detached(&spec.run_args_carrying(hash, &carried))
+                .map(|_| ())
+        };
         let created = match run() {
             Err(err) if proven && !podman.image_exists(&resolved.reference).unwrap_or(true) => {
                 tracing::warn!(

@@ -22,3 +22,4 @@ mod secrets;
 mod support;
 mod tarballs;
 mod updates;
+mod volumes;
