@@ -153,3 +153,34 @@ fn sigterm_ends_archys_children_and_releases_its_locks() {
     }
     case.pass();
 }
+
+#[test]
+fn status_when_podman_never_answers() {
+    let mut case = Case::new(
+        "engine: podman never answers when `archy status` runs",
+        "status answers within one listing time limit: says podman did not answer, shows the records, ok: false (exit 1)",
+    );
+    let root = TestRoot::new();
+    root.simple_manifest("app", "");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let wrapper = hanging_podman(&root, "*");
+    case.run();
+    let out = archy_with(
+        &root,
+        &wrapper,
+        &["status", "--timeout-listing", "1s", "--output", "json"],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let doc = out.json();
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["ok"], false);
+    let error = doc["podman_error"].as_str().unwrap();
+    assert!(error.starts_with("podman did not answer"), "{error}");
+    assert_eq!(doc["last_reconcile"]["result"], "ok", "records still shown: {doc}");
+    let text = archy_with(&root, &wrapper, &["status", "--timeout-listing", "1s"]);
+    assert_eq!(text.code, 1, "{text:?}");
+    assert!(text.stdout.contains("podman did not answer"), "{text:?}");
+    assert_hung_children_killed(&root);
+    case.pass();
+}

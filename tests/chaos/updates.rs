@@ -85,3 +85,71 @@ fn damaged_pending_marker_at_boot() {
         case.pass();
     }
 }
+
+#[test]
+fn status_with_a_damaged_pending_marker() {
+    let mut case = Case::new(
+        "update: `update/pending.json` damaged when `archy status` runs",
+        "status still shows every app and record, names the damage, and reports ok: false (exit 1)",
+    );
+    case.run();
+    let root = crate::common::TestRoot::new();
+    root.simple_manifest("app", "");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let update = root.state_dir.join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    std::fs::write(update.join("pending.json"), "{\"version\": \"2\", \"prev").unwrap();
+    let out = root.archy(&["status", "--output", "json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let doc = out.json();
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["converged"], true, "the apps are fine: {doc}");
+    assert_eq!(doc["apps"][0]["app"], "app");
+    assert_eq!(doc["apps"][0]["state"], "running");
+    assert!(doc["last_reconcile"]["result"] == "ok", "{doc}");
+    let damage = doc["pending_update"]["damaged"].as_str().unwrap();
+    assert!(damage.contains("pending.json"), "{damage}");
+    assert!(
+        doc["problems"][0].as_str().unwrap().contains("pending update marker is damaged"),
+        "{doc}"
+    );
+    let text = root.archy(&["status"]);
+    assert_eq!(text.code, 1, "{text:?}");
+    assert!(text.stdout.contains("APP ") && text.stdout.contains("DAMAGED"), "{text:?}");
+    case.pass();
+}
+
+#[test]
+fn status_ok_is_false_when_the_last_reconcile_failed() {
+    let mut case = Case::new(
+        "status: every app runs, but the last reconcile failed (an app since removed)",
+        "`ok: false` (exit 1) next to `last_reconcile.result: failed`, with the reason in `problems`; the JSON carries `schema`",
+    );
+    case.run();
+    let root = crate::common::TestRoot::new();
+    root.simple_manifest("good", "");
+    root.simple_manifest("bad", "env_files: [/nonexistent/bad.env]\n");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    std::fs::remove_file(root.manifests.join("bad.yaml")).unwrap();
+    let out = root.archy(&["status", "--output", "json"]);
+    let doc = out.json();
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["converged"], true, "{doc}");
+    assert_eq!(doc["last_reconcile"]["result"], "failed", "{doc}");
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        doc["problems"][0].as_str().unwrap().contains("the last reconcile failed"),
+        "{doc}"
+    );
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = root.archy(&["status", "--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["ok"], true);
+    assert_eq!(out.json()["problems"], serde_json::json!([]));
+    case.pass();
+}
