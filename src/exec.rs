@@ -131,10 +131,6 @@ pub fn timed_out(err: &anyhow::Error) -> Option<&TimedOut> {
 /// Process groups of the children running now, ended when archy gets SIGTERM/SIGINT.
 static CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
-fn register_child(pgid: i32) {
-    CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
-}
-
 fn unregister_child(pgid: i32) {
     CHILDREN
         .lock()
@@ -162,11 +158,9 @@ pub fn install_signal_handlers() {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            let groups: Vec<i32> = CHILDREN
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            for pgid in &groups {
+            // Held until the exit, so no new child starts after the kill.
+            let groups = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+            for pgid in groups.iter() {
                 kill_group(*pgid);
             }
             eprintln!(
@@ -406,11 +400,15 @@ impl Cmd {
             .stderr(Stdio::piped())
             // Its own process group, so a timeout or archy's SIGTERM ends the whole tree.
             .process_group(0);
+        // Spawned and registered under the registry's lock, which the signal handler holds
+        // from its kill to the exit: no child can start unseen by it.
+        let mut registry = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
         let mut child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("failed to start `{}`: {e}", self.display()))?;
         let pgid = child.id() as i32;
-        register_child(pgid);
+        registry.push(pgid);
+        drop(registry);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let watchdog = {

@@ -170,13 +170,14 @@ impl Podman {
     }
 
     /// `podman run -d …` with a prepared argv (after `run`); returns the new container id.
-    pub fn run_detached(&self, run_args: &[String]) -> Result<String> {
-        let out = self.lifecycle(0).arg("run").args(run_args).run()?;
+    /// Its time limit is the app's `stop_timeout` plus the margin, like every lifecycle command.
+    pub fn run_detached(&self, run_args: &[String], stop_timeout: u32) -> Result<String> {
+        let out = self.lifecycle(stop_timeout).arg("run").args(run_args).run()?;
         Ok(out.stdout.trim().to_string())
     }
 
-    pub fn start(&self, container: &str) -> Result<()> {
-        self.lifecycle(0)
+    pub fn start(&self, container: &str, stop_timeout: u32) -> Result<()> {
+        self.lifecycle(stop_timeout)
             .args(["start", container])
             .run()
             .with_context(|| format!("failed to start container {container}"))?;
@@ -191,8 +192,8 @@ impl Podman {
         Ok(())
     }
 
-    pub fn unpause(&self, container: &str) -> Result<()> {
-        self.lifecycle(0)
+    pub fn unpause(&self, container: &str, stop_timeout: u32) -> Result<()> {
+        self.lifecycle(stop_timeout)
             .args(["unpause", container])
             .run()
             .with_context(|| format!("failed to unpause container {container}"))?;

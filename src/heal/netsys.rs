@@ -185,17 +185,24 @@ pub fn release(id: &str) -> Result<Vec<String>> {
     let mut touched = Vec::new();
     let mut errors = Vec::new();
     let host = read_host();
-    for (path, entry) in host.cache.iter().filter(|(_, e)| e.container_id == id) {
-        let netns = entry.sandbox().filter(|p| Path::new(p).exists());
-        if let Some(ns) = &netns {
-            if let Some(pid) = netns_user(Path::new(ns)) {
-                errors.push(format!(
-                    "network namespace {ns} of container {} is still in use by pid {pid}; not released",
+    let entries: Vec<&(PathBuf, CacheEntry)> = host
+        .cache
+        .iter()
+        .filter(|(_, e)| e.container_id == id)
+        .collect();
+    // A process still in the container's namespace means it runs: release nothing of it.
+    for (_, entry) in &entries {
+        if let Some(ns) = entry.sandbox().filter(|p| Path::new(p).exists()) {
+            if let Some(pid) = netns_user(Path::new(&ns)) {
+                anyhow::bail!(
+                    "network namespace {ns} of container {} is still in use by pid {pid}; nothing of its network released",
                     crate::podman::short_id(id)
-                ));
-                continue;
+                );
             }
         }
+    }
+    for (path, entry) in entries {
+        let netns = entry.sandbox().filter(|p| Path::new(p).exists());
         let mut ok = true;
         match del_calls(entry) {
             Ok(calls) => {

@@ -170,7 +170,7 @@ impl Executor<'_> {
         match p.action {
             Action::Ok | Action::Absent | Action::Delegated => Ok(changed),
             Action::Conflict => anyhow::bail!("{}", p.reason),
-            Action::Start => match podman.start(&p.container_name) {
+            Action::Start => match podman.start(&p.container_name, stop_timeout) {
                 Ok(()) => Ok(true),
                 Err(err) => {
                     // A container that cannot start (its network or image vanished) is recreated.
@@ -184,7 +184,7 @@ impl Executor<'_> {
                 Ok(true)
             }
             Action::Unpause => {
-                podman.unpause(&p.container_name)?;
+                podman.unpause(&p.container_name, stop_timeout)?;
                 Ok(true)
             }
             Action::Remove => {
@@ -299,7 +299,7 @@ impl Executor<'_> {
         }
         let run = || {
             podman
-                .run_detached(&spec.run_args_carrying(hash, &carried))
+                .run_detached(&spec.run_args_carrying(hash, &carried), stop_timeout)
                 .map(|_| ())
         };
         let created = match run() {
@@ -350,7 +350,7 @@ impl Executor<'_> {
                 Some(c) if c.is_managed() && c.spec_hash() == Some(hash) => {
                     tracing::info!("{}: container {} appeared meanwhile with the desired spec", spec.app, spec.name);
                     if c.state != "running" {
-                        podman.start(&c.id)?;
+                        podman.start(&c.id, stop_timeout)?;
                     }
                     return Ok(());
                 }
@@ -382,7 +382,7 @@ impl Executor<'_> {
                 }
             }
             return podman
-                .run_detached(&spec.run_args(hash))
+                .run_detached(&spec.run_args(hash), stop_timeout)
                 .map(|_| ())
                 .with_context(|| format!("failed to create container {}", spec.name));
         }

@@ -68,11 +68,16 @@ fn podman_hangs_starting_one_app() {
         "that command is killed with its process group at the app's stop timeout + margin and named; that app fails (exit 1); the other apps converge",
     );
     let root = TestRoot::new();
+    // The limit is the app's stop timeout plus the margin: 1 s + 1 s for the hanging app, 600 s
+    // + 1 s for the other one, so a slow machine never times out its real podman.
     root.simple_manifest("slow", "");
-    root.simple_manifest("fast", "");
+    root.manifest(
+        "fast",
+        &format!("app: fast\nimage: {TEST_IMAGE}\npull: never\nstop_timeout: 600\ncommand: [\"/bin/sleep\", \"3600\"]\n"),
+    );
     let wrapper = hanging_podman(&root, "run*archy-slow*|start*archy-slow*");
     case.run();
-    let out = archy_with(&root, &wrapper, &["reconcile", "--timeout-stop-margin", "2s"]);
+    let out = archy_with(&root, &wrapper, &["reconcile", "--timeout-stop-margin", "1s"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.all().contains("did not finish within its start/stop time limit")
