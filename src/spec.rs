@@ -257,10 +257,10 @@ mod tests {
         use crate::podman::Mount;
         let anon = "32d8e92d96b94f96debbc13e99315ec5974fe2e09c327969b5c4807e6b1f27c1";
         let old = vec![
-            Mount { kind: "volume".into(), name: anon.into(), destination: "/data".into() },
-            Mount { kind: "volume".into(), name: "named1".into(), destination: "/named".into() },
-            Mount { kind: "bind".into(), name: String::new(), destination: "/etc/x".into() },
-            Mount { kind: "volume".into(), name: anon.replace('3', "4"), destination: "/taken".into() },
+            Mount { kind: "volume".into(), name: anon.into(), destination: "/data".into(), ..Default::default() },
+            Mount { kind: "volume".into(), name: "named1".into(), destination: "/named".into(), ..Default::default() },
+            Mount { kind: "bind".into(), name: String::new(), destination: "/etc/x".into(), ..Default::default() },
+            Mount { kind: "volume".into(), name: anon.replace('3', "4"), destination: "/taken".into(), ..Default::default() },
         ];
         let s = spec("app: web\nimage: localhost/web:1\nvolumes: [\"named1:/named\", \"/srv/t:/taken:ro\"]\n");
         let dests = s.volume_destinations();
