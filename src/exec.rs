@@ -414,8 +414,7 @@ impl Cmd {
         let watchdog = {
             let fired = fired.clone();
             std::thread::spawn(move || {
-                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    done_rx.recv_timeout(limit)
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(limit)
                 {
                     fired.store(true, std::sync::atomic::Ordering::SeqCst);
                     kill_group(pgid);
@@ -454,8 +453,12 @@ impl Cmd {
                 let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
                 let mut readers = Vec::new();
                 for pipe in [
-                    stdout_pipe.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-                    stderr_pipe.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+                    stdout_pipe
+                        .take()
+                        .map(|p| Box::new(p) as Box<dyn Read + Send>),
+                    stderr_pipe
+                        .take()
+                        .map(|p| Box::new(p) as Box<dyn Read + Send>),
                 ]
                 .into_iter()
                 .flatten()
@@ -603,25 +606,36 @@ mod tests {
         set_deadline(None);
         let err = Cmd::new("sh")
             .args(["-c", &script])
-            .kind(Kind::Lifecycle { stop_timeout_secs: 0 })
+            .kind(Kind::Lifecycle {
+                stop_timeout_secs: 0,
+            })
             .with_limit(Duration::from_millis(300))
             .run()
             .unwrap_err();
         let timeout = timed_out(&err).expect("a TimedOut error");
         assert_eq!(timeout.kind.as_str(), "start/stop");
         assert!(err.to_string().contains("did not finish within"), "{err:#}");
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // SIGKILL takes effect asynchronously; reaped by init once dead (a zombie counts).
         let dead = || {
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             state.is_empty()
-                || state.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                || state
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
         };
         let started = Instant::now();
         while !dead() && started.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(dead(), "grandchild {pid} survived SIGKILL of its process group");
+        assert!(
+            dead(),
+            "grandchild {pid} survived SIGKILL of its process group"
+        );
     }
 
     #[test]

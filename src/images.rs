@@ -341,7 +341,8 @@ fn special_kind(file_type: &fs::FileType) -> Option<&'static str> {
 
 /// Fail unless `path` (followed) is a regular file: reading anything else may block forever.
 fn require_regular(path: &Path, what: &str) -> Result<()> {
-    let meta = fs::metadata(path).with_context(|| format!("failed to stat {what} {}", path.display()))?;
+    let meta =
+        fs::metadata(path).with_context(|| format!("failed to stat {what} {}", path.display()))?;
     if !meta.is_file() {
         let kind = special_kind(&meta.file_type()).unwrap_or("directory");
         bail!("{what} {} is a {kind}, not a regular file", path.display());
@@ -554,7 +555,8 @@ fn build(
     if let Some(bar) = &spinner {
         bar.finish_and_clear();
     }
-    let (status, log) = result.with_context(|| format!("failed to build image {reference} for {app}"))?;
+    let (status, log) =
+        result.with_context(|| format!("failed to build image {reference} for {app}"))?;
     if status != 0 {
         let tail = crate::exec::tail(&log.join("\n"), 15);
         bail!("`{}` exited with code {status}: {tail}", cmd.display());
@@ -562,8 +564,12 @@ fn build(
     // The tag names the content hashed before the build; if the context changed while it
     // built, the image may hold the edited content: drop the tag, fail, and let the next run
     // build (and tag) what the context then holds.
-    let after = self::context_hash(context, containerfile, args)
-        .with_context(|| format!("failed to hash build context {} after the build", context.display()))?;
+    let after = self::context_hash(context, containerfile, args).with_context(|| {
+        format!(
+            "failed to hash build context {} after the build",
+            context.display()
+        )
+    })?;
     if after != context_hash {
         let untag = podman.untag(reference);
         bail!(

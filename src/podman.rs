@@ -192,7 +192,11 @@ impl Podman {
     /// `podman run -d …` with a prepared argv (after `run`); returns the new container id.
     /// Its time limit is the app's `stop_timeout` plus the margin, like every lifecycle command.
     pub fn run_detached(&self, run_args: &[String], stop_timeout: u32) -> Result<String> {
-        let out = self.lifecycle(stop_timeout).arg("run").args(run_args).run()?;
+        let out = self
+            .lifecycle(stop_timeout)
+            .arg("run")
+            .args(run_args)
+            .run()?;
         Ok(out.stdout.trim().to_string())
     }
 
@@ -273,7 +277,8 @@ impl Podman {
                 }
             }
         }
-        Err(cmd.failure(&out)).with_context(|| format!("failed to create network {name} ({subnet})"))
+        Err(cmd.failure(&out))
+            .with_context(|| format!("failed to create network {name} ({subnet})"))
     }
 
     /// Remove a network; podman refuses while containers use it (no `-f`).

@@ -208,7 +208,10 @@ pub fn volume_destination(volume: &str) -> String {
 /// podman names an anonymous volume (an image's `VOLUME` without a manifest volume there) with
 /// 64 random hex digits.
 pub fn is_anonymous_volume_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The anonymous volumes of a container being replaced that its replacement must mount again at
@@ -257,10 +260,30 @@ mod tests {
         use crate::podman::Mount;
         let anon = "32d8e92d96b94f96debbc13e99315ec5974fe2e09c327969b5c4807e6b1f27c1";
         let old = vec![
-            Mount { kind: "volume".into(), name: anon.into(), destination: "/data".into(), ..Default::default() },
-            Mount { kind: "volume".into(), name: "named1".into(), destination: "/named".into(), ..Default::default() },
-            Mount { kind: "bind".into(), name: String::new(), destination: "/etc/x".into(), ..Default::default() },
-            Mount { kind: "volume".into(), name: anon.replace('3', "4"), destination: "/taken".into(), ..Default::default() },
+            Mount {
+                kind: "volume".into(),
+                name: anon.into(),
+                destination: "/data".into(),
+                ..Default::default()
+            },
+            Mount {
+                kind: "volume".into(),
+                name: "named1".into(),
+                destination: "/named".into(),
+                ..Default::default()
+            },
+            Mount {
+                kind: "bind".into(),
+                name: String::new(),
+                destination: "/etc/x".into(),
+                ..Default::default()
+            },
+            Mount {
+                kind: "volume".into(),
+                name: anon.replace('3', "4"),
+                destination: "/taken".into(),
+                ..Default::default()
+            },
         ];
         let s = spec("app: web\nimage: localhost/web:1\nvolumes: [\"named1:/named\", \"/srv/t:/taken:ro\"]\n");
         let dests = s.volume_destinations();
@@ -271,7 +294,10 @@ mod tests {
         let pos = args.iter().position(|a| a == &carried[0]).unwrap();
         assert_eq!(args[pos - 1], "--volume");
         assert!(pos < args.iter().position(|a| a == "localhost/web:1").unwrap());
-        assert!(may_hold_anonymous_volumes(&["/data".into(), "/named".into()], &dests));
+        assert!(may_hold_anonymous_volumes(
+            &["/data".into(), "/named".into()],
+            &dests
+        ));
         assert!(!may_hold_anonymous_volumes(&["/named".into()], &dests));
         assert!(!is_anonymous_volume_name("named1"));
     }

@@ -59,7 +59,11 @@ fn assert_healed_and_recoverable(root: &TestRoot, image: &str) {
         // A simulated reboot keeps the kernel's iptables rules (a real one flushes them): when
         // reconcile removed the killed container, podman's CNI teardown found no namespace and
         // left its masquerade rules. heal-podman's network-debris probe releases them, once.
-        assert_eq!(step_names(&again.json()), ["release-network-debris"], "{again:?}");
+        assert_eq!(
+            step_names(&again.json()),
+            ["release-network-debris"],
+            "{again:?}"
+        );
         again = root.archy(&["heal-podman", "--output", "json"]);
         assert_eq!(again.code, 0, "{again:?}");
     }

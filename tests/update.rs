@@ -654,4 +654,3 @@ fn tls_failure_is_reported_as_a_tls_error() {
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(out.json()["probe"]["last"]["kind"], "tls", "{out:?}");
 }
-

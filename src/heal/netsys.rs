@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::network::{
-    container_chain, del_calls, is_container_chain, parse_cache_entry, rule_container_id, rule_network, split_rule,
-    CacheEntry, Debris,
+    container_chain, del_calls, is_container_chain, parse_cache_entry, rule_container_id,
+    rule_network, split_rule, CacheEntry, Debris,
 };
 use crate::exec::Cmd;
 
@@ -106,10 +106,7 @@ fn read_host() -> HostNet {
 /// Debris on `networks` of containers not in `known` (podman's database), leaving out those
 /// whose network namespace a process still uses (a running ghost: the ghost probe's business,
 /// and released when it is killed).
-pub fn debris(
-    networks: &BTreeSet<String>,
-    known: &BTreeSet<String>,
-) -> (Vec<Debris>, Vec<String>) {
+pub fn debris(networks: &BTreeSet<String>, known: &BTreeSet<String>) -> (Vec<Debris>, Vec<String>) {
     let host = read_host();
     let unknown = |id: &str| !known.contains(id);
     let mut list = collect(&host, |id, net| networks.contains(net) && unknown(id));
@@ -145,7 +142,12 @@ fn collect(host: &HostNet, wanted: impl Fn(&str, &str) -> bool) -> Vec<Debris> {
         Some(d)
     }
     for (path, entry) in &host.cache {
-        if let Some(d) = slot(&mut by_id, &wanted, &entry.container_id, &entry.network_name) {
+        if let Some(d) = slot(
+            &mut by_id,
+            &wanted,
+            &entry.container_id,
+            &entry.network_name,
+        ) {
             d.cache_files.push(path.clone());
             if let Some(ns) = entry.sandbox().filter(|p| Path::new(p).exists()) {
                 d.netns = Some(ns);
@@ -170,7 +172,11 @@ fn collect(host: &HostNet, wanted: impl Fn(&str, &str) -> bool) -> Vec<Debris> {
     for r in &host.reservations {
         if let Some(d) = slot(&mut by_id, &wanted, &r.container_id, &r.network) {
             d.ipam_files.push(r.path.clone());
-            if !d.ips.iter().any(|ip| ip.split('/').next() == Some(r.ip.as_str())) {
+            if !d
+                .ips
+                .iter()
+                .any(|ip| ip.split('/').next() == Some(r.ip.as_str()))
+            {
                 d.ips.push(r.ip.clone());
             }
         }
@@ -246,10 +252,7 @@ pub fn release(id: &str) -> Result<Vec<String>> {
     for r in host.reservations.iter().filter(|r| r.container_id == id) {
         ips.insert(r.ip.clone());
         match std::fs::remove_file(&r.path) {
-            Ok(()) => touched.push(format!(
-                "IP reservation {} on {} released",
-                r.ip, r.network
-            )),
+            Ok(()) => touched.push(format!("IP reservation {} on {} released", r.ip, r.network)),
             Err(e) => errors.push(format!("failed to remove {}: {e}", r.path.display())),
         }
     }
@@ -283,12 +286,7 @@ fn cni_del(
         .iter()
         .map(|d| Path::new(d).join(plugin))
         .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "CNI plugin {plugin} not found in {}",
-                PLUGIN_DIRS.join(":")
-            )
-        })?;
+        .with_context(|| format!("CNI plugin {plugin} not found in {}", PLUGIN_DIRS.join(":")))?;
     let bytes = serde_json::to_vec(stdin).context("failed to encode a CNI plugin config")?;
     Cmd::new(&binary)
         .env("CNI_COMMAND", "DEL")
@@ -377,12 +375,21 @@ fn delete_rules(host: &HostNet, id: &str, ips: &BTreeSet<String>) -> Result<Vec<
             .run()?
             .stdout
             .lines()
-            .any(|l| l.starts_with("-A ") && split_rule(l).windows(2).any(|w| w[0] == "-j" && w[1] == chain));
+            .any(|l| {
+                l.starts_with("-A ")
+                    && split_rule(l)
+                        .windows(2)
+                        .any(|w| w[0] == "-j" && w[1] == chain)
+            });
         if still_jumped_to {
             continue;
         }
-        Cmd::new("iptables").args(["-t", table, "-F", &chain]).run()?;
-        Cmd::new("iptables").args(["-t", table, "-X", &chain]).run()?;
+        Cmd::new("iptables")
+            .args(["-t", table, "-F", &chain])
+            .run()?;
+        Cmd::new("iptables")
+            .args(["-t", table, "-X", &chain])
+            .run()?;
         touched.push(format!("iptables -t {table}: chain {chain} removed"));
     }
     Ok(touched)

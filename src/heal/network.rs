@@ -73,7 +73,12 @@ impl CacheEntry {
         let bridge = self.bridge();
         self.interfaces()
             .iter()
-            .filter(|i| i.get("sandbox").and_then(Value::as_str).unwrap_or("").is_empty())
+            .filter(|i| {
+                i.get("sandbox")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+            })
             .filter_map(|i| i.get("name").and_then(Value::as_str))
             .filter(|n| Some(*n) != bridge.as_deref())
             .map(String::from)
@@ -334,7 +339,10 @@ mod tests {
             portmap["runtimeConfig"]["portMappings"][0]["hostPort"],
             18999
         );
-        assert_eq!(portmap["prevResult"]["ips"][0]["address"], "10.199.250.2/24");
+        assert_eq!(
+            portmap["prevResult"]["ips"][0]["address"],
+            "10.199.250.2/24"
+        );
         // bridge declares only "ips", which the ADD did not use: no runtimeConfig.
         assert!(calls[3].stdin.get("runtimeConfig").is_none());
         assert!(calls[0].stdin.get("runtimeConfig").is_none());

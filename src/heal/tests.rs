@@ -353,7 +353,10 @@ fn network_debris_is_broken_and_released_after_ghosts_are_killed() {
         .iter()
         .map(|s| s.kind)
         .collect();
-    assert_eq!(kinds, [StepKind::KillGhosts, StepKind::ReleaseNetworkDebris]);
+    assert_eq!(
+        kinds,
+        [StepKind::KillGhosts, StepKind::ReleaseNetworkDebris]
+    );
 }
 
 #[test]
@@ -416,6 +419,11 @@ fn buildah_working_containers_are_not_damage_and_never_removed() {
         .find(|p| p.name == ProbeName::StorageOnly)
         .unwrap()
         .evidence;
-    assert!(evidence.iter().any(|e| e.contains("buildah working container")), "{evidence:?}");
+    assert!(
+        evidence
+            .iter()
+            .any(|e| e.contains("buildah working container")),
+        "{evidence:?}"
+    );
     assert!(plan(&facts, PlanOptions { yes: true }).is_empty());
 }

@@ -28,9 +28,7 @@ fn wrap_build(root: &TestRoot, hook: &str) -> std::path::PathBuf {
     let path = root.dir.join("podman-build-hook");
     std::fs::write(
         &path,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = build ]; then\n{hook}\nfi\nexec podman \"$@\"\n"
-        ),
+        format!("#!/bin/sh\nif [ \"$1\" = build ]; then\n{hook}\nfi\nexec podman \"$@\"\n"),
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -45,7 +43,11 @@ fn special_files_in_a_build_context() {
     );
     let root = TestRoot::new();
     root.simple_manifest("other", "");
-    let ctx = build_app(&root, "img", &format!("FROM {TEST_IMAGE}\nCOPY payload.txt /\n"));
+    let ctx = build_app(
+        &root,
+        "img",
+        &format!("FROM {TEST_IMAGE}\nCOPY payload.txt /\n"),
+    );
     for (name, make) in [
         ("pipe", vec!["mkfifo"]),
         ("null", vec!["mknod", "-m", "666"]),
@@ -67,7 +69,11 @@ fn special_files_in_a_build_context() {
             assert_eq!(out.code, 1, "{args:?}: {out:?}");
             assert!(
                 out.all().contains(&format!("{name} in build context"))
-                    && out.all().contains(if name == "pipe" { "FIFO" } else { "character device" }),
+                    && out.all().contains(if name == "pipe" {
+                        "FIFO"
+                    } else {
+                        "character device"
+                    }),
                 "{args:?}: {out:?}"
             );
         }
@@ -95,7 +101,10 @@ fn non_utf8_build_output() {
     case.run();
     let out = root.archy(&["-v", "build-image", "img"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("caf\u{FFFD}"), "lossy line logged: {out:?}");
+    assert!(
+        out.stderr.contains("caf\u{FFFD}"),
+        "lossy line logged: {out:?}"
+    );
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(root.state("archy-img"), "running");
@@ -114,13 +123,14 @@ fn context_edited_while_it_builds() {
         "the tag of the hashed content is not left on an image of other content: the build fails for that app, the next run builds the edited content",
     );
     let root = TestRoot::new();
-    let ctx = build_app(&root, "img", &format!("FROM {TEST_IMAGE}\nCOPY payload.txt /\n"));
+    let ctx = build_app(
+        &root,
+        "img",
+        &format!("FROM {TEST_IMAGE}\nCOPY payload.txt /\n"),
+    );
     let payload = ctx.join("payload.txt");
     // The edit lands after archy hashed the context and before podman reads it.
-    let hook = format!(
-        "echo edited > '{}'",
-        payload.display()
-    );
+    let hook = format!("echo edited > '{}'", payload.display());
     let wrapper = wrap_build(&root, &hook);
     case.run();
     let before = root.archy(&["build-image", "--dry-run", "--output", "json"]);
@@ -144,7 +154,10 @@ fn context_edited_while_it_builds() {
     );
     let out = root.archy(&["build-image", "img", "--output", "json"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let built = out.json()["images"][0]["image"].as_str().unwrap().to_string();
+    let built = out.json()["images"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(built, tag);
     let content = root.podman_ok(&["run", "--rm", &built, "/bin/cat", "/payload.txt"]);
     assert_eq!(content, "edited");
@@ -158,7 +171,11 @@ fn buildah_working_containers_and_heal_podman() {
         "heal-podman names it as a build's container, not damage (healthy, exit 0), never removes it; it waits for a running build (shared heal lock)",
     );
     let root = TestRoot::new();
-    build_app(&root, "img", &format!("FROM {TEST_IMAGE}\nRUN [\"/bin/sleep\", \"60\"]\n"));
+    build_app(
+        &root,
+        "img",
+        &format!("FROM {TEST_IMAGE}\nRUN [\"/bin/sleep\", \"60\"]\n"),
+    );
     case.run();
     // Interrupt a build mid-RUN (SIGKILL to archy's and podman's process group).
     let mut child = root
@@ -187,7 +204,10 @@ fn buildah_working_containers_and_heal_podman() {
         assert_eq!(out.code, 0, "{args:?}: {out:?}");
         assert!(out.all().contains("buildah working container"), "{out:?}");
         let still = root.podman_ok(&["ps", "-a", "--external", "--format", "{{.ID}}"]);
-        assert!(still.contains(&id), "{args:?} removed the build's container");
+        assert!(
+            still.contains(&id),
+            "{args:?} removed the build's container"
+        );
     }
     let status = root.archy(&["status"]);
     assert!(!status.all().contains("storage-only"), "{status:?}");

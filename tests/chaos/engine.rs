@@ -219,8 +219,8 @@ fn http_get(port: u16, path: &str) -> Result<String, String> {
 /// What the host holds for container `id` on the network: (netns path, host veth) from libcni's
 /// cache entry, which the test reads before the fault.
 fn network_of(root: &TestRoot, id: &str) -> (String, String) {
-    let cache = std::path::Path::new("/var/lib/cni/results")
-        .join(format!("{}-{id}-eth0", root.network));
+    let cache =
+        std::path::Path::new("/var/lib/cni/results").join(format!("{}-{id}-eth0", root.network));
     let entry: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
     let ifaces = entry["result"]["interfaces"].as_array().unwrap();
@@ -340,7 +340,10 @@ fn engine_network_debris_without_a_ghost() {
         .unwrap();
     assert_eq!(probe["status"], "broken", "{dry:?}");
     assert!(
-        probe["evidence"][0].as_str().unwrap().contains(&ghost[..12]),
+        probe["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains(&ghost[..12]),
         "{probe}"
     );
     port_answers_after_db_loss(&mut case, &root, port, &ghost);

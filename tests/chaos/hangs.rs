@@ -34,7 +34,10 @@ fn hung_pids(root: &TestRoot) -> Vec<u32> {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -77,10 +80,15 @@ fn podman_hangs_starting_one_app() {
     );
     let wrapper = hanging_podman(&root, "run*archy-slow*|start*archy-slow*");
     case.run();
-    let out = archy_with(&root, &wrapper, &["reconcile", "--timeout-stop-margin", "1s"]);
+    let out = archy_with(
+        &root,
+        &wrapper,
+        &["reconcile", "--timeout-stop-margin", "1s"],
+    );
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.all().contains("did not finish within its start/stop time limit")
+        out.all()
+            .contains("did not finish within its start/stop time limit")
             && out.all().contains("archy-slow"),
         "{out:?}"
     );
@@ -109,7 +117,8 @@ fn podman_never_answers() {
         let out = archy_with(&root, &wrapper, &args);
         assert_eq!(out.code, 1, "{args:?}: {out:?}");
         assert!(
-            out.all().contains("did not finish within its listing time limit"),
+            out.all()
+                .contains("did not finish within its listing time limit"),
             "{args:?}: {out:?}"
         );
         assert_hung_children_killed(&root);
@@ -182,7 +191,10 @@ fn status_when_podman_never_answers() {
     assert_eq!(doc["ok"], false);
     let error = doc["podman_error"].as_str().unwrap();
     assert!(error.starts_with("podman did not answer"), "{error}");
-    assert_eq!(doc["last_reconcile"]["result"], "ok", "records still shown: {doc}");
+    assert_eq!(
+        doc["last_reconcile"]["result"], "ok",
+        "records still shown: {doc}"
+    );
     let text = archy_with(&root, &wrapper, &["status", "--timeout-listing", "1s"]);
     assert_eq!(text.code, 1, "{text:?}");
     assert!(text.stdout.contains("podman did not answer"), "{text:?}");

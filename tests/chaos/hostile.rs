@@ -392,7 +392,9 @@ fn manifest_entries_that_cannot_be_read_as_files() {
         ("symlink loop", "symlink loop", |p| {
             std::os::unix::fs::symlink(p.file_name().unwrap(), p).unwrap()
         }),
-        ("directory", "a directory", |p| std::fs::create_dir(p).unwrap()),
+        ("directory", "a directory", |p| {
+            std::fs::create_dir(p).unwrap()
+        }),
         ("FIFO", "a FIFO", |p| {
             assert!(std::process::Command::new("mkfifo")
                 .arg(p)
@@ -419,8 +421,7 @@ fn manifest_entries_that_cannot_be_read_as_files() {
             );
         }
         case.data_kept(
-            root.container(&"archy-lnd".to_string()).is_some()
-                && root.container_id("archy-lnd") == lnd_id,
+            root.container("archy-lnd").is_some() && root.container_id("archy-lnd") == lnd_id,
             "archy-lnd pruned",
         );
         assert_eq!(root.state("archy-other"), "running");

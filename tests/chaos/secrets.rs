@@ -170,8 +170,14 @@ fn rotation_refuses_an_app_filter_and_reaches_every_consumer() {
     let cfg = root.dir.join("cfg");
     std::fs::create_dir_all(&cfg).unwrap();
     let c = cfg.display();
-    root.simple_manifest("bitcoin", &format!("configs:\n  - render: bitcoin.conf\n    path: {c}/bitcoin.conf\n"));
-    root.simple_manifest("lnd", &format!("depends_on: [bitcoin]\nconfigs:\n  - render: lnd.conf\n    path: {c}/lnd.conf\n"));
+    root.simple_manifest(
+        "bitcoin",
+        &format!("configs:\n  - render: bitcoin.conf\n    path: {c}/bitcoin.conf\n"),
+    );
+    root.simple_manifest(
+        "lnd",
+        &format!("depends_on: [bitcoin]\nconfigs:\n  - render: lnd.conf\n    path: {c}/lnd.conf\n"),
+    );
     root.simple_manifest("electrumx", &format!("depends_on: [bitcoin]\nenv_files: [{c}/electrumx.env]\nconfigs:\n  - render: electrumx.env\n    path: {c}/electrumx.env\n    settings: {{COIN: Bitcoin}}\n"));
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -185,7 +191,12 @@ fn rotation_refuses_an_app_filter_and_reaches_every_consumer() {
     };
     let old_files = contents(&cfg);
     let started = |root: &TestRoot, app: &str| {
-        root.podman_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &format!("archy-{app}")])
+        root.podman_ok(&[
+            "inspect",
+            "--format",
+            "{{.Id}} {{.State.StartedAt}}",
+            &format!("archy-{app}"),
+        ])
     };
     let old_started: Vec<String> = ["bitcoin", "lnd", "electrumx"]
         .iter()
@@ -208,7 +219,11 @@ fn rotation_refuses_an_app_filter_and_reaches_every_consumer() {
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
     for (app, old) in ["bitcoin", "lnd", "electrumx"].iter().zip(old_started) {
-        assert_ne!(started(&root, app), old, "{app} not restarted with the new secret");
+        assert_ne!(
+            started(&root, app),
+            old,
+            "{app} not restarted with the new secret"
+        );
     }
     for o in [&refused, &out] {
         assert!(!o.all().contains(&after), "secret leaked: {o:?}");

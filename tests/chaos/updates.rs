@@ -78,7 +78,10 @@ fn damaged_pending_marker_at_boot() {
         ]);
         assert_eq!(out.code, exit, "{out:?}");
         assert!(out.stdout.contains(result), "{out:?}");
-        assert!(out.all().contains("damaged"), "the damage is named: {out:?}");
+        assert!(
+            out.all().contains("damaged"),
+            "the damage is named: {out:?}"
+        );
         assert!(server.hits.load(Ordering::SeqCst) > 0, "probed");
         assert!(!marker.exists());
         assert_eq!(install.current(), current);
@@ -112,12 +115,18 @@ fn status_with_a_damaged_pending_marker() {
     let damage = doc["pending_update"]["damaged"].as_str().unwrap();
     assert!(damage.contains("pending.json"), "{damage}");
     assert!(
-        doc["problems"][0].as_str().unwrap().contains("pending update marker is damaged"),
+        doc["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("pending update marker is damaged"),
         "{doc}"
     );
     let text = root.archy(&["status"]);
     assert_eq!(text.code, 1, "{text:?}");
-    assert!(text.stdout.contains("APP ") && text.stdout.contains("DAMAGED"), "{text:?}");
+    assert!(
+        text.stdout.contains("APP ") && text.stdout.contains("DAMAGED"),
+        "{text:?}"
+    );
     case.pass();
 }
 
@@ -142,7 +151,10 @@ fn status_ok_is_false_when_the_last_reconcile_failed() {
     assert_eq!(doc["ok"], false, "{doc}");
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        doc["problems"][0].as_str().unwrap().contains("the last reconcile failed"),
+        doc["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("the last reconcile failed"),
         "{doc}"
     );
     let out = root.archy(&["reconcile"]);

@@ -70,7 +70,11 @@ fn anonymous_volume_survives_recreates() {
     }
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(root.container_id("archy-anon"), id, "no drift from the carried volume");
+    assert_eq!(
+        root.container_id("archy-anon"),
+        id,
+        "no drift from the carried volume"
+    );
 }
 
 #[test]
@@ -82,7 +86,13 @@ fn adopt_keeps_a_legacy_containers_anonymous_volume() {
     let root = TestRoot::new();
     build_volume_image(&root);
     root.podman_ok(&[
-        "run", "-d", "--name", "archy-legacy", VOLUME_IMAGE, "/bin/sleep", "3600",
+        "run",
+        "-d",
+        "--name",
+        "archy-legacy",
+        VOLUME_IMAGE,
+        "/bin/sleep",
+        "3600",
     ]);
     root.podman_ok(&[
         "exec",
