@@ -106,7 +106,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -180,7 +180,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -262,7 +262,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -336,7 +336,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -572,7 +572,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -623,7 +623,7 @@ _archy() {
             return 0
             ;;
         archy__subcmd__reconcile)
-            opts="-v -q -h -V --dry-run --prune --adopt --jobs --mirror --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
+            opts="-v -q -h -V --dry-run --prune --adopt --jobs --mirror --metrics-file --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -634,6 +634,10 @@ _archy() {
                     return 0
                     ;;
                 --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -654,7 +658,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -728,7 +732,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -814,7 +818,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -888,7 +892,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)
@@ -1006,7 +1010,7 @@ _archy() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --lock-wait)

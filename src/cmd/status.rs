@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::ctx::Ctx;
-use crate::output::OutputFormat;
+use crate::metrics;
+use crate::output::{OutputArg, OutputFormat};
 use crate::reconcile::Options;
 use crate::status::{RecordSummary, Records, Status};
 
@@ -23,6 +24,13 @@ use crate::status::{RecordSummary, Records, Status};
 /// orphan or invalid manifest exists, podman answered, the pending-update marker is readable and
 /// none of the last heal-podman, verify-update and reconcile runs failed (JSON `ok`); 1
 /// otherwise. The JSON document (`schema` 1) is described in docs/status-json.md.
+///
+/// --output prometheus prints the same as Prometheus metrics (text exposition format):
+/// archy_app_up, archy_app_healthy, archy_app_restarts_total, archy_app_spec_drift and
+/// archy_app_config_drift_files per app; archy_converged, archy_manifests_invalid,
+/// archy_config_drift_files; archy_reconcile_last_{result,duration_seconds,timestamp_seconds};
+/// archy_podman_heal_last_{result,timestamp_seconds}; archy_update_pending,
+/// archy_update_bad_versions. `archy reconcile --metrics-file` writes them after every tick.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// Only these apps (default: every app with a manifest, plus orphans).
@@ -60,7 +68,17 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         Ok(report) => crate::status::build(&report, now, records),
         Err(podman_error) => crate::status::without_podman(podman_error, records),
     };
-    print(&status, ctx.global.output);
+    if ctx.global.output_arg == OutputArg::Prometheus {
+        let state_dir = &ctx.global.state_dir;
+        let snapshot = crate::status::metrics_snapshot(
+            &status,
+            &metrics::read_restarts(state_dir),
+            crate::update::journal::Journal::new(state_dir).bad_versions()?,
+        );
+        print!("{}", crate::output::redact(&metrics::render(&snapshot)));
+    } else {
+        print(&status, ctx.global.output);
+    }
     Ok(status.exit_code)
 }
 
