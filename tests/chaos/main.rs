@@ -11,9 +11,11 @@
 mod common;
 
 mod archy_kills;
+mod builds;
 mod containers;
 mod engine;
 mod files;
+mod hangs;
 mod hostile;
 mod hostile_gate;
 mod hostile_local;
@@ -21,3 +23,5 @@ mod network;
 mod secrets;
 mod support;
 mod tarballs;
+mod updates;
+mod volumes;
