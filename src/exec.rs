@@ -18,6 +18,7 @@ pub struct Cmd {
     program: OsString,
     args: Vec<OsString>,
     stdin: Option<Vec<u8>>,
+    timeout: Option<std::time::Duration>,
 }
 
 /// What a finished command produced.
@@ -79,6 +80,7 @@ impl Cmd {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
             stdin: None,
+            timeout: None,
         }
     }
 
@@ -100,6 +102,12 @@ impl Cmd {
     /// Feed these bytes on stdin (otherwise stdin is /dev/null).
     pub fn stdin_bytes(mut self, bytes: Vec<u8>) -> Self {
         self.stdin = Some(bytes);
+        self
+    }
+
+    /// Kill the command when it runs longer than this (its output then says so, code -1).
+    pub fn timeout(mut self, limit: std::time::Duration) -> Self {
+        self.timeout = Some(limit);
         self
     }
 
@@ -140,9 +148,33 @@ impl Cmd {
             Some(bytes) => expr.stdin_bytes(bytes.clone()),
             None => expr.stdin_null(),
         };
-        let out = expr
-            .run()
-            .map_err(|e| anyhow::anyhow!("failed to start `{}`: {e}", self.display()))?;
+        let started =
+            |e: std::io::Error| anyhow::anyhow!("failed to start `{}`: {e}", self.display());
+        let out = match self.timeout {
+            None => expr.run().map_err(started)?,
+            Some(limit) => {
+                let handle = expr.start().map_err(started)?;
+                let deadline = std::time::Instant::now() + limit;
+                loop {
+                    if let Some(out) = handle.try_wait().map_err(started)? {
+                        break out.clone();
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        let _ = handle.kill();
+                        tracing::debug!(command = %self.display(), "killed after {limit:?}");
+                        return Ok(Output {
+                            code: -1,
+                            stdout: String::new(),
+                            stderr: format!(
+                                "timed out after {}",
+                                humantime::format_duration(limit)
+                            ),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        };
         let output = Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -197,6 +229,25 @@ mod tests {
         assert!(text.contains("exited with code 3"), "{text}");
         assert!(text.contains("boom"), "{text}");
         assert_eq!(failed_stderr(&err), Some("boom\n"));
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed_and_says_so() {
+        let started = std::time::Instant::now();
+        let out = Cmd::new("sleep")
+            .arg("5")
+            .timeout(std::time::Duration::from_millis(200))
+            .run_unchecked()
+            .unwrap();
+        assert_eq!(out.code, -1);
+        assert_eq!(out.stderr, "timed out after 200ms");
+        assert!(started.elapsed() < std::time::Duration::from_secs(4));
+        let out = Cmd::new("echo")
+            .arg("hi")
+            .timeout(std::time::Duration::from_secs(5))
+            .run()
+            .unwrap();
+        assert_eq!(out.stdout, "hi\n");
     }
 
     #[test]

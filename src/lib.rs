@@ -7,6 +7,7 @@ pub mod exec;
 pub mod exit;
 pub mod fsutil;
 pub mod heal;
+pub mod health;
 pub mod images;
 pub mod lock;
 pub mod logging;

@@ -263,11 +263,7 @@ pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<Stri
         .map(|m| {
             (
                 m.app.as_str(),
-                m.depends_on
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|d| ids.contains(d))
-                    .collect(),
+                m.dependency_ids().filter(|d| ids.contains(d)).collect(),
             )
         })
         .collect();
@@ -453,7 +449,10 @@ mod tests {
     fn layers_follow_dependencies() {
         let mk = |app: &str, deps: &[&str]| {
             let mut m = crate::manifest::parse(&format!("app: {app}\nimage: i\n")).unwrap();
-            m.depends_on = deps.iter().map(|s| s.to_string()).collect();
+            m.depends_on = deps
+                .iter()
+                .map(|s| crate::manifest::Dependency::started(s))
+                .collect();
             m
         };
         let apps = vec![

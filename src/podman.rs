@@ -167,6 +167,21 @@ impl Podman {
         Ok(())
     }
 
+    /// Run `argv` inside a running container (a health probe), killed after `timeout`;
+    /// the output whatever the exit code.
+    pub fn exec(
+        &self,
+        container: &str,
+        argv: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<Output> {
+        self.cmd()
+            .args(["exec", container])
+            .args(argv)
+            .timeout(timeout)
+            .run_unchecked()
+    }
+
     pub fn unpause(&self, container: &str) -> Result<()> {
         self.cmd()
             .args(["unpause", container])

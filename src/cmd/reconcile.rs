@@ -437,7 +437,7 @@ impl Executor<'_> {
                     continue;
                 };
                 let m = loaded.get(app).expect("planned apps have manifests");
-                if let Some(dep) = m.depends_on.iter().find(|d| failed.contains(*d)) {
+                if let Some(dep) = m.dependency_ids().find(|d| failed.contains(*d)) {
                     failed.insert(app.clone());
                     results.push(AppResult {
                         app: app.clone(),

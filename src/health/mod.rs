@@ -1,0 +1,356 @@
+//! Per-app health probes that every reconcile tick runs and acts on.
+//!
+//! A manifest's `health:` names one probe: `http:` (a GET from the host, 2xx/3xx unless
+//! `expect:` says otherwise, redirects not followed), `tcp:` (a connect from the host) or `exec:`
+//! (a command inside the container through `podman exec`: the costly kind, one podman call per
+//! tick). Host-side probes run in threads beside the tick's one `podman ps`, so a no-op tick
+//! still makes exactly one podman call.
+//!
+//! Split like `heal/` and `update/`: [`decide`] is pure (probe result + persisted state + now →
+//! new state and an action), [`probe`] runs probes, [`store`] keeps each app's state in
+//! `<state-dir>/health/<app>.json` (atomic writes, so a crash leaves the old or the new record).
+//!
+//! Actions: after `failures` consecutive failures outside the `start_period` grace of a start,
+//! restart; if the probe still fails after the next grace, recreate; after that back off
+//! (1 min, doubling, capped at 10 min; reset once the probe passes).
+
+pub mod decide;
+pub mod probe;
+pub mod store;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Scalar;
+
+pub use decide::{decide, Decision, HealthAction, HealthState, Observation, Policy, Status};
+pub use probe::ProbeResult;
+
+/// Consecutive failures before archy acts, unless `failures:` says otherwise.
+pub const DEFAULT_FAILURES: u32 = 3;
+/// Grace after a start, restart or recreate: three 30-second ticks.
+pub const DEFAULT_START_PERIOD: Duration = Duration::from_secs(90);
+/// Longest `start_period:` accepted (a day: anything longer is a typo).
+pub const MAX_START_PERIOD: Duration = Duration::from_secs(86_400);
+/// Most `failures:` accepted.
+pub const MAX_FAILURES: u32 = 100;
+/// One probe's deadline (connect + answer): a healthy local service answers in milliseconds,
+/// and a tick must not stall behind a server that accepts and never answers.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// `exec:` probes get longer: `podman exec` alone takes ~100 ms to start.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The hidden clock override: `ARCHY_NOW=<unix seconds | RFC 3339>` makes archy believe it is
+/// that time (tests simulate ticks without sleeping).
+pub const NOW_ENV: &str = "ARCHY_NOW";
+
+/// `health:` as written in a manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// `http://HOST:PORT/PATH` (or https), asked from the host.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// `HOST:PORT` connected to from the host.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// argv run inside the container with `podman exec`.
+    #[serde(default)]
+    pub exec: Option<Vec<String>>,
+    /// `http:` only: the one status code that passes (default: any 2xx or 3xx).
+    #[serde(default)]
+    pub expect: Option<u16>,
+    /// Consecutive failures before acting (default 3).
+    #[serde(default)]
+    pub failures: Option<u32>,
+    /// Grace after a start: `90s`, `2m` or seconds (default 90s).
+    #[serde(default)]
+    pub start_period: Option<Scalar>,
+}
+
+/// One probe, validated: a closed set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    Http { url: String, expect: Option<u16> },
+    Tcp { address: String },
+    Exec { argv: Vec<String> },
+}
+
+impl Probe {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Http { .. } => "http",
+            Probe::Tcp { .. } => "tcp",
+            Probe::Exec { .. } => "exec",
+        }
+    }
+
+    /// Whether the probe runs on the host (no podman call).
+    pub fn host_side(&self) -> bool {
+        !matches!(self, Probe::Exec { .. })
+    }
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Http { url, .. } => write!(f, "http {url}"),
+            Probe::Tcp { address } => write!(f, "tcp {address}"),
+            Probe::Exec { argv } => write!(f, "exec {}", argv.join(" ")),
+        }
+    }
+}
+
+impl HealthSpec {
+    /// The probe (call after [`HealthSpec::validate`]; an invalid spec gives its first key).
+    pub fn probe(&self) -> Probe {
+        match (&self.http, &self.tcp, &self.exec) {
+            (Some(url), _, _) => Probe::Http {
+                url: url.clone(),
+                expect: self.expect,
+            },
+            (None, Some(address), _) => Probe::Tcp {
+                address: address.clone(),
+            },
+            (None, None, argv) => Probe::Exec {
+                argv: argv.clone().unwrap_or_default(),
+            },
+        }
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures.unwrap_or(DEFAULT_FAILURES)
+    }
+
+    pub fn start_period(&self) -> Duration {
+        self.start_period
+            .as_ref()
+            .and_then(|s| parse_duration(&s.0).ok())
+            .unwrap_or(DEFAULT_START_PERIOD)
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy {
+            failures: self.failures(),
+            start_period: self.start_period().as_secs() as i64,
+        }
+    }
+
+    /// Check the keys; the error names the key (`key \`health.tcp\`: …`).
+    pub fn validate(&self) -> Result<(), String> {
+        let given: Vec<&str> = [
+            ("http", self.http.is_some()),
+            ("tcp", self.tcp.is_some()),
+            ("exec", self.exec.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(key, _)| key)
+        .collect();
+        if given.len() != 1 {
+            return Err(format!(
+                "key `health`: give exactly one probe of `http`, `tcp` or `exec` (found {})",
+                if given.is_empty() {
+                    "none".to_string()
+                } else {
+                    given.join(", ")
+                }
+            ));
+        }
+        if let Some(url) = &self.http {
+            validate_url(url).map_err(|e| format!("key `health.http`: `{url}` {e}"))?;
+        }
+        if let Some(code) = self.expect {
+            if self.http.is_none() {
+                return Err("key `health.expect`: only an `http` probe has a status code".into());
+            }
+            if !(100..=599).contains(&code) {
+                return Err(format!(
+                    "key `health.expect`: `{code}` is not an HTTP status code (100-599)"
+                ));
+            }
+        }
+        if let Some(address) = &self.tcp {
+            validate_address(address).map_err(|e| format!("key `health.tcp`: `{address}` {e}"))?;
+        }
+        if let Some(argv) = &self.exec {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(
+                    "key `health.exec`: must be a non-empty argv list like [\"pgrep\", \"nginx\"]"
+                        .into(),
+                );
+            }
+            if argv.iter().any(|a| a.contains('\0')) {
+                return Err("key `health.exec`: an argument contains a NUL byte".into());
+            }
+        }
+        if let Some(n) = self.failures {
+            if !(1..=MAX_FAILURES).contains(&n) {
+                return Err(format!(
+                    "key `health.failures`: `{n}` must be between 1 and {MAX_FAILURES}"
+                ));
+            }
+        }
+        if let Some(period) = &self.start_period {
+            let parsed = parse_duration(&period.0)
+                .map_err(|e| format!("key `health.start_period`: `{period}` {e}"))?;
+            if parsed > MAX_START_PERIOD {
+                return Err(format!(
+                    "key `health.start_period`: `{period}` is longer than a day"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `90`, `90s`, `2m`, `1m 30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text)
+        .map_err(|_| "must be a duration like `90s`, `2m` or a number of seconds".to_string())
+}
+
+fn validate_url(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url.parse().map_err(|e| format!("is not a URL ({e})"))?;
+    if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
+        return Err("must start with http:// or https://".into());
+    }
+    let authority = uri.authority().ok_or("has no host")?;
+    if authority.as_str().contains('@') {
+        // Evidence and logs carry the URL: credentials do not belong in it.
+        return Err("must not carry credentials (user:password@)".into());
+    }
+    if authority.host().is_empty() {
+        return Err("has no host".into());
+    }
+    Ok(())
+}
+
+fn validate_address(address: &str) -> Result<(), String> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err("is not HOST:PORT".into());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return Err("is not HOST:PORT (bad host)".into());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err("is not HOST:PORT (port 1-65535)".into()),
+    }
+}
+
+/// Now, in Unix seconds: [`NOW_ENV`] when set (tests), else the system clock.
+pub fn now() -> anyhow::Result<i64> {
+    if let Some(text) = std::env::var_os(NOW_ENV) {
+        let text = text.to_string_lossy();
+        return parse_now(&text)
+            .map_err(|e| crate::exit::invalid(format!("{NOW_ENV}={text:?}: {e}")));
+    }
+    Ok(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| anyhow::anyhow!("the system clock is before 1970"))?
+        .as_secs() as i64)
+}
+
+fn parse_now(text: &str) -> Result<i64, String> {
+    if let Ok(secs) = text.trim().parse::<i64>() {
+        return Ok(secs);
+    }
+    humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|_| "expected Unix seconds or an RFC 3339 time".to_string())?
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|_| "before 1970".to_string())
+}
+
+/// RFC 3339 text for a Unix time (records and status).
+pub fn rfc3339(secs: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> Result<HealthSpec, String> {
+        let spec: HealthSpec = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
+        spec.validate().map(|_| spec)
+    }
+
+    #[test]
+    fn probes_parse_with_defaults() {
+        let s = spec("http: http://127.0.0.1:8081/\n").unwrap();
+        assert_eq!(
+            s.probe(),
+            Probe::Http {
+                url: "http://127.0.0.1:8081/".into(),
+                expect: None
+            }
+        );
+        assert_eq!(
+            s.policy(),
+            Policy {
+                failures: 3,
+                start_period: 90
+            }
+        );
+        let s = spec("tcp: 127.0.0.1:8332\nfailures: 5\nstart_period: 2m\n").unwrap();
+        assert_eq!(s.probe().kind(), "tcp");
+        assert_eq!(
+            s.policy(),
+            Policy {
+                failures: 5,
+                start_period: 120
+            }
+        );
+        let s = spec("exec: [pgrep, nginx]\nstart_period: 45\n").unwrap();
+        assert!(!s.probe().host_side());
+        assert_eq!(s.policy().start_period, 45);
+        let s = spec("http: https://[::1]:8443/x\nexpect: 401\n").unwrap();
+        assert_eq!(s.probe().to_string(), "http https://[::1]:8443/x");
+    }
+
+    #[test]
+    fn bad_probes_name_the_key() {
+        let cases = [
+            ("{}", "key `health`: give exactly one probe"),
+            ("http: http://a/\ntcp: a:1\n", "found http, tcp"),
+            ("http: ftp://a/\n", "key `health.http`"),
+            ("http: http://user:pw@127.0.0.1/\n", "credentials"),
+            ("http: not a url\n", "key `health.http`"),
+            ("tcp: a:1\nexpect: 200\n", "key `health.expect`"),
+            ("http: http://a/\nexpect: 99\n", "key `health.expect`"),
+            ("tcp: 127.0.0.1\n", "key `health.tcp`"),
+            ("tcp: 127.0.0.1:0\n", "key `health.tcp`"),
+            ("tcp: \":80\"\n", "key `health.tcp`"),
+            ("exec: []\n", "key `health.exec`"),
+            ("tcp: a:1\nfailures: 0\n", "key `health.failures`"),
+            (
+                "tcp: a:1\nstart_period: soon\n",
+                "key `health.start_period`",
+            ),
+            ("tcp: a:1\nstart_period: 400d\n", "longer than a day"),
+            ("tcp: a:1\ninterval: 5s\n", "unknown field `interval`"),
+        ];
+        for (yaml, expected) in cases {
+            let err = spec(yaml).unwrap_err();
+            assert!(err.contains(expected), "{yaml:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn clock_override_takes_seconds_or_rfc3339() {
+        assert_eq!(parse_now("1700000000"), Ok(1_700_000_000));
+        assert_eq!(parse_now("2023-11-14T22:13:20Z"), Ok(1_700_000_000));
+        assert!(parse_now("tomorrow").is_err());
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}
