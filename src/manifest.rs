@@ -929,7 +929,10 @@ mod tests {
     #[test]
     fn depends_on_takes_a_list_or_a_map_of_conditions() {
         let m = ok("app: a\nimage: i\ndepends_on: [b, c]\n");
-        assert_eq!(m.depends_on, vec![Dependency::started("b"), Dependency::started("c")]);
+        assert_eq!(
+            m.depends_on,
+            vec![Dependency::started("b"), Dependency::started("c")]
+        );
         let m = ok("app: a\nimage: i\ndepends_on: {b: healthy, c: started}\n");
         assert_eq!(
             m.depends_on,
@@ -943,7 +946,10 @@ mod tests {
         );
         assert!(ok("app: a\nimage: i\ndepends_on:\n").depends_on.is_empty());
         let err = bad("app: a\nimage: i\ndepends_on: {b: ready}\n");
-        assert!(err.contains("`ready` must be `started` or `healthy`"), "{err}");
+        assert!(
+            err.contains("`ready` must be `started` or `healthy`"),
+            "{err}"
+        );
         assert!(bad("app: a\nimage: i\ndepends_on: 7\n").contains("key `depends_on`"));
         assert!(bad("app: a\nimage: i\ndepends_on: {a: healthy}\n").contains("itself"));
         let err = bad("app: a\nimage: i\nhealth: {tcp: nope}\n");
