@@ -31,8 +31,9 @@ pub use probe::ProbeResult;
 pub const DEFAULT_FAILURES: u32 = 3;
 /// Grace after a start, restart or recreate: three 30-second ticks.
 pub const DEFAULT_START_PERIOD: Duration = Duration::from_secs(90);
-/// Longest `start_period:` accepted (a day: anything longer is a typo).
-pub const MAX_START_PERIOD: Duration = Duration::from_secs(86_400);
+/// Longest `start_period:` accepted (30 days: anything longer is a typo). Long graces are for
+/// services that open their port only after an initial sync; the first pass ends a grace.
+pub const MAX_START_PERIOD: Duration = Duration::from_secs(30 * 86_400);
 /// Most `failures:` accepted.
 pub const MAX_FAILURES: u32 = 100;
 /// One probe's deadline (connect + answer): a healthy local service answers in milliseconds,
@@ -198,7 +199,7 @@ impl HealthSpec {
                 .map_err(|e| format!("key `health.start_period`: `{period}` {e}"))?;
             if parsed > MAX_START_PERIOD {
                 return Err(format!(
-                    "key `health.start_period`: `{period}` is longer than a day"
+                    "key `health.start_period`: `{period}` is longer than 30 days"
                 ));
             }
         }
@@ -337,7 +338,7 @@ mod tests {
                 "tcp: a:1\nstart_period: soon\n",
                 "key `health.start_period`",
             ),
-            ("tcp: a:1\nstart_period: 400d\n", "longer than a day"),
+            ("tcp: a:1\nstart_period: 400d\n", "longer than 30 days"),
             ("tcp: a:1\ninterval: 5s\n", "unknown field `interval`"),
         ];
         for (yaml, expected) in cases {
