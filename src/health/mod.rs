@@ -17,6 +17,7 @@
 pub mod decide;
 pub mod probe;
 pub mod store;
+pub mod tick;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
