@@ -42,11 +42,22 @@ pub fn status_passes(code: u16, expect: Option<u16>) -> bool {
     }
 }
 
+/// One agent per TLS mode for all of a tick's HTTP probes (building one costs more than a
+/// local request).
+fn shared_agent(insecure_loopback: bool) -> &'static ureq::Agent {
+    static AGENTS: std::sync::OnceLock<[ureq::Agent; 2]> = std::sync::OnceLock::new();
+    &AGENTS.get_or_init(|| {
+        [
+            crate::update::probe::agent(false),
+            crate::update::probe::agent(true),
+        ]
+    })[usize::from(insecure_loopback)]
+}
+
 /// GET `url` once (redirects not followed; certificates checked except on loopback).
 pub fn http(url: &str, expect: Option<u16>, timeout: Duration) -> ProbeResult {
     let insecure = crate::update::probe::loopback_host(url).unwrap_or(false);
-    let agent = crate::update::probe::agent(insecure);
-    let answer = match agent
+    let answer = match shared_agent(insecure)
         .get(url)
         .config()
         .timeout_global(Some(timeout))
