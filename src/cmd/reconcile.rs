@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::Ctx;
+use crate::health::tick as health;
 use crate::images::{self, EnsureOptions};
 use crate::lock::Mode;
 use crate::manifest::{Loaded, Manifest};
@@ -97,6 +98,9 @@ pub struct Report {
     /// The valid manifests this run loaded.
     #[serde(skip)]
     pub manifests: Vec<Manifest>,
+    /// Every probed app's health after this run (recorded health in a dry run).
+    #[serde(skip)]
+    pub health: BTreeMap<String, crate::health::HealthState>,
 }
 
 pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
@@ -148,6 +152,11 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
         .filter(|m| args.apps.is_empty() || args.apps.contains(&m.app))
         .collect();
     let mut manifest_errors = loaded.errors.clone();
+    // Host-side health probes run beside the listing (no podman call); a dry run only reads
+    // the recorded health.
+    let now = crate::health::now()?;
+    let host_probes = (!args.dry_run)
+        .then(|| crate::health::probe::spawn(&ctx.podman, health::host_jobs(&selected)));
 
     // Configs first: their content is part of the consumers' spec hash.
     let render = crate::render::render_apps(ctx, &selected, &loaded.apps, !args.dry_run)?;
@@ -235,22 +244,37 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
         the_plan = plan::plan(&desired, &managed, Some(&all), &known_apps, options);
     }
 
+    let tick = health_tick(
+        ctx,
+        &selected,
+        &loaded,
+        &managed,
+        &mut the_plan,
+        host_probes,
+        now,
+    )?;
     let orphans = handle_orphans(ctx, &the_plan, args, !manifest_errors.is_empty());
     if args.dry_run {
         for app_plan in &the_plan.apps {
+            let waiting = loaded
+                .get(&app_plan.app)
+                .filter(|_| starts(app_plan.action))
+                .and_then(|m| health::waiting_for(m, &loaded.apps, &tick.health));
             results.push(AppResult {
                 app: app_plan.app.clone(),
                 container: app_plan.container_name.clone(),
                 action: app_plan.action,
                 reason: app_plan.reason.clone(),
-                result: if app_plan.action == Action::Conflict {
+                result: if waiting.is_some() {
+                    "waiting"
+                } else if app_plan.action == Action::Conflict {
                     "conflict"
                 } else if app_plan.action.changes() || !app_plan.duplicates.is_empty() {
                     "planned"
                 } else {
                     "ok"
                 },
-                error: None,
+                error: waiting,
             });
         }
     } else {
@@ -262,6 +286,7 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
             managed: &managed,
             mirrors: &args.mirrors,
             network_ready: Mutex::new(None),
+            health: &tick.health,
         };
         results.extend(executor.run_layers(
             &the_plan,
@@ -270,6 +295,7 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
             args.jobs as usize,
             &mut failed,
         ));
+        tick.persist(&ctx.global.state_dir);
     }
     // owner: systemd apps: the container is systemd's; only check that its Quadlet unit is current.
     for r in results
@@ -311,6 +337,7 @@ pub fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> Result<Report> {
         config_files: render.files,
         managed,
         manifests: loaded.apps,
+        health: tick.health,
     })
 }
 
@@ -410,6 +437,8 @@ fn handle_orphans(
 
 struct Executor<'a> {
     ctx: &'a Ctx<'a>,
+    /// Every app's health after this tick's probes (recorded health for apps not probed).
+    health: &'a BTreeMap<String, crate::health::HealthState>,
     specs: &'a BTreeMap<String, (ContainerSpec, String, images::Resolved)>,
     /// The managed containers of this run's listing.
     managed: &'a [crate::podman::Container],
@@ -448,6 +477,20 @@ impl Executor<'_> {
                         error: Some(format!("dependency `{dep}` failed to converge")),
                     });
                     continue;
+                }
+                if starts(app_plan.action) {
+                    if let Some(reason) = health::waiting_for(m, &loaded.apps, self.health) {
+                        tracing::info!("{app}: {reason}");
+                        results.push(AppResult {
+                            app: app.clone(),
+                            container: app_plan.container_name.clone(),
+                            action: app_plan.action,
+                            reason: app_plan.reason.clone(),
+                            result: "waiting",
+                            error: Some(reason),
+                        });
+                        continue;
+                    }
                 }
                 work.push(*app_plan);
             }
@@ -726,6 +769,105 @@ impl Executor<'_> {
         }
         state.clone().expect("just set").map_err(anyhow::Error::msg)
     }
+}
+
+/// Whether an action creates or starts a container (what a `healthy` dependency holds back).
+fn starts(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Create | Action::Recreate | Action::Adopt | Action::Start | Action::Unpause
+    )
+}
+
+/// This tick's health: the probes' results decided against the recorded states.
+struct HealthTick {
+    assessment: health::Assessment,
+    /// Recorded states overlaid with this tick's decisions.
+    health: BTreeMap<String, crate::health::HealthState>,
+}
+
+impl HealthTick {
+    /// Write the states that changed (atomically); a failure is logged, not fatal.
+    fn persist(&self, state_dir: &std::path::Path) {
+        for a in self.assessment.apps.values().filter(|a| a.changed()) {
+            if let Err(err) = crate::health::store::save(state_dir, &a.app, &a.decision.state) {
+                tracing::warn!("{err:#}");
+            }
+        }
+    }
+}
+
+/// Join the host-side probes, run the `exec` ones, decide every probed app, log what health
+/// saw, and turn its restarts and recreates into the plan of apps that are otherwise fine. A dry
+/// run (no probes) reads the recorded states only.
+fn health_tick(
+    ctx: &Ctx,
+    selected: &[&Manifest],
+    loaded: &Loaded,
+    managed: &[crate::podman::Container],
+    the_plan: &mut Plan,
+    host_probes: Option<std::thread::JoinHandle<BTreeMap<String, crate::health::ProbeResult>>>,
+    now: i64,
+) -> Result<HealthTick> {
+    let state_dir = &ctx.global.state_dir;
+    let mut recorded: BTreeMap<String, crate::health::HealthState> = loaded
+        .apps
+        .iter()
+        .filter(|m| m.health.is_some())
+        .map(|m| (m.app.clone(), crate::health::store::load(state_dir, &m.app)))
+        .collect();
+    let Some(host_probes) = host_probes else {
+        return Ok(HealthTick {
+            assessment: health::Assessment::default(),
+            health: recorded,
+        });
+    };
+    let mut results = host_probes
+        .join()
+        .map_err(|_| anyhow::anyhow!("the health probe thread panicked"))?;
+    results.extend(crate::health::probe::run_all(
+        &ctx.podman,
+        &health::exec_jobs(selected, managed),
+    ));
+    let converging = |app: &str| {
+        the_plan
+            .apps
+            .iter()
+            .any(|p| p.app == app && p.action.changes())
+    };
+    let assessment = health::assess(selected, managed, &recorded, &converging, &results, now);
+    for a in assessment.apps.values() {
+        if let Some(message) = &a.decision.message {
+            if a.decision.state.status == crate::health::Status::Healthy {
+                tracing::info!("{}: health: {message}", a.app);
+            } else if a.delegated && a.decision.action != crate::health::HealthAction::None {
+                tracing::warn!(
+                    "{}: health: unhealthy, not acted on (owner: systemd): {message}",
+                    a.app
+                );
+            } else {
+                tracing::warn!("{}: health: {message}", a.app);
+            }
+        }
+    }
+    for (app, action, reason) in assessment.actions() {
+        if let Some(p) = the_plan
+            .apps
+            .iter_mut()
+            .find(|p| p.app == app && p.action == Action::Ok)
+        {
+            p.action = match action {
+                crate::health::HealthAction::Recreate => Action::Recreate,
+                _ => Action::Restart,
+            };
+            p.reason = reason;
+        }
+    }
+    recorded.extend(assessment.states());
+    Ok(HealthTick {
+        assessment,
+        health: recorded,
+    })
 }
 
 /// Whether some managed container on archy's network was created for another subnet: the

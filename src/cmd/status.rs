@@ -4,7 +4,7 @@
 //! `<state-dir>/status/`. Exit 0 only when everything is converged, so it serves as a health check.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::reconcile::{AppResult, ReconcileArgs, Report};
 use super::Ctx;
+use crate::health::tick::HealthView;
 use crate::manifest::{Manifest, Owner};
 use crate::output::OutputFormat;
 use crate::plan::Action;
@@ -40,7 +41,8 @@ pub struct AppStatus {
     pub owner: &'static str,
     /// "running", "disabled", or "none" for an orphan.
     pub desired: &'static str,
-    /// running / exited / paused / missing / drifted / orphan / disabled / conflict / error.
+    /// running / exited / paused / missing / drifted / orphan / disabled / conflict / error /
+    /// waiting (held back by a `healthy` dependency).
     pub state: &'static str,
     /// podman's state of the container ("missing" when there is none).
     pub actual: String,
@@ -57,6 +59,8 @@ pub struct AppStatus {
     pub config_drift: Vec<String>,
     pub converged: bool,
     pub detail: String,
+    /// The app's probe as of the last reconcile tick.
+    pub health: HealthView,
 }
 
 /// A command's last status record, summarised.
@@ -73,6 +77,8 @@ pub struct Status {
     pub ok: bool,
     pub exit_code: u8,
     pub converged: bool,
+    /// No app is unhealthy.
+    pub healthy: bool,
     pub apps: Vec<AppStatus>,
     pub manifest_errors: Vec<String>,
     pub podman: Option<RecordSummary>,
@@ -95,10 +101,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         .map_err(|e| crate::exit::invalid(format!("reconcile options: {e}")))?
         .args;
     let report = super::reconcile::reconcile(ctx, &dry_run)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs() as i64;
+    let now = crate::health::now()?;
     let state_dir = &ctx.global.state_dir;
     let pending_path = state_dir.join("update/pending.json");
     let pending_update = crate::fsutil::read_optional(&pending_path)?
@@ -152,13 +155,15 @@ pub fn build(
                 .iter()
                 .find(|c| c.app() == Some(r.app.as_str()) && c.name() == r.container)
                 .or_else(|| containers.iter().find(|c| c.app() == Some(r.app.as_str())));
-            app_status(
+            let mut status = app_status(
                 r,
                 m,
                 container,
                 drift.remove(r.app.as_str()).unwrap_or_default(),
                 now,
-            )
+            );
+            status.health = crate::health::tick::view(m, report.health.get(&r.app));
+            status
         })
         .collect();
     for orphan in &report.orphans {
@@ -179,21 +184,24 @@ pub fn build(
             config_drift: Vec::new(),
             converged: false,
             detail: "no manifest describes it; `archy reconcile --prune` removes it".into(),
+            health: crate::health::tick::view(None, None),
         });
     }
     let podman = heal.map(summarise);
     let converged = apps.iter().all(|a| a.converged)
         && report.manifest_errors.is_empty()
         && podman.as_ref().is_none_or(|p| p.result != "failed");
-    let exit_code = if converged {
+    let healthy = !apps.iter().any(|a| a.health.unhealthy());
+    let exit_code = if converged && healthy {
         crate::exit::SUCCESS
     } else {
         crate::exit::FAILURE
     };
     Status {
-        ok: converged,
+        ok: converged && healthy,
         exit_code,
         converged,
+        healthy,
         apps,
         manifest_errors: report
             .manifest_errors
@@ -227,6 +235,7 @@ pub fn app_status(
     let mut detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
     let (mut state, mut converged) = match r.action {
         _ if r.result == "failed" && r.action != Action::Delegated => ("error", false),
+        _ if r.result == "waiting" => ("waiting", false),
         Action::Ok => ("running", true),
         Action::Start => ("exited", false),
         Action::Unpause => ("paused", false),
@@ -278,6 +287,7 @@ pub fn app_status(
         config_drift,
         converged,
         detail,
+        health: crate::health::tick::view(m, None),
     }
 }
 
@@ -338,12 +348,12 @@ pub fn render_text(status: &Status) -> String {
         .max()
         .unwrap_or(5);
     let mut out = format!(
-        "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {}\n",
-        "APP", "OWNER", "DESIRED", "STATE", "IMAGE", "UPTIME", "SPEC", "CONFIG"
+        "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {:<10} {}\n",
+        "APP", "OWNER", "DESIRED", "STATE", "IMAGE", "UPTIME", "SPEC", "CONFIG", "HEALTH"
     );
     for a in &status.apps {
         out.push_str(&format!(
-            "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {}\n",
+            "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {:<10} {}\n",
             a.app,
             a.owner,
             a.desired,
@@ -361,10 +371,14 @@ pub fn render_text(status: &Status) -> String {
                 "ok".to_string()
             } else {
                 format!("drift ({})", a.config_drift.len())
-            }
+            },
+            a.health.label(),
         ));
         if !a.converged {
             out.push_str(&format!("{:<app_w$} {}\n", "", a.detail));
+        }
+        if let (true, Some(error)) = (a.health.unhealthy(), &a.health.last_error) {
+            out.push_str(&format!("{:<app_w$} health: {error}\n", ""));
         }
     }
     for e in &status.manifest_errors {
@@ -400,10 +414,10 @@ pub fn render_text(status: &Status) -> String {
         "reconcile: last run {}\n",
         record("reconcile", &status.last_reconcile)
     ));
-    out.push_str(if status.converged {
-        "status: converged\n"
-    } else {
-        "status: NOT converged\n"
+    out.push_str(match (status.converged, status.healthy) {
+        (true, true) => "status: converged\n",
+        (true, false) => "status: converged, but some apps are unhealthy\n",
+        (false, _) => "status: NOT converged\n",
     });
     out
 }
@@ -501,6 +515,7 @@ mod tests {
             ok: false,
             exit_code: 1,
             converged: false,
+            healthy: true,
             apps: vec![
                 app_status(&result(Action::Ok, "ok"), None, Some(&c), vec![], 8_200),
                 AppStatus {
@@ -515,9 +530,9 @@ mod tests {
             last_reconcile: Some(summarise(serde_json::json!({"exit_code": 1, "at": "T2"}))),
         };
         let expected = "\
-APP                OWNER    DESIRED   STATE     IMAGE           UPTIME   SPEC  CONFIG
-web                archy    running   running   localhost/web:1 2h 0m    ok    ok
-db                 archy    running   missing                   -        -     ok
+APP                OWNER    DESIRED   STATE     IMAGE           UPTIME   SPEC  CONFIG     HEALTH
+web                archy    running   running   localhost/web:1 2h 0m    ok    ok         no probe
+db                 archy    running   missing                   -        -     ok         no probe
                    why
 podman:    last heal ok (at T1)
 update:    none pending; last verify no verify-update record yet
