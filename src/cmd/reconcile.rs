@@ -23,6 +23,17 @@ use crate::spec::{ContainerSpec, Resolved};
 
 /// Converge containers to the manifests: create missing ones, recreate drifted ones, start
 /// stopped ones. A second run with nothing changed does nothing.
+///
+/// Health: an app's `health:` probe (`http: URL` or `tcp: HOST:PORT` from the host, beside the
+/// one podman listing and without a podman call; `exec: [argv]` through `podman exec`, the
+/// costly kind) is checked every run. Failures within `start_period` (default 90s) of a start
+/// do not count. After `failures` (default 3) consecutive failures the app is unhealthy and is
+/// restarted; still failing that often after the restart's grace, it is recreated (volumes
+/// kept); then it backs off: further restarts wait 1, 2, 4, 8, then at most 10 minutes. A
+/// passing probe resets all of it. Every action is logged with the evidence (status code,
+/// connect error, exit code and output tail); counts and evidence are kept in
+/// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
+/// created or started, result `waiting`) until that app's probe passes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
     /// Only these apps (default: every app with a manifest).

@@ -24,8 +24,11 @@ use crate::podman::Container;
 /// Per app: desired state against actual (running, exited, paused, missing, drifted, orphan,
 /// disabled, conflict, error), image, uptime, whether the container's spec hash matches the
 /// manifests, config files that differ from what would be rendered, and the owner (archy, or
-/// systemd through a Quadlet unit). Changes nothing. Exit 0 when every app is converged, no
-/// orphan or invalid manifest exists and the last heal-podman run (if any) succeeded; 1 otherwise.
+/// systemd through a Quadlet unit), and health as of the last reconcile tick: healthy,
+/// unhealthy n/N (consecutive failed probes of the `failures` that trigger a restart, with the
+/// last error), starting, or no probe; an app held back by a `healthy` dependency is `waiting`.
+/// Changes nothing. Exit 0 when every app is converged and none is unhealthy, no orphan or
+/// invalid manifest exists and the last heal-podman run (if any) succeeded; 1 otherwise.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// Only these apps (default: every app with a manifest, plus orphans).

@@ -181,6 +181,15 @@ pub fn decide(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -
         s.grace_from = Some(now);
         s.strikes = 0;
     }
+    // A clock set back (NTP, RTC) must not stretch a grace or a back-off by the jump.
+    if s.grace_from.is_some_and(|from| from > now) {
+        s.grace_from = Some(now);
+    }
+    if s.next_action_at
+        .is_some_and(|at| at > now + BACKOFF_CAP_SECS)
+    {
+        s.next_action_at = Some(now);
+    }
     let Some(result) = &obs.result else {
         return quiet(s);
     };
@@ -451,6 +460,29 @@ mod tests {
         let d = decide(&s, &running("a@1", None), POLICY, 10);
         assert_eq!(d.state, s);
         assert_eq!(d.action, HealthAction::None);
+    }
+
+    #[test]
+    fn a_clock_set_back_neither_stretches_the_grace_nor_the_backoff() {
+        let s = HealthState {
+            status: Status::Unhealthy,
+            consecutive_failures: 9,
+            strikes: 1,
+            step: 4,
+            start_key: Some("a@1".into()),
+            grace_from: Some(1_000_000),
+            next_action_at: Some(1_000_500),
+            ..Default::default()
+        };
+        // The clock went back a day: the grace restarts now (and ends 30 s later), and the
+        // back-off, further away than its cap, is due.
+        let d = decide(&s, &running("a@1", fail()), POLICY, 913_600);
+        assert_eq!(
+            (d.state.grace_from, d.action),
+            (Some(913_600), HealthAction::None)
+        );
+        let d = decide(&d.state, &running("a@1", fail()), POLICY, 913_630);
+        assert_eq!(d.action, HealthAction::Restart);
     }
 
     #[test]

@@ -230,7 +230,7 @@ impl HealthView {
 
 /// Status's view of one app's health. Pure.
 pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
-    let Some(health) = m.and_then(|m| m.health.as_ref()) else {
+    let Some(health) = m.filter(|m| probed(m)).and_then(|m| m.health.as_ref()) else {
         return HealthView {
             status: "no probe",
             probe: None,
