@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::manifest::Manifest;
 use crate::podman::{LABEL_APP, LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_SUBNET};
 
-/// Hostname containers use to reach the host (failure mode 4: never `host.containers.internal`).
+/// Hostname containers use to reach the host, mapped to the network's gateway with `--add-host`:
+/// never `host.containers.internal`, which some podman versions resolve to the LAN gateway.
 pub const HOST_ALIAS: &str = "host.archipelago";
 
 /// Bumped when the meaning of a spec changes, so every container is recreated once.
@@ -42,7 +43,7 @@ pub struct ContainerSpec {
     /// The app's probe: archy runs it from outside the container, so it is not part of the
     /// container (not hashed, no `--health-cmd`); Quadlet units map `exec` probes to `HealthCmd=`.
     #[serde(skip)]
-    pub health: Option<crate::health::HealthSpec>,
+    pub health: Option<crate::manifest::HealthSpec>,
 }
 
 /// Inputs resolved outside the manifest.

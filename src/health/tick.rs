@@ -144,7 +144,7 @@ pub fn assess(
             },
         };
         let before = previous.get(&m.app).cloned().unwrap_or_default();
-        let decision = decide(&before, &obs, health.policy(), now);
+        let decision = decide(&before, &obs, super::policy(health), now);
         out.apps.insert(
             m.app.clone(),
             AppHealth {
