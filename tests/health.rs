@@ -405,3 +405,96 @@ fn after_database_loss_heal_and_reconcile_the_ui_probe_passes() {
     let health = app(&out.json(), "ui")["health"].clone();
     assert_eq!(health["status"], "healthy", "{health}");
 }
+
+/// An `exec` probe runs inside the container through podman: it passes on exit 0, and its cost
+/// is exactly one `podman exec` per tick beside the listing.
+#[test]
+fn exec_probe_runs_through_podman_and_costs_one_exec_per_tick() {
+    let root = TestRoot::new();
+    root.simple_manifest(
+        "job",
+        "health:\n  exec: [\"/bin/sh\", \"-c\", \"test -e /ready || { echo not ready; exit 3; }\"]\n  failures: 1\n  start_period: 0\n",
+    );
+    let mut clock = Clock::new();
+    assert_eq!(clock.reconcile(&root).code, 0);
+    root.take_podman_calls();
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    let calls = root.take_podman_calls();
+    assert_eq!(
+        calls.len(),
+        2 + 1,
+        "listing, exec, and the restart it asked for: {calls:?}"
+    );
+    assert!(calls.iter().any(|c| c.starts_with("exec ")), "{calls:?}");
+    let doc = out.json();
+    assert_eq!(app(&doc, "job")["action"], "restart", "{doc}");
+    assert!(
+        app(&doc, "job")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit 3: not ready"),
+        "the exec output tail is the evidence: {doc}"
+    );
+
+    root.podman_ok(&["exec", "archy-job", "/bin/sh", "-c", "echo > /ready"]);
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    root.take_podman_calls();
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    let calls = root.take_podman_calls();
+    assert_eq!(
+        calls.len(),
+        2,
+        "a healthy exec-probed no-op: listing + exec: {calls:?}"
+    );
+    assert_eq!(
+        app(&clock.status(&root).json(), "job")["health"]["status"],
+        "healthy"
+    );
+}
+
+/// Health state that cannot be written (its directory is a file) is logged; the tick still
+/// converges and exits 0. A torn state file is read as no state, not as an error.
+#[test]
+fn unwritable_or_torn_health_state_never_fails_a_tick() {
+    let root = TestRoot::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    root.simple_manifest("svc", &format!("health:\n  tcp: 127.0.0.1:{port}\n"));
+    std::fs::create_dir_all(&root.state_dir).unwrap();
+    std::fs::write(root.state_dir.join("health"), "not a directory").unwrap();
+    let mut clock = Clock::new();
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(root.state("archy-svc"), "running");
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("failed to record the health of app svc"),
+        "{out:?}"
+    );
+
+    std::fs::remove_file(root.state_dir.join("health")).unwrap();
+    std::fs::create_dir(root.state_dir.join("health")).unwrap();
+    std::fs::write(
+        root.state_dir.join("health/svc.json"),
+        "{\"status\": \"unheal",
+    )
+    .unwrap();
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("ignoring unreadable health state"),
+        "{out:?}"
+    );
+    let out = clock.status(&root);
+    assert_eq!(
+        app(&out.json(), "svc")["health"]["status"],
+        "healthy",
+        "{out:?}"
+    );
+    drop(listener);
+}

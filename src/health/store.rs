@@ -35,13 +35,15 @@ pub fn load(state_dir: &Path, app: &str) -> HealthState {
 
 /// Write the state atomically.
 pub fn save(state_dir: &Path, app: &str, state: &HealthState) -> Result<()> {
-    let dir = dir(state_dir);
-    if !dir.is_dir() {
-        crate::fsutil::ensure_dir(&dir, 0o755)?;
-    }
-    let text = serde_json::to_string_pretty(state).context("failed to encode health state")?;
-    crate::fsutil::write_atomic(&path(state_dir, app), text.as_bytes(), 0o644)
-        .with_context(|| format!("failed to record the health of app {app}"))
+    let write = || -> Result<()> {
+        let dir = dir(state_dir);
+        if !dir.is_dir() {
+            crate::fsutil::ensure_dir(&dir, 0o755)?;
+        }
+        let text = serde_json::to_string_pretty(state).context("failed to encode health state")?;
+        crate::fsutil::write_atomic(&path(state_dir, app), text.as_bytes(), 0o644)
+    };
+    write().with_context(|| format!("failed to record the health of app {app}"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The reconcile engine: converge podman's containers to the manifests (level-triggered).
 //!
-//! One tick runs four named stages:
+//! One tick runs five named stages:
 //! 1. **desire** ([`desired`]): load the manifests, render their config files (written unless a
 //!    dry run), resolve images and hash each app's desired container ([`DesiredApp`]);
 //! 2. **observe**: the one podman listing (started before the desire stage so podman's start-up
