@@ -103,10 +103,18 @@ fn print_report(report: &Report, format: OutputFormat) {
                     (_, Outcome::Conflict) => "conflict".to_string(),
                     (_, Outcome::Ok) => "ok".to_string(),
                     (_, Outcome::Changed) => r.action.past_tense().to_string(),
+                    (_, Outcome::Waiting) => "waiting".to_string(),
                     (_, other) => format!("{} {other}", r.action.as_str()),
                 };
                 let mut line = format!("{:<20} {:<14} {}", r.app, verb, r.reason);
-                if let Some(error) = &r.error {
+                if let (Outcome::Waiting, Some(why)) = (r.result, &r.error) {
+                    line = format!(
+                        "{:<20} {:<14} {why} (to {})",
+                        r.app,
+                        verb,
+                        r.action.as_str()
+                    );
+                } else if let Some(error) = &r.error {
                     line.push_str(&format!(
                         "\n{:<20} error: {}",
                         "",
@@ -137,13 +145,14 @@ fn print_report(report: &Report, format: OutputFormat) {
                 "reconcile"
             };
             println!(
-                "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} orphans, {} invalid manifests",
+                "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} waiting, {} orphans, {} invalid manifests",
                 report.apps.len(),
                 count(Outcome::Ok),
                 if report.dry_run { count(Outcome::Planned) } else { count(Outcome::Changed) },
                 if report.dry_run { "to change" } else { "changed" },
                 count(Outcome::Failed),
                 count(Outcome::Skipped),
+                count(Outcome::Waiting),
                 report.orphans.len(),
                 report.manifest_errors.len()
             );
