@@ -158,6 +158,18 @@ fn answering_app_is_healthy_a_killed_server_is_restarted_after_failures_ticks() 
         "{text:?}"
     );
 
+    // A healthy tick writes no health state (the record only changes with what it says).
+    let record = root.state_dir.join("health/web.json");
+    let written = std::fs::metadata(&record).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(clock.reconcile(&root).code, 0);
+    assert_eq!(
+        std::fs::metadata(&record).unwrap().modified().unwrap(),
+        written,
+        "a healthy no-op tick rewrote {}",
+        record.display()
+    );
+
     // Kill the server; the container keeps running.
     root.podman_ok(&["exec", "archy-web", "/bin/busybox", "killall", "httpd"]);
     wait_for_port(port, false);

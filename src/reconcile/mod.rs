@@ -268,8 +268,6 @@ struct Desire<'m> {
     desired: Vec<Desired>,
 }
 
-/// Stage 1: render configs (their content is part of the consumers' spec hash), then resolve
-/// and hash every selected app.
 /// The manifests a run works on: the apps asked for, or all.
 fn select<'m>(loaded: &'m Loaded, opts: &Options) -> Vec<&'m Manifest> {
     loaded
@@ -279,6 +277,8 @@ fn select<'m>(loaded: &'m Loaded, opts: &Options) -> Vec<&'m Manifest> {
         .collect()
 }
 
+/// Stage 1: render configs (their content is part of the consumers' spec hash), then resolve
+/// and hash every selected app.
 fn desire<'m>(ctx: &Ctx, opts: &Options, loaded: &'m Loaded) -> Result<Desire<'m>> {
     let gateway = ctx.gateway()?;
     let selected = select(loaded, opts);
