@@ -383,6 +383,40 @@ fn a_never_healthy_dependency_keeps_its_healthy_conditioned_dependent_from_start
     assert_eq!(root.state("archy-child"), "running");
 }
 
+/// After the podman database is lost under a running UI, `heal-podman` then reconcile bring it
+/// back, and its HTTP probe (through the published port) passes again.
+/// Needs issue 15's network-debris repair: before it, the recreated container's published
+/// port stayed closed.
+#[test]
+fn after_database_loss_heal_and_reconcile_the_ui_probe_passes() {
+    let root = TestRoot::new();
+    let port = free_port();
+    web_manifest(&root, "ui", port, "");
+    let mut clock = Clock::new();
+    assert_eq!(clock.reconcile(&root).code, 0);
+    wait_for_port(port, true);
+    assert_eq!(clock.reconcile(&root).code, 0);
+    assert_eq!(
+        app(&clock.status(&root).json(), "ui")["health"]["status"],
+        "healthy"
+    );
+
+    std::fs::remove_file(root.dir.join("static/bolt_state.db")).unwrap();
+    let out = root.archy(&["heal-podman"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(root.state("archy-ui"), "running", "{out:?}");
+    // The recreated container opens a grace; once it answers, the next tick records it healthy.
+    wait_for_port(port, true);
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = clock.status(&root);
+    assert_eq!(out.code, 0, "{out:?}");
+    let health = app(&out.json(), "ui")["health"].clone();
+    assert_eq!(health["status"], "healthy", "{health}");
+}
+
 /// An `exec` probe runs inside the container through podman: it passes on exit 0, and its cost
 /// is exactly one `podman exec` per tick beside the listing.
 #[test]

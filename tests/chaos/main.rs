@@ -11,11 +11,15 @@
 mod common;
 
 mod archy_kills;
+mod builds;
 mod containers;
 mod engine;
 mod files;
+mod hangs;
 mod hostile;
 mod network;
 mod secrets;
 mod support;
 mod tarballs;
+mod updates;
+mod volumes;
