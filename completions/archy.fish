@@ -80,7 +80,7 @@ complete -c archy -n "__fish_archy_using_subcommand reconcile" -l prune -d 'Remo
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l adopt -d 'Replace an unmanaged container that holds an app\'s container name (volumes are kept)'
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -s q -l quiet -d 'Only warnings and errors; no progress display'
-complete -c archy -n "__fish_archy_using_subcommand reconcile" -s h -l help -d 'Print help'
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F

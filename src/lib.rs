@@ -3,12 +3,14 @@
 
 pub mod adopt;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod ctx;
 pub mod exec;
 pub mod exit;
 pub mod fsutil;
 pub mod heal;
+pub mod health;
 pub mod images;
 pub mod lock;
 pub mod logging;

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod health;
+pub use health::{HealthSpec, Probe};
+
 /// Largest manifest file accepted, in bytes (a real one is under 2 KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
 
@@ -188,8 +191,10 @@ pub struct Manifest {
     pub volumes: Vec<String>,
     #[serde(default)]
     pub network: Option<String>,
-    #[serde(default)]
-    pub depends_on: Vec<String>,
+    /// Apps this one starts after: a list of app ids, or a map `app: started | healthy`
+    /// (`healthy`: not created or started until the dependency's `health:` probe passes).
+    #[serde(default, deserialize_with = "deserialize_depends_on")]
+    pub depends_on: Vec<Dependency>,
     #[serde(default)]
     pub restart: Option<String>,
     #[serde(default)]
@@ -200,6 +205,9 @@ pub struct Manifest {
     pub configs: Vec<ConfigFile>,
     #[serde(default)]
     pub owner: Owner,
+    /// A health probe archy runs every reconcile tick (see `crate::health`).
+    #[serde(default)]
+    pub health: Option<HealthSpec>,
     /// The file this manifest came from (not a YAML key).
     #[serde(skip)]
     pub file: PathBuf,
@@ -207,6 +215,78 @@ pub struct Manifest {
 
 fn default_true() -> bool {
     true
+}
+
+/// What a dependent waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    /// Ordering only: the dependency is converged first (the plain list form).
+    #[default]
+    Started,
+    /// The dependent is not created or started until the dependency's probe passes.
+    Healthy,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+        }
+    }
+}
+
+/// One `depends_on` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    pub app: String,
+    pub condition: Condition,
+}
+
+impl Dependency {
+    pub fn started(app: &str) -> Self {
+        Dependency {
+            app: app.to_string(),
+            condition: Condition::Started,
+        }
+    }
+}
+
+/// `depends_on: [a, b]` or `depends_on: {a: healthy, b: started}`.
+fn deserialize_depends_on<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<Dependency>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Map(BTreeMap<String, String>),
+    }
+    let raw = Option::<Raw>::deserialize(de).map_err(|_| {
+        serde::de::Error::custom(
+            "key `depends_on`: expected a list of app ids, or a map of app id to `started` or `healthy`",
+        )
+    })?;
+    match raw {
+        None => Ok(Vec::new()),
+        Some(Raw::List(apps)) => Ok(apps.iter().map(|a| Dependency::started(a)).collect()),
+        Some(Raw::Map(map)) => map
+            .into_iter()
+            .map(|(app, condition)| {
+                let condition = match condition.as_str() {
+                    "started" => Condition::Started,
+                    "healthy" => Condition::Healthy,
+                    other => {
+                        return Err(serde::de::Error::custom(format!(
+                            "key `depends_on.{app}`: `{other}` must be `started` or `healthy`"
+                        )))
+                    }
+                };
+                Ok(Dependency { app, condition })
+            })
+            .collect(),
+    }
 }
 
 impl Manifest {
@@ -220,6 +300,11 @@ impl Manifest {
     /// The network the container joins (manifest's, else archy's default network).
     pub fn network_or<'a>(&'a self, default: &'a str) -> &'a str {
         self.network.as_deref().unwrap_or(default)
+    }
+
+    /// The ids of the apps this one depends on, whatever the condition.
+    pub fn dependency_ids(&self) -> impl Iterator<Item = &str> {
+        self.depends_on.iter().map(|d| d.app.as_str())
     }
 
     /// The build context directory, resolved against the manifest's directory.
@@ -755,11 +840,11 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
             ));
         }
     }
-    for dep in &m.depends_on {
+    for dep in m.dependency_ids() {
         if !is_app_id(dep) {
             return Err(format!("key `depends_on`: `{dep}` is not an app id"));
         }
-        if dep == &m.app {
+        if dep == m.app {
             return Err("key `depends_on`: an app cannot depend on itself".into());
         }
     }
@@ -776,6 +861,9 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
                 "key `restart`: `{restart}` must be no, always, on-failure[:N] or unless-stopped"
             ));
         }
+    }
+    if let Some(health) = &m.health {
+        health.validate()?;
     }
     let mut paths = BTreeSet::new();
     for (i, config) in m.configs.iter().enumerate() {
@@ -878,15 +966,10 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
         let ids: BTreeSet<String> = unique.iter().map(|m| m.app.clone()).collect();
         let bad = unique
             .iter()
-            .position(|m| m.depends_on.iter().any(|d| !ids.contains(d)));
+            .position(|m| m.dependency_ids().any(|d| !ids.contains(d)));
         let Some(index) = bad else { break };
         let m = unique.remove(index);
-        let missing: Vec<&str> = m
-            .depends_on
-            .iter()
-            .filter(|d| !ids.contains(*d))
-            .map(String::as_str)
-            .collect();
+        let missing: Vec<&str> = m.dependency_ids().filter(|d| !ids.contains(*d)).collect();
         errors.push(error_for(
             &m,
             format!(
@@ -895,6 +978,33 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
             ),
         ));
     }
+    // A `healthy` condition needs a probe to pass: without one the dependent would wait forever.
+    let probed: BTreeSet<String> = unique
+        .iter()
+        .filter(|m| m.health.is_some())
+        .map(|m| m.app.clone())
+        .collect();
+    let (kept, unprobed): (Vec<Manifest>, Vec<Manifest>) = unique.into_iter().partition(|m| {
+        m.depends_on
+            .iter()
+            .all(|d| d.condition != Condition::Healthy || probed.contains(&d.app))
+    });
+    for m in &unprobed {
+        let apps: Vec<&str> = m
+            .depends_on
+            .iter()
+            .filter(|d| d.condition == Condition::Healthy && !probed.contains(&d.app))
+            .map(|d| d.app.as_str())
+            .collect();
+        errors.push(error_for(
+            m,
+            format!(
+                "key `depends_on`: `{}` is required healthy but has no `health:` probe",
+                apps.join("`, `")
+            ),
+        ));
+    }
+    unique = kept;
     if let Err(cycle) = dependency_layers(&unique) {
         let (cyclic, rest): (Vec<Manifest>, Vec<Manifest>) =
             unique.into_iter().partition(|m| cycle.contains(&m.app));
@@ -921,11 +1031,7 @@ pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<Stri
         .map(|m| {
             (
                 m.app.as_str(),
-                m.depends_on
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|d| ids.contains(d))
-                    .collect(),
+                m.dependency_ids().filter(|d| ids.contains(d)).collect(),
             )
         })
         .collect();
@@ -1206,7 +1312,7 @@ mod tests {
 
     fn m(app: &str, deps: &[&str]) -> Manifest {
         let mut m = ok(&format!("app: {app}\nimage: i\n"));
-        m.depends_on = deps.iter().map(|s| s.to_string()).collect();
+        m.depends_on = deps.iter().map(|s| Dependency::started(s)).collect();
         m.file = PathBuf::from(format!("/m/{app}.yaml"));
         m
     }
@@ -1274,6 +1380,58 @@ mod tests {
     }
 
     #[test]
+    fn depends_on_takes_a_list_or_a_map_of_conditions() {
+        let m = ok("app: a\nimage: i\ndepends_on: [b, c]\n");
+        assert_eq!(
+            m.depends_on,
+            vec![Dependency::started("b"), Dependency::started("c")]
+        );
+        let m = ok("app: a\nimage: i\ndepends_on: {b: healthy, c: started}\n");
+        assert_eq!(
+            m.depends_on,
+            vec![
+                Dependency {
+                    app: "b".into(),
+                    condition: Condition::Healthy
+                },
+                Dependency::started("c")
+            ]
+        );
+        assert!(ok("app: a\nimage: i\ndepends_on:\n").depends_on.is_empty());
+        let err = bad("app: a\nimage: i\ndepends_on: {b: ready}\n");
+        assert!(
+            err.contains("`ready` must be `started` or `healthy`"),
+            "{err}"
+        );
+        assert!(bad("app: a\nimage: i\ndepends_on: 7\n").contains("key `depends_on`"));
+        assert!(bad("app: a\nimage: i\ndepends_on: {a: healthy}\n").contains("itself"));
+        let err = bad("app: a\nimage: i\nhealth: {tcp: nope}\n");
+        assert!(err.contains("key `health.tcp`"), "{err}");
+    }
+
+    #[test]
+    fn healthy_condition_needs_a_probe_on_the_dependency() {
+        let mut base = m("base", &[]);
+        let mut child = m("child", &[]);
+        child.depends_on = vec![Dependency {
+            app: "base".into(),
+            condition: Condition::Healthy,
+        }];
+        let (apps, errors) = validate_set(vec![base.clone(), child.clone()]);
+        assert_eq!(apps.len(), 1);
+        assert_eq!(errors[0].app.as_deref(), Some("child"));
+        assert!(
+            errors[0]
+                .message
+                .contains("`base` is required healthy but has no `health:` probe"),
+            "{errors:?}"
+        );
+        base.health = ok("app: x\nimage: i\nhealth: {tcp: \"127.0.0.1:1\"}\n").health;
+        let (apps, errors) = validate_set(vec![base, child]);
+        assert_eq!((apps.len(), errors.len()), (2, 0), "{errors:?}");
+    }
+
+    #[test]
     fn document_level_errors_say_where() {
         for text in ["- ", "", "just text", "---\napp: a\n---\napp: b\n"] {
             let err = parse(text).unwrap_err();
@@ -1299,7 +1457,7 @@ mod tests {
     fn layers_follow_dependencies() {
         let mk = |app: &str, deps: &[&str]| {
             let mut m = parse(&format!("app: {app}\nimage: i\n")).unwrap();
-            m.depends_on = deps.iter().map(|s| s.to_string()).collect();
+            m.depends_on = deps.iter().map(|s| Dependency::started(s)).collect();
             m
         };
         let apps = vec![

@@ -216,6 +216,21 @@ impl Podman {
         Ok(())
     }
 
+    /// Run `argv` inside a running container (a health probe), killed after `timeout`;
+    /// the output whatever the exit code.
+    pub fn exec(
+        &self,
+        container: &str,
+        argv: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<Output> {
+        self.cmd()
+            .args(["exec", container])
+            .args(argv)
+            .with_limit(timeout)
+            .run_unchecked()
+    }
+
     pub fn unpause(&self, container: &str, stop_timeout: u32) -> Result<()> {
         self.lifecycle(stop_timeout)
             .args(["unpause", container])

@@ -40,6 +40,10 @@ pub struct ContainerSpec {
     /// changes the hash when the subnet changes).
     #[serde(skip)]
     pub subnet: Option<String>,
+    /// The app's probe: archy runs it from outside the container, so it is not part of the
+    /// container (not hashed, no `--health-cmd`); Quadlet units map `exec` probes to `HealthCmd=`.
+    #[serde(skip)]
+    pub health: Option<crate::manifest::HealthSpec>,
 }
 
 /// Inputs resolved outside the manifest.
@@ -84,6 +88,7 @@ impl ContainerSpec {
             restart: m.restart.clone(),
             stop_timeout: m.stop_timeout,
             file_hashes: resolved.file_hashes,
+            health: m.health.clone(),
         }
     }
 

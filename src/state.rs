@@ -31,9 +31,14 @@ pub fn reserved_dirs(state_dir: &Path) -> Vec<(String, PathBuf)> {
     .collect()
 }
 
-/// Now as RFC 3339 UTC with seconds, for records and file names.
+/// Now as RFC 3339 UTC with seconds, for records and file names: archy's one clock
+/// ([`crate::clock`]), so a simulated tick is recorded at its simulated time; the system clock
+/// when the override is malformed (a record is never lost over it).
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+    match crate::clock::now() {
+        Ok(secs) => crate::clock::rfc3339(secs),
+        Err(_) => humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    }
 }
 
 /// Record the outcome of a command (`at` is added). Failures to record are logged, not fatal:

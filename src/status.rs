@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::health::tick::HealthView;
 use crate::manifest::{Manifest, Owner};
 use crate::metrics;
 use crate::plan::Action;
@@ -26,7 +27,8 @@ pub struct AppStatus {
     pub owner: &'static str,
     /// "running", "disabled", or "none" for an orphan.
     pub desired: &'static str,
-    /// running / exited / paused / missing / drifted / orphan / disabled / conflict / error.
+    /// running / exited / paused / missing / drifted / orphan / disabled / conflict / error /
+    /// waiting (held back by a `healthy` dependency).
     pub state: &'static str,
     /// podman's state of the container ("missing" when there is none).
     pub actual: String,
@@ -43,6 +45,8 @@ pub struct AppStatus {
     pub config_drift: Vec<String>,
     pub converged: bool,
     pub detail: String,
+    /// The app's probe as of the last reconcile tick.
+    pub health: HealthView,
 }
 
 /// How a command's last run ended, read from its status record; serialised lowercase.
@@ -89,6 +93,8 @@ pub struct Status {
     pub exit_code: u8,
     /// Every app is converged, no orphan, no invalid manifest, the last heal-podman did not fail.
     pub converged: bool,
+    /// No app is unhealthy (by its health probe, as of the last reconcile tick).
+    pub healthy: bool,
     /// podman could not be asked (it did not answer within its time limit, or failed): the
     /// apps are then unknown and not listed.
     pub podman_error: Option<String>,
@@ -177,13 +183,15 @@ pub fn build(
                 .iter()
                 .find(|c| c.app() == Some(r.app.as_str()) && c.name() == r.container)
                 .or_else(|| containers.iter().find(|c| c.app() == Some(r.app.as_str())));
-            app_status(
+            let mut status = app_status(
                 r,
                 m,
                 container,
                 drift.remove(r.app.as_str()).unwrap_or_default(),
                 now,
-            )
+            );
+            status.health = crate::health::tick::view(m, report.health.get(&r.app));
+            status
         })
         .collect();
     for orphan in &report.orphans {
@@ -204,6 +212,7 @@ pub fn build(
             config_drift: Vec::new(),
             converged: false,
             detail: "no manifest describes it; `archy reconcile --prune` removes it".into(),
+            health: crate::health::tick::view(None, None),
         });
     }
     let podman = records.heal.map(summarise);
@@ -255,6 +264,12 @@ pub fn build(
     }
     // Converged now is not enough: reconcile must also still be running to keep it so.
     problems.extend(reconcile_overdue.clone());
+    let healthy = !apps.iter().any(|a| a.health.unhealthy());
+    problems.extend(
+        apps.iter()
+            .filter(|a| a.health.unhealthy())
+            .map(|a| format!("app {}: {}", a.app, a.health.describe())),
+    );
     let ok = converged && problems.is_empty();
     let exit_code = if ok {
         crate::exit::SUCCESS
@@ -266,6 +281,7 @@ pub fn build(
         ok,
         exit_code,
         converged,
+        healthy,
         podman_error: None,
         apps,
         manifest_errors: report
@@ -295,6 +311,7 @@ pub fn without_podman(error: String, records: Records) -> Status {
         config_files: Vec::new(),
         managed: Vec::new(),
         manifests: Vec::new(),
+        health: BTreeMap::new(),
     };
     let mut status = build(&empty, 0, records, DEFAULT_MAX_RECONCILE_AGE);
     status.problems.insert(0, error.clone());
@@ -415,6 +432,7 @@ pub fn app_status(
     let mut detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
     let (mut state, mut converged) = match r.action {
         _ if r.result == Outcome::Failed && r.action != Action::Delegated => ("error", false),
+        _ if r.result == Outcome::Waiting => ("waiting", false),
         Action::Ok => ("running", true),
         Action::Start => ("exited", false),
         Action::Unpause => ("paused", false),
@@ -466,6 +484,7 @@ pub fn app_status(
         config_drift,
         converged,
         detail,
+        health: crate::health::tick::view(m, None),
     }
 }
 
@@ -522,6 +541,7 @@ mod tests {
             ok: false,
             exit_code: 1,
             converged: false,
+            healthy: true,
             podman_error: None,
             problems: vec![],
             apps: vec![
@@ -625,6 +645,7 @@ mod tests {
             manifest_errors: vec![],
             config_files: vec![],
             managed: vec![exited, gone],
+            health: BTreeMap::new(),
             manifests: vec![],
         };
         let status = build(

@@ -29,6 +29,8 @@ fn bench_quick_completes_and_writes_the_table() {
         "(c) archy peak RSS with fake podman",
         "(d) cold converge `archy reconcile --jobs 1`",
         "(e) one drifted app among 3",
+        "(f) no-op `archy reconcile`, 3 apps each with an http or tcp probe",
+        "| no-op with 3 http/tcp probes: podman invocations (every run) | [1] |",
         "| measurement | runs | min | median | max | unit |",
     ] {
         assert!(text.contains(row), "no `{row}` in:\n{text}");

@@ -50,6 +50,40 @@ fn appliance_manifests_validate() {
     ] {
         assert!(renderers.contains(&r), "{r} rendered by some app");
     }
+    // Every app is probed; lnd and electrumx wait for a healthy bitcoind.
+    use archy::health::Probe;
+    let probe = |app: &str| {
+        loaded
+            .get(app)
+            .and_then(|m| m.health.as_ref())
+            .map(|h| h.probe())
+    };
+    for (app, expected) in [
+        ("bitcoin-knots", "tcp 127.0.0.1:8332"),
+        ("bitcoin-ui", "http http://127.0.0.1:8081/"),
+        ("lnd-ui", "http http://127.0.0.1:8082/"),
+        ("electrs-ui", "http http://127.0.0.1:8083/"),
+        ("electrumx", "tcp 127.0.0.1:50001"),
+        ("lnd", "tcp 127.0.0.1:9735"),
+    ] {
+        assert_eq!(
+            probe(app).map(|p| p.to_string()).as_deref(),
+            Some(expected),
+            "{app}"
+        );
+    }
+    assert!(probe("bitcoin-knots").is_some_and(|p| matches!(p, Probe::Tcp { .. })));
+    for app in ["lnd", "electrumx"] {
+        let m = loaded.get(app).unwrap();
+        assert_eq!(
+            m.depends_on,
+            vec![archy::manifest::Dependency {
+                app: "bitcoin-knots".into(),
+                condition: archy::manifest::Condition::Healthy
+            }],
+            "{app}"
+        );
+    }
     // Every host path of the appliance (bind mounts, env files, config paths, build contexts)
     // lies under the roots README recommends.
     let policy = Policy {

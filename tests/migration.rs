@@ -41,6 +41,10 @@ fn place_manifests(root: &TestRoot) -> PathBuf {
                     "command: [\"/bin/sleep\", \"3600\"]".to_string()
                 } else if line.starts_with("stop_timeout:") {
                     "stop_timeout: 1".to_string()
+                } else if line.starts_with("depends_on:") {
+                    // The stand-ins serve no RPC, so `{bitcoin-knots: healthy}` would hold lnd
+                    // and electrumx back (tests/health.rs covers that); here only the order.
+                    "depends_on: [bitcoin-knots]".to_string()
                 } else {
                     line.replace("/var/lib/archy", &format!("{p}/var/lib/archy"))
                         .replace("/etc/containers", &format!("{p}/etc/containers"))

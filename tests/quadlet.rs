@@ -296,3 +296,55 @@ fn reconcile_leaves_systemd_apps_alone_but_reports_a_missing_or_stale_unit() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("is out of date"), "{out:?}");
 }
+
+/// An `exec` probe becomes podman's healthcheck: the real generator turns the keys (5.x) and the
+/// `PodmanArgs=` fallback (4.4) into the same `--health-*` flags, argv kept as a JSON array.
+#[test]
+fn exec_probe_becomes_a_podman_healthcheck_in_the_generated_service() {
+    let s = setup();
+    let manifest = s.manifests.join("web.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}health:\n  exec: [\"/bin/wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1/\"]\n  failures: 4\n  start_period: 1m\n"),
+    )
+    .unwrap();
+    for version in ["5.3", "4.4"] {
+        let out_dir = s.root.join(format!("units-{version}"));
+        let out = archy(
+            &s,
+            &[
+                "quadlet",
+                "--podman-version",
+                version,
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let unit = std::fs::read_to_string(out_dir.join("web.container")).unwrap();
+        assert!(unit.contains("# Health: `exec /bin/wget"), "{unit}");
+        let exec = exec_start(&generate(&out_dir));
+        for part in [
+            r#"--health-cmd "[\"/bin/wget\",\"-q\",\"-O\",\"/dev/null\",\"http://127.0.0.1/\"]""#,
+            "--health-retries 4",
+            "--health-interval 30s",
+            "--health-start-period 60s",
+            "--health-timeout 10s",
+        ] {
+            // 4.4's `PodmanArgs=--health-cmd=…` is quoted as one word by the generator.
+            let alt = if part.starts_with("--health-cmd ") {
+                format!(
+                    "\"--health-cmd={}\"",
+                    &part["--health-cmd \"".len()..part.len() - 1]
+                )
+            } else {
+                part.replacen(' ', "=", 1)
+            };
+            assert!(
+                exec.contains(part) || exec.contains(&alt),
+                "{version}: ExecStart lacks `{part}`:\n{exec}"
+            );
+        }
+    }
+}

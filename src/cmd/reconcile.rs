@@ -11,6 +11,17 @@ use crate::render::FileStatus;
 
 /// Converge containers to the manifests: create missing ones, recreate drifted ones, start
 /// stopped ones. A second run with nothing changed does nothing.
+///
+/// Health: an app's `health:` probe (`http: URL` or `tcp: HOST:PORT` from the host, beside the
+/// one podman listing and without a podman call; `exec: [argv]` through `podman exec`, the
+/// costly kind) is checked every run. Failures within `start_period` (default 90s) of a start
+/// do not count. After `failures` (default 3) consecutive failures the app is unhealthy and is
+/// restarted; still failing that often after the restart's grace, it is recreated (volumes
+/// kept); then it backs off: further restarts wait 1, 2, 4, 8, then at most 10 minutes. A
+/// passing probe resets all of it. Every action is logged with the evidence (status code,
+/// connect error, exit code and output tail); counts and evidence are kept in
+/// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
+/// created or started, result `waiting`) until that app's probe passes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
     /// Only these apps (default: every app with a manifest).
@@ -158,10 +169,18 @@ fn print_report(report: &Report, format: OutputFormat) {
                     (_, Outcome::Conflict) => "conflict".to_string(),
                     (_, Outcome::Ok) => "ok".to_string(),
                     (_, Outcome::Changed) => r.action.past_tense().to_string(),
+                    (_, Outcome::Waiting) => "waiting".to_string(),
                     (_, other) => format!("{} {other}", r.action.as_str()),
                 };
                 let mut line = format!("{:<20} {:<14} {}", r.app, verb, r.reason);
-                if let Some(error) = &r.error {
+                if let (Outcome::Waiting, Some(why)) = (r.result, &r.error) {
+                    line = format!(
+                        "{:<20} {:<14} {why} (to {})",
+                        r.app,
+                        verb,
+                        r.action.as_str()
+                    );
+                } else if let Some(error) = &r.error {
                     line.push_str(&format!(
                         "\n{:<20} error: {}",
                         "",
@@ -192,13 +211,14 @@ fn print_report(report: &Report, format: OutputFormat) {
                 "reconcile"
             };
             println!(
-                "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} orphans, {} invalid manifests",
+                "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} waiting, {} orphans, {} invalid manifests",
                 report.apps.len(),
                 count(Outcome::Ok),
                 if report.dry_run { count(Outcome::Planned) } else { count(Outcome::Changed) },
                 if report.dry_run { "to change" } else { "changed" },
                 count(Outcome::Failed),
                 count(Outcome::Skipped),
+                count(Outcome::Waiting),
                 report.orphans.len(),
                 report.manifest_errors.len()
             );

@@ -3,9 +3,9 @@
 //! reconcile decides, [`crate::status`] turns its report and the status records other commands
 //! leave under `<state-dir>/status/` into the status; this file prints it. Exit 0 only when everything is converged, so it serves as a health check.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 
 use crate::ctx::Ctx;
@@ -19,11 +19,15 @@ use crate::status::{RecordSummary, Records, Status};
 /// Per app: desired state against actual (running, exited, paused, missing, drifted, orphan,
 /// disabled, conflict, error), image, uptime, whether the container's spec hash matches the
 /// manifests, config files that differ from what would be rendered, and the owner (archy, or
-/// systemd through a Quadlet unit). Changes nothing. Answers within --timeout-listing even when
-/// podman hangs (then it says podman did not answer). Exit 0 when every app is converged, no
-/// orphan or invalid manifest exists, podman answered, the pending-update marker is readable and
-/// none of the last heal-podman, verify-update and reconcile runs failed, and a full reconcile
-/// completed within --max-reconcile-age (JSON `ok`); 1 otherwise. The JSON document (`schema` 1) is described in docs/status-json.md.
+/// systemd through a Quadlet unit), and health as of the last reconcile tick: healthy,
+/// unhealthy n/N (consecutive failed probes of the `failures` that trigger a restart, with the
+/// last error), starting, or no probe; an app held back by a `healthy` dependency is `waiting`.
+/// Changes nothing. Answers within --timeout-listing even when podman hangs (then it says
+/// podman did not answer). Exit 0 when every app is converged and none is unhealthy, no orphan
+/// or invalid manifest exists, podman answered, the pending-update marker is readable, none of
+/// the last heal-podman, verify-update and reconcile runs failed, and a full reconcile completed
+/// within --max-reconcile-age (JSON `ok`); 1 otherwise. The JSON document (`schema` 1) is
+/// described in docs/status-json.md.
 ///
 /// --output prometheus prints the same as Prometheus metrics (text exposition format):
 /// archy_app_up, archy_app_healthy, archy_app_restarts_total, archy_app_spec_drift and
@@ -63,10 +67,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         )),
         Err(err) => return Err(err),
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs() as i64;
+    let now = crate::health::now()?;
     let records = Records::read(&ctx.global.state_dir)?;
     let status = match report {
         Ok(report) => crate::status::build(&report, now, records, args.max_reconcile_age),
@@ -125,12 +126,12 @@ pub fn render_text(status: &Status) -> String {
         .max()
         .unwrap_or(5);
     let mut out = format!(
-        "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {}\n",
-        "APP", "OWNER", "DESIRED", "STATE", "IMAGE", "UPTIME", "SPEC", "CONFIG"
+        "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {:<10} {}\n",
+        "APP", "OWNER", "DESIRED", "STATE", "IMAGE", "UPTIME", "SPEC", "CONFIG", "HEALTH"
     );
     for a in &status.apps {
         out.push_str(&format!(
-            "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {}\n",
+            "{:<app_w$} {:<8} {:<9} {:<9} {:<image_w$} {:<8} {:<5} {:<10} {}\n",
             a.app,
             a.owner,
             a.desired,
@@ -148,10 +149,14 @@ pub fn render_text(status: &Status) -> String {
                 "ok".to_string()
             } else {
                 format!("drift ({})", a.config_drift.len())
-            }
+            },
+            a.health.label(),
         ));
         if !a.converged {
             out.push_str(&format!("{:<app_w$} {}\n", "", a.detail));
+        }
+        if let (true, Some(error)) = (a.health.unhealthy(), &a.health.last_error) {
+            out.push_str(&format!("{:<app_w$} health: {error}\n", ""));
         }
     }
     for e in &status.manifest_errors {
@@ -197,10 +202,11 @@ pub fn render_text(status: &Status) -> String {
     if let Some(overdue) = &status.reconcile_overdue {
         out.push_str(&format!("reconcile: OVERDUE: {overdue}\n"));
     }
-    out.push_str(match (status.converged, status.ok) {
-        (true, true) => "status: converged\n",
-        (true, false) => "status: converged, but reconcile is OVERDUE\n",
-        (false, _) => "status: NOT converged\n",
+    out.push_str(match (status.converged, status.healthy, status.ok) {
+        (true, true, true) => "status: converged\n",
+        (true, false, _) => "status: converged, but some apps are unhealthy\n",
+        (true, true, false) => "status: converged, with problems\n",
+        (false, _, _) => "status: NOT converged\n",
     });
     if status.converged && !status.ok {
         for p in &status.problems {
@@ -248,6 +254,7 @@ mod tests {
             ok: false,
             exit_code: 1,
             converged: false,
+            healthy: true,
             podman_error: None,
             problems: vec![],
             apps: vec![
@@ -271,9 +278,9 @@ mod tests {
             reconcile_overdue: None,
         };
         let expected = "\
-APP                OWNER    DESIRED   STATE     IMAGE           UPTIME   SPEC  CONFIG
-web                archy    running   running   localhost/web:1 2h 0m    ok    ok
-db                 archy    running   missing                   -        -     ok
+APP                OWNER    DESIRED   STATE     IMAGE           UPTIME   SPEC  CONFIG     HEALTH
+web                archy    running   running   localhost/web:1 2h 0m    ok    ok         no probe
+db                 archy    running   missing                   -        -     ok         no probe
                    why
 podman:    last heal ok (at T1)
 update:    none pending; last verify no verify-update record yet

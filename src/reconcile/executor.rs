@@ -32,6 +32,8 @@ pub struct Executor<'a> {
     pub mirrors: &'a [String],
     /// The network check runs once per run, and only when something is created.
     pub network_ready: Mutex<Option<Result<(), String>>>,
+    /// Every app's health after this tick's probes (recorded health for apps not probed).
+    pub health: &'a BTreeMap<String, crate::health::HealthState>,
 }
 
 impl Executor<'_> {
@@ -55,7 +57,7 @@ impl Executor<'_> {
                     continue;
                 };
                 let m = loaded.get(app).expect("planned apps have manifests");
-                if let Some(dep) = m.depends_on.iter().find(|d| failed.contains(*d)) {
+                if let Some(dep) = m.dependency_ids().find(|d| failed.contains(*d)) {
                     failed.insert(app.clone());
                     results.push(AppResult {
                         app: app.clone(),
@@ -66,6 +68,21 @@ impl Executor<'_> {
                         error: Some(format!("dependency `{dep}` failed to converge")),
                     });
                     continue;
+                }
+                if super::starts(app_plan.action) {
+                    let health = crate::health::tick::waiting_for(m, &loaded.apps, self.health);
+                    if let Some(reason) = health {
+                        tracing::info!("{app}: {reason}");
+                        results.push(AppResult {
+                            app: app.clone(),
+                            container: app_plan.container_name.clone(),
+                            action: app_plan.action,
+                            reason: app_plan.reason.clone(),
+                            result: Outcome::Waiting,
+                            error: Some(reason),
+                        });
+                        continue;
+                    }
                 }
                 work.push(*app_plan);
             }

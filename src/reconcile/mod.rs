@@ -1,13 +1,17 @@
 //! The reconcile engine: converge podman's containers to the manifests (level-triggered).
 //!
-//! One tick runs four named stages:
+//! One tick runs five named stages:
 //! 1. **desire** ([`desired`]): load the manifests, render their config files (written unless a
 //!    dry run), resolve images and hash each app's desired container ([`DesiredApp`]);
 //! 2. **observe**: the one podman listing (started before the desire stage so podman's start-up
 //!    hides archy's own work), and moving archy's network when `--subnet` changed ([`network`]);
 //! 3. **plan**: [`crate::plan::plan`], pure, one action per app (a full listing only when
 //!    something must be created, to find unmanaged holders of a name);
-//! 4. **act** ([`executor`]) or, in a dry run, **preview** (the plan as results, nothing done).
+//! 4. **probe** ([`crate::health`]): the host-side health probes started beside the listing are
+//!    joined, `exec` probes run, each probed app's health is decided against its recorded state,
+//!    and a restart or recreate health asks for joins the plan;
+//! 5. **act** ([`executor`]: apps held back by a `healthy` dependency wait) or, in a dry run,
+//!    **preview** (the plan as results, nothing done, health as recorded).
 //!
 //! Decide (stages 1–3) is cheap: a no-op run makes exactly one podman call.
 
@@ -23,6 +27,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::ctx::Ctx;
+use crate::health::tick as health;
+use crate::health::{HealthAction, HealthState, ProbeResult, Status};
 use crate::images::HashCache;
 use crate::lock::{LockGuard, Mode};
 use crate::manifest::{Loaded, Manifest, ManifestError};
@@ -77,6 +83,8 @@ pub enum Outcome {
     Failed,
     /// A dependency failed, so it was not touched.
     Skipped,
+    /// A `healthy` dependency has not passed its probe: not created or started yet.
+    Waiting,
     /// Dry run: the action would change something.
     Planned,
     /// Dry run: an unmanaged container holds its name.
@@ -90,6 +98,7 @@ impl Outcome {
             Outcome::Changed => "changed",
             Outcome::Failed => "failed",
             Outcome::Skipped => "skipped",
+            Outcome::Waiting => "waiting",
             Outcome::Planned => "planned",
             Outcome::Conflict => "conflict",
         }
@@ -168,9 +177,12 @@ pub struct Report {
     /// The valid manifests this run loaded.
     #[serde(skip)]
     pub manifests: Vec<Manifest>,
+    /// Every probed app's health after this run (as recorded, in a dry run).
+    #[serde(skip)]
+    pub health: BTreeMap<String, HealthState>,
 }
 
-/// Run one reconcile: desire → observe → plan → act (or preview, in a dry run).
+/// Run one reconcile: desire → observe → plan → probe → act (or preview, in a dry run).
 pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let _locks = take_locks(ctx, opts)?;
     // The one podman listing runs (under the locks) while archy loads, renders and hashes: its
@@ -178,14 +190,29 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let podman = ctx.podman.clone();
     let listing = std::thread::spawn(move || podman.list_managed());
     let loaded = ctx.load_manifests_for(&opts.apps)?;
+    let now = crate::health::now()?;
+    // Host-side health probes run beside the listing too (no podman call); a dry run only
+    // reads the recorded health.
+    let selected: Vec<&Manifest> = select(&loaded, opts);
+    let host_probes = (!opts.dry_run)
+        .then(|| crate::health::probe::spawn(&ctx.podman, health::host_jobs(&selected)));
     let mut desire = desire(ctx, opts, &loaded)?;
     let managed = observe(ctx, opts, &loaded, listing)?;
-    let the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
+    let mut the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
+    let tick = probe_stage(
+        ctx,
+        &desire,
+        &loaded,
+        &managed,
+        &mut the_plan,
+        host_probes,
+        now,
+    )?;
 
     let orphans = handle_orphans(ctx, &the_plan, opts, !loaded.errors.is_empty());
     let mut results = std::mem::take(&mut desire.failures);
     if opts.dry_run {
-        results.extend(preview(&the_plan));
+        results.extend(preview(&the_plan, &loaded, &tick.health));
     } else {
         let layers = crate::manifest::dependency_layers(&loaded.apps)
             .expect("cycles were rejected at load time");
@@ -195,6 +222,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
             managed: &managed,
             mirrors: &opts.mirrors,
             network_ready: Mutex::new(None),
+            health: &tick.health,
         };
         results.extend(executor.run_layers(
             &the_plan,
@@ -203,17 +231,13 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
             opts.jobs as usize,
             &mut desire.failed,
         ));
+        tick.persist(&ctx.global.state_dir);
     }
     check_delegated_units(ctx, &mut results, &desire.apps, &loaded);
     results.sort_by_key(|r| desire.selected.iter().position(|m| m.app == r.app));
-    Ok(finish(
-        opts,
-        results,
-        orphans,
-        desire.render,
-        managed,
-        loaded,
-    ))
+    let mut report = finish(opts, results, orphans, desire.render, managed, loaded);
+    report.health = tick.health;
+    Ok(report)
 }
 
 /// A targeted run shares the run lock with other targeted runs (per-app locks keep them apart);
@@ -244,15 +268,20 @@ struct Desire<'m> {
     desired: Vec<Desired>,
 }
 
+/// The manifests a run works on: the apps asked for, or all.
+fn select<'m>(loaded: &'m Loaded, opts: &Options) -> Vec<&'m Manifest> {
+    loaded
+        .apps
+        .iter()
+        .filter(|m| opts.apps.is_empty() || opts.apps.contains(&m.app))
+        .collect()
+}
+
 /// Stage 1: render configs (their content is part of the consumers' spec hash), then resolve
 /// and hash every selected app.
 fn desire<'m>(ctx: &Ctx, opts: &Options, loaded: &'m Loaded) -> Result<Desire<'m>> {
     let gateway = ctx.gateway()?;
-    let selected: Vec<&Manifest> = loaded
-        .apps
-        .iter()
-        .filter(|m| opts.apps.is_empty() || opts.apps.contains(&m.app))
-        .collect();
+    let selected = select(loaded, opts);
     let render = crate::render::render_apps(ctx, &selected, &loaded.apps, !opts.dry_run)?;
     let mut failures: Vec<AppResult> = Vec::new();
     let mut apps: BTreeMap<String, DesiredApp> = BTreeMap::new();
@@ -378,24 +407,149 @@ fn plan_stage(
     Ok(the_plan)
 }
 
-/// Stage 4 of a dry run: the plan as results, nothing done.
-fn preview(the_plan: &Plan) -> Vec<AppResult> {
+/// This tick's health: the probes' results decided against the recorded states.
+struct HealthTick {
+    assessment: health::Assessment,
+    /// Recorded states overlaid with this tick's decisions.
+    health: BTreeMap<String, HealthState>,
+}
+
+impl HealthTick {
+    /// Write the states that changed (atomically); a failure is logged, not fatal.
+    fn persist(&self, state_dir: &std::path::Path) {
+        for a in self.assessment.apps.values().filter(|a| a.changed()) {
+            if let Err(err) = crate::health::store::save(state_dir, &a.app, &a.decision.state) {
+                tracing::warn!("{err:#}");
+            }
+        }
+    }
+}
+
+/// Stage 4: join the host-side probes, run the `exec` ones, decide every probed app, log what
+/// health saw, and turn its restarts and recreates into the plan of apps that are otherwise
+/// fine. A dry run (no probes) reads the recorded states only.
+fn probe_stage(
+    ctx: &Ctx,
+    desire: &Desire,
+    loaded: &Loaded,
+    managed: &[Container],
+    the_plan: &mut Plan,
+    host_probes: Option<JoinHandle<BTreeMap<String, ProbeResult>>>,
+    now: i64,
+) -> Result<HealthTick> {
+    let state_dir = &ctx.global.state_dir;
+    let mut recorded: BTreeMap<String, HealthState> = loaded
+        .apps
+        .iter()
+        .filter(|m| m.health.is_some())
+        .map(|m| (m.app.clone(), crate::health::store::load(state_dir, &m.app)))
+        .collect();
+    let Some(host_probes) = host_probes else {
+        return Ok(HealthTick {
+            assessment: health::Assessment::default(),
+            health: recorded,
+        });
+    };
+    let mut results = host_probes
+        .join()
+        .map_err(|_| anyhow::anyhow!("the health probe thread panicked"))?;
+    results.extend(crate::health::probe::run_all(
+        &ctx.podman,
+        &health::exec_jobs(&desire.selected, managed),
+    ));
+    let converging = |app: &str| {
+        the_plan
+            .apps
+            .iter()
+            .any(|p| p.app == app && p.action.changes())
+    };
+    let assessment = health::assess(
+        &desire.selected,
+        managed,
+        &recorded,
+        &converging,
+        &results,
+        now,
+    );
+    log_health(&assessment);
+    for (app, action, reason) in assessment.actions() {
+        if let Some(p) = the_plan
+            .apps
+            .iter_mut()
+            .find(|p| p.app == app && p.action == Action::Ok)
+        {
+            p.action = match action {
+                HealthAction::Recreate => Action::Recreate,
+                HealthAction::Restart | HealthAction::None => Action::Restart,
+            };
+            p.reason = reason;
+        }
+    }
+    recorded.extend(assessment.states());
+    Ok(HealthTick {
+        assessment,
+        health: recorded,
+    })
+}
+
+/// Every health decision worth a line, with its evidence (warn: unhealthy and actions).
+fn log_health(assessment: &health::Assessment) {
+    for a in assessment.apps.values() {
+        let Some(message) = &a.decision.message else {
+            continue;
+        };
+        if a.decision.state.status == Status::Healthy {
+            tracing::info!("{}: health: {message}", a.app);
+        } else if a.delegated && a.decision.action != HealthAction::None {
+            tracing::warn!(
+                "{}: health: {message}; not acted on (owner: systemd)",
+                a.app
+            );
+        } else {
+            tracing::warn!("{}: health: {message}", a.app);
+        }
+    }
+}
+
+/// Whether an action creates or starts a container (what a `healthy` dependency holds back).
+pub(crate) fn starts(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Create | Action::Recreate | Action::Adopt | Action::Start | Action::Unpause
+    )
+}
+
+/// Stage 5 of a dry run: the plan as results, nothing done; apps a `healthy` dependency holds
+/// back (by its recorded health) show as waiting.
+fn preview(
+    the_plan: &Plan,
+    loaded: &Loaded,
+    health: &BTreeMap<String, HealthState>,
+) -> Vec<AppResult> {
     the_plan
         .apps
         .iter()
-        .map(|app_plan| AppResult {
-            app: app_plan.app.clone(),
-            container: app_plan.container_name.clone(),
-            action: app_plan.action,
-            reason: app_plan.reason.clone(),
-            result: if app_plan.action == Action::Conflict {
-                Outcome::Conflict
-            } else if app_plan.action.changes() || !app_plan.duplicates.is_empty() {
-                Outcome::Planned
-            } else {
-                Outcome::Ok
-            },
-            error: None,
+        .map(|app_plan| {
+            let waiting = loaded
+                .get(&app_plan.app)
+                .filter(|_| starts(app_plan.action))
+                .and_then(|m| health::waiting_for(m, &loaded.apps, health));
+            AppResult {
+                app: app_plan.app.clone(),
+                container: app_plan.container_name.clone(),
+                action: app_plan.action,
+                reason: app_plan.reason.clone(),
+                result: if waiting.is_some() {
+                    Outcome::Waiting
+                } else if app_plan.action == Action::Conflict {
+                    Outcome::Conflict
+                } else if app_plan.action.changes() || !app_plan.duplicates.is_empty() {
+                    Outcome::Planned
+                } else {
+                    Outcome::Ok
+                },
+                error: waiting,
+            }
         })
         .collect()
 }
@@ -511,5 +665,6 @@ fn finish(
         config_files: render.files,
         managed,
         manifests: loaded.apps,
+        health: BTreeMap::new(),
     }
 }

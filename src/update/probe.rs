@@ -100,7 +100,7 @@ pub fn request_timeout(remaining: Duration) -> Duration {
     remaining.min(REQUEST_TIMEOUT)
 }
 
-fn agent(insecure_loopback: bool) -> ureq::Agent {
+pub(crate) fn agent(insecure_loopback: bool) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .disable_verification(insecure_loopback)
         .build();
@@ -115,7 +115,7 @@ fn agent(insecure_loopback: bool) -> ureq::Agent {
 }
 
 /// Classify a ureq error into what an operator needs to see.
-fn classify(err: &ureq::Error) -> Answer {
+pub(crate) fn classify(err: &ureq::Error) -> Answer {
     match err {
         ureq::Error::Timeout(_) => Answer::Timeout,
         ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {

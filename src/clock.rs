@@ -1,0 +1,52 @@
+//! The one clock archy reads: the system clock, or the hidden `ARCHY_NOW` override tests use to
+//! simulate ticks without sleeping. Records (`state`), health decisions and status's ages all
+//! read it, so a simulated hour is an hour for every one of them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The hidden clock override: `ARCHY_NOW=<unix seconds | RFC 3339>` makes archy believe it is
+/// that time (tests simulate ticks without sleeping).
+pub const NOW_ENV: &str = "ARCHY_NOW";
+
+/// Now, in Unix seconds: [`NOW_ENV`] when set (tests), else the system clock.
+pub fn now() -> anyhow::Result<i64> {
+    if let Some(text) = std::env::var_os(NOW_ENV) {
+        let text = text.to_string_lossy();
+        return parse_now(&text)
+            .map_err(|e| crate::exit::invalid(format!("{NOW_ENV}={text:?}: {e}")));
+    }
+    Ok(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| anyhow::anyhow!("the system clock is before 1970"))?
+        .as_secs() as i64)
+}
+
+fn parse_now(text: &str) -> Result<i64, String> {
+    if let Ok(secs) = text.trim().parse::<i64>() {
+        return Ok(secs);
+    }
+    humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|_| "expected Unix seconds or an RFC 3339 time".to_string())?
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|_| "before 1970".to_string())
+}
+
+/// RFC 3339 text for a Unix time (records and status).
+pub fn rfc3339(secs: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_override_takes_seconds_or_rfc3339() {
+        assert_eq!(parse_now("1700000000"), Ok(1_700_000_000));
+        assert_eq!(parse_now("2023-11-14T22:13:20Z"), Ok(1_700_000_000));
+        assert!(parse_now("tomorrow").is_err());
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}

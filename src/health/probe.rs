@@ -1,0 +1,317 @@
+//! Probe runners: `http` and `tcp` from the host (no podman call), `exec` through
+//! `podman exec`. Each probe has its own deadline ([`super::PROBE_TIMEOUT`],
+//! [`super::EXEC_TIMEOUT`]) and all of a tick's probes run in parallel, so one hung server costs
+//! the tick at most one deadline. The evidence is what an operator needs to see: the status
+//! code, the connect error, the exit code and the tail of the output.
+
+use std::collections::BTreeMap;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Probe, EXEC_TIMEOUT, PROBE_TIMEOUT};
+use crate::podman::Podman;
+use crate::update::probe::Answer;
+
+/// Characters of exec output kept as evidence.
+const EVIDENCE_CHARS: usize = 200;
+
+/// One probe's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeResult {
+    pub ok: bool,
+    /// Status code, connect error, or exit code and output tail (secrets redacted).
+    pub evidence: String,
+}
+
+impl ProbeResult {
+    fn new(ok: bool, evidence: String) -> Self {
+        ProbeResult {
+            ok,
+            evidence: crate::output::redact(&evidence),
+        }
+    }
+}
+
+/// Whether an HTTP status passes: `expect` exactly, else any 2xx or 3xx.
+pub fn status_passes(code: u16, expect: Option<u16>) -> bool {
+    match expect {
+        Some(expected) => code == expected,
+        None => (200..400).contains(&code),
+    }
+}
+
+/// One agent per TLS mode for all of a tick's HTTP probes (building one costs more than a
+/// local request).
+fn shared_agent(insecure_loopback: bool) -> &'static ureq::Agent {
+    static AGENTS: std::sync::OnceLock<[ureq::Agent; 2]> = std::sync::OnceLock::new();
+    &AGENTS.get_or_init(|| {
+        [
+            crate::update::probe::agent(false),
+            crate::update::probe::agent(true),
+        ]
+    })[usize::from(insecure_loopback)]
+}
+
+/// GET `url` once (redirects not followed; certificates checked except on loopback).
+pub fn http(url: &str, expect: Option<u16>, timeout: Duration) -> ProbeResult {
+    let insecure = crate::update::probe::loopback_host(url).unwrap_or(false);
+    let answer = match shared_agent(insecure)
+        .get(url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .call()
+    {
+        Ok(response) => Answer::Status(response.status().as_u16()),
+        Err(err) => crate::update::probe::classify(&err),
+    };
+    match answer {
+        Answer::Status(code) => {
+            let ok = status_passes(code, expect);
+            let wanted = match expect {
+                Some(e) => format!("expected {e}"),
+                None => "expected 2xx or 3xx".into(),
+            };
+            ProbeResult::new(
+                ok,
+                if ok {
+                    format!("HTTP {code}")
+                } else {
+                    format!("HTTP {code} ({wanted})")
+                },
+            )
+        }
+        other => ProbeResult::new(false, format!("GET {url}: {other}")),
+    }
+}
+
+/// Connect to `address` (HOST:PORT) once.
+pub fn tcp(address: &str, timeout: Duration) -> ProbeResult {
+    let addrs: Vec<_> = match address.to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => return ProbeResult::new(false, format!("resolve {address}: {e}")),
+    };
+    let mut last = format!("resolve {address}: no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => return ProbeResult::new(true, format!("connected to {addr}")),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = format!("connect {addr}: connection refused")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                last = format!(
+                    "connect {addr}: timed out after {}",
+                    humantime::format_duration(timeout)
+                )
+            }
+            Err(e) => last = format!("connect {addr}: {e}"),
+        }
+    }
+    ProbeResult::new(false, last)
+}
+
+/// Run `argv` in `container` through podman; passes on exit 0.
+pub fn exec(podman: &Podman, container: &str, argv: &[String], timeout: Duration) -> ProbeResult {
+    match podman.exec(container, argv, timeout) {
+        Ok(out) => {
+            let text = format!("{}{}", out.stdout, out.stderr);
+            let tail = tail_chars(text.trim(), EVIDENCE_CHARS);
+            let head = if out.code == -1 && out.stdout.is_empty() {
+                "no exit (killed)".to_string()
+            } else {
+                format!("exit {}", out.code)
+            };
+            ProbeResult::new(
+                out.code == 0,
+                if tail.is_empty() {
+                    head
+                } else {
+                    format!("{head}: {tail}")
+                },
+            )
+        }
+        Err(err) => ProbeResult::new(false, format!("{err:#}")),
+    }
+}
+
+fn tail_chars(text: &str, n: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let start = chars.len().saturating_sub(n);
+    let tail: String = chars[start..].iter().collect();
+    let tail = tail.replace('\n', " | ");
+    if start > 0 {
+        format!("…{tail}")
+    } else {
+        tail
+    }
+}
+
+/// One probe to run this tick.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub app: String,
+    pub container: String,
+    pub probe: Probe,
+}
+
+/// Run one job.
+pub fn run(podman: &Podman, job: &Job) -> ProbeResult {
+    match &job.probe {
+        Probe::Http { url, expect } => http(url, *expect, PROBE_TIMEOUT),
+        Probe::Tcp { address } => tcp(address, PROBE_TIMEOUT),
+        Probe::Exec { argv } => exec(podman, &job.container, argv, EXEC_TIMEOUT),
+    }
+}
+
+/// Run every job in parallel (one thread each: probes wait on the network, not the CPU).
+pub fn run_all(podman: &Podman, jobs: &[Job]) -> BTreeMap<String, ProbeResult> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|job| (job.app.clone(), scope.spawn(|| run(podman, job))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(app, handle)| {
+                let result = handle.join().unwrap_or_else(|_| {
+                    ProbeResult::new(false, "the probe thread panicked".into())
+                });
+                (app, result)
+            })
+            .collect()
+    })
+}
+
+/// Start the host-side jobs on a thread of their own (beside the tick's podman listing).
+pub fn spawn(
+    podman: &Podman,
+    jobs: Vec<Job>,
+) -> std::thread::JoinHandle<BTreeMap<String, ProbeResult>> {
+    let podman = podman.clone();
+    std::thread::spawn(move || run_all(&podman, &jobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A one-shot HTTP server answering `status_line` (e.g. "302 Found") to every request.
+    fn server(status_line: &'static str, answers: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(answers) {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status_line}\r\nLocation: http://192.0.2.1/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        format!("http://127.0.0.1:{port}/")
+    }
+
+    fn closed_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn http_passes_2xx_3xx_and_follows_no_redirect() {
+        let url = server("200 OK", 1);
+        assert_eq!(
+            http(&url, None, PROBE_TIMEOUT),
+            ProbeResult {
+                ok: true,
+                evidence: "HTTP 200".into()
+            }
+        );
+        let url = server("302 Found", 1);
+        // The redirect points at an unroutable address: following it would time out.
+        assert_eq!(http(&url, None, PROBE_TIMEOUT).evidence, "HTTP 302");
+        let url = server("500 Internal Server Error", 1);
+        assert_eq!(
+            http(&url, None, PROBE_TIMEOUT),
+            ProbeResult {
+                ok: false,
+                evidence: "HTTP 500 (expected 2xx or 3xx)".into()
+            }
+        );
+        let url = server("200 OK", 1);
+        assert_eq!(
+            http(&url, Some(401), PROBE_TIMEOUT).evidence,
+            "HTTP 200 (expected 401)"
+        );
+    }
+
+    #[test]
+    fn http_and_tcp_name_a_refused_connection() {
+        let port = closed_port();
+        let r = http(&format!("http://127.0.0.1:{port}/"), None, PROBE_TIMEOUT);
+        assert_eq!(
+            r.evidence,
+            format!("GET http://127.0.0.1:{port}/: connection refused")
+        );
+        let r = tcp(&format!("127.0.0.1:{port}"), PROBE_TIMEOUT);
+        assert_eq!(
+            r,
+            ProbeResult {
+                ok: false,
+                evidence: format!("connect 127.0.0.1:{port}: connection refused")
+            }
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(
+            tcp(&addr.to_string(), PROBE_TIMEOUT).evidence,
+            format!("connected to {addr}")
+        );
+    }
+
+    #[test]
+    fn a_server_that_accepts_and_never_answers_costs_one_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let r = http(&url, None, Duration::from_millis(300));
+        assert!(!r.ok);
+        assert!(r.evidence.contains("timed out"), "{r:?}");
+        drop(listener);
+    }
+
+    #[test]
+    fn exec_evidence_keeps_the_exit_code_and_the_output_tail() {
+        // `sh` stands in for podman: `sh exec <container> argv…` runs `exec <container> …`.
+        let fake = std::env::temp_dir().join(format!("archy-fake-podman-{}", std::process::id()));
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nshift 2\necho \"line one\"\necho \"$@\" >&2\nexit 3\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = exec(
+            &Podman::new(&fake),
+            "c",
+            &["check".into(), "now".into()],
+            EXEC_TIMEOUT,
+        );
+        assert_eq!(
+            r,
+            ProbeResult {
+                ok: false,
+                evidence: "exit 3: line one | check now".into()
+            }
+        );
+        std::fs::remove_file(&fake).unwrap();
+        assert_eq!(tail_chars("abcdef", 3), "…def");
+    }
+}
