@@ -482,9 +482,10 @@ fn check_owner(path: &Path) -> Result<(), String> {
 /// The app an unusable manifest file was meant to define, so `archy reconcile <app>` can say
 /// why it is unusable: its `app` key if the YAML gets that far, else the file name's stem.
 fn app_hint(path: &Path) -> Option<String> {
+    // Only a regular file is read: a FIFO would block and /dev/zero never end.
     let from_key = fs::metadata(path)
         .ok()
-        .filter(|m| m.len() <= MAX_MANIFEST_BYTES)
+        .filter(|m| m.is_file() && m.len() <= MAX_MANIFEST_BYTES)
         .and_then(|_| fs::read_to_string(path).ok())
         .and_then(|text| {
             let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
