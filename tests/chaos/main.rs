@@ -17,5 +17,6 @@ mod files;
 mod hostile;
 mod network;
 mod secrets;
+mod soak;
 mod support;
 mod tarballs;

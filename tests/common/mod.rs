@@ -325,8 +325,8 @@ impl Drop for TestRoot {
 /// Containers killed behind podman's back (heal-podman and reboot tests) never get their OCI state,
 /// network namespace or bridge torn down by podman. Remove what belongs to this root: runc state
 /// whose bundle lies under `dir`, network namespaces holding an address of this root's subnet,
-/// and this root's bridge.
-fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str, bridge: Option<&str>) {
+/// and this root's bridge. (What a reboot clears too.)
+pub fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str, bridge: Option<&str>) {
     kill_root_processes(dir);
     let prefix = format!(
         "inet {}.",
@@ -472,12 +472,14 @@ fn other_processes_mention(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// netavark's iptables rules for this root's network (masquerade, forward, port DNAT) that no
+/// netavark's (or CNI's) iptables rules for this root's network (masquerade, forward, port DNAT) that no
 /// teardown removed because the containers were killed behind podman's back: rules mentioning
 /// the subnet prefix (`10.a.b.`) or `dnat name: <network> `, then the NETAVARK chains only they
 /// jumped to. Stale DNAT rules would capture host ports later tests publish.
 fn release_firewall_rules(subnet_prefix: &str, network: &str) {
     let dnat_comment = format!("dnat name: {network} ");
+    // The CNI backend (podman 4.3.1 with containernetworking-plugins) quotes the name.
+    let cni_comment = format!("name: \\\"{network}\\\"");
     for table in ["nat", "filter"] {
         let Ok(out) = Command::new("iptables").args(["-t", table, "-S"]).output() else {
             return;
@@ -485,14 +487,19 @@ fn release_firewall_rules(subnet_prefix: &str, network: &str) {
         let listing = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut orphaned_chains = Vec::new();
         for line in listing.lines().filter(|l| {
-            l.starts_with("-A ") && (l.contains(subnet_prefix) || l.contains(&dnat_comment))
+            l.starts_with("-A ")
+                && (l.contains(subnet_prefix)
+                    || l.contains(&dnat_comment)
+                    || l.contains(&cni_comment))
         }) {
             let mut args = split_rule(line);
             if let Some(pos) = args.iter().position(|a| a == "-j") {
-                if let Some(target) = args
-                    .get(pos + 1)
-                    .filter(|t| t.starts_with("NETAVARK-") && !t.starts_with("NETAVARK-HOSTPORT"))
-                {
+                if let Some(target) = args.get(pos + 1).filter(|t| {
+                    (t.starts_with("NETAVARK-") && !t.starts_with("NETAVARK-HOSTPORT"))
+                        || (t.starts_with("CNI-")
+                            && !t.starts_with("CNI-HOSTPORT")
+                            && !["CNI-FORWARD", "CNI-ADMIN"].contains(&t.as_str()))
+                }) {
                     orphaned_chains.push(target.clone());
                 }
             }
@@ -530,8 +537,13 @@ fn split_rule(line: &str) -> Vec<String> {
     let mut current = String::new();
     let mut quoted = false;
     let mut any = false;
-    for ch in line.chars() {
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
         match ch {
+            // CNI's comments hold escaped quotes: `"name: \"net\" id: \"…\""`.
+            '\\' if quoted && chars.peek() == Some(&'"') => {
+                current.push(chars.next().unwrap());
+            }
             '"' => {
                 quoted = !quoted;
                 any = true;
