@@ -4,7 +4,8 @@
 
 use std::ffi::{OsStr, OsString};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
 
 /// How many trailing stderr lines a failure carries (enough for podman's error, not a build log).
 const STDERR_TAIL_LINES: usize = 15;
@@ -44,6 +45,15 @@ pub struct CommandFailed {
 }
 
 impl CommandFailed {
+    /// The failure of `cmd` that produced `out` (stderr redacted).
+    pub fn new(cmd: &Cmd, out: &Output) -> Self {
+        CommandFailed {
+            command_line: cmd.display(),
+            code: out.code,
+            stderr: crate::output::redact(&out.stderr),
+        }
+    }
+
     /// The last lines of stderr, without known noise.
     pub fn stderr_tail(&self) -> String {
         tail(&self.stderr, STDERR_TAIL_LINES)
@@ -61,6 +71,14 @@ impl std::fmt::Display for CommandFailed {
     }
 }
 impl std::error::Error for CommandFailed {}
+
+/// Parse JSON a command printed where empty output or `null` means "none" (`T::default()`).
+pub fn parse_json<T: DeserializeOwned + Default>(text: &str) -> serde_json::Result<T> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str::<Option<T>>(text).map(Option::unwrap_or_default)
+}
 
 /// The last `n` meaningful lines of a command's stderr.
 pub fn tail(stderr: &str, n: usize) -> String {
@@ -160,12 +178,22 @@ impl Cmd {
         if output.success() {
             Ok(output)
         } else {
-            Err(anyhow::Error::new(CommandFailed {
-                command_line: self.display(),
-                code: output.code,
-                stderr: crate::output::redact(&output.stderr),
-            }))
+            Err(self.failure(&output))
         }
+    }
+
+    /// The error for this command having produced `out` (a non-zero exit): the same
+    /// [`CommandFailed`] `run` gives, for callers that ran it unchecked.
+    pub fn failure(&self, out: &Output) -> anyhow::Error {
+        anyhow::Error::new(CommandFailed::new(self, out))
+    }
+
+    /// `run`, then parse stdout as JSON; empty output or `null` (podman's and runc's "none")
+    /// give `T::default()`. A parse error names the command line.
+    pub fn run_json<T: DeserializeOwned + Default>(&self) -> Result<T> {
+        let out = self.run()?;
+        parse_json(&out.stdout)
+            .with_context(|| format!("failed to parse the JSON output of `{}`", self.display()))
     }
 }
 
@@ -179,6 +207,39 @@ pub fn failed_stderr(err: &anyhow::Error) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_json_takes_empty_or_null_output_as_none() {
+        let list: Vec<u32> = Cmd::new("printf").arg("").run_json().unwrap();
+        assert!(list.is_empty());
+        let list: Vec<u32> = Cmd::new("printf").arg("null\n").run_json().unwrap();
+        assert!(list.is_empty());
+        let list: Vec<u32> = Cmd::new("printf").arg("[1, 2]").run_json().unwrap();
+        assert_eq!(list, vec![1, 2]);
+        let err = Cmd::new("printf")
+            .arg("{oops")
+            .run_json::<Vec<u32>>()
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("failed to parse the JSON output of `printf {oops`"),
+            "{err:#}"
+        );
+        let err = Cmd::new("false").run_json::<Vec<u32>>().unwrap_err();
+        let failed = err
+            .downcast_ref::<CommandFailed>()
+            .expect("a CommandFailed");
+        assert_eq!((failed.command_line.as_str(), failed.code), ("false", 1));
+    }
+
+    #[test]
+    fn failure_of_an_unchecked_run_is_the_error_run_gives() {
+        let cmd = Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]);
+        let out = cmd.run_unchecked().unwrap();
+        let unchecked = format!("{:#}", cmd.failure(&out));
+        let checked = format!("{:#}", cmd.run().unwrap_err());
+        assert_eq!(unchecked, checked);
+        assert!(checked.contains("exited with code 3: boom"), "{checked}");
+    }
 
     #[test]
     fn tail_drops_noise_and_keeps_last_lines() {

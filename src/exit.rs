@@ -61,3 +61,22 @@ pub fn print_error(err: &anyhow::Error, format: OutputFormat) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_lock_anywhere_in_the_chain_exits_75() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let mode = crate::lock::Mode::Exclusive;
+        let _held = crate::lock::acquire(&path, mode, std::time::Duration::ZERO).unwrap();
+        let err = crate::lock::acquire(&path, mode, std::time::Duration::ZERO)
+            .unwrap_err()
+            .context("failed to start");
+        assert_eq!(code_for(&err), LOCK_BUSY);
+        assert_eq!(code_for(&invalid("bad")), INVALID_INPUT);
+        assert_eq!(code_for(&anyhow::anyhow!("other")), FAILURE);
+    }
+}

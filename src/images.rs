@@ -417,7 +417,6 @@ pub enum Ensured {
     Pulled,
 }
 
-/// Make the resolved image present in local storage: build, pull or fail per the app's policy.
 /// Whether `ensure` pulls this image on every call (`pull: always`), present or not.
 pub fn always_pulls(resolved: &Resolved) -> bool {
     matches!(
@@ -428,6 +427,7 @@ pub fn always_pulls(resolved: &Resolved) -> bool {
     )
 }
 
+/// Make the resolved image present in local storage: build, pull or fail per the app's policy.
 pub fn ensure(
     podman: &Podman,
     app: &str,

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod ctx;
 pub mod exec;
 pub mod exit;
 pub mod fsutil;
@@ -15,10 +16,12 @@ pub mod output;
 pub mod plan;
 pub mod podman;
 pub mod quadlet;
+pub mod reconcile;
 pub mod render;
 pub mod secret;
 pub mod spec;
 pub mod state;
+pub mod status;
 pub mod update;
 
 use std::process::ExitCode;

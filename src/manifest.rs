@@ -88,6 +88,11 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
+    /// Its renderer (the name is validated at load time).
+    pub fn renderer(&self) -> Renderer {
+        Renderer::from_name(&self.render).expect("renderer names are validated at load time")
+    }
+
     /// The file mode (validated at load time; default 0600).
     pub fn mode_bits(&self) -> u32 {
         self.mode
@@ -375,16 +380,66 @@ fn valid_restart(policy: &str) -> bool {
     }
 }
 
-/// The built-in renderers `configs:` may name.
-pub const RENDERERS: &[&str] = &[
-    "bitcoin.conf",
-    "lnd.conf",
-    "electrumx.env",
-    "nginx-rpc-auth.conf",
-    "containers.conf",
-];
+/// The built-in renderers `configs:` may name: the one list validation, rendering and the
+/// bitcoind-host question use. Serialised as the name a manifest writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Renderer {
+    #[serde(rename = "bitcoin.conf")]
+    BitcoinConf,
+    #[serde(rename = "lnd.conf")]
+    LndConf,
+    #[serde(rename = "electrumx.env")]
+    ElectrumxEnv,
+    #[serde(rename = "nginx-rpc-auth.conf")]
+    NginxRpcAuthConf,
+    #[serde(rename = "containers.conf")]
+    ContainersConf,
+}
+
+impl Renderer {
+    /// Every renderer, in the order error messages list them.
+    pub const ALL: [Renderer; 5] = [
+        Renderer::BitcoinConf,
+        Renderer::LndConf,
+        Renderer::ElectrumxEnv,
+        Renderer::NginxRpcAuthConf,
+        Renderer::ContainersConf,
+    ];
+
+    /// The name a manifest's `render:` key uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Renderer::BitcoinConf => "bitcoin.conf",
+            Renderer::LndConf => "lnd.conf",
+            Renderer::ElectrumxEnv => "electrumx.env",
+            Renderer::NginxRpcAuthConf => "nginx-rpc-auth.conf",
+            Renderer::ContainersConf => "containers.conf",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Renderer> {
+        Renderer::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// Whether the rendered file connects to bitcoind and so needs its host name.
+    pub fn needs_bitcoind_host(self) -> bool {
+        match self {
+            Renderer::LndConf | Renderer::ElectrumxEnv => true,
+            Renderer::BitcoinConf | Renderer::NginxRpcAuthConf | Renderer::ContainersConf => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
 
 /// Validate one manifest on its own (cross-manifest rules are in `validate_set`).
+///
+/// Long, and kept whole on purpose: one independent check per manifest key, in the order the
+/// keys are documented, each returning that key's error; it reads like the reference it mirrors.
 pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     if !is_app_id(&m.app) {
         return Err(format!("key `app`: `{}` must match [a-z0-9-]+ (at most 48 characters, no leading or trailing -)", m.app));
@@ -479,11 +534,12 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     let mut paths = BTreeSet::new();
     for (i, config) in m.configs.iter().enumerate() {
-        if !RENDERERS.contains(&config.render.as_str()) {
+        if Renderer::from_name(&config.render).is_none() {
+            let names: Vec<&str> = Renderer::ALL.iter().map(|r| r.name()).collect();
             return Err(format!(
                 "key `configs[{i}].render`: `{}` is not a built-in renderer ({})",
                 config.render,
-                RENDERERS.join(", ")
+                names.join(", ")
             ));
         }
         if !config.path.is_absolute()
@@ -571,7 +627,7 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
             ),
         ));
     }
-    if let Err(cycle) = crate::plan::dependency_layers(&unique) {
+    if let Err(cycle) = dependency_layers(&unique) {
         let (cyclic, rest): (Vec<Manifest>, Vec<Manifest>) =
             unique.into_iter().partition(|m| cycle.contains(&m.app));
         for m in &cyclic {
@@ -586,6 +642,46 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
         unique = rest;
     }
     (unique, errors)
+}
+
+/// Group apps into dependency layers: every app comes after all of its dependencies; apps in one
+/// layer are independent of each other. Err carries the apps on a cycle.
+pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<String>> {
+    let ids: BTreeSet<&str> = apps.iter().map(|m| m.app.as_str()).collect();
+    let mut remaining: BTreeMap<&str, BTreeSet<&str>> = apps
+        .iter()
+        .map(|m| {
+            (
+                m.app.as_str(),
+                m.depends_on
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| ids.contains(d))
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut layers = Vec::new();
+    while !remaining.is_empty() {
+        let ready: Vec<&str> = remaining
+            .iter()
+            .filter(|(_, deps)| deps.is_empty())
+            .map(|(app, _)| *app)
+            .collect();
+        if ready.is_empty() {
+            return Err(remaining.keys().map(|s| s.to_string()).collect());
+        }
+        for app in &ready {
+            remaining.remove(app);
+        }
+        for deps in remaining.values_mut() {
+            for app in &ready {
+                deps.remove(app);
+            }
+        }
+        layers.push(ready.iter().map(|s| s.to_string()).collect());
+    }
+    Ok(layers)
 }
 
 /// A host-side binding of a `ports:` entry: address ("" for all), port range, protocol.
@@ -839,5 +935,26 @@ mod tests {
         }
         yaml.push_str("app: x\nimage: i\n");
         assert!(parse(&yaml).is_err());
+    }
+
+    #[test]
+    fn layers_follow_dependencies() {
+        let mk = |app: &str, deps: &[&str]| {
+            let mut m = parse(&format!("app: {app}\nimage: i\n")).unwrap();
+            m.depends_on = deps.iter().map(|s| s.to_string()).collect();
+            m
+        };
+        let apps = vec![
+            mk("ui", &["lnd"]),
+            mk("lnd", &["btc"]),
+            mk("btc", &[]),
+            mk("erx", &["btc"]),
+        ];
+        assert_eq!(
+            dependency_layers(&apps).unwrap(),
+            vec![vec!["btc"], vec!["erx", "lnd"], vec!["ui"]]
+        );
+        let cyc = vec![mk("x", &["y"]), mk("y", &["x"]), mk("z", &[])];
+        assert_eq!(dependency_layers(&cyc).unwrap_err(), vec!["x", "y"]);
     }
 }

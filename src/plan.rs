@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::manifest::{Manifest, Owner};
+use crate::manifest::Owner;
 use crate::podman::Container;
 
 /// What an app needs to reach its desired state.
@@ -254,46 +254,6 @@ fn decide(
     }
 }
 
-/// Group apps into dependency layers: every app comes after all of its dependencies; apps in one
-/// layer are independent of each other. Err carries the apps on a cycle.
-pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<String>> {
-    let ids: BTreeSet<&str> = apps.iter().map(|m| m.app.as_str()).collect();
-    let mut remaining: BTreeMap<&str, BTreeSet<&str>> = apps
-        .iter()
-        .map(|m| {
-            (
-                m.app.as_str(),
-                m.depends_on
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|d| ids.contains(d))
-                    .collect(),
-            )
-        })
-        .collect();
-    let mut layers = Vec::new();
-    while !remaining.is_empty() {
-        let ready: Vec<&str> = remaining
-            .iter()
-            .filter(|(_, deps)| deps.is_empty())
-            .map(|(app, _)| *app)
-            .collect();
-        if ready.is_empty() {
-            return Err(remaining.keys().map(|s| s.to_string()).collect());
-        }
-        for app in &ready {
-            remaining.remove(app);
-        }
-        for deps in remaining.values_mut() {
-            for app in &ready {
-                deps.remove(app);
-            }
-        }
-        layers.push(ready.iter().map(|s| s.to_string()).collect());
-    }
-    Ok(layers)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,26 +407,5 @@ mod tests {
         );
         let p = plan(&[off], &[], None, &known(&["a"]), Options::default());
         assert_eq!(p.apps[0].action, Action::Absent);
-    }
-
-    #[test]
-    fn layers_follow_dependencies() {
-        let mk = |app: &str, deps: &[&str]| {
-            let mut m = crate::manifest::parse(&format!("app: {app}\nimage: i\n")).unwrap();
-            m.depends_on = deps.iter().map(|s| s.to_string()).collect();
-            m
-        };
-        let apps = vec![
-            mk("ui", &["lnd"]),
-            mk("lnd", &["btc"]),
-            mk("btc", &[]),
-            mk("erx", &["btc"]),
-        ];
-        assert_eq!(
-            dependency_layers(&apps).unwrap(),
-            vec![vec!["btc"], vec!["erx", "lnd"], vec!["ui"]]
-        );
-        let cyc = vec![mk("x", &["y"]), mk("y", &["x"]), mk("z", &[])];
-        assert_eq!(dependency_layers(&cyc).unwrap_err(), vec!["x", "y"]);
     }
 }

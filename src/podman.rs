@@ -62,18 +62,18 @@ impl Container {
         self.labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
     }
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        short_id(&self.id)
     }
 }
 
-/// Parse `podman ps -a --format json` output.
+/// A container id as podman prints it by default: its first 12 characters.
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Parse `podman ps -a --format json` output (empty or `null` when there are none).
 pub fn parse_ps(json: &str) -> Result<Vec<Container>> {
-    if json.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str::<Option<Vec<Container>>>(json)
-        .map(Option::unwrap_or_default)
-        .context("failed to parse `podman ps --format json` output")
+    crate::exec::parse_json(json).context("failed to parse `podman ps --format json` output")
 }
 
 /// One network as `podman network inspect` reports it (podman 4 netavark format).
@@ -126,23 +126,19 @@ impl Podman {
 
     /// Every container archy manages, in one call.
     pub fn list_managed(&self) -> Result<Vec<Container>> {
-        let out = self
-            .cmd()
+        self.cmd()
             .args(["ps", "-a", "--format", "json", "--filter"])
             .arg(format!("label={LABEL_MANAGED}=true"))
-            .run()
-            .context("failed to list archy's containers")?;
-        parse_ps(&out.stdout)
+            .run_json()
+            .context("failed to list archy's containers")
     }
 
     /// Every container podman knows, managed or not.
     pub fn list_all(&self) -> Result<Vec<Container>> {
-        let out = self
-            .cmd()
+        self.cmd()
             .args(["ps", "-a", "--format", "json"])
-            .run()
-            .context("failed to list containers")?;
-        parse_ps(&out.stdout)
+            .run_json()
+            .context("failed to list containers")
     }
 
     /// `podman run -d …` with a prepared argv (after `run`); returns the new container id.
@@ -186,15 +182,15 @@ impl Podman {
     }
 
     pub fn inspect_network(&self, name: &str) -> Result<Option<Network>> {
-        let out = self
+        let cmd = self
             .cmd()
-            .args(["network", "inspect", "--format", "json", name])
-            .run_unchecked()?;
+            .args(["network", "inspect", "--format", "json", name]);
+        let out = cmd.run_unchecked()?;
         if !out.success() {
             if out.stderr.contains("network not found") || out.stderr.contains("no such network") {
                 return Ok(None);
             }
-            return Err(failure(&self.cmd().args(["network", "inspect", name]), out))
+            return Err(cmd.failure(&out))
                 .with_context(|| format!("failed to inspect network {name}"));
         }
         let list: Vec<Network> = serde_json::from_str(&out.stdout)
@@ -228,18 +224,13 @@ impl Podman {
     }
 
     pub fn image_exists(&self, reference: &str) -> Result<bool> {
-        let out = self
-            .cmd()
-            .args(["image", "exists", reference])
-            .run_unchecked()?;
+        let cmd = self.cmd().args(["image", "exists", reference]);
+        let out = cmd.run_unchecked()?;
         match out.code {
             0 => Ok(true),
             1 => Ok(false),
-            _ => Err(failure(
-                &self.cmd().args(["image", "exists", reference]),
-                out,
-            ))
-            .with_context(|| format!("failed to check for image {reference}")),
+            _ => Err(cmd.failure(&out))
+                .with_context(|| format!("failed to check for image {reference}")),
         }
     }
 
@@ -258,18 +249,11 @@ impl Podman {
 
     /// Images whose reference matches `filter` (`podman images --filter reference=…`).
     pub fn images(&self, reference_filter: &str) -> Result<Vec<Image>> {
-        let out = self
-            .cmd()
+        self.cmd()
             .args(["images", "--format", "json", "--filter"])
             .arg(format!("reference={reference_filter}"))
-            .run()
-            .context("failed to list images")?;
-        if out.stdout.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_str::<Option<Vec<Image>>>(&out.stdout)
-            .map(Option::unwrap_or_default)
-            .context("failed to parse `podman images --format json` output")
+            .run_json()
+            .context("failed to list images")
     }
 
     /// Remove an image by reference; never forced, so podman refuses one a container uses.
@@ -304,7 +288,7 @@ impl Podman {
         cmd.arg(context)
     }
 
-    /// `podman version --format json` → client version like "4.3.1".
+    /// `podman version --format {{.Client.Version}}` → the client version, like "4.3.1".
     pub fn version(&self) -> Result<String> {
         let out = self
             .cmd()
@@ -325,12 +309,10 @@ impl Podman {
 
     /// Every container podman's database knows plus those only in storage (`State: storage`).
     pub fn list_external(&self) -> Result<Vec<Container>> {
-        let out = self
-            .cmd()
+        self.cmd()
             .args(["ps", "-a", "--external", "--format", "json"])
-            .run()
-            .context("failed to list containers including storage-only ones")?;
-        parse_ps(&out.stdout)
+            .run_json()
+            .context("failed to list containers including storage-only ones")
     }
 
     /// Remove a container that exists only in storage (not in podman's database).
@@ -367,21 +349,12 @@ impl Podman {
             #[serde(rename = "Name")]
             name: String,
         }
-        let out = self
+        let list: Vec<Volume> = self
             .cmd()
             .args(["volume", "ls", "--format", "json"])
-            .run()
+            .run_json()
             .context("failed to list volumes")?;
-        if out.stdout.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        let list: Option<Vec<Volume>> = serde_json::from_str(&out.stdout)
-            .context("failed to parse `podman volume ls --format json` output")?;
-        Ok(list
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect())
+        Ok(list.into_iter().map(|v| v.name).collect())
     }
 
     /// `podman volume create <name>`: on an existing `<volume_path>/<name>/_data` podman
@@ -400,18 +373,15 @@ impl Podman {
     }
 }
 
-/// Turn a non-zero `Output` into the same error `Cmd::run` gives.
-pub fn failure(cmd: &Cmd, out: Output) -> anyhow::Error {
-    anyhow::Error::new(crate::exec::CommandFailed {
-        command_line: cmd.display(),
-        code: out.code,
-        stderr: crate::output::redact(&out.stderr),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ids_are_podmans_twelve_characters() {
+        assert_eq!(short_id("0123456789abcdef0123"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+    }
 
     /// Captured from podman 4.3.1 on this machine kind.
     const PS_FIXTURE: &str = include_str!("../tests/fixtures/podman-ps.json");

@@ -1,9 +1,11 @@
 //! Quadlet `.container` units for apps with `owner: systemd`, rendered from the same
 //! [`ContainerSpec`] reconcile uses. Pure: the target podman version gates which keys are used
 //! (Quadlet itself needs podman 4.4; `AddHost=` 5.3; `StopTimeout=` 5.0), and the version is
-//! recorded in the unit so a later check re-renders for the same target.
+//! recorded in the unit so a later check re-renders for the same target. [`check_unit`] is the
+//! check reconcile runs for those apps instead of touching their containers (it reads the unit).
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use crate::podman::{LABEL_APP, LABEL_MANAGED, LABEL_SPEC_HASH};
@@ -218,6 +220,48 @@ fn escape_word(word: &str) -> String {
     }
     quoted.push('"');
     quoted
+}
+
+/// Check that an app's unit in `dir` is what `archy quadlet` would write now (for the podman
+/// version recorded in it). Err carries the problem and the command that fixes it.
+pub fn check_unit(
+    dir: &Path,
+    spec: &ContainerSpec,
+    spec_hash: &str,
+    enabled: bool,
+) -> std::result::Result<(), String> {
+    let path = dir.join(unit_file_name(&spec.app));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "Quadlet unit {} is missing; run `archy quadlet {}`",
+                path.display(),
+                spec.app
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "failed to read Quadlet unit {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    let Some(version) = target_of(&text) else {
+        return Err(format!(
+            "Quadlet unit {} was not written by archy; run `archy quadlet {}`",
+            path.display(),
+            spec.app
+        ));
+    };
+    if render_container(spec, spec_hash, enabled, version) != text {
+        return Err(format!(
+            "Quadlet unit {} is out of date; run `archy quadlet {}` and `systemctl daemon-reload`",
+            path.display(),
+            spec.app
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Config files rendered from the one canonical secret plus the manifests (failure mode 2:
-//! rpcauth drift). Renderers are pure functions with exact-text tests; `render_apps` compares
+//! Config files rendered from the one canonical secret plus the manifests, so the credentials
+//! in bitcoin.conf's rpcauth and its consumers' configs (lnd.conf, electrumx.env, nginx) can
+//! never drift apart. Renderers are pure functions with exact-text tests; `render_apps` compares
 //! each desired file with the one on disk and rewrites only what differs, atomically.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,9 +14,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::cmd::Ctx;
+use crate::ctx::Ctx;
 use crate::lock::Mode;
-use crate::manifest::{ConfigFile, Manifest, Scalar};
+use crate::manifest::{ConfigFile, Manifest, Renderer, Scalar};
 use crate::secret::Secret;
 
 /// bitcoind's RPC and ZMQ ports inside the archy network.
@@ -32,7 +33,8 @@ pub struct RenderInput<'a> {
     pub secret: &'a Secret,
     /// Salt for bitcoin.conf's rpcauth (16 bytes, hex).
     pub salt: &'a str,
-    /// Host name of the bitcoin container on the archy network.
+    /// Host name of bitcoind on the archy network: the config's `rpchost` setting, else the
+    /// container of the app that renders bitcoin.conf (see `render_one`).
     pub bitcoin_host: &'a str,
     pub subnet: &'a str,
     pub gateway: &'a str,
@@ -67,134 +69,172 @@ fn check_setting(key: &str, value: &Scalar) -> Result<()> {
 
 /// Render one config file's content.
 pub fn render(
-    renderer: &str,
+    renderer: Renderer,
     settings: &BTreeMap<String, Scalar>,
     input: &RenderInput<'_>,
 ) -> Result<String> {
     for (key, value) in settings {
         check_setting(key, value)?;
     }
-    let s = input.secret;
-    let host = input.bitcoin_host;
     let mut out = String::from(HEADER);
     match renderer {
-        "bitcoin.conf" => {
-            let mut lines: BTreeMap<String, String> = BTreeMap::new();
-            lines.insert("server".into(), "1".into());
-            lines.insert("rpcbind".into(), "0.0.0.0".into());
-            lines.insert("rpcport".into(), RPC_PORT.to_string());
-            lines.insert(
-                "zmqpubrawblock".into(),
-                format!("tcp://0.0.0.0:{ZMQ_RAWBLOCK_PORT}"),
-            );
-            lines.insert(
-                "zmqpubrawtx".into(),
-                format!("tcp://0.0.0.0:{ZMQ_RAWTX_PORT}"),
-            );
-            for (key, value) in settings {
-                if matches!(key.as_str(), "rpcauth" | "rpcuser" | "rpcpassword") {
-                    bail!("setting `{key}`: RPC credentials come from the canonical secret only");
-                }
-                lines.insert(key.clone(), value.0.clone());
-            }
-            out.push_str(&rpcauth_line(&s.user, input.salt, &s.password));
-            out.push('\n');
-            out.push_str("rpcallowip=127.0.0.1\n");
-            out.push_str(&format!("rpcallowip={}\n", input.subnet));
-            for (key, value) in lines {
-                out.push_str(&format!("{key}={value}\n"));
-            }
-        }
-        "lnd.conf" => {
-            let mut sections: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
-            let bitcoind = sections.entry("Bitcoind").or_default();
-            bitcoind.insert("bitcoind.rpchost".into(), format!("{host}:{RPC_PORT}"));
-            bitcoind.insert("bitcoind.rpcuser".into(), s.user.clone());
-            bitcoind.insert("bitcoind.rpcpass".into(), s.password.clone());
-            bitcoind.insert(
-                "bitcoind.zmqpubrawblock".into(),
-                format!("tcp://{host}:{ZMQ_RAWBLOCK_PORT}"),
-            );
-            bitcoind.insert(
-                "bitcoind.zmqpubrawtx".into(),
-                format!("tcp://{host}:{ZMQ_RAWTX_PORT}"),
-            );
-            for (key, value) in settings {
-                if matches!(key.as_str(), "bitcoind.rpcuser" | "bitcoind.rpcpass") {
-                    bail!("setting `{key}`: RPC credentials come from the canonical secret only");
-                }
-                let section = match key.split_once('.') {
-                    Some(("bitcoind", _)) => "Bitcoind",
-                    Some(("bitcoin", _)) => "Bitcoin",
-                    _ => "Application Options",
-                };
-                sections
-                    .entry(section)
-                    .or_default()
-                    .insert(key.clone(), value.0.clone());
-            }
-            // lnd reads [Application Options] first by convention; the rest alphabetically.
-            let order: Vec<&str> = std::iter::once("Application Options")
-                .chain(
-                    sections
-                        .keys()
-                        .copied()
-                        .filter(|k| *k != "Application Options"),
-                )
-                .collect();
-            let mut first = true;
-            for name in order {
-                let Some(entries) = sections.get(name) else {
-                    continue;
-                };
-                if !first {
-                    out.push('\n');
-                }
-                first = false;
-                out.push_str(&format!("[{name}]\n"));
-                for (key, value) in entries {
-                    out.push_str(&format!("{key}={value}\n"));
-                }
-            }
-        }
-        "electrumx.env" => {
-            out.push_str(&format!(
-                "DAEMON_URL=http://{}:{}@{host}:{RPC_PORT}/\n",
-                s.user, s.password
-            ));
-            for (key, value) in settings {
-                if key == "DAEMON_URL" {
-                    bail!("setting `DAEMON_URL`: it is derived from the canonical secret");
-                }
-                out.push_str(&format!("{key}={value}\n"));
-            }
-        }
-        "nginx-rpc-auth.conf" => {
-            if !settings.is_empty() {
-                bail!("renderer nginx-rpc-auth.conf takes no settings");
-            }
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", s.user, s.password));
-            out.push_str(&format!(
-                "proxy_set_header Authorization \"Basic {token}\";\n"
-            ));
-        }
-        "containers.conf" => {
-            out.push_str("[containers]\n");
-            out.push_str(&format!(
-                "host_containers_internal_ip = \"{}\"\n",
-                input.gateway
-            ));
-            for (key, value) in settings {
-                out.push_str(&format!(
-                    "{key} = \"{}\"\n",
-                    value.0.replace('\\', "\\\\").replace('"', "\\\"")
-                ));
-            }
-        }
-        other => bail!("unknown renderer `{other}`"),
+        Renderer::BitcoinConf => render_bitcoin_conf(&mut out, settings, input)?,
+        Renderer::LndConf => render_lnd_conf(&mut out, settings, input)?,
+        Renderer::ElectrumxEnv => render_electrumx_env(&mut out, settings, input)?,
+        Renderer::NginxRpcAuthConf => render_nginx_rpc_auth_conf(&mut out, settings, input)?,
+        Renderer::ContainersConf => render_containers_conf(&mut out, settings, input)?,
     }
     Ok(out)
+}
+
+fn render_bitcoin_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let mut lines: BTreeMap<String, String> = BTreeMap::new();
+    lines.insert("server".into(), "1".into());
+    lines.insert("rpcbind".into(), "0.0.0.0".into());
+    lines.insert("rpcport".into(), RPC_PORT.to_string());
+    lines.insert(
+        "zmqpubrawblock".into(),
+        format!("tcp://0.0.0.0:{ZMQ_RAWBLOCK_PORT}"),
+    );
+    lines.insert(
+        "zmqpubrawtx".into(),
+        format!("tcp://0.0.0.0:{ZMQ_RAWTX_PORT}"),
+    );
+    for (key, value) in settings {
+        if matches!(key.as_str(), "rpcauth" | "rpcuser" | "rpcpassword") {
+            bail!("setting `{key}`: RPC credentials come from the canonical secret only");
+        }
+        lines.insert(key.clone(), value.0.clone());
+    }
+    out.push_str(&rpcauth_line(&s.user, input.salt, &s.password));
+    out.push('\n');
+    out.push_str("rpcallowip=127.0.0.1\n");
+    out.push_str(&format!("rpcallowip={}\n", input.subnet));
+    for (key, value) in lines {
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(())
+}
+
+fn render_lnd_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let host = input.bitcoin_host;
+    let mut sections: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    let bitcoind = sections.entry("Bitcoind").or_default();
+    bitcoind.insert("bitcoind.rpchost".into(), format!("{host}:{RPC_PORT}"));
+    bitcoind.insert("bitcoind.rpcuser".into(), s.user.clone());
+    bitcoind.insert("bitcoind.rpcpass".into(), s.password.clone());
+    bitcoind.insert(
+        "bitcoind.zmqpubrawblock".into(),
+        format!("tcp://{host}:{ZMQ_RAWBLOCK_PORT}"),
+    );
+    bitcoind.insert(
+        "bitcoind.zmqpubrawtx".into(),
+        format!("tcp://{host}:{ZMQ_RAWTX_PORT}"),
+    );
+    for (key, value) in settings {
+        if matches!(key.as_str(), "bitcoind.rpcuser" | "bitcoind.rpcpass") {
+            bail!("setting `{key}`: RPC credentials come from the canonical secret only");
+        }
+        let section = match key.split_once('.') {
+            Some(("bitcoind", _)) => "Bitcoind",
+            Some(("bitcoin", _)) => "Bitcoin",
+            _ => "Application Options",
+        };
+        sections
+            .entry(section)
+            .or_default()
+            .insert(key.clone(), value.0.clone());
+    }
+    // lnd reads [Application Options] first by convention; the rest alphabetically.
+    let order: Vec<&str> = std::iter::once("Application Options")
+        .chain(
+            sections
+                .keys()
+                .copied()
+                .filter(|k| *k != "Application Options"),
+        )
+        .collect();
+    let mut first = true;
+    for name in order {
+        let Some(entries) = sections.get(name) else {
+            continue;
+        };
+        if !first {
+            out.push('\n');
+        }
+        first = false;
+        out.push_str(&format!("[{name}]\n"));
+        for (key, value) in entries {
+            out.push_str(&format!("{key}={value}\n"));
+        }
+    }
+    Ok(())
+}
+
+fn render_electrumx_env(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    let host = input.bitcoin_host;
+    out.push_str(&format!(
+        "DAEMON_URL=http://{}:{}@{host}:{RPC_PORT}/\n",
+        s.user, s.password
+    ));
+    for (key, value) in settings {
+        if key == "DAEMON_URL" {
+            bail!("setting `DAEMON_URL`: it is derived from the canonical secret");
+        }
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(())
+}
+
+fn render_nginx_rpc_auth_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    let s = input.secret;
+    if !settings.is_empty() {
+        bail!("renderer nginx-rpc-auth.conf takes no settings");
+    }
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", s.user, s.password));
+    out.push_str(&format!(
+        "proxy_set_header Authorization \"Basic {token}\";\n"
+    ));
+    Ok(())
+}
+
+fn render_containers_conf(
+    out: &mut String,
+    settings: &BTreeMap<String, Scalar>,
+    input: &RenderInput<'_>,
+) -> Result<()> {
+    out.push_str("[containers]\n");
+    out.push_str(&format!(
+        "host_containers_internal_ip = \"{}\"\n",
+        input.gateway
+    ));
+    for (key, value) in settings {
+        out.push_str(&format!(
+            "{key} = \"{}\"\n",
+            value.0.replace('\\', "\\\\").replace('"', "\\\"")
+        ));
+    }
+    Ok(())
 }
 
 /// Salt record for bitcoin.conf: kept while the password is unchanged, so re-rendering gives the
@@ -238,14 +278,64 @@ fn salt_for(state_dir: &Path, secret: &Secret, persist: bool) -> Result<String> 
     Ok(salt)
 }
 
+/// What happened (or, without writing, would happen) to one config file. Serialised as the
+/// text the JSON output has always carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FileStatus {
+    #[serde(rename = "unchanged")]
+    Unchanged,
+    #[serde(rename = "created")]
+    Created,
+    #[serde(rename = "written (drift)")]
+    WrittenDrift,
+    #[serde(rename = "would create")]
+    WouldCreate,
+    #[serde(rename = "would write (drift)")]
+    WouldWriteDrift,
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Unchanged => "unchanged",
+            FileStatus::Created => "created",
+            FileStatus::WrittenDrift => "written (drift)",
+            FileStatus::WouldCreate => "would create",
+            FileStatus::WouldWriteDrift => "would write (drift)",
+            FileStatus::Failed => "failed",
+        }
+    }
+
+    /// How `render-config --check` words it: what is on disk rather than what would be done.
+    pub fn check_label(self) -> &'static str {
+        match self {
+            FileStatus::WouldCreate => "missing",
+            FileStatus::WouldWriteDrift => "differs (drift)",
+            other => other.as_str(),
+        }
+    }
+
+    /// Whether the file was written in this run.
+    pub fn written(self) -> bool {
+        matches!(self, FileStatus::Created | FileStatus::WrittenDrift)
+    }
+}
+
+impl std::fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// What happened to one config file.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileResult {
     pub app: String,
     pub path: String,
-    pub render: String,
-    /// "unchanged", "created", "written (drift)", "would create", "would write (drift)", "failed".
-    pub status: &'static str,
+    pub render: Renderer,
+    pub status: FileStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -263,15 +353,19 @@ pub struct RenderOutcome {
 
 impl RenderOutcome {
     pub fn differs(&self) -> bool {
-        self.files.iter().any(|f| f.status != "unchanged")
+        self.files.iter().any(|f| f.status != FileStatus::Unchanged)
     }
 }
 
-/// The host name of the bitcoin container: `rpchost` setting, else the container of the app
-/// rendering bitcoin.conf.
+/// The container name of the first app that renders bitcoin.conf: the bitcoind host for configs
+/// whose settings name no `rpchost` (`render_one` prefers that setting).
 fn bitcoin_host(all: &[Manifest]) -> Option<String> {
     all.iter()
-        .find(|m| m.configs.iter().any(|c| c.render == "bitcoin.conf"))
+        .find(|m| {
+            m.configs
+                .iter()
+                .any(|c| c.renderer() == Renderer::BitcoinConf)
+        })
         .map(|m| m.container_name())
 }
 
@@ -310,7 +404,7 @@ pub fn render_apps(
     let gateway = ctx.gateway()?;
     let default_host = bitcoin_host(all);
     let pending = pending_dir(state_dir);
-    let mut done: BTreeMap<PathBuf, (String, &'static str)> = BTreeMap::new();
+    let mut done: BTreeMap<PathBuf, (String, FileStatus)> = BTreeMap::new();
     for m in apps {
         for config in &m.configs {
             let result = render_one(
@@ -327,7 +421,7 @@ pub fn render_apps(
             );
             match result {
                 Ok((hash, status)) => {
-                    if status != "unchanged" {
+                    if status != FileStatus::Unchanged {
                         outcome.changed_consumers.insert(m.app.clone());
                     }
                     outcome
@@ -336,7 +430,7 @@ pub fn render_apps(
                     outcome.files.push(FileResult {
                         app: m.app.clone(),
                         path: config.path.display().to_string(),
-                        render: config.render.clone(),
+                        render: config.renderer(),
                         status,
                         error: None,
                     });
@@ -351,8 +445,8 @@ pub fn render_apps(
                     outcome.files.push(FileResult {
                         app: m.app.clone(),
                         path: config.path.display().to_string(),
-                        render: config.render.clone(),
-                        status: "failed",
+                        render: config.renderer(),
+                        status: FileStatus::Failed,
                         error: Some(message),
                     });
                 }
@@ -398,17 +492,17 @@ fn render_one(
     gateway: &str,
     write: bool,
     pending: &Path,
-    done: &mut BTreeMap<PathBuf, (String, &'static str)>,
-) -> Result<(String, &'static str)> {
+    done: &mut BTreeMap<PathBuf, (String, FileStatus)>,
+) -> Result<(String, FileStatus)> {
     let host = config
         .settings
         .get("rpchost")
         .map(|s| s.0.clone())
         .or_else(|| default_host.map(String::from));
-    let needs_host = matches!(config.render.as_str(), "lnd.conf" | "electrumx.env");
+    let renderer = config.renderer();
     let host = match host {
         Some(h) => h,
-        None if needs_host => bail!("no app renders bitcoin.conf, so the bitcoin host is unknown; set `rpchost` in this config's settings"),
+        None if renderer.needs_bitcoind_host() => bail!("no app renders bitcoin.conf, so the bitcoin host is unknown; set `rpchost` in this config's settings"),
         None => String::new(),
     };
     let mut settings = config.settings.clone();
@@ -420,8 +514,8 @@ fn render_one(
         subnet,
         gateway,
     };
-    let desired = render(&config.render, &settings, &input)
-        .with_context(|| format!("renderer {}", config.render))?;
+    let desired =
+        render(renderer, &settings, &input).with_context(|| format!("renderer {renderer}"))?;
     let hash = crate::spec::sha256_hex(desired.as_bytes());
     if let Some((previous_hash, status)) = done.get(&config.path) {
         if previous_hash != &hash {
@@ -430,35 +524,25 @@ fn render_one(
                 config.path.display()
             );
         }
-        return Ok((hash, status));
+        return Ok((hash, *status));
     }
     let path = &config.path;
     crate::fsutil::check_writable_target(path)?;
     let mode = config.mode_bits();
     let current = crate::fsutil::read_optional(path)?;
     let meta = fs::metadata(path).ok();
-    let status: &'static str = match (&current, &meta) {
-        (None, _) => {
-            if write {
-                "created"
-            } else {
-                "would create"
-            }
-        }
+    let status = match (&current, &meta) {
+        (None, _) if write => FileStatus::Created,
+        (None, _) => FileStatus::WouldCreate,
         (Some(bytes), Some(meta))
             if bytes == desired.as_bytes() && meta.permissions().mode() & 0o7777 == mode =>
         {
-            "unchanged"
+            FileStatus::Unchanged
         }
-        _ => {
-            if write {
-                "written (drift)"
-            } else {
-                "would write (drift)"
-            }
-        }
+        _ if write => FileStatus::WrittenDrift,
+        _ => FileStatus::WouldWriteDrift,
     };
-    if write && status != "unchanged" {
+    if write && status != FileStatus::Unchanged {
         crate::fsutil::ensure_dir(pending, 0o755)?;
         crate::fsutil::write_atomic(&pending.join(&m.app), b"", 0o644)?;
         let owner = meta.as_ref().map(|meta| (meta.uid(), meta.gid()));
@@ -537,7 +621,7 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("txindex".to_string(), Scalar("1".into()));
-        let text = render("bitcoin.conf", &settings, &input(&s)).unwrap();
+        let text = render(Renderer::BitcoinConf, &settings, &input(&s)).unwrap();
         let hmac = rpcauth_hmac("00112233445566778899aabbccddeeff", &s.password);
         assert_eq!(
             text,
@@ -557,7 +641,7 @@ mod tests {
         let mut settings = BTreeMap::new();
         settings.insert("bitcoin.mainnet".to_string(), Scalar("1".into()));
         settings.insert("alias".to_string(), Scalar("node".into()));
-        let text = render("lnd.conf", &settings, &input(&s)).unwrap();
+        let text = render(Renderer::LndConf, &settings, &input(&s)).unwrap();
         assert_eq!(
             text,
             format!(
@@ -571,15 +655,15 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("COIN".to_string(), Scalar("Bitcoin".into()));
-        assert_eq!(render("electrumx.env", &settings, &input(&s)).unwrap(), format!("{HEADER}DAEMON_URL=http://archy:correct-horse-battery-staple@archy-bitcoin-knots:8332/\nCOIN=Bitcoin\n"));
+        assert_eq!(render(Renderer::ElectrumxEnv, &settings, &input(&s)).unwrap(), format!("{HEADER}DAEMON_URL=http://archy:correct-horse-battery-staple@archy-bitcoin-knots:8332/\nCOIN=Bitcoin\n"));
         let token =
             base64::engine::general_purpose::STANDARD.encode("archy:correct-horse-battery-staple");
         assert_eq!(
-            render("nginx-rpc-auth.conf", &BTreeMap::new(), &input(&s)).unwrap(),
+            render(Renderer::NginxRpcAuthConf, &BTreeMap::new(), &input(&s)).unwrap(),
             format!("{HEADER}proxy_set_header Authorization \"Basic {token}\";\n")
         );
         assert_eq!(
-            render("containers.conf", &BTreeMap::new(), &input(&s)).unwrap(),
+            render(Renderer::ContainersConf, &BTreeMap::new(), &input(&s)).unwrap(),
             format!("{HEADER}[containers]\nhost_containers_internal_ip = \"10.89.0.1\"\n")
         );
     }
@@ -589,10 +673,10 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("txindex".to_string(), Scalar("1\nrpcauth=evil".into()));
-        assert!(render("bitcoin.conf", &settings, &input(&s)).is_err());
+        assert!(render(Renderer::BitcoinConf, &settings, &input(&s)).is_err());
         let mut settings = BTreeMap::new();
         settings.insert("rpcpassword".to_string(), Scalar("x".into()));
-        assert!(render("bitcoin.conf", &settings, &input(&s)).is_err());
+        assert!(render(Renderer::BitcoinConf, &settings, &input(&s)).is_err());
     }
 
     #[test]
@@ -608,7 +692,7 @@ mod tests {
         };
         assert_ne!(salt_for(dir.path(), &rotated, true).unwrap(), first);
         let a = render(
-            "bitcoin.conf",
+            Renderer::BitcoinConf,
             &BTreeMap::new(),
             &RenderInput {
                 salt: &first,
@@ -617,7 +701,7 @@ mod tests {
         )
         .unwrap();
         let b = render(
-            "bitcoin.conf",
+            Renderer::BitcoinConf,
             &BTreeMap::new(),
             &RenderInput {
                 salt: &first,

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::manifest::Manifest;
 use crate::podman::{LABEL_APP, LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_SUBNET};
 
-/// Hostname containers use to reach the host (failure mode 4: never `host.containers.internal`).
+/// Hostname containers use to reach the host, mapped to the network's gateway with `--add-host`:
+/// never `host.containers.internal`, which some podman versions resolve to the LAN gateway.
 pub const HOST_ALIAS: &str = "host.archipelago";
 
 /// Bumped when the meaning of a spec changes, so every container is recreated once.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::images::{self, EnsureOptions, Ensured};
 use crate::lock::Mode;
 use crate::output::OutputFormat;
@@ -137,43 +137,46 @@ pub fn run(ctx: &Ctx, args: &BuildImageArgs) -> Result<u8> {
         OutputFormat::Json => crate::output::print_json(
             &serde_json::json!({"ok": exit_code == 0, "exit_code": exit_code, "dry_run": args.dry_run, "images": entries, "pruned": pruned, "manifest_errors": loaded.errors}),
         ),
-        OutputFormat::Text => {
-            for e in &entries {
-                println!(
-                    "{:<20} {:<50} {}{}",
-                    e.app,
-                    e.image,
-                    e.result,
-                    e.error
-                        .as_deref()
-                        .map(|x| format!(": {x}"))
-                        .unwrap_or_default()
-                );
-            }
-            for p in &pruned {
-                println!(
-                    "{:<20} {:<50} {}{}",
-                    "prune",
-                    p.image,
-                    p.result,
-                    p.error
-                        .as_deref()
-                        .map(|x| format!(": {x}"))
-                        .unwrap_or_default()
-                );
-            }
-            let count = |r: &str| entries.iter().filter(|e| e.result == r).count();
-            println!(
-                "build-image: {} up to date, {} built, {} to build, {} failed, {} pruned",
-                count("up to date"),
-                count("built"),
-                count("would build"),
-                count("failed"),
-                pruned.iter().filter(|p| p.result == "removed").count()
-            );
-        }
+        OutputFormat::Text => print_text(&entries, &pruned),
     }
     Ok(exit_code)
+}
+
+/// One line per image and per pruned image, then the counts.
+fn print_text(entries: &[Entry], pruned: &[Pruned]) {
+    for e in entries {
+        println!(
+            "{:<20} {:<50} {}{}",
+            e.app,
+            e.image,
+            e.result,
+            e.error
+                .as_deref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        );
+    }
+    for p in pruned {
+        println!(
+            "{:<20} {:<50} {}{}",
+            "prune",
+            p.image,
+            p.result,
+            p.error
+                .as_deref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        );
+    }
+    let count = |r: &str| entries.iter().filter(|e| e.result == r).count();
+    println!(
+        "build-image: {} up to date, {} built, {} to build, {} failed, {} pruned",
+        count("up to date"),
+        count("built"),
+        count("would build"),
+        count("failed"),
+        pruned.iter().filter(|p| p.result == "removed").count()
+    );
 }
 
 /// Remove archy-built images that neither a manifest nor any container references.

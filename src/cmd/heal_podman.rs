@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::heal::{self, system, PlanOptions, Probe, Status, Step, StepKind};
 use crate::lock::Mode;
 use crate::output::OutputFormat;

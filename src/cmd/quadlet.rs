@@ -1,18 +1,17 @@
 //! `archy quadlet`: write a Quadlet `.container` unit per app so systemd runs its container
 //! (`owner: systemd`). Units are rendered by [`crate::quadlet`] from the same spec reconcile
-//! computes, rewritten only when their content changes, atomically. `check_unit` is the check
-//! reconcile runs for those apps instead of touching their containers.
+//! computes, rewritten only when their content changes, atomically.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::manifest::{Manifest, Owner};
 use crate::output::OutputFormat;
 use crate::quadlet::{self, PodmanVersion};
-use crate::spec::ContainerSpec;
+use crate::reconcile::desired::desired_app;
 
 /// Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps' containers.
 ///
@@ -93,9 +92,9 @@ pub fn run(ctx: &Ctx, args: &QuadletArgs) -> Result<u8> {
 
     let mut units = Vec::new();
     for m in &selected {
-        let (spec, _) = super::reconcile::desired_spec(ctx, m, &gateway, &render.file_hashes, None)
+        let desired = desired_app(ctx, m, &gateway, &render.file_hashes, None)
             .with_context(|| format!("failed to resolve the container of app {}", m.app))?;
-        let text = quadlet::render_container(&spec, &spec.hash(), m.enabled, version);
+        let text = quadlet::render_container(&desired.spec, &desired.hash, m.enabled, version);
         let path = out_dir.join(quadlet::unit_file_name(&m.app));
         let current = crate::fsutil::read_optional(&path)?;
         let status = if current.as_deref() == Some(text.as_bytes()) {
@@ -151,46 +150,4 @@ fn print(
             }
         }
     }
-}
-
-/// Check that an app's unit in `dir` is what `archy quadlet` would write now (for the podman
-/// version recorded in it). Err carries the problem and the command that fixes it.
-pub fn check_unit(
-    dir: &Path,
-    spec: &ContainerSpec,
-    spec_hash: &str,
-    enabled: bool,
-) -> std::result::Result<(), String> {
-    let path = dir.join(quadlet::unit_file_name(&spec.app));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "Quadlet unit {} is missing; run `archy quadlet {}`",
-                path.display(),
-                spec.app
-            ))
-        }
-        Err(e) => {
-            return Err(format!(
-                "failed to read Quadlet unit {}: {e}",
-                path.display()
-            ))
-        }
-    };
-    let Some(version) = quadlet::target_of(&text) else {
-        return Err(format!(
-            "Quadlet unit {} was not written by archy; run `archy quadlet {}`",
-            path.display(),
-            spec.app
-        ));
-    };
-    if quadlet::render_container(spec, spec_hash, enabled, version) != text {
-        return Err(format!(
-            "Quadlet unit {} is out of date; run `archy quadlet {}` and `systemctl daemon-reload`",
-            path.display(),
-            spec.app
-        ));
-    }
-    Ok(())
 }

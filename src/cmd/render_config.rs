@@ -3,9 +3,10 @@
 
 use anyhow::Result;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::manifest::Manifest;
 use crate::output::OutputFormat;
+use crate::render::FileStatus;
 
 /// Render every `configs:` entry from the canonical secret; rewrite only files that differ.
 ///
@@ -56,7 +57,7 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
         }
     }
     let outcome = crate::render::render_apps(ctx, &selected, &loaded.apps, write)?;
-    let failed = outcome.files.iter().any(|f| f.status == "failed");
+    let failed = outcome.files.iter().any(|f| f.status == FileStatus::Failed);
     let exit_code = if !loaded.errors.is_empty() {
         crate::exit::INVALID_INPUT
     } else if failed || (args.check && outcome.differs()) {
@@ -75,13 +76,10 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
         })),
         OutputFormat::Text => {
             for file in &outcome.files {
-                let status = if args.check && file.status.starts_with("would ") {
-                    file.status
-                        .trim_start_matches("would ")
-                        .replace("write (drift)", "differs (drift)")
-                        .replace("create", "missing")
+                let status = if args.check {
+                    file.status.check_label()
                 } else {
-                    file.status.to_string()
+                    file.status.as_str()
                 };
                 let line = format!(
                     "{:<20} {:<40} {}{}",
@@ -101,7 +99,7 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
             let changed = outcome
                 .files
                 .iter()
-                .filter(|f| f.status != "unchanged" && f.status != "failed")
+                .filter(|f| !matches!(f.status, FileStatus::Unchanged | FileStatus::Failed))
                 .count();
             println!(
                 "render-config: {} files, {} unchanged, {} {}, {} failed",
@@ -109,14 +107,14 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
                 outcome
                     .files
                     .iter()
-                    .filter(|f| f.status == "unchanged")
+                    .filter(|f| f.status == FileStatus::Unchanged)
                     .count(),
                 changed,
                 if write { "written" } else { "differ" },
                 outcome
                     .files
                     .iter()
-                    .filter(|f| f.status == "failed")
+                    .filter(|f| f.status == FileStatus::Failed)
                     .count()
             );
         }
@@ -125,7 +123,7 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
         crate::state::record(
             &ctx.global.state_dir,
             "render-config",
-            serde_json::json!({"exit_code": exit_code, "files": outcome.files.len(), "written": outcome.files.iter().filter(|f| f.status == "created" || f.status == "written (drift)").count()}),
+            serde_json::json!({"exit_code": exit_code, "files": outcome.files.len(), "written": outcome.files.iter().filter(|f| f.status.written()).count()}),
         );
     }
     Ok(exit_code)

@@ -3,13 +3,14 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::exit;
 use crate::lock::Mode;
 use crate::output::{print_json, OutputFormat};
 use crate::update::journal::Journal;
 use crate::update::release;
-use crate::update::{rollback, ReleaseArgs};
+use crate::update::rollback::{self, RollbackAction};
+use crate::update::ReleaseArgs;
 
 /// Make `previous` the current release again and restart the service.
 ///
@@ -46,7 +47,7 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
         args.dry_run,
         "rollback",
     )?;
-    let ok = outcome.action != "refused";
+    let ok = outcome.action != RollbackAction::Refused;
     if !args.dry_run {
         crate::state::record(
             &ctx.global.state_dir,

@@ -1,22 +1,17 @@
 //! `archy status`: one line per app (desired vs actual, image, uptime, spec-hash match, config
-//! drift, owner), then podman's health, updates and the last reconcile. Read-only: it reuses a
-//! dry-run reconcile for the decisions and the status records other commands leave under
-//! `<state-dir>/status/`. Exit 0 only when everything is converged, so it serves as a health check.
+//! drift, owner), then podman's health, updates and the last reconcile. Read-only: a dry-run
+//! reconcile decides, [`crate::status`] turns its report and the status records other commands
+//! leave under `<state-dir>/status/` into the status; this file prints it. Exit 0 only when everything is converged, so it serves as a health check.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use clap::Parser;
-use serde::Serialize;
 use serde_json::Value;
 
-use super::reconcile::{AppResult, ReconcileArgs, Report};
-use super::Ctx;
-use crate::manifest::{Manifest, Owner};
+use crate::ctx::Ctx;
 use crate::output::OutputFormat;
-use crate::plan::Action;
-use crate::podman::Container;
+use crate::reconcile::Options;
+use crate::status::{RecordSummary, Records, Status};
 
 /// Show whether every app is converged, podman's health, pending updates and the last reconcile.
 ///
@@ -32,271 +27,21 @@ pub struct StatusArgs {
     pub apps: Vec<String>,
 }
 
-/// One app's line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AppStatus {
-    pub app: String,
-    /// "archy", "systemd", or "-" for an orphan.
-    pub owner: &'static str,
-    /// "running", "disabled", or "none" for an orphan.
-    pub desired: &'static str,
-    /// running / exited / paused / missing / drifted / orphan / disabled / conflict / error.
-    pub state: &'static str,
-    /// podman's state of the container ("missing" when there is none).
-    pub actual: String,
-    pub container: String,
-    pub image: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uptime_seconds: Option<u64>,
-    /// Whether the container's spec-hash label matches the manifests (None: no container, or
-    /// not archy's to judge).
-    pub spec_hash_match: Option<bool>,
-    /// Config files of this app that differ from what would be rendered.
-    pub config_drift: Vec<String>,
-    pub converged: bool,
-    pub detail: String,
-}
-
-/// A command's last status record, summarised.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RecordSummary {
-    pub at: Option<String>,
-    /// "ok", "failed", "busy" or "unknown".
-    pub result: &'static str,
-    pub record: Value,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub ok: bool,
-    pub exit_code: u8,
-    pub converged: bool,
-    pub apps: Vec<AppStatus>,
-    pub manifest_errors: Vec<String>,
-    pub podman: Option<RecordSummary>,
-    pub pending_update: Option<Value>,
-    pub last_verify: Option<RecordSummary>,
-    pub last_reconcile: Option<RecordSummary>,
-}
-
-/// Parses a `ReconcileArgs` so new reconcile options get their defaults here too.
-#[derive(Debug, Parser)]
-struct DryRun {
-    #[command(flatten)]
-    args: ReconcileArgs,
-}
-
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
-    let mut argv = vec!["status".to_string(), "--dry-run".to_string()];
-    argv.extend(args.apps.iter().cloned());
-    let dry_run = DryRun::try_parse_from(argv)
-        .map_err(|e| crate::exit::invalid(format!("reconcile options: {e}")))?
-        .args;
-    let report = super::reconcile::reconcile(ctx, &dry_run)?;
+    let options = Options {
+        apps: args.apps.clone(),
+        dry_run: true,
+        ..Options::default()
+    };
+    let report = crate::reconcile::reconcile(ctx, &options)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_secs() as i64;
-    let state_dir = &ctx.global.state_dir;
-    let pending_path = state_dir.join("update/pending.json");
-    let pending_update = crate::fsutil::read_optional(&pending_path)?
-        .map(|bytes| {
-            serde_json::from_slice::<Value>(&bytes)
-                .with_context(|| format!("failed to parse {}", pending_path.display()))
-        })
-        .transpose()?;
-    let status = build(
-        &report,
-        &report.manifests,
-        &report.managed,
-        now,
-        crate::state::read(state_dir, "heal-podman"),
-        pending_update,
-        crate::state::read(state_dir, "verify-update"),
-        crate::state::read(state_dir, "reconcile"),
-    );
+    let records = Records::read(&ctx.global.state_dir)?;
+    let status = crate::status::build(&report, now, records);
     print(&status, ctx.global.output);
     Ok(status.exit_code)
-}
-
-/// Decide the whole status from the dry-run report, the manifests, podman's listing and the
-/// records. Pure.
-#[allow(clippy::too_many_arguments)]
-pub fn build(
-    report: &Report,
-    manifests: &[Manifest],
-    containers: &[Container],
-    now: i64,
-    heal: Option<Value>,
-    pending_update: Option<Value>,
-    verify: Option<Value>,
-    reconcile: Option<Value>,
-) -> Status {
-    let mut drift: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for file in &report.config_files {
-        if !matches!(file.status, "unchanged" | "ok") {
-            drift
-                .entry(file.app.as_str())
-                .or_default()
-                .push(file.path.clone());
-        }
-    }
-    let mut apps: Vec<AppStatus> = report
-        .apps
-        .iter()
-        .map(|r| {
-            let m = manifests.iter().find(|m| m.app == r.app);
-            let container = containers
-                .iter()
-                .find(|c| c.app() == Some(r.app.as_str()) && c.name() == r.container)
-                .or_else(|| containers.iter().find(|c| c.app() == Some(r.app.as_str())));
-            app_status(
-                r,
-                m,
-                container,
-                drift.remove(r.app.as_str()).unwrap_or_default(),
-                now,
-            )
-        })
-        .collect();
-    for orphan in &report.orphans {
-        let c = containers.iter().find(|c| c.name() == orphan.container);
-        apps.push(AppStatus {
-            app: orphan.app.clone(),
-            owner: "-",
-            desired: "none",
-            state: "orphan",
-            actual: c
-                .map(|c| c.state.clone())
-                .unwrap_or_else(|| "missing".into()),
-            container: orphan.container.clone(),
-            image: c.map(|c| c.image.clone()).unwrap_or_default(),
-            started_at: None,
-            uptime_seconds: None,
-            spec_hash_match: None,
-            config_drift: Vec::new(),
-            converged: false,
-            detail: "no manifest describes it; `archy reconcile --prune` removes it".into(),
-        });
-    }
-    let podman = heal.map(summarise);
-    let converged = apps.iter().all(|a| a.converged)
-        && report.manifest_errors.is_empty()
-        && podman.as_ref().is_none_or(|p| p.result != "failed");
-    let exit_code = if converged {
-        crate::exit::SUCCESS
-    } else {
-        crate::exit::FAILURE
-    };
-    Status {
-        ok: converged,
-        exit_code,
-        converged,
-        apps,
-        manifest_errors: report
-            .manifest_errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect(),
-        podman,
-        pending_update,
-        last_verify: verify.map(summarise),
-        last_reconcile: reconcile.map(summarise),
-    }
-}
-
-/// One app's status from its dry-run result and its container. Pure.
-pub fn app_status(
-    r: &AppResult,
-    m: Option<&Manifest>,
-    c: Option<&Container>,
-    config_drift: Vec<String>,
-    now: i64,
-) -> AppStatus {
-    let owner = match m.map(|m| m.owner) {
-        Some(Owner::Systemd) => "systemd",
-        _ => "archy",
-    };
-    let enabled = m.is_none_or(|m| m.enabled);
-    let actual = c
-        .map(|c| c.state.clone())
-        .unwrap_or_else(|| "missing".into());
-    let running = actual == "running";
-    let mut detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
-    let (mut state, mut converged) = match r.action {
-        _ if r.result == "failed" && r.action != Action::Delegated => ("error", false),
-        Action::Ok => ("running", true),
-        Action::Start => ("exited", false),
-        Action::Unpause => ("paused", false),
-        Action::Create => ("missing", false),
-        Action::Recreate | Action::Restart => ("drifted", false),
-        Action::Remove => ("disabled", false),
-        Action::Absent => ("disabled", true),
-        Action::Conflict | Action::Adopt => ("conflict", false),
-        Action::Delegated if r.result == "failed" => ("drifted", false),
-        Action::Delegated if !enabled => ("disabled", true),
-        Action::Delegated if running => ("running", true),
-        Action::Delegated if c.is_none() => ("missing", false),
-        Action::Delegated => ("exited", false),
-    };
-    if r.action == Action::Delegated && r.result != "failed" {
-        detail = format!("run by systemd ({}.service)", r.app);
-    }
-    if !config_drift.is_empty() {
-        if state == "running" {
-            state = "drifted";
-        }
-        converged = false;
-        detail = format!("config differs: {}", config_drift.join(", "));
-    }
-    let spec_hash_match = match (c, r.action) {
-        (None, _) | (_, Action::Delegated) => None,
-        (Some(_), action) => Some(action != Action::Recreate),
-    };
-    let started = c.filter(|c| c.started_at > 0).map(|c| c.started_at);
-    AppStatus {
-        app: r.app.clone(),
-        owner,
-        desired: if enabled { "running" } else { "disabled" },
-        state,
-        actual,
-        container: r.container.clone(),
-        image: c
-            .map(|c| c.image.clone())
-            .or_else(|| m.and_then(|m| m.image.clone()))
-            .unwrap_or_default(),
-        started_at: started.map(|s| {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s as u64))
-                .to_string()
-        }),
-        uptime_seconds: started
-            .filter(|_| running)
-            .map(|s| now.saturating_sub(s).max(0) as u64),
-        spec_hash_match,
-        config_drift,
-        converged,
-        detail,
-    }
-}
-
-/// A record's time and result: `ok: bool` if present, else `exit_code` (0 ok, 75 busy).
-pub fn summarise(record: Value) -> RecordSummary {
-    let result = match (
-        record.get("ok").and_then(Value::as_bool),
-        record.get("exit_code").and_then(Value::as_u64),
-    ) {
-        (Some(true), _) | (None, Some(0)) => "ok",
-        (_, Some(75)) => "busy",
-        (Some(false), _) | (None, Some(_)) => "failed",
-        (None, None) => "unknown",
-    };
-    RecordSummary {
-        at: record.get("at").and_then(Value::as_str).map(String::from),
-        result,
-        record,
-    }
 }
 
 /// `1d 2h 3m` style, whole minutes (seconds under a minute).
@@ -411,8 +156,12 @@ pub fn render_text(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Action;
+    use crate::podman::Container;
+    use crate::reconcile::{AppResult, Outcome};
+    use crate::status::{app_status, summarise, AppStatus};
 
-    fn result(action: Action, result: &'static str) -> AppResult {
+    fn result(action: Action, result: Outcome) -> AppResult {
         AppResult {
             app: "web".into(),
             container: "archy-web".into(),
@@ -435,66 +184,6 @@ mod tests {
     }
 
     #[test]
-    fn categories_follow_the_plan() {
-        let c = container("running", 1_000);
-        let s = app_status(&result(Action::Ok, "ok"), None, Some(&c), vec![], 4_700);
-        assert_eq!(
-            (s.state, s.converged, s.uptime_seconds, s.spec_hash_match),
-            ("running", true, Some(3_700), Some(true))
-        );
-        assert_eq!(s.started_at.as_deref(), Some("1970-01-01T00:16:40Z"));
-        let exited = container("exited", 1_000);
-        let s = app_status(&result(Action::Start, "ok"), None, Some(&exited), vec![], 0);
-        assert_eq!(
-            (s.state, s.converged, s.uptime_seconds),
-            ("exited", false, None)
-        );
-        let s = app_status(&result(Action::Recreate, "ok"), None, Some(&c), vec![], 0);
-        assert_eq!((s.state, s.spec_hash_match), ("drifted", Some(false)));
-        let s = app_status(&result(Action::Create, "ok"), None, None, vec![], 0);
-        assert_eq!(
-            (s.state, s.actual.as_str(), s.spec_hash_match),
-            ("missing", "missing", None)
-        );
-        let s = app_status(
-            &result(Action::Ok, "ok"),
-            None,
-            Some(&c),
-            vec!["/etc/x".into()],
-            0,
-        );
-        assert_eq!((s.state, s.converged), ("drifted", false));
-        assert_eq!(s.detail, "config differs: /etc/x");
-        let s = app_status(
-            &result(Action::Delegated, "failed"),
-            None,
-            Some(&c),
-            vec![],
-            0,
-        );
-        assert_eq!((s.state, s.converged), ("drifted", false));
-    }
-
-    #[test]
-    fn records_summarise_by_ok_or_exit_code() {
-        let r = summarise(serde_json::json!({"exit_code": 0, "at": "2026-01-01T00:00:00Z"}));
-        assert_eq!(
-            (r.result, r.at.as_deref()),
-            ("ok", Some("2026-01-01T00:00:00Z"))
-        );
-        assert_eq!(
-            summarise(serde_json::json!({"exit_code": 75})).result,
-            "busy"
-        );
-        assert_eq!(
-            summarise(serde_json::json!({"exit_code": 1})).result,
-            "failed"
-        );
-        assert_eq!(summarise(serde_json::json!({"ok": false})).result, "failed");
-        assert_eq!(summarise(serde_json::json!({})).result, "unknown");
-    }
-
-    #[test]
     fn text_view_is_exact() {
         let c = container("running", 1_000);
         let status = Status {
@@ -502,10 +191,16 @@ mod tests {
             exit_code: 1,
             converged: false,
             apps: vec![
-                app_status(&result(Action::Ok, "ok"), None, Some(&c), vec![], 8_200),
+                app_status(
+                    &result(Action::Ok, Outcome::Ok),
+                    None,
+                    Some(&c),
+                    vec![],
+                    8_200,
+                ),
                 AppStatus {
                     app: "db".into(),
-                    ..app_status(&result(Action::Create, "ok"), None, None, vec![], 0)
+                    ..app_status(&result(Action::Create, Outcome::Ok), None, None, vec![], 0)
                 },
             ],
             manifest_errors: vec![],

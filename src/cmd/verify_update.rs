@@ -12,14 +12,15 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::Ctx;
+use crate::ctx::Ctx;
 use crate::exit;
 use crate::lock::Mode;
 use crate::output::{print_json, OutputFormat};
 use crate::update::journal::{Journal, Pending};
 use crate::update::probe::{self, Answer, ProbeConfig};
 use crate::update::release::{self, Layout};
-use crate::update::{rollback, tarball, ReleaseArgs};
+use crate::update::rollback::{self, RollbackAction};
+use crate::update::{tarball, ReleaseArgs};
 
 /// Check a release tarball, arm the post-update check, or run it (probe the web UI and roll
 /// back if it does not answer).
@@ -213,6 +214,11 @@ pub fn decide(pending: Option<&Pending>, current: Option<&str>) -> Decision {
     }
 }
 
+/// Decide, probe, then record success or roll back.
+///
+/// Long, and kept whole on purpose: every outcome ends in exactly one `finish` (one record, one
+/// printed result), and each branch writes the journal in a fixed order; one top-to-bottom
+/// narrative keeps both visible.
 fn verify(
     ctx: &Ctx,
     args: &VerifyUpdateArgs,
@@ -312,7 +318,7 @@ fn verify(
     if let Some(object) = doc.as_object_mut() {
         object.insert("rollback".into(), serde_json::to_value(&outcome)?);
     }
-    if outcome.action == "refused" {
+    if outcome.action == RollbackAction::Refused {
         finish(
             ctx,
             "rollback_refused",

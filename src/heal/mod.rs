@@ -1,6 +1,7 @@
 //! heal-podman's decisions: parse what podman, runc and `/proc` report, classify it into named
 //! probes, and plan the next repair in escalating order. Everything here is pure (no commands,
-//! no file system) and unit tested on output captured from podman 4.3.1 (`tests/fixtures/heal-*`);
+//! no writes; the one file-system read is [`oci_state_root`]'s check whether `/run/user/<uid>`
+//! exists) and unit tested on output captured from podman 4.3.1 (`tests/fixtures/heal-*`);
 //! [`system`] gathers the facts and performs the repairs.
 //!
 //! Paths are never hard-coded: podman's own view comes from
@@ -16,6 +17,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::podman::short_id;
 
 /// Name of podman's state database inside its static dir.
 pub const DB_FILE: &str = "bolt_state.db";
@@ -352,12 +355,7 @@ pub struct OciContainer {
 /// Parse `runc list --format json` (`null` when empty).
 pub fn parse_runc_list(json: &str) -> anyhow::Result<Vec<OciContainer>> {
     use anyhow::Context;
-    if json.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str::<Option<Vec<OciContainer>>>(json)
-        .map(Option::unwrap_or_default)
-        .context("failed to parse `runc list --format json` output")
+    crate::exec::parse_json(json).context("failed to parse `runc list --format json` output")
 }
 
 /// A conmon process: its pid, container id (`-c`) and bundle (`-b`).
@@ -529,11 +527,23 @@ fn display(p: &Option<PathBuf>) -> String {
 
 /// Turn facts into the six named probes (pure).
 pub fn probes(facts: &Facts) -> Vec<Probe> {
-    let engine_down = facts.engine_error.is_some();
-    let unknown = || vec!["not checked: podman does not answer".to_string()];
-    let mut out = Vec::new();
+    vec![
+        probe_engine(facts),
+        probe_database(facts),
+        probe_storage_only(facts),
+        probe_ghost_oci(facts),
+        probe_orphan_volumes(facts),
+        probe_runtime_dirs(facts),
+    ]
+}
 
-    out.push(match &facts.engine_error {
+fn unknown_while_podman_is_down() -> Vec<String> {
+    vec!["not checked: podman does not answer".to_string()]
+}
+
+/// Probe: podman answers `podman info`.
+fn probe_engine(facts: &Facts) -> Probe {
+    match &facts.engine_error {
         None => Probe {
             name: ProbeName::Engine,
             status: Status::Ok,
@@ -549,9 +559,12 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
             status: Status::Broken,
             evidence: vec![format!("`podman info` fails: {}", err.describe())],
         },
-    });
+    }
+}
 
-    out.push(match &facts.engine_error {
+/// Probe: podman's state database opens.
+fn probe_database(facts: &Facts) -> Probe {
+    match &facts.engine_error {
         None => Probe {
             name: ProbeName::Database,
             status: Status::Ok,
@@ -565,11 +578,15 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         Some(_) => Probe {
             name: ProbeName::Database,
             status: Status::Unknown,
-            evidence: unknown(),
+            evidence: unknown_while_podman_is_down(),
         },
-    });
+    }
+}
 
-    out.push(match (&facts.storage_only, engine_down) {
+/// Probe: every container in storage is in podman's database.
+fn probe_storage_only(facts: &Facts) -> Probe {
+    let engine_down = facts.engine_error.is_some();
+    match (&facts.storage_only, engine_down) {
         (Some(list), false) if list.is_empty() => Probe {
             name: ProbeName::StorageOnly,
             status: Status::Ok,
@@ -584,7 +601,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
                     format!(
                         "{} ({}) exists only in storage{}",
                         s.name,
-                        short(&s.id),
+                        short_id(&s.id),
                         if s.managed { "" } else { "; not archy's" }
                     )
                 })
@@ -593,11 +610,15 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         _ => Probe {
             name: ProbeName::StorageOnly,
             status: Status::Unknown,
-            evidence: unknown(),
+            evidence: unknown_while_podman_is_down(),
         },
-    });
+    }
+}
 
-    out.push(match (&facts.ghosts, &facts.ghost_conmons, engine_down) {
+/// Probe: no OCI container or conmon runs behind podman's back.
+fn probe_ghost_oci(facts: &Facts) -> Probe {
+    let engine_down = facts.engine_error.is_some();
+    match (&facts.ghosts, &facts.ghost_conmons, engine_down) {
         (Some(ghosts), Some(conmons), false) if ghosts.is_empty() && conmons.is_empty() => Probe {
             name: ProbeName::GhostOci,
             status: Status::Ok,
@@ -613,7 +634,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
                 .map(|g| {
                     format!(
                         "OCI container {} is {} (pid {}) but podman's database does not know it",
-                        short(&g.id),
+                        short_id(&g.id),
                         g.status,
                         g.pid
                     )
@@ -627,7 +648,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
                         format!(
                             "conmon pid {} for unknown container {}",
                             c.pid,
-                            short(&c.id)
+                            short_id(&c.id)
                         )
                     }),
             );
@@ -649,11 +670,15 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         _ => Probe {
             name: ProbeName::GhostOci,
             status: Status::Unknown,
-            evidence: unknown(),
+            evidence: unknown_while_podman_is_down(),
         },
-    });
+    }
+}
 
-    out.push(match (&facts.orphan_volumes, engine_down) {
+/// Probe: every volume dir is a podman volume.
+fn probe_orphan_volumes(facts: &Facts) -> Probe {
+    let engine_down = facts.engine_error.is_some();
+    match (&facts.orphan_volumes, engine_down) {
         (Some(list), false) if list.is_empty() => Probe {
             name: ProbeName::OrphanVolumes,
             status: Status::Ok,
@@ -678,11 +703,14 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         _ => Probe {
             name: ProbeName::OrphanVolumes,
             status: Status::Unknown,
-            evidence: unknown(),
+            evidence: unknown_while_podman_is_down(),
         },
-    });
+    }
+}
 
-    out.push(match &facts.stale_runtime {
+/// Probe: podman's tmp dir and run root belong to this boot.
+fn probe_runtime_dirs(facts: &Facts) -> Probe {
+    match &facts.stale_runtime {
         Some(reasons) if reasons.is_empty() => Probe {
             name: ProbeName::RuntimeDirs,
             status: Status::Ok,
@@ -702,8 +730,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
             status: Status::Unknown,
             evidence: vec!["not checked: podman's tmp dir is unknown".into()],
         },
-    });
-    out
+    }
 }
 
 /// Healthy: every probe ok (an unknown probe means podman is down, which is broken).
@@ -873,7 +900,10 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                     if ids.is_empty() {
                         "(none)".to_string()
                     } else {
-                        ids.iter().map(|i| short(i)).collect::<Vec<_>>().join(", ")
+                        ids.iter()
+                            .map(|i| short_id(i))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 ),
                 targets,
@@ -939,11 +969,6 @@ pub fn next_advice(facts: &Facts, opts: PlanOptions) -> String {
             }
         }
     }
-}
-
-/// The first 12 characters of a container id.
-pub fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }
 
 /// `bolt_state.db.broken-20260101T120000Z` next to the database (UTC, from an RFC 3339 time).

@@ -33,6 +33,10 @@ pub fn euid() -> u32 {
 }
 
 /// Look at everything the probes need. Never changes anything.
+///
+/// Long, and kept whole on purpose: it is one read-only pass, fact by fact in the order the
+/// probes use them, where each later fact depends on what the earlier ones found (the engine's
+/// paths, whether podman answers); split up, every piece would need the same half-built state.
 pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Facts> {
     let out = podman.info_debug()?;
     let debug = parse_debug_paths(&out.stderr);
@@ -117,7 +121,7 @@ pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Fact
     for c in oci.iter().flatten().filter(|c| c.status != "stopped") {
         facts.runtime_busy.push(format!(
             "OCI container {} is {}",
-            super::short(&c.id),
+            crate::podman::short_id(&c.id),
             c.status
         ));
     }
@@ -499,15 +503,11 @@ fn kill_one(runtime: &Path, root: &Path, id: &str) -> Result<()> {
         }
         std::thread::sleep(POLL);
     }
-    let out = oci_cmd(runtime, root)
-        .args(["delete", "--force", id])
-        .run_unchecked()?;
+    let delete = oci_cmd(runtime, root).args(["delete", "--force", id]);
+    let out = delete.run_unchecked()?;
     if !out.success() && !out.stderr.contains("does not exist") {
-        return Err(crate::podman::failure(
-            &oci_cmd(runtime, root).args(["delete", "--force", id]),
-            out,
-        ))
-        .with_context(|| format!("failed to delete ghost OCI container {id}"));
+        return Err(delete.failure(&out))
+            .with_context(|| format!("failed to delete ghost OCI container {id}"));
     }
     Ok(())
 }

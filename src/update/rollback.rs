@@ -107,11 +107,23 @@ pub fn gather(layout: &Layout, journal: &Journal) -> Result<Facts> {
     })
 }
 
+/// What a rollback did; serialised snake_case, as the JSON output and status records say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackAction {
+    RolledBack,
+    /// Finished a rollback an earlier run left half done.
+    Resumed,
+    /// Dry run.
+    WouldRollBack,
+    NothingToDo,
+    Refused,
+}
+
 /// What a rollback did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
-    /// `rolled_back`, `resumed`, `would_roll_back`, `nothing_to_do` or `refused`.
-    pub action: &'static str,
+    pub action: RollbackAction,
     pub from: Option<String>,
     pub to: Option<String>,
     pub message: String,
@@ -121,11 +133,18 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn changed(&self) -> bool {
-        matches!(self.action, "rolled_back" | "resumed")
+        matches!(
+            self.action,
+            RollbackAction::RolledBack | RollbackAction::Resumed
+        )
     }
 }
 
 /// Carry out a rollback under the caller's update lock. `source` names the caller in history.
+///
+/// Long, and kept whole on purpose: the order of its steps (intent written, link switched,
+/// restart run, history appended, pending and intent cleared) is what makes a kill -9 at any
+/// point resumable, and that order is easiest to check when it reads top to bottom in one place.
 pub fn execute(
     layout: &Layout,
     journal: &Journal,
@@ -143,7 +162,7 @@ pub fn execute(
                 journal.clear_intent()?;
             }
             return Ok(Outcome {
-                action: "nothing_to_do",
+                action: RollbackAction::NothingToDo,
                 from: None,
                 to: facts.current.version().map(String::from),
                 message,
@@ -152,7 +171,7 @@ pub fn execute(
         }
         Plan::Refuse(message) => {
             return Ok(Outcome {
-                action: "refused",
+                action: RollbackAction::Refused,
                 from: facts.current.version().map(String::from),
                 to: facts.previous.version().map(String::from),
                 message,
@@ -174,7 +193,7 @@ pub fn execute(
             ),
         };
         return Ok(Outcome {
-            action: "would_roll_back",
+            action: RollbackAction::WouldRollBack,
             from,
             to: Some(to),
             message,
@@ -221,7 +240,11 @@ pub fn execute(
     }
     journal.clear_intent()?;
     Ok(Outcome {
-        action: if resumed { "resumed" } else { "rolled_back" },
+        action: if resumed {
+            RollbackAction::Resumed
+        } else {
+            RollbackAction::RolledBack
+        },
         message: format!(
             "{} from {} to {to}; ran `{command_line}`",
             if resumed {

@@ -1,0 +1,400 @@
+//! What `archy status` decides: per app, desired against actual, from a dry-run reconcile
+//! [`Report`] (which carries the manifests and podman's listing it planned from), plus the
+//! status records other commands leave. Pure apart from [`Records::read`]; printing lives in
+//! `cmd/status.rs`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::manifest::{Manifest, Owner};
+use crate::plan::Action;
+use crate::podman::Container;
+use crate::reconcile::{AppResult, Outcome, Report};
+use crate::render::FileStatus;
+
+/// One app's line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppStatus {
+    pub app: String,
+    /// "archy", "systemd", or "-" for an orphan.
+    pub owner: &'static str,
+    /// "running", "disabled", or "none" for an orphan.
+    pub desired: &'static str,
+    /// running / exited / paused / missing / drifted / orphan / disabled / conflict / error.
+    pub state: &'static str,
+    /// podman's state of the container ("missing" when there is none).
+    pub actual: String,
+    pub container: String,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_seconds: Option<u64>,
+    /// Whether the container's spec-hash label matches the manifests (None: no container, or
+    /// not archy's to judge).
+    pub spec_hash_match: Option<bool>,
+    /// Config files of this app that differ from what would be rendered.
+    pub config_drift: Vec<String>,
+    pub converged: bool,
+    pub detail: String,
+}
+
+/// How a command's last run ended, read from its status record; serialised lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordResult {
+    Ok,
+    Failed,
+    /// It found its lock held (exit 75).
+    Busy,
+    /// The record says neither `ok` nor `exit_code`.
+    Unknown,
+}
+
+impl std::fmt::Display for RecordResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            RecordResult::Ok => "ok",
+            RecordResult::Failed => "failed",
+            RecordResult::Busy => "busy",
+            RecordResult::Unknown => "unknown",
+        })
+    }
+}
+
+/// A command's last status record, summarised.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordSummary {
+    pub at: Option<String>,
+    pub result: RecordResult,
+    pub record: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub ok: bool,
+    pub exit_code: u8,
+    pub converged: bool,
+    pub apps: Vec<AppStatus>,
+    pub manifest_errors: Vec<String>,
+    pub podman: Option<RecordSummary>,
+    pub pending_update: Option<Value>,
+    pub last_verify: Option<RecordSummary>,
+    pub last_reconcile: Option<RecordSummary>,
+}
+
+/// What other commands left under `<state-dir>`: their last status records and a pending update.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    pub heal: Option<Value>,
+    pub pending_update: Option<Value>,
+    pub verify: Option<Value>,
+    pub reconcile: Option<Value>,
+}
+
+impl Records {
+    /// Read them; an unparsable `update/pending.json` is an error naming the file.
+    pub fn read(state_dir: &Path) -> Result<Records> {
+        let pending_path = state_dir.join("update/pending.json");
+        let pending_update = crate::fsutil::read_optional(&pending_path)?
+            .map(|bytes| {
+                serde_json::from_slice::<Value>(&bytes)
+                    .with_context(|| format!("failed to parse {}", pending_path.display()))
+            })
+            .transpose()?;
+        Ok(Records {
+            heal: crate::state::read(state_dir, "heal-podman"),
+            pending_update,
+            verify: crate::state::read(state_dir, "verify-update"),
+            reconcile: crate::state::read(state_dir, "reconcile"),
+        })
+    }
+}
+
+/// Decide the whole status from the dry-run report (its manifests and podman listing included)
+/// and the records. Pure.
+pub fn build(report: &Report, now: i64, records: Records) -> Status {
+    let manifests = &report.manifests;
+    let containers = &report.managed;
+    let mut drift: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for file in &report.config_files {
+        if file.status != FileStatus::Unchanged {
+            drift
+                .entry(file.app.as_str())
+                .or_default()
+                .push(file.path.clone());
+        }
+    }
+    let mut apps: Vec<AppStatus> = report
+        .apps
+        .iter()
+        .map(|r| {
+            let m = manifests.iter().find(|m| m.app == r.app);
+            let container = containers
+                .iter()
+                .find(|c| c.app() == Some(r.app.as_str()) && c.name() == r.container)
+                .or_else(|| containers.iter().find(|c| c.app() == Some(r.app.as_str())));
+            app_status(
+                r,
+                m,
+                container,
+                drift.remove(r.app.as_str()).unwrap_or_default(),
+                now,
+            )
+        })
+        .collect();
+    for orphan in &report.orphans {
+        let c = containers.iter().find(|c| c.name() == orphan.container);
+        apps.push(AppStatus {
+            app: orphan.app.clone(),
+            owner: "-",
+            desired: "none",
+            state: "orphan",
+            actual: c
+                .map(|c| c.state.clone())
+                .unwrap_or_else(|| "missing".into()),
+            container: orphan.container.clone(),
+            image: c.map(|c| c.image.clone()).unwrap_or_default(),
+            started_at: None,
+            uptime_seconds: None,
+            spec_hash_match: None,
+            config_drift: Vec::new(),
+            converged: false,
+            detail: "no manifest describes it; `archy reconcile --prune` removes it".into(),
+        });
+    }
+    let podman = records.heal.map(summarise);
+    let converged = apps.iter().all(|a| a.converged)
+        && report.manifest_errors.is_empty()
+        && podman
+            .as_ref()
+            .is_none_or(|p| p.result != RecordResult::Failed);
+    let exit_code = if converged {
+        crate::exit::SUCCESS
+    } else {
+        crate::exit::FAILURE
+    };
+    Status {
+        ok: converged,
+        exit_code,
+        converged,
+        apps,
+        manifest_errors: report
+            .manifest_errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect(),
+        podman,
+        pending_update: records.pending_update,
+        last_verify: records.verify.map(summarise),
+        last_reconcile: records.reconcile.map(summarise),
+    }
+}
+
+/// One app's status from its dry-run result and its container. Pure.
+pub fn app_status(
+    r: &AppResult,
+    m: Option<&Manifest>,
+    c: Option<&Container>,
+    config_drift: Vec<String>,
+    now: i64,
+) -> AppStatus {
+    let owner = match m.map(|m| m.owner) {
+        Some(Owner::Systemd) => "systemd",
+        _ => "archy",
+    };
+    let enabled = m.is_none_or(|m| m.enabled);
+    let actual = c
+        .map(|c| c.state.clone())
+        .unwrap_or_else(|| "missing".into());
+    let running = actual == "running";
+    let mut detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
+    let (mut state, mut converged) = match r.action {
+        _ if r.result == Outcome::Failed && r.action != Action::Delegated => ("error", false),
+        Action::Ok => ("running", true),
+        Action::Start => ("exited", false),
+        Action::Unpause => ("paused", false),
+        Action::Create => ("missing", false),
+        Action::Recreate | Action::Restart => ("drifted", false),
+        Action::Remove => ("disabled", false),
+        Action::Absent => ("disabled", true),
+        Action::Conflict | Action::Adopt => ("conflict", false),
+        Action::Delegated if r.result == Outcome::Failed => ("drifted", false),
+        Action::Delegated if !enabled => ("disabled", true),
+        Action::Delegated if running => ("running", true),
+        Action::Delegated if c.is_none() => ("missing", false),
+        Action::Delegated => ("exited", false),
+    };
+    if r.action == Action::Delegated && r.result != Outcome::Failed {
+        detail = format!("run by systemd ({}.service)", r.app);
+    }
+    if !config_drift.is_empty() {
+        if state == "running" {
+            state = "drifted";
+        }
+        converged = false;
+        detail = format!("config differs: {}", config_drift.join(", "));
+    }
+    let spec_hash_match = match (c, r.action) {
+        (None, _) | (_, Action::Delegated) => None,
+        (Some(_), action) => Some(action != Action::Recreate),
+    };
+    let started = c.filter(|c| c.started_at > 0).map(|c| c.started_at);
+    AppStatus {
+        app: r.app.clone(),
+        owner,
+        desired: if enabled { "running" } else { "disabled" },
+        state,
+        actual,
+        container: r.container.clone(),
+        image: c
+            .map(|c| c.image.clone())
+            .or_else(|| m.and_then(|m| m.image.clone()))
+            .unwrap_or_default(),
+        started_at: started.map(|s| {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s as u64))
+                .to_string()
+        }),
+        uptime_seconds: started
+            .filter(|_| running)
+            .map(|s| now.saturating_sub(s).max(0) as u64),
+        spec_hash_match,
+        config_drift,
+        converged,
+        detail,
+    }
+}
+
+/// A record's time and result: `ok: bool` if present, else `exit_code` (0 ok, 75 busy).
+pub fn summarise(record: Value) -> RecordSummary {
+    let result = match (
+        record.get("ok").and_then(Value::as_bool),
+        record.get("exit_code").and_then(Value::as_u64),
+    ) {
+        (Some(true), _) | (None, Some(0)) => RecordResult::Ok,
+        (_, Some(75)) => RecordResult::Busy,
+        (Some(false), _) | (None, Some(_)) => RecordResult::Failed,
+        (None, None) => RecordResult::Unknown,
+    };
+    RecordSummary {
+        at: record.get("at").and_then(Value::as_str).map(String::from),
+        result,
+        record,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(action: Action, result: Outcome) -> AppResult {
+        AppResult {
+            app: "web".into(),
+            container: "archy-web".into(),
+            action,
+            reason: "why".into(),
+            result,
+            error: None,
+        }
+    }
+
+    fn container(state: &str, started_at: i64) -> Container {
+        Container {
+            id: "0123456789abcdef".into(),
+            names: vec!["archy-web".into()],
+            state: state.into(),
+            image: "localhost/web:1".into(),
+            started_at,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn categories_follow_the_plan() {
+        let c = container("running", 1_000);
+        let s = app_status(
+            &result(Action::Ok, Outcome::Ok),
+            None,
+            Some(&c),
+            vec![],
+            4_700,
+        );
+        assert_eq!(
+            (s.state, s.converged, s.uptime_seconds, s.spec_hash_match),
+            ("running", true, Some(3_700), Some(true))
+        );
+        assert_eq!(s.started_at.as_deref(), Some("1970-01-01T00:16:40Z"));
+        let exited = container("exited", 1_000);
+        let s = app_status(
+            &result(Action::Start, Outcome::Ok),
+            None,
+            Some(&exited),
+            vec![],
+            0,
+        );
+        assert_eq!(
+            (s.state, s.converged, s.uptime_seconds),
+            ("exited", false, None)
+        );
+        let s = app_status(
+            &result(Action::Recreate, Outcome::Ok),
+            None,
+            Some(&c),
+            vec![],
+            0,
+        );
+        assert_eq!((s.state, s.spec_hash_match), ("drifted", Some(false)));
+        let s = app_status(&result(Action::Create, Outcome::Ok), None, None, vec![], 0);
+        assert_eq!(
+            (s.state, s.actual.as_str(), s.spec_hash_match),
+            ("missing", "missing", None)
+        );
+        let s = app_status(
+            &result(Action::Ok, Outcome::Ok),
+            None,
+            Some(&c),
+            vec!["/etc/x".into()],
+            0,
+        );
+        assert_eq!((s.state, s.converged), ("drifted", false));
+        assert_eq!(s.detail, "config differs: /etc/x");
+        let s = app_status(
+            &result(Action::Delegated, Outcome::Failed),
+            None,
+            Some(&c),
+            vec![],
+            0,
+        );
+        assert_eq!((s.state, s.converged), ("drifted", false));
+    }
+
+    #[test]
+    fn records_summarise_by_ok_or_exit_code() {
+        let r = summarise(serde_json::json!({"exit_code": 0, "at": "2026-01-01T00:00:00Z"}));
+        assert_eq!(
+            (r.result, r.at.as_deref()),
+            (RecordResult::Ok, Some("2026-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            summarise(serde_json::json!({"exit_code": 75})).result,
+            RecordResult::Busy
+        );
+        assert_eq!(
+            summarise(serde_json::json!({"exit_code": 1})).result,
+            RecordResult::Failed
+        );
+        assert_eq!(
+            summarise(serde_json::json!({"ok": false})).result,
+            RecordResult::Failed
+        );
+        assert_eq!(
+            summarise(serde_json::json!({})).result,
+            RecordResult::Unknown
+        );
+    }
+}
