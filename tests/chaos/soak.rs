@@ -291,7 +291,7 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// GET `path` from 127.0.0.1:`port` (HTTP/1.0): status and body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+pub(crate) fn http_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(3),
@@ -502,10 +502,8 @@ impl Node {
     }
 
     /// SIGKILL an archy run after `delay` (archy alone: a podman it started runs on, as after
-    /// `kill -9` or the OOM killer), then wait, at most one timer period (30 s), until no podman
-    /// of this root runs: the next tick comes no sooner. (A tick started at once can meet the
-    /// orphaned `podman rm -f` of a recreate still tearing the old container down, and fail
-    /// with "address already in use": see the report of issue 18.)
+    /// `kill -9` or the OOM killer, until it writes into archy's closed pipe), then wait, at most
+    /// one timer period (30 s), until no podman of this root runs: the next tick comes no sooner.
     fn killed_after(&mut self, args: &[&str], delay: Duration) {
         let (mut child, base) = self.spawn_archy(args, &[]);
         std::thread::sleep(delay);
@@ -1557,7 +1555,10 @@ fn soak(config: Config) {
     let budget = Duration::from_secs_f64(config.minutes * 60.0);
     let mut round = 0;
     'soak: loop {
-        if config.rounds.is_some_and(|r| round >= r) {
+        if config.rounds.is_some_and(|r| round >= r)
+            || node.started.elapsed() >= budget
+            || config.steps.is_some_and(|s| node.sequence.len() >= s)
+        {
             break;
         }
         round += 1;
