@@ -316,6 +316,8 @@ impl Drop for TestRoot {
             .output();
         let _ = self.podman_cmd().args(["rmi", "-a", "-f"]).output();
         release_leaked_host_state(&self.dir, &self.gateway, &self.network, bridge.as_deref());
+        // The CNI backend's IP reservations of the removed network.
+        let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(&self.network));
         if std::env::var_os("ARCHY_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
