@@ -152,7 +152,7 @@ impl Kind {
             Kind::EngineDbCorrupt => "engine: state DB truncated to one page → tick, heal-podman, tick",
             Kind::EngineGhost => "engine: an older state DB restored (every container a ghost) → tick, heal-podman, tick",
             Kind::EngineRuntimeWiped => "engine: processes killed, runtime dirs wiped → tick, heal-podman, tick",
-            Kind::Reboot => "boot: reboot simulated (processes, mounts, netns, firewall, bridge gone; runtime dirs wiped) → heal-podman, render-config, reconcile, verify-update",
+            Kind::Reboot => "boot: reboot simulated (processes, mounts, netns and firewall rules gone; runtime dirs wiped) → heal-podman, render-config, reconcile, verify-update",
             Kind::KillReconcile => "archy: SIGKILL at a random point of `reconcile` with work to do (containers removed, or every spec changed) → tick",
             Kind::KillRender => "archy: SIGKILL at a random point of `render-config --rotate-secret` → tick",
             Kind::KillRollback => "archy: an update installed, SIGKILL at a random point of `rollback` → rollback again",
