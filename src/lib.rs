@@ -1,6 +1,7 @@
 //! archy: one-shot, idempotent subcommands that keep a self-hosted Bitcoin node appliance
 //! converged: podman containers, generated configs, the podman engine and OTA updates.
 
+pub mod adopt;
 pub mod cli;
 pub mod cmd;
 pub mod ctx;
@@ -18,6 +19,7 @@ pub mod podman;
 pub mod quadlet;
 pub mod reconcile;
 pub mod render;
+pub mod rpc_users;
 pub mod secret;
 pub mod spec;
 pub mod state;

@@ -83,8 +83,39 @@ pub struct ConfigFile {
     pub path: PathBuf,
     #[serde(default)]
     pub mode: Option<String>,
+    /// Owner of the file: a user name or number (for a non-root container user that reads it).
+    #[serde(default)]
+    pub owner: Option<Scalar>,
+    /// Group of the file: a group name or number.
+    #[serde(default)]
+    pub group: Option<Scalar>,
+    /// Mode of directories archy creates for this file under the state dir (default 0700).
+    #[serde(default)]
+    pub dir_mode: Option<String>,
     #[serde(default)]
     pub settings: BTreeMap<String, Scalar>,
+}
+
+/// A user or group id from a number, or a name looked up in `db` (/etc/passwd or /etc/group
+/// format: name:x:id:...).
+fn resolve_id(value: &str, db: &Path) -> Result<u32, String> {
+    if let Ok(id) = value.parse::<u32>() {
+        return Ok(id);
+    }
+    let text = fs::read_to_string(db).map_err(|e| format!("cannot read {}: {e}", db.display()))?;
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            Some((fields.next()?, fields.nth(1)?))
+        })
+        .find(|(name, _)| *name == value)
+        .and_then(|(_, id)| id.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "`{value}` is neither a number nor a name in {}",
+                db.display()
+            )
+        })
 }
 
 impl ConfigFile {
@@ -99,6 +130,35 @@ impl ConfigFile {
             .as_deref()
             .and_then(|m| u32::from_str_radix(m, 8).ok())
             .unwrap_or(0o600)
+    }
+
+    /// Mode of directories archy creates for the file (validated at load time; default 0700).
+    pub fn dir_mode_bits(&self) -> u32 {
+        self.dir_mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or(0o700)
+    }
+
+    /// The `owner` and `group` as ids (names looked up in /etc/passwd and /etc/group); None when
+    /// the manifest names neither.
+    pub fn owner_ids(&self) -> anyhow::Result<Option<(Option<u32>, Option<u32>)>> {
+        if self.owner.is_none() && self.group.is_none() {
+            return Ok(None);
+        }
+        let uid = self
+            .owner
+            .as_ref()
+            .map(|o| resolve_id(&o.0, Path::new("/etc/passwd")))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("key `owner` of {}: {e}", self.path.display()))?;
+        let gid = self
+            .group
+            .as_ref()
+            .map(|g| resolve_id(&g.0, Path::new("/etc/group")))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("key `group` of {}: {e}", self.path.display()))?;
+        Ok(Some((uid, gid)))
     }
 }
 
@@ -390,8 +450,8 @@ pub enum Renderer {
     LndConf,
     #[serde(rename = "electrumx.env")]
     ElectrumxEnv,
-    #[serde(rename = "nginx-rpc-auth.conf")]
-    NginxRpcAuthConf,
+    #[serde(rename = "nginx-ui.conf")]
+    NginxUiConf,
     #[serde(rename = "containers.conf")]
     ContainersConf,
 }
@@ -402,7 +462,7 @@ impl Renderer {
         Renderer::BitcoinConf,
         Renderer::LndConf,
         Renderer::ElectrumxEnv,
-        Renderer::NginxRpcAuthConf,
+        Renderer::NginxUiConf,
         Renderer::ContainersConf,
     ];
 
@@ -412,7 +472,7 @@ impl Renderer {
             Renderer::BitcoinConf => "bitcoin.conf",
             Renderer::LndConf => "lnd.conf",
             Renderer::ElectrumxEnv => "electrumx.env",
-            Renderer::NginxRpcAuthConf => "nginx-rpc-auth.conf",
+            Renderer::NginxUiConf => "nginx-ui.conf",
             Renderer::ContainersConf => "containers.conf",
         }
     }
@@ -421,11 +481,22 @@ impl Renderer {
         Renderer::ALL.into_iter().find(|r| r.name() == name)
     }
 
-    /// Whether the rendered file connects to bitcoind and so needs its host name.
-    pub fn needs_bitcoind_host(self) -> bool {
+    /// The bitcoind RPC consumer a file of this renderer makes its app, if any (so whether it
+    /// needs bitcoind's host name and an RPC user): lnd.conf and electrumx.env always; an nginx
+    /// UI only when it proxies an RPC path (`rpc_path`; a UI that does not talk to bitcoind gets
+    /// no credential).
+    pub fn rpc_consumer(
+        self,
+        settings: &BTreeMap<String, Scalar>,
+    ) -> Option<crate::rpc_users::ConsumerKind> {
+        use crate::rpc_users::ConsumerKind;
         match self {
-            Renderer::LndConf | Renderer::ElectrumxEnv => true,
-            Renderer::BitcoinConf | Renderer::NginxRpcAuthConf | Renderer::ContainersConf => false,
+            Renderer::LndConf => Some(ConsumerKind::Lnd),
+            Renderer::ElectrumxEnv => Some(ConsumerKind::Electrumx),
+            Renderer::NginxUiConf if settings.contains_key("rpc_path") => {
+                Some(ConsumerKind::UiProxy)
+            }
+            Renderer::NginxUiConf | Renderer::BitcoinConf | Renderer::ContainersConf => None,
         }
     }
 }
@@ -553,11 +624,30 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
                 config.path.display()
             ));
         }
-        if let Some(mode) = &config.mode {
-            if u32::from_str_radix(mode, 8).map_or(true, |bits| bits > 0o777) {
-                return Err(format!(
-                    "key `configs[{i}].mode`: `{mode}` must be octal permission bits like \"0600\""
-                ));
+        for (key, mode) in [("mode", &config.mode), ("dir_mode", &config.dir_mode)] {
+            if let Some(mode) = mode {
+                if u32::from_str_radix(mode, 8).map_or(true, |bits| bits > 0o777) {
+                    return Err(format!(
+                        "key `configs[{i}].{key}`: `{mode}` must be octal permission bits like \"0600\""
+                    ));
+                }
+            }
+        }
+        for (key, id) in [("owner", &config.owner), ("group", &config.group)] {
+            if let Some(id) = id {
+                let ok = id.0.parse::<u32>().is_ok()
+                    || (!id.0.is_empty()
+                        && id.0.len() <= 32
+                        && id
+                            .0
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')));
+                if !ok {
+                    return Err(format!(
+                        "key `configs[{i}].{key}`: `{}` must be a number or a user/group name",
+                        id.0
+                    ));
+                }
             }
         }
         if !paths.insert(&config.path) {
@@ -803,6 +893,39 @@ mod tests {
             bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, mode: \"999\"}]\n")
                 .contains("configs[0].mode")
         );
+    }
+
+    #[test]
+    fn config_owner_group_and_dir_mode() {
+        let m = ok("app: a\nimage: i\nconfigs: [{render: bitcoin.conf, path: /x, owner: root, group: 101, dir_mode: \"0750\"}]\n");
+        assert_eq!(m.configs[0].dir_mode_bits(), 0o750);
+        assert_eq!(
+            m.configs[0].owner_ids().unwrap(),
+            Some((Some(0), Some(101)))
+        );
+        assert!(
+            bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, owner: \"a b\"}]\n")
+                .contains("configs[0].owner")
+        );
+        assert!(bad(
+            "app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, dir_mode: \"0999\"}]\n"
+        )
+        .contains("configs[0].dir_mode"));
+        let m = ok("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: /x, group: no-such-group-here}]\n");
+        let err = m.configs[0].owner_ids().unwrap_err().to_string();
+        assert!(
+            err.contains("key `group` of /x") && err.contains("/etc/group"),
+            "{err}"
+        );
+        let db = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            db.path(),
+            "root:x:0:0::/root:/bin/sh\nbitcoin:x:101:101::/home/bitcoin:/bin/sh\n",
+        )
+        .unwrap();
+        assert_eq!(resolve_id("bitcoin", db.path()), Ok(101));
+        assert_eq!(resolve_id("7", db.path()), Ok(7));
+        assert!(resolve_id("nobody-here", db.path()).is_err());
     }
 
     #[test]

@@ -66,6 +66,39 @@ impl Container {
     }
 }
 
+/// What archy reads from `podman container inspect` of a container it is about to adopt.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Inspected {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Mounts", default, deserialize_with = "null_as_default")]
+    pub mounts: Vec<Mount>,
+    #[serde(rename = "Config", default)]
+    pub config: InspectedConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct InspectedConfig {
+    /// Seconds `podman stop` waits before SIGKILL, as the container was created with.
+    #[serde(rename = "StopTimeout", default)]
+    pub stop_timeout: u32,
+}
+
+/// One mount of an inspected container.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Mount {
+    /// "volume", "bind", "tmpfs", ...
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The volume name (volumes only; a 64-hex id for an anonymous volume).
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "Source", default)]
+    pub source: String,
+    #[serde(rename = "Destination", default)]
+    pub destination: String,
+}
+
 /// A container id as podman prints it by default: its first 12 characters.
 pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
@@ -374,6 +407,18 @@ impl Podman {
             .run()
             .with_context(|| format!("failed to create volume {name}"))?;
         Ok(())
+    }
+
+    /// `podman container inspect` of one container (mounts and stop timeout).
+    pub fn inspect_container(&self, container: &str) -> Result<Inspected> {
+        let list: Vec<Inspected> = self
+            .cmd()
+            .args(["container", "inspect", "--format", "json", container])
+            .run_json()
+            .with_context(|| format!("failed to inspect container {container}"))?;
+        list.into_iter()
+            .next()
+            .with_context(|| format!("podman container inspect {container} returned nothing"))
     }
 
     /// A raw podman command for callers with a one-off need (heal-podman probes).

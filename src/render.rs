@@ -9,7 +9,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -17,6 +16,7 @@ use sha2::Sha256;
 use crate::ctx::Ctx;
 use crate::lock::Mode;
 use crate::manifest::{ConfigFile, Manifest, Renderer, Scalar};
+use crate::rpc_users::Consumer;
 use crate::secret::Secret;
 
 /// bitcoind's RPC and ZMQ ports inside the archy network.
@@ -38,6 +38,29 @@ pub struct RenderInput<'a> {
     pub bitcoin_host: &'a str,
     pub subnet: &'a str,
     pub gateway: &'a str,
+    /// The app the file is rendered for: its RPC user name when it is a bitcoind consumer.
+    pub app: &'a str,
+    /// Every bitcoind RPC consumer of the manifests (bitcoin.conf lists one user each).
+    pub consumers: &'a [Consumer],
+}
+
+/// Every bitcoind RPC consumer among `all` (enabled apps), sorted by name.
+pub fn rpc_consumers(all: &[Manifest]) -> Vec<Consumer> {
+    let mut consumers: Vec<Consumer> = all
+        .iter()
+        .filter(|m| m.enabled)
+        .flat_map(|m| {
+            m.configs.iter().filter_map(|c| {
+                c.renderer().rpc_consumer(&c.settings).map(|kind| Consumer {
+                    name: m.app.clone(),
+                    kind,
+                })
+            })
+        })
+        .collect();
+    consumers.sort();
+    consumers.dedup();
+    consumers
 }
 
 /// `rpcauth=<user>:<salt>$<hmac>` as Bitcoin Core's share/rpcauth/rpcauth.py computes it:
@@ -81,7 +104,7 @@ pub fn render(
         Renderer::BitcoinConf => render_bitcoin_conf(&mut out, settings, input)?,
         Renderer::LndConf => render_lnd_conf(&mut out, settings, input)?,
         Renderer::ElectrumxEnv => render_electrumx_env(&mut out, settings, input)?,
-        Renderer::NginxRpcAuthConf => render_nginx_rpc_auth_conf(&mut out, settings, input)?,
+        Renderer::NginxUiConf => render_nginx_ui(&mut out, settings, input)?,
         Renderer::ContainersConf => render_containers_conf(&mut out, settings, input)?,
     }
     Ok(out)
@@ -106,13 +129,45 @@ fn render_bitcoin_conf(
         format!("tcp://0.0.0.0:{ZMQ_RAWTX_PORT}"),
     );
     for (key, value) in settings {
-        if matches!(key.as_str(), "rpcauth" | "rpcuser" | "rpcpassword") {
+        if matches!(
+            key.as_str(),
+            "rpcauth" | "rpcuser" | "rpcpassword" | "rpcwhitelist" | "rpcwhitelistdefault"
+        ) {
             bail!("setting `{key}`: RPC credentials come from the canonical secret only");
         }
         lines.insert(key.clone(), value.0.clone());
     }
+    // The canonical user keeps full access (the operator's bitcoin-cli); each consumer
+    // gets its own user limited to its whitelist (crate::rpc_users).
     out.push_str(&rpcauth_line(&s.user, input.salt, &s.password));
     out.push('\n');
+    // One user per app; an app that is several kinds of consumer gets the union (Core
+    // intersects repeated rpcwhitelist lines of one user, so there is exactly one).
+    let mut users: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for consumer in input.consumers {
+        if consumer.name == s.user {
+            bail!(
+                "app `{}` has the canonical RPC user's name; rename the app or the secret's user",
+                consumer.name
+            );
+        }
+        users
+            .entry(&consumer.name)
+            .or_default()
+            .extend(consumer.kind.whitelist());
+    }
+    for name in users.keys() {
+        let password = crate::rpc_users::consumer_password(s, name);
+        out.push_str(&rpcauth_line(name, input.salt, &password));
+        out.push('\n');
+    }
+    if !users.is_empty() {
+        out.push_str("rpcwhitelistdefault=0\n");
+    }
+    for (name, calls) in &users {
+        let calls: Vec<&str> = calls.iter().copied().collect();
+        out.push_str(&format!("rpcwhitelist={name}:{}\n", calls.join(",")));
+    }
     out.push_str("rpcallowip=127.0.0.1\n");
     out.push_str(&format!("rpcallowip={}\n", input.subnet));
     for (key, value) in lines {
@@ -131,8 +186,11 @@ fn render_lnd_conf(
     let mut sections: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     let bitcoind = sections.entry("Bitcoind").or_default();
     bitcoind.insert("bitcoind.rpchost".into(), format!("{host}:{RPC_PORT}"));
-    bitcoind.insert("bitcoind.rpcuser".into(), s.user.clone());
-    bitcoind.insert("bitcoind.rpcpass".into(), s.password.clone());
+    bitcoind.insert("bitcoind.rpcuser".into(), input.app.to_string());
+    bitcoind.insert(
+        "bitcoind.rpcpass".into(),
+        crate::rpc_users::consumer_password(s, input.app),
+    );
     bitcoind.insert(
         "bitcoind.zmqpubrawblock".into(),
         format!("tcp://{host}:{ZMQ_RAWBLOCK_PORT}"),
@@ -190,8 +248,15 @@ fn render_electrumx_env(
     let host = input.bitcoin_host;
     out.push_str(&format!(
         "DAEMON_URL=http://{}:{}@{host}:{RPC_PORT}/\n",
-        s.user, s.password
+        input.app,
+        crate::rpc_users::consumer_password(s, input.app)
     ));
+    // ElectrumX 2.x refuses to start without DB_ENGINE (e-x 2.0.0
+    // src/electrumx/server/env.py, db_engine_enum); leveldb was 1.x's default, so a
+    // database synced by an older image stays readable.
+    if !settings.contains_key("DB_ENGINE") {
+        out.push_str("DB_ENGINE=leveldb\n");
+    }
     for (key, value) in settings {
         if key == "DAEMON_URL" {
             bail!("setting `DAEMON_URL`: it is derived from the canonical secret");
@@ -201,20 +266,53 @@ fn render_electrumx_env(
     Ok(())
 }
 
-fn render_nginx_rpc_auth_conf(
+/// nginx `server` block for a UI companion (read from /etc/nginx/conf.d/default.conf by the
+/// official image: nginxinc/docker-nginx entrypoint/10-listen-on-ipv6-by-default.sh names that
+/// file, and the image's nginx.conf includes conf.d/*.conf). Serves the release's static files;
+/// with `rpc_path`, proxies POSTs on that path to bitcoind as the app's own RPC user, replacing
+/// whatever Authorization header the client sent.
+fn render_nginx_ui(
     out: &mut String,
     settings: &BTreeMap<String, Scalar>,
     input: &RenderInput<'_>,
 ) -> Result<()> {
-    let s = input.secret;
-    if !settings.is_empty() {
-        bail!("renderer nginx-rpc-auth.conf takes no settings");
+    for key in settings.keys() {
+        if !matches!(key.as_str(), "rpc_path" | "root" | "listen") {
+            bail!("setting `{key}`: nginx-ui.conf knows only rpc_path, root and listen");
+        }
     }
-    let token =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", s.user, s.password));
+    let root = settings
+        .get("root")
+        .map_or("/usr/share/nginx/html", |s| s.0.as_str());
+    let listen = settings.get("listen").map_or("80", |s| s.0.as_str());
+    let safe = |v: &str| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b':'))
+    };
+    if !root.starts_with('/') || !safe(root) {
+        bail!("setting `root`: `{root}` must be an absolute path of [A-Za-z0-9/_.-]");
+    }
+    if !safe(listen) {
+        bail!("setting `listen`: `{listen}` must be a port or address:port");
+    }
     out.push_str(&format!(
-        "proxy_set_header Authorization \"Basic {token}\";\n"
+        "server {{\n    listen {listen};\n    server_name _;\n    root {root};\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n"
     ));
+    if let Some(path) = settings.get("rpc_path") {
+        let path = path.0.as_str();
+        if !path.starts_with('/') || !safe(path) {
+            bail!("setting `rpc_path`: `{path}` must be an absolute URL path of [A-Za-z0-9/_.-]");
+        }
+        let password = crate::rpc_users::consumer_password(input.secret, input.app);
+        let token = crate::rpc_users::basic_token(input.app, &password);
+        out.push_str(&format!(
+            "\n    # bitcoind JSON-RPC as user `{app}` (its rpcwhitelist is in bitcoin.conf). The\n    # client's own Authorization header is replaced, never passed on.\n    location = {path} {{\n        limit_except POST {{ deny all; }}\n        client_max_body_size 1m;\n        proxy_pass http://{host}:{RPC_PORT}/;\n        proxy_set_header Authorization \"Basic {token}\";\n        proxy_set_header Cookie \"\";\n    }}\n",
+            app = input.app,
+            host = input.bitcoin_host,
+        ));
+    }
+    out.push_str("}\n");
     Ok(())
 }
 
@@ -403,6 +501,7 @@ pub fn render_apps(
     let salt = salt_for(state_dir, &secret, write)?;
     let gateway = ctx.gateway()?;
     let default_host = bitcoin_host(all);
+    let consumers = rpc_consumers(all);
     let pending = pending_dir(state_dir);
     let mut done: BTreeMap<PathBuf, (String, FileStatus)> = BTreeMap::new();
     for m in apps {
@@ -413,10 +512,11 @@ pub fn render_apps(
                 &secret,
                 &salt,
                 default_host.as_deref(),
+                &consumers,
                 &ctx.global.subnet,
                 &gateway,
                 write,
-                &pending,
+                state_dir,
                 &mut done,
             );
             match result {
@@ -488,10 +588,11 @@ fn render_one(
     secret: &Secret,
     salt: &str,
     default_host: Option<&str>,
+    consumers: &[Consumer],
     subnet: &str,
     gateway: &str,
     write: bool,
-    pending: &Path,
+    state_dir: &Path,
     done: &mut BTreeMap<PathBuf, (String, FileStatus)>,
 ) -> Result<(String, FileStatus)> {
     let host = config
@@ -502,7 +603,7 @@ fn render_one(
     let renderer = config.renderer();
     let host = match host {
         Some(h) => h,
-        None if renderer.needs_bitcoind_host() => bail!("no app renders bitcoin.conf, so the bitcoin host is unknown; set `rpchost` in this config's settings"),
+        None if renderer.rpc_consumer(&config.settings).is_some() => bail!("no app renders bitcoin.conf, so the bitcoin host is unknown; set `rpchost` in this config's settings"),
         None => String::new(),
     };
     let mut settings = config.settings.clone();
@@ -513,6 +614,8 @@ fn render_one(
         bitcoin_host: &host,
         subnet,
         gateway,
+        app: &m.app,
+        consumers,
     };
     let desired =
         render(renderer, &settings, &input).with_context(|| format!("renderer {renderer}"))?;
@@ -527,15 +630,34 @@ fn render_one(
         return Ok((hash, *status));
     }
     let path = &config.path;
-    crate::fsutil::check_writable_target(path)?;
+    let owner = config.owner_ids()?;
+    // archy creates the directories it owns (under the state dir); a dry run reports "would
+    // create" for a file whose directory it would make.
+    let creatable = path
+        .parent()
+        .is_some_and(|p| !p.exists() && p.starts_with(state_dir));
+    if write {
+        create_owned_parent(path, state_dir, config.dir_mode_bits())?;
+    }
+    if write || !creatable {
+        crate::fsutil::check_writable_target(path)?;
+    }
     let mode = config.mode_bits();
     let current = crate::fsutil::read_optional(path)?;
     let meta = fs::metadata(path).ok();
+    let owner_ok = |meta: &fs::Metadata| {
+        owner.is_none_or(|(uid, gid)| {
+            uid.is_none_or(|u| u == meta.uid()) && gid.is_none_or(|g| g == meta.gid())
+        })
+    };
+
     let status = match (&current, &meta) {
         (None, _) if write => FileStatus::Created,
         (None, _) => FileStatus::WouldCreate,
         (Some(bytes), Some(meta))
-            if bytes == desired.as_bytes() && meta.permissions().mode() & 0o7777 == mode =>
+            if bytes == desired.as_bytes()
+                && meta.permissions().mode() & 0o7777 == mode
+                && owner_ok(meta) =>
         {
             FileStatus::Unchanged
         }
@@ -543,9 +665,17 @@ fn render_one(
         _ => FileStatus::WouldWriteDrift,
     };
     if write && status != FileStatus::Unchanged {
+        let pending = &pending_dir(state_dir);
         crate::fsutil::ensure_dir(pending, 0o755)?;
         crate::fsutil::write_atomic(&pending.join(&m.app), b"", 0o644)?;
-        let owner = meta.as_ref().map(|meta| (meta.uid(), meta.gid()));
+        // The manifest's owner/group where given, else the file's current one.
+        let owner = match (owner, meta.as_ref()) {
+            (Some((uid, gid)), meta) => Some((
+                uid.or(meta.map(|m| m.uid())).unwrap_or(0),
+                gid.or(meta.map(|m| m.gid())).unwrap_or(0),
+            )),
+            (None, meta) => meta.map(|meta| (meta.uid(), meta.gid())),
+        };
         crate::fsutil::write_atomic_owned(path, desired.as_bytes(), mode, owner)
             .with_context(|| format!("failed to write {}", path.display()))?;
         tracing::info!("{}: {} {}", m.app, status, path.display());
@@ -554,9 +684,53 @@ fn render_one(
     Ok((hash, status))
 }
 
+/// Create the missing directories between the state dir and `path`'s parent (archy owns them),
+/// each with `mode`. A missing parent outside the state dir stays an error (a wrong path, or a
+/// directory the package should have made).
+fn create_owned_parent(path: &Path, state_dir: &Path, mode: u32) -> Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    if parent.exists() || !parent.starts_with(state_dir) {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut dir = parent;
+    while !dir.exists() {
+        missing.push(dir);
+        match dir.parent() {
+            Some(up) => dir = up,
+            None => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        // The state dir itself holds the secrets: 0700 like the package makes it.
+        let made = if dir == state_dir {
+            0o700
+        } else if dir.starts_with(state_dir) {
+            mode
+        } else {
+            0o755
+        };
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("failed to create directory {}", dir.display()))
+            }
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(made))
+            .with_context(|| format!("failed to set mode {made:o} on {}", dir.display()))?;
+        tracing::info!("created directory {}", dir.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc_users::ConsumerKind;
 
     fn secret() -> Secret {
         Secret {
@@ -565,13 +739,28 @@ mod tests {
         }
     }
 
-    fn input(s: &Secret) -> RenderInput<'_> {
+    fn consumers() -> Vec<Consumer> {
+        vec![
+            Consumer {
+                name: "bitcoin-ui".into(),
+                kind: ConsumerKind::UiProxy,
+            },
+            Consumer {
+                name: "lnd".into(),
+                kind: ConsumerKind::Lnd,
+            },
+        ]
+    }
+
+    fn input<'a>(s: &'a Secret, app: &'a str, consumers: &'a [Consumer]) -> RenderInput<'a> {
         RenderInput {
             secret: s,
             salt: "00112233445566778899aabbccddeeff",
-            bitcoin_host: "archy-bitcoin-knots",
+            bitcoin_host: "bitcoin-knots",
             subnet: "10.89.0.0/24",
             gateway: "10.89.0.1",
+            app,
+            consumers,
         }
     }
 
@@ -621,18 +810,53 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("txindex".to_string(), Scalar("1".into()));
-        let text = render(Renderer::BitcoinConf, &settings, &input(&s)).unwrap();
-        let hmac = rpcauth_hmac("00112233445566778899aabbccddeeff", &s.password);
+        let consumers = consumers();
+        let text = render(
+            Renderer::BitcoinConf,
+            &settings,
+            &input(&s, "bitcoin-knots", &consumers),
+        )
+        .unwrap();
+        let salt = "00112233445566778899aabbccddeeff";
+        let hmac = rpcauth_hmac(salt, &s.password);
+        let ui = rpcauth_hmac(salt, &crate::rpc_users::consumer_password(&s, "bitcoin-ui"));
+        let lnd = rpcauth_hmac(salt, &crate::rpc_users::consumer_password(&s, "lnd"));
+        let ui_list = ConsumerKind::UiProxy.whitelist().join(",");
+        let lnd_list = ConsumerKind::Lnd.whitelist().join(",");
         assert_eq!(
             text,
             format!(
-                "{HEADER}rpcauth=archy:00112233445566778899aabbccddeeff${hmac}\nrpcallowip=127.0.0.1\nrpcallowip=10.89.0.0/24\nrpcbind=0.0.0.0\nrpcport=8332\nserver=1\ntxindex=1\nzmqpubrawblock=tcp://0.0.0.0:28332\nzmqpubrawtx=tcp://0.0.0.0:28333\n"
+                "{HEADER}rpcauth=archy:{salt}${hmac}\nrpcauth=bitcoin-ui:{salt}${ui}\nrpcauth=lnd:{salt}${lnd}\nrpcwhitelistdefault=0\nrpcwhitelist=bitcoin-ui:{ui_list}\nrpcwhitelist=lnd:{lnd_list}\nrpcallowip=127.0.0.1\nrpcallowip=10.89.0.0/24\nrpcbind=0.0.0.0\nrpcport=8332\nserver=1\ntxindex=1\nzmqpubrawblock=tcp://0.0.0.0:28332\nzmqpubrawtx=tcp://0.0.0.0:28333\n"
             )
         );
         assert!(
-            !text.contains(&s.password),
-            "bitcoin.conf carries only the HMAC"
+            !text.contains(&s.password)
+                && !text.contains(&crate::rpc_users::consumer_password(&s, "lnd")),
+            "bitcoin.conf carries only HMACs"
         );
+        // An app that is two kinds of consumer is one user with the union of both lists.
+        let both = [
+            Consumer {
+                name: "x".into(),
+                kind: ConsumerKind::Lnd,
+            },
+            Consumer {
+                name: "x".into(),
+                kind: ConsumerKind::Electrumx,
+            },
+        ];
+        let text = render(Renderer::BitcoinConf, &settings, &input(&s, "b", &both)).unwrap();
+        assert_eq!(text.matches("rpcauth=x:").count(), 1, "{text}");
+        assert_eq!(text.matches("rpcwhitelist=x:").count(), 1, "{text}");
+        assert!(text.contains(",submitpackage,"), "{text}");
+        // Without consumers there is no whitelist at all (the canonical user is the only one).
+        let text = render(
+            Renderer::BitcoinConf,
+            &settings,
+            &input(&s, "bitcoin-knots", &[]),
+        )
+        .unwrap();
+        assert!(!text.contains("rpcwhitelist"), "{text}");
     }
 
     #[test]
@@ -641,11 +865,12 @@ mod tests {
         let mut settings = BTreeMap::new();
         settings.insert("bitcoin.mainnet".to_string(), Scalar("1".into()));
         settings.insert("alias".to_string(), Scalar("node".into()));
-        let text = render(Renderer::LndConf, &settings, &input(&s)).unwrap();
+        let text = render(Renderer::LndConf, &settings, &input(&s, "lnd", &[])).unwrap();
+        let pw = crate::rpc_users::consumer_password(&s, "lnd");
         assert_eq!(
             text,
             format!(
-                "{HEADER}[Application Options]\nalias=node\n\n[Bitcoin]\nbitcoin.mainnet=1\n\n[Bitcoind]\nbitcoind.rpchost=archy-bitcoin-knots:8332\nbitcoind.rpcpass=correct-horse-battery-staple\nbitcoind.rpcuser=archy\nbitcoind.zmqpubrawblock=tcp://archy-bitcoin-knots:28332\nbitcoind.zmqpubrawtx=tcp://archy-bitcoin-knots:28333\n"
+                "{HEADER}[Application Options]\nalias=node\n\n[Bitcoin]\nbitcoin.mainnet=1\n\n[Bitcoind]\nbitcoind.rpchost=bitcoin-knots:8332\nbitcoind.rpcpass={pw}\nbitcoind.rpcuser=lnd\nbitcoind.zmqpubrawblock=tcp://bitcoin-knots:28332\nbitcoind.zmqpubrawtx=tcp://bitcoin-knots:28333\n"
             )
         );
     }
@@ -655,15 +880,50 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("COIN".to_string(), Scalar("Bitcoin".into()));
-        assert_eq!(render(Renderer::ElectrumxEnv, &settings, &input(&s)).unwrap(), format!("{HEADER}DAEMON_URL=http://archy:correct-horse-battery-staple@archy-bitcoin-knots:8332/\nCOIN=Bitcoin\n"));
-        let token =
-            base64::engine::general_purpose::STANDARD.encode("archy:correct-horse-battery-staple");
+        let pw = crate::rpc_users::consumer_password(&s, "electrumx");
         assert_eq!(
-            render(Renderer::NginxRpcAuthConf, &BTreeMap::new(), &input(&s)).unwrap(),
-            format!("{HEADER}proxy_set_header Authorization \"Basic {token}\";\n")
+            render(Renderer::ElectrumxEnv, &settings, &input(&s, "electrumx", &[])).unwrap(),
+            format!("{HEADER}DAEMON_URL=http://electrumx:{pw}@bitcoin-knots:8332/\nDB_ENGINE=leveldb\nCOIN=Bitcoin\n")
         );
+        // A UI without an RPC path: static files only, no credential.
+        let static_only = render(
+            Renderer::NginxUiConf,
+            &BTreeMap::new(),
+            &input(&s, "lnd-ui", &[]),
+        )
+        .unwrap();
         assert_eq!(
-            render(Renderer::ContainersConf, &BTreeMap::new(), &input(&s)).unwrap(),
+            static_only,
+            format!("{HEADER}server {{\n    listen 80;\n    server_name _;\n    root /usr/share/nginx/html;\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n}}\n")
+        );
+        let mut settings = BTreeMap::new();
+        settings.insert("rpc_path".to_string(), Scalar("/api/rpc".into()));
+        let pw = crate::rpc_users::consumer_password(&s, "bitcoin-ui");
+        let token = crate::rpc_users::basic_token("bitcoin-ui", &pw);
+        let proxy = render(
+            Renderer::NginxUiConf,
+            &settings,
+            &input(&s, "bitcoin-ui", &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            proxy,
+            format!("{HEADER}server {{\n    listen 80;\n    server_name _;\n    root /usr/share/nginx/html;\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n\n    # bitcoind JSON-RPC as user `bitcoin-ui` (its rpcwhitelist is in bitcoin.conf). The\n    # client's own Authorization header is replaced, never passed on.\n    location = /api/rpc {{\n        limit_except POST {{ deny all; }}\n        client_max_body_size 1m;\n        proxy_pass http://bitcoin-knots:8332/;\n        proxy_set_header Authorization \"Basic {token}\";\n        proxy_set_header Cookie \"\";\n    }}\n}}\n")
+        );
+        settings.insert("rpc_path".to_string(), Scalar("/x; return 200".into()));
+        assert!(render(
+            Renderer::NginxUiConf,
+            &settings,
+            &input(&s, "bitcoin-ui", &[])
+        )
+        .is_err());
+        assert_eq!(
+            render(
+                Renderer::ContainersConf,
+                &BTreeMap::new(),
+                &input(&s, "x", &[])
+            )
+            .unwrap(),
             format!("{HEADER}[containers]\nhost_containers_internal_ip = \"10.89.0.1\"\n")
         );
     }
@@ -673,10 +933,10 @@ mod tests {
         let s = secret();
         let mut settings = BTreeMap::new();
         settings.insert("txindex".to_string(), Scalar("1\nrpcauth=evil".into()));
-        assert!(render(Renderer::BitcoinConf, &settings, &input(&s)).is_err());
+        assert!(render(Renderer::BitcoinConf, &settings, &input(&s, "b", &[])).is_err());
         let mut settings = BTreeMap::new();
         settings.insert("rpcpassword".to_string(), Scalar("x".into()));
-        assert!(render(Renderer::BitcoinConf, &settings, &input(&s)).is_err());
+        assert!(render(Renderer::BitcoinConf, &settings, &input(&s, "b", &[])).is_err());
     }
 
     #[test]
@@ -696,7 +956,7 @@ mod tests {
             &BTreeMap::new(),
             &RenderInput {
                 salt: &first,
-                ..input(&s)
+                ..input(&s, "b", &[])
             },
         )
         .unwrap();
@@ -705,7 +965,7 @@ mod tests {
             &BTreeMap::new(),
             &RenderInput {
                 salt: &first,
-                ..input(&s)
+                ..input(&s, "b", &[])
             },
         )
         .unwrap();

@@ -84,6 +84,7 @@ fn the_package_installs_the_documented_layout() {
         "/usr/share/fish/vendor_completions.d/archy.fish",
         "/usr/share/archy/manifests/",
         "/etc/archy/manifests/",
+        "/etc/containers/containers.conf.d/",
     ] {
         assert!(has(path), "{path}:\n{listing}");
     }

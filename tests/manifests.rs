@@ -34,7 +34,8 @@ fn appliance_manifests_validate() {
         "bitcoin.conf",
         "lnd.conf",
         "electrumx.env",
-        "nginx-rpc-auth.conf",
+        "nginx-ui.conf",
+        "containers.conf",
     ] {
         assert!(renderers.contains(&r), "{r} rendered by some app");
     }

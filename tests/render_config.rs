@@ -25,6 +25,12 @@ fn node_manifests(root: &TestRoot) -> PathBuf {
     cfg
 }
 
+/// A consumer's RPC password as archy derives it: HMAC-SHA256 keyed with the canonical password
+/// over `archy-rpc-consumer:<app>` (computed here with Python's hmac, independently).
+fn consumer_password(root: &TestRoot, app: &str) -> String {
+    hmac_hex(&secret_password(root), &format!("archy-rpc-consumer:{app}"))
+}
+
 fn assert_no_secret(outputs: &[&Out], password: &str) {
     for out in outputs {
         assert!(!out.all().contains(password), "secret leaked: {out:?}");
@@ -93,7 +99,15 @@ fn hand_edited_rpcauth_is_detected_and_restored() {
         &secret_password(&root),
     );
     let lnd = std::fs::read_to_string(cfg.join("lnd.conf")).unwrap();
-    assert!(lnd.contains(&format!("bitcoind.rpcpass={}", secret_password(&root))));
+    assert!(lnd.contains(&format!(
+        "bitcoind.rpcpass={}",
+        consumer_password(&root, "lnd")
+    )));
+    assert!(lnd.contains("bitcoind.rpcuser=lnd"), "{lnd}");
+    assert!(
+        !lnd.contains(&secret_password(&root)),
+        "lnd never gets the canonical password"
+    );
     assert!(lnd.contains("bitcoind.rpchost=archy-bitcoin:8332"), "{lnd}");
 }
 
@@ -110,10 +124,13 @@ fn lost_secret_is_recreated_and_every_dependent_file_follows() {
     assert_ne!(old, new);
     assert!(std::fs::read_to_string(cfg.join("lnd.conf"))
         .unwrap()
-        .contains(&new));
+        .contains(&consumer_password(&root, "lnd")));
     assert!(std::fs::read_to_string(cfg.join("electrumx.env"))
         .unwrap()
-        .contains(&format!("archy:{new}@archy-bitcoin:8332")));
+        .contains(&format!(
+            "electrumx:{}@archy-bitcoin:8332",
+            consumer_password(&root, "electrumx")
+        )));
     let conf = std::fs::read_to_string(cfg.join("bitcoin.conf")).unwrap();
     let line = conf.lines().find(|l| l.starts_with("rpcauth=")).unwrap();
     let (salt, mac) = line
@@ -261,10 +278,11 @@ fn drift_restarts_only_the_consumers() {
     );
     let env = root.podman_ok(&["exec", "archy-electrumx", "env"]);
     assert!(env.contains(&format!(
-        "DAEMON_URL=http://archy:{}@archy-bitcoin:8332/",
-        secret_password(&root)
+        "DAEMON_URL=http://electrumx:{}@archy-bitcoin:8332/",
+        consumer_password(&root, "electrumx")
     )));
     let out = root.archy(&["reconcile"]);
     assert!(out.stdout.contains("4 ok"), "converged: {out:?}");
     assert!(!out.all().contains(&secret_password(&root)));
+    assert!(!out.all().contains(&consumer_password(&root, "electrumx")));
 }

@@ -220,10 +220,24 @@ impl Executor<'_> {
                 Ok(true)
             }
             Action::Adopt => {
-                self.create(p, desired, p.squatter.as_deref(), stop_timeout)?;
+                self.adopt(p, desired)?;
                 Ok(true)
             }
         }
+    }
+
+    /// Replace the unmanaged container holding the name: refused when its data is not where
+    /// archy's container mounts its volumes (crate::adopt); otherwise stopped with its own stop
+    /// timeout and removed (volumes kept) before archy's is created, so its host ports are free.
+    fn adopt(&self, p: &AppPlan, desired: &DesiredApp) -> Result<()> {
+        let squatter = p
+            .squatter
+            .as_deref()
+            .context("adopt planned without the container holding the name")?;
+        let legacy = self.ctx.podman.inspect_container(squatter)?;
+        crate::adopt::check_data(&p.container_name, &desired.spec.volumes, &legacy)
+            .map_err(anyhow::Error::msg)?;
+        self.create(p, desired, Some(squatter), legacy.config.stop_timeout)
     }
 
     /// Make the image and network present, remove `replacing` (volumes kept), run the container.

@@ -38,7 +38,7 @@ fn secret_never_in_output_or_state_files() {
     root.simple_manifest("electrumx", &format!("env_files: [{c}/electrumx.env]\nconfigs:\n  - render: electrumx.env\n    path: {c}/electrumx.env\n"));
     root.simple_manifest(
         "ui",
-        &format!("configs:\n  - render: nginx-rpc-auth.conf\n    path: {c}/rpc-auth.conf\n"),
+        &format!("configs:\n  - render: nginx-ui.conf\n    path: {c}/default.conf\n    settings: {{rpc_path: /rpc}}\n"),
     );
     assert_eq!(root.archy(&["render-config"]).code, 0);
     let secret: serde_json::Value = serde_json::from_str(
@@ -46,12 +46,14 @@ fn secret_never_in_output_or_state_files() {
     )
     .unwrap();
     let password = secret["password"].as_str().unwrap().to_string();
-    assert!(
-        std::fs::read_to_string(cfg.join("lnd.conf"))
-            .unwrap()
-            .contains(&password),
-        "sanity: lnd.conf carries it"
-    );
+    // Consumers carry passwords derived from it; those must not leak either.
+    let lnd_conf = std::fs::read_to_string(cfg.join("lnd.conf")).unwrap();
+    let lnd_password = lnd_conf
+        .lines()
+        .find_map(|l| l.strip_prefix("bitcoind.rpcpass="))
+        .expect("sanity: lnd.conf carries a password")
+        .to_string();
+    assert_eq!(lnd_password.len(), 64);
     let install = tempfile::tempdir().unwrap();
     let not_gzip = root.dir.join("notes.tar.gz");
     std::fs::write(&not_gzip, &password).unwrap();
@@ -127,6 +129,10 @@ fn secret_never_in_output_or_state_files() {
             !text.contains(&password),
             "secret leaked in {label}: {text}"
         );
+        assert!(
+            !text.contains(&lnd_password),
+            "derived secret leaked in {label}: {text}"
+        );
     }
     let mut files = Vec::new();
     walk(&root.state_dir, &mut files);
@@ -136,7 +142,8 @@ fn secret_never_in_output_or_state_files() {
         let bytes = std::fs::read(f).unwrap_or_default();
         case.data_kept(true, "");
         assert!(
-            !String::from_utf8_lossy(&bytes).contains(&password),
+            !String::from_utf8_lossy(&bytes).contains(&password)
+                && !String::from_utf8_lossy(&bytes).contains(&lnd_password),
             "secret leaked into {}",
             f.display()
         );

@@ -287,6 +287,15 @@ fn rpcauth_hmac(salt: &str, password: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// A consumer's RPC password derived from the canonical one, as src/rpc_users.rs documents it:
+/// hex HMAC-SHA256 keyed with the canonical password over `archy-rpc-consumer:<name>`.
+fn consumer_password(password: &str, name: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(password.as_bytes()).unwrap();
+    mac.update(b"archy-rpc-consumer:");
+    mac.update(name.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -541,6 +550,9 @@ impl Node {
 
     fn note_secret(&mut self) {
         if let Some((_, password)) = self.secret() {
+            for app in APPS {
+                self.passwords.insert(consumer_password(&password, app));
+            }
             self.passwords.insert(password);
         }
     }
@@ -770,12 +782,7 @@ impl Node {
                 // A power cut: processes and mounts gone; a boot: /run (netns) and the firewall
                 // start empty. The bridge is kept: deleted, CNI's bridge plugin (1.1.1, kernel
                 // 6.18) fails to recreate it ("could not set bridge's mac: invalid argument").
-                release_leaked_host_state(
-                    &self.root.dir,
-                    &self.root.gateway,
-                    &self.root.network,
-                    None,
-                );
+                release_leaked_host_state(&self.root.dir, &self.root.gateway, &self.root.network);
                 unmount_runtime_except(&self.root.dir, &[&self.root.state_dir]);
                 self.wipe_runtime_dirs();
                 for step in [
@@ -1155,31 +1162,50 @@ impl Node {
         };
         let read = |f: &str| std::fs::read_to_string(self.cfg.join(f)).unwrap_or_default();
         let bitcoin = read("bitcoin.conf");
-        let rpcauth_ok = bitcoin
-            .lines()
-            .filter(|l| l.starts_with("rpcauth="))
-            .count()
-            == 1
-            && bitcoin.lines().any(|l| {
-                l.strip_prefix("rpcauth=")
-                    .and_then(|v| v.split_once(':'))
-                    .and_then(|(u, rest)| rest.split_once('$').map(|(s, h)| (u, s, h)))
-                    .is_some_and(|(u, salt, h)| u == user && h == rpcauth_hmac(salt, &password))
-            });
-        let lnd = read("lnd.conf");
-        let lnd_ok = lnd.lines().any(|l| l == format!("bitcoind.rpcuser={user}"))
-            && lnd
+        // bitcoin.conf's rpcauth line for `u` proves password `p` (Bitcoin Core's rpcauth.py).
+        let authorised = |u: &str, p: &str| {
+            bitcoin
                 .lines()
-                .any(|l| l == format!("bitcoind.rpcpass={password}"));
+                .filter_map(|l| l.strip_prefix("rpcauth="))
+                .filter_map(|v| v.split_once(':'))
+                .filter_map(|(lu, rest)| rest.split_once('$').map(|(s, h)| (lu, s, h)))
+                .filter(|(lu, _, _)| *lu == u)
+                .map(|(_, salt, h)| h == rpcauth_hmac(salt, p))
+                .collect::<Vec<_>>()
+                == [true]
+        };
+        // A consumer's credentials: the canonical ones, or (least-privilege RPC users) its own
+        // user with a password derived from the canonical one.
+        let derived = |u: &str, p: &str| {
+            (u == user && p == password) || (u != user && p == consumer_password(&password, u))
+        };
+        let canonical_ok = authorised(&user, &password);
+        let lnd = read("lnd.conf");
+        let value = |text: &str, key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or("")
+                .to_string()
+        };
+        let (lu, lp) = (
+            value(&lnd, "bitcoind.rpcuser="),
+            value(&lnd, "bitcoind.rpcpass="),
+        );
+        let lnd_ok = derived(&lu, &lp) && authorised(&lu, &lp);
         let env = read("electrumx.env");
         let daemon = env
             .lines()
             .find(|l| l.starts_with("DAEMON_URL="))
             .unwrap_or("");
-        let env_ok = daemon.starts_with(&format!("DAEMON_URL=http://{user}:{password}@"));
-        if !(rpcauth_ok && lnd_ok && env_ok) {
+        let (eu, ep) = daemon
+            .strip_prefix("DAEMON_URL=http://")
+            .and_then(|r| r.split_once('@'))
+            .and_then(|(cred, _)| cred.split_once(':'))
+            .unwrap_or(("", ""));
+        let env_ok = derived(eu, ep) && authorised(eu, ep);
+        if !(canonical_ok && lnd_ok && env_ok) {
             self.fail(&format!(
-                "configs inconsistent with the secret: bitcoin.conf rpcauth {rpcauth_ok}, lnd.conf {lnd_ok}, electrumx.env {env_ok}"
+                "configs inconsistent with the secret: bitcoin.conf canonical rpcauth {canonical_ok}, lnd.conf (user {lu}) {lnd_ok}, electrumx.env (user {eu}) {env_ok}"
             ));
         }
         let indexer = inspect

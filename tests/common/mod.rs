@@ -306,6 +306,14 @@ impl Drop for TestRoot {
             .podman_cmd()
             .args(["rm", "-a", "-f", "-t", "0"])
             .output();
+        // The bridge goes before the network's config: while the config exists no other root can
+        // be given the same bridge name (podman numbers them from the shared config dir), so
+        // deleting it afterwards could take down a bridge a parallel test has just been given.
+        if let Some(bridge) = bridge.as_deref() {
+            if Path::new("/sys/class/net").join(bridge).exists() {
+                let _ = Command::new("ip").args(["link", "delete", bridge]).output();
+            }
+        }
         let _ = self
             .podman_cmd()
             .args(["network", "rm", "-f", &self.network])
@@ -315,7 +323,7 @@ impl Drop for TestRoot {
             .args(["volume", "rm", "-a", "-f"])
             .output();
         let _ = self.podman_cmd().args(["rmi", "-a", "-f"]).output();
-        release_leaked_host_state(&self.dir, &self.gateway, &self.network, bridge.as_deref());
+        release_leaked_host_state(&self.dir, &self.gateway, &self.network);
         // The CNI backend's IP reservations of the removed network.
         let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(&self.network));
         if std::env::var_os("ARCHY_TEST_KEEP").is_none() {
@@ -327,8 +335,9 @@ impl Drop for TestRoot {
 /// Containers killed behind podman's back (heal-podman and reboot tests) never get their OCI state,
 /// network namespace or bridge torn down by podman. Remove what belongs to this root: runc state
 /// whose bundle lies under `dir`, network namespaces holding an address of this root's subnet,
-/// and this root's bridge. (What a reboot clears too.)
-pub fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str, bridge: Option<&str>) {
+/// and this root's firewall rules (its bridge is deleted by `Drop`, before the network's config).
+/// (What a reboot clears too, but for the bridge.)
+pub fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str) {
     kill_root_processes(dir);
     let prefix = format!(
         "inet {}.",
@@ -352,11 +361,6 @@ pub fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str, bridg
         }
     }
     release_firewall_rules(&prefix["inet ".len()..], network);
-    if let Some(bridge) = bridge {
-        if Path::new("/sys/class/net").join(bridge).exists() {
-            let _ = Command::new("ip").args(["link", "delete", bridge]).output();
-        }
-    }
 }
 
 /// OCI containers (runc's default root) whose bundle is under `dir`.
