@@ -245,17 +245,9 @@ impl Config {
     }
 }
 
-/// Unmounts the state dir's tmpfs when dropped (before the root's own cleanup).
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// The long-lived node.
 struct Node {
+    /// The state dir's file system (dropped first: unmounted before the root's cleanup).
     _tmpfs: Tmpfs,
     root: TestRoot,
     cfg: PathBuf,
@@ -355,14 +347,7 @@ fn config_file(app: &str) -> &'static str {
 impl Node {
     fn new(config: &Config) -> Self {
         let root = TestRoot::new();
-        std::fs::create_dir_all(&root.state_dir).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs"])
-            .arg(&root.state_dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount a tmpfs on the state dir");
-        let tmpfs = Tmpfs(root.state_dir.clone());
+        let tmpfs = Tmpfs::mount(&root.state_dir, "size=2m,mode=0755");
         // podman's DB from before any container or volume existed (the "older DB" of a ghost).
         root.podman_ok(&["ps"]);
         let db_before_apps = root.dir.join("bolt_state.db.before-apps");

@@ -2,7 +2,7 @@
 //! random source, and a guard that kills a root's ghost OCI containers.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
@@ -114,6 +114,30 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
+    }
+}
+
+/// A tmpfs mounted on a directory (created if missing); unmounted when dropped, also when the
+/// case panics.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `mount -t tmpfs -o <options> tmpfs <dir>`, e.g. options `size=64k`.
+    pub fn mount(dir: &Path, options: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 
