@@ -77,11 +77,12 @@ pub(crate) enum Kind {
     NetworkWrongSubnet,
     HostileManifest,
     HostileTarball,
+    UnloadableManifest,
     BadUpdate,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 24] = [
+    pub(crate) const ALL: [Kind; 25] = [
         Kind::ContainerKill,
         Kind::ContainerStop,
         Kind::ContainerRm,
@@ -105,6 +106,7 @@ impl Kind {
         Kind::NetworkWrongSubnet,
         Kind::HostileManifest,
         Kind::HostileTarball,
+        Kind::UnloadableManifest,
         Kind::BadUpdate,
     ];
 
@@ -133,6 +135,7 @@ impl Kind {
             Kind::NetworkDeleted => "network-deleted",
             Kind::NetworkWrongSubnet => "network-wrong-subnet",
             Kind::HostileManifest => "hostile-manifest",
+            Kind::UnloadableManifest => "unloadable-manifest",
             Kind::HostileTarball => "hostile-tarball",
             Kind::BadUpdate => "bad-update",
         }
@@ -163,6 +166,7 @@ impl Kind {
             Kind::NetworkDeleted => "network: `podman network rm -f` → tick",
             Kind::NetworkWrongSubnet => "network: recreated with a wrong subnet → tick",
             Kind::HostileManifest => "input: a hostile manifest put in (`reconcile --prune` exits 2, removes nothing), taken out → tick",
+            Kind::UnloadableManifest => "input: an app's manifest made unloadable (dangling symlink, directory, FIFO, symlink loop): `reconcile --prune` exits 2 naming it, removes nothing; restored → tick",
             Kind::HostileTarball => "tarball: a hostile release tarball judged (`verify-update --tarball` exits 1; `current` unchanged)",
             Kind::BadUpdate => "update: a release installed and armed whose UI never answers → boot `verify-update` rolls back",
         }
@@ -193,6 +197,12 @@ const KNOWN_OPEN: &[(Kind, &str)] = &[
     (
         Kind::EngineRuntimeWiped,
         "issue 15 (1): network debris of killed containers",
+    ),
+    // Issue 15 (4): a manifest that cannot be loaded is silently ignored (exit 0) and
+    // `--prune` then removes its app's container.
+    (
+        Kind::UnloadableManifest,
+        "issue 15 (4): an unloadable manifest is ignored and --prune removes its app",
     ),
 ];
 
@@ -995,6 +1005,44 @@ impl Node {
                     }
                 }
                 std::fs::remove_file(path).unwrap();
+                self.tick();
+            }
+            Kind::UnloadableManifest => {
+                let app = *self.pick(&APPS);
+                self.note(app);
+                let how = *self.pick(&["dangling symlink", "directory", "fifo", "symlink loop"]);
+                self.note(how);
+                let path = self.root.manifests.join(format!("{app}.yaml"));
+                let aside = self.root.dir.join(format!("{app}.yaml.aside"));
+                std::fs::rename(&path, &aside).unwrap();
+                match how {
+                    "dangling symlink" => {
+                        std::os::unix::fs::symlink(self.root.dir.join("nowhere.yaml"), &path)
+                            .unwrap()
+                    }
+                    "directory" => std::fs::create_dir(&path).unwrap(),
+                    "fifo" => {
+                        let st = Command::new("mkfifo").arg(&path).status().unwrap();
+                        assert!(st.success(), "mkfifo");
+                    }
+                    _ => std::os::unix::fs::symlink(&path, &path).unwrap(),
+                }
+                let out = self.archy(&["reconcile", "--prune", "--lock-wait", "120s"]);
+                let running = APPS
+                    .iter()
+                    .all(|a| self.root.state(&format!("archy-{a}")) == "running");
+                let named = out.all().contains(&format!("{app}.yaml"));
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    std::fs::remove_dir(&path).unwrap();
+                } else {
+                    std::fs::remove_file(&path).unwrap();
+                }
+                std::fs::rename(&aside, &path).unwrap();
+                if out.code != 2 || !named || !running {
+                    self.fail(&format!(
+                        "{app}.yaml a {how}: reconcile --prune must exit 2 naming it and remove nothing (all running: {running}): {out:?}"
+                    ));
+                }
                 self.tick();
             }
             Kind::HostileTarball => {
