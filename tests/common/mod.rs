@@ -538,7 +538,7 @@ fn release_firewall_rules(subnet_prefix: &str, network: &str) {
 }
 
 /// Split an `iptables -S` line into arguments, honouring double quotes.
-fn split_rule(line: &str) -> Vec<String> {
+pub fn split_rule(line: &str) -> Vec<String> {
     let mut args = Vec::new();
     let mut current = String::new();
     let mut quoted = false;

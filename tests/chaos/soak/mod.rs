@@ -846,3 +846,26 @@ fn soak(config: Config) {
 fn chaos_soak() {
     soak(Config::from_env());
 }
+
+/// The harness deletes a killed container's firewall rules by replaying `iptables -S` lines
+/// with `-D`: the CNI backend's comments hold escaped quotes, which must stay one argument (they
+/// did not, so those rules were never deleted and leaked onto the host; found by the soak).
+#[test]
+fn iptables_rules_with_cni_comments_split_into_their_arguments() {
+    let line = r#"-A POSTROUTING -s 10.1.2.3/32 -m comment --comment "name: \"net\" id: \"abc\"" -j CNI-1f2e"#;
+    assert_eq!(
+        split_rule(line),
+        [
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.1.2.3/32",
+            "-m",
+            "comment",
+            "--comment",
+            r#"name: "net" id: "abc""#,
+            "-j",
+            "CNI-1f2e"
+        ]
+    );
+}
