@@ -28,8 +28,9 @@ complete -c archy -n "__fish_archy_needs_command" -l manifests -d 'Directory hol
 complete -c archy -n "__fish_archy_needs_command" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_needs_command" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_needs_command" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_needs_command" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_needs_command" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_needs_command" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_needs_command" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_needs_command" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -50,12 +51,14 @@ complete -c archy -n "__fish_archy_needs_command" -f -a "generate-docs" -d 'Writ
 complete -c archy -n "__fish_archy_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l jobs -d 'Apps converged in parallel within one dependency layer' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l mirror -d 'Registry mirror tried before an image\'s own registry (repeatable)' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l metrics-file -d 'After the run, write Prometheus metrics (what `archy status --output prometheus` prints) to this file, replaced atomically, for node_exporter\'s textfile collector. Its directory must exist. Not written by --dry-run' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand reconcile" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -71,8 +74,9 @@ complete -c archy -n "__fish_archy_using_subcommand build-image" -l manifests -d
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand build-image" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -88,8 +92,9 @@ complete -c archy -n "__fish_archy_using_subcommand render-config" -l manifests 
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand render-config" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -105,8 +110,9 @@ complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l manifests -d
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -132,8 +138,9 @@ complete -c archy -n "__fish_archy_using_subcommand verify-update" -l manifests 
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand verify-update" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -150,8 +157,9 @@ complete -c archy -n "__fish_archy_using_subcommand rollback" -l manifests -d 'D
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand rollback" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -165,8 +173,9 @@ complete -c archy -n "__fish_archy_using_subcommand status" -l manifests -d 'Dir
 complete -c archy -n "__fish_archy_using_subcommand status" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand status" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand status" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand status" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand status" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand status" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand status" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand status" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -181,8 +190,9 @@ complete -c archy -n "__fish_archy_using_subcommand quadlet" -l manifests -d 'Di
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand quadlet" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
@@ -198,8 +208,9 @@ complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l manifests 
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l run-dir -d 'Directory for lock files' -r -F
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l podman -d 'The podman executable to run' -r -F
-complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l output -d 'Output format: human-readable text, or one JSON document on stdout' -r -f -a "text\t''
-json\t''"
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r

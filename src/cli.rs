@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::output::OutputFormat;
+use crate::output::{OutputArg, OutputFormat};
 
 /// Keep a self-hosted Bitcoin node appliance converged: containers, configs, podman, updates.
 ///
@@ -70,8 +70,12 @@ pub struct GlobalArgs {
         value_name = "PATH"
     )]
     pub podman: PathBuf,
-    /// Output format: human-readable text, or one JSON document on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    /// Output format: human-readable text, one JSON document on stdout, or (`archy status`
+    /// only) Prometheus metrics in the text exposition format.
+    #[arg(long = "output", global = true, value_enum, default_value_t = OutputArg::Text)]
+    pub output_arg: OutputArg,
+    /// Text or JSON, derived from --output (what every command but status prints).
+    #[arg(skip = OutputFormat::Text)]
     pub output: OutputFormat,
     /// How long to wait for a lock held by another archy run before giving up with exit 75.
     #[arg(long, global = true, env = "ARCHY_LOCK_WAIT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
@@ -139,7 +143,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parse argv; on a usage error print clap's message and return exit code 2.
 pub fn parse() -> Result<Cli, ExitCode> {
-    match Cli::try_parse() {
+    match Cli::try_parse().and_then(finish) {
         Ok(cli) => Ok(cli),
         Err(err) => {
             let code = if err.use_stderr() {
@@ -153,10 +157,41 @@ pub fn parse() -> Result<Cli, ExitCode> {
     }
 }
 
+/// Derive the text/JSON format from --output; `--output prometheus` is a usage error for any
+/// command but `status`.
+pub fn finish(mut cli: Cli) -> Result<Cli, clap::Error> {
+    if cli.global.output_arg == OutputArg::Prometheus && !matches!(cli.command, Command::Status(_))
+    {
+        use clap::CommandFactory;
+        return Err(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--output prometheus is only for `archy status` (reconcile writes the same with --metrics-file)",
+        ));
+    }
+    cli.global.output = cli.global.output_arg.format();
+    Ok(cli)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn output_prometheus_is_for_status_only() {
+        let cli =
+            finish(Cli::try_parse_from(["archy", "status", "--output", "prometheus"]).unwrap())
+                .unwrap();
+        assert_eq!(cli.global.output_arg, OutputArg::Prometheus);
+        assert_eq!(cli.global.output, OutputFormat::Text);
+        let cli = finish(Cli::try_parse_from(["archy", "--output", "json", "rollback"]).unwrap())
+            .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let err =
+            finish(Cli::try_parse_from(["archy", "reconcile", "--output", "prometheus"]).unwrap())
+                .unwrap_err();
+        assert!(err.to_string().contains("only for `archy status`"), "{err}");
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -13,6 +13,7 @@ pub mod images;
 pub mod lock;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod podman;

@@ -10,6 +10,25 @@ pub enum OutputFormat {
     Json,
 }
 
+/// What `--output` accepts. `prometheus` (text exposition format) is for `archy status` only;
+/// every other command sees `text` or `json` through [`OutputArg::format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputArg {
+    Text,
+    Json,
+    Prometheus,
+}
+
+impl OutputArg {
+    /// The format for commands that print text or JSON (errors print as text).
+    pub fn format(self) -> OutputFormat {
+        match self {
+            OutputArg::Json => OutputFormat::Json,
+            OutputArg::Text | OutputArg::Prometheus => OutputFormat::Text,
+        }
+    }
+}
+
 /// What replaces a secret in any output.
 pub const REDACTED: &str = "<redacted>";
 

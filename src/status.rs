@@ -3,7 +3,7 @@
 //! status records other commands leave. Pure apart from [`Records::read`]; printing lives in
 //! `cmd/status.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::manifest::{Manifest, Owner};
+use crate::metrics;
 use crate::plan::Action;
 use crate::podman::Container;
 use crate::reconcile::{AppResult, Outcome, Report};
@@ -196,6 +197,96 @@ pub fn build(report: &Report, now: i64, records: Records) -> Status {
     }
 }
 
+/// A real (not dry-run) reconcile's report as the tick left things (pure): apps it changed are
+/// converged (removed ones gone from the listing), config files it wrote are current. The
+/// listing is from before the tick; this is what lets the metrics written after a tick describe
+/// the node after it without listing again.
+pub fn after_tick(report: &Report) -> Report {
+    let mut after = report.clone();
+    let mut removed = BTreeSet::new();
+    for app in after
+        .apps
+        .iter_mut()
+        .filter(|a| a.result == Outcome::Changed)
+    {
+        if app.action == Action::Remove {
+            removed.insert(app.app.clone());
+            app.action = Action::Absent;
+        } else {
+            app.action = Action::Ok;
+        }
+        app.result = Outcome::Ok;
+    }
+    for file in after.config_files.iter_mut() {
+        if matches!(file.status, FileStatus::Created | FileStatus::WrittenDrift) {
+            file.status = FileStatus::Unchanged;
+        }
+    }
+    after
+        .managed
+        .retain(|c| c.app().is_none_or(|a| !removed.contains(a)));
+    after
+}
+
+/// Whether the app's container runs: what the plan found fine, or what podman reports.
+fn app_up(a: &AppStatus) -> bool {
+    a.state == "running" || a.actual == "running"
+}
+
+/// The metrics view of a status (pure). `healthy` is the app's `converged` (as desired: running
+/// and current, or disabled and gone) until apps get health probes; `restarts` are archy's
+/// counters, `bad_versions` the update journal's.
+pub fn metrics_snapshot(
+    status: &Status,
+    restarts: &BTreeMap<String, u64>,
+    bad_versions: Vec<String>,
+) -> metrics::Snapshot {
+    let run = |r: &RecordSummary| metrics::RunSample {
+        result: match r.result {
+            RecordResult::Ok => metrics::RunResult::Ok,
+            RecordResult::Failed => metrics::RunResult::Failed,
+            RecordResult::Busy => metrics::RunResult::Busy,
+            RecordResult::Unknown => metrics::RunResult::Unknown,
+        },
+        timestamp_seconds: r
+            .at
+            .as_deref()
+            .and_then(|at| humantime::parse_rfc3339(at).ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64),
+        duration_seconds: r
+            .record
+            .get("duration_ms")
+            .and_then(Value::as_f64)
+            .map(|ms| ms / 1000.0),
+    };
+    metrics::Snapshot {
+        apps: status
+            .apps
+            .iter()
+            .map(|a| metrics::AppSample {
+                app: a.app.clone(),
+                up: app_up(a),
+                healthy: a.converged,
+                restarts: restarts.get(&a.app).copied().unwrap_or(0),
+                spec_drift: a.spec_hash_match == Some(false),
+                config_drift_files: a.config_drift.len(),
+            })
+            .collect(),
+        manifests_invalid: status.manifest_errors.len(),
+        converged: status.converged,
+        reconcile: status.last_reconcile.as_ref().map(run),
+        podman_heal: status.podman.as_ref().map(run),
+        update_pending: status.pending_update.as_ref().map(|p| {
+            p.get("version")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| "unknown".into())
+        }),
+        bad_versions,
+    }
+}
+
 /// One app's status from its dry-run result and its container. Pure.
 pub fn app_status(
     r: &AppResult,
@@ -312,6 +403,132 @@ mod tests {
             started_at,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn metrics_follow_the_status() {
+        let c = container("running", 1_000);
+        let exited = container("exited", 1_000);
+        let status = Status {
+            ok: false,
+            exit_code: 1,
+            converged: false,
+            apps: vec![
+                app_status(&result(Action::Ok, Outcome::Ok), None, Some(&c), vec![], 0),
+                AppStatus {
+                    app: "db".into(),
+                    ..app_status(
+                        &result(Action::Start, Outcome::Ok),
+                        None,
+                        Some(&exited),
+                        vec![],
+                        0,
+                    )
+                },
+                AppStatus {
+                    app: "ui".into(),
+                    ..app_status(
+                        &result(Action::Recreate, Outcome::Ok),
+                        None,
+                        Some(&c),
+                        vec!["/x".into()],
+                        0,
+                    )
+                },
+            ],
+            manifest_errors: vec!["bad.yaml: nope".into()],
+            podman: Some(summarise(
+                serde_json::json!({"exit_code": 1, "at": "2027-01-15T08:00:00Z"}),
+            )),
+            pending_update: Some(serde_json::json!({"version": "7"})),
+            last_verify: None,
+            last_reconcile: Some(summarise(
+                serde_json::json!({"exit_code": 0, "at": "2027-01-15T08:00:05Z", "duration_ms": 12.5}),
+            )),
+        };
+        let restarts = BTreeMap::from([("db".to_string(), 4)]);
+        let s = metrics_snapshot(&status, &restarts, vec!["6".into()]);
+        let apps: Vec<_> = s
+            .apps
+            .iter()
+            .map(|a| {
+                (
+                    a.app.as_str(),
+                    a.up,
+                    a.healthy,
+                    a.restarts,
+                    a.spec_drift,
+                    a.config_drift_files,
+                )
+            })
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                ("web", true, true, 0, false, 0),
+                ("db", false, false, 4, false, 0),
+                ("ui", true, false, 0, true, 1),
+            ]
+        );
+        assert_eq!(s.manifests_invalid, 1);
+        assert!(!s.converged);
+        let r = s.reconcile.unwrap();
+        assert_eq!(r.result, metrics::RunResult::Ok);
+        assert_eq!(r.timestamp_seconds, Some(1_800_000_005));
+        assert_eq!(r.duration_seconds, Some(0.0125));
+        assert_eq!(s.podman_heal.unwrap().result, metrics::RunResult::Failed);
+        assert_eq!(s.update_pending.as_deref(), Some("7"));
+        assert_eq!(s.bad_versions, ["6"]);
+    }
+
+    #[test]
+    fn after_a_tick_changed_apps_are_converged_and_removed_ones_gone() {
+        let exited = Container {
+            labels: [(crate::podman::LABEL_APP.to_string(), "web".to_string())].into(),
+            ..container("exited", 1_000)
+        };
+        let gone = Container {
+            names: vec!["archy-old".into()],
+            labels: [(crate::podman::LABEL_APP.to_string(), "old".to_string())].into(),
+            ..container("running", 1_000)
+        };
+        let report = Report {
+            ok: true,
+            exit_code: 0,
+            dry_run: false,
+            apps: vec![
+                result(Action::Start, Outcome::Changed),
+                AppResult {
+                    app: "old".into(),
+                    container: "archy-old".into(),
+                    ..result(Action::Remove, Outcome::Changed)
+                },
+                AppResult {
+                    app: "bad".into(),
+                    container: "archy-bad".into(),
+                    ..result(Action::Create, Outcome::Failed)
+                },
+            ],
+            orphans: vec![],
+            manifest_errors: vec![],
+            config_files: vec![],
+            managed: vec![exited, gone],
+            manifests: vec![],
+        };
+        let status = build(&after_tick(&report), 0, Records::default());
+        let view: Vec<_> = status
+            .apps
+            .iter()
+            .map(|a| (a.app.as_str(), a.state, a.converged, app_up(a)))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("web", "running", true, true),
+                ("old", "disabled", true, false),
+                ("bad", "error", false, false),
+            ]
+        );
     }
 
     #[test]

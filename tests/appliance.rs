@@ -32,7 +32,7 @@ const BITCOIN_IMAGE_DATA: &str = "/home/bitcoin/.bitcoin";
 
 /// The shipped manifests with /var/lib/archy, /etc/containers and /opt/archipelago moved under
 /// `<root>/node`, as on a fresh node: only what the archy package ships exists
-/// (/etc/containers/containers.conf.d, see packaging/build-deb).
+/// (/etc/containers/containers.conf.d, see packaging/debian/postinst).
 struct Node {
     root: TestRoot,
     prefix: PathBuf,

@@ -27,8 +27,10 @@ fn normalise(root: &TestRoot, out: &Out) -> String {
         match v {
             Value::Object(map) => {
                 for (key, value) in map.iter_mut() {
-                    if matches!(key.as_str(), "at" | "started_at" | "uptime_seconds")
-                        && !value.is_null()
+                    if matches!(
+                        key.as_str(),
+                        "at" | "started_at" | "uptime_seconds" | "duration_ms"
+                    ) && !value.is_null()
                     {
                         *value = Value::String("<time>".into());
                     } else {

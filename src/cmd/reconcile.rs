@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use crate::ctx::Ctx;
 use crate::output::OutputFormat;
+use crate::plan::Action;
 use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
 use crate::render::FileStatus;
 
@@ -35,6 +36,11 @@ pub struct ReconcileArgs {
         value_name = "HOST[/PATH]"
     )]
     pub mirrors: Vec<String>,
+    /// After the run, write Prometheus metrics (what `archy status --output prometheus` prints)
+    /// to this file, replaced atomically, for node_exporter's textfile collector. Its directory
+    /// must exist. Not written by --dry-run.
+    #[arg(long, env = "ARCHY_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 impl From<&ReconcileArgs> for Options {
@@ -51,8 +57,30 @@ impl From<&ReconcileArgs> for Options {
 }
 
 pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
+    let metrics_file = args.metrics_file.as_deref().filter(|_| !args.dry_run);
+    if let Some(path) = metrics_file {
+        crate::metrics::check_target(path).map_err(crate::exit::invalid)?;
+    }
+    let started = std::time::Instant::now();
     let report = crate::reconcile::reconcile(ctx, &Options::from(args))?;
     print_report(&report, ctx.global.output);
+    if !report.dry_run {
+        let restarted: Vec<&str> = report
+            .apps
+            .iter()
+            .filter(|a| a.result == Outcome::Changed)
+            .filter(|a| {
+                matches!(
+                    a.action,
+                    Action::Start | Action::Restart | Action::Unpause | Action::Recreate
+                )
+            })
+            .map(|a| a.app.as_str())
+            .collect();
+        if let Err(err) = crate::metrics::add_restarts(&ctx.global.state_dir, &restarted) {
+            tracing::warn!("could not count restarts: {err:#}");
+        }
+    }
     crate::state::record(
         &ctx.global.state_dir,
         "reconcile",
@@ -62,9 +90,34 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
             "changed": report.apps.iter().filter(|a| a.result == Outcome::Changed).count(),
             "failed": report.apps.iter().filter(|a| a.result == Outcome::Failed).count(),
             "manifest_errors": report.manifest_errors.len(),
+            "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
         }),
     );
+    if let Some(path) = metrics_file {
+        // Metrics are a view: failing to write them is logged, never a failed tick.
+        if let Err(err) = write_metrics(ctx, &report, path) {
+            tracing::warn!("{err:#}");
+        }
+    }
     Ok(report.exit_code)
+}
+
+/// The node after this tick (its own report, no second listing) as Prometheus metrics,
+/// written atomically to `path`.
+fn write_metrics(ctx: &Ctx, report: &Report, path: &std::path::Path) -> Result<()> {
+    let state_dir = &ctx.global.state_dir;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let records = crate::status::Records::read(state_dir)?;
+    let status = crate::status::build(&crate::status::after_tick(report), now, records);
+    let snapshot = crate::status::metrics_snapshot(
+        &status,
+        &crate::metrics::read_restarts(state_dir),
+        crate::update::journal::Journal::new(state_dir).bad_versions()?,
+    );
+    let text = crate::output::redact(&crate::metrics::render(&snapshot));
+    crate::metrics::write_file(path, &text)
 }
 
 fn print_report(report: &Report, format: OutputFormat) {

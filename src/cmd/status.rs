@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::ctx::Ctx;
-use crate::output::OutputFormat;
+use crate::metrics;
+use crate::output::{OutputArg, OutputFormat};
 use crate::reconcile::Options;
 use crate::status::{RecordSummary, Records, Status};
 
@@ -20,6 +21,13 @@ use crate::status::{RecordSummary, Records, Status};
 /// manifests, config files that differ from what would be rendered, and the owner (archy, or
 /// systemd through a Quadlet unit). Changes nothing. Exit 0 when every app is converged, no
 /// orphan or invalid manifest exists and the last heal-podman run (if any) succeeded; 1 otherwise.
+///
+/// --output prometheus prints the same as Prometheus metrics (text exposition format):
+/// archy_app_up, archy_app_healthy, archy_app_restarts_total, archy_app_spec_drift and
+/// archy_app_config_drift_files per app; archy_converged, archy_manifests_invalid,
+/// archy_config_drift_files; archy_reconcile_last_{result,duration_seconds,timestamp_seconds};
+/// archy_podman_heal_last_{result,timestamp_seconds}; archy_update_pending,
+/// archy_update_bad_versions. `archy reconcile --metrics-file` writes them after every tick.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// Only these apps (default: every app with a manifest, plus orphans).
@@ -40,7 +48,17 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         .as_secs() as i64;
     let records = Records::read(&ctx.global.state_dir)?;
     let status = crate::status::build(&report, now, records);
-    print(&status, ctx.global.output);
+    if ctx.global.output_arg == OutputArg::Prometheus {
+        let state_dir = &ctx.global.state_dir;
+        let snapshot = crate::status::metrics_snapshot(
+            &status,
+            &metrics::read_restarts(state_dir),
+            crate::update::journal::Journal::new(state_dir).bad_versions()?,
+        );
+        print!("{}", crate::output::redact(&metrics::render(&snapshot)));
+    } else {
+        print(&status, ctx.global.output);
+    }
     Ok(status.exit_code)
 }
 

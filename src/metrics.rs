@@ -1,0 +1,557 @@
+//! A node's state as Prometheus metrics, in the text exposition format
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>): `archy status --output
+//! prometheus` prints it, and `archy reconcile --metrics-file PATH` writes it after every tick
+//! for node_exporter's textfile collector.
+//!
+//! Pure: [`render`] turns a [`Snapshot`] into text; [`write_file`] replaces the file atomically
+//! (temporary file in the same directory, then rename), so the collector never reads half a
+//! file. No sample carries a timestamp (the textfile collector refuses them); times are
+//! `*_timestamp_seconds` gauges instead.
+//!
+//! Names follow Prometheus' conventions (<https://prometheus.io/docs/practices/naming/>):
+//! `archy_` prefix, base units in the name (`_seconds`), `_total` only on counters, closed sets
+//! of outcomes as one series per outcome with the current one at 1.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// One app's line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppSample {
+    pub app: String,
+    /// The container is running.
+    pub up: bool,
+    /// The app is healthy. Until apps have health probes this is what `archy status` knows:
+    /// as desired (running, matching its manifest, configs current; or disabled and gone: its
+    /// `converged`). A probe result can replace it here without touching the exposition.
+    pub healthy: bool,
+    /// Times archy started, restarted, unpaused or recreated the container (a counter kept
+    /// across runs).
+    pub restarts: u64,
+    /// The container differs from what its manifest asks for (spec-hash mismatch).
+    pub spec_drift: bool,
+    /// Config files of this app that differ from what would be rendered.
+    pub config_drift_files: usize,
+}
+
+/// How a command's last run ended (closed set, one series each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Ok,
+    Failed,
+    /// Its lock stayed held by another archy run (exit 75).
+    Busy,
+    Unknown,
+}
+
+impl RunResult {
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Ok,
+        RunResult::Failed,
+        RunResult::Busy,
+        RunResult::Unknown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RunResult::Ok => "ok",
+            RunResult::Failed => "failed",
+            RunResult::Busy => "busy",
+            RunResult::Unknown => "unknown",
+        }
+    }
+
+    /// From the `result` text `archy status` summarises records into.
+    pub fn from_label(label: &str) -> Self {
+        match label {
+            "ok" => RunResult::Ok,
+            "failed" => RunResult::Failed,
+            "busy" => RunResult::Busy,
+            _ => RunResult::Unknown,
+        }
+    }
+}
+
+/// A command's last run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSample {
+    pub result: RunResult,
+    /// When it finished, Unix seconds.
+    pub timestamp_seconds: Option<i64>,
+    pub duration_seconds: Option<f64>,
+}
+
+/// Everything the metrics describe.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Snapshot {
+    pub apps: Vec<AppSample>,
+    pub manifests_invalid: usize,
+    pub converged: bool,
+    pub reconcile: Option<RunSample>,
+    pub podman_heal: Option<RunSample>,
+    /// The version an armed update waits to verify.
+    pub update_pending: Option<String>,
+    /// Versions that failed their boot check (the updater refuses them).
+    pub bad_versions: Vec<String>,
+}
+
+/// Escape a label value: backslash, double quote and line feed (exposition format).
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A metric family being written: HELP and TYPE once, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    Family { out }
+}
+
+fn bit(b: bool) -> u8 {
+    u8::from(b)
+}
+
+/// The exposition text. Families without samples (no apps, no record yet) are left out.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(1024 + s.apps.len() * 400);
+    family(
+        &mut out,
+        "archy_converged",
+        "gauge",
+        "1 when every app is converged, no manifest is invalid and the last podman heal did not fail.",
+    )
+    .sample("archy_converged", &[], bit(s.converged));
+    family(
+        &mut out,
+        "archy_manifests_invalid",
+        "gauge",
+        "Manifests that failed validation (their apps are skipped).",
+    )
+    .sample("archy_manifests_invalid", &[], s.manifests_invalid);
+
+    type AppValue = fn(&AppSample) -> u64;
+    let per_app: [(&str, &str, &str, AppValue); 5] = [
+        (
+            "archy_app_up",
+            "gauge",
+            "1 when the app's container is running.",
+            |a| u64::from(a.up),
+        ),
+        (
+            "archy_app_healthy",
+            "gauge",
+            "1 when the app is as desired (running, matching its manifest, configs current).",
+            |a| u64::from(a.healthy),
+        ),
+        (
+            "archy_app_restarts_total",
+            "counter",
+            "Times archy started, restarted, unpaused or recreated the app's container.",
+            |a| a.restarts,
+        ),
+        (
+            "archy_app_spec_drift",
+            "gauge",
+            "1 when the app's container differs from its manifest (spec hash).",
+            |a| u64::from(a.spec_drift),
+        ),
+        (
+            "archy_app_config_drift_files",
+            "gauge",
+            "Config files of the app that differ from what would be rendered.",
+            |a| a.config_drift_files as u64,
+        ),
+    ];
+    if !s.apps.is_empty() {
+        for (name, kind, help, value) in per_app {
+            let mut f = family(&mut out, name, kind, help);
+            for a in &s.apps {
+                f.sample(name, &[("app", &a.app)], value(a));
+            }
+        }
+    }
+    family(
+        &mut out,
+        "archy_config_drift_files",
+        "gauge",
+        "Config files that differ from what would be rendered, all apps.",
+    )
+    .sample(
+        "archy_config_drift_files",
+        &[],
+        s.apps.iter().map(|a| a.config_drift_files).sum::<usize>(),
+    );
+
+    for (prefix, what, run) in [
+        ("archy_reconcile_last", "reconcile", &s.reconcile),
+        ("archy_podman_heal_last", "heal-podman", &s.podman_heal),
+    ] {
+        let Some(run) = run else { continue };
+        let name = format!("{prefix}_result");
+        let mut f = family(
+            &mut out,
+            &name,
+            "gauge",
+            &format!("How the last {what} run ended: 1 on the series of its result."),
+        );
+        for r in RunResult::ALL {
+            f.sample(&name, &[("result", r.label())], bit(run.result == r));
+        }
+        if let Some(at) = run.timestamp_seconds {
+            let name = format!("{prefix}_timestamp_seconds");
+            family(
+                &mut out,
+                &name,
+                "gauge",
+                &format!("When the last {what} run finished, Unix time."),
+            )
+            .sample(&name, &[], at);
+        }
+        if let Some(secs) = run.duration_seconds {
+            let name = format!("{prefix}_duration_seconds");
+            family(
+                &mut out,
+                &name,
+                "gauge",
+                &format!("How long the last {what} run took."),
+            )
+            .sample(&name, &[], secs);
+        }
+    }
+
+    family(
+        &mut out,
+        "archy_update_pending",
+        "gauge",
+        "1 while an armed update waits for its post-update check.",
+    )
+    .sample("archy_update_pending", &[], bit(s.update_pending.is_some()));
+    if let Some(version) = &s.update_pending {
+        family(
+            &mut out,
+            "archy_update_pending_info",
+            "gauge",
+            "The version an armed update waits to verify.",
+        )
+        .sample("archy_update_pending_info", &[("version", version)], 1);
+    }
+    family(
+        &mut out,
+        "archy_update_bad_versions",
+        "gauge",
+        "Release versions that failed their boot check and are refused.",
+    )
+    .sample("archy_update_bad_versions", &[], s.bad_versions.len());
+    if !s.bad_versions.is_empty() {
+        let mut f = family(
+            &mut out,
+            "archy_update_bad_version_info",
+            "gauge",
+            "One series per release version that failed its boot check.",
+        );
+        for v in &s.bad_versions {
+            f.sample("archy_update_bad_version_info", &[("version", v)], 1);
+        }
+    }
+    out
+}
+
+/// Check a `--metrics-file` path before a run: its directory must exist (it is node_exporter's
+/// textfile directory, not one to invent) and the path must not be a directory.
+pub fn check_target(path: &Path) -> Result<(), String> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| format!("--metrics-file {} has no directory", path.display()))?;
+    if !parent.is_dir() {
+        return Err(format!(
+            "--metrics-file {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        ));
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "--metrics-file {} is a directory, expected a file path like archy.prom",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Replace the metrics file atomically (mode 0644: node_exporter runs as its own user). A
+/// symlink at the path is replaced, never written through.
+pub fn write_file(path: &Path, text: &str) -> Result<()> {
+    crate::fsutil::replace_quick(path, text.as_bytes(), 0o644)
+        .with_context(|| format!("failed to write metrics file {}", path.display()))
+}
+
+/// `<state-dir>/status/restarts.json`: per app, how often archy started, restarted, unpaused
+/// or recreated its container, across runs (the `archy_app_restarts_total` counter).
+pub fn restarts_path(state_dir: &Path) -> PathBuf {
+    crate::state::status_dir(state_dir).join("restarts.json")
+}
+
+/// The restart counters (none yet, or an unreadable file: all zero, with a warning).
+pub fn read_restarts(state_dir: &Path) -> BTreeMap<String, u64> {
+    let path = restarts_path(state_dir);
+    match std::fs::read(&path) {
+        Err(_) => BTreeMap::new(),
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(
+                "ignoring unreadable restart counters {}: {e}",
+                path.display()
+            );
+            BTreeMap::new()
+        }),
+    }
+}
+
+/// Add one restart to each of `apps` (read, add, replace atomically, under a lock file so
+/// parallel targeted reconciles never lose a count). Nothing to add: nothing is touched.
+pub fn add_restarts(state_dir: &Path, apps: &[&str]) -> Result<()> {
+    if apps.is_empty() {
+        return Ok(());
+    }
+    let dir = crate::state::status_dir(state_dir);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("failed to create directory {}", dir.display()))?;
+    let lock_path = dir.join("restarts.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("failed to open {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("failed to lock {}", lock_path.display()))?;
+    let mut counts = read_restarts(state_dir);
+    for app in apps {
+        *counts.entry((*app).to_string()).or_default() += 1;
+    }
+    let text = serde_json::to_string_pretty(&counts)?;
+    crate::fsutil::replace_quick(&restarts_path(state_dir), text.as_bytes(), 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_counters_add_up_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_restarts(dir.path()).is_empty());
+        add_restarts(dir.path(), &[]).unwrap();
+        assert!(
+            !restarts_path(dir.path()).exists(),
+            "nothing to add writes nothing"
+        );
+        add_restarts(dir.path(), &["lnd", "web"]).unwrap();
+        add_restarts(dir.path(), &["lnd"]).unwrap();
+        let counts = read_restarts(dir.path());
+        assert_eq!(counts.get("lnd"), Some(&2));
+        assert_eq!(counts.get("web"), Some(&1));
+        std::fs::write(restarts_path(dir.path()), "not json").unwrap();
+        assert!(read_restarts(dir.path()).is_empty());
+    }
+
+    fn app(name: &str, up: bool) -> AppSample {
+        AppSample {
+            app: name.into(),
+            up,
+            healthy: up,
+            restarts: 2,
+            spec_drift: !up,
+            config_drift_files: usize::from(!up),
+        }
+    }
+
+    #[test]
+    fn exposition_is_exact() {
+        let s = Snapshot {
+            apps: vec![app("lnd", true), app("bitcoin-ui", false)],
+            manifests_invalid: 1,
+            converged: false,
+            reconcile: Some(RunSample {
+                result: RunResult::Failed,
+                timestamp_seconds: Some(1_800_000_000),
+                duration_seconds: Some(0.0125),
+            }),
+            podman_heal: Some(RunSample {
+                result: RunResult::Ok,
+                timestamp_seconds: Some(1_799_999_000),
+                duration_seconds: None,
+            }),
+            update_pending: Some("1.7.41".into()),
+            bad_versions: vec!["1.7.40".into()],
+        };
+        let expected = r#"# HELP archy_converged 1 when every app is converged, no manifest is invalid and the last podman heal did not fail.
+# TYPE archy_converged gauge
+archy_converged 0
+# HELP archy_manifests_invalid Manifests that failed validation (their apps are skipped).
+# TYPE archy_manifests_invalid gauge
+archy_manifests_invalid 1
+# HELP archy_app_up 1 when the app's container is running.
+# TYPE archy_app_up gauge
+archy_app_up{app="lnd"} 1
+archy_app_up{app="bitcoin-ui"} 0
+# HELP archy_app_healthy 1 when the app is as desired (running, matching its manifest, configs current).
+# TYPE archy_app_healthy gauge
+archy_app_healthy{app="lnd"} 1
+archy_app_healthy{app="bitcoin-ui"} 0
+# HELP archy_app_restarts_total Times archy started, restarted, unpaused or recreated the app's container.
+# TYPE archy_app_restarts_total counter
+archy_app_restarts_total{app="lnd"} 2
+archy_app_restarts_total{app="bitcoin-ui"} 2
+# HELP archy_app_spec_drift 1 when the app's container differs from its manifest (spec hash).
+# TYPE archy_app_spec_drift gauge
+archy_app_spec_drift{app="lnd"} 0
+archy_app_spec_drift{app="bitcoin-ui"} 1
+# HELP archy_app_config_drift_files Config files of the app that differ from what would be rendered.
+# TYPE archy_app_config_drift_files gauge
+archy_app_config_drift_files{app="lnd"} 0
+archy_app_config_drift_files{app="bitcoin-ui"} 1
+# HELP archy_config_drift_files Config files that differ from what would be rendered, all apps.
+# TYPE archy_config_drift_files gauge
+archy_config_drift_files 1
+# HELP archy_reconcile_last_result How the last reconcile run ended: 1 on the series of its result.
+# TYPE archy_reconcile_last_result gauge
+archy_reconcile_last_result{result="ok"} 0
+archy_reconcile_last_result{result="failed"} 1
+archy_reconcile_last_result{result="busy"} 0
+archy_reconcile_last_result{result="unknown"} 0
+# HELP archy_reconcile_last_timestamp_seconds When the last reconcile run finished, Unix time.
+# TYPE archy_reconcile_last_timestamp_seconds gauge
+archy_reconcile_last_timestamp_seconds 1800000000
+# HELP archy_reconcile_last_duration_seconds How long the last reconcile run took.
+# TYPE archy_reconcile_last_duration_seconds gauge
+archy_reconcile_last_duration_seconds 0.0125
+# HELP archy_podman_heal_last_result How the last heal-podman run ended: 1 on the series of its result.
+# TYPE archy_podman_heal_last_result gauge
+archy_podman_heal_last_result{result="ok"} 1
+archy_podman_heal_last_result{result="failed"} 0
+archy_podman_heal_last_result{result="busy"} 0
+archy_podman_heal_last_result{result="unknown"} 0
+# HELP archy_podman_heal_last_timestamp_seconds When the last heal-podman run finished, Unix time.
+# TYPE archy_podman_heal_last_timestamp_seconds gauge
+archy_podman_heal_last_timestamp_seconds 1799999000
+# HELP archy_update_pending 1 while an armed update waits for its post-update check.
+# TYPE archy_update_pending gauge
+archy_update_pending 1
+# HELP archy_update_pending_info The version an armed update waits to verify.
+# TYPE archy_update_pending_info gauge
+archy_update_pending_info{version="1.7.41"} 1
+# HELP archy_update_bad_versions Release versions that failed their boot check and are refused.
+# TYPE archy_update_bad_versions gauge
+archy_update_bad_versions 1
+# HELP archy_update_bad_version_info One series per release version that failed its boot check.
+# TYPE archy_update_bad_version_info gauge
+archy_update_bad_version_info{version="1.7.40"} 1
+"#;
+        assert_eq!(render(&s), expected);
+    }
+
+    #[test]
+    fn an_empty_node_leaves_out_families_without_samples() {
+        let text = render(&Snapshot {
+            converged: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
+            [
+                "archy_converged 1",
+                "archy_manifests_invalid 0",
+                "archy_config_drift_files 0",
+                "archy_update_pending 0",
+                "archy_update_bad_versions 0",
+            ]
+        );
+        assert!(!text.contains("archy_app_up"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+        let text = render(&Snapshot {
+            bad_versions: vec!["1\"2".into()],
+            ..Default::default()
+        });
+        assert!(
+            text.contains("archy_update_bad_version_info{version=\"1\\\"2\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_metrics_file_needs_an_existing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_target(&dir.path().join("archy.prom")).is_ok());
+        let err = check_target(&dir.path().join("missing/archy.prom")).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(check_target(dir.path())
+            .unwrap_err()
+            .contains("is a directory"));
+    }
+
+    #[test]
+    fn the_file_is_replaced_not_written_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = dir.path().join("archy.prom");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_file(&path, "archy_converged 1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "archy_converged 1\n"
+        );
+        assert!(!std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+    }
+}

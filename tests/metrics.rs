@@ -1,0 +1,345 @@
+//! Prometheus metrics against real podman: `archy status --output prometheus` and
+//! `archy reconcile --metrics-file` on a converged and on a broken node, each checked by
+//! Debian's `promtool check metrics` (package prometheus); the file is replaced atomically
+//! (a reader never sees half of it) and a no-op tick with the file still makes one podman call.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// `promtool check metrics` on the text: its complaints (none expected), and its exit code.
+fn promtool(text: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by scripts/test (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn assert_promtool_clean(text: &str) {
+    let (code, said) = promtool(text);
+    assert_eq!((code, said.as_str()), (0, ""), "promtool on:\n{text}");
+}
+
+/// The value of one sample line (`name{labels} value`).
+fn sample(text: &str, series: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .map(|l| l[series.len() + 1..].to_string())
+}
+
+fn metrics_file(root: &TestRoot) -> std::path::PathBuf {
+    let dir = root.dir.join("textfile");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("archy.prom")
+}
+
+#[test]
+fn converged_and_broken_nodes_pass_promtool() {
+    let root = TestRoot::new();
+    root.simple_manifest("alpha", "");
+    root.simple_manifest("beta", "");
+    let file = metrics_file(&root);
+    let file_arg = file.to_str().unwrap();
+
+    // Converged: reconcile writes the file after its tick; status prints the same families.
+    let out = root.archy(&["reconcile", "--metrics-file", file_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_promtool_clean(&written);
+    for app in ["alpha", "beta"] {
+        assert_eq!(
+            sample(&written, &format!("archy_app_up{{app=\"{app}\"}}")).as_deref(),
+            Some("1"),
+            "{written}"
+        );
+        assert_eq!(
+            sample(&written, &format!("archy_app_healthy{{app=\"{app}\"}}")).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            sample(
+                &written,
+                &format!("archy_app_restarts_total{{app=\"{app}\"}}")
+            )
+            .as_deref(),
+            Some("0"),
+            "a first create is no restart"
+        );
+    }
+    assert_eq!(
+        sample(&written, "archy_converged").as_deref(),
+        Some("1"),
+        "{written}"
+    );
+    assert_eq!(
+        sample(&written, "archy_reconcile_last_result{result=\"ok\"}").as_deref(),
+        Some("1")
+    );
+    let duration: f64 = sample(&written, "archy_reconcile_last_duration_seconds")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(duration > 0.0 && duration < 600.0, "{duration}");
+    let stamp: i64 = sample(&written, "archy_reconcile_last_timestamp_seconds")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - stamp).abs() < 120, "{stamp} vs {now}");
+
+    let out = root.archy(&["status", "--output", "prometheus"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_promtool_clean(&out.stdout);
+    assert_eq!(
+        sample(&out.stdout, "archy_app_up{app=\"alpha\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(sample(&out.stdout, "archy_converged").as_deref(), Some("1"));
+
+    // Broken: alpha stopped, beta drifted from its manifest, an invalid manifest, a failed heal,
+    // an armed update and a release that failed its boot check.
+    root.podman_ok(&["stop", "-t", "0", "archy-alpha"]);
+    root.simple_manifest("beta", "env: {DRIFT: \"1\"}\n");
+    root.manifest("broken", "app: broken\nimage: [not, a, string]\n");
+    let status_dir = root.state_dir.join("status");
+    std::fs::write(
+        status_dir.join("heal-podman.json"),
+        r#"{"ok": false, "at": "2026-11-27T10:00:00Z"}"#,
+    )
+    .unwrap();
+    let update = root.state_dir.join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    std::fs::write(
+        update.join("pending.json"),
+        r#"{"version": "1.7.41", "previous": "1.7.40", "armed_at": "2026-11-27T10:00:00Z"}"#,
+    )
+    .unwrap();
+    std::fs::write(update.join("bad-versions"), "1.7.39\n").unwrap();
+
+    let out = root.archy(&["status", "--output", "prometheus"]);
+    assert_eq!(out.code, 1, "not converged: {out:?}");
+    let broken = out.stdout.clone();
+    assert_promtool_clean(&broken);
+    assert_eq!(
+        sample(&broken, "archy_app_up{app=\"alpha\"}").as_deref(),
+        Some("0"),
+        "{broken}"
+    );
+    assert_eq!(
+        sample(&broken, "archy_app_healthy{app=\"alpha\"}").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        sample(&broken, "archy_app_spec_drift{app=\"beta\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&broken, "archy_app_up{app=\"beta\"}").as_deref(),
+        Some("1"),
+        "drifted but running"
+    );
+    assert_eq!(
+        sample(&broken, "archy_app_healthy{app=\"beta\"}").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        sample(&broken, "archy_manifests_invalid").as_deref(),
+        Some("1")
+    );
+    assert_eq!(sample(&broken, "archy_converged").as_deref(), Some("0"));
+    assert_eq!(
+        sample(&broken, "archy_podman_heal_last_result{result=\"failed\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&broken, "archy_update_pending").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&broken, "archy_update_pending_info{version=\"1.7.41\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&broken, "archy_update_bad_version_info{version=\"1.7.39\"}").as_deref(),
+        Some("1")
+    );
+
+    // The tick repairs alpha (start) and beta (recreate); the file describes the node after it.
+    let out = root.archy(&["reconcile", "--metrics-file", file_arg]);
+    assert_eq!(out.code, 2, "the invalid manifest: {out:?}");
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert_promtool_clean(&after);
+    for app in ["alpha", "beta"] {
+        assert_eq!(
+            sample(&after, &format!("archy_app_up{{app=\"{app}\"}}")).as_deref(),
+            Some("1"),
+            "{after}"
+        );
+        assert_eq!(
+            sample(&after, &format!("archy_app_spec_drift{{app=\"{app}\"}}")).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            sample(
+                &after,
+                &format!("archy_app_restarts_total{{app=\"{app}\"}}")
+            )
+            .as_deref(),
+            Some("1"),
+            "{after}"
+        );
+    }
+    assert_eq!(
+        sample(&after, "archy_reconcile_last_result{result=\"failed\"}").as_deref(),
+        Some("1"),
+        "exit 2 is a failed tick"
+    );
+    assert_eq!(
+        sample(&after, "archy_manifests_invalid").as_deref(),
+        Some("1")
+    );
+    // What the file said matches what status says now.
+    let out = root.archy(&["status", "--output", "prometheus"]);
+    for app in ["alpha", "beta"] {
+        let series = format!("archy_app_up{{app=\"{app}\"}}");
+        assert_eq!(sample(&out.stdout, &series), sample(&after, &series));
+    }
+}
+
+#[test]
+fn the_file_is_replaced_atomically_and_a_no_op_tick_still_lists_once() {
+    let root = TestRoot::new();
+    root.simple_manifest("alpha", "");
+    let file = metrics_file(&root);
+    let file_arg = file.to_str().unwrap().to_string();
+    let out = root.archy(&["reconcile", "--metrics-file", &file_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let first = std::fs::read_to_string(&file).unwrap();
+    assert_promtool_clean(&first);
+
+    // A reader reads the file as fast as it can while ticks replace it; every read must be a
+    // whole file (it ends with the last family), and no other *.prom ever appears next to it
+    // (node_exporter reads every *.prom in the directory).
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let file = file.clone();
+        std::thread::spawn(move || {
+            let (mut reads, mut torn, mut strays) = (0u64, Vec::new(), Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(text) = std::fs::read_to_string(&file) {
+                    reads += 1;
+                    if !text.ends_with("archy_update_bad_versions 0\n") {
+                        torn.push(text);
+                    }
+                }
+                for entry in std::fs::read_dir(file.parent().unwrap()).unwrap().flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name != "archy.prom" && name.ends_with(".prom") {
+                        strays.push(name);
+                    }
+                }
+            }
+            (reads, torn, strays)
+        })
+    };
+    root.take_podman_calls();
+    for _ in 0..8 {
+        // A reader that opened the file before the tick keeps reading the whole old file; the
+        // path names a new one afterwards.
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let before = std::fs::read_to_string(&file).unwrap();
+        let mut held = std::fs::File::open(&file).unwrap();
+        let out = root.archy(&["reconcile", "--metrics-file", &file_arg]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_ne!(
+            held.metadata().unwrap().ino(),
+            std::fs::metadata(&file).unwrap().ino(),
+            "each tick renames a new file into place"
+        );
+        let mut old = String::new();
+        held.read_to_string(&mut old).unwrap();
+        assert_eq!(old, before, "an open reader keeps the whole old file");
+    }
+    let calls = root.take_podman_calls();
+    stop.store(true, Ordering::Relaxed);
+    let (reads, torn, strays) = reader.join().unwrap();
+    assert!(reads > 0);
+    assert!(
+        torn.is_empty(),
+        "{} torn reads, e.g. {:?}",
+        torn.len(),
+        torn.first()
+    );
+    assert!(strays.is_empty(), "{strays:?}");
+    assert_eq!(
+        calls.len(),
+        8,
+        "one podman listing per no-op tick: {calls:?}"
+    );
+    assert!(calls.iter().all(|c| c.starts_with("ps ")), "{calls:?}");
+    let names: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        [std::ffi::OsString::from("archy.prom")],
+        "no temporary file left"
+    );
+    eprintln!("{reads} reads during 8 ticks");
+}
+
+#[test]
+fn bad_metrics_targets_are_refused_before_anything_runs() {
+    let root = TestRoot::empty();
+    root.simple_manifest("alpha", "");
+    let missing = root.dir.join("no-such-dir/archy.prom");
+    let out = root.archy(&["reconcile", "--metrics-file", missing.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("no-such-dir") && out.stderr.contains("does not exist"),
+        "{out:?}"
+    );
+    assert!(root.take_podman_calls().is_empty(), "nothing ran");
+    let out = root.archy(&["reconcile", "--output", "prometheus"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("only for `archy status`"), "{out:?}");
+    // The variable works like the flag.
+    let out = Out::from(
+        root.archy_cmd()
+            .arg("reconcile")
+            .env("ARCHY_METRICS_FILE", root.dir.to_str().unwrap())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 2, "a directory is no metrics file: {out:?}");
+    assert!(!Path::new(&root.dir.join("archy.prom")).exists());
+}
