@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_archy_global_optspecs
-    string join \n manifests= state-dir= run-dir= podman= output= lock-wait= network= subnet= quadlet-dir= v/verbose q/quiet h/help V/version
+    string join \n manifests= state-dir= run-dir= podman= output= lock-wait= network= subnet= quadlet-dir= timeout-listing= timeout-stop-margin= timeout-build= timeout-restart-command= timeout-other= time-budget= v/verbose q/quiet h/help V/version
 end
 
 function __fish_archy_needs_command
@@ -35,6 +35,12 @@ complete -c archy -n "__fish_archy_needs_command" -l lock-wait -d 'How long to w
 complete -c archy -n "__fish_archy_needs_command" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_needs_command" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_needs_command" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_needs_command" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_needs_command" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_needs_command" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_needs_command" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_needs_command" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_needs_command" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_needs_command" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_needs_command" -s q -l quiet -d 'Only warnings and errors; no progress display'
 complete -c archy -n "__fish_archy_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -42,7 +48,7 @@ complete -c archy -n "__fish_archy_needs_command" -s V -l version -d 'Print vers
 complete -c archy -n "__fish_archy_needs_command" -f -a "reconcile" -d 'Converge containers to the manifests: create missing ones, recreate drifted ones, start stopped ones. A second run with nothing changed does nothing'
 complete -c archy -n "__fish_archy_needs_command" -f -a "build-image" -d 'Build missing images of apps with a `build:` context; a second run builds nothing'
 complete -c archy -n "__fish_archy_needs_command" -f -a "render-config" -d 'Render every `configs:` entry from the canonical secret; rewrite only files that differ'
-complete -c archy -n "__fish_archy_needs_command" -f -a "heal-podman" -d 'Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI containers, no orphaned volume dirs, runtime dirs of this boot) and repair it'
+complete -c archy -n "__fish_archy_needs_command" -f -a "heal-podman" -d 'Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI containers, no network debris of forgotten containers on archy\'s network, no orphaned volume dirs, runtime dirs of this boot) and repair it'
 complete -c archy -n "__fish_archy_needs_command" -f -a "verify-update" -d 'Check a release tarball, arm the post-update check, or run it (probe the web UI and roll back if it does not answer)'
 complete -c archy -n "__fish_archy_needs_command" -f -a "rollback" -d 'Make `previous` the current release again and restart the service'
 complete -c archy -n "__fish_archy_needs_command" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
@@ -63,6 +69,12 @@ complete -c archy -n "__fish_archy_using_subcommand reconcile" -l lock-wait -d '
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l dry-run -d 'Print the plan (create / recreate / start / ok / orphan / adopt, with reasons) and change nothing'
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l prune -d 'Remove managed containers that no manifest describes (volumes are kept)'
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l adopt -d 'Replace an unmanaged container that holds an app\'s container name (volumes are kept)'
@@ -81,6 +93,12 @@ complete -c archy -n "__fish_archy_using_subcommand build-image" -l lock-wait -d
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand build-image" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l force -d 'Rebuild even when the image for the current context exists'
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l dry-run -d 'Show what would be built or removed; change nothing'
 complete -c archy -n "__fish_archy_using_subcommand build-image" -l prune -d 'Remove `localhost/archy-<app>:*` images no manifest or container references'
@@ -99,9 +117,15 @@ complete -c archy -n "__fish_archy_using_subcommand render-config" -l lock-wait 
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l check -d 'Write nothing; exit 1 when any file differs from what would be rendered'
 complete -c archy -n "__fish_archy_using_subcommand render-config" -l dry-run -d 'Show what would be written; change nothing'
-complete -c archy -n "__fish_archy_using_subcommand render-config" -l rotate-secret -d 'Replace the canonical secret with a new random one and re-render every dependent file'
+complete -c archy -n "__fish_archy_using_subcommand render-config" -l rotate-secret -d 'Replace the canonical secret with a new random one and re-render every dependent file. Takes no APP filter: every consumer shares the one secret, so all of their files are rewritten (and `archy reconcile` then restarts every consumer)'
 complete -c archy -n "__fish_archy_using_subcommand render-config" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand render-config" -s q -l quiet -d 'Only warnings and errors; no progress display'
 complete -c archy -n "__fish_archy_using_subcommand render-config" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -117,6 +141,12 @@ complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l lock-wait -d
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l dry-run -d 'Print the probes and the repairs that would run; change nothing'
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -l yes -d 'Also remove storage-only containers whose names archy does not manage'
 complete -c archy -n "__fish_archy_using_subcommand heal-podman" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
@@ -145,6 +175,12 @@ complete -c archy -n "__fish_archy_using_subcommand verify-update" -l lock-wait 
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand verify-update" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l arm -d 'Arm the check after switching `current` to a new release: writes `<state-dir>/update/pending.json` with the version and the previous one'
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -l no-rollback -d 'On failure record the bad version but do not roll back (the marker stays)'
 complete -c archy -n "__fish_archy_using_subcommand verify-update" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
@@ -164,6 +200,12 @@ complete -c archy -n "__fish_archy_using_subcommand rollback" -l lock-wait -d 'H
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand rollback" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand rollback" -l dry-run -d 'Say what would happen; change nothing and run nothing'
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s q -l quiet -d 'Only warnings and errors; no progress display'
@@ -180,6 +222,12 @@ complete -c archy -n "__fish_archy_using_subcommand status" -l lock-wait -d 'How
 complete -c archy -n "__fish_archy_using_subcommand status" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand status" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand status" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand status" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand status" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand status" -s q -l quiet -d 'Only warnings and errors; no progress display'
 complete -c archy -n "__fish_archy_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -197,6 +245,12 @@ complete -c archy -n "__fish_archy_using_subcommand quadlet" -l lock-wait -d 'Ho
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand quadlet" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -l dry-run -d 'Say which units would be written and write nothing'
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -s q -l quiet -d 'Only warnings and errors; no progress display'
@@ -215,6 +269,12 @@ complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l lock-wait 
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s q -l quiet -d 'Only warnings and errors; no progress display'
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s h -l help -d 'Print help'
@@ -222,7 +282,7 @@ complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s V -l versi
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "reconcile" -d 'Converge containers to the manifests: create missing ones, recreate drifted ones, start stopped ones. A second run with nothing changed does nothing'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "build-image" -d 'Build missing images of apps with a `build:` context; a second run builds nothing'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "render-config" -d 'Render every `configs:` entry from the canonical secret; rewrite only files that differ'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "heal-podman" -d 'Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI containers, no orphaned volume dirs, runtime dirs of this boot) and repair it'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "heal-podman" -d 'Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI containers, no network debris of forgotten containers on archy\'s network, no orphaned volume dirs, runtime dirs of this boot) and repair it'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "verify-update" -d 'Check a release tarball, arm the post-update check, or run it (probe the web UI and roll back if it does not answer)'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "rollback" -d 'Make `previous` the current release again and restart the service'
 complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'

@@ -109,6 +109,27 @@ pub struct GlobalArgs {
         value_name = "DIR"
     )]
     pub quadlet_dir: PathBuf,
+    /// Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it
+    /// the command's process group is killed and the run reports which command timed out.
+    #[arg(long, global = true, env = "ARCHY_TIMEOUT_LISTING", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout_listing: Duration,
+    /// Added to an app's `stop_timeout` to give the time limit of creating, starting, stopping
+    /// or removing its container.
+    #[arg(long, global = true, env = "ARCHY_TIMEOUT_STOP_MARGIN", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout_stop_margin: Duration,
+    /// Time limit of one image build.
+    #[arg(long, global = true, env = "ARCHY_TIMEOUT_BUILD", default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout_build: Duration,
+    /// Time limit of an app's `restart_command`.
+    #[arg(long, global = true, env = "ARCHY_TIMEOUT_RESTART_COMMAND", default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout_restart_command: Duration,
+    /// Time limit of any other command (runc, ip, iptables, CNI plugins, umount).
+    #[arg(long, global = true, env = "ARCHY_TIMEOUT_OTHER", default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout_other: Duration,
+    /// Total time budget of one run: no command runs past it, so a run ends within
+    /// `--lock-wait` + this (default 12m: below the timers' TimeoutStartSec=15min).
+    #[arg(long, global = true, env = "ARCHY_TIME_BUDGET", default_value = "12m", value_parser = parse_duration, value_name = "DURATION")]
+    pub time_budget: Duration,
     /// More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -203,5 +224,30 @@ mod tests {
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn every_units_run_bound_stays_below_its_timeout_start_sec() {
+        let cli = Cli::try_parse_from(["archy", "status"]).unwrap();
+        let units = [
+            include_str!("../systemd-timers/archy-reconcile.service"),
+            include_str!("../systemd-timers/archy-heal-podman.service"),
+            include_str!("../systemd-timers/archy-render-config.service"),
+            include_str!("../systemd-timers/archy-verify-update.service"),
+        ];
+        for unit in units {
+            let value = |key: &str| {
+                unit.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(|v| parse_duration(v.trim()).unwrap())
+            };
+            let limit = value("TimeoutStartSec=").expect("TimeoutStartSec in every unit");
+            let budget = value("Environment=ARCHY_TIME_BUDGET=").unwrap_or(cli.global.time_budget);
+            assert!(
+                cli.global.lock_wait + budget < limit,
+                "{:?} + {budget:?} >= {limit:?} in\n{unit}",
+                cli.global.lock_wait
+            );
+        }
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -146,6 +145,7 @@ fn hash_context(
     files: &[PathBuf],
 ) -> Result<String> {
     let mut hasher = Sha256::new();
+    require_regular(containerfile, "containerfile")?;
     let cf = fs::read(containerfile)
         .with_context(|| format!("failed to read containerfile {}", containerfile.display()))?;
     hasher.update(b"containerfile\0");
@@ -308,8 +308,44 @@ fn walk(root: &Path, rel: &Path, ignore: &IgnoreRules, out: &mut Vec<PathBuf>) -
             // Descend even into ignored dirs: a later `!pattern` may re-include a file inside.
             walk(root, &child, ignore, out)?;
         } else if !ignore.is_ignored(&child) {
+            // Reading a FIFO blocks until a writer comes, a device may never end: a build
+            // context holds regular files and symlinks only (symlinks are hashed, not followed).
+            if let Some(kind) = special_kind(&file_type) {
+                bail!(
+                    "{} in build context {} is a {kind}; a build context may hold only regular files, directories and symlinks (remove it or list it in .containerignore)",
+                    child.display(),
+                    root.display()
+                );
+            }
             out.push(child);
         }
+    }
+    Ok(())
+}
+
+/// The name of a file type that is neither a regular file, a directory nor a symlink.
+fn special_kind(file_type: &fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        Some("FIFO")
+    } else if file_type.is_socket() {
+        Some("socket")
+    } else if file_type.is_char_device() {
+        Some("character device")
+    } else if file_type.is_block_device() {
+        Some("block device")
+    } else {
+        None
+    }
+}
+
+/// Fail unless `path` (followed) is a regular file: reading anything else may block forever.
+fn require_regular(path: &Path, what: &str) -> Result<()> {
+    let meta =
+        fs::metadata(path).with_context(|| format!("failed to stat {what} {}", path.display()))?;
+    if !meta.is_file() {
+        let kind = special_kind(&meta.file_type()).unwrap_or("directory");
+        bail!("{what} {} is a {kind}, not a regular file", path.display());
     }
     Ok(())
 }
@@ -326,6 +362,9 @@ impl IgnoreRules {
     pub fn load(context: &Path) -> Result<Self> {
         for name in [".containerignore", ".dockerignore"] {
             let path = context.join(name);
+            if fs::symlink_metadata(&path).is_ok() {
+                require_regular(&path, "ignore file")?;
+            }
             if let Some(bytes) = crate::fsutil::read_optional(&path)? {
                 return Ok(Self::parse(&String::from_utf8_lossy(&bytes)));
             }
@@ -501,17 +540,9 @@ fn build(
         bar.set_message(format!("{app}: building"));
         bar
     });
-    let reader = duct::cmd(cmd.program(), cmd.argv())
-        .stderr_to_stdout()
-        .stdin_null()
-        .unchecked()
-        .reader()
-        .with_context(|| format!("failed to start `{}`", cmd.display()))?;
-    let mut log = Vec::new();
-    let mut lines = BufReader::new(&reader);
-    let mut line = String::new();
-    while lines.read_line(&mut line).unwrap_or(0) > 0 {
-        let text = line.trim_end().to_string();
+    // Output decoded lossily line by line: a non-UTF-8 byte in a RUN step's output is logged
+    // as U+FFFD and never ends the read (which used to kill the build).
+    let mut on_line = |text: &str| {
         tracing::debug!(target: "archy::build", "{app}: {text}");
         if text.starts_with("STEP ") {
             match &spinner {
@@ -519,21 +550,36 @@ fn build(
                 None => tracing::info!("{app}: {text}"),
             }
         }
-        log.push(text);
-        line.clear();
-    }
-    let status = reader
-        .try_wait()
-        .ok()
-        .flatten()
-        .map(|o| o.status.code().unwrap_or(-1))
-        .unwrap_or(-1);
-    if let Some(bar) = spinner {
+    };
+    let result = cmd.run_lines(&mut on_line);
+    if let Some(bar) = &spinner {
         bar.finish_and_clear();
     }
+    let (status, log) =
+        result.with_context(|| format!("failed to build image {reference} for {app}"))?;
     if status != 0 {
         let tail = crate::exec::tail(&log.join("\n"), 15);
         bail!("`{}` exited with code {status}: {tail}", cmd.display());
+    }
+    // The tag names the content hashed before the build; if the context changed while it
+    // built, the image may hold the edited content: drop the tag, fail, and let the next run
+    // build (and tag) what the context then holds.
+    let after = self::context_hash(context, containerfile, args).with_context(|| {
+        format!(
+            "failed to hash build context {} after the build",
+            context.display()
+        )
+    })?;
+    if after != context_hash {
+        let untag = podman.untag(reference);
+        bail!(
+            "build context {} changed while {reference} was built: the image may not match its tag, so the tag was {}; the next run builds again",
+            context.display(),
+            match untag {
+                Ok(()) => "removed".to_string(),
+                Err(err) => format!("NOT removed ({err:#})"),
+            }
+        );
     }
     Ok(())
 }

@@ -36,6 +36,16 @@ pub fn main_entry() -> ExitCode {
         Err(code) => return code,
     };
     logging::init(cli.global.verbose, cli.global.quiet);
+    let g = &cli.global;
+    exec::set_limits(exec::Limits {
+        listing: g.timeout_listing,
+        stop_margin: g.timeout_stop_margin,
+        build: g.timeout_build,
+        restart_command: g.timeout_restart_command,
+        other: g.timeout_other,
+    });
+    exec::set_deadline(std::time::Instant::now().checked_add(g.time_budget));
+    exec::install_signal_handlers();
     match cmd::run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

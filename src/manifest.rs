@@ -278,7 +278,10 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
         .with_context(|| format!("failed to read manifests directory {}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|ext| ext == "yaml") && p.is_file())
+        // Every `*.yaml` entry, whatever it is: one that cannot be read as a file (dangling or
+        // looping symlink, directory, FIFO, device) is an invalid manifest, never skipped
+        // silently (a skipped manifest would make its app an orphan that --prune removes).
+        .filter(|p| p.extension().is_some_and(|ext| ext == "yaml"))
         .collect();
     files.sort();
     let mut parsed = Vec::new();
@@ -300,7 +303,37 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
 
 /// Parse and validate one file; the error says which key and what is expected.
 pub fn load_file(path: &Path, policy: &Policy) -> Result<Manifest, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = fs::metadata(path).map_err(|e| {
+        let link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        match (link, e.raw_os_error()) {
+            (true, Some(40)) => format!("cannot be read as a file: symlink loop ({e})"),
+            (true, _) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                "cannot be read as a file: dangling symlink to {}",
+                fs::read_link(path)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| "?".into())
+            ),
+            _ => format!("cannot be read as a file: {e}"),
+        }
+    })?;
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let kind = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "cannot be read as a file: it is {kind} (a manifest must be a regular file)"
+        ));
+    }
     if meta.len() > MAX_MANIFEST_BYTES {
         return Err(format!(
             "file is {} bytes; manifests are limited to {} bytes",

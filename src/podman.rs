@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::exec::{Cmd, Output};
+use crate::exec::{Cmd, Kind, Output};
 
 pub const LABEL_MANAGED: &str = "io.archy.managed";
 pub const LABEL_APP: &str = "io.archy.app";
@@ -38,6 +38,13 @@ pub struct Container {
     pub exit_code: i32,
     #[serde(rename = "Networks", default, deserialize_with = "null_as_default")]
     pub networks: Vec<String>,
+    /// Container paths with a mount (volume or bind), as `ps` lists them.
+    #[serde(rename = "Mounts", default, deserialize_with = "null_as_default")]
+    pub mounts: Vec<String>,
+    /// For storage-only containers (`ps --external`) podman says `["buildah"]` for a buildah
+    /// working container (a build's) and `["storage"]` otherwise.
+    #[serde(rename = "Command", default, deserialize_with = "null_as_default")]
+    pub command: Vec<String>,
 }
 
 fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
@@ -153,8 +160,16 @@ impl Podman {
         &self.program
     }
 
+    /// A podman command; a listing/query by default ([`Kind::Listing`]), callers that change
+    /// state set their kind.
     fn cmd(&self) -> Cmd {
-        Cmd::new(&self.program)
+        Cmd::new(&self.program).kind(Kind::Listing)
+    }
+
+    fn lifecycle(&self, stop_timeout: u32) -> Cmd {
+        self.cmd().kind(Kind::Lifecycle {
+            stop_timeout_secs: stop_timeout,
+        })
     }
 
     /// Every container archy manages, in one call.
@@ -175,13 +190,18 @@ impl Podman {
     }
 
     /// `podman run -d …` with a prepared argv (after `run`); returns the new container id.
-    pub fn run_detached(&self, run_args: &[String]) -> Result<String> {
-        let out = self.cmd().arg("run").args(run_args).run()?;
+    /// Its time limit is the app's `stop_timeout` plus the margin, like every lifecycle command.
+    pub fn run_detached(&self, run_args: &[String], stop_timeout: u32) -> Result<String> {
+        let out = self
+            .lifecycle(stop_timeout)
+            .arg("run")
+            .args(run_args)
+            .run()?;
         Ok(out.stdout.trim().to_string())
     }
 
-    pub fn start(&self, container: &str) -> Result<()> {
-        self.cmd()
+    pub fn start(&self, container: &str, stop_timeout: u32) -> Result<()> {
+        self.lifecycle(stop_timeout)
             .args(["start", container])
             .run()
             .with_context(|| format!("failed to start container {container}"))?;
@@ -198,15 +218,15 @@ impl Podman {
     }
 
     pub fn restart(&self, container: &str, stop_timeout: u32) -> Result<()> {
-        self.cmd()
+        self.lifecycle(stop_timeout)
             .args(["restart", "--time", &stop_timeout.to_string(), container])
             .run()
             .with_context(|| format!("failed to restart container {container}"))?;
         Ok(())
     }
 
-    pub fn unpause(&self, container: &str) -> Result<()> {
-        self.cmd()
+    pub fn unpause(&self, container: &str, stop_timeout: u32) -> Result<()> {
+        self.lifecycle(stop_timeout)
             .args(["unpause", container])
             .run()
             .with_context(|| format!("failed to unpause container {container}"))?;
@@ -216,7 +236,7 @@ impl Podman {
     /// Stop (waiting `stop_timeout` seconds before SIGKILL) and remove a container. Never
     /// passes `-v`: anonymous and named volumes are kept.
     pub fn remove(&self, container: &str, stop_timeout: u32) -> Result<()> {
-        self.cmd()
+        self.lifecycle(stop_timeout)
             .args(["rm", "-f", "--time", &stop_timeout.to_string(), container])
             .run()
             .with_context(|| format!("failed to remove container {container}"))?;
@@ -240,25 +260,39 @@ impl Podman {
         Ok(list.into_iter().next())
     }
 
+    /// Create a network. When another run created it first ("already used"/"already exists"),
+    /// it is inspected again and accepted if its subnet is `subnet`.
     pub fn create_network(&self, name: &str, subnet: &str, gateway: &str) -> Result<()> {
-        self.cmd()
-            .args([
-                "network",
-                "create",
-                "--subnet",
-                subnet,
-                "--gateway",
-                gateway,
-                name,
-            ])
-            .run()
-            .with_context(|| format!("failed to create network {name} ({subnet})"))?;
-        Ok(())
+        let cmd = self.lifecycle(0).args([
+            "network",
+            "create",
+            "--subnet",
+            subnet,
+            "--gateway",
+            gateway,
+            name,
+        ]);
+        let out = cmd.run_unchecked()?;
+        if out.success() {
+            return Ok(());
+        }
+        if network_exists_error(&out.stderr) {
+            if let Some(network) = self.inspect_network(name)? {
+                if network.subnets.iter().any(|s| s.subnet == subnet) {
+                    tracing::info!(
+                        "network {name} ({subnet}) was created by a concurrent run; using it"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        Err(cmd.failure(&out))
+            .with_context(|| format!("failed to create network {name} ({subnet})"))
     }
 
     /// Remove a network; podman refuses while containers use it (no `-f`).
     pub fn remove_network(&self, name: &str) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["network", "rm", name])
             .run()
             .with_context(|| format!("failed to remove network {name}"))?;
@@ -277,7 +311,10 @@ impl Podman {
     }
 
     pub fn pull(&self, reference: &str) -> Result<()> {
-        self.cmd().args(["pull", "--quiet", reference]).run()?;
+        self.cmd()
+            .kind(Kind::Build)
+            .args(["pull", "--quiet", reference])
+            .run()?;
         Ok(())
     }
 
@@ -296,6 +333,15 @@ impl Podman {
             .arg(format!("reference={reference_filter}"))
             .run_json()
             .context("failed to list images")
+    }
+
+    /// Remove one tag (`podman untag IMAGE NAME`); the image stays when it has other names.
+    pub fn untag(&self, reference: &str) -> Result<()> {
+        self.cmd()
+            .args(["untag", reference, reference])
+            .run()
+            .with_context(|| format!("failed to untag {reference}"))?;
+        Ok(())
     }
 
     /// Remove an image by reference; never forced, so podman refuses one a container uses.
@@ -318,6 +364,7 @@ impl Podman {
     ) -> Cmd {
         let mut cmd = self
             .cmd()
+            .kind(Kind::Build)
             .args(["build", "--layers", "-f"])
             .arg(containerfile)
             .args(["-t", tag]);
@@ -359,7 +406,7 @@ impl Podman {
 
     /// Remove a container that exists only in storage (not in podman's database).
     pub fn remove_storage(&self, id: &str) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["rm", "--force", "--storage", id])
             .run()
             .with_context(|| format!("failed to remove storage-only container {id}"))?;
@@ -368,7 +415,7 @@ impl Podman {
 
     /// `podman system migrate`.
     pub fn system_migrate(&self) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["system", "migrate"])
             .run()
             .context("`podman system migrate` failed")?;
@@ -377,7 +424,7 @@ impl Podman {
 
     /// `podman system renumber`.
     pub fn system_renumber(&self) -> Result<()> {
-        self.cmd()
+        self.lifecycle(0)
             .args(["system", "renumber"])
             .run()
             .context("`podman system renumber` failed")?;
@@ -427,6 +474,13 @@ impl Podman {
     }
 }
 
+/// podman's "this network name is taken" (4.3: `network name X already used: network already
+/// exists`), not "subnet … is already used on the host".
+pub fn network_exists_error(stderr: &str) -> bool {
+    stderr.contains("network already exists")
+        || (stderr.contains("network name") && stderr.contains("already used"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +509,16 @@ mod tests {
             list[1].state, "created",
             "a run whose command failed leaves a created container"
         );
+    }
+
+    #[test]
+    fn a_taken_network_name_is_told_from_a_taken_subnet() {
+        assert!(network_exists_error(
+            "Error: network name archy already used: network already exists\n"
+        ));
+        assert!(!network_exists_error(
+            "Error: subnet 10.89.0.0/24 is already used on the host or by another config\n"
+        ));
     }
 
     #[test]

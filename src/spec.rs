@@ -100,6 +100,17 @@ impl ContainerSpec {
     /// Arguments after `podman run`: detached, labelled, never pulling (the image was resolved
     /// before), the image and command last.
     pub fn run_args(&self, spec_hash: &str) -> Vec<String> {
+        self.run_args_carrying(spec_hash, &[])
+    }
+
+    /// Container paths the spec mounts a volume or bind mount on (`src:dst[:opts]` or `dst`).
+    pub fn volume_destinations(&self) -> Vec<String> {
+        self.volumes.iter().map(|v| volume_destination(v)).collect()
+    }
+
+    /// `run_args` plus `--volume NAME:DEST` for each carried-over anonymous volume (not part of
+    /// the spec hash: the same container again carries the same volumes).
+    pub fn run_args_carrying(&self, spec_hash: &str, carried: &[String]) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "-d".into(),
             "--pull=never".into(),
@@ -136,7 +147,7 @@ impl ContainerSpec {
             args.push("--publish".into());
             args.push(port.clone());
         }
-        for volume in &self.volumes {
+        for volume in self.volumes.iter().chain(carried) {
             args.push("--volume".into());
             args.push(volume.clone());
         }
@@ -187,6 +198,44 @@ pub fn gateway_of(subnet: &str) -> Result<String, String> {
     Ok(std::net::Ipv4Addr::from(network + 1).to_string())
 }
 
+/// The container path of a `--volume` value: `src:dst[:opts]` → dst, `dst` → dst.
+pub fn volume_destination(volume: &str) -> String {
+    let mut parts = volume.split(':');
+    let first = parts.next().unwrap_or("");
+    parts.next().unwrap_or(first).to_string()
+}
+
+/// podman names an anonymous volume (an image's `VOLUME` without a manifest volume there) with
+/// 64 random hex digits.
+pub fn is_anonymous_volume_name(name: &str) -> bool {
+    name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The anonymous volumes of a container being replaced that its replacement must mount again at
+/// the same paths (compose does the same): volume mounts with a podman-generated name on a path
+/// the new spec does not mount anything on. Returns `NAME:DEST` values for `--volume`.
+pub fn carried_anonymous_volumes(
+    old: &[crate::podman::Mount],
+    new_destinations: &[String],
+) -> Vec<String> {
+    old.iter()
+        .filter(|m| m.kind == "volume" && is_anonymous_volume_name(&m.name))
+        .filter(|m| !new_destinations.iter().any(|d| d == &m.destination))
+        .map(|m| format!("{}:{}", m.name, m.destination))
+        .collect()
+}
+
+/// Whether a listed container (ps `Mounts`: destinations) may hold a volume the spec does not
+/// declare, so that carrying anonymous volumes over needs an inspect.
+pub fn may_hold_anonymous_volumes(listed_mounts: &[String], new_destinations: &[String]) -> bool {
+    listed_mounts
+        .iter()
+        .any(|m| !new_destinations.iter().any(|d| d == m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +253,53 @@ mod tests {
                 file_hashes: BTreeMap::new(),
             },
         )
+    }
+
+    #[test]
+    fn anonymous_volumes_are_carried_to_paths_the_spec_leaves_free() {
+        use crate::podman::Mount;
+        let anon = "32d8e92d96b94f96debbc13e99315ec5974fe2e09c327969b5c4807e6b1f27c1";
+        let old = vec![
+            Mount {
+                kind: "volume".into(),
+                name: anon.into(),
+                destination: "/data".into(),
+                ..Default::default()
+            },
+            Mount {
+                kind: "volume".into(),
+                name: "named1".into(),
+                destination: "/named".into(),
+                ..Default::default()
+            },
+            Mount {
+                kind: "bind".into(),
+                name: String::new(),
+                destination: "/etc/x".into(),
+                ..Default::default()
+            },
+            Mount {
+                kind: "volume".into(),
+                name: anon.replace('3', "4"),
+                destination: "/taken".into(),
+                ..Default::default()
+            },
+        ];
+        let s = spec("app: web\nimage: localhost/web:1\nvolumes: [\"named1:/named\", \"/srv/t:/taken:ro\"]\n");
+        let dests = s.volume_destinations();
+        assert_eq!(dests, ["/named", "/taken"]);
+        let carried = carried_anonymous_volumes(&old, &dests);
+        assert_eq!(carried, [format!("{anon}:/data")]);
+        let args = s.run_args_carrying("h", &carried);
+        let pos = args.iter().position(|a| a == &carried[0]).unwrap();
+        assert_eq!(args[pos - 1], "--volume");
+        assert!(pos < args.iter().position(|a| a == "localhost/web:1").unwrap());
+        assert!(may_hold_anonymous_volumes(
+            &["/data".into(), "/named".into()],
+            &dests
+        ));
+        assert!(!may_hold_anonymous_volumes(&["/named".into()], &dests));
+        assert!(!is_anonymous_volume_name("named1"));
     }
 
     #[test]

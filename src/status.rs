@@ -76,17 +76,30 @@ pub struct RecordSummary {
     pub record: Value,
 }
 
+/// Version of the status JSON document (fields: `docs/status-json.md`). Raised when a field
+/// changes meaning or goes away; new fields may appear without a raise.
+pub const SCHEMA: u32 = 1;
+
+/// The whole status, as printed with `--output json` (documented in `docs/status-json.md`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    pub schema: u32,
+    /// False whenever anything reported here failed (`problems` says what).
     pub ok: bool,
     pub exit_code: u8,
+    /// Every app is converged, no orphan, no invalid manifest, the last heal-podman did not fail.
     pub converged: bool,
+    /// podman could not be asked (it did not answer within its time limit, or failed): the
+    /// apps are then unknown and not listed.
+    pub podman_error: Option<String>,
     pub apps: Vec<AppStatus>,
     pub manifest_errors: Vec<String>,
     pub podman: Option<RecordSummary>,
     pub pending_update: Option<Value>,
     pub last_verify: Option<RecordSummary>,
     pub last_reconcile: Option<RecordSummary>,
+    /// Every reason `ok` is false, one line each (empty when ok).
+    pub problems: Vec<String>,
 }
 
 /// What other commands left under `<state-dir>`: their last status records and a pending update.
@@ -99,15 +112,18 @@ pub struct Records {
 }
 
 impl Records {
-    /// Read them; an unparsable `update/pending.json` is an error naming the file.
+    /// Read them. A damaged `update/pending.json` (unreadable, not JSON) does not stop the
+    /// status: it becomes `{"damaged": "<why>"}`.
     pub fn read(state_dir: &Path) -> Result<Records> {
         let pending_path = state_dir.join("update/pending.json");
-        let pending_update = crate::fsutil::read_optional(&pending_path)?
-            .map(|bytes| {
+        let pending_update = match crate::fsutil::read_optional(&pending_path) {
+            Ok(bytes) => bytes.map(|bytes| {
                 serde_json::from_slice::<Value>(&bytes)
                     .with_context(|| format!("failed to parse {}", pending_path.display()))
-            })
-            .transpose()?;
+                    .unwrap_or_else(|err| damaged_marker(&err))
+            }),
+            Err(err) => Some(damaged_marker(&err)),
+        };
         Ok(Records {
             heal: crate::state::read(state_dir, "heal-podman"),
             pending_update,
@@ -115,6 +131,10 @@ impl Records {
             reconcile: crate::state::read(state_dir, "reconcile"),
         })
     }
+}
+
+fn damaged_marker(err: &anyhow::Error) -> Value {
+    serde_json::json!({ "damaged": format!("{err:#}") })
 }
 
 /// Decide the whole status from the dry-run report (its manifests and podman listing included)
@@ -175,15 +195,53 @@ pub fn build(report: &Report, now: i64, records: Records) -> Status {
         && podman
             .as_ref()
             .is_none_or(|p| p.result != RecordResult::Failed);
-    let exit_code = if converged {
+    let last_verify = records.verify.map(summarise);
+    let last_reconcile = records.reconcile.map(summarise);
+    let mut problems: Vec<String> = apps
+        .iter()
+        .filter(|a| !a.converged)
+        .map(|a| format!("app {}: {} ({})", a.app, a.state, a.detail))
+        .collect();
+    problems.extend(
+        report
+            .manifest_errors
+            .iter()
+            .map(|e| crate::output::redact(&e.to_string())),
+    );
+    for (what, record) in [
+        ("the last heal-podman", &podman),
+        ("the last verify-update", &last_verify),
+        ("the last reconcile", &last_reconcile),
+    ] {
+        if record
+            .as_ref()
+            .is_some_and(|r| r.result == RecordResult::Failed)
+        {
+            problems.push(format!("{what} failed"));
+        }
+    }
+    if let Some(damage) = records
+        .pending_update
+        .as_ref()
+        .and_then(|p| p.get("damaged"))
+        .and_then(Value::as_str)
+    {
+        problems.push(format!(
+            "the pending update marker is damaged ({damage}); the boot verify-update treats it as an update of the current release pending"
+        ));
+    }
+    let ok = converged && problems.is_empty();
+    let exit_code = if ok {
         crate::exit::SUCCESS
     } else {
         crate::exit::FAILURE
     };
     Status {
-        ok: converged,
+        schema: SCHEMA,
+        ok,
         exit_code,
         converged,
+        podman_error: None,
         apps,
         manifest_errors: report
             .manifest_errors
@@ -192,9 +250,33 @@ pub fn build(report: &Report, now: i64, records: Records) -> Status {
             .collect(),
         podman,
         pending_update: records.pending_update,
-        last_verify: records.verify.map(summarise),
-        last_reconcile: records.reconcile.map(summarise),
+        last_verify,
+        last_reconcile,
+        problems,
     }
+}
+
+/// The status when podman could not be asked (`error`: it did not answer within its time
+/// limit, or failed): the apps are unknown; the records are shown as they are. Pure.
+pub fn without_podman(error: String, records: Records) -> Status {
+    let empty = Report {
+        ok: false,
+        exit_code: crate::exit::FAILURE,
+        dry_run: true,
+        apps: Vec::new(),
+        orphans: Vec::new(),
+        manifest_errors: Vec::new(),
+        config_files: Vec::new(),
+        managed: Vec::new(),
+        manifests: Vec::new(),
+    };
+    let mut status = build(&empty, 0, records);
+    status.problems.insert(0, error.clone());
+    status.podman_error = Some(error);
+    status.ok = false;
+    status.converged = false;
+    status.exit_code = crate::exit::FAILURE;
+    status
 }
 
 /// A real (not dry-run) reconcile's report as the tick left things (pure): apps it changed are
@@ -410,9 +492,12 @@ mod tests {
         let c = container("running", 1_000);
         let exited = container("exited", 1_000);
         let status = Status {
+            schema: SCHEMA,
             ok: false,
             exit_code: 1,
             converged: false,
+            podman_error: None,
+            problems: vec![],
             apps: vec![
                 app_status(&result(Action::Ok, Outcome::Ok), None, Some(&c), vec![], 0),
                 AppStatus {

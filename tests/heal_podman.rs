@@ -53,8 +53,20 @@ fn assert_healed_and_recoverable(root: &TestRoot, image: &str) {
     let data = root.podman_ok(&["exec", "archy-app", "/bin/cat", "/data/blk00000.dat"]);
     assert_eq!(data, "precious-block-data", "volume data kept");
 
-    let again = root.archy(&["heal-podman", "--output", "json"]);
+    let mut again = root.archy(&["heal-podman", "--output", "json"]);
     assert_eq!(again.code, 0, "{again:?}");
+    if again.json()["result"] == "healed" {
+        // A simulated reboot keeps the kernel's iptables rules (a real one flushes them): when
+        // reconcile removed the killed container, podman's CNI teardown found no namespace and
+        // left its masquerade rules. heal-podman's network-debris probe releases them, once.
+        assert_eq!(
+            step_names(&again.json()),
+            ["release-network-debris"],
+            "{again:?}"
+        );
+        again = root.archy(&["heal-podman", "--output", "json"]);
+        assert_eq!(again.code, 0, "{again:?}");
+    }
     let doc = again.json();
     assert_eq!(doc["result"], "healthy", "{again:?}");
     assert_eq!(

@@ -49,10 +49,13 @@ struct Pruned {
 
 pub fn run(ctx: &Ctx, args: &BuildImageArgs) -> Result<u8> {
     let loaded = ctx.load_manifests_for(&args.apps)?;
+    // Shared with reconcile's builds, exclusive against heal-podman's repairs: heal-podman never
+    // removes the working container of a build that runs.
     let _lock = if args.dry_run {
         None
     } else {
-        Some(ctx.lock("build-image", Mode::Exclusive)?)
+        let own = ctx.lock("build-image", Mode::Exclusive)?;
+        Some((own, ctx.lock("heal-podman", Mode::Shared)?))
     };
     let progress =
         crate::logging::show_progress(ctx.global.quiet) && ctx.global.output == OutputFormat::Text;

@@ -14,12 +14,15 @@ use crate::lock::Mode;
 use crate::output::OutputFormat;
 
 /// Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI
-/// containers, no orphaned volume dirs, runtime dirs of this boot) and repair it.
+/// containers, no network debris of forgotten containers on archy's network, no orphaned volume
+/// dirs, runtime dirs of this boot) and repair it.
 ///
 /// Repairs, in escalating order, re-probing after each and stopping once healthy:
 /// `podman system migrate`; clear stale runtime dirs; move an unreadable bolt_state.db aside
 /// (kept as bolt_state.db.broken-<UTC time>); remove storage-only containers archy manages (all
-/// with --yes); kill and delete ghost OCI containers and their conmon; re-register orphaned
+/// with --yes); kill and delete ghost OCI containers and their conmon, releasing their network
+/// (CNI DEL replayed from libcni's cache: veth, port forwards, IP; then the network namespace);
+/// release the network debris of containers podman no longer knows; re-register orphaned
 /// volumes (data kept); `podman system renumber`. Never deletes an image, a volume or volume
 /// data. Exit 0 healthy or healed (then run `archy reconcile`), 1 still broken.
 #[derive(Debug, clap::Args)]
@@ -73,10 +76,11 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
     };
     let _lock = ctx.lock("heal-podman", mode)?;
     let names = managed_names(ctx);
+    let networks = BTreeSet::from([ctx.global.network.clone()]);
     let opts = PlanOptions { yes: args.yes };
     let ui = Ui::new(ctx);
 
-    let mut facts = system::gather(&ctx.podman, &names)?;
+    let mut facts = system::gather(&ctx.podman, &names, &networks)?;
     let initial = heal::probes(&facts);
     ui.probes(&initial, "");
     let mut probes = initial.clone();
@@ -96,7 +100,7 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
             tried.push(step.kind);
             let result = ui.perform(ctx, &facts, step);
             steps.push(result);
-            facts = system::gather(&ctx.podman, &names)?;
+            facts = system::gather(&ctx.podman, &names, &networks)?;
             probes = heal::probes(&facts);
             ui.reprobe(&probes);
         }

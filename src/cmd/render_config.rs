@@ -24,11 +24,19 @@ pub struct RenderConfigArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Replace the canonical secret with a new random one and re-render every dependent file.
+    /// Takes no APP filter: every consumer shares the one secret, so all of their files are
+    /// rewritten (and `archy reconcile` then restarts every consumer).
     #[arg(long)]
     pub rotate_secret: bool,
 }
 
 pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
+    if args.rotate_secret && !args.apps.is_empty() {
+        return Err(crate::exit::invalid(format!(
+            "--rotate-secret does not take apps ({}): every app's config files hold the one canonical secret, so rotating it must re-render all of them, or the other consumers would keep the old credentials; run `archy render-config --rotate-secret` without apps",
+            args.apps.join(", ")
+        )));
+    }
     let loaded = ctx.load_manifests_for(&args.apps)?;
     let selected: Vec<&Manifest> = loaded
         .apps

@@ -3,7 +3,7 @@
 //! reconcile decides, [`crate::status`] turns its report and the status records other commands
 //! leave under `<state-dir>/status/` into the status; this file prints it. Exit 0 only when everything is converged, so it serves as a health check.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -19,8 +19,11 @@ use crate::status::{RecordSummary, Records, Status};
 /// Per app: desired state against actual (running, exited, paused, missing, drifted, orphan,
 /// disabled, conflict, error), image, uptime, whether the container's spec hash matches the
 /// manifests, config files that differ from what would be rendered, and the owner (archy, or
-/// systemd through a Quadlet unit). Changes nothing. Exit 0 when every app is converged, no
-/// orphan or invalid manifest exists and the last heal-podman run (if any) succeeded; 1 otherwise.
+/// systemd through a Quadlet unit). Changes nothing. Answers within --timeout-listing even when
+/// podman hangs (then it says podman did not answer). Exit 0 when every app is converged, no
+/// orphan or invalid manifest exists, podman answered, the pending-update marker is readable and
+/// none of the last heal-podman, verify-update and reconcile runs failed (JSON `ok`); 1
+/// otherwise. The JSON document (`schema` 1) is described in docs/status-json.md.
 ///
 /// --output prometheus prints the same as Prometheus metrics (text exposition format):
 /// archy_app_up, archy_app_healthy, archy_app_restarts_total, archy_app_spec_drift and
@@ -41,13 +44,30 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         dry_run: true,
         ..Options::default()
     };
-    let report = crate::reconcile::reconcile(ctx, &options)?;
+    // A health check answers within one listing's time limit, even when podman hangs: every
+    // podman call of this run shares that budget.
+    crate::exec::set_deadline(Instant::now().checked_add(ctx.global.timeout_listing));
+    let report = match crate::reconcile::reconcile(ctx, &options) {
+        Ok(report) => Ok(report),
+        Err(err) if crate::exec::timed_out(&err).is_some() => Err(format!(
+            "podman did not answer: {}",
+            crate::output::redact(&format!("{err:#}"))
+        )),
+        Err(err) if crate::exec::failed_stderr(&err).is_some() => Err(format!(
+            "podman failed: {}",
+            crate::output::redact(&format!("{err:#}"))
+        )),
+        Err(err) => return Err(err),
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_secs() as i64;
     let records = Records::read(&ctx.global.state_dir)?;
-    let status = crate::status::build(&report, now, records);
+    let status = match report {
+        Ok(report) => crate::status::build(&report, now, records),
+        Err(podman_error) => crate::status::without_podman(podman_error, records),
+    };
     if ctx.global.output_arg == OutputArg::Prometheus {
         let state_dir = &ctx.global.state_dir;
         let snapshot = crate::status::metrics_snapshot(
@@ -133,6 +153,9 @@ pub fn render_text(status: &Status) -> String {
     for e in &status.manifest_errors {
         out.push_str(&format!("invalid manifest: {e}\n"));
     }
+    if let Some(error) = &status.podman_error {
+        out.push_str(&format!("podman:    {error}\n"));
+    }
     let record = |name: &str, r: &Option<RecordSummary>| match r {
         Some(r) => format!(
             "{} (at {})",
@@ -146,6 +169,10 @@ pub fn render_text(status: &Status) -> String {
         record("heal-podman", &status.podman)
     ));
     let pending = match &status.pending_update {
+        Some(p) if p.get("damaged").is_some() => format!(
+            "pending marker DAMAGED ({})",
+            p["damaged"].as_str().unwrap_or("?")
+        ),
         Some(p) => format!(
             "pending {}",
             p.get("version")
@@ -168,6 +195,11 @@ pub fn render_text(status: &Status) -> String {
     } else {
         "status: NOT converged\n"
     });
+    if status.converged && !status.ok {
+        for p in &status.problems {
+            out.push_str(&format!("problem: {p}\n"));
+        }
+    }
     out
 }
 
@@ -205,9 +237,12 @@ mod tests {
     fn text_view_is_exact() {
         let c = container("running", 1_000);
         let status = Status {
+            schema: crate::status::SCHEMA,
             ok: false,
             exit_code: 1,
             converged: false,
+            podman_error: None,
+            problems: vec![],
             apps: vec![
                 app_status(
                     &result(Action::Ok, Outcome::Ok),

@@ -226,8 +226,36 @@ fn verify(
     journal: &Journal,
     restart: &[String],
 ) -> Result<u8> {
-    let pending = journal.pending()?;
     let current = layout.current()?;
+    // A marker that exists but cannot be read means an update was armed: probe the current
+    // release as if it were pending (rolling back on failure) instead of giving up unprobed.
+    let (pending, damaged) = match journal.pending() {
+        Ok(pending) => (pending, None),
+        Err(err) => {
+            let damage = format!("{err:#}");
+            tracing::warn!(
+                "the pending marker {} is damaged ({damage}); treating it as an update of the current release {} pending",
+                journal.pending_path().display(),
+                current.version().unwrap_or("(none)")
+            );
+            let assumed = current.version().map(|v| Pending {
+                version: v.to_string(),
+                previous: None,
+                armed_at: String::new(),
+            });
+            (assumed, Some(damage))
+        }
+    };
+    if let (None, Some(damage)) = (&pending, &damaged) {
+        journal.clear_pending()?;
+        finish(
+            ctx,
+            "stale_marker",
+            &format!("nothing to verify: the pending marker was damaged ({damage}) and no release is current; cleared it"),
+            json!({"damaged_marker": damage}),
+        );
+        return Ok(exit::SUCCESS);
+    }
     let pending = match decide(pending.as_ref(), current.version()) {
         Decision::NothingPending => {
             finish(ctx, "nothing_pending", "nothing pending", json!({}));
@@ -270,6 +298,7 @@ fn verify(
         "previous": pending.previous,
         "url": cfg.url,
         "probe": result,
+        "damaged_marker": damaged,
     });
     if result.verified {
         journal.append_history(json!({

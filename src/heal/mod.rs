@@ -11,6 +11,8 @@
 //! its path. The OCI runtime's state root is the runtime's own default, which podman relies on
 //! (it passes no `--root`): `/run/<runtime>` for root, `$XDG_RUNTIME_DIR/<runtime>` rootless.
 
+pub mod netsys;
+pub mod network;
 pub mod system;
 
 use std::collections::BTreeSet;
@@ -416,6 +418,9 @@ pub struct StorageOnly {
     pub name: String,
     /// Its name is one archy manages (a manifest's container name or `archy-…`).
     pub managed: bool,
+    /// A buildah working container (a running or interrupted build's), not damage: podman's
+    /// database never holds those (`ps --external` reports its command as `buildah`).
+    pub buildah: bool,
 }
 
 /// Whether archy manages a container of this name.
@@ -436,6 +441,7 @@ pub fn split_external(
                 id: c.id.clone(),
                 name: c.name().to_string(),
                 managed: is_managed_name(c.name(), manifest_names),
+                buildah: c.command.first().is_some_and(|cmd| cmd == "buildah"),
             });
         } else {
             known.insert(c.id.clone());
@@ -459,6 +465,9 @@ pub struct Facts {
     pub ghost_conmons: Option<Vec<Conmon>>,
     /// Volume directories podman does not list.
     pub orphan_volumes: Option<Vec<String>>,
+    /// Network namespaces, veths, port forwards and IP reservations on archy's networks of
+    /// containers podman does not know (`None`: not looked at, engine down).
+    pub network_debris: Option<Vec<network::Debris>>,
     /// Why the runtime dirs look stale (`Some(vec![])` = checked, consistent).
     pub stale_runtime: Option<Vec<String>>,
     /// Why clearing the runtime dirs is not safe now (live containers or mounts), if it is not.
@@ -475,6 +484,7 @@ pub enum ProbeName {
     Database,
     StorageOnly,
     GhostOci,
+    NetworkDebris,
     OrphanVolumes,
     RuntimeDirs,
 }
@@ -486,6 +496,7 @@ impl ProbeName {
             ProbeName::Database => "database",
             ProbeName::StorageOnly => "storage-only",
             ProbeName::GhostOci => "ghost-oci",
+            ProbeName::NetworkDebris => "network-debris",
             ProbeName::OrphanVolumes => "orphan-volumes",
             ProbeName::RuntimeDirs => "runtime-dirs",
         }
@@ -532,6 +543,7 @@ pub fn probes(facts: &Facts) -> Vec<Probe> {
         probe_database(facts),
         probe_storage_only(facts),
         probe_ghost_oci(facts),
+        probe_network_debris(facts),
         probe_orphan_volumes(facts),
         probe_runtime_dirs(facts),
     ]
@@ -583,14 +595,36 @@ fn probe_database(facts: &Facts) -> Probe {
     }
 }
 
-/// Probe: every container in storage is in podman's database.
+/// Probe: every container in storage is in podman's database (or a build's working container,
+/// which the database never holds).
 fn probe_storage_only(facts: &Facts) -> Probe {
     let engine_down = facts.engine_error.is_some();
-    match (&facts.storage_only, engine_down) {
+    let builds: Vec<String> = facts
+        .storage_only
+        .iter()
+        .flatten()
+        .filter(|s| s.buildah)
+        .map(|s| {
+            format!(
+                "{} ({}) is a buildah working container (a build's; not damage)",
+                s.name,
+                short_id(&s.id)
+            )
+        })
+        .collect();
+    let damaged = facts
+        .storage_only
+        .as_ref()
+        .map(|l| l.iter().filter(|s| !s.buildah).collect::<Vec<_>>());
+    match (&damaged, engine_down) {
         (Some(list), false) if list.is_empty() => Probe {
             name: ProbeName::StorageOnly,
             status: Status::Ok,
-            evidence: vec!["every container in storage is in podman's database".into()],
+            evidence: std::iter::once(
+                "every container in storage is in podman's database or a build's".to_string(),
+            )
+            .chain(builds)
+            .collect(),
         },
         (Some(list), false) => Probe {
             name: ProbeName::StorageOnly,
@@ -675,6 +709,30 @@ fn probe_ghost_oci(facts: &Facts) -> Probe {
     }
 }
 
+/// Probe: no network state of a container podman does not know on archy's network.
+fn probe_network_debris(facts: &Facts) -> Probe {
+    let engine_down = facts.engine_error.is_some();
+    match (&facts.network_debris, engine_down) {
+        (Some(list), false) if list.is_empty() => Probe {
+            name: ProbeName::NetworkDebris,
+            status: Status::Ok,
+            evidence: vec![
+                "no network namespace, veth, port forward or IP reservation of a container podman does not know".into(),
+            ],
+        },
+        (Some(list), false) => Probe {
+            name: ProbeName::NetworkDebris,
+            status: Status::Broken,
+            evidence: list.iter().map(network::Debris::describe).collect(),
+        },
+        _ => Probe {
+            name: ProbeName::NetworkDebris,
+            status: Status::Unknown,
+            evidence: unknown_while_podman_is_down(),
+        },
+    }
+}
+
 /// Probe: every volume dir is a podman volume.
 fn probe_orphan_volumes(facts: &Facts) -> Probe {
     let engine_down = facts.engine_error.is_some();
@@ -747,17 +805,19 @@ pub enum StepKind {
     MoveDbAside,
     RemoveStorageOnly,
     KillGhosts,
+    ReleaseNetworkDebris,
     RegisterVolumes,
     SystemRenumber,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 8] = [
         StepKind::SystemMigrate,
         StepKind::ClearRuntimeDirs,
         StepKind::MoveDbAside,
         StepKind::RemoveStorageOnly,
         StepKind::KillGhosts,
+        StepKind::ReleaseNetworkDebris,
         StepKind::RegisterVolumes,
         StepKind::SystemRenumber,
     ];
@@ -769,6 +829,7 @@ impl StepKind {
             StepKind::MoveDbAside => "move-db-aside",
             StepKind::RemoveStorageOnly => "remove-storage-only",
             StepKind::KillGhosts => "kill-ghosts",
+            StepKind::ReleaseNetworkDebris => "release-network-debris",
             StepKind::RegisterVolumes => "register-volumes",
             StepKind::SystemRenumber => "system-renumber",
         }
@@ -797,7 +858,9 @@ pub fn storage_to_remove(
     list: &[StorageOnly],
     opts: PlanOptions,
 ) -> (Vec<&StorageOnly>, Vec<&StorageOnly>) {
-    list.iter().partition(|s| s.managed || opts.yes)
+    list.iter()
+        .filter(|s| !s.buildah)
+        .partition(|s| s.managed || opts.yes)
 }
 
 /// Ghost ids to kill: every ghost except those whose storage-only container is kept.
@@ -907,6 +970,16 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                     }
                 ),
                 targets,
+            });
+        }
+        if let Some(debris) = facts.network_debris.as_ref().filter(|d| !d.is_empty()) {
+            steps.push(Step {
+                kind: StepKind::ReleaseNetworkDebris,
+                targets: debris.iter().map(|d| d.container_id.clone()).collect(),
+                describe: format!(
+                    "release the network state of containers podman no longer knows ({}): CNI DEL replayed from libcni's cache, then their network namespace, port forwards and IP reservations",
+                    debris.iter().map(|d| short_id(&d.container_id)).collect::<Vec<_>>().join(", ")
+                ),
             });
         }
         if let Some(volumes) = facts.orphan_volumes.as_ref().filter(|v| !v.is_empty()) {

@@ -37,7 +37,12 @@ pub fn euid() -> u32 {
 /// Long, and kept whole on purpose: it is one read-only pass, fact by fact in the order the
 /// probes use them, where each later fact depends on what the earlier ones found (the engine's
 /// paths, whether podman answers); split up, every piece would need the same half-built state.
-pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Facts> {
+/// `networks`: the networks whose debris heal-podman may release (archy's).
+pub fn gather(
+    podman: &Podman,
+    manifest_names: &BTreeSet<String>,
+    networks: &BTreeSet<String>,
+) -> Result<Facts> {
     let out = podman.info_debug()?;
     let debug = parse_debug_paths(&out.stderr);
     let (info, engine_error) = if out.success() {
@@ -110,6 +115,11 @@ pub fn gather(podman: &Podman, manifest_names: &BTreeSet<String>) -> Result<Fact
                 .cloned()
                 .collect(),
         );
+        // Debris of containers in podman's database only: a storage-only container's network
+        // state is debris too once no process uses its namespace (a running ghost's is not).
+        let (debris, notes) = super::netsys::debris(networks, &known);
+        facts.network_debris = Some(debris);
+        facts.notes.extend(notes);
         facts.orphan_volumes = match &paths.volume_path {
             Some(dir) => Some(orphan_volumes(podman, dir)?),
             None => None,
@@ -357,6 +367,17 @@ pub fn perform(
             finish(touched, errors)
         }
         StepKind::KillGhosts => kill_ghosts(facts, &step.targets),
+        StepKind::ReleaseNetworkDebris => {
+            let mut touched = Vec::new();
+            let mut errors = Vec::new();
+            for id in &step.targets {
+                match super::netsys::release(id) {
+                    Ok(done) => touched.extend(done),
+                    Err(err) => errors.push(format!("{err:#}")),
+                }
+            }
+            finish(touched, errors)
+        }
         StepKind::RegisterVolumes => {
             let dir = facts
                 .paths
@@ -461,6 +482,15 @@ fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
         for id in &ids {
             match kill_one(runtime, root, id) {
                 Ok(()) => touched.push(format!("OCI container {id} killed and deleted")),
+                Err(err) => {
+                    errors.push(format!("{err:#}"));
+                    continue;
+                }
+            }
+            // Whatever network the ghost held (namespace, veth, port forwards, IP): podman
+            // would have torn it down at the container's exit; it no longer knows the container.
+            match super::netsys::release(id) {
+                Ok(done) => touched.extend(done),
                 Err(err) => errors.push(format!("{err:#}")),
             }
         }

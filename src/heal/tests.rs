@@ -196,11 +196,13 @@ fn db_lost_facts() -> Facts {
                 id: "aaa".into(),
                 name: "archy-app".into(),
                 managed: true,
+                buildah: false,
             },
             StorageOnly {
                 id: "bbb".into(),
                 name: "other".into(),
                 managed: false,
+                buildah: false,
             },
         ]),
         ghosts: Some(vec![ghost("aaa"), ghost("bbb")]),
@@ -305,11 +307,56 @@ fn healthy_facts_plan_nothing() {
         ghosts: Some(vec![]),
         ghost_conmons: Some(vec![]),
         orphan_volumes: Some(vec![]),
+        network_debris: Some(vec![]),
         stale_runtime: Some(vec![]),
         ..Facts::default()
     };
     assert!(healthy(&probes(&facts)));
     assert!(plan(&facts, PlanOptions::default()).is_empty());
+}
+
+#[test]
+fn network_debris_is_broken_and_released_after_ghosts_are_killed() {
+    let debris = network::Debris {
+        container_id: "5d56896d04d0886b96987fa7c14d72985013ac3a333fc035cb1f8af11fef70ce".into(),
+        networks: vec!["archy".into()],
+        netns: Some("/run/netns/netns-528d8f0c".into()),
+        ips: vec!["10.89.0.2/24".into()],
+        rules: vec!["nat: -A CNI-HOSTPORT-DNAT …".into()],
+        ..network::Debris::default()
+    };
+    let facts = Facts {
+        storage_only: Some(vec![]),
+        ghosts: Some(vec![OciContainer {
+            id: "abc".into(),
+            pid: 7,
+            status: "running".into(),
+            bundle: "/x".into(),
+        }]),
+        ghost_conmons: Some(vec![]),
+        orphan_volumes: Some(vec![]),
+        network_debris: Some(vec![debris]),
+        stale_runtime: Some(vec![]),
+        ..Facts::default()
+    };
+    let probe = probes(&facts)
+        .into_iter()
+        .find(|p| p.name == ProbeName::NetworkDebris)
+        .unwrap();
+    assert_eq!(probe.status, Status::Broken);
+    assert!(
+        probe.evidence[0].contains("container 5d56896d04d0 (unknown to podman) left on network archy: network namespace /run/netns/netns-528d8f0c; 1 iptables rule(s)"),
+        "{:?}",
+        probe.evidence
+    );
+    let kinds: Vec<StepKind> = plan(&facts, PlanOptions::default())
+        .iter()
+        .map(|s| s.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [StepKind::KillGhosts, StepKind::ReleaseNetworkDebris]
+    );
 }
 
 #[test]
@@ -344,4 +391,39 @@ fn rootless_runtime_dir_follows_podmans_choice() {
         rootless_runtime_dir(1001, None, false),
         Path::new("/tmp/podman-run-1001")
     );
+}
+
+/// `podman ps -a --external --format json` with the working container of a build killed
+/// mid-RUN (podman 4.3.1): `Command: ["buildah"]`.
+const PS_BUILDAH: &str = include_str!("../../tests/fixtures/heal-ps-external-buildah.json");
+
+#[test]
+fn buildah_working_containers_are_not_damage_and_never_removed() {
+    let listing = crate::podman::parse_ps(PS_BUILDAH).unwrap();
+    let (_, storage) = split_external(&listing, &BTreeSet::new());
+    assert_eq!(storage.len(), 1);
+    assert!(storage[0].buildah, "{storage:?}");
+    let facts = Facts {
+        storage_only: Some(storage),
+        ghosts: Some(vec![]),
+        ghost_conmons: Some(vec![]),
+        orphan_volumes: Some(vec![]),
+        network_debris: Some(vec![]),
+        stale_runtime: Some(vec![]),
+        ..Facts::default()
+    };
+    let probes = probes(&facts);
+    assert!(healthy(&probes), "{probes:?}");
+    let evidence = &probes
+        .iter()
+        .find(|p| p.name == ProbeName::StorageOnly)
+        .unwrap()
+        .evidence;
+    assert!(
+        evidence
+            .iter()
+            .any(|e| e.contains("buildah working container")),
+        "{evidence:?}"
+    );
+    assert!(plan(&facts, PlanOptions { yes: true }).is_empty());
 }

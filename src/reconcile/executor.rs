@@ -187,7 +187,7 @@ impl Executor<'_> {
         match p.action {
             Action::Ok | Action::Absent | Action::Delegated => Ok(changed),
             Action::Conflict => anyhow::bail!("{}", p.reason),
-            Action::Start => match podman.start(&p.container_name) {
+            Action::Start => match podman.start(&p.container_name, stop_timeout) {
                 Ok(()) => Ok(true),
                 Err(err) => {
                     // A container that cannot start (its network or image vanished) is recreated.
@@ -201,7 +201,7 @@ impl Executor<'_> {
                 Ok(true)
             }
             Action::Unpause => {
-                podman.unpause(&p.container_name)?;
+                podman.unpause(&p.container_name, stop_timeout)?;
                 Ok(true)
             }
             Action::Remove => {
@@ -224,6 +224,38 @@ impl Executor<'_> {
                 Ok(true)
             }
         }
+    }
+
+    /// The anonymous volumes (an image's `VOLUME` no manifest volume covers) of the container
+    /// being replaced, as `NAME:DEST` to mount again at the same paths: compose carries them
+    /// over too, or their data would stay behind in an unused volume. The listing's mount paths
+    /// spare the inspect when the old container mounts nothing beyond the spec (the usual case).
+    fn anonymous_volumes_to_carry(
+        &self,
+        app: &str,
+        old: &str,
+        spec: &crate::spec::ContainerSpec,
+    ) -> Result<Vec<String>> {
+        let destinations = spec.volume_destinations();
+        if let Some(listed) = self.managed.iter().find(|c| c.id == old) {
+            if !crate::spec::may_hold_anonymous_volumes(&listed.mounts, &destinations) {
+                return Ok(Vec::new());
+            }
+        }
+        let mounts = self
+            .ctx
+            .podman
+            .inspect_container(old)
+            .with_context(|| format!("failed to read the volumes of the old container of {app}"))?
+            .mounts;
+        let carried = crate::spec::carried_anonymous_volumes(&mounts, &destinations);
+        if !carried.is_empty() {
+            tracing::info!(
+                "{app}: the new container keeps the anonymous volume(s) {}",
+                carried.join(", ")
+            );
+        }
+        Ok(carried)
     }
 
     /// Replace the unmanaged container holding the name: refused when its data is not where
@@ -288,12 +320,20 @@ impl Executor<'_> {
         if spec.network == self.ctx.global.network && !network_proven {
             self.ensure_network()?;
         }
+        let carried = match replacing {
+            Some(old) => self.anonymous_volumes_to_carry(&p.app, old, spec)?,
+            None => Vec::new(),
+        };
         if let Some(old) = replacing {
             podman
                 .remove(old, stop_timeout)
                 .with_context(|| format!("failed to remove the old container of {}", p.app))?;
         }
-        let run = || podman.run_detached(&spec.run_args(hash)).map(|_| ());
+        let run = || {
+            podman
+                .run_detached(&spec.run_args_carrying(hash, &carried), stop_timeout)
+                .map(|_| ())
+        };
         let created = match run() {
             Err(err) if proven && !podman.image_exists(&resolved.reference).unwrap_or(true) => {
                 tracing::warn!(
@@ -342,7 +382,7 @@ impl Executor<'_> {
                 Some(c) if c.is_managed() && c.spec_hash() == Some(hash) => {
                     tracing::info!("{}: container {} appeared meanwhile with the desired spec", spec.app, spec.name);
                     if c.state != "running" {
-                        podman.start(&c.id)?;
+                        podman.start(&c.id, stop_timeout)?;
                     }
                     return Ok(());
                 }
@@ -374,7 +414,7 @@ impl Executor<'_> {
                 }
             }
             return podman
-                .run_detached(&spec.run_args(hash))
+                .run_detached(&spec.run_args(hash), stop_timeout)
                 .map(|_| ())
                 .with_context(|| format!("failed to create container {}", spec.name));
         }

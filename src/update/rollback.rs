@@ -220,6 +220,7 @@ pub fn execute(
     }
     Cmd::new(&restart[0])
         .args(&restart[1..])
+        .kind(crate::exec::Kind::RestartCommand)
         .run()
         .with_context(|| {
             format!("current points at {to}, but the restart command `{command_line}` failed; run `archy rollback` again to retry it")
@@ -232,9 +233,15 @@ pub fn execute(
         "source": source,
         "resumed": resumed,
     }))?;
-    if let Some(pending) = journal.pending()? {
+    match journal.pending() {
         // The armed update is abandoned: the boot check has nothing left to verify.
-        if Some(pending.version.as_str()) == from.as_deref() {
+        Ok(Some(pending)) if Some(pending.version.as_str()) == from.as_deref() => {
+            journal.clear_pending()?;
+        }
+        Ok(_) => {}
+        // A damaged marker was an update of the release just left (verify-update treats it so).
+        Err(err) => {
+            tracing::warn!("removing the damaged pending marker: {err:#}");
             journal.clear_pending()?;
         }
     }

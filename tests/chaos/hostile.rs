@@ -403,3 +403,68 @@ fn metacharacters_in_values_reach_podman_literally() {
     assert!(env.lines().any(|l| l == format!("EVIL={value}")), "{env}");
     case.pass();
 }
+
+#[test]
+fn manifest_entries_that_cannot_be_read_as_files() {
+    let mut case = Case::new(
+        "input: `lnd.yaml` a dangling symlink, a symlink loop, a directory, a FIFO, a link to /dev/zero",
+        "invalid manifest (exit 2) naming the file and the reason; `--prune` removes nothing; other apps converge",
+    );
+    let root = TestRoot::new();
+    root.simple_manifest("lnd", "");
+    root.simple_manifest("other", "");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lnd_id = root.container_id("archy-lnd");
+    let lnd = root.manifests.join("lnd.yaml");
+    let saved = std::fs::read(&lnd).unwrap();
+    type Make = fn(&std::path::Path);
+    let faults: [(&str, &str, Make); 5] = [
+        ("dangling symlink", "dangling symlink", |p| {
+            std::os::unix::fs::symlink("/nonexistent/lnd.yaml", p).unwrap()
+        }),
+        ("symlink loop", "symlink loop", |p| {
+            std::os::unix::fs::symlink(p.file_name().unwrap(), p).unwrap()
+        }),
+        ("directory", "a directory", |p| {
+            std::fs::create_dir(p).unwrap()
+        }),
+        ("FIFO", "a FIFO", |p| {
+            assert!(std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success())
+        }),
+        ("/dev/zero", "a device", |p| {
+            std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+        }),
+    ];
+    for (what, reason, make) in faults {
+        case.run();
+        std::fs::remove_file(&lnd).unwrap();
+        make(&lnd);
+        for args in [vec!["reconcile"], vec!["reconcile", "--prune"]] {
+            let out = root.archy(&args);
+            assert_eq!(out.code, 2, "{what} {args:?}: {out:?}");
+            assert!(
+                out.all().contains("invalid manifest")
+                    && out.all().contains(&lnd.display().to_string())
+                    && out.all().contains(reason),
+                "{what} {args:?}: {out:?}"
+            );
+        }
+        case.data_kept(
+            root.container("archy-lnd").is_some() && root.container_id("archy-lnd") == lnd_id,
+            "archy-lnd pruned",
+        );
+        assert_eq!(root.state("archy-other"), "running");
+        if std::fs::symlink_metadata(&lnd).unwrap().is_dir() {
+            std::fs::remove_dir(&lnd).unwrap();
+        } else {
+            std::fs::remove_file(&lnd).unwrap();
+        }
+        std::fs::write(&lnd, &saved).unwrap();
+        case.pass();
+    }
+}

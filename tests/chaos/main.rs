@@ -11,12 +11,16 @@
 mod common;
 
 mod archy_kills;
+mod builds;
 mod containers;
 mod engine;
 mod files;
+mod hangs;
 mod hostile;
 mod network;
 mod secrets;
 mod soak;
 mod support;
 mod tarballs;
+mod updates;
+mod volumes;

@@ -67,3 +67,47 @@ fn network_recreated_with_the_wrong_subnet() {
         true,
     );
 }
+
+#[test]
+fn concurrent_targeted_reconciles_create_the_network() {
+    let mut case = Case::new(
+        "network: absent, and several targeted `reconcile APP` runs create it at once",
+        "\"already exists\" is re-inspected and accepted when the subnet matches; every run succeeds",
+    );
+    let root = TestRoot::new();
+    let apps: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
+    for app in &apps {
+        root.simple_manifest(app, "");
+    }
+    for round in 0..iterations(2, 5) {
+        case.run();
+        let _ = root.podman(&["rm", "-a", "-f", "-t", "0"]);
+        let _ = root.podman(&["network", "rm", "-f", &root.network]);
+        let children: Vec<_> = apps
+            .iter()
+            .map(|app| root.archy_cmd().args(["reconcile", app]).output_spawn())
+            .collect();
+        for (app, child) in apps.iter().zip(children) {
+            let out = Out::from(child.wait_with_output().unwrap());
+            assert_eq!(out.code, 0, "round {round} {app}: {out:?}");
+        }
+        assert_eq!(subnet_of(&root), root.subnet);
+        for app in &apps {
+            assert_eq!(root.state(&format!("archy-{app}")), "running");
+        }
+        case.pass();
+    }
+}
+
+trait SpawnPiped {
+    fn output_spawn(&mut self) -> std::process::Child;
+}
+
+impl SpawnPiped for std::process::Command {
+    fn output_spawn(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}

@@ -155,3 +155,84 @@ fn secret_never_in_output_or_state_files() {
     );
     case.pass();
 }
+
+/// Issue 15: rotation with an app filter used to rewrite only that app's files; the other
+/// consumers kept the old credentials. Now a filter is refused, and a rotation re-renders every
+/// consumer's files and reconcile restarts every consumer.
+#[test]
+fn rotation_refuses_an_app_filter_and_reaches_every_consumer() {
+    let mut case = Case::new(
+        "secrets: `render-config --rotate-secret APP` (an app filter with rotation)",
+        "refused (exit 2, says why, nothing rotated); a rotation re-renders every consumer's files and reconcile restarts every consumer",
+    );
+    case.run();
+    let root = TestRoot::new();
+    let cfg = root.dir.join("cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let c = cfg.display();
+    root.simple_manifest(
+        "bitcoin",
+        &format!("configs:\n  - render: bitcoin.conf\n    path: {c}/bitcoin.conf\n"),
+    );
+    root.simple_manifest(
+        "lnd",
+        &format!("depends_on: [bitcoin]\nconfigs:\n  - render: lnd.conf\n    path: {c}/lnd.conf\n"),
+    );
+    root.simple_manifest("electrumx", &format!("depends_on: [bitcoin]\nenv_files: [{c}/electrumx.env]\nconfigs:\n  - render: electrumx.env\n    path: {c}/electrumx.env\n    settings: {{COIN: Bitcoin}}\n"));
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let before = secret_password(&root);
+    let files = ["bitcoin.conf", "lnd.conf", "electrumx.env"];
+    let contents = |cfg: &std::path::Path| -> Vec<String> {
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(cfg.join(f)).unwrap())
+            .collect()
+    };
+    let old_files = contents(&cfg);
+    let started = |root: &TestRoot, app: &str| {
+        root.podman_ok(&[
+            "inspect",
+            "--format",
+            "{{.Id}} {{.State.StartedAt}}",
+            &format!("archy-{app}"),
+        ])
+    };
+    let old_started: Vec<String> = ["bitcoin", "lnd", "electrumx"]
+        .iter()
+        .map(|a| started(&root, a))
+        .collect();
+
+    let refused = root.archy(&["render-config", "--rotate-secret", "bitcoin"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.all().contains("does not take apps"), "{refused:?}");
+    assert_eq!(secret_password(&root), before, "nothing rotated");
+    assert_eq!(contents(&cfg), old_files);
+
+    let out = root.archy(&["render-config", "--rotate-secret"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let after = secret_password(&root);
+    assert_ne!(after, before);
+    for (file, (old, new)) in files.iter().zip(old_files.iter().zip(contents(&cfg))) {
+        assert_ne!(old, &new, "{file} not re-rendered");
+    }
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for (app, old) in ["bitcoin", "lnd", "electrumx"].iter().zip(old_started) {
+        assert_ne!(
+            started(&root, app),
+            old,
+            "{app} not restarted with the new secret"
+        );
+    }
+    for o in [&refused, &out] {
+        assert!(!o.all().contains(&after), "secret leaked: {o:?}");
+    }
+    case.pass();
+}
+
+fn secret_password(root: &TestRoot) -> String {
+    let text = std::fs::read_to_string(root.state_dir.join("secrets/bitcoin-rpc.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["password"].as_str().unwrap().to_string()
+}

@@ -176,40 +176,13 @@ impl Kind {
 /// Kinds left out of the default (CI) soak while a known bug makes them fail, each with the issue
 /// that fixes it. `ARCHY_SOAK_ALL=1` runs them anyway; the full soak is run with them once the
 /// fixes have landed.
-const KNOWN_OPEN: &[(Kind, &str)] = &[
-    // Issue 15 (1): heal-podman kills a ghost but leaves its network namespace, veth and the
-    // DNAT rule of its port (ahead of the new container's), so the app's port refuses
-    // connections after DB loss + heal + reconcile (seen here: one stale namespace per app on
-    // the root's subnet after a single fault). Same debris after runtime dirs are wiped under
-    // killed containers.
-    (
-        Kind::EngineDbDeleted,
-        "issue 15 (1): network debris of a healed ghost",
-    ),
-    (
-        Kind::EngineDbCorrupt,
-        "issue 15 (1): network debris of a healed ghost",
-    ),
-    (
-        Kind::EngineGhost,
-        "issue 15 (1): network debris of a healed ghost",
-    ),
-    (
-        Kind::EngineRuntimeWiped,
-        "issue 15 (1): network debris of killed containers",
-    ),
-    // Issue 15 (4): a manifest that cannot be loaded is silently ignored (exit 0) and
-    // `--prune` then removes its app's container.
-    (
-        Kind::UnloadableManifest,
-        "issue 15 (4): an unloadable manifest is ignored and --prune removes its app",
-    ),
-];
+const KNOWN_OPEN: &[(Kind, &str)] = &[];
 
-/// Issue 15 (3): a recreate loses the data of image-declared (anonymous) volumes. Until it lands,
-/// the soak re-seeds the indexer's `/cache` blob whenever the indexer container was replaced,
-/// instead of requiring the data to survive archy's recreate. `ARCHY_SOAK_ALL=1` requires it.
-const IMAGE_VOLUMES_CARRIED: bool = false;
+/// Whether the data of image-declared (anonymous) volumes must survive archy's recreates (issue
+/// 15 (3), fixed). While false the soak re-seeds the indexer's `/cache` blob whenever the indexer
+/// container was replaced; `ARCHY_SOAK_ALL=1` requires it anyway. (Removed by hand, a container
+/// leaves its anonymous volume behind: then the blob is always re-seeded.)
+const IMAGE_VOLUMES_CARRIED: bool = true;
 
 fn image_volumes_carried() -> bool {
     IMAGE_VOLUMES_CARRIED || std::env::var("ARCHY_SOAK_ALL").is_ok_and(|v| v == "1")

@@ -1,0 +1,373 @@
+//! Network debris of containers podman no longer knows (a ghost killed after a database loss,
+//! a container killed behind podman's back): what podman's CNI backend left on the host, and
+//! how to release it the way podman would have. Pure parsing and planning; the system side is
+//! [`super::netsys`].
+//!
+//! podman 4.3 with CNI (Debian bookworm: `containernetworking-plugins` 1.1.1) runs each
+//! network's plugin list through libcni, which caches what it did per container in
+//! `/var/lib/cni/results/<network>-<container id>-<ifname>` (`kind: cniCacheV1`: the network
+//! list, CNI args, capability args such as port mappings, and the ADD result naming the network
+//! namespace, the interfaces and the addresses). A teardown replays the list's plugins with
+//! `CNI_COMMAND=DEL`, in reverse order, each given the cached result as `prevResult` and the
+//! capabilities it declares as `runtimeConfig` (libcni `api.go`: `delNetwork`,
+//! `buildOneConfig`, `injectRuntimeConfig`; github.com/containernetworking/cni, libcni/api.go).
+//! That is exactly what podman does for a container it knows; for one it forgot, archy replays
+//! the cached entry. Only what no plugin removes is removed by hand, and only when it names the
+//! container: the network namespace (podman unmounts it itself, `netns.UnmountNS`), iptables
+//! rules whose comment carries `id: "<container id>"`, and host-local IPAM files holding it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// libcni's cache of one container's attachment to one network.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheEntry {
+    #[serde(rename = "containerId")]
+    pub container_id: String,
+    /// The network list (conflist JSON), base64-encoded.
+    #[serde(default)]
+    pub config: String,
+    #[serde(rename = "ifName", default)]
+    pub if_name: String,
+    #[serde(rename = "networkName", default)]
+    pub network_name: String,
+    #[serde(rename = "cniArgs", default)]
+    pub cni_args: Vec<(String, String)>,
+    #[serde(rename = "capabilityArgs", default)]
+    pub capability_args: Map<String, Value>,
+    #[serde(default)]
+    pub result: Value,
+}
+
+/// Parse one file of libcni's result cache.
+pub fn parse_cache_entry(json: &str) -> Result<CacheEntry> {
+    serde_json::from_str(json).context("not a libcni cache entry (cniCacheV1)")
+}
+
+impl CacheEntry {
+    /// The network namespace the ADD attached to (`result.interfaces[].sandbox`).
+    pub fn sandbox(&self) -> Option<String> {
+        self.interfaces()
+            .iter()
+            .find_map(|i| i.get("sandbox").and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    }
+
+    /// The container's addresses (`10.89.0.2/24`).
+    pub fn ips(&self) -> Vec<String> {
+        self.result
+            .get("ips")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip.get("address").and_then(Value::as_str).map(String::from))
+            .collect()
+    }
+
+    /// Host-side veth names (interfaces outside the sandbox other than the bridge).
+    pub fn host_veths(&self) -> Vec<String> {
+        let bridge = self.bridge();
+        self.interfaces()
+            .iter()
+            .filter(|i| {
+                i.get("sandbox")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+            })
+            .filter_map(|i| i.get("name").and_then(Value::as_str))
+            .filter(|n| Some(*n) != bridge.as_deref())
+            .map(String::from)
+            .collect()
+    }
+
+    fn interfaces(&self) -> Vec<Value> {
+        self.result
+            .get("interfaces")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The bridge the bridge plugin attached to.
+    pub fn bridge(&self) -> Option<String> {
+        let list = self.network_list().ok()?;
+        list.get("plugins")?
+            .as_array()?
+            .iter()
+            .find_map(|p| p.get("bridge").and_then(Value::as_str).map(String::from))
+    }
+
+    /// The decoded network list.
+    pub fn network_list(&self) -> Result<Value> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(self.config.trim())
+            .context("the cached network list is not base64")?;
+        serde_json::from_slice(&raw).context("the cached network list is not JSON")
+    }
+
+    /// `CNI_ARGS` as libcni passes it (`K=V;K=V`).
+    pub fn cni_args_env(&self) -> String {
+        self.cni_args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+}
+
+/// One plugin invocation of a teardown: the plugin's type (its binary name) and its stdin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginCall {
+    pub plugin: String,
+    pub stdin: Value,
+}
+
+/// The DEL invocations libcni makes for a cached attachment, in order (the list reversed).
+pub fn del_calls(entry: &CacheEntry) -> Result<Vec<PluginCall>> {
+    let list = entry.network_list()?;
+    let name = list.get("name").cloned().unwrap_or(Value::Null);
+    let version = list.get("cniVersion").cloned().unwrap_or(Value::Null);
+    let plugins = list
+        .get("plugins")
+        .and_then(Value::as_array)
+        .context("the cached network list has no plugins")?;
+    let mut calls = Vec::new();
+    for plugin in plugins.iter().rev() {
+        let Some(mut conf) = plugin.as_object().cloned() else {
+            continue;
+        };
+        let Some(kind) = conf.get("type").and_then(Value::as_str).map(String::from) else {
+            continue;
+        };
+        conf.insert("name".into(), name.clone());
+        conf.insert("cniVersion".into(), version.clone());
+        if !entry.result.is_null() {
+            conf.insert("prevResult".into(), entry.result.clone());
+        }
+        // injectRuntimeConfig: only the capabilities this plugin declares.
+        let mut runtime = Map::new();
+        if let Some(caps) = conf.get("capabilities").and_then(Value::as_object) {
+            for (cap, on) in caps {
+                if on.as_bool() == Some(true) {
+                    if let Some(value) = entry.capability_args.get(cap) {
+                        runtime.insert(cap.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        if !runtime.is_empty() {
+            conf.insert("runtimeConfig".into(), Value::Object(runtime));
+        }
+        calls.push(PluginCall {
+            plugin: kind,
+            stdin: Value::Object(conf),
+        });
+    }
+    Ok(calls)
+}
+
+/// The container id in an `iptables -S` rule's CNI comment (`id: \"<id>\"`), if any.
+pub fn rule_container_id(line: &str) -> Option<&str> {
+    let start = line.find("id: \\\"")? + "id: \\\"".len();
+    let rest = &line[start..];
+    let end = rest.find('\\')?;
+    let id = &rest[..end];
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
+}
+
+/// The network name in an `iptables -S` rule's CNI comment (`name: \"<net>\"`), if any.
+pub fn rule_network(line: &str) -> Option<&str> {
+    let start = line.find("name: \\\"")? + "name: \\\"".len();
+    let rest = &line[start..];
+    rest.find('\\').map(|end| &rest[..end])
+}
+
+/// Split an `iptables -S` line into arguments: double quotes group, `\"` inside them is a
+/// literal quote (CNI comments hold quoted names).
+pub fn split_rule(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' if quoted && chars.peek() == Some(&'"') => {
+                current.push('"');
+                chars.next();
+            }
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    args.push(std::mem::take(&mut current));
+                    any = false;
+                }
+            }
+            _ => {
+                current.push(ch);
+                any = true;
+            }
+        }
+    }
+    if any {
+        args.push(current);
+    }
+    args
+}
+
+/// The jump target of a rule (`-j CNI-DN-…`) when it is a per-container CNI chain.
+pub fn container_chain(args: &[String]) -> Option<&str> {
+    let pos = args.iter().position(|a| a == "-j")?;
+    let target = args.get(pos + 1)?;
+    is_container_chain(target).then_some(target.as_str())
+}
+
+/// Per-container chains (portmap's `CNI-DN-<hash>`, bridge's masquerade `CNI-<hash>`), not the
+/// shared ones every container's rules hang off.
+pub fn is_container_chain(name: &str) -> bool {
+    const SHARED: [&str; 5] = [
+        "CNI-HOSTPORT-DNAT",
+        "CNI-HOSTPORT-MASQ",
+        "CNI-HOSTPORT-SETMARK",
+        "CNI-FORWARD",
+        "CNI-ADMIN",
+    ];
+    name.starts_with("CNI-") && !SHARED.contains(&name)
+}
+
+/// What one forgotten container left on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Debris {
+    pub container_id: String,
+    pub networks: Vec<String>,
+    /// Network namespace mount (`/run/netns/netns-…`) still present.
+    pub netns: Option<String>,
+    /// Host-side veths still present.
+    pub veths: Vec<String>,
+    pub ips: Vec<String>,
+    /// iptables rules naming the container (DNAT, masquerade).
+    pub rules: Vec<String>,
+    /// host-local IPAM reservations holding it.
+    pub ipam_files: Vec<PathBuf>,
+    /// libcni cache entries (replayed as DEL to release the rest).
+    pub cache_files: Vec<PathBuf>,
+}
+
+impl Debris {
+    pub fn is_empty(&self) -> bool {
+        self.netns.is_none()
+            && self.veths.is_empty()
+            && self.rules.is_empty()
+            && self.ipam_files.is_empty()
+            && self.cache_files.is_empty()
+    }
+
+    /// One line for probe evidence.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(ns) = &self.netns {
+            parts.push(format!("network namespace {ns}"));
+        }
+        if !self.veths.is_empty() {
+            parts.push(format!("veth {}", self.veths.join(", ")));
+        }
+        if !self.rules.is_empty() {
+            parts.push(format!(
+                "{} iptables rule(s) (port forwards/masquerade)",
+                self.rules.len()
+            ));
+        }
+        if !self.ipam_files.is_empty() {
+            parts.push(format!("IP reservation(s) {}", self.ips.join(", ")));
+        }
+        if !self.cache_files.is_empty() {
+            parts.push(format!("{} CNI cache entr(ies)", self.cache_files.len()));
+        }
+        format!(
+            "container {} (unknown to podman) left on network {}: {}",
+            crate::podman::short_id(&self.container_id),
+            self.networks.join(", "),
+            parts.join("; ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured from podman 4.3.1 + containernetworking-plugins 1.1.1 on this machine kind: a
+    /// container on network x15net publishing 127.0.0.1:18999:80.
+    const CACHE: &str = include_str!("../../tests/fixtures/heal-cni-cache-entry.json");
+    const NAT: &str = include_str!("../../tests/fixtures/heal-iptables-nat.txt");
+    const ID: &str = "5d56896d04d0886b96987fa7c14d72985013ac3a333fc035cb1f8af11fef70ce";
+
+    #[test]
+    fn cache_entry_names_netns_addresses_and_veth() {
+        let entry = parse_cache_entry(CACHE).unwrap();
+        assert_eq!(entry.container_id, ID);
+        assert_eq!(entry.network_name, "x15net");
+        assert_eq!(
+            entry.sandbox().as_deref(),
+            Some("/run/netns/netns-528d8f0c-9da7-662b-1ddf-0d2c1b9def53")
+        );
+        assert_eq!(entry.ips(), vec!["10.199.250.2/24".to_string()]);
+        assert_eq!(entry.bridge().as_deref(), Some("cni-podman1"));
+        assert_eq!(entry.host_veths(), vec!["vetha80ae7c3".to_string()]);
+        assert_eq!(entry.cni_args_env(), "IgnoreUnknown=1;K8S_POD_NAME=x15c");
+    }
+
+    #[test]
+    fn del_replays_the_list_reversed_with_prev_result_and_declared_capabilities() {
+        let entry = parse_cache_entry(CACHE).unwrap();
+        let calls = del_calls(&entry).unwrap();
+        let kinds: Vec<&str> = calls.iter().map(|c| c.plugin.as_str()).collect();
+        assert_eq!(kinds, ["tuning", "firewall", "portmap", "bridge"]);
+        let portmap = &calls[2].stdin;
+        assert_eq!(portmap["name"], "x15net");
+        assert_eq!(portmap["cniVersion"], "0.4.0");
+        assert_eq!(
+            portmap["runtimeConfig"]["portMappings"][0]["hostPort"],
+            18999
+        );
+        assert_eq!(
+            portmap["prevResult"]["ips"][0]["address"],
+            "10.199.250.2/24"
+        );
+        // bridge declares only "ips", which the ADD did not use: no runtimeConfig.
+        assert!(calls[3].stdin.get("runtimeConfig").is_none());
+        assert!(calls[0].stdin.get("runtimeConfig").is_none());
+    }
+
+    #[test]
+    fn rules_are_attributed_by_their_comment() {
+        let tagged: Vec<&str> = NAT
+            .lines()
+            .filter(|l| rule_container_id(l) == Some(ID))
+            .collect();
+        assert_eq!(tagged.len(), 4, "{tagged:#?}");
+        assert!(tagged.iter().all(|l| rule_network(l) == Some("x15net")));
+        let dnat = tagged
+            .iter()
+            .find(|l| l.starts_with("-A CNI-HOSTPORT-DNAT"))
+            .unwrap();
+        let args = split_rule(dnat);
+        assert_eq!(container_chain(&args), Some("CNI-DN-4d58f1fe0e81a06acedb9"));
+        let comment = args.iter().position(|a| a == "--comment").unwrap();
+        assert_eq!(
+            args[comment + 1],
+            format!("dnat name: \"x15net\" id: \"{ID}\"")
+        );
+        let shared = split_rule("-A POSTROUTING -m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ");
+        assert_eq!(container_chain(&shared), None);
+    }
+}
