@@ -491,6 +491,13 @@ impl Node {
                 "not rolled back to {old} / {new} not recorded bad: {out:?}"
             ));
         }
+        // The operator is told until the next boot check passes.
+        let status = self.archy(&["status"]);
+        if status.code != 1 || !status.all().contains("verify-update failed") {
+            self.fail(&format!("status after a rolled-back update: {status:?}"));
+        }
+        let out = self.archy(&["verify-update"]);
+        self.expect(&out, 0, "the next boot's verify-update (nothing pending)");
     }
 
     /// Add a detail (a random choice) to the current fault in the sequence.

@@ -168,7 +168,7 @@ impl Kind {
             Kind::HostileManifest => "input: a hostile manifest put in (`reconcile --prune` exits 2, removes nothing), taken out → tick",
             Kind::UnloadableManifest => "input: an app's manifest made unloadable (dangling symlink, directory, FIFO, symlink loop): `reconcile --prune` exits 2 naming it, removes nothing; restored → tick",
             Kind::HostileTarball => "tarball: a hostile release tarball judged (`verify-update --tarball` exits 1; `current` unchanged)",
-            Kind::BadUpdate => "update: a release installed and armed whose UI never answers → boot `verify-update` rolls back",
+            Kind::BadUpdate => "update: a release installed and armed whose UI never answers → boot `verify-update` rolls back (status exits 1 naming it) → next boot's `verify-update`",
         }
     }
 }
