@@ -182,6 +182,15 @@ const KNOWN_OPEN: &[(Kind, &str)] = &[
     // tick + heal-podman + tick leave the old network namespaces mounted: one stale netns per app
     // on the root's subnet (ARCHY_SOAK_SEED=1795792693, fault #5, after network-deleted,
     // container-renamed, config-symlink, engine-db-deleted).
+    // Found after issue 15 landed: an older state DB restored (every container a ghost, the
+    // anonymous volumes that containers removed by hand left behind unknown to it) makes
+    // heal-podman's register-volumes step fail (`podman volume create <64-hex id>` exits 125) and
+    // heal-podman exit 1 (ARCHY_SOAK_SEED=18, fault #34 after network-deleted; also seed
+    // 1795792724, fault #298).
+    (
+        Kind::EngineGhost,
+        "heal-podman cannot re-register orphaned anonymous volumes after an older DB is restored",
+    ),
     (
         Kind::EngineRuntimeWiped,
         "issue 15 (1): network namespaces of containers killed under wiped runtime dirs are left",
