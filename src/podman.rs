@@ -208,6 +208,15 @@ impl Podman {
         Ok(())
     }
 
+    /// Stop a container (SIGKILL after `stop_timeout` seconds).
+    pub fn stop(&self, container: &str, stop_timeout: u32) -> Result<()> {
+        self.cmd()
+            .args(["stop", "--time", &stop_timeout.to_string(), container])
+            .run()
+            .with_context(|| format!("failed to stop container {container}"))?;
+        Ok(())
+    }
+
     pub fn restart(&self, container: &str, stop_timeout: u32) -> Result<()> {
         self.lifecycle(stop_timeout)
             .args(["restart", "--time", &stop_timeout.to_string(), container])

@@ -175,6 +175,23 @@ impl Executor<'_> {
         let podman = &self.ctx.podman;
         let stop_timeout = spec.stop_timeout.unwrap_or(10);
         let mut changed = false;
+        // A container listed as `stopping` was left so by a podman killed mid-stop (a recreate's
+        // `podman rm -f` whose archy was SIGKILLed dies of SIGPIPE at its next write). podman
+        // 4.3.1's `rm -f` drops such a container from its database without stopping it: its
+        // process and conmon (which holds its published ports) live on as a ghost, and the new
+        // container cannot bind the ports. `podman stop` finishes the stop first.
+        if let Some(old) = p.existing.as_deref() {
+            if self
+                .managed
+                .iter()
+                .any(|c| c.id == old && c.state == "stopping")
+            {
+                podman.stop(old, stop_timeout).with_context(|| {
+                    format!("failed to finish stopping the container of {}", p.app)
+                })?;
+                changed = true;
+            }
+        }
         for duplicate in &p.duplicates {
             podman.remove(duplicate, stop_timeout).with_context(|| {
                 format!(

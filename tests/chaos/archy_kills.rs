@@ -79,6 +79,81 @@ fn sigkill_during_reconcile() {
     }
 }
 
+/// Found by the chaos soak (`ARCHY_SOAK_SEED=7 ARCHY_SOAK_KINDS=kill-reconcile`, fault #3): archy
+/// SIGKILLed while a recreate's `podman rm -f --time N` waits for the old container to stop.
+/// That podman dies of SIGPIPE when it writes its "resorting to SIGKILL" warning into archy's
+/// closed pipe and leaves the container `stopping`. The next run's `rm -f` used to drop it from
+/// podman's database without stopping it: its process and conmon lived on holding the published
+/// port, and every later run failed with "address already in use".
+#[test]
+fn sigkill_while_a_recreate_stops_the_old_container() {
+    let mut case = Case::new(
+        "archy: SIGKILL while a recreate's `podman rm -f` waits for the old container to stop",
+        "the orphaned podman dies mid-stop (container left `stopping`); the next run finishes the stop and recreates; no ghost holds the port",
+    );
+    let root = TestRoot::new();
+    let port = free_port();
+    let web = |round: usize| {
+        format!(
+            "app: web\nimage: {TEST_IMAGE}\npull: never\nstop_timeout: 3\ncommand: [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\nports: [\"127.0.0.1:{port}:80\"]\nenv: {{ROUND: \"{round}\"}}\n"
+        )
+    };
+    root.manifest("web", &web(0));
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let calls = root.dir.join("podman-calls.log");
+    for i in 0..iterations(1, 3) {
+        case.run();
+        root.manifest("web", &web(i + 1));
+        let _ = std::fs::remove_file(&calls);
+        let mut child = root
+            .archy_cmd()
+            .arg("reconcile")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // httpd as PID 1 ignores SIGTERM: `rm -f --time 3` waits 3 s before its SIGKILL.
+        let until = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&calls).is_ok_and(|t| t.contains("rm -f")) {
+            assert!(Instant::now() < until, "#{i}: archy never ran podman rm");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = child.kill();
+        let _ = child.wait();
+        let until = Instant::now() + Duration::from_secs(15);
+        while root.state("archy-web") == "running" && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            root.state("archy-web"),
+            "stopping",
+            "#{i}: the orphaned podman rm died mid-stop (the premise of this case)"
+        );
+        let out = root.archy(&["reconcile"]);
+        assert_eq!(out.code, 0, "#{i}: {out:?}");
+        assert_eq!(root.state("archy-web"), "running", "#{i}: {out:?}");
+        let id = root.container_id("archy-web");
+        assert_eq!(
+            runc_ids_under(&root.dir),
+            vec![id],
+            "#{i}: a ghost survived"
+        );
+        assert_eq!(conmons_under(&root.dir).len(), 1, "#{i}: one conmon");
+        let mut answered = false;
+        for _ in 0..40 {
+            if crate::soak::http_get(port, "/bin/busybox").is_ok_and(|(status, _)| status == 200) {
+                answered = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert!(answered, "#{i}: the new container answers on {port}");
+        case.pass();
+    }
+}
+
 fn node_configs(root: &TestRoot) -> PathBuf {
     let cfg = root.dir.join("cfg");
     std::fs::create_dir_all(&cfg).unwrap();

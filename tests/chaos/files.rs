@@ -128,15 +128,6 @@ fn config_replaced_by_a_symlink() {
     case.pass();
 }
 
-/// Unmounts the tmpfs when dropped, also when the case panics.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn state_dir_on_a_full_file_system() {
     let mut case = Case::new(
@@ -144,14 +135,7 @@ fn state_dir_on_a_full_file_system() {
         "clear error (No space left on device); previous secret and configs intact; converges once space is freed",
     );
     let root = TestRoot::empty();
-    std::fs::create_dir_all(&root.state_dir).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&root.state_dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs");
-    let _mount = Mount(root.state_dir.clone());
+    let _mount = Tmpfs::mount(&root.state_dir, "size=64k");
     let cfg = root.state_dir.join("cfg");
     std::fs::create_dir_all(&cfg).unwrap();
     root.simple_manifest(

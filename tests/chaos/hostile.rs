@@ -199,29 +199,123 @@ fn fuzz_structured_manifests() {
     case.pass();
 }
 
-/// One bad manifest beside a good one, through the binary: exit 2, the message, the good app
-/// still converges.
-fn rejected(fault: &str, file: &str, yaml: &str, expect: &[&str], env: &[(&str, &str)]) {
-    rejected_beside(fault, "", file, yaml, expect, env)
+/// A hostile manifest of the matrix: the file it goes in (`<file>.yaml`), its text, what the
+/// rejection must say, and the environment the rejection needs.
+pub(crate) struct Hostile {
+    pub fault: &'static str,
+    pub file: &'static str,
+    pub yaml: String,
+    pub expect: Vec<String>,
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
-fn rejected_beside(
-    fault: &str,
-    good: &str,
-    file: &str,
-    yaml: &str,
-    expect: &[&str],
-    env: &[(&str, &str)],
-) {
+/// Every hostile manifest of the matrix, beside an app `good` (file `good.yaml`) that publishes
+/// host port `port`. Used by the cases here and by the soak (put in, then taken out).
+pub(crate) fn hostile_manifests(good: &str, port: u16) -> Vec<Hostile> {
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = format!("*a{}", i - 1);
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n"
+        ));
+    }
+    bomb.push_str("app: bomb\nimage: i\n");
+    let h = |fault, file, yaml: String, expect: &[&str], env| Hostile {
+        fault,
+        file,
+        yaml,
+        expect: expect.iter().map(|e| e.to_string()).collect(),
+        env,
+    };
+    vec![
+        h(
+            "input: YAML bomb (billion laughs aliases)",
+            "bomb",
+            bomb,
+            &["bomb.yaml"],
+            vec![],
+        ),
+        h(
+            "input: huge manifest (300 KiB > 256 KiB limit)",
+            "huge",
+            format!("app: huge\nimage: i\n# {}\n", "x".repeat(300 * 1024)),
+            &["huge.yaml", "limited to 262144 bytes"],
+            vec![],
+        ),
+        h(
+            "input: duplicate app ids",
+            "zz-dup",
+            format!("app: {good}\nimage: {TEST_IMAGE}\npull: never\n"),
+            &["zz-dup.yaml", "already defined"],
+            vec![],
+        ),
+        h(
+            "input: `app: ../../etc`",
+            "trav",
+            "app: ../../etc\nimage: i\n".into(),
+            &["key `app`", "../../etc"],
+            vec![],
+        ),
+        h(
+            "input: container name with shell metacharacters",
+            "meta",
+            "app: meta\nimage: i\ncontainer_name: \"x; touch /tmp/pwned\"\n".into(),
+            &["key `container_name`"],
+            vec![],
+        ),
+        h(
+            "input: env key with shell metacharacters",
+            "metaenv",
+            "app: metaenv\nimage: i\nenv: {\"A$(id)\": x}\n".into(),
+            &["key `env`"],
+            vec![],
+        ),
+        h(
+            "input: bind-mount source outside ARCHY_ALLOWED_VOLUME_ROOTS",
+            "vol",
+            "app: vol\nimage: i\nvolumes: [\"/etc:/host-etc\"]\n".into(),
+            &["key `volumes`", "outside the allowed roots"],
+            vec![("ARCHY_ALLOWED_VOLUME_ROOTS", "/var/lib/archy")],
+        ),
+        Hostile {
+            expect: vec![
+                "key `ports`".into(),
+                format!("app `{good}`"),
+                "app `zz-port`".into(),
+                "zz-port.yaml".into(),
+                format!("{good}.yaml"),
+            ],
+            ..h(
+                "input: host port already used by another app",
+                "zz-port",
+                format!("app: zz-port\nimage: i\nports: [\"127.0.0.1:{port}:80\"]\n"),
+                &[],
+                vec![],
+            )
+        },
+    ]
+}
+
+/// One bad manifest beside a good one, through the binary: exit 2, the message, the good app
+/// still converges.
+fn rejected(fault: &str) {
+    rejected_beside(fault, "", 0)
+}
+
+fn rejected_beside(fault: &str, good: &str, port: u16) {
+    let hostile = hostile_manifests("good", port)
+        .into_iter()
+        .find(|h| h.fault == fault)
+        .expect("a hostile manifest of that name");
     let mut case = Case::new(fault, "rejected with a clear error; other apps converge");
     let root = TestRoot::new();
     root.simple_manifest("good", good);
-    root.manifest(file, yaml);
+    root.manifest(hostile.file, &hostile.yaml);
     case.run();
     let started = Instant::now();
     let mut cmd = root.archy_cmd();
     cmd.arg("reconcile");
-    for (k, v) in env {
+    for (k, v) in &hostile.env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
@@ -239,8 +333,8 @@ fn rejected_beside(
         started.elapsed()
     );
     assert_eq!(code, Some(2), "{text}");
-    for e in expect {
-        assert!(text.contains(e), "expected {e:?} in: {text}");
+    for e in &hostile.expect {
+        assert!(text.contains(e.as_str()), "expected {e:?} in: {text}");
     }
     assert_eq!(root.state("archy-good"), "running", "{text}");
     case.pass();
@@ -248,84 +342,33 @@ fn rejected_beside(
 
 #[test]
 fn yaml_bomb() {
-    let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-    for i in 1..12 {
-        let p = format!("*a{}", i - 1);
-        yaml.push_str(&format!(
-            "a{i}: &a{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n"
-        ));
-    }
-    yaml.push_str("app: bomb\nimage: i\n");
-    rejected(
-        "input: YAML bomb (billion laughs aliases)",
-        "bomb",
-        &yaml,
-        &["bomb.yaml"],
-        &[],
-    );
+    rejected("input: YAML bomb (billion laughs aliases)");
 }
 
 #[test]
 fn huge_manifest() {
-    let yaml = format!("app: huge\nimage: i\n# {}\n", "x".repeat(300 * 1024));
-    rejected(
-        "input: huge manifest (300 KiB > 256 KiB limit)",
-        "huge",
-        &yaml,
-        &["huge.yaml", "limited to 262144 bytes"],
-        &[],
-    );
+    rejected("input: huge manifest (300 KiB > 256 KiB limit)");
 }
 
 #[test]
 fn duplicate_app_ids() {
-    rejected(
-        "input: duplicate app ids",
-        "zz-dup",
-        &format!("app: good\nimage: {TEST_IMAGE}\npull: never\n"),
-        &["zz-dup.yaml", "already defined"],
-        &[],
-    );
+    rejected("input: duplicate app ids");
 }
 
 #[test]
 fn app_id_path_traversal() {
-    rejected(
-        "input: `app: ../../etc`",
-        "trav",
-        "app: ../../etc\nimage: i\n",
-        &["key `app`", "../../etc"],
-        &[],
-    );
+    rejected("input: `app: ../../etc`");
 }
 
 #[test]
 fn shell_metacharacters_in_names_and_env_keys() {
-    rejected(
-        "input: container name with shell metacharacters",
-        "meta",
-        "app: meta\nimage: i\ncontainer_name: \"x; touch /tmp/pwned\"\n",
-        &["key `container_name`"],
-        &[],
-    );
-    rejected(
-        "input: env key with shell metacharacters",
-        "metaenv",
-        "app: metaenv\nimage: i\nenv: {\"A$(id)\": x}\n",
-        &["key `env`"],
-        &[],
-    );
+    rejected("input: container name with shell metacharacters");
+    rejected("input: env key with shell metacharacters");
 }
 
 #[test]
 fn volume_outside_allowed_roots() {
-    rejected(
-        "input: bind-mount source outside ARCHY_ALLOWED_VOLUME_ROOTS",
-        "vol",
-        "app: vol\nimage: i\nvolumes: [\"/etc:/host-etc\"]\n",
-        &["key `volumes`", "outside the allowed roots"],
-        &[("ARCHY_ALLOWED_VOLUME_ROOTS", "/var/lib/archy")],
-    );
+    rejected("input: bind-mount source outside ARCHY_ALLOWED_VOLUME_ROOTS");
 }
 
 #[test]
@@ -334,16 +377,7 @@ fn host_port_used_by_another_app() {
     rejected_beside(
         "input: host port already used by another app",
         &format!("ports: [\"{port}:80\"]\n"),
-        "zz-port",
-        &format!("app: zz-port\nimage: i\nports: [\"127.0.0.1:{port}:80\"]\n"),
-        &[
-            "key `ports`",
-            "app `good`",
-            "app `zz-port`",
-            "zz-port.yaml",
-            "good.yaml",
-        ],
-        &[],
+        port,
     );
 }
 

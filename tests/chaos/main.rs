@@ -21,6 +21,7 @@ mod hostile_gate;
 mod hostile_local;
 mod network;
 mod secrets;
+mod soak;
 mod support;
 mod tarballs;
 mod updates;

@@ -2,7 +2,7 @@
 //! random source, and a guard that kills a root's ghost OCI containers.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
@@ -116,6 +116,11 @@ impl Rng {
         Rng(seed)
     }
 
+    /// A generator for a given seed (the soak's replays).
+    pub fn seeded(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
     pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -124,15 +129,46 @@ impl Rng {
     }
 }
 
+/// A tmpfs mounted on a directory (created if missing); unmounted when dropped, also when the
+/// case panics.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `mount -t tmpfs -o <options> tmpfs <dir>`, e.g. options `size=64k`.
+    pub fn mount(dir: &Path, options: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Unmount everything under the root except the graph driver's own mount (a reboot drops
 /// container rootfs and shm mounts).
 pub fn unmount_runtime(dir: &Path) {
+    unmount_runtime_except(dir, &[]);
+}
+
+/// `unmount_runtime`, keeping the mounts at `keep` (and below): a soak's state-dir tmpfs, which
+/// stands for a disk, not for runtime state.
+pub fn unmount_runtime_except(dir: &Path, keep: &[&Path]) {
     let graph_overlay = dir.join("graph/overlay");
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
         .filter(|m| Path::new(m).starts_with(dir) && Path::new(m) != graph_overlay)
+        .filter(|m| !keep.iter().any(|k| Path::new(m).starts_with(k)))
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in mounts {

@@ -17,11 +17,7 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 /// A clean release root plus whatever `extra` appends.
-fn tarball(
-    dir: &Path,
-    name: &str,
-    extra: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>),
-) -> PathBuf {
+pub(crate) fn tarball(dir: &Path, name: &str, extra: impl FnOnce(&mut Tar)) -> PathBuf {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     b.append_data(
@@ -50,12 +46,7 @@ fn tarball(
 }
 
 /// Write a raw name into a header (bypassing the tar crate's `..` refusal).
-fn raw(
-    b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>,
-    path: &str,
-    kind: tar::EntryType,
-    link: Option<&str>,
-) {
+fn raw(b: &mut Tar, path: &str, kind: tar::EntryType, link: Option<&str>) {
     let mut h = header(kind, 0o644, 0);
     {
         let gnu = h.as_gnu_mut().unwrap();
@@ -68,13 +59,28 @@ fn raw(
     b.append(&h, &b""[..]).unwrap();
 }
 
-fn judged(
-    fault: &str,
-    response: &str,
-    name: &str,
-    build: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>),
-    expect: &str,
-) {
+type Tar = tar::Builder<flate2::write::GzEncoder<Vec<u8>>>;
+
+/// The hostile release tarballs `verify-update --tarball` must refuse: (name, the entry the
+/// refusal names, what to append to a clean release). Used here and by the soak.
+pub(crate) const HOSTILE_TARBALLS: [(&str, &str, fn(&mut Tar)); 3] = [
+    ("trav", "../../etc/passwd", |b| {
+        raw(b, "../../etc/passwd", tar::EntryType::Regular, None)
+    }),
+    ("sym", "web-ui/evil", |b| {
+        raw(
+            b,
+            "web-ui/evil",
+            tar::EntryType::Symlink,
+            Some("../../../etc/shadow"),
+        )
+    }),
+    ("dev", "web-ui/sda", |b| {
+        raw(b, "web-ui/sda", tar::EntryType::Block, None)
+    }),
+];
+
+fn judged(fault: &str, response: &str, (name, expect, build): (&str, &str, fn(&mut Tar))) {
     let mut case = Case::new(fault, response);
     let dir = tempfile::tempdir().unwrap();
     let path = tarball(dir.path(), name, build);
@@ -106,9 +112,7 @@ fn tarball_path_traversal() {
     judged(
         "tarball: path traversal (`../../etc/passwd`)",
         "refused (exit 1), names the entry",
-        "trav",
-        |b| raw(b, "../../etc/passwd", tar::EntryType::Regular, None),
-        "../../etc/passwd",
+        HOSTILE_TARBALLS[0],
     );
 }
 
@@ -117,16 +121,7 @@ fn tarball_symlink_escape() {
     judged(
         "tarball: symlink escaping the release root",
         "refused (exit 1), names the link",
-        "sym",
-        |b| {
-            raw(
-                b,
-                "web-ui/evil",
-                tar::EntryType::Symlink,
-                Some("../../../etc/shadow"),
-            )
-        },
-        "web-ui/evil",
+        HOSTILE_TARBALLS[1],
     );
 }
 
@@ -135,9 +130,7 @@ fn tarball_device_node() {
     judged(
         "tarball: device node",
         "refused (exit 1), names the node",
-        "dev",
-        |b| raw(b, "web-ui/sda", tar::EntryType::Block, None),
-        "web-ui/sda",
+        HOSTILE_TARBALLS[2],
     );
 }
 

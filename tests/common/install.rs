@@ -11,6 +11,35 @@ pub fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// A whole release `<root>/releases/<v>`: web-ui/index.html ("release <v>") and an executable
+/// bin/archipelago, modes as a release tarball must have them.
+pub fn write_release(root: &Path, v: &str) {
+    let dir = root.join("releases").join(v);
+    std::fs::create_dir_all(dir.join("web-ui")).unwrap();
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::write(dir.join("web-ui/index.html"), format!("release {v}")).unwrap();
+    std::fs::write(dir.join("bin/archipelago"), "#!/bin/sh\n").unwrap();
+    for d in ["", "web-ui", "bin"] {
+        set_mode(&dir.join(d), 0o755);
+    }
+    set_mode(&dir.join("web-ui/index.html"), 0o644);
+    set_mode(&dir.join("bin/archipelago"), 0o755);
+}
+
+/// A restart command for ARCHY_RESTART_CMD (`/bin/sh <script> now`) that appends a line to
+/// `log`, then sleeps `delay` seconds (a window to be killed in).
+pub fn write_restart_script(script: &Path, log: &Path, delay: Option<&str>) {
+    let sleep = delay.map(|d| format!("sleep {d}\n")).unwrap_or_default();
+    std::fs::write(
+        script,
+        format!(
+            "#!/bin/sh\necho \"restart $*\" >> '{}'\n{sleep}",
+            log.display()
+        ),
+    )
+    .unwrap();
+}
+
 pub struct Install {
     pub _tmp: tempfile::TempDir,
     pub root: PathBuf,
@@ -31,30 +60,13 @@ impl Install {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("opt");
         for v in ["1", "2"] {
-            let dir = root.join("releases").join(v);
-            std::fs::create_dir_all(dir.join("web-ui")).unwrap();
-            std::fs::create_dir_all(dir.join("bin")).unwrap();
-            std::fs::write(dir.join("web-ui/index.html"), format!("release {v}")).unwrap();
-            std::fs::write(dir.join("bin/archipelago"), "#!/bin/sh\n").unwrap();
-            for d in ["", "web-ui", "bin"] {
-                set_mode(&dir.join(d), 0o755);
-            }
-            set_mode(&dir.join("web-ui/index.html"), 0o644);
-            set_mode(&dir.join("bin/archipelago"), 0o755);
+            write_release(&root, v);
         }
         std::os::unix::fs::symlink("releases/2", root.join("current")).unwrap();
         std::os::unix::fs::symlink("releases/1", root.join("previous")).unwrap();
         let restart_log = tmp.path().join("restarts.log");
         let restart_script = tmp.path().join("restart.sh");
-        let sleep = delay.map(|d| format!("sleep {d}\n")).unwrap_or_default();
-        std::fs::write(
-            &restart_script,
-            format!(
-                "#!/bin/sh\necho \"restart $*\" >> '{}'\n{sleep}",
-                restart_log.display()
-            ),
-        )
-        .unwrap();
+        write_restart_script(&restart_script, &restart_log, delay);
         Install {
             state: tmp.path().join("state"),
             run: tmp.path().join("run"),

@@ -324,6 +324,8 @@ impl Drop for TestRoot {
             .output();
         let _ = self.podman_cmd().args(["rmi", "-a", "-f"]).output();
         release_leaked_host_state(&self.dir, &self.gateway, &self.network);
+        // The CNI backend's IP reservations of the removed network.
+        let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(&self.network));
         if std::env::var_os("ARCHY_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -334,7 +336,8 @@ impl Drop for TestRoot {
 /// network namespace or bridge torn down by podman. Remove what belongs to this root: runc state
 /// whose bundle lies under `dir`, network namespaces holding an address of this root's subnet,
 /// and this root's firewall rules (its bridge is deleted by `Drop`, before the network's config).
-fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str) {
+/// (What a reboot clears too, but for the bridge.)
+pub fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str) {
     kill_root_processes(dir);
     let prefix = format!(
         "inet {}.",
@@ -475,12 +478,14 @@ fn other_processes_mention(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// netavark's iptables rules for this root's network (masquerade, forward, port DNAT) that no
+/// netavark's (or CNI's) iptables rules for this root's network (masquerade, forward, port DNAT) that no
 /// teardown removed because the containers were killed behind podman's back: rules mentioning
 /// the subnet prefix (`10.a.b.`) or `dnat name: <network> `, then the NETAVARK chains only they
 /// jumped to. Stale DNAT rules would capture host ports later tests publish.
 fn release_firewall_rules(subnet_prefix: &str, network: &str) {
     let dnat_comment = format!("dnat name: {network} ");
+    // The CNI backend (podman 4.3.1 with containernetworking-plugins) quotes the name.
+    let cni_comment = format!("name: \\\"{network}\\\"");
     for table in ["nat", "filter"] {
         let Ok(out) = Command::new("iptables").args(["-t", table, "-S"]).output() else {
             return;
@@ -488,14 +493,19 @@ fn release_firewall_rules(subnet_prefix: &str, network: &str) {
         let listing = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut orphaned_chains = Vec::new();
         for line in listing.lines().filter(|l| {
-            l.starts_with("-A ") && (l.contains(subnet_prefix) || l.contains(&dnat_comment))
+            l.starts_with("-A ")
+                && (l.contains(subnet_prefix)
+                    || l.contains(&dnat_comment)
+                    || l.contains(&cni_comment))
         }) {
             let mut args = split_rule(line);
             if let Some(pos) = args.iter().position(|a| a == "-j") {
-                if let Some(target) = args
-                    .get(pos + 1)
-                    .filter(|t| t.starts_with("NETAVARK-") && !t.starts_with("NETAVARK-HOSTPORT"))
-                {
+                if let Some(target) = args.get(pos + 1).filter(|t| {
+                    (t.starts_with("NETAVARK-") && !t.starts_with("NETAVARK-HOSTPORT"))
+                        || (t.starts_with("CNI-")
+                            && !t.starts_with("CNI-HOSTPORT")
+                            && !["CNI-FORWARD", "CNI-ADMIN"].contains(&t.as_str()))
+                }) {
                     orphaned_chains.push(target.clone());
                 }
             }
@@ -528,13 +538,18 @@ fn release_firewall_rules(subnet_prefix: &str, network: &str) {
 }
 
 /// Split an `iptables -S` line into arguments, honouring double quotes.
-fn split_rule(line: &str) -> Vec<String> {
+pub fn split_rule(line: &str) -> Vec<String> {
     let mut args = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
     let mut any = false;
-    for ch in line.chars() {
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
         match ch {
+            // CNI's comments hold escaped quotes: `"name: \"net\" id: \"…\""`.
+            '\\' if quoted && chars.peek() == Some(&'"') => {
+                current.push(chars.next().unwrap());
+            }
             '"' => {
                 quoted = !quoted;
                 any = true;
