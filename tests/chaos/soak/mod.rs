@@ -457,7 +457,15 @@ impl Node {
                 "ARCHY_RESTART_CMD",
                 format!("/bin/sh '{}' now", self.restart_script.display()),
             )
-            .env("ARCHY_ALLOWED_VOLUME_ROOTS", &self.root.state_dir)
+            // The policy covers build contexts too (issue 14): the indexer's context is allowed.
+            .env(
+                "ARCHY_ALLOWED_VOLUME_ROOTS",
+                format!(
+                    "{}:{}",
+                    self.root.state_dir.display(),
+                    self.root.dir.join("indexer-ctx").display()
+                ),
+            )
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(base.with_extension("out")).unwrap())
             .stderr(std::fs::File::create(base.with_extension("err")).unwrap());
