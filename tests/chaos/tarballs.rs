@@ -60,10 +60,12 @@ fn raw(b: &mut Tar, path: &str, kind: tar::EntryType, link: Option<&str>) {
 }
 
 type Tar = tar::Builder<flate2::write::GzEncoder<Vec<u8>>>;
+/// One hostile tarball: (name, the entry the refusal names, what to append to a clean release).
+pub(crate) type HostileTarball = (&'static str, &'static str, fn(&mut Tar));
 
 /// The hostile release tarballs `verify-update --tarball` must refuse: (name, the entry the
 /// refusal names, what to append to a clean release). Used here and by the soak.
-pub(crate) const HOSTILE_TARBALLS: [(&str, &str, fn(&mut Tar)); 3] = [
+pub(crate) const HOSTILE_TARBALLS: [HostileTarball; 3] = [
     ("trav", "../../etc/passwd", |b| {
         raw(b, "../../etc/passwd", tar::EntryType::Regular, None)
     }),
