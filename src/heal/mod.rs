@@ -1094,3 +1094,24 @@ pub fn broken_db_path(db: &Path, rfc3339_utc: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests;
+
+/// The outcome of one repair step that touches several things: what it did, or an error naming
+/// every failure and what was done before it (so a partial repair is never reported as none).
+pub(crate) fn repair_outcome(
+    touched: Vec<String>,
+    errors: Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    if errors.is_empty() {
+        Ok(touched)
+    } else {
+        anyhow::bail!(
+            "{} (done: {})",
+            errors.join("; "),
+            if touched.is_empty() {
+                "nothing".to_string()
+            } else {
+                touched.join(", ")
+            }
+        )
+    }
+}

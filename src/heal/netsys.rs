@@ -260,19 +260,7 @@ pub fn release(id: &str) -> Result<Vec<String>> {
         Ok(done) => touched.extend(done),
         Err(err) => errors.push(format!("{err:#}")),
     }
-    if errors.is_empty() {
-        Ok(touched)
-    } else {
-        anyhow::bail!(
-            "{} (done: {})",
-            errors.join("; "),
-            if touched.is_empty() {
-                "nothing".to_string()
-            } else {
-                touched.join(", ")
-            }
-        )
-    }
+    super::repair_outcome(touched, errors)
 }
 
 /// Run one plugin with `CNI_COMMAND=DEL`, as libcni does.

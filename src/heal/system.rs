@@ -391,7 +391,7 @@ pub fn perform(
                     Err(err) => errors.push(format!("{err:#}")),
                 }
             }
-            finish(touched, errors)
+            super::repair_outcome(touched, errors)
         }
         StepKind::KillGhosts => kill_ghosts(facts, &step.targets),
         StepKind::ReleaseNetworkDebris => {
@@ -403,7 +403,7 @@ pub fn perform(
                     Err(err) => errors.push(format!("{err:#}")),
                 }
             }
-            finish(touched, errors)
+            super::repair_outcome(touched, errors)
         }
         StepKind::RegisterVolumes => {
             let dir = facts
@@ -419,24 +419,8 @@ pub fn perform(
                     Err(err) => errors.push(format!("{err:#}")),
                 }
             }
-            finish(touched, errors)
+            super::repair_outcome(touched, errors)
         }
-    }
-}
-
-fn finish(touched: Vec<String>, errors: Vec<String>) -> Result<Vec<String>> {
-    if errors.is_empty() {
-        Ok(touched)
-    } else {
-        anyhow::bail!(
-            "{} (done: {})",
-            errors.join("; "),
-            if touched.is_empty() {
-                "nothing".to_string()
-            } else {
-                touched.join(", ")
-            }
-        )
     }
 }
 
@@ -545,7 +529,7 @@ fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
             touched.push(format!("conmon pid {pid} exited"));
         }
     }
-    finish(touched, errors)
+    super::repair_outcome(touched, errors)
 }
 
 /// `runc kill <id> KILL`, wait until it is stopped, `runc delete -f <id>`.
