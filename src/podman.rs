@@ -121,6 +121,9 @@ pub fn parse_ps(json: &str) -> Result<Vec<Container>> {
 pub struct Network {
     #[serde(default)]
     pub name: String,
+    /// The host bridge (`cni-podman1`).
+    #[serde(default)]
+    pub network_interface: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub subnets: Vec<Subnet>,
 }
@@ -256,6 +259,14 @@ impl Podman {
             .run()
             .with_context(|| format!("failed to remove container {container}"))?;
         Ok(())
+    }
+
+    /// Every network podman knows (`podman network ls`).
+    pub fn list_networks(&self) -> Result<Vec<Network>> {
+        self.cmd()
+            .args(["network", "ls", "--format", "json"])
+            .run_json()
+            .context("failed to list networks")
     }
 
     pub fn inspect_network(&self, name: &str) -> Result<Option<Network>> {

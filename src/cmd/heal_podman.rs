@@ -76,7 +76,10 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
     };
     let _lock = ctx.lock("heal-podman", mode)?;
     let names = managed_names(ctx);
-    let networks = BTreeSet::from([ctx.global.network.clone()]);
+    let networks = heal::netsys::NetScope {
+        names: BTreeSet::from([ctx.global.network.clone()]),
+        subnet: ctx.global.subnet.clone(),
+    };
     let opts = PlanOptions { yes: args.yes };
     let ui = Ui::new(ctx);
 

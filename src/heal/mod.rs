@@ -503,6 +503,11 @@ pub struct Facts {
     /// Network namespaces, veths, port forwards and IP reservations on archy's networks of
     /// containers podman does not know (`None`: not looked at, engine down).
     pub network_debris: Option<Vec<network::Debris>>,
+    /// Network namespaces on archy's networks an earlier attachment left (no process, no
+    /// running container's).
+    pub stale_namespaces: Option<Vec<network::StaleNamespace>>,
+    /// Bridges no podman network claims, nothing attached, holding archy's subnet.
+    pub orphan_bridges: Option<Vec<network::OrphanBridge>>,
     /// Why the runtime dirs look stale (`Some(vec![])` = checked, consistent).
     pub stale_runtime: Option<Vec<String>>,
     /// Why clearing the runtime dirs is not safe now (live containers or mounts), if it is not.
@@ -744,27 +749,49 @@ fn probe_ghost_oci(facts: &Facts) -> Probe {
     }
 }
 
-/// Probe: no network state of a container podman does not know on archy's network.
+/// Probe: no network state on archy's network that nothing owns: of a container podman does
+/// not know, a namespace an earlier attachment left, or a bridge no network claims.
 fn probe_network_debris(facts: &Facts) -> Probe {
     let engine_down = facts.engine_error.is_some();
-    match (&facts.network_debris, engine_down) {
-        (Some(list), false) if list.is_empty() => Probe {
+    let Some(debris) = facts.network_debris.as_ref().filter(|_| !engine_down) else {
+        return Probe {
+            name: ProbeName::NetworkDebris,
+            status: Status::Unknown,
+            evidence: unknown_while_podman_is_down(),
+        };
+    };
+    let evidence: Vec<String> = debris
+        .iter()
+        .map(network::Debris::describe)
+        .chain(
+            facts
+                .stale_namespaces
+                .iter()
+                .flatten()
+                .map(network::StaleNamespace::describe),
+        )
+        .chain(
+            facts
+                .orphan_bridges
+                .iter()
+                .flatten()
+                .map(network::OrphanBridge::describe),
+        )
+        .collect();
+    if evidence.is_empty() {
+        Probe {
             name: ProbeName::NetworkDebris,
             status: Status::Ok,
             evidence: vec![
                 "no network namespace, veth, port forward or IP reservation of a container podman does not know".into(),
             ],
-        },
-        (Some(list), false) => Probe {
+        }
+    } else {
+        Probe {
             name: ProbeName::NetworkDebris,
             status: Status::Broken,
-            evidence: list.iter().map(network::Debris::describe).collect(),
-        },
-        _ => Probe {
-            name: ProbeName::NetworkDebris,
-            status: Status::Unknown,
-            evidence: unknown_while_podman_is_down(),
-        },
+            evidence,
+        }
     }
 }
 
@@ -841,18 +868,22 @@ pub enum StepKind {
     RemoveStorageOnly,
     KillGhosts,
     ReleaseNetworkDebris,
+    ReleaseStaleNamespaces,
+    RemoveOrphanBridges,
     RegisterVolumes,
     SystemRenumber,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 8] = [
+    pub const ALL: [StepKind; 10] = [
         StepKind::SystemMigrate,
         StepKind::ClearRuntimeDirs,
         StepKind::MoveDbAside,
         StepKind::RemoveStorageOnly,
         StepKind::KillGhosts,
         StepKind::ReleaseNetworkDebris,
+        StepKind::ReleaseStaleNamespaces,
+        StepKind::RemoveOrphanBridges,
         StepKind::RegisterVolumes,
         StepKind::SystemRenumber,
     ];
@@ -865,6 +896,8 @@ impl StepKind {
             StepKind::RemoveStorageOnly => "remove-storage-only",
             StepKind::KillGhosts => "kill-ghosts",
             StepKind::ReleaseNetworkDebris => "release-network-debris",
+            StepKind::ReleaseStaleNamespaces => "release-stale-namespaces",
+            StepKind::RemoveOrphanBridges => "remove-orphan-bridges",
             StepKind::RegisterVolumes => "register-volumes",
             StepKind::SystemRenumber => "system-renumber",
         }
@@ -1014,6 +1047,26 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                 describe: format!(
                     "release the network state of containers podman no longer knows ({}): CNI DEL replayed from libcni's cache, then their network namespace, port forwards and IP reservations",
                     debris.iter().map(|d| short_id(&d.container_id)).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        if let Some(stale) = facts.stale_namespaces.as_ref().filter(|s| !s.is_empty()) {
+            steps.push(Step {
+                kind: StepKind::ReleaseStaleNamespaces,
+                targets: stale.iter().map(|s| s.path.clone()).collect(),
+                describe: format!(
+                    "release network namespaces no running container has ({}): CNI DEL replayed where libcni's cache names them, then the namespace (its veth goes with it) and the port forwards and IP reservations of its addresses",
+                    stale.iter().map(|s| s.path.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        if let Some(bridges) = facts.orphan_bridges.as_ref().filter(|b| !b.is_empty()) {
+            steps.push(Step {
+                kind: StepKind::RemoveOrphanBridges,
+                targets: bridges.iter().map(|b| b.name.clone()).collect(),
+                describe: format!(
+                    "delete bridges no podman network claims and nothing is attached to ({}), so archy's subnet can be used again",
+                    bridges.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             });
         }

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::network::{
-    container_chain, del_calls, is_container_chain, parse_cache_entry, rule_container_id,
-    rule_network, split_rule, CacheEntry, Debris,
+    container_chain, del_calls, is_container_chain, is_podman_bridge_name, parse_addresses,
+    parse_cache_entry, parse_netns_ids, parse_veths, rule_container_id, rule_network,
+    rule_references_ip, split_rule, CacheEntry, Debris, OrphanBridge, StaleNamespace,
 };
 use crate::exec::Cmd;
 
@@ -26,6 +27,34 @@ const PLUGIN_DIRS: &[&str] = &[
     "/usr/lib/cni",
     "/opt/cni/bin",
 ];
+
+/// Where podman (`ip netns add` does the same) mounts network namespaces.
+const NETNS_DIR: &str = "/run/netns";
+
+/// Which networks are archy's: heal-podman looks at and releases state on these only.
+#[derive(Debug, Clone, Default)]
+pub struct NetScope {
+    pub names: BTreeSet<String>,
+    /// archy's subnet (`10.89.0.0/24`): a bridge left holding an address in it blocks
+    /// `podman network create`.
+    pub subnet: String,
+}
+
+/// What podman says about one network: its name and the bridge it uses.
+#[derive(Debug, Clone, Default)]
+pub struct PodmanNetwork {
+    pub name: String,
+    pub bridge: String,
+}
+
+/// What the network-debris probe found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub debris: Vec<Debris>,
+    pub stale_namespaces: Vec<StaleNamespace>,
+    pub orphan_bridges: Vec<OrphanBridge>,
+    pub notes: Vec<String>,
+}
 
 /// One host-local reservation.
 #[derive(Debug, Clone)]
@@ -103,21 +132,348 @@ fn read_host() -> HostNet {
     host
 }
 
-/// Debris on `networks` of containers not in `known` (podman's database), leaving out those
-/// whose network namespace a process still uses (a running ghost: the ghost probe's business,
-/// and released when it is killed).
-pub fn debris(networks: &BTreeSet<String>, known: &BTreeSet<String>) -> (Vec<Debris>, Vec<String>) {
+/// Network state on archy's networks nothing owns any more: of containers not in `known`
+/// (podman's database), leaving out those whose network namespace a process still uses (a
+/// running ghost: the ghost probe's business, and released when it is killed); namespaces an
+/// earlier attachment left (no process in them, no running container's); and bridges no
+/// network claims that hold archy's subnet. `running`: the known containers podman reports
+/// running. `list_networks` (one podman call) runs only when there is a candidate to attribute.
+pub fn scan(
+    scope: &NetScope,
+    known: &BTreeSet<String>,
+    running: &BTreeSet<String>,
+    list_networks: impl FnOnce() -> Result<Vec<PodmanNetwork>>,
+) -> Scan {
     let host = read_host();
     let unknown = |id: &str| !known.contains(id);
-    let mut list = collect(&host, |id, net| networks.contains(net) && unknown(id));
-    list.retain(|d| {
+    let mut debris = collect(&host, |id, net| scope.names.contains(net) && unknown(id));
+    debris.retain(|d| {
         host.cache
             .iter()
             .filter(|(_, e)| e.container_id == d.container_id)
             .filter_map(|(_, e)| e.sandbox())
             .all(|ns| netns_user(Path::new(&ns)).is_none())
     });
-    (list, host.notes)
+    let mut scan = Scan {
+        debris,
+        notes: host.notes.clone(),
+        ..Scan::default()
+    };
+
+    let busy = busy_netns();
+    let idle: Vec<PathBuf> = netns_mounts()
+        .into_iter()
+        .filter(|(_, ino)| !busy.contains(ino))
+        .map(|(path, _)| path)
+        .collect();
+    let bridge_candidates: Vec<String> = empty_podman_bridges();
+    if idle.is_empty() && bridge_candidates.is_empty() {
+        return scan;
+    }
+    let networks = match list_networks() {
+        Ok(list) => list,
+        Err(err) => {
+            scan.notes.push(format!(
+                "network namespaces and bridges not attributed: {err:#}"
+            ));
+            return scan;
+        }
+    };
+    let network_of_bridge: BTreeMap<&str, &str> = networks
+        .iter()
+        .map(|n| (n.bridge.as_str(), n.name.as_str()))
+        .collect();
+    let (stale, notes) = stale_namespaces(&host, &idle, scope, known, running, &network_of_bridge);
+    scan.stale_namespaces = stale;
+    scan.notes.extend(notes);
+    scan.orphan_bridges = bridge_candidates
+        .into_iter()
+        .filter(|b| !network_of_bridge.contains_key(b.as_str()))
+        .filter_map(|name| {
+            let addresses = Cmd::new("ip")
+                .args(["-j", "addr", "show", "dev", &name])
+                .run()
+                .ok()
+                .and_then(|out| parse_addresses(&out.stdout).ok())
+                .unwrap_or_default();
+            // Only a bridge holding archy's subnet is archy's business.
+            addresses
+                .iter()
+                .any(|a| in_subnet(a, &scope.subnet))
+                .then_some(OrphanBridge { name, addresses })
+        })
+        .collect();
+    scan
+}
+
+/// Idle namespaces (`idle`) that belong to archy's networks and to no running container.
+fn stale_namespaces(
+    host: &HostNet,
+    idle: &[PathBuf],
+    scope: &NetScope,
+    known: &BTreeSet<String>,
+    running: &BTreeSet<String>,
+    network_of_bridge: &BTreeMap<&str, &str>,
+) -> (Vec<StaleNamespace>, Vec<String>) {
+    let mut stale = Vec::new();
+    let mut notes = Vec::new();
+    let ids = Cmd::new("ip")
+        .args(["-j", "netns", "list"])
+        .run()
+        .ok()
+        .and_then(|out| parse_netns_ids(&out.stdout).ok())
+        .unwrap_or_default();
+    let veths = Cmd::new("ip")
+        .args(["-j", "link", "show", "type", "veth"])
+        .run()
+        .ok()
+        .and_then(|out| parse_veths(&out.stdout).ok())
+        .unwrap_or_default();
+    for path in idle {
+        let path_str = path.to_string_lossy().into_owned();
+        let cached: Vec<&CacheEntry> = host
+            .cache
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| e.sandbox().as_deref() == Some(path_str.as_str()))
+            .collect();
+        // A forgotten container's namespace is part of its debris, released with it.
+        if cached.iter().any(|e| !known.contains(&e.container_id)) {
+            continue;
+        }
+        if let Some(e) = cached.iter().find(|e| running.contains(&e.container_id)) {
+            notes.push(format!(
+                "network namespace {path_str}: podman reports container {} running in it, but no process is in it; left to podman",
+                crate::podman::short_id(&e.container_id)
+            ));
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let peers: Vec<&super::network::HostVeth> = ids
+            .get(&name)
+            .map(|id| {
+                veths
+                    .iter()
+                    .filter(|v| v.peer_netnsid == Some(*id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let network = cached
+            .first()
+            .map(|e| e.network_name.clone())
+            .or_else(|| {
+                peers
+                    .iter()
+                    .filter_map(|v| network_of_bridge.get(v.master.as_deref()?))
+                    .map(|n| n.to_string())
+                    .next()
+            });
+        let Some(network) = network.filter(|n| scope.names.contains(n)) else {
+            continue;
+        };
+        let mut ips: Vec<String> = cached.iter().flat_map(|e| e.ips()).collect();
+        if ips.is_empty() {
+            ips = Cmd::new("ip")
+                .args(["-n", &name, "-j", "addr", "show"])
+                .run()
+                .ok()
+                .and_then(|out| parse_addresses(&out.stdout).ok())
+                .unwrap_or_default();
+        }
+        stale.push(StaleNamespace {
+            path: path_str,
+            network,
+            veths: peers.iter().map(|v| v.name.clone()).collect(),
+            ips: ips
+                .iter()
+                .map(|ip| ip.split('/').next().unwrap_or(ip).to_string())
+                .collect(),
+            container_id: cached.first().map(|e| e.container_id.clone()),
+        });
+    }
+    (stale, notes)
+}
+
+/// Release a namespace an earlier attachment left: replay the CNI DEL of the cache entry that
+/// names it (a known container that is not running), delete the namespace (its veth pair goes
+/// with it), then remove the IP reservations and iptables rules of its addresses that no
+/// running container holds now. Re-checked first: a process in it now means it is in use.
+pub fn release_namespace(stale: &StaleNamespace) -> Result<Vec<String>> {
+    let ns = Path::new(&stale.path);
+    if !ns.exists() {
+        return Ok(vec![format!("network namespace {} already gone", stale.path)]);
+    }
+    if let Some(pid) = netns_user(ns) {
+        anyhow::bail!(
+            "network namespace {} is in use by pid {pid} now; left alone",
+            stale.path
+        );
+    }
+    let mut touched = Vec::new();
+    let mut errors = Vec::new();
+    let host = read_host();
+    for (path, entry) in host
+        .cache
+        .iter()
+        .filter(|(_, e)| e.sandbox().as_deref() == Some(stale.path.as_str()))
+    {
+        let mut ok = true;
+        match del_calls(entry) {
+            Ok(calls) => {
+                for call in calls {
+                    match cni_del(entry, Some(&stale.path), &call.plugin, &call.stdin) {
+                        Ok(()) => touched.push(format!(
+                            "CNI {} DEL for {} on {}",
+                            call.plugin,
+                            crate::podman::short_id(&entry.container_id),
+                            entry.network_name
+                        )),
+                        Err(err) => {
+                            ok = false;
+                            errors.push(format!("{err:#}"));
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                ok = false;
+                errors.push(format!("{err:#} ({})", path.display()));
+            }
+        }
+        if ok {
+            match std::fs::remove_file(path) {
+                Ok(()) => touched.push(format!("CNI cache entry {} removed", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => errors.push(format!("failed to remove {}: {e}", path.display())),
+            }
+        }
+    }
+    match delete_netns(ns) {
+        Ok(()) => touched.push(format!("network namespace {} deleted", stale.path)),
+        Err(err) => errors.push(format!("{err:#}")),
+    }
+    // Addresses a running container holds now (the same address may have been handed out
+    // again) are not this namespace's to release.
+    let host = read_host();
+    let busy = busy_netns();
+    let live: BTreeSet<String> = host
+        .cache
+        .iter()
+        .filter(|(_, e)| {
+            e.sandbox().is_some_and(|ns| {
+                std::fs::metadata(&ns).is_ok_and(|m| busy.contains(&m.ino()))
+            })
+        })
+        .flat_map(|(_, e)| e.ips())
+        .map(|ip| ip.split('/').next().unwrap_or(&ip).to_string())
+        .collect();
+    let ips: BTreeSet<String> = stale
+        .ips
+        .iter()
+        .filter(|ip| !live.contains(*ip))
+        .cloned()
+        .collect();
+    for r in host
+        .reservations
+        .iter()
+        .filter(|r| r.network == stale.network && ips.contains(&r.ip))
+    {
+        match std::fs::remove_file(&r.path) {
+            Ok(()) => touched.push(format!("IP reservation {} on {} released", r.ip, r.network)),
+            Err(e) => errors.push(format!("failed to remove {}: {e}", r.path.display())),
+        }
+    }
+    match delete_rules_of_addresses(&host, &ips) {
+        Ok(done) => touched.extend(done),
+        Err(err) => errors.push(format!("{err:#}")),
+    }
+    super::repair_outcome(touched, errors)
+}
+
+/// Delete an orphan bridge (`ip link delete`), re-checking first that nothing is attached and
+/// it is still a podman-named bridge.
+pub fn remove_orphan_bridge(bridge: &OrphanBridge) -> Result<Vec<String>> {
+    if !empty_podman_bridges().contains(&bridge.name) {
+        return Ok(vec![format!(
+            "bridge {} is gone or has an interface attached now; left alone",
+            bridge.name
+        )]);
+    }
+    Cmd::new("ip")
+        .args(["link", "delete", &bridge.name])
+        .run()
+        .with_context(|| format!("failed to delete bridge {}", bridge.name))?;
+    Ok(vec![format!("bridge {} deleted", bridge.name)])
+}
+
+/// Podman-named bridges (`cni-podman<N>`) with no interface attached.
+fn empty_podman_bridges() -> Vec<String> {
+    let Ok(links) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = links
+        .flatten()
+        .filter_map(|l| l.file_name().to_str().map(String::from))
+        .filter(|name| is_podman_bridge_name(name))
+        .filter(|name| {
+            let brif = Path::new("/sys/class/net").join(name).join("brif");
+            std::fs::read_dir(brif).is_ok_and(|mut ports| ports.next().is_none())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Whether `addr` (`10.89.0.1` or `10.89.0.1/24`) lies in `subnet` (`10.89.0.0/24`).
+pub fn in_subnet(addr: &str, subnet: &str) -> bool {
+    let parse = |a: &str| a.split('/').next()?.parse::<std::net::Ipv4Addr>().ok();
+    let Some((net, prefix)) = subnet.split_once('/') else {
+        return false;
+    };
+    let (Some(addr), Some(net), Ok(prefix)) = (parse(addr), parse(net), prefix.parse::<u32>())
+    else {
+        return false;
+    };
+    if prefix > 32 {
+        return false;
+    }
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    u32::from(addr) & mask == u32::from(net) & mask
+}
+
+/// Mounted network namespaces and their inodes.
+fn netns_mounts() -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
+    let mut mounts: Vec<(PathBuf, u64)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.path(), std::fs::metadata(e.path()).ok()?.ino())))
+        .collect();
+    mounts.sort();
+    mounts
+}
+
+/// The inode of every process's network namespace, read once.
+fn busy_netns() -> BTreeSet<u64> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    procs
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path().join("ns/net")).ok()?;
+            link.to_str()?
+                .strip_prefix("net:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// Group the host's network state by forgotten container.
@@ -355,6 +711,41 @@ fn delete_rules(host: &HostNet, id: &str, ips: &BTreeSet<String>) -> Result<Vec<
             .with_context(|| format!("failed to delete iptables rule `{line}`"))?;
         touched.push(format!("iptables -t {table}: {line} deleted"));
     }
+    touched.extend(remove_unreferenced_chains(chains)?);
+    Ok(touched)
+}
+
+/// Delete the iptables rules about addresses `ips` (port forwards to them, their masquerade
+/// and forward rules), then the per-container chains only they jumped to.
+fn delete_rules_of_addresses(host: &HostNet, ips: &BTreeSet<String>) -> Result<Vec<String>> {
+    let mut touched = Vec::new();
+    let mut chains: Vec<(&str, String)> = Vec::new();
+    if ips.is_empty() {
+        return Ok(touched);
+    }
+    for (table, line) in &host.rules {
+        if !ips.iter().any(|ip| rule_references_ip(line, ip)) {
+            continue;
+        }
+        let mut args = split_rule(line);
+        if let Some(chain) = container_chain(&args) {
+            chains.push((table, chain.to_string()));
+        }
+        args[0] = "-D".into();
+        Cmd::new("iptables")
+            .args(["-t", table])
+            .args(&args)
+            .run()
+            .with_context(|| format!("failed to delete iptables rule `{line}`"))?;
+        touched.push(format!("iptables -t {table}: {line} deleted"));
+    }
+    touched.extend(remove_unreferenced_chains(chains)?);
+    Ok(touched)
+}
+
+/// Flush and delete the per-container chains nothing jumps to any more.
+fn remove_unreferenced_chains(mut chains: Vec<(&str, String)>) -> Result<Vec<String>> {
+    let mut touched = Vec::new();
     chains.sort();
     chains.dedup();
     for (table, chain) in chains {
@@ -381,4 +772,19 @@ fn delete_rules(host: &HostNet, id: &str, ips: &BTreeSet<String>) -> Result<Vec<
         touched.push(format!("iptables -t {table}: chain {chain} removed"));
     }
     Ok(touched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_subnet;
+
+    #[test]
+    fn addresses_are_placed_in_a_subnet_by_their_prefix() {
+        assert!(in_subnet("10.89.0.1/24", "10.89.0.0/24"));
+        assert!(in_subnet("10.89.0.254", "10.89.0.0/24"));
+        assert!(!in_subnet("10.89.1.1", "10.89.0.0/24"));
+        assert!(in_subnet("10.89.1.1", "10.89.0.0/16"));
+        assert!(!in_subnet("10.89.0.1", "not a subnet"));
+        assert!(!in_subnet("fe80::1", "10.89.0.0/24"));
+    }
 }

@@ -16,6 +16,7 @@
 //! container: the network namespace (podman unmounts it itself, `netns.UnmountNS`), iptables
 //! rules whose comment carries `id: "<container id>"`, and host-local IPAM files holding it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -301,6 +302,149 @@ impl Debris {
     }
 }
 
+/// A network namespace an earlier attachment left behind: no process is in it and no
+/// running container's attachment names it, yet it still holds an interface on one of archy's
+/// networks. It happens when podman forgets a namespace without tearing it down: its runtime
+/// dirs wiped while containers ran (podman's `refresh` resets every container's state and
+/// drops its namespace path, libpod `container_internal.go`: `refresh`), then the container
+/// started again in a new namespace while the old one keeps its veth, address and port forwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StaleNamespace {
+    /// The mount (`/run/netns/netns-…`).
+    pub path: String,
+    pub network: String,
+    /// Host-side veths whose peer is in it.
+    pub veths: Vec<String>,
+    /// Its IPv4 addresses on the network (no prefix length).
+    pub ips: Vec<String>,
+    /// The container libcni's cache names for it (a known container that is not running).
+    pub container_id: Option<String>,
+}
+
+impl StaleNamespace {
+    /// One line for probe evidence.
+    pub fn describe(&self) -> String {
+        let mut parts = vec!["no process in it".to_string()];
+        if !self.veths.is_empty() {
+            parts.push(format!("veth {}", self.veths.join(", ")));
+        }
+        if !self.ips.is_empty() {
+            parts.push(format!("address {}", self.ips.join(", ")));
+        }
+        let owner = match &self.container_id {
+            Some(id) => format!(
+                "an earlier attachment of container {} (not running)",
+                crate::podman::short_id(id)
+            ),
+            None => "an earlier attachment no running container has".to_string(),
+        };
+        format!(
+            "network namespace {} on network {} left by {owner}: {}",
+            self.path,
+            self.network,
+            parts.join("; ")
+        )
+    }
+}
+
+/// A bridge podman's CNI backend created (`cni-podman<N>`) that no network claims and no
+/// interface is attached to: what deleting a network's config behind podman's back leaves.
+/// While it holds an address in archy's subnet, `podman network create` refuses that subnet
+/// ("subnet … is already used on the host").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrphanBridge {
+    pub name: String,
+    /// Its IPv4 addresses with prefix length.
+    pub addresses: Vec<String>,
+}
+
+impl OrphanBridge {
+    /// One line for probe evidence.
+    pub fn describe(&self) -> String {
+        format!(
+            "bridge {} ({}) belongs to no podman network and has nothing attached",
+            self.name,
+            if self.addresses.is_empty() {
+                "no address".to_string()
+            } else {
+                self.addresses.join(", ")
+            }
+        )
+    }
+}
+
+/// The name podman's CNI backend gives the bridges it creates (`cni-podman0`, `cni-podman1`, …;
+/// podman 4 `libnetwork/cni/network.go` hands out `cni-podman<N>`).
+pub fn is_podman_bridge_name(name: &str) -> bool {
+    name.strip_prefix("cni-podman")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `ip -j netns list`: namespace name → its id in the host's namespace (only those with one).
+pub fn parse_netns_ids(json: &str) -> Result<BTreeMap<String, i64>> {
+    let list: Vec<Value> = serde_json::from_str(json).context("`ip -j netns list` is not JSON")?;
+    Ok(list
+        .iter()
+        .filter_map(|n| Some((n.get("name")?.as_str()?.to_string(), n.get("id")?.as_i64()?)))
+        .collect())
+}
+
+/// One host-side veth from `ip -j link show type veth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostVeth {
+    pub name: String,
+    /// The bridge it is attached to.
+    pub master: Option<String>,
+    /// The id (in the host's namespace) of the namespace its peer is in.
+    pub peer_netnsid: Option<i64>,
+}
+
+pub fn parse_veths(json: &str) -> Result<Vec<HostVeth>> {
+    let list: Vec<Value> =
+        serde_json::from_str(json).context("`ip -j link show type veth` is not JSON")?;
+    Ok(list
+        .iter()
+        .filter_map(|l| {
+            Some(HostVeth {
+                name: l.get("ifname")?.as_str()?.to_string(),
+                master: l.get("master").and_then(Value::as_str).map(String::from),
+                peer_netnsid: l.get("link_netnsid").and_then(Value::as_i64),
+            })
+        })
+        .collect())
+}
+
+/// IPv4 addresses (`10.89.0.2/24`) in `ip -j addr show` output, interfaces other than `lo`.
+pub fn parse_addresses(json: &str) -> Result<Vec<String>> {
+    let list: Vec<Value> = serde_json::from_str(json).context("`ip -j addr show` is not JSON")?;
+    Ok(list
+        .iter()
+        .filter(|l| l.get("ifname").and_then(Value::as_str) != Some("lo"))
+        .flat_map(|l| {
+            l.get("addr_info")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|a| a.get("family").and_then(Value::as_str) == Some("inet"))
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a.get("local")?.as_str()?,
+                a.get("prefixlen")?.as_i64()?
+            ))
+        })
+        .collect())
+}
+
+/// Whether an `iptables -S` rule is about address `ip` (`-s/-d ip/32`, `--to-destination ip:…`).
+pub fn rule_references_ip(line: &str, ip: &str) -> bool {
+    let host = format!("{ip}/32");
+    split_rule(line)
+        .iter()
+        .any(|a| *a == host || a.strip_prefix(ip).is_some_and(|rest| rest.starts_with(':')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +513,41 @@ mod tests {
         );
         let shared = split_rule("-A POSTROUTING -m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ");
         assert_eq!(container_chain(&shared), None);
+    }
+
+    #[test]
+    fn ip_json_is_read_for_namespaces_veths_and_addresses() {
+        let ids = parse_netns_ids(r#"[{"name":"netns-a","id":3},{"name":"netns-b"}]"#).unwrap();
+        assert_eq!(ids.get("netns-a"), Some(&3));
+        assert_eq!(ids.get("netns-b"), None);
+        let veths = parse_veths(
+            r#"[{"ifindex":9,"ifname":"veth1","master":"cni-podman2","link_netnsid":3},{"ifname":"veth2"}]"#,
+        )
+        .unwrap();
+        assert_eq!(veths[0].master.as_deref(), Some("cni-podman2"));
+        assert_eq!(veths[0].peer_netnsid, Some(3));
+        assert_eq!(veths[1].peer_netnsid, None);
+        let addrs = parse_addresses(
+            r#"[{"ifname":"lo","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},
+                {"ifname":"eth0","addr_info":[{"family":"inet","local":"10.199.7.2","prefixlen":24},
+                                              {"family":"inet6","local":"fe80::1","prefixlen":64}]}]"#,
+        )
+        .unwrap();
+        assert_eq!(addrs, ["10.199.7.2/24"]);
+    }
+
+    #[test]
+    fn rules_are_matched_to_an_address_exactly() {
+        let dnat = "-A CNI-DN-4d58f1fe0e81a06acedb9 -d 127.0.0.1/32 -p tcp -m tcp --dport 18999 -j DNAT --to-destination 10.199.250.2:80";
+        assert!(rule_references_ip(dnat, "10.199.250.2"));
+        assert!(!rule_references_ip(dnat, "10.199.250.20"));
+        assert!(!rule_references_ip(dnat, "10.199.250"));
+        let post = "-A POSTROUTING -s 10.199.250.2/32 -m comment --comment \"name: \\\"x\\\"\" -j CNI-abc";
+        assert!(rule_references_ip(post, "10.199.250.2"));
+        assert!(!rule_references_ip(post, "10.199.250.22"));
+        assert!(is_podman_bridge_name("cni-podman12"));
+        assert!(!is_podman_bridge_name("cni-podman"));
+        assert!(!is_podman_bridge_name("cni-podmanx"));
+        assert!(!is_podman_bridge_name("docker0"));
     }
 }

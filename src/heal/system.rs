@@ -41,7 +41,7 @@ pub fn euid() -> u32 {
 pub fn gather(
     podman: &Podman,
     manifest_names: &BTreeSet<String>,
-    networks: &BTreeSet<String>,
+    networks: &super::netsys::NetScope,
 ) -> Result<Facts> {
     let out = podman.info_debug()?;
     let debug = parse_debug_paths(&out.stderr);
@@ -126,9 +126,25 @@ pub fn gather(
         );
         // Debris of containers in podman's database only: a storage-only container's network
         // state is debris too once no process uses its namespace (a running ghost's is not).
-        let (debris, notes) = super::netsys::debris(networks, &known);
-        facts.network_debris = Some(debris);
-        facts.notes.extend(notes);
+        let running: BTreeSet<String> = names_listing
+            .iter()
+            .filter(|c| c.state.eq_ignore_ascii_case("running"))
+            .map(|c| c.id.clone())
+            .collect();
+        let scan = super::netsys::scan(networks, &known, &running, || {
+            Ok(podman
+                .list_networks()?
+                .into_iter()
+                .map(|n| super::netsys::PodmanNetwork {
+                    name: n.name,
+                    bridge: n.network_interface,
+                })
+                .collect())
+        });
+        facts.network_debris = Some(scan.debris);
+        facts.stale_namespaces = Some(scan.stale_namespaces);
+        facts.orphan_bridges = Some(scan.orphan_bridges);
+        facts.notes.extend(scan.notes);
         facts.orphan_volumes = match &paths.volume_path {
             Some(dir) => Some(orphan_volumes(podman, dir)?),
             None => None,
@@ -399,6 +415,38 @@ pub fn perform(
             let mut errors = Vec::new();
             for id in &step.targets {
                 match super::netsys::release(id) {
+                    Ok(done) => touched.extend(done),
+                    Err(err) => errors.push(format!("{err:#}")),
+                }
+            }
+            super::repair_outcome(touched, errors)
+        }
+        StepKind::ReleaseStaleNamespaces => {
+            let mut touched = Vec::new();
+            let mut errors = Vec::new();
+            for stale in facts
+                .stale_namespaces
+                .iter()
+                .flatten()
+                .filter(|s| step.targets.contains(&s.path))
+            {
+                match super::netsys::release_namespace(stale) {
+                    Ok(done) => touched.extend(done),
+                    Err(err) => errors.push(format!("{err:#}")),
+                }
+            }
+            super::repair_outcome(touched, errors)
+        }
+        StepKind::RemoveOrphanBridges => {
+            let mut touched = Vec::new();
+            let mut errors = Vec::new();
+            for bridge in facts
+                .orphan_bridges
+                .iter()
+                .flatten()
+                .filter(|b| step.targets.contains(&b.name))
+            {
+                match super::netsys::remove_orphan_bridge(bridge) {
                     Ok(done) => touched.extend(done),
                     Err(err) => errors.push(format!("{err:#}")),
                 }

@@ -470,3 +470,47 @@ fn buildah_working_containers_are_not_damage_and_never_removed() {
     );
     assert!(plan(&facts, PlanOptions { yes: true }).is_empty());
 }
+
+#[test]
+fn stale_namespaces_and_orphan_bridges_are_broken_and_each_has_its_step() {
+    let facts = Facts {
+        storage_only: Some(vec![]),
+        ghosts: Some(vec![]),
+        ghost_conmons: Some(vec![]),
+        orphan_volumes: Some(vec![]),
+        network_debris: Some(vec![]),
+        stale_namespaces: Some(vec![network::StaleNamespace {
+            path: "/run/netns/netns-b78c0aa0".into(),
+            network: "archy".into(),
+            veths: vec!["veth1234".into()],
+            ips: vec!["10.89.0.2".into()],
+            container_id: None,
+        }]),
+        orphan_bridges: Some(vec![network::OrphanBridge {
+            name: "cni-podman7".into(),
+            addresses: vec!["10.89.0.1/24".into()],
+        }]),
+        stale_runtime: Some(vec![]),
+        ..Facts::default()
+    };
+    let probe = probes(&facts)
+        .into_iter()
+        .find(|p| p.name == ProbeName::NetworkDebris)
+        .unwrap();
+    assert_eq!(probe.status, Status::Broken);
+    assert_eq!(
+        probe.evidence,
+        [
+            "network namespace /run/netns/netns-b78c0aa0 on network archy left by an earlier attachment no running container has: no process in it; veth veth1234; address 10.89.0.2",
+            "bridge cni-podman7 (10.89.0.1/24) belongs to no podman network and has nothing attached",
+        ]
+    );
+    let steps = plan(&facts, PlanOptions::default());
+    let kinds: Vec<StepKind> = steps.iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        [StepKind::ReleaseStaleNamespaces, StepKind::RemoveOrphanBridges]
+    );
+    assert_eq!(steps[0].targets, ["/run/netns/netns-b78c0aa0"]);
+    assert_eq!(steps[1].targets, ["cni-podman7"]);
+}
