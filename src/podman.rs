@@ -312,8 +312,14 @@ impl Podman {
                 }
             }
         }
+        let hint = if out.stderr.contains("already used on the host") {
+            "; an interface on this host holds that subnet: a bridge a deleted network left \
+             behind is removed by `archy heal-podman`"
+        } else {
+            ""
+        };
         Err(cmd.failure(&out))
-            .with_context(|| format!("failed to create network {name} ({subnet})"))
+            .with_context(|| format!("failed to create network {name} ({subnet}){hint}"))
     }
 
     /// Remove a network; podman refuses while containers use it (no `-f`).

@@ -349,3 +349,128 @@ fn engine_network_debris_without_a_ghost() {
     port_answers_after_db_loss(&mut case, &root, port, &ghost);
     case.pass();
 }
+
+/// Network namespaces under /run/netns with no process in them holding an address on `subnet`
+/// (the stand-in for "nothing of the old attachments is left").
+fn idle_namespaces_on(subnet_prefix: &str) -> Vec<String> {
+    let busy: std::collections::BTreeSet<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path().join("ns/net")).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect();
+    let mut idle = Vec::new();
+    for entry in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        if busy.contains(&format!("net:[{}]", meta.ino())) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let addrs = std::process::Command::new("ip")
+            .args(["-n", &name, "-4", "-o", "addr", "show"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&addrs.stdout).contains(subnet_prefix) {
+            idle.push(name);
+        }
+    }
+    idle
+}
+
+#[test]
+fn engine_runtime_dirs_wiped_under_a_published_port() {
+    let mut case = Case::new(
+        "engine: container processes killed and podman's runtime dirs wiped under an app publishing a port (podman forgets the namespace; netns, veth, DNAT, IP left)",
+        "a tick restarts the app in a new namespace; heal-podman's network-debris probe names the old namespace and releases it (CNI DEL, netns, its port forwards and IP); the port answers",
+    );
+    let root = TestRoot::new();
+    let port = free_port();
+    let id = web_app(&root, port);
+    let (old_netns, _) = network_of(&root, &id);
+    case.run();
+    kill_root_processes(&root.dir);
+    unmount_runtime_except(&root.dir, &[&root.state_dir]);
+    let _ = std::fs::remove_dir_all(root.dir.join("tmp"));
+    let _ = std::fs::remove_dir_all(root.dir.join("run"));
+    // The timer fires first (podman refreshes its state, archy starts the app again), then
+    // the operator heals, then the next tick.
+    let _ = root.archy(&["reconcile"]);
+    let dry = root.archy(&["heal-podman", "--dry-run", "--output", "json"]);
+    let probe = dry.json()["initial_probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "network-debris")
+        .cloned()
+        .unwrap();
+    assert_eq!(probe["status"], "broken", "{dry:?}");
+    assert!(
+        probe["evidence"].to_string().contains(&old_netns),
+        "the old namespace must be named: {probe}"
+    );
+    let heal = root.archy(&["heal-podman", "--output", "json"]);
+    assert_eq!(heal.code, 0, "{heal:?}");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    case.data_kept(true, "");
+    let now = root.container_id("archy-web");
+    assert_eq!(http_get(port, "/hostname").as_deref(), Ok(&now[..12]));
+    assert!(
+        !std::path::Path::new(&old_netns).exists(),
+        "old namespace {old_netns} left"
+    );
+    let prefix = root.subnet.rsplit_once('.').unwrap().0.to_string() + ".";
+    assert_eq!(idle_namespaces_on(&prefix), Vec::<String>::new());
+    let again = root.archy(&["heal-podman", "--output", "json"]);
+    assert_eq!(again.json()["result"], "healthy", "{again:?}");
+    case.pass();
+}
+
+#[test]
+fn engine_orphan_bridge_holds_the_subnet() {
+    let mut case = Case::new(
+        "network: archy's network config deleted behind podman's back while its bridge stays (the bridge holds the subnet: `podman network create` says \"already used on the host\")",
+        "reconcile fails naming the cause and `archy heal-podman`; heal-podman deletes the bridge no network claims; reconcile recreates the network; the port answers",
+    );
+    let root = TestRoot::new();
+    let port = free_port();
+    web_app(&root, port);
+    let bridge = root
+        .podman_ok(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{.NetworkInterface}}",
+            &root.network,
+        ])
+        .trim()
+        .to_string();
+    case.run();
+    root.podman_ok(&["rm", "-f", "-t", "0", "archy-web"]);
+    std::fs::remove_file(
+        std::path::Path::new(NETWORK_DIR).join(format!("{}.conflist", root.network)),
+    )
+    .unwrap();
+    assert!(std::path::Path::new("/sys/class/net").join(&bridge).exists());
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("already used on the host") && out.stderr.contains("archy heal-podman"),
+        "{out:?}"
+    );
+    let heal = root.archy(&["heal-podman", "--output", "json"]);
+    assert_eq!(heal.code, 0, "{heal:?}");
+    assert!(
+        heal.stdout.contains("remove-orphan-bridges"),
+        "{heal:?}"
+    );
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let now = root.container_id("archy-web");
+    assert_eq!(http_get(port, "/hostname").as_deref(), Ok(&now[..12]));
+    case.data_kept(true, "");
+    case.pass();
+}
