@@ -461,8 +461,26 @@ pub fn perform(
                 .context("podman's volume path is unknown")?;
             let mut touched = Vec::new();
             let mut errors = Vec::new();
+            let mut renumbered = false;
             for name in &step.targets {
-                match register_volume(podman, dir, name) {
+                let mut result = register_volume(podman, dir, name);
+                // Every volume takes one of podman's locks. A lost database leaves the locks of
+                // everything it knew allocated in the lock table (shm, or the lock files), so a
+                // node that lost it more than once can run out ("exceeded num_locks"): `podman
+                // system renumber` reallocates the table from the database, then retry once.
+                if !renumbered && result.as_ref().is_err_and(is_lock_exhaustion) {
+                    renumbered = true;
+                    match podman.system_renumber() {
+                        Ok(()) => {
+                            touched.push(
+                                "podman system renumber (podman's lock table was full)".into(),
+                            );
+                            result = register_volume(podman, dir, name);
+                        }
+                        Err(err) => errors.push(format!("{err:#}")),
+                    }
+                }
+                match result {
                     Ok(()) => touched.push(name.clone()),
                     Err(err) => errors.push(format!("{err:#}")),
                 }
@@ -612,6 +630,13 @@ fn wait_exit(pid: u32, limit: Duration) -> bool {
     true
 }
 
+/// Whether a podman failure is its lock table running out (podman 4 `libpod/lock`:
+/// "allocation failed; exceeded num_locks").
+fn is_lock_exhaustion(err: &anyhow::Error) -> bool {
+    let text = format!("{err:#}");
+    text.contains("exceeded num_locks") || text.contains("allocating lock")
+}
+
 /// `podman volume create <name>` over an existing data dir, verifying the data is untouched.
 fn register_volume(podman: &Podman, volume_path: &Path, name: &str) -> Result<()> {
     let data = volume_path.join(name).join("_data");
@@ -644,4 +669,61 @@ fn listing(dir: &Path) -> Result<Vec<(String, u64)>> {
         .collect();
     entries.sort();
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heal::{Facts, Step, StepKind};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A podman whose lock table is full until `system renumber` runs (the soak found it: a
+    /// root that lost its database many times; podman 4.3.1's own message).
+    #[test]
+    fn register_volumes_renumbers_once_when_the_lock_table_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let volumes = dir.path().join("volumes");
+        std::fs::create_dir_all(volumes.join("v1/_data")).unwrap();
+        std::fs::write(volumes.join("v1/_data/blk00000.dat"), "precious").unwrap();
+        let calls = dir.path().join("calls");
+        let podman = dir.path().join("podman");
+        std::fs::write(
+            &podman,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {calls}\ncase \"$1 $2\" in\n\
+                 'system renumber') touch {state}; exit 0 ;;\n\
+                 'volume create') [ -e {state} ] && {{ echo \"$3\"; exit 0; }}\n\
+                 echo 'Error: allocating lock for new volume: allocation failed; exceeded num_locks (2048)' >&2; exit 125 ;;\n\
+                 esac\nexit 1\n",
+                calls = calls.display(),
+                state = dir.path().join("renumbered").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&podman, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut facts = Facts::default();
+        facts.paths.volume_path = Some(volumes.clone());
+        let step = Step {
+            kind: StepKind::RegisterVolumes,
+            targets: vec!["v1".into()],
+            describe: String::new(),
+        };
+        let done = perform(&Podman::new(&podman), &facts, &step, "2026-11-27T00:00:00Z").unwrap();
+        assert_eq!(
+            done,
+            ["podman system renumber (podman's lock table was full)", "v1"]
+        );
+        let log = std::fs::read_to_string(&calls).unwrap();
+        let verbs: Vec<&str> = log.lines().collect();
+        assert_eq!(
+            verbs.iter().filter(|l| l.starts_with("system renumber")).count(),
+            1,
+            "{log}"
+        );
+        assert!(log.trim_end().ends_with("volume create v1"), "{log}");
+        assert_eq!(
+            std::fs::read_to_string(volumes.join("v1/_data/blk00000.dat")).unwrap(),
+            "precious"
+        );
+    }
 }
