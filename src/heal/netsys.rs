@@ -320,36 +320,7 @@ pub fn release_namespace(stale: &StaleNamespace) -> Result<Vec<String>> {
         .iter()
         .filter(|(_, e)| e.sandbox().as_deref() == Some(stale.path.as_str()))
     {
-        let mut ok = true;
-        match del_calls(entry) {
-            Ok(calls) => {
-                for call in calls {
-                    match cni_del(entry, Some(&stale.path), &call.plugin, &call.stdin) {
-                        Ok(()) => touched.push(format!(
-                            "CNI {} DEL for {} on {}",
-                            call.plugin,
-                            crate::podman::short_id(&entry.container_id),
-                            entry.network_name
-                        )),
-                        Err(err) => {
-                            ok = false;
-                            errors.push(format!("{err:#}"));
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                ok = false;
-                errors.push(format!("{err:#} ({})", path.display()));
-            }
-        }
-        if ok {
-            match std::fs::remove_file(path) {
-                Ok(()) => touched.push(format!("CNI cache entry {} removed", path.display())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => errors.push(format!("failed to remove {}: {e}", path.display())),
-            }
-        }
+        replay_del(path, entry, Some(&stale.path), &mut touched, &mut errors);
     }
     match delete_netns(ns) {
         Ok(()) => touched.push(format!("network namespace {} deleted", stale.path)),
@@ -565,40 +536,11 @@ pub fn release(id: &str) -> Result<Vec<String>> {
     }
     for (path, entry) in entries {
         let netns = entry.sandbox().filter(|p| Path::new(p).exists());
-        let mut ok = true;
-        match del_calls(entry) {
-            Ok(calls) => {
-                for call in calls {
-                    match cni_del(entry, netns.as_deref(), &call.plugin, &call.stdin) {
-                        Ok(()) => touched.push(format!(
-                            "CNI {} DEL for {} on {}",
-                            call.plugin,
-                            crate::podman::short_id(id),
-                            entry.network_name
-                        )),
-                        Err(err) => {
-                            ok = false;
-                            errors.push(format!("{err:#}"));
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                ok = false;
-                errors.push(format!("{err:#} ({})", path.display()));
-            }
-        }
+        replay_del(path, entry, netns.as_deref(), &mut touched, &mut errors);
         if let Some(ns) = &netns {
             match delete_netns(Path::new(ns)) {
                 Ok(()) => touched.push(format!("network namespace {ns} deleted")),
                 Err(err) => errors.push(format!("{err:#}")),
-            }
-        }
-        if ok {
-            match std::fs::remove_file(path) {
-                Ok(()) => touched.push(format!("CNI cache entry {} removed", path.display())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => errors.push(format!("failed to remove {}: {e}", path.display())),
             }
         }
     }
@@ -617,6 +559,47 @@ pub fn release(id: &str) -> Result<Vec<String>> {
         Err(err) => errors.push(format!("{err:#}")),
     }
     super::repair_outcome(touched, errors)
+}
+
+/// Replay the CNI DEL of one cached attachment (libcni's order), then drop the cache entry
+/// once every plugin succeeded.
+fn replay_del(
+    path: &Path,
+    entry: &CacheEntry,
+    netns: Option<&str>,
+    touched: &mut Vec<String>,
+    errors: &mut Vec<String>,
+) {
+    let mut ok = true;
+    match del_calls(entry) {
+        Ok(calls) => {
+            for call in calls {
+                match cni_del(entry, netns, &call.plugin, &call.stdin) {
+                    Ok(()) => touched.push(format!(
+                        "CNI {} DEL for {} on {}",
+                        call.plugin,
+                        crate::podman::short_id(&entry.container_id),
+                        entry.network_name
+                    )),
+                    Err(err) => {
+                        ok = false;
+                        errors.push(format!("{err:#}"));
+                    }
+                }
+            }
+        }
+        Err(err) => {
+            ok = false;
+            errors.push(format!("{err:#} ({})", path.display()));
+        }
+    }
+    if ok {
+        match std::fs::remove_file(path) {
+            Ok(()) => touched.push(format!("CNI cache entry {} removed", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("failed to remove {}: {e}", path.display())),
+        }
+    }
 }
 
 /// Run one plugin with `CNI_COMMAND=DEL`, as libcni does.
@@ -694,7 +677,7 @@ fn delete_rules(host: &HostNet, id: &str, ips: &BTreeSet<String>) -> Result<Vec<
         if rule_container_id(line) != Some(id) && !(*table == "filter" && forward_match(line)) {
             continue;
         }
-        let mut args = split_rule(line);
+        let args = split_rule(line);
         if let Some(chain) = container_chain(&args) {
             chains.push((table, chain.to_string()));
         }
@@ -703,13 +686,7 @@ fn delete_rules(host: &HostNet, id: &str, ips: &BTreeSet<String>) -> Result<Vec<
             chains.push((table, own.clone()));
             continue;
         }
-        args[0] = "-D".into();
-        Cmd::new("iptables")
-            .args(["-t", table])
-            .args(&args)
-            .run()
-            .with_context(|| format!("failed to delete iptables rule `{line}`"))?;
-        touched.push(format!("iptables -t {table}: {line} deleted"));
+        touched.push(delete_rule(table, args, line)?);
     }
     touched.extend(remove_unreferenced_chains(chains)?);
     Ok(touched)
@@ -727,20 +704,25 @@ fn delete_rules_of_addresses(host: &HostNet, ips: &BTreeSet<String>) -> Result<V
         if !ips.iter().any(|ip| rule_references_ip(line, ip)) {
             continue;
         }
-        let mut args = split_rule(line);
+        let args = split_rule(line);
         if let Some(chain) = container_chain(&args) {
             chains.push((table, chain.to_string()));
         }
-        args[0] = "-D".into();
-        Cmd::new("iptables")
-            .args(["-t", table])
-            .args(&args)
-            .run()
-            .with_context(|| format!("failed to delete iptables rule `{line}`"))?;
-        touched.push(format!("iptables -t {table}: {line} deleted"));
+        touched.push(delete_rule(table, args, line)?);
     }
     touched.extend(remove_unreferenced_chains(chains)?);
     Ok(touched)
+}
+
+/// `iptables -D` the rule `line` (split into `args`) of `table`.
+fn delete_rule(table: &str, mut args: Vec<String>, line: &str) -> Result<String> {
+    args[0] = "-D".into();
+    Cmd::new("iptables")
+        .args(["-t", table])
+        .args(&args)
+        .run()
+        .with_context(|| format!("failed to delete iptables rule `{line}`"))?;
+    Ok(format!("iptables -t {table}: {line} deleted"))
 }
 
 /// Flush and delete the per-container chains nothing jumps to any more.

@@ -411,48 +411,24 @@ pub fn perform(
         }
         StepKind::KillGhosts => kill_ghosts(facts, &step.targets),
         StepKind::ReleaseNetworkDebris => {
-            let mut touched = Vec::new();
-            let mut errors = Vec::new();
-            for id in &step.targets {
-                match super::netsys::release(id) {
-                    Ok(done) => touched.extend(done),
-                    Err(err) => errors.push(format!("{err:#}")),
-                }
-            }
-            super::repair_outcome(touched, errors)
+            release_each(step.targets.iter(), |id| super::netsys::release(id))
         }
-        StepKind::ReleaseStaleNamespaces => {
-            let mut touched = Vec::new();
-            let mut errors = Vec::new();
-            for stale in facts
+        StepKind::ReleaseStaleNamespaces => release_each(
+            facts
                 .stale_namespaces
                 .iter()
                 .flatten()
-                .filter(|s| step.targets.contains(&s.path))
-            {
-                match super::netsys::release_namespace(stale) {
-                    Ok(done) => touched.extend(done),
-                    Err(err) => errors.push(format!("{err:#}")),
-                }
-            }
-            super::repair_outcome(touched, errors)
-        }
-        StepKind::RemoveOrphanBridges => {
-            let mut touched = Vec::new();
-            let mut errors = Vec::new();
-            for bridge in facts
+                .filter(|s| step.targets.contains(&s.path)),
+            super::netsys::release_namespace,
+        ),
+        StepKind::RemoveOrphanBridges => release_each(
+            facts
                 .orphan_bridges
                 .iter()
                 .flatten()
-                .filter(|b| step.targets.contains(&b.name))
-            {
-                match super::netsys::remove_orphan_bridge(bridge) {
-                    Ok(done) => touched.extend(done),
-                    Err(err) => errors.push(format!("{err:#}")),
-                }
-            }
-            super::repair_outcome(touched, errors)
-        }
+                .filter(|b| step.targets.contains(&b.name)),
+            super::netsys::remove_orphan_bridge,
+        ),
         StepKind::RegisterVolumes => {
             let dir = facts
                 .paths
@@ -488,6 +464,22 @@ pub fn perform(
             super::repair_outcome(touched, errors)
         }
     }
+}
+
+/// Release every target, going on past failures; one outcome for them all.
+fn release_each<T>(
+    targets: impl Iterator<Item = T>,
+    release: impl Fn(T) -> Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let mut touched = Vec::new();
+    let mut errors = Vec::new();
+    for target in targets {
+        match release(target) {
+            Ok(done) => touched.extend(done),
+            Err(err) => errors.push(format!("{err:#}")),
+        }
+    }
+    super::repair_outcome(touched, errors)
 }
 
 /// Remove everything inside a runtime dir (the dir itself stays).

@@ -284,6 +284,18 @@ fn web_app(root: &TestRoot, port: u16) -> String {
     id
 }
 
+/// The network-debris probe as `heal-podman --dry-run` reports it.
+fn network_debris_probe(root: &TestRoot) -> serde_json::Value {
+    let dry = root.archy(&["heal-podman", "--dry-run", "--output", "json"]);
+    dry.json()["initial_probes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{dry:?}"))
+        .iter()
+        .find(|p| p["name"] == "network-debris")
+        .cloned()
+        .unwrap_or_else(|| panic!("{dry:?}"))
+}
+
 fn port_answers_after_db_loss(case: &mut Case, root: &TestRoot, port: u16, ghost: &str) {
     let (netns, veth) = network_of(root, ghost);
     let heal = root.archy(&["heal-podman", "--output", "json"]);
@@ -330,15 +342,8 @@ fn engine_network_debris_without_a_ghost() {
     case.run();
     kill_root_processes(&root.dir);
     std::fs::remove_file(db(&root)).unwrap();
-    let dry = root.archy(&["heal-podman", "--dry-run", "--output", "json"]);
-    let probe = dry.json()["initial_probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "network-debris")
-        .cloned()
-        .unwrap();
-    assert_eq!(probe["status"], "broken", "{dry:?}");
+    let probe = network_debris_probe(&root);
+    assert_eq!(probe["status"], "broken", "{probe}");
     assert!(
         probe["evidence"][0]
             .as_str()
@@ -398,15 +403,8 @@ fn engine_runtime_dirs_wiped_under_a_published_port() {
     // The timer fires first (podman refreshes its state, archy starts the app again), then
     // the operator heals, then the next tick.
     let _ = root.archy(&["reconcile"]);
-    let dry = root.archy(&["heal-podman", "--dry-run", "--output", "json"]);
-    let probe = dry.json()["initial_probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "network-debris")
-        .cloned()
-        .unwrap();
-    assert_eq!(probe["status"], "broken", "{dry:?}");
+    let probe = network_debris_probe(&root);
+    assert_eq!(probe["status"], "broken", "{probe}");
     assert!(
         probe["evidence"].to_string().contains(&old_netns),
         "the old namespace must be named: {probe}"
