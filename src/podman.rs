@@ -199,7 +199,20 @@ impl Podman {
             .lifecycle(stop_timeout)
             .arg("run")
             .args(run_args)
-            .run()?;
+            .run()
+            .map_err(|err| {
+                // Every container takes one of podman's locks; lost databases leak theirs.
+                if crate::exec::failed_stderr(&err)
+                    .is_some_and(|e| e.contains("exceeded num_locks"))
+                {
+                    err.context(
+                        "podman's lock table is full (each lost state database leaks the locks of \
+                         what it knew): `podman system renumber` reallocates it",
+                    )
+                } else {
+                    err
+                }
+            })?;
         Ok(out.stdout.trim().to_string())
     }
 

@@ -261,16 +261,13 @@ fn stale_namespaces(
                     .collect()
             })
             .unwrap_or_default();
-        let network = cached
-            .first()
-            .map(|e| e.network_name.clone())
-            .or_else(|| {
-                peers
-                    .iter()
-                    .filter_map(|v| network_of_bridge.get(v.master.as_deref()?))
-                    .map(|n| n.to_string())
-                    .next()
-            });
+        let network = cached.first().map(|e| e.network_name.clone()).or_else(|| {
+            peers
+                .iter()
+                .filter_map(|v| network_of_bridge.get(v.master.as_deref()?))
+                .map(|n| n.to_string())
+                .next()
+        });
         let Some(network) = network.filter(|n| scope.names.contains(n)) else {
             continue;
         };
@@ -304,7 +301,10 @@ fn stale_namespaces(
 pub fn release_namespace(stale: &StaleNamespace) -> Result<Vec<String>> {
     let ns = Path::new(&stale.path);
     if !ns.exists() {
-        return Ok(vec![format!("network namespace {} already gone", stale.path)]);
+        return Ok(vec![format!(
+            "network namespace {} already gone",
+            stale.path
+        )]);
     }
     if let Some(pid) = netns_user(ns) {
         anyhow::bail!(
@@ -334,9 +334,8 @@ pub fn release_namespace(stale: &StaleNamespace) -> Result<Vec<String>> {
         .cache
         .iter()
         .filter(|(_, e)| {
-            e.sandbox().is_some_and(|ns| {
-                std::fs::metadata(&ns).is_ok_and(|m| busy.contains(&m.ino()))
-            })
+            e.sandbox()
+                .is_some_and(|ns| std::fs::metadata(&ns).is_ok_and(|m| busy.contains(&m.ino())))
         })
         .flat_map(|(_, e)| e.ips())
         .map(|ip| ip.split('/').next().unwrap_or(&ip).to_string())
@@ -411,7 +410,11 @@ pub fn in_subnet(addr: &str, subnet: &str) -> bool {
     if prefix > 32 {
         return false;
     }
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     u32::from(addr) & mask == u32::from(net) & mask
 }
 
@@ -435,7 +438,11 @@ fn busy_netns() -> BTreeSet<u64> {
     };
     procs
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
         .filter_map(|e| {
             let link = std::fs::read_link(e.path().join("ns/net")).ok()?;
             link.to_str()?

@@ -542,7 +542,8 @@ mod tests {
         assert!(rule_references_ip(dnat, "10.199.250.2"));
         assert!(!rule_references_ip(dnat, "10.199.250.20"));
         assert!(!rule_references_ip(dnat, "10.199.250"));
-        let post = "-A POSTROUTING -s 10.199.250.2/32 -m comment --comment \"name: \\\"x\\\"\" -j CNI-abc";
+        let post =
+            "-A POSTROUTING -s 10.199.250.2/32 -m comment --comment \"name: \\\"x\\\"\" -j CNI-abc";
         assert!(rule_references_ip(post, "10.199.250.2"));
         assert!(!rule_references_ip(post, "10.199.250.22"));
         assert!(is_podman_bridge_name("cni-podman12"));

@@ -703,12 +703,18 @@ mod tests {
         let done = perform(&Podman::new(&podman), &facts, &step, "2026-11-27T00:00:00Z").unwrap();
         assert_eq!(
             done,
-            ["podman system renumber (podman's lock table was full)", "v1"]
+            [
+                "podman system renumber (podman's lock table was full)",
+                "v1"
+            ]
         );
         let log = std::fs::read_to_string(&calls).unwrap();
         let verbs: Vec<&str> = log.lines().collect();
         assert_eq!(
-            verbs.iter().filter(|l| l.starts_with("system renumber")).count(),
+            verbs
+                .iter()
+                .filter(|l| l.starts_with("system renumber"))
+                .count(),
             1,
             "{log}"
         );

@@ -509,7 +509,10 @@ fn stale_namespaces_and_orphan_bridges_are_broken_and_each_has_its_step() {
     let kinds: Vec<StepKind> = steps.iter().map(|s| s.kind).collect();
     assert_eq!(
         kinds,
-        [StepKind::ReleaseStaleNamespaces, StepKind::RemoveOrphanBridges]
+        [
+            StepKind::ReleaseStaleNamespaces,
+            StepKind::RemoveOrphanBridges
+        ]
     );
     assert_eq!(steps[0].targets, ["/run/netns/netns-b78c0aa0"]);
     assert_eq!(steps[1].targets, ["cni-podman7"]);

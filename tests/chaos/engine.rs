@@ -365,7 +365,11 @@ fn idle_namespaces_on(subnet_prefix: &str) -> Vec<String> {
         .map(|l| l.to_string_lossy().into_owned())
         .collect();
     let mut idle = Vec::new();
-    for entry in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         use std::os::unix::fs::MetadataExt;
         let Ok(meta) = std::fs::metadata(entry.path()) else {
             continue;
@@ -452,7 +456,9 @@ fn engine_orphan_bridge_holds_the_subnet() {
         std::path::Path::new(NETWORK_DIR).join(format!("{}.conflist", root.network)),
     )
     .unwrap();
-    assert!(std::path::Path::new("/sys/class/net").join(&bridge).exists());
+    assert!(std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
@@ -461,10 +467,7 @@ fn engine_orphan_bridge_holds_the_subnet() {
     );
     let heal = root.archy(&["heal-podman", "--output", "json"]);
     assert_eq!(heal.code, 0, "{heal:?}");
-    assert!(
-        heal.stdout.contains("remove-orphan-bridges"),
-        "{heal:?}"
-    );
+    assert!(heal.stdout.contains("remove-orphan-bridges"), "{heal:?}");
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
     let now = root.container_id("archy-web");
