@@ -530,6 +530,27 @@ pub fn network_exists_error(stderr: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// podman 4.3.1's message when its lock table is full (`libpod/lock/shm`).
+    #[test]
+    fn a_run_refused_for_a_full_lock_table_names_renumber() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("podman");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'Error: allocating lock for new container: allocation failed; exceeded num_locks (2048)' >&2\nexit 125\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = Podman::new(&fake)
+            .run_detached(&["--name".into(), "archy-x".into(), "img".into()], 0)
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("lock table is full"), "{text}");
+        assert!(text.contains("podman system renumber"), "{text}");
+        assert!(text.contains("exceeded num_locks"), "{text}");
+    }
+
     #[test]
     fn short_ids_are_podmans_twelve_characters() {
         assert_eq!(short_id("0123456789abcdef0123"), "0123456789ab");
