@@ -93,6 +93,22 @@ pub fn load(state_dir: &Path) -> Result<Option<Secret>> {
 }
 
 /// Write a secret atomically with dir 0700 / file 0600.
+/// Replace the canonical secret with a fresh one for the same RPC user (the default user when
+/// none exists yet); the new one is redacted from every output from now on.
+pub fn rotate(state_dir: &Path) -> Result<()> {
+    let user = load(state_dir)?
+        .map(|s| s.user)
+        .unwrap_or_else(|| DEFAULT_USER.to_string());
+    let fresh = generate(&user)?;
+    register_for_redaction(&fresh);
+    save(state_dir, &fresh)?;
+    tracing::info!(
+        "rotated the canonical secret {}",
+        secret_path(state_dir).display()
+    );
+    Ok(())
+}
+
 pub fn save(state_dir: &Path, secret: &Secret) -> Result<()> {
     let dir = secrets_dir(state_dir);
     crate::fsutil::ensure_dir(&dir, 0o700)?;

@@ -109,36 +109,7 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
         }
     }
 
-    let healthy = heal::healthy(&probes);
-    let (result, exit_code, next) = if args.dry_run {
-        let result = if heal::healthy(&initial) {
-            "healthy"
-        } else {
-            "planned"
-        };
-        let next = if steps.is_empty() && !healthy {
-            heal::next_advice(&facts, opts)
-        } else if steps.is_empty() {
-            String::new()
-        } else {
-            "run `archy heal-podman` to perform these steps (each is followed by a re-probe; later steps depend on what podman then sees)".into()
-        };
-        (result, if healthy { 0 } else { 1 }, next)
-    } else if healthy && steps.is_empty() {
-        ("healthy", crate::exit::SUCCESS, String::new())
-    } else if healthy {
-        (
-            "healed",
-            crate::exit::SUCCESS,
-            "run `archy reconcile` to recreate and start the apps".into(),
-        )
-    } else {
-        (
-            "broken",
-            crate::exit::FAILURE,
-            heal::next_advice(&facts, opts),
-        )
-    };
+    let (result, exit_code, next) = verdict(args.dry_run, &initial, &probes, &steps, &facts, opts);
     let report = Report {
         ok: exit_code == 0,
         exit_code,
@@ -170,6 +141,48 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
         );
     }
     Ok(exit_code)
+}
+
+/// The run's result word, exit code and advice: a dry run says what it would do; a repair
+/// says whether podman is healthy now and what to run next.
+fn verdict(
+    dry_run: bool,
+    initial: &[Probe],
+    probes: &[Probe],
+    steps: &[StepResult],
+    facts: &heal::Facts,
+    opts: PlanOptions,
+) -> (&'static str, u8, String) {
+    let healthy = heal::healthy(probes);
+    if dry_run {
+        let result = if heal::healthy(initial) {
+            "healthy"
+        } else {
+            "planned"
+        };
+        let next = if steps.is_empty() && !healthy {
+            heal::next_advice(facts, opts)
+        } else if steps.is_empty() {
+            String::new()
+        } else {
+            "run `archy heal-podman` to perform these steps (each is followed by a re-probe; later steps depend on what podman then sees)".into()
+        };
+        (result, if healthy { 0 } else { 1 }, next)
+    } else if healthy && steps.is_empty() {
+        ("healthy", crate::exit::SUCCESS, String::new())
+    } else if healthy {
+        (
+            "healed",
+            crate::exit::SUCCESS,
+            "run `archy reconcile` to recreate and start the apps".into(),
+        )
+    } else {
+        (
+            "broken",
+            crate::exit::FAILURE,
+            heal::next_advice(facts, opts),
+        )
+    }
 }
 
 /// Container names archy manages: every manifest's container name (manifests that fail to

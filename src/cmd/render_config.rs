@@ -52,16 +52,7 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
             );
         } else {
             let _lock = ctx.lock("render-config", crate::lock::Mode::Exclusive)?;
-            let old_user = crate::secret::load(&ctx.global.state_dir)?
-                .map(|s| s.user)
-                .unwrap_or_else(|| crate::secret::DEFAULT_USER.to_string());
-            let fresh = crate::secret::generate(&old_user)?;
-            crate::secret::register_for_redaction(&fresh);
-            crate::secret::save(&ctx.global.state_dir, &fresh)?;
-            tracing::info!(
-                "rotated the canonical secret {}",
-                crate::secret::secret_path(&ctx.global.state_dir).display()
-            );
+            crate::secret::rotate(&ctx.global.state_dir)?;
         }
     }
     let outcome = crate::render::render_apps(ctx, &selected, &loaded.apps, write)?;
@@ -82,50 +73,7 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
             "files": outcome.files,
             "manifest_errors": loaded.errors,
         })),
-        OutputFormat::Text => {
-            for file in &outcome.files {
-                let status = if args.check {
-                    file.status.check_label()
-                } else {
-                    file.status.as_str()
-                };
-                let line = format!(
-                    "{:<20} {:<40} {}{}",
-                    file.app,
-                    file.path,
-                    status,
-                    file.error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                );
-                println!("{}", crate::output::redact(&line));
-            }
-            for e in &loaded.errors {
-                println!("{}", crate::output::redact(&e.to_string()));
-            }
-            let changed = outcome
-                .files
-                .iter()
-                .filter(|f| !matches!(f.status, FileStatus::Unchanged | FileStatus::Failed))
-                .count();
-            println!(
-                "render-config: {} files, {} unchanged, {} {}, {} failed",
-                outcome.files.len(),
-                outcome
-                    .files
-                    .iter()
-                    .filter(|f| f.status == FileStatus::Unchanged)
-                    .count(),
-                changed,
-                if write { "written" } else { "differ" },
-                outcome
-                    .files
-                    .iter()
-                    .filter(|f| f.status == FileStatus::Failed)
-                    .count()
-            );
-        }
+        OutputFormat::Text => print_text(&outcome, &loaded.errors, args.check, write),
     }
     if write {
         crate::state::record(
@@ -135,4 +83,45 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
         );
     }
     Ok(exit_code)
+}
+
+/// One line per file (redacted), the manifest errors, and a summary line.
+fn print_text(
+    outcome: &crate::render::RenderOutcome,
+    errors: &[crate::manifest::ManifestError],
+    check: bool,
+    write: bool,
+) {
+    for file in &outcome.files {
+        let status = if check {
+            file.status.check_label()
+        } else {
+            file.status.as_str()
+        };
+        let line = format!(
+            "{:<20} {:<40} {}{}",
+            file.app,
+            file.path,
+            status,
+            file.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+        println!("{}", crate::output::redact(&line));
+    }
+    for e in errors {
+        println!("{}", crate::output::redact(&e.to_string()));
+    }
+    let count = |wanted: fn(&FileStatus) -> bool| {
+        outcome.files.iter().filter(|f| wanted(&f.status)).count()
+    };
+    println!(
+        "render-config: {} files, {} unchanged, {} {}, {} failed",
+        outcome.files.len(),
+        count(|s| *s == FileStatus::Unchanged),
+        count(|s| !matches!(s, FileStatus::Unchanged | FileStatus::Failed)),
+        if write { "written" } else { "differ" },
+        count(|s| *s == FileStatus::Failed)
+    );
 }

@@ -166,7 +166,22 @@ pub fn scan(
         .filter(|(_, ino)| !busy.contains(ino))
         .map(|(path, _)| path)
         .collect();
-    let bridge_candidates: Vec<String> = empty_podman_bridges();
+    // Only a bridge holding archy's subnet is archy's business.
+    let bridge_candidates: Vec<OrphanBridge> = empty_podman_bridges()
+        .into_iter()
+        .filter_map(|name| {
+            let addresses = Cmd::new("ip")
+                .args(["-j", "addr", "show", "dev", &name])
+                .run()
+                .ok()
+                .and_then(|out| parse_addresses(&out.stdout).ok())
+                .unwrap_or_default();
+            addresses
+                .iter()
+                .any(|a| in_subnet(a, &scope.subnet))
+                .then_some(OrphanBridge { name, addresses })
+        })
+        .collect();
     if idle.is_empty() && bridge_candidates.is_empty() {
         return scan;
     }
@@ -188,20 +203,7 @@ pub fn scan(
     scan.notes.extend(notes);
     scan.orphan_bridges = bridge_candidates
         .into_iter()
-        .filter(|b| !network_of_bridge.contains_key(b.as_str()))
-        .filter_map(|name| {
-            let addresses = Cmd::new("ip")
-                .args(["-j", "addr", "show", "dev", &name])
-                .run()
-                .ok()
-                .and_then(|out| parse_addresses(&out.stdout).ok())
-                .unwrap_or_default();
-            // Only a bridge holding archy's subnet is archy's business.
-            addresses
-                .iter()
-                .any(|a| in_subnet(a, &scope.subnet))
-                .then_some(OrphanBridge { name, addresses })
-        })
+        .filter(|b| !network_of_bridge.contains_key(b.name.as_str()))
         .collect();
     scan
 }
