@@ -537,37 +537,6 @@ fn release_firewall_rules(subnet_prefix: &str, network: &str) {
     }
 }
 
-/// Split an `iptables -S` line into arguments, honouring double quotes.
-pub fn split_rule(line: &str) -> Vec<String> {
-    let mut args = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    let mut chars = line.chars().peekable();
-    while let Some(ch) = chars.next() {
-        match ch {
-            // CNI's comments hold escaped quotes: `"name: \"net\" id: \"…\""`.
-            '\\' if quoted && chars.peek() == Some(&'"') => {
-                current.push(chars.next().unwrap());
-            }
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            ' ' if !quoted => {
-                if any {
-                    args.push(std::mem::take(&mut current));
-                    any = false;
-                }
-            }
-            _ => {
-                current.push(ch);
-                any = true;
-            }
-        }
-    }
-    if any {
-        args.push(current);
-    }
-    args
-}
+/// Split an `iptables -S` line into arguments, honouring double quotes (CNI's comments hold
+/// escaped ones): the product's own splitter, which heal-podman uses the same way.
+pub use archy::heal::network::split_rule;
