@@ -170,31 +170,13 @@ fn serve_web_ui(install: PathBuf, failing: &'static [&'static str]) -> u16 {
     port
 }
 
-/// A release tarball: `./` (mode `root_mode`), `web-ui/index.html`.
+/// A release tarball: `./` (mode `root_mode`), `web-ui/index.html` naming the version.
 fn release_tarball(dir: &Path, version: &str, root_mode: u32) -> PathBuf {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut builder = tar::Builder::new(gz);
-    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_700_000_000);
-        builder.append_data(&mut h, path, data).unwrap();
-    };
-    add("./", tar::EntryType::Directory, root_mode, b"");
-    add("web-ui/", tar::EntryType::Directory, 0o755, b"");
-    let page = format!("release {version}");
-    add(
-        "web-ui/index.html",
-        tar::EntryType::Regular,
-        0o644,
-        page.as_bytes(),
-    );
-    let bytes = builder.into_inner().unwrap().finish().unwrap();
-    let path = dir.join(format!("archipelago-{version}.tar.gz"));
-    std::fs::write(&path, bytes).unwrap();
-    path
+    common::install::web_ui_tarball(
+        &dir.join(format!("archipelago-{version}.tar.gz")),
+        root_mode,
+        format!("release {version}").as_bytes(),
+    )
 }
 
 struct Fleet {

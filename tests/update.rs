@@ -526,28 +526,11 @@ fn kill_9_during_rollback_leaves_a_valid_current() {
 // verify-update --tarball
 
 fn write_tarball(dir: &Path, root_mode: u32) -> PathBuf {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut builder = tar::Builder::new(gz);
-    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_700_000_000);
-        builder.append_data(&mut h, path, data).unwrap();
-    };
-    add("./", tar::EntryType::Directory, root_mode, b"");
-    add("web-ui/", tar::EntryType::Directory, 0o755, b"");
-    add(
-        "web-ui/index.html",
-        tar::EntryType::Regular,
-        0o644,
+    common::install::web_ui_tarball(
+        &dir.join(format!("web-ui-{root_mode:o}.tar.gz")),
+        root_mode,
         b"<html>",
-    );
-    let bytes = builder.into_inner().unwrap().finish().unwrap();
-    let path = dir.join(format!("web-ui-{root_mode:o}.tar.gz"));
-    std::fs::write(&path, bytes).unwrap();
-    path
+    )
 }
 
 #[test]

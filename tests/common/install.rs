@@ -126,3 +126,24 @@ impl Install {
         assert_eq!(out.code, 0, "{out:?}");
     }
 }
+
+/// A web-ui release tarball at `path`: `./` (mode `root_mode`), `web-ui/`, and
+/// `web-ui/index.html` holding `page`.
+pub fn web_ui_tarball(path: &Path, root_mode: u32, page: &[u8]) -> PathBuf {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(gz);
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        builder.append_data(&mut h, path, data).unwrap();
+    };
+    add("./", tar::EntryType::Directory, root_mode, b"");
+    add("web-ui/", tar::EntryType::Directory, 0o755, b"");
+    add("web-ui/index.html", tar::EntryType::Regular, 0o644, page);
+    let bytes = builder.into_inner().unwrap().finish().unwrap();
+    std::fs::write(path, bytes).unwrap();
+    path.to_path_buf()
+}
