@@ -15,6 +15,7 @@
 //! (1 min, doubling, capped at 10 min; reset once the probe passes).
 
 pub mod decide;
+pub mod poller;
 pub mod probe;
 pub mod store;
 pub mod tick;
