@@ -187,8 +187,10 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let _locks = take_locks(ctx, opts)?;
     // The one podman listing runs (under the locks) while archy loads, renders and hashes: its
     // ~35 ms of podman start-up hides all of archy's own work on a no-op tick (BENCHMARKS.md).
-    let podman = ctx.podman.clone();
-    let listing = std::thread::spawn(move || podman.list_managed());
+    // It is started here, in this thread (a thread spawned to start it may wait to be
+    // scheduled), and collected by a thread of its own.
+    let listing = ctx.podman.start_list_managed();
+    let listing = std::thread::spawn(move || listing?.finish());
     let loaded = ctx.load_manifests_for(&opts.apps)?;
     let now = crate::health::now()?;
     // Host-side health probes run beside the listing too (no podman call); a dry run only
