@@ -687,11 +687,8 @@ mod tests {
         };
         assert_eq!(status.apps[4].health.status, "no probe");
         let s = metrics_snapshot(&status, &BTreeMap::new(), vec![]);
-        let healthy: Vec<(&str, bool)> = s
-            .apps
-            .iter()
-            .map(|a| (a.app.as_str(), a.healthy))
-            .collect();
+        let healthy: Vec<(&str, bool)> =
+            s.apps.iter().map(|a| (a.app.as_str(), a.healthy)).collect();
         assert_eq!(
             healthy,
             [

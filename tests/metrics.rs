@@ -367,7 +367,8 @@ fn app_healthy_follows_the_health_probe() {
     root.simple_manifest("plain", "");
     let file = metrics_file(&root);
     let file_arg = file.to_str().unwrap();
-    let healthy = |text: &str, app: &str| sample(text, &format!("archy_app_healthy{{app=\"{app}\"}}"));
+    let healthy =
+        |text: &str, app: &str| sample(text, &format!("archy_app_healthy{{app=\"{app}\"}}"));
     let up = |text: &str, app: &str| sample(text, &format!("archy_app_up{{app=\"{app}\"}}"));
 
     // Tick 1 creates all three: converged, but the probed ones are `starting` (no probe counted
@@ -381,7 +382,11 @@ fn app_healthy_follows_the_health_probe() {
     }
     assert_eq!(healthy(&first, "passing").as_deref(), Some("0"), "{first}");
     assert_eq!(healthy(&first, "failing").as_deref(), Some("0"));
-    assert_eq!(healthy(&first, "plain").as_deref(), Some("1"), "no probe: converged");
+    assert_eq!(
+        healthy(&first, "plain").as_deref(),
+        Some("1"),
+        "no probe: converged"
+    );
 
     // Tick 2 probes: one passes, one finds nothing listening (unhealthy, restarted) while its
     // container runs.
@@ -390,9 +395,17 @@ fn app_healthy_follows_the_health_probe() {
     assert!(out.stderr.contains("failing: health:"), "{out:?}");
     let second = std::fs::read_to_string(&file).unwrap();
     assert_promtool_clean(&second);
-    assert_eq!(healthy(&second, "passing").as_deref(), Some("1"), "{second}");
+    assert_eq!(
+        healthy(&second, "passing").as_deref(),
+        Some("1"),
+        "{second}"
+    );
     assert_eq!(healthy(&second, "failing").as_deref(), Some("0"));
-    assert_eq!(up(&second, "failing").as_deref(), Some("1"), "running, not healthy");
+    assert_eq!(
+        up(&second, "failing").as_deref(),
+        Some("1"),
+        "running, not healthy"
+    );
     assert_eq!(healthy(&second, "plain").as_deref(), Some("1"));
 
     // status says the same from the recorded health (and exits 1: an app is unhealthy).

@@ -117,11 +117,11 @@ pub fn run(targets: &[Target], timeout: Duration) -> Vec<ProbeResult> {
                 Ok(addrs) if !addrs.is_empty() => start(targets, i, addrs, None),
                 Ok(_) => Step::Done(failure(
                     &targets[i],
-                    format!("resolve {}: no address", host_port(&targets[i])),
+                    format!("resolve {}: no address", host_port(&plans[i])),
                 )),
                 Err(e) => Step::Done(failure(
                     &targets[i],
-                    format!("resolve {}: {e}", host_port(&targets[i])),
+                    format!("resolve {}: {e}", host_port(&plans[i])),
                 )),
             };
         }
@@ -178,11 +178,12 @@ fn poll_steps(steps: &[Step], waiting: &[usize], wait: Duration) -> Vec<PollFlag
         })
         .collect();
     // Rounded up to whole milliseconds' worth so the loop never spins just before the deadline.
-    let timeout = rustix::event::Timespec::try_from(wait.max(Duration::from_millis(1)))
-        .unwrap_or(rustix::event::Timespec {
+    let timeout = rustix::event::Timespec::try_from(wait.max(Duration::from_millis(1))).unwrap_or(
+        rustix::event::Timespec {
             tv_sec: 1,
             tv_nsec: 0,
-        });
+        },
+    );
     match rustix::event::poll(&mut fds, Some(&timeout)) {
         Ok(_) => fds.iter().map(|fd| fd.revents()).collect(),
         // EINTR (a signal): nothing is ready, go round again.
@@ -199,7 +200,10 @@ fn plan(target: &Target) -> Result<Plan, String> {
                 .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
                 .ok_or_else(|| format!("resolve {address}: expected HOST:PORT"))?;
             Ok(Plan {
-                host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 port,
                 request: None,
             })
@@ -223,7 +227,10 @@ fn plan(target: &Target) -> Result<Plan, String> {
                 env!("CARGO_PKG_VERSION")
             );
             Ok(Plan {
-                host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 port,
                 request: Some(request.into_bytes()),
             })
@@ -250,7 +257,7 @@ fn start(targets: &[Target], i: usize, addrs: Vec<SocketAddr>, last: Option<Stri
     }
     Step::Done(failure(
         &targets[i],
-        last.unwrap_or_else(|| format!("resolve {}: no address", host_port(&targets[i]))),
+        last.unwrap_or_else(|| "resolve: no address".to_string()),
     ))
 }
 
@@ -399,11 +406,9 @@ fn answer_head(bytes: &[u8]) -> Head {
         let line = String::from_utf8_lossy(&rest[..line_end]);
         let mut parts = line.splitn(3, ' ');
         let version = parts.next().unwrap_or_default();
-        let code = parts.next().and_then(|c| {
-            (c.len() == 3)
-                .then(|| c.parse::<u16>().ok())
-                .flatten()
-        });
+        let code = parts
+            .next()
+            .and_then(|c| (c.len() == 3).then(|| c.parse::<u16>().ok()).flatten());
         let Some(code) = code.filter(|_| version.starts_with("HTTP/1.")) else {
             return Head::Bad(format!(
                 "the answer's status line is not HTTP/1.x: {:?}",
@@ -431,17 +436,19 @@ fn failure(target: &Target, message: String) -> ProbeResult {
         Target::Tcp { .. } => ProbeResult::new(false, message),
         Target::Http { url, .. } => {
             // Connect failures name the address for tcp; an http probe names the URL instead.
-            let what = if message.ends_with(": connection refused") || message == "connection refused"
-            {
-                Answer::ConnectionRefused.to_string()
-            } else if let Some((_, rest)) = message
-                .strip_prefix("connect ")
-                .and_then(|m| m.split_once(": "))
-            {
-                format!("error: {rest}")
-            } else {
-                message
-            };
+            let what =
+                if message.ends_with(": connection refused") || message == "connection refused" {
+                    Answer::ConnectionRefused.to_string()
+                } else if let Some((_, rest)) = message
+                    .strip_prefix("connect ")
+                    .and_then(|m| m.split_once(": "))
+                {
+                    format!("error: {rest}")
+                } else if message.starts_with("error: ") {
+                    message
+                } else {
+                    format!("error: {message}")
+                };
             ProbeResult::new(false, format!("GET {url}: {what}"))
         }
     }
@@ -479,10 +486,12 @@ fn connect_error(addr: SocketAddr, e: Errno) -> String {
     }
 }
 
-fn host_port(target: &Target) -> String {
-    match target {
-        Target::Tcp { address } => address.clone(),
-        Target::Http { url, .. } => url.clone(),
+/// `HOST:PORT` of a probe that could be planned (as `tcp:` gives it, brackets and all).
+fn host_port(plan: &Result<Plan, String>) -> String {
+    match plan {
+        Ok(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),
+        Ok(p) => format!("{}:{}", p.host, p.port),
+        Err(_) => "?".into(),
     }
 }
 
@@ -497,7 +506,10 @@ mod tests {
             answer_head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
             Head::Complete(200)
         );
-        assert_eq!(answer_head(b"HTTP/1.0 302 Found\r\n\r\nbody"), Head::Complete(302));
+        assert_eq!(
+            answer_head(b"HTTP/1.0 302 Found\r\n\r\nbody"),
+            Head::Complete(302)
+        );
         assert_eq!(
             answer_head(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\n\r\n"),
             Head::Complete(503)
@@ -531,7 +543,10 @@ mod tests {
                 }
                 let text = String::from_utf8_lossy(&head).to_string();
                 assert!(text.starts_with("GET /health?x=1 HTTP/1.1\r\n"), "{text}");
-                assert!(text.contains(&format!(":{port}\r\n")), "Host names the port: {text}");
+                assert!(
+                    text.contains(&format!(":{port}\r\n")),
+                    "Host names the port: {text}"
+                );
                 let _ = stream.write_all(answer);
             }
         });
@@ -575,7 +590,11 @@ mod tests {
         assert_eq!(evidence[1], (true, "HTTP 204"), "a name is looked up");
         assert_eq!(evidence[2], (false, "HTTP 503 (expected 2xx or 3xx)"));
         assert!(!r[3].ok && r[3].evidence.contains("not HTTP"), "{:?}", r[3]);
-        assert!(!r[4].ok && r[4].evidence.contains("closed the connection"), "{:?}", r[4]);
+        assert!(
+            !r[4].ok && r[4].evidence.contains("closed the connection"),
+            "{:?}",
+            r[4]
+        );
         assert_eq!(
             evidence[5],
             (
@@ -593,12 +612,18 @@ mod tests {
         );
         assert_eq!(
             evidence[7],
-            (true, format!("connected to 127.0.0.1:{silent_port}").as_str()),
+            (
+                true,
+                format!("connected to 127.0.0.1:{silent_port}").as_str()
+            ),
             "tcp passes on the connect alone"
         );
         assert_eq!(
             evidence[8],
-            (false, format!("connect 127.0.0.1:{refused}: connection refused").as_str())
+            (
+                false,
+                format!("connect 127.0.0.1:{refused}: connection refused").as_str()
+            )
         );
         drop(silent);
     }

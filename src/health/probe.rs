@@ -1,7 +1,8 @@
 //! Probe runners: `http` and `tcp` from the host (no podman call), `exec` through
 //! `podman exec`. Each probe has its own deadline ([`super::PROBE_TIMEOUT`],
-//! [`super::EXEC_TIMEOUT`]) and all of a tick's probes run in parallel, so one hung server costs
-//! the tick at most one deadline. The evidence is what an operator needs to see: the status
+//! [`super::EXEC_TIMEOUT`]) and all of a tick's probes run at once (`tcp:` and `http://` in one
+//! poll loop, [`super::poller`]; `https://` and `exec:` on threads), so one hung server costs the
+//! tick at most one deadline. The evidence is what an operator needs to see: the status
 //! code, the connect error, the exit code and the tail of the output.
 
 use std::collections::BTreeMap;
@@ -171,11 +172,12 @@ pub fn run(podman: &Podman, job: &Job) -> ProbeResult {
 /// Run every job in parallel: `tcp:` and plain `http:` probes together on this thread (one
 /// poll loop, [`poller`]), `https:` and `exec:` probes on a thread each (TLS client, podman).
 pub fn run_all(podman: &Podman, jobs: &[Job]) -> BTreeMap<String, ProbeResult> {
-    let (polled, threaded): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|job| match &job.probe {
-        Probe::Http { url, .. } => !is_https(url),
-        Probe::Tcp { .. } => true,
-        Probe::Exec { .. } => false,
-    });
+    let (polled, threaded): (Vec<&Job>, Vec<&Job>) =
+        jobs.iter().partition(|job| match &job.probe {
+            Probe::Http { url, .. } => !is_https(url),
+            Probe::Tcp { .. } => true,
+            Probe::Exec { .. } => false,
+        });
     let targets: Vec<Target> = polled
         .iter()
         .map(|job| match &job.probe {
