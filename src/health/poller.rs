@@ -23,7 +23,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
-use super::probe::ProbeResult;
+use super::ProbeResult;
 use crate::update::probe::Answer;
 
 /// Longest answer head (status line and headers) read before giving up on a server.
@@ -427,7 +427,32 @@ fn http_result(target: &Target, code: u16) -> ProbeResult {
     let Target::Http { expect, .. } = target else {
         unreachable!("only http probes read an answer")
     };
-    super::probe::status_result(code, *expect)
+    status_result(code, *expect)
+}
+
+/// Whether an HTTP status passes: `expect` exactly, else any 2xx or 3xx.
+pub fn status_passes(code: u16, expect: Option<u16>) -> bool {
+    match expect {
+        Some(expected) => code == expected,
+        None => (200..400).contains(&code),
+    }
+}
+
+/// The result of an HTTP answer with status `code`.
+pub(crate) fn status_result(code: u16, expect: Option<u16>) -> ProbeResult {
+    let ok = status_passes(code, expect);
+    let wanted = match expect {
+        Some(e) => format!("expected {e}"),
+        None => "expected 2xx or 3xx".into(),
+    };
+    ProbeResult::new(
+        ok,
+        if ok {
+            format!("HTTP {code}")
+        } else {
+            format!("HTTP {code} ({wanted})")
+        },
+    )
 }
 
 /// A failed probe: `tcp:` evidence as is, `http:` evidence as `GET <url>: <what>`.

@@ -35,14 +35,6 @@ impl ProbeResult {
     }
 }
 
-/// Whether an HTTP status passes: `expect` exactly, else any 2xx or 3xx.
-pub fn status_passes(code: u16, expect: Option<u16>) -> bool {
-    match expect {
-        Some(expected) => code == expected,
-        None => (200..400).contains(&code),
-    }
-}
-
 /// One agent per TLS mode for all of a tick's HTTPS probes (building one costs more than a
 /// local request).
 fn shared_agent(insecure_loopback: bool) -> &'static ureq::Agent {
@@ -59,23 +51,6 @@ fn shared_agent(insecure_loopback: bool) -> &'static ureq::Agent {
 fn is_https(url: &str) -> bool {
     url.get(..8)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-}
-
-/// The result of an HTTP answer with status `code`.
-pub(crate) fn status_result(code: u16, expect: Option<u16>) -> ProbeResult {
-    let ok = status_passes(code, expect);
-    let wanted = match expect {
-        Some(e) => format!("expected {e}"),
-        None => "expected 2xx or 3xx".into(),
-    };
-    ProbeResult::new(
-        ok,
-        if ok {
-            format!("HTTP {code}")
-        } else {
-            format!("HTTP {code} ({wanted})")
-        },
-    )
 }
 
 /// GET `url` once (redirects not followed; certificates checked except on loopback).
@@ -99,7 +74,7 @@ pub fn http(url: &str, expect: Option<u16>, timeout: Duration) -> ProbeResult {
         Err(err) => crate::update::probe::classify(&err),
     };
     match answer {
-        Answer::Status(code) => status_result(code, expect),
+        Answer::Status(code) => poller::status_result(code, expect),
         other => ProbeResult::new(false, format!("GET {url}: {other}")),
     }
 }
