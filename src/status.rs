@@ -128,6 +128,16 @@ impl Records {
     /// Read them. A damaged `update/pending.json` (unreadable, not JSON) does not stop the
     /// status: it becomes `{"damaged": "<why>"}`.
     pub fn read(state_dir: &Path) -> Result<Records> {
+        Records::read_with(state_dir, None, None)
+    }
+
+    /// [`Records::read`], taking the reconcile records from the caller where it has them (the
+    /// tick that just wrote them) instead of reading them back.
+    pub fn read_with(
+        state_dir: &Path,
+        reconcile: Option<Value>,
+        reconcile_completed: Option<Value>,
+    ) -> Result<Records> {
         let pending_path = state_dir.join("update/pending.json");
         let pending_update = match crate::fsutil::read_optional(&pending_path) {
             Ok(bytes) => bytes.map(|bytes| {
@@ -141,8 +151,9 @@ impl Records {
             heal: crate::state::read(state_dir, "heal-podman"),
             pending_update,
             verify: crate::state::read(state_dir, "verify-update"),
-            reconcile: crate::state::read(state_dir, "reconcile"),
-            reconcile_completed: crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED),
+            reconcile: reconcile.or_else(|| crate::state::read(state_dir, "reconcile")),
+            reconcile_completed: reconcile_completed
+                .or_else(|| crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED)),
             state_since: crate::state::state_dir_since(state_dir),
         })
     }
