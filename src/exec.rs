@@ -345,16 +345,21 @@ impl Cmd {
     /// child's whole process group is killed and the error is [`TimedOut`].
     pub fn run_unchecked(&self) -> Result<Output> {
         let mut stdout = Vec::new();
-        let code = self.spawn_and_wait(Stdout::Capture(&mut stdout), &mut |_| {})?;
+        let (code, stderr) = self.spawn_and_wait(Stdout::Capture(&mut stdout), &mut |_| {})?;
+        Ok(self.output_of(code, stdout, stderr))
+    }
+
+    /// The [`Output`] of a finished child (a failure logged at debug).
+    fn output_of(&self, code: i32, stdout: Vec<u8>, stderr: Vec<u8>) -> Output {
         let output = Output {
-            code: code.0,
+            code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&code.1).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
         };
         if !output.success() {
             tracing::debug!(command = %self.display(), code = output.code, stderr = %tail(&output.stderr, STDERR_TAIL_LINES), "command failed");
         }
-        Ok(output)
+        output
     }
 
     /// Run with stderr merged into stdout, handing each output line (decoded lossily: a
@@ -374,7 +379,13 @@ impl Cmd {
         mode: Stdout<'_>,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<(i32, Vec<u8>)> {
-        use std::io::{BufRead, Read, Write};
+        self.spawn()?.wait(self, mode, on_line)
+    }
+
+    /// Start the child (its own process group, registered for the signal handler, a watchdog
+    /// for its time limit); [`Started::wait`] collects it.
+    fn spawn(&self) -> Result<Started> {
+        use std::io::Write;
         use std::os::unix::process::CommandExt;
         use std::process::Stdio;
         tracing::debug!(command = %self.display(), "running");
@@ -430,6 +441,81 @@ impl Cmd {
             }
             _ => None,
         };
+        Ok(Started {
+            child,
+            pgid,
+            limit,
+            done_tx,
+            fired,
+            watchdog,
+            stdin_thread,
+        })
+    }
+
+    /// Start the command now, in this thread (its child runs at once, with no wait for another
+    /// thread to be scheduled first), and collect it later, from any thread, with
+    /// [`Pending::json`]. The same time limit, process group, registration and errors as
+    /// [`Cmd::run_json`].
+    pub fn start(self) -> Result<Pending> {
+        let started = self.spawn()?;
+        Ok(Pending { cmd: self, started })
+    }
+
+    /// Run and fail with [`CommandFailed`] (command line + stderr tail) on a non-zero exit.
+    pub fn run(&self) -> Result<Output> {
+        let output = self.run_unchecked()?;
+        if output.success() {
+            Ok(output)
+        } else {
+            Err(self.failure(&output))
+        }
+    }
+
+    /// The error for this command having produced `out` (a non-zero exit): the same
+    /// [`CommandFailed`] `run` gives, for callers that ran it unchecked.
+    pub fn failure(&self, out: &Output) -> anyhow::Error {
+        anyhow::Error::new(CommandFailed::new(self, out))
+    }
+
+    /// `run`, then parse stdout as JSON; empty output or `null` (podman's and runc's "none")
+    /// give `T::default()`. A parse error names the command line.
+    pub fn run_json<T: DeserializeOwned + Default>(&self) -> Result<T> {
+        let out = self.run()?;
+        parse_json(&out.stdout)
+            .with_context(|| format!("failed to parse the JSON output of `{}`", self.display()))
+    }
+}
+
+/// A child [`Cmd::spawn`] started, not yet waited for.
+struct Started {
+    child: std::process::Child,
+    pgid: i32,
+    limit: Duration,
+    done_tx: std::sync::mpsc::Sender<()>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watchdog: std::thread::JoinHandle<()>,
+    stdin_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Started {
+    /// Read its output (as `mode` says) and wait for it; its exit code and stderr. `cmd` is the
+    /// command it was started from (for errors and logs).
+    fn wait(
+        self,
+        cmd: &Cmd,
+        mode: Stdout<'_>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(i32, Vec<u8>)> {
+        use std::io::{BufRead, Read};
+        let Started {
+            mut child,
+            pgid,
+            limit,
+            done_tx,
+            fired,
+            watchdog,
+            stdin_thread,
+        } = self;
         let mut stderr_pipe = child.stderr.take();
         let mut stdout_pipe = child.stdout.take();
         let mut stderr = Vec::new();
@@ -489,40 +575,42 @@ impl Cmd {
         }
         unregister_child(pgid);
         let status =
-            status.map_err(|e| anyhow::anyhow!("failed to wait for `{}`: {e}", self.display()))?;
+            status.map_err(|e| anyhow::anyhow!("failed to wait for `{}`: {e}", cmd.display()))?;
         if fired.load(std::sync::atomic::Ordering::SeqCst) {
-            tracing::warn!(command = %self.display(), "timed out after {limit:?}; process group killed");
+            tracing::warn!(command = %cmd.display(), "timed out after {limit:?}; process group killed");
             return Err(anyhow::Error::new(TimedOut {
-                command_line: self.display(),
-                kind: self.kind,
+                command_line: cmd.display(),
+                kind: cmd.kind,
                 limit,
             }));
         }
         Ok((status.code().unwrap_or(-1), stderr))
     }
+}
 
-    /// Run and fail with [`CommandFailed`] (command line + stderr tail) on a non-zero exit.
-    pub fn run(&self) -> Result<Output> {
-        let output = self.run_unchecked()?;
-        if output.success() {
-            Ok(output)
-        } else {
-            Err(self.failure(&output))
+/// A command started with [`Cmd::start`]: collect it with [`Pending::json`].
+pub struct Pending {
+    cmd: Cmd,
+    started: Started,
+}
+
+impl Pending {
+    /// Wait for it and parse its stdout as JSON, exactly as [`Cmd::run_json`] would have.
+    pub fn json<T: DeserializeOwned + Default>(self) -> Result<T> {
+        let mut stdout = Vec::new();
+        let (code, stderr) =
+            self.started
+                .wait(&self.cmd, Stdout::Capture(&mut stdout), &mut |_| {})?;
+        let output = self.cmd.output_of(code, stdout, stderr);
+        if !output.success() {
+            return Err(self.cmd.failure(&output));
         }
-    }
-
-    /// The error for this command having produced `out` (a non-zero exit): the same
-    /// [`CommandFailed`] `run` gives, for callers that ran it unchecked.
-    pub fn failure(&self, out: &Output) -> anyhow::Error {
-        anyhow::Error::new(CommandFailed::new(self, out))
-    }
-
-    /// `run`, then parse stdout as JSON; empty output or `null` (podman's and runc's "none")
-    /// give `T::default()`. A parse error names the command line.
-    pub fn run_json<T: DeserializeOwned + Default>(&self) -> Result<T> {
-        let out = self.run()?;
-        parse_json(&out.stdout)
-            .with_context(|| format!("failed to parse the JSON output of `{}`", self.display()))
+        parse_json(&output.stdout).with_context(|| {
+            format!(
+                "failed to parse the JSON output of `{}`",
+                self.cmd.display()
+            )
+        })
     }
 }
 

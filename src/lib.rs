@@ -34,6 +34,14 @@ use std::process::ExitCode;
 
 /// Parse the command line, run the subcommand and map its outcome to an exit code.
 pub fn main_entry() -> ExitCode {
+    // One malloc arena for all of archy's threads: they are few and allocate little at a time,
+    // and glibc's default (an arena per thread) costs each new thread a 64 MiB reservation and
+    // its page faults (~0.1 ms of a no-op tick's CPU, BENCHMARKS.md (c)).
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt(3) only sets an allocator parameter; no thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(code) => return code,

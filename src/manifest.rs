@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -438,7 +439,9 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
     for file in files {
-        match check_owner(&file).and_then(|()| load_file(&file, policy)) {
+        // One stat per file serves the owner check and the load (a no-op tick reads them all).
+        let meta = fs::metadata(&file);
+        match check_owner(meta.as_ref().ok()).and_then(|()| load_file_with(&file, meta, policy)) {
             Ok(manifest) => parsed.push(manifest),
             Err(message) => errors.push(ManifestError {
                 app: app_hint(&file),
@@ -454,10 +457,10 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
 
 /// A manifest decides what runs as root: it must be owned by root (or by archy's user when
 /// archy does not run as root) and not writable by group or others.
-fn check_owner(path: &Path) -> Result<(), String> {
+fn check_owner(meta: Option<&fs::Metadata>) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     // What is not a readable regular file is refused by `load_file`, naming what it is.
-    let Ok(meta) = fs::metadata(path) else {
+    let Some(meta) = meta else {
         return Ok(());
     };
     if !meta.is_file() {
@@ -468,7 +471,7 @@ fn check_owner(path: &Path) -> Result<(), String> {
         return Err(format!(
             "file is {}: another user could change what archy (uid {euid}) runs; it must be \
              owned by root{} and not writable by group or others",
-            crate::fsutil::describe_owner_mode(&meta),
+            crate::fsutil::describe_owner_mode(meta),
             if euid == 0 {
                 String::new()
             } else {
@@ -499,7 +502,16 @@ fn app_hint(path: &Path) -> Option<String> {
 
 /// Parse and validate one file; the error says which key and what is expected.
 pub fn load_file(path: &Path, policy: &Policy) -> Result<Manifest, String> {
-    let meta = fs::metadata(path).map_err(|e| {
+    load_file_with(path, fs::metadata(path), policy)
+}
+
+/// [`load_file`] with the file's metadata already taken.
+fn load_file_with(
+    path: &Path,
+    meta: std::io::Result<fs::Metadata>,
+    policy: &Policy,
+) -> Result<Manifest, String> {
+    let meta = meta.map_err(|e| {
         let link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         match (link, e.raw_os_error()) {
             (true, Some(40)) => format!("cannot be read as a file: symlink loop ({e})"),
@@ -537,7 +549,17 @@ pub fn load_file(path: &Path, policy: &Policy) -> Result<Manifest, String> {
             MAX_MANIFEST_BYTES
         ));
     }
-    let text = fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    // Read through `take`: no second stat for a size hint (the length is known), and a file
+    // that grew since is still cut at the limit.
+    let mut text = String::with_capacity(meta.len() as usize + 1);
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(format!(
+            "file grew past {MAX_MANIFEST_BYTES} bytes while being read; manifests are limited to {MAX_MANIFEST_BYTES} bytes"
+        ));
+    }
     let mut manifest = parse(&text)?;
     manifest.file = path.to_path_buf();
     validate(&manifest, policy)?;

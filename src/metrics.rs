@@ -24,9 +24,9 @@ pub struct AppSample {
     pub app: String,
     /// The container is running.
     pub up: bool,
-    /// The app is healthy. Until apps have health probes this is what `archy status` knows:
-    /// as desired (running, matching its manifest, configs current; or disabled and gone: its
-    /// `converged`). A probe result can replace it here without touching the exposition.
+    /// The app is healthy: its health probe passes; for an app without a probe, it is as
+    /// desired (running, matching its manifest, configs current; or disabled and gone: its
+    /// `converged`).
     pub healthy: bool,
     /// Times archy started, restarted, unpaused or recreated the container (a counter kept
     /// across runs).
@@ -173,7 +173,7 @@ pub fn render(s: &Snapshot) -> String {
         (
             "archy_app_healthy",
             "gauge",
-            "1 when the app is as desired (running, matching its manifest, configs current).",
+            "1 when the app's health probe passes; for an app without a probe, 1 when it is as desired (running, matching its manifest, configs current).",
             |a| u64::from(a.healthy),
         ),
         (
@@ -424,7 +424,7 @@ archy_manifests_invalid 1
 # TYPE archy_app_up gauge
 archy_app_up{app="lnd"} 1
 archy_app_up{app="bitcoin-ui"} 0
-# HELP archy_app_healthy 1 when the app is as desired (running, matching its manifest, configs current).
+# HELP archy_app_healthy 1 when the app's health probe passes; for an app without a probe, 1 when it is as desired (running, matching its manifest, configs current).
 # TYPE archy_app_healthy gauge
 archy_app_healthy{app="lnd"} 1
 archy_app_healthy{app="bitcoin-ui"} 0

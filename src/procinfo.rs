@@ -5,21 +5,18 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// The effective uid of this process, from `/proc/self/status`.
+/// The effective uid of this process. A syscall, not a read of `/proc/self/status`: archy asks
+/// once per manifest and lock, and generating that file cost ~50 µs of kernel time a call
+/// (a quarter of a no-op tick's own CPU, BENCHMARKS.md (c)).
 pub fn euid() -> u32 {
-    status_uid("self").unwrap_or(0)
+    // SAFETY: geteuid(2) takes no arguments, touches no memory and always succeeds.
+    unsafe { libc::geteuid() }
 }
 
-/// The effective gid of this process, from `/proc/self/status`.
+/// The effective gid of this process (a syscall, like [`euid`]).
 pub fn egid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Gid:"))
-                .and_then(|v| v.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    // SAFETY: getegid(2) takes no arguments, touches no memory and always succeeds.
+    unsafe { libc::getegid() }
 }
 
 /// Effective uid of `pid` (field 2 of the `Uid:` line), None if it is gone.

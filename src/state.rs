@@ -42,8 +42,13 @@ pub fn now_rfc3339() -> String {
 }
 
 /// Record the outcome of a command (`at` is added). Failures to record are logged, not fatal:
-/// a full disk must not turn a converged reconcile into a failed one.
-pub fn record(state_dir: &Path, concern: &str, mut value: serde_json::Value) {
+/// a full disk must not turn a converged reconcile into a failed one. Returns the record as
+/// written (what [`read`] would now give), None when it could not be written.
+pub fn record(
+    state_dir: &Path,
+    concern: &str,
+    mut value: serde_json::Value,
+) -> Option<serde_json::Value> {
     if let Some(object) = value.as_object_mut() {
         object.insert("at".into(), now_rfc3339().into());
     }
@@ -53,11 +58,15 @@ pub fn record(state_dir: &Path, concern: &str, mut value: serde_json::Value) {
         let text = crate::output::redact(&serde_json::to_string_pretty(&value)?);
         crate::fsutil::replace_quick(&dir.join(format!("{concern}.json")), text.as_bytes(), 0o644)
     })();
-    if let Err(err) = result {
-        tracing::warn!(
-            "could not record {concern} status under {}: {err:#}",
-            state_dir.display()
-        );
+    match result {
+        Ok(()) => Some(value),
+        Err(err) => {
+            tracing::warn!(
+                "could not record {concern} status under {}: {err:#}",
+                state_dir.display()
+            );
+            None
+        }
     }
 }
 

@@ -128,6 +128,16 @@ impl Records {
     /// Read them. A damaged `update/pending.json` (unreadable, not JSON) does not stop the
     /// status: it becomes `{"damaged": "<why>"}`.
     pub fn read(state_dir: &Path) -> Result<Records> {
+        Records::read_with(state_dir, None, None)
+    }
+
+    /// [`Records::read`], taking the reconcile records from the caller where it has them (the
+    /// tick that just wrote them) instead of reading them back.
+    pub fn read_with(
+        state_dir: &Path,
+        reconcile: Option<Value>,
+        reconcile_completed: Option<Value>,
+    ) -> Result<Records> {
         let pending_path = state_dir.join("update/pending.json");
         let pending_update = match crate::fsutil::read_optional(&pending_path) {
             Ok(bytes) => bytes.map(|bytes| {
@@ -141,8 +151,9 @@ impl Records {
             heal: crate::state::read(state_dir, "heal-podman"),
             pending_update,
             verify: crate::state::read(state_dir, "verify-update"),
-            reconcile: crate::state::read(state_dir, "reconcile"),
-            reconcile_completed: crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED),
+            reconcile: reconcile.or_else(|| crate::state::read(state_dir, "reconcile")),
+            reconcile_completed: reconcile_completed
+                .or_else(|| crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED)),
             state_since: crate::state::state_dir_since(state_dir),
         })
     }
@@ -353,14 +364,24 @@ pub fn after_tick(report: &Report) -> Report {
     after
 }
 
+/// `archy_app_healthy`: for an app with a health probe, whether its probe passes (status
+/// `healthy`; `starting` and `unhealthy` are not), whatever the container's spec; for an app
+/// without one, whether it is as desired (`converged`: running and current, or disabled and
+/// gone), the only health archy knows of it.
+fn app_healthy(a: &AppStatus) -> bool {
+    match a.health.status {
+        "no probe" => a.converged,
+        status => status == "healthy",
+    }
+}
+
 /// Whether the app's container runs: what the plan found fine, or what podman reports.
 fn app_up(a: &AppStatus) -> bool {
     a.state == "running" || a.actual == "running"
 }
 
-/// The metrics view of a status (pure). `healthy` is the app's `converged` (as desired: running
-/// and current, or disabled and gone) until apps get health probes; `restarts` are archy's
-/// counters, `bad_versions` the update journal's.
+/// The metrics view of a status (pure). `healthy` is what the app's health probe says
+/// ([`app_healthy`]); `restarts` are archy's counters, `bad_versions` the update journal's.
 pub fn metrics_snapshot(
     status: &Status,
     restarts: &BTreeMap<String, u64>,
@@ -392,7 +413,7 @@ pub fn metrics_snapshot(
             .map(|a| metrics::AppSample {
                 app: a.app.clone(),
                 up: app_up(a),
-                healthy: a.converged,
+                healthy: app_healthy(a),
                 restarts: restarts.get(&a.app).copied().unwrap_or(0),
                 spec_drift: a.spec_hash_match == Some(false),
                 config_drift_files: a.config_drift.len(),
@@ -611,6 +632,85 @@ mod tests {
         assert_eq!(s.podman_heal.unwrap().result, metrics::RunResult::Failed);
         assert_eq!(s.update_pending.as_deref(), Some("7"));
         assert_eq!(s.bad_versions, ["6"]);
+    }
+
+    #[test]
+    fn metrics_healthy_follows_the_probe_and_converged_without_one() {
+        use crate::health::{HealthState, Status as Health};
+        let probed = crate::manifest::parse(
+            "app: web\nimage: i\nhealth: {tcp: \"127.0.0.1:1\", failures: 2}\n",
+        )
+        .unwrap();
+        let c = container("running", 1_000);
+        let converged = app_status(&result(Action::Ok, Outcome::Ok), None, Some(&c), vec![], 0);
+        let drifted = app_status(
+            &result(Action::Recreate, Outcome::Ok),
+            None,
+            Some(&c),
+            vec!["/x".into()],
+            0,
+        );
+        assert!(converged.converged && !drifted.converged);
+        let with = |base: &AppStatus, app: &str, state: Option<Health>| AppStatus {
+            app: app.into(),
+            health: crate::health::tick::view(
+                Some(&probed),
+                state
+                    .map(|status| HealthState {
+                        status,
+                        ..Default::default()
+                    })
+                    .as_ref(),
+            ),
+            ..base.clone()
+        };
+        let status = Status {
+            schema: SCHEMA,
+            ok: false,
+            exit_code: 1,
+            converged: false,
+            healthy: false,
+            podman_error: None,
+            problems: vec![],
+            apps: vec![
+                // Converged, but its probe fails: not healthy.
+                with(&converged, "failing", Some(Health::Unhealthy)),
+                with(&converged, "starting", Some(Health::Starting)),
+                with(&converged, "unknown", None),
+                // Drifted (a recreate is due), but its probe passes: healthy.
+                with(&drifted, "passing", Some(Health::Healthy)),
+                // No probe: converged decides.
+                AppStatus {
+                    app: "plain".into(),
+                    ..converged.clone()
+                },
+                AppStatus {
+                    app: "plain-drifted".into(),
+                    ..drifted.clone()
+                },
+            ],
+            manifest_errors: vec![],
+            podman: None,
+            pending_update: None,
+            last_verify: None,
+            last_reconcile: None,
+            reconcile_overdue: None,
+        };
+        assert_eq!(status.apps[4].health.status, "no probe");
+        let s = metrics_snapshot(&status, &BTreeMap::new(), vec![]);
+        let healthy: Vec<(&str, bool)> =
+            s.apps.iter().map(|a| (a.app.as_str(), a.healthy)).collect();
+        assert_eq!(
+            healthy,
+            [
+                ("failing", false),
+                ("starting", false),
+                ("unknown", false),
+                ("passing", true),
+                ("plain", true),
+                ("plain-drifted", false),
+            ]
+        );
     }
 
     #[test]

@@ -343,3 +343,77 @@ fn bad_metrics_targets_are_refused_before_anything_runs() {
     assert_eq!(out.code, 2, "a directory is no metrics file: {out:?}");
     assert!(!Path::new(&root.dir.join("archy.prom")).exists());
 }
+
+/// `archy_app_healthy` is the health probe's verdict where an app has one (0 while `starting`
+/// or `unhealthy`, even when the app is converged), and `converged` where it has none.
+#[test]
+fn app_healthy_follows_the_health_probe() {
+    let root = TestRoot::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    root.simple_manifest(
+        "passing",
+        &format!("health:\n  tcp: 127.0.0.1:{open}\n  start_period: 0\n"),
+    );
+    root.simple_manifest(
+        "failing",
+        &format!("health:\n  tcp: 127.0.0.1:{closed}\n  failures: 1\n  start_period: 0\n"),
+    );
+    root.simple_manifest("plain", "");
+    let file = metrics_file(&root);
+    let file_arg = file.to_str().unwrap();
+    let healthy =
+        |text: &str, app: &str| sample(text, &format!("archy_app_healthy{{app=\"{app}\"}}"));
+    let up = |text: &str, app: &str| sample(text, &format!("archy_app_up{{app=\"{app}\"}}"));
+
+    // Tick 1 creates all three: converged, but the probed ones are `starting` (no probe counted
+    // yet on a container this tick created).
+    let out = root.archy(&["reconcile", "--metrics-file", file_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let first = std::fs::read_to_string(&file).unwrap();
+    assert_promtool_clean(&first);
+    for app in ["passing", "failing", "plain"] {
+        assert_eq!(up(&first, app).as_deref(), Some("1"), "{first}");
+    }
+    assert_eq!(healthy(&first, "passing").as_deref(), Some("0"), "{first}");
+    assert_eq!(healthy(&first, "failing").as_deref(), Some("0"));
+    assert_eq!(
+        healthy(&first, "plain").as_deref(),
+        Some("1"),
+        "no probe: converged"
+    );
+
+    // Tick 2 probes: one passes, one finds nothing listening (unhealthy, restarted) while its
+    // container runs.
+    let out = root.archy(&["reconcile", "--metrics-file", file_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("failing: health:"), "{out:?}");
+    let second = std::fs::read_to_string(&file).unwrap();
+    assert_promtool_clean(&second);
+    assert_eq!(
+        healthy(&second, "passing").as_deref(),
+        Some("1"),
+        "{second}"
+    );
+    assert_eq!(healthy(&second, "failing").as_deref(), Some("0"));
+    assert_eq!(
+        up(&second, "failing").as_deref(),
+        Some("1"),
+        "running, not healthy"
+    );
+    assert_eq!(healthy(&second, "plain").as_deref(), Some("1"));
+
+    // status says the same from the recorded health (and exits 1: an app is unhealthy).
+    let out = root.archy(&["status", "--output", "prometheus"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_promtool_clean(&out.stdout);
+    for app in ["passing", "failing", "plain"] {
+        assert_eq!(healthy(&out.stdout, app), healthy(&second, app), "{app}");
+    }
+    drop(listener);
+}

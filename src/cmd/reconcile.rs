@@ -92,15 +92,17 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
             tracing::warn!("could not count restarts: {err:#}");
         }
     }
-    if !report.dry_run && args.apps.is_empty() {
+    let completed = if !report.dry_run && args.apps.is_empty() {
         // `archy status` fails when this stops happening, whatever the unit's exit status says.
         crate::state::record(
             &ctx.global.state_dir,
             crate::state::RECONCILE_COMPLETED,
             serde_json::json!({"exit_code": report.exit_code}),
-        );
-    }
-    crate::state::record(
+        )
+    } else {
+        None
+    };
+    let recorded = crate::state::record(
         &ctx.global.state_dir,
         "reconcile",
         serde_json::json!({
@@ -114,21 +116,27 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     );
     if let Some(path) = metrics_file {
         // Metrics are a view: failing to write them is logged, never a failed tick.
-        if let Err(err) = write_metrics(ctx, &report, path) {
+        if let Err(err) = write_metrics(ctx, &report, path, recorded, completed) {
             tracing::warn!("{err:#}");
         }
     }
     Ok(report.exit_code)
 }
 
-/// The node after this tick (its own report, no second listing) as Prometheus metrics,
-/// written atomically to `path`.
-fn write_metrics(ctx: &Ctx, report: &Report, path: &std::path::Path) -> Result<()> {
+/// The node after this tick (its own report, no second listing; the reconcile records it just
+/// wrote, not read back) as Prometheus metrics, written atomically to `path`.
+fn write_metrics(
+    ctx: &Ctx,
+    report: &Report,
+    path: &std::path::Path,
+    recorded: Option<serde_json::Value>,
+    completed: Option<serde_json::Value>,
+) -> Result<()> {
     let state_dir = &ctx.global.state_dir;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
-    let records = crate::status::Records::read(state_dir)?;
+    let records = crate::status::Records::read_with(state_dir, recorded, completed)?;
     let status = crate::status::build(
         &crate::status::after_tick(report),
         now,

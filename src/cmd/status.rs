@@ -35,6 +35,8 @@ use crate::status::{RecordSummary, Records, Status};
 /// archy_config_drift_files; archy_reconcile_last_{result,duration_seconds,timestamp_seconds};
 /// archy_podman_heal_last_{result,timestamp_seconds}; archy_update_pending,
 /// archy_update_bad_versions. `archy reconcile --metrics-file` writes them after every tick.
+/// archy_app_healthy is the app's health probe (1 when it passes, 0 when starting or
+/// unhealthy); for an app without a probe it is 1 when the app is converged.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// Only these apps (default: every app with a manifest, plus orphans).

@@ -20,16 +20,9 @@ const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// Poll interval while waiting for a process to exit.
 const POLL: Duration = Duration::from_millis(50);
 
-/// The effective uid, from `/proc/self/status` (no libc dependency).
+/// The effective uid.
 pub fn euid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).and_then(|u| u.parse().ok()))
-        })
-        .unwrap_or(0)
+    crate::procinfo::euid()
 }
 
 /// Look at everything the probes need. Never changes anything.

@@ -3,8 +3,9 @@
 //! A manifest's `health:` names one probe: `http:` (a GET from the host, 2xx/3xx unless
 //! `expect:` says otherwise, redirects not followed), `tcp:` (a connect from the host) or `exec:`
 //! (a command inside the container through `podman exec`: the costly kind, one podman call per
-//! tick). Host-side probes run in threads beside the tick's one `podman ps`, so a no-op tick
-//! still makes exactly one podman call.
+//! tick). Host-side probes run beside the tick's one `podman ps` ([`poller`]: `tcp:` and
+//! `http://` on one thread and one poll loop; `https://` with the TLS client on threads), so a
+//! no-op tick still makes exactly one podman call.
 //!
 //! Split like `heal/` and `update/`: [`decide`] is pure (probe result + persisted state + now →
 //! new state and an action), [`probe`] runs probes, [`store`] keeps each app's state in
@@ -15,6 +16,7 @@
 //! (1 min, doubling, capped at 10 min; reset once the probe passes).
 
 pub mod decide;
+pub mod poller;
 pub mod probe;
 pub mod store;
 pub mod tick;

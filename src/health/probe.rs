@@ -1,15 +1,16 @@
 //! Probe runners: `http` and `tcp` from the host (no podman call), `exec` through
 //! `podman exec`. Each probe has its own deadline ([`super::PROBE_TIMEOUT`],
-//! [`super::EXEC_TIMEOUT`]) and all of a tick's probes run in parallel, so one hung server costs
-//! the tick at most one deadline. The evidence is what an operator needs to see: the status
+//! [`super::EXEC_TIMEOUT`]) and all of a tick's probes run at once (`tcp:` and `http://` in one
+//! poll loop, [`super::poller`]; `https://` and `exec:` on threads), so one hung server costs the
+//! tick at most one deadline. The evidence is what an operator needs to see: the status
 //! code, the connect error, the exit code and the tail of the output.
 
 use std::collections::BTreeMap;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::poller::{self, Target};
 use super::{Probe, EXEC_TIMEOUT, PROBE_TIMEOUT};
 use crate::podman::Podman;
 use crate::update::probe::Answer;
@@ -26,7 +27,7 @@ pub struct ProbeResult {
 }
 
 impl ProbeResult {
-    fn new(ok: bool, evidence: String) -> Self {
+    pub(crate) fn new(ok: bool, evidence: String) -> Self {
         ProbeResult {
             ok,
             evidence: crate::output::redact(&evidence),
@@ -34,15 +35,7 @@ impl ProbeResult {
     }
 }
 
-/// Whether an HTTP status passes: `expect` exactly, else any 2xx or 3xx.
-pub fn status_passes(code: u16, expect: Option<u16>) -> bool {
-    match expect {
-        Some(expected) => code == expected,
-        None => (200..400).contains(&code),
-    }
-}
-
-/// One agent per TLS mode for all of a tick's HTTP probes (building one costs more than a
+/// One agent per TLS mode for all of a tick's HTTPS probes (building one costs more than a
 /// local request).
 fn shared_agent(insecure_loopback: bool) -> &'static ureq::Agent {
     static AGENTS: std::sync::OnceLock<[ureq::Agent; 2]> = std::sync::OnceLock::new();
@@ -54,8 +47,21 @@ fn shared_agent(insecure_loopback: bool) -> &'static ureq::Agent {
     })[usize::from(insecure_loopback)]
 }
 
+/// Whether `url` needs the TLS client (`https://`); everything else goes to [`poller`].
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
 /// GET `url` once (redirects not followed; certificates checked except on loopback).
 pub fn http(url: &str, expect: Option<u16>, timeout: Duration) -> ProbeResult {
+    if !is_https(url) {
+        let target = Target::Http {
+            url: url.to_string(),
+            expect,
+        };
+        return one(poller::run(&[target], timeout));
+    }
     let insecure = crate::update::probe::loopback_host(url).unwrap_or(false);
     let answer = match shared_agent(insecure)
         .get(url)
@@ -68,48 +74,21 @@ pub fn http(url: &str, expect: Option<u16>, timeout: Duration) -> ProbeResult {
         Err(err) => crate::update::probe::classify(&err),
     };
     match answer {
-        Answer::Status(code) => {
-            let ok = status_passes(code, expect);
-            let wanted = match expect {
-                Some(e) => format!("expected {e}"),
-                None => "expected 2xx or 3xx".into(),
-            };
-            ProbeResult::new(
-                ok,
-                if ok {
-                    format!("HTTP {code}")
-                } else {
-                    format!("HTTP {code} ({wanted})")
-                },
-            )
-        }
+        Answer::Status(code) => poller::status_result(code, expect),
         other => ProbeResult::new(false, format!("GET {url}: {other}")),
     }
 }
 
-/// Connect to `address` (HOST:PORT) once.
+/// Connect to `address` (HOST:PORT) once (every address it resolves to, until one takes it).
 pub fn tcp(address: &str, timeout: Duration) -> ProbeResult {
-    let addrs: Vec<_> = match address.to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(e) => return ProbeResult::new(false, format!("resolve {address}: {e}")),
+    let target = Target::Tcp {
+        address: address.to_string(),
     };
-    let mut last = format!("resolve {address}: no address");
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(_) => return ProbeResult::new(true, format!("connected to {addr}")),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                last = format!("connect {addr}: connection refused")
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                last = format!(
-                    "connect {addr}: timed out after {}",
-                    humantime::format_duration(timeout)
-                )
-            }
-            Err(e) => last = format!("connect {addr}: {e}"),
-        }
-    }
-    ProbeResult::new(false, last)
+    one(poller::run(&[target], timeout))
+}
+
+fn one(mut results: Vec<ProbeResult>) -> ProbeResult {
+    results.pop().expect("one target, one result")
 }
 
 /// Run `argv` in `container` through podman; passes on exit 0.
@@ -165,32 +144,46 @@ pub fn run(podman: &Podman, job: &Job) -> ProbeResult {
     }
 }
 
-/// Run every job in parallel (one thread each: probes wait on the network, not the CPU).
+/// Run every job in parallel: `tcp:` and plain `http:` probes together on this thread (one
+/// poll loop, [`poller`]), `https:` and `exec:` probes on a thread each (TLS client, podman).
 pub fn run_all(podman: &Podman, jobs: &[Job]) -> BTreeMap<String, ProbeResult> {
+    let (polled, threaded): (Vec<&Job>, Vec<&Job>) =
+        jobs.iter().partition(|job| match &job.probe {
+            Probe::Http { url, .. } => !is_https(url),
+            Probe::Tcp { .. } => true,
+            Probe::Exec { .. } => false,
+        });
+    let targets: Vec<Target> = polled
+        .iter()
+        .map(|job| match &job.probe {
+            Probe::Http { url, expect } => Target::Http {
+                url: url.clone(),
+                expect: *expect,
+            },
+            Probe::Tcp { address } => Target::Tcp {
+                address: address.clone(),
+            },
+            Probe::Exec { .. } => unreachable!("exec probes run on threads"),
+        })
+        .collect();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
+        let handles: Vec<_> = threaded
             .iter()
             .map(|job| (job.app.clone(), scope.spawn(|| run(podman, job))))
             .collect();
-        handles
-            .into_iter()
-            .map(|(app, handle)| {
-                let result = handle.join().unwrap_or_else(|_| {
-                    ProbeResult::new(false, "the probe thread panicked".into())
-                });
-                (app, result)
-            })
-            .collect()
+        let mut results: BTreeMap<String, ProbeResult> = polled
+            .iter()
+            .map(|job| job.app.clone())
+            .zip(poller::run(&targets, PROBE_TIMEOUT))
+            .collect();
+        for (app, handle) in handles {
+            let result = handle
+                .join()
+                .unwrap_or_else(|_| ProbeResult::new(false, "the probe thread panicked".into()));
+            results.insert(app, result);
+        }
+        results
     })
-}
-
-/// Start the host-side jobs on a thread of their own (beside the tick's podman listing).
-pub fn spawn(
-    podman: &Podman,
-    jobs: Vec<Job>,
-) -> std::thread::JoinHandle<BTreeMap<String, ProbeResult>> {
-    let podman = podman.clone();
-    std::thread::spawn(move || run_all(&podman, &jobs))
 }
 
 #[cfg(test)]

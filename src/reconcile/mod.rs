@@ -187,15 +187,26 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let _locks = take_locks(ctx, opts)?;
     // The one podman listing runs (under the locks) while archy loads, renders and hashes: its
     // ~35 ms of podman start-up hides all of archy's own work on a no-op tick (BENCHMARKS.md).
-    let podman = ctx.podman.clone();
-    let listing = std::thread::spawn(move || podman.list_managed());
+    // It is started here, in this thread (a thread spawned to start it may wait to be
+    // scheduled), and collected by a thread of its own.
+    let listing = ctx.podman.start_list_managed();
+    let listing = std::thread::spawn(move || listing?.finish());
     let loaded = ctx.load_manifests_for(&opts.apps)?;
     let now = crate::health::now()?;
     // Host-side health probes run beside the listing too (no podman call); a dry run only
     // reads the recorded health.
     let selected: Vec<&Manifest> = select(&loaded, opts);
-    let host_probes = (!opts.dry_run)
-        .then(|| crate::health::probe::spawn(&ctx.podman, health::host_jobs(&selected)));
+    // (An acting tick without a probed app starts no thread: it has nothing to probe or read.)
+    let probed = probed_apps(&loaded);
+    let host_probes = (!opts.dry_run && !probed.is_empty()).then(|| {
+        let jobs = health::host_jobs(&selected);
+        let podman = ctx.podman.clone();
+        let state_dir = ctx.global.state_dir.clone();
+        std::thread::spawn(move || HostProbes {
+            results: crate::health::probe::run_all(&podman, &jobs),
+            recorded: load_health(&state_dir, &probed),
+        })
+    });
     let mut desire = desire(ctx, opts, &loaded)?;
     let managed = observe(ctx, opts, &loaded, listing)?;
     let mut the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
@@ -407,6 +418,30 @@ fn plan_stage(
     Ok(the_plan)
 }
 
+/// What the thread beside the listing brings back: the host-side probes' results and the
+/// recorded health states (read there too, off the path after the listing).
+struct HostProbes {
+    results: BTreeMap<String, ProbeResult>,
+    recorded: BTreeMap<String, HealthState>,
+}
+
+/// The apps whose health is recorded: every loaded app with a probe.
+fn probed_apps(loaded: &Loaded) -> Vec<String> {
+    loaded
+        .apps
+        .iter()
+        .filter(|m| m.health.is_some())
+        .map(|m| m.app.clone())
+        .collect()
+}
+
+/// Each app's recorded health state.
+fn load_health(state_dir: &std::path::Path, apps: &[String]) -> BTreeMap<String, HealthState> {
+    apps.iter()
+        .map(|app| (app.clone(), crate::health::store::load(state_dir, app)))
+        .collect()
+}
+
 /// This tick's health: the probes' results decided against the recorded states.
 struct HealthTick {
     assessment: health::Assessment,
@@ -434,23 +469,19 @@ fn probe_stage(
     loaded: &Loaded,
     managed: &[Container],
     the_plan: &mut Plan,
-    host_probes: Option<JoinHandle<BTreeMap<String, ProbeResult>>>,
+    host_probes: Option<JoinHandle<HostProbes>>,
     now: i64,
 ) -> Result<HealthTick> {
-    let state_dir = &ctx.global.state_dir;
-    let mut recorded: BTreeMap<String, HealthState> = loaded
-        .apps
-        .iter()
-        .filter(|m| m.health.is_some())
-        .map(|m| (m.app.clone(), crate::health::store::load(state_dir, &m.app)))
-        .collect();
     let Some(host_probes) = host_probes else {
         return Ok(HealthTick {
             assessment: health::Assessment::default(),
-            health: recorded,
+            health: load_health(&ctx.global.state_dir, &probed_apps(loaded)),
         });
     };
-    let mut results = host_probes
+    let HostProbes {
+        mut results,
+        mut recorded,
+    } = host_probes
         .join()
         .map_err(|_| anyhow::anyhow!("the health probe thread panicked"))?;
     results.extend(crate::health::probe::run_all(
