@@ -175,20 +175,36 @@ impl Executor<'_> {
         let podman = &self.ctx.podman;
         let stop_timeout = spec.stop_timeout.unwrap_or(10);
         let mut changed = false;
+        let mut existing = p.existing.as_deref();
         // A container listed as `stopping` was left so by a podman killed mid-stop (a recreate's
         // `podman rm -f` whose archy was SIGKILLed dies of SIGPIPE at its next write). podman
         // 4.3.1's `rm -f` drops such a container from its database without stopping it: its
         // process and conmon (which holds its published ports) live on as a ghost, and the new
         // container cannot bind the ports. `podman stop` finishes the stop first.
-        if let Some(old) = p.existing.as_deref() {
+        // That podman may still be running and finish the removal between the listing and this
+        // stop: a container gone by then is simply created anew.
+        if let Some(old) = existing {
             if self
                 .managed
                 .iter()
                 .any(|c| c.id == old && c.state == "stopping")
             {
-                podman.stop(old, stop_timeout).with_context(|| {
-                    format!("failed to finish stopping the container of {}", p.app)
-                })?;
+                match podman.stop(old, stop_timeout) {
+                    Ok(()) => {}
+                    Err(err) if no_such_container(&err) => {
+                        tracing::warn!(
+                            "{}: the stopping container {} was removed meanwhile; creating it anew",
+                            p.app,
+                            crate::podman::short_id(old)
+                        );
+                        existing = None;
+                    }
+                    Err(err) => {
+                        return Err(err).with_context(|| {
+                            format!("failed to finish stopping the container of {}", p.app)
+                        })
+                    }
+                }
                 changed = true;
             }
         }
@@ -209,7 +225,7 @@ impl Executor<'_> {
                 Err(err) => {
                     // A container that cannot start (its network or image vanished) is recreated.
                     tracing::warn!("{}: start failed ({err:#}); recreating", p.app);
-                    self.create(p, desired, p.existing.as_deref(), stop_timeout)?;
+                    self.create(p, desired, existing, stop_timeout)?;
                     Ok(true)
                 }
             },
@@ -222,10 +238,9 @@ impl Executor<'_> {
                 Ok(true)
             }
             Action::Remove => {
-                podman.remove(
-                    p.existing.as_deref().unwrap_or(&p.container_name),
-                    stop_timeout,
-                )?;
+                if p.existing.is_none() || existing.is_some() {
+                    podman.remove(existing.unwrap_or(&p.container_name), stop_timeout)?;
+                }
                 Ok(true)
             }
             Action::Create => {
@@ -233,7 +248,7 @@ impl Executor<'_> {
                 Ok(true)
             }
             Action::Recreate => {
-                self.create(p, desired, p.existing.as_deref(), stop_timeout)?;
+                self.create(p, desired, existing, stop_timeout)?;
                 Ok(true)
             }
             Action::Adopt => {
@@ -444,4 +459,9 @@ impl Executor<'_> {
         }
         state.clone().expect("just set").map_err(anyhow::Error::msg)
     }
+}
+
+/// Whether a podman failure says the container is not (any more) in its database.
+fn no_such_container(err: &anyhow::Error) -> bool {
+    crate::exec::failed_stderr(err).is_some_and(|e| e.contains("no such container"))
 }

@@ -93,44 +93,14 @@ fn sigkill_while_a_recreate_stops_the_old_container() {
     );
     let root = TestRoot::new();
     let port = free_port();
-    let web = |round: usize| {
-        format!(
-            "app: web\nimage: {TEST_IMAGE}\npull: never\nstop_timeout: 3\ncommand: [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\nports: [\"127.0.0.1:{port}:80\"]\nenv: {{ROUND: \"{round}\"}}\n"
-        )
-    };
+    let web = |round: usize| web_manifest(port, round);
     root.manifest("web", &web(0));
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let calls = root.dir.join("podman-calls.log");
     for i in 0..iterations(1, 3) {
         case.run();
         root.manifest("web", &web(i + 1));
-        let _ = std::fs::remove_file(&calls);
-        let mut child = root
-            .archy_cmd()
-            .arg("reconcile")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // httpd as PID 1 ignores SIGTERM: `rm -f --time 3` waits 3 s before its SIGKILL.
-        let until = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_to_string(&calls).is_ok_and(|t| t.contains("rm -f")) {
-            assert!(Instant::now() < until, "#{i}: archy never ran podman rm");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = child.kill();
-        let _ = child.wait();
-        let until = Instant::now() + Duration::from_secs(15);
-        while root.state("archy-web") == "running" && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(
-            root.state("archy-web"),
-            "stopping",
-            "#{i}: the orphaned podman rm died mid-stop (the premise of this case)"
-        );
+        leave_stopping(&root, &format!("#{i}"));
         let out = root.archy(&["reconcile"]);
         assert_eq!(out.code, 0, "#{i}: {out:?}");
         assert_eq!(root.state("archy-web"), "running", "#{i}: {out:?}");
@@ -152,6 +122,96 @@ fn sigkill_while_a_recreate_stops_the_old_container() {
         assert!(answered, "#{i}: the new container answers on {port}");
         case.pass();
     }
+}
+
+/// An httpd app on `port` whose env names `round` (each round is a spec change); httpd as PID 1
+/// ignores SIGTERM, so every stop waits out `stop_timeout`.
+fn web_manifest(port: u16, round: usize) -> String {
+    format!(
+        "app: web\nimage: {TEST_IMAGE}\npull: never\nstop_timeout: 3\ncommand: [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\nports: [\"127.0.0.1:{port}:80\"]\nenv: {{ROUND: \"{round}\"}}\n"
+    )
+}
+
+/// Start a reconcile that recreates `archy-web` (its manifest changed) and SIGKILL it while its
+/// `podman rm -f` waits out the stop timeout: the orphaned podman dies mid-stop and leaves the
+/// container `stopping`.
+fn leave_stopping(root: &TestRoot, label: &str) {
+    let calls = root.dir.join("podman-calls.log");
+    let _ = std::fs::remove_file(&calls);
+    let mut child = root
+        .archy_cmd()
+        .arg("reconcile")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // httpd as PID 1 ignores SIGTERM: `rm -f --time 3` waits 3 s before its SIGKILL.
+    let until = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&calls).is_ok_and(|t| t.contains("rm -f")) {
+        assert!(Instant::now() < until, "{label}: archy never ran podman rm");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let until = Instant::now() + Duration::from_secs(15);
+    while root.state("archy-web") == "running" && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        root.state("archy-web"),
+        "stopping",
+        "{label}: the orphaned podman rm died mid-stop (the premise of this case)"
+    );
+}
+
+#[test]
+fn a_stopping_container_removed_meanwhile_is_created_anew() {
+    let mut case = Case::new(
+        "archy: the orphaned `podman rm -f` of a killed recreate finishes the removal between the next run's listing and its stop",
+        "the container listed `stopping` is gone when archy stops it (\"no such container\"): archy creates it anew, exit 0, the port answers",
+    );
+    let root = TestRoot::new();
+    let port = free_port();
+    let web = |round: usize| web_manifest(port, round);
+    root.manifest("web", &web(0));
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    case.run();
+    root.manifest("web", &web(1));
+    leave_stopping(&root, "setup");
+    // The race, made certain: a podman that, just before archy's stop, does what the orphaned
+    // `rm -f` does when it lives on: finishes the stop and removes the container.
+    let racing = root.dir.join("podman-racing");
+    std::fs::write(
+        &racing,
+        "#!/bin/sh\nif [ \"$1\" = stop ]; then eval last=\\${$#}; podman stop \"$last\" >/dev/null 2>&1; podman rm \"$last\" >/dev/null 2>&1; fi\nexec podman \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&racing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Out::from(
+        root.archy_cmd()
+            .arg("--podman")
+            .arg(&racing)
+            .arg("reconcile")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("removed meanwhile"), "{out:?}");
+    assert_eq!(root.state("archy-web"), "running", "{out:?}");
+    let id = root.container_id("archy-web");
+    assert_eq!(runc_ids_under(&root.dir), vec![id], "a ghost survived");
+    let answered = (0..40).any(|_| {
+        let ok = crate::soak::http_get(port, "/bin/busybox").is_ok_and(|(status, _)| status == 200);
+        if !ok {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        ok
+    });
+    assert!(answered, "the new container answers on {port}");
+    case.pass();
 }
 
 fn node_configs(root: &TestRoot) -> PathBuf {
