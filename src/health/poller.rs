@@ -200,10 +200,7 @@ fn plan(target: &Target) -> Result<Plan, String> {
                 .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
                 .ok_or_else(|| format!("resolve {address}: expected HOST:PORT"))?;
             Ok(Plan {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
+                host: bare_host(host),
                 port,
                 request: None,
             })
@@ -227,10 +224,7 @@ fn plan(target: &Target) -> Result<Plan, String> {
                 env!("CARGO_PKG_VERSION")
             );
             Ok(Plan {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
+                host: bare_host(host),
                 port,
                 request: Some(request.into_bytes()),
             })
@@ -518,6 +512,13 @@ fn host_port(plan: &Result<Plan, String>) -> String {
         Ok(p) => format!("{}:{}", p.host, p.port),
         Err(_) => "?".into(),
     }
+}
+
+/// A host without the brackets of an IPv6 literal (`[::1]` → `::1`).
+fn bare_host(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 #[cfg(test)]

@@ -92,11 +92,8 @@ fn sigkill_while_a_recreate_stops_the_old_container() {
         "the orphaned podman dies mid-stop (container left `stopping`); the next run finishes the stop and recreates; no ghost holds the port",
     );
     let root = TestRoot::new();
-    let port = free_port();
+    let port = converged_web(&root);
     let web = |round: usize| web_manifest(port, round);
-    root.manifest("web", &web(0));
-    let out = root.archy(&["reconcile"]);
-    assert_eq!(out.code, 0, "{out:?}");
     for i in 0..iterations(1, 3) {
         case.run();
         root.manifest("web", &web(i + 1));
@@ -130,6 +127,15 @@ fn web_manifest(port: u16, round: usize) -> String {
     format!(
         "app: web\nimage: {TEST_IMAGE}\npull: never\nstop_timeout: 3\ncommand: [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\nports: [\"127.0.0.1:{port}:80\"]\nenv: {{ROUND: \"{round}\"}}\n"
     )
+}
+
+/// `web_manifest` round 0 on a free port, converged; returns the port.
+fn converged_web(root: &TestRoot) -> u16 {
+    let port = free_port();
+    root.manifest("web", &web_manifest(port, 0));
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    port
 }
 
 /// Start a reconcile that recreates `archy-web` (its manifest changed) and SIGKILL it while its
@@ -172,11 +178,8 @@ fn a_stopping_container_removed_meanwhile_is_created_anew() {
         "the container listed `stopping` is gone when archy stops it (\"no such container\"): archy creates it anew, exit 0, the port answers",
     );
     let root = TestRoot::new();
-    let port = free_port();
+    let port = converged_web(&root);
     let web = |round: usize| web_manifest(port, round);
-    root.manifest("web", &web(0));
-    let out = root.archy(&["reconcile"]);
-    assert_eq!(out.code, 0, "{out:?}");
     case.run();
     root.manifest("web", &web(1));
     leave_stopping(&root, "setup");
