@@ -219,17 +219,19 @@ fn stale_namespaces(
 ) -> (Vec<StaleNamespace>, Vec<String>) {
     let mut stale = Vec::new();
     let mut notes = Vec::new();
-    let ids = Cmd::new("ip")
-        .args(["-j", "netns", "list"])
-        .run()
-        .ok()
-        .and_then(|out| parse_netns_ids(&out.stdout).ok())
-        .unwrap_or_default();
+    // The veths first: the kernel gives a peer's namespace its id when a dump needs it, so
+    // listing the namespaces afterwards sees every id the veths name.
     let veths = Cmd::new("ip")
         .args(["-j", "link", "show", "type", "veth"])
         .run()
         .ok()
         .and_then(|out| parse_veths(&out.stdout).ok())
+        .unwrap_or_default();
+    let ids = Cmd::new("ip")
+        .args(["-j", "netns", "list"])
+        .run()
+        .ok()
+        .and_then(|out| parse_netns_ids(&out.stdout).ok())
         .unwrap_or_default();
     for path in idle {
         let path_str = path.to_string_lossy().into_owned();
@@ -270,9 +272,6 @@ fn stale_namespaces(
                 .map(|n| n.to_string())
                 .next()
         });
-        let Some(network) = network.filter(|n| scope.names.contains(n)) else {
-            continue;
-        };
         let mut ips: Vec<String> = cached.iter().flat_map(|e| e.ips()).collect();
         if ips.is_empty() {
             ips = Cmd::new("ip")
@@ -282,6 +281,16 @@ fn stale_namespaces(
                 .and_then(|out| parse_addresses(&out.stdout).ok())
                 .unwrap_or_default();
         }
+        // Neither cache nor veth named the network: an address in archy's subnet does.
+        let network = network.or_else(|| {
+            ips.iter()
+                .any(|ip| in_subnet(ip, &scope.subnet))
+                .then(|| scope.names.iter().next().cloned())
+                .flatten()
+        });
+        let Some(network) = network.filter(|n| scope.names.contains(n)) else {
+            continue;
+        };
         stale.push(StaleNamespace {
             path: path_str,
             network,
