@@ -527,11 +527,14 @@ pub fn summarise(record: Value) -> RecordSummary {
     }
 }
 
+/// The one app and container the status tests (here and in cmd/status.rs) build views from.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use crate::plan::Action;
+    use crate::podman::Container;
+    use crate::reconcile::{AppResult, Outcome};
 
-    fn result(action: Action, result: Outcome) -> AppResult {
+    pub fn result(action: Action, result: Outcome) -> AppResult {
         AppResult {
             app: "web".into(),
             container: "archy-web".into(),
@@ -542,7 +545,7 @@ mod tests {
         }
     }
 
-    fn container(state: &str, started_at: i64) -> Container {
+    pub fn container(state: &str, started_at: i64) -> Container {
         Container {
             id: "0123456789abcdef".into(),
             names: vec!["archy-web".into()],
@@ -552,6 +555,12 @@ mod tests {
             ..Default::default()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{container, result};
+    use super::*;
 
     #[test]
     fn metrics_follow_the_status() {

@@ -222,31 +222,9 @@ pub fn render_text(status: &Status) -> String {
 mod tests {
     use super::*;
     use crate::plan::Action;
-    use crate::podman::Container;
-    use crate::reconcile::{AppResult, Outcome};
+    use crate::reconcile::Outcome;
+    use crate::status::fixtures::{container, result};
     use crate::status::{app_status, summarise, AppStatus};
-
-    fn result(action: Action, result: Outcome) -> AppResult {
-        AppResult {
-            app: "web".into(),
-            container: "archy-web".into(),
-            action,
-            reason: "why".into(),
-            result,
-            error: None,
-        }
-    }
-
-    fn container(state: &str, started_at: i64) -> Container {
-        Container {
-            id: "0123456789abcdef".into(),
-            names: vec!["archy-web".into()],
-            state: state.into(),
-            image: "localhost/web:1".into(),
-            started_at,
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn text_view_is_exact() {
