@@ -219,9 +219,7 @@ impl Podman {
             .run()
             .map_err(|err| {
                 // Every container takes one of podman's locks; lost databases leak theirs.
-                if crate::exec::failed_stderr(&err)
-                    .is_some_and(|e| e.contains("exceeded num_locks"))
-                {
+                if lock_table_full(&err) {
                     err.context(
                         "podman's lock table is full (each lost state database leaks the locks of \
                          what it knew): `podman system renumber` reallocates it",
@@ -538,6 +536,12 @@ impl Podman {
 
 /// podman's "this network name is taken" (4.3: `network name X already used: network already
 /// exists`), not "subnet … is already used on the host".
+/// Whether a podman failure is its lock table running out: every container and volume takes
+/// one of its locks (podman 4 `libpod/lock`: "allocation failed; exceeded num_locks").
+pub fn lock_table_full(err: &anyhow::Error) -> bool {
+    crate::exec::failed_stderr(err).is_some_and(|e| e.contains("exceeded num_locks"))
+}
+
 pub fn network_exists_error(stderr: &str) -> bool {
     stderr.contains("network already exists")
         || (stderr.contains("network name") && stderr.contains("already used"))

@@ -437,7 +437,7 @@ pub fn perform(
                 // everything it knew allocated in the lock table (shm, or the lock files), so a
                 // node that lost it more than once can run out ("exceeded num_locks"): `podman
                 // system renumber` reallocates the table from the database, then retry once.
-                if !renumbered && result.as_ref().is_err_and(is_lock_exhaustion) {
+                if !renumbered && result.as_ref().is_err_and(crate::podman::lock_table_full) {
                     renumbered = true;
                     match podman.system_renumber() {
                         Ok(()) => {
@@ -613,13 +613,6 @@ fn wait_exit(pid: u32, limit: Duration) -> bool {
         std::thread::sleep(POLL);
     }
     true
-}
-
-/// Whether a podman failure is its lock table running out (podman 4 `libpod/lock`:
-/// "allocation failed; exceeded num_locks").
-fn is_lock_exhaustion(err: &anyhow::Error) -> bool {
-    let text = format!("{err:#}");
-    text.contains("exceeded num_locks") || text.contains("allocating lock")
 }
 
 /// `podman volume create <name>` over an existing data dir, verifying the data is untouched.
