@@ -27,20 +27,7 @@ fn repo() -> PathBuf {
 /// `ansible-playbook` from $ARCHY_ANSIBLE_PLAYBOOK, else what `.ci/fetch-ansible` provides.
 /// Not finding it is a failure, not a skip.
 fn ansible_playbook() -> PathBuf {
-    if let Some(bin) = std::env::var_os("ARCHY_ANSIBLE_PLAYBOOK") {
-        return PathBuf::from(bin);
-    }
-    let script = repo().join(".ci/fetch-ansible");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    common::fetched_tool("ARCHY_ANSIBLE_PLAYBOOK", "fetch-ansible")
 }
 
 /// One simulated node.

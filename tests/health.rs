@@ -96,15 +96,6 @@ impl Clock {
     }
 }
 
-fn app<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["apps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["app"] == name)
-        .unwrap_or_else(|| panic!("no app {name} in {doc}"))
-}
-
 fn started_at(root: &TestRoot, name: &str) -> String {
     root.podman_ok(&["inspect", "--format", "{{.State.StartedAt}}", name])
 }

@@ -28,20 +28,7 @@ fn quadlet_bin() -> PathBuf {
 }
 
 fn find_quadlet() -> PathBuf {
-    if let Some(bin) = std::env::var_os("ARCHY_QUADLET_BIN") {
-        return PathBuf::from(bin);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/fetch-quadlet");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let bin = fetched_tool("ARCHY_QUADLET_BIN", "fetch-quadlet");
     assert!(bin.is_file(), "fetch-quadlet printed {}", bin.display());
     bin
 }

@@ -3,15 +3,6 @@
 mod common;
 use common::*;
 
-fn app<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["apps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["app"] == name)
-        .unwrap_or_else(|| panic!("no app {name} in {doc}"))
-}
-
 #[test]
 fn converged_after_reconcile_and_not_after_a_container_is_stopped() {
     let root = TestRoot::new();

@@ -540,3 +540,34 @@ fn release_firewall_rules(subnet_prefix: &str, network: &str) {
 /// Split an `iptables -S` line into arguments, honouring double quotes (CNI's comments hold
 /// escaped ones): the product's own splitter, which heal-podman uses the same way.
 pub use archy::heal::network::split_rule;
+
+/// The entry of app `name` in a status or reconcile JSON document.
+pub fn app<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == name)
+        .unwrap_or_else(|| panic!("no app {name} in {doc}"))
+}
+
+/// A peer program fetched for the tests: `$env_var` when set, else the path `script` (under
+/// .ci/) prints. Not finding it is a failure, not a skip.
+pub fn fetched_tool(env_var: &str, script: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(env_var) {
+        return PathBuf::from(bin);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".ci")
+        .join(script);
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
