@@ -274,18 +274,20 @@ pub fn teardown_options(
     })
 }
 
-/// Whether a failed `netavark teardown` failed only because the container's interface was not
-/// in the namespace it was given (what a replay in a fresh, empty namespace reports, after it
-/// removed the firewall rules and the DNS entry): `failed to delete container veth eth0:
-/// Netlink error: No such device`.
-pub fn only_interface_missing(stderr: &str) -> bool {
-    let text = stderr.trim();
+/// Whether a failed `netavark teardown` failed only on things already gone: the container's
+/// interface not in the namespace it was given (what a replay in a fresh, empty namespace
+/// reports after removing the firewall rules and the DNS entry: `failed to delete container
+/// veth eth0: Netlink error: No such device`), or a chain that no longer exists (iptables: `No
+/// chain/target/match by that name`, e.g. after the rules were flushed by a reboot).
+pub fn only_already_gone(said: &str) -> bool {
+    let text = said.trim();
     !text.is_empty()
         && text.lines().all(|line| {
             let line = line.trim();
             line.is_empty()
                 || line.contains("failed to syslog")
                 || (line.contains("veth") && line.contains("No such device"))
+                || line.contains("No chain/target/match by that name")
         })
 }
 
@@ -428,13 +430,16 @@ mod tests {
     }
 
     #[test]
-    fn a_replay_in_an_empty_namespace_fails_only_on_the_interface() {
-        assert!(only_interface_missing(
+    fn a_replay_fails_benignly_only_on_what_is_already_gone() {
+        assert!(only_already_gone(
             r#"{"error":"failed to delete container veth eth0: Netlink error: No such device (os error 19)"}"#
         ));
-        assert!(!only_interface_missing(
+        assert!(only_already_gone(
+            r#"{"error":"code: 1, msg: iptables: No chain/target/match by that name.\n"}"#
+        ));
+        assert!(!only_already_gone(
             r#"{"error":"unable to delete rule: iptables: Permission denied"}"#
         ));
-        assert!(!only_interface_missing(""));
+        assert!(!only_already_gone(""));
     }
 }

@@ -129,12 +129,40 @@ pub fn detect_backend(
         netavark: helper("netavark"),
         aardvark: helper("aardvark-dns"),
         firewall,
-        networks: scope
-            .names
-            .iter()
-            .filter_map(|n| Some((n.clone(), network_json(n)?)))
-            .collect(),
+        // nftables chains are named by the network's id, so the probe needs it; with iptables
+        // only a repair does (`with_networks`), and a healthy run makes no extra podman call.
+        networks: if firewall == FirewallDriver::Nftables {
+            describe_networks(scope, network_json)
+        } else {
+            BTreeMap::new()
+        },
     })
+}
+
+fn describe_networks(
+    scope: &NetScope,
+    network_json: impl Fn(&str) -> Option<serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    scope
+        .names
+        .iter()
+        .filter_map(|n| Some((n.clone(), network_json(n)?)))
+        .collect()
+}
+
+/// The backend with podman's description of archy's networks filled in (for a repair).
+pub fn with_networks(
+    backend: &Backend,
+    scope: &NetScope,
+    network_json: impl Fn(&str) -> Option<serde_json::Value>,
+) -> Backend {
+    match backend {
+        Backend::Netavark(nv) if nv.networks.is_empty() => Backend::Netavark(NetavarkHost {
+            networks: describe_networks(scope, network_json),
+            ..nv.clone()
+        }),
+        other => other.clone(),
+    }
 }
 
 /// Rootful netavark's run dir (containers/common `libnetwork/network/interface.go`).
@@ -1129,10 +1157,12 @@ fn netavark_teardown(
         .arg(ns)
         .stdin_bytes(serde_json::to_vec(options).context("failed to encode netavark's options")?);
     let out = cmd.run_unchecked()?;
-    if out.success() || super::netavark::only_interface_missing(&out.stderr) {
+    // netavark reports its error as JSON on stdout (`{"error": "…"}`), logs on stderr.
+    let said = format!("{}\n{}", out.stdout.trim(), out.stderr.trim());
+    if out.success() || super::netavark::only_already_gone(&said) {
         return Ok(());
     }
-    Err(cmd.failure(&out)).context("netavark teardown failed")
+    Err(cmd.failure(&out)).with_context(|| format!("netavark teardown failed: {}", said.trim()))
 }
 
 /// A fresh, empty network namespace to replay a teardown in when the container's own is gone.

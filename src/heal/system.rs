@@ -417,24 +417,24 @@ pub fn perform(
             super::repair_outcome(touched, errors)
         }
         StepKind::KillGhosts => {
-            reload_after_teardown(podman, facts, kill_ghosts(facts, &step.targets))
+            reload_after_teardown(podman, facts, kill_ghosts(podman, facts, &step.targets))
         }
         StepKind::ReleaseNetworkDebris => {
+            let backend = repair_backend(podman, facts);
             let done = release_each(step.targets.iter(), |id| {
-                super::netsys::release(id, &facts.net.scope, &facts.net.backend)
+                super::netsys::release(id, &facts.net.scope, &backend)
             });
             reload_after_teardown(podman, facts, done)
         }
         StepKind::ReleaseStaleNamespaces => {
+            let backend = repair_backend(podman, facts);
             let done = release_each(
                 facts
                     .stale_namespaces
                     .iter()
                     .flatten()
                     .filter(|s| step.targets.contains(&s.path)),
-                |stale| {
-                    super::netsys::release_namespace(stale, &facts.net.scope, &facts.net.backend)
-                },
+                |stale| super::netsys::release_namespace(stale, &facts.net.scope, &backend),
             );
             reload_after_teardown(podman, facts, done)
         }
@@ -484,6 +484,13 @@ pub fn perform(
 }
 
 /// Release every target, going on past failures; one outcome for them all.
+/// The backend with archy's networks described by podman: what a netavark teardown needs.
+fn repair_backend(podman: &Podman, facts: &Facts) -> super::netsys::Backend {
+    super::netsys::with_networks(&facts.net.backend, &facts.net.scope, |name| {
+        podman.network_json(name).ok().flatten()
+    })
+}
+
 /// After netavark teardowns were replayed: have podman set up its running containers'
 /// networks again (`podman network reload --all`), since a teardown removes every rule equal to
 /// one it built, and a live container on the same port has equal ones (netavark 1.14's DNAT
@@ -579,7 +586,8 @@ fn move_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
 }
 
 /// Kill and delete ghost OCI containers, then make sure their conmons are gone.
-fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+fn kill_ghosts(podman: &Podman, facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+    let backend = repair_backend(podman, facts);
     let mut touched = Vec::new();
     let mut errors = Vec::new();
     let ids: Vec<&String> = targets
@@ -606,7 +614,7 @@ fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
             }
             // Whatever network the ghost held (namespace, veth, port forwards, IP): podman
             // would have torn it down at the container's exit; it no longer knows the container.
-            match super::netsys::release(id, &facts.net.scope, &facts.net.backend) {
+            match super::netsys::release(id, &facts.net.scope, &backend) {
                 Ok(done) => touched.extend(done),
                 Err(err) => errors.push(format!("{err:#}")),
             }
