@@ -201,7 +201,9 @@ pub fn rule_network(line: &str) -> Option<&str> {
 fn netavark_comment(line: &str) -> Option<&str> {
     let start = line.find("--comment \"dnat name: ")? + "--comment \"".len();
     let rest = &line[start..];
-    rest.find('"').map(|end| &rest[..end])
+    // CNI's portmap comments the same way but quotes the name (`dnat name: \"net\" …`).
+    let comment = &rest[..rest.find('"')?];
+    (!comment.ends_with('\\')).then_some(comment)
 }
 
 /// Split an `iptables -S` line into arguments: double quotes group, `\"` inside them is a
