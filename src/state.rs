@@ -70,6 +70,20 @@ pub fn record(
     }
 }
 
+/// The record a failed `--metrics-file` write leaves (removed by the next good write):
+/// `archy status` shows it as a warning.
+pub const METRICS: &str = "metrics";
+
+/// Remove a concern's record if there is one (one `unlink`; nothing there is the usual case).
+pub fn clear(state_dir: &Path, concern: &str) {
+    let path = status_dir(state_dir).join(format!("{concern}.json"));
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!("could not remove {}: {err}", path.display()),
+    }
+}
+
 /// The record a full reconcile (every app, not a dry run) leaves when it ran to its end,
 /// whatever its apps' outcomes: its `at` is when reconcile last completed.
 pub const RECONCILE_COMPLETED: &str = "reconcile-completed";

@@ -215,6 +215,9 @@ pub fn render_text(status: &Status) -> String {
             out.push_str(&format!("problem: {p}\n"));
         }
     }
+    for w in &status.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
     out
 }
 
@@ -237,6 +240,7 @@ mod tests {
             healthy: true,
             podman_error: None,
             problems: vec![],
+            warnings: vec![],
             apps: vec![
                 app_status(
                     &result(Action::Ok, Outcome::Ok),
