@@ -281,10 +281,10 @@ pub fn build(
     }
     // Converged now is not enough: reconcile must also still be running to keep it so.
     problems.extend(reconcile_overdue.clone());
-    let healthy = !apps.iter().any(|a| a.health.unhealthy());
+    let healthy = !apps.iter().any(|a| a.health.failing());
     problems.extend(
         apps.iter()
-            .filter(|a| a.health.unhealthy())
+            .filter(|a| a.health.failing())
             .map(|a| format!("app {}: {}", a.app, a.health.describe())),
     );
     let warnings: Vec<String> = records

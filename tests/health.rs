@@ -500,3 +500,48 @@ fn unwritable_or_torn_health_state_never_fails_a_tick() {
     );
     drop(listener);
 }
+
+/// A directory where an app's health state goes (or a state file system that refuses writes):
+/// its failure count cannot survive a tick, so with `failures: 2` it would never be acted on.
+/// The app's health is `unknown` instead, and `archy status` fails naming the file; the tick
+/// still converges.
+#[test]
+fn unwritable_health_state_makes_the_health_unknown_and_status_fail() {
+    let root = TestRoot::new();
+    let port = free_port();
+    root.simple_manifest(
+        "svc",
+        &format!("health:\n  tcp: 127.0.0.1:{port}\n  failures: 2\n  start_period: 0\n"),
+    );
+    let file = root.state_dir.join("health/svc.json");
+    std::fs::create_dir_all(&file).unwrap();
+    let mut clock = Clock::new();
+    for _ in 0..3 {
+        let out = clock.reconcile(&root);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stderr.contains(file.to_str().unwrap()), "{out:?}");
+    }
+    assert_eq!(root.state("archy-svc"), "running");
+    let out = clock.status(&root);
+    assert_eq!(out.code, 1, "{out:?}");
+    let doc = out.json();
+    let health = &app(&doc, "svc")["health"];
+    assert_eq!(health["status"], "unknown", "{doc}");
+    assert_eq!(doc["healthy"], false, "{doc}");
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains(file.to_str().unwrap())),
+        "{doc}"
+    );
+    let text = root.archy(&["status"]);
+    assert!(text.stdout.contains("unknown"), "{text:?}");
+
+    // Writable again: the next tick records it, and the health is known again.
+    std::fs::remove_dir(&file).unwrap();
+    assert_eq!(clock.reconcile(&root).code, 0);
+    let doc = clock.status(&root).json();
+    assert_ne!(app(&doc, "svc")["health"]["status"], "unknown", "{doc}");
+}

@@ -109,6 +109,11 @@ pub struct HealthState {
     /// Back-off: no action before this time (Unix seconds).
     pub next_action_at: Option<i64>,
     pub last_action: Option<ActionRecord>,
+    /// Not persisted: this state could not be read from or written to its file (the error,
+    /// naming it). Across ticks its count is then lost, so the app's health is `unknown`
+    /// (`archy status` exits 1) rather than quietly never acted on.
+    #[serde(skip)]
+    pub store_error: Option<String>,
 }
 
 /// What one tick knows about an app.

@@ -186,7 +186,8 @@ pub fn waiting_for(
 /// An app's health as `archy status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthView {
-    /// "healthy", "unhealthy", "starting" or "no probe".
+    /// "healthy", "unhealthy", "starting", "unknown" (its state file cannot be read or
+    /// written; `last_error` says why) or "no probe".
     pub status: &'static str,
     /// The probe, e.g. `http http://127.0.0.1:8081/`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,13 +219,21 @@ impl HealthView {
     /// The label with the last error, for reasons and detail lines.
     pub fn describe(&self) -> String {
         match (&self.last_error, self.status) {
-            (Some(error), "unhealthy" | "starting") => format!("{}: {error}", self.label()),
+            (Some(error), "unhealthy" | "starting" | "unknown") => {
+                format!("{}: {error}", self.label())
+            }
             _ => self.label(),
         }
     }
 
     pub fn unhealthy(&self) -> bool {
         self.status == "unhealthy"
+    }
+
+    /// Unhealthy, or unknown because its state file cannot be read or written: either makes
+    /// `archy status` fail.
+    pub fn failing(&self) -> bool {
+        matches!(self.status, "unhealthy" | "unknown")
     }
 }
 
@@ -243,6 +252,18 @@ pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
         };
     };
     let state = state.cloned().unwrap_or_default();
+    if let Some(error) = state.store_error {
+        return HealthView {
+            status: "unknown",
+            probe: Some(health.probe().to_string()),
+            failures: state.consecutive_failures,
+            threshold: health.failures(),
+            last_error: Some(error),
+            since: None,
+            last_action: None,
+            next_action_at: None,
+        };
+    }
     let status = match state.status {
         Status::Healthy => "healthy",
         Status::Unhealthy => "unhealthy",
@@ -432,6 +453,19 @@ mod tests {
         );
         assert_eq!(v.since.as_deref(), Some("2023-11-14T22:13:20Z"));
         assert!(v.unhealthy());
+        let unknown = HealthState {
+            store_error: Some(
+                "failed to record the health of app base in /s/health/base.json: Is a directory"
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        let v = view(Some(&base), Some(&unknown));
+        assert_eq!(
+            (v.label(), v.failing(), v.unhealthy()),
+            ("unknown".to_string(), true, false)
+        );
+        assert!(v.describe().contains("/s/health/base.json"), "{v:?}");
         let healthy = HealthState {
             status: Status::Healthy,
             last_error: Some("old".into()),
