@@ -545,3 +545,83 @@ fn unwritable_health_state_makes_the_health_unknown_and_status_fail() {
     let doc = clock.status(&root).json();
     assert_ne!(app(&doc, "svc")["health"]["status"], "unknown", "{doc}");
 }
+
+/// A dependent's health restarts and recreates wait, like its start, while a `healthy`
+/// dependency is not healthy: with both failing, the base climbs its ladder, the dependent is
+/// left running and nothing is recorded as done for it; once the base passes, the dependent's
+/// restart runs (and is recorded as step 1).
+#[test]
+fn health_actions_of_a_dependent_wait_for_its_healthy_dependency() {
+    let root = TestRoot::new();
+    let (base_port, child_port) = (free_port(), free_port());
+    root.simple_manifest(
+        "base",
+        &format!("health:\n  tcp: 127.0.0.1:{base_port}\n  failures: 1\n  start_period: 0\n"),
+    );
+    root.simple_manifest(
+        "child",
+        &format!("depends_on:\n  base: healthy\nhealth:\n  tcp: 127.0.0.1:{child_port}\n  failures: 1\n  start_period: 0\n"),
+    );
+    let base_listener = TcpListener::bind(("127.0.0.1", base_port)).unwrap();
+    let child_listener = TcpListener::bind(("127.0.0.1", child_port)).unwrap();
+    let mut clock = Clock::new();
+    for _ in 0..3 {
+        assert_eq!(clock.reconcile(&root).code, 0);
+    }
+    assert_eq!(root.state("archy-child"), "running");
+    let child_started = started_at(&root, "archy-child");
+    drop((base_listener, child_listener));
+    for tick in 0..4 {
+        let out = clock.reconcile(&root);
+        let doc = out.json();
+        assert_eq!(app(&doc, "child")["action"], "ok", "tick {tick}: {out:?}");
+        assert!(
+            out.stderr.contains("child: health: restart held back")
+                || out.stderr.contains("child: health: recreate held back"),
+            "tick {tick}: {out:?}"
+        );
+    }
+    assert_eq!(
+        started_at(&root, "archy-child"),
+        child_started,
+        "never restarted"
+    );
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.state_dir.join("health/child.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&recorded["step"], &recorded["last_action"]),
+        (&serde_json::json!(0), &serde_json::Value::Null),
+        "nothing recorded as done: {recorded}"
+    );
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.state_dir.join("health/base.json")).unwrap())
+            .unwrap();
+    assert!(
+        base["step"].as_u64().unwrap() >= 2,
+        "the base was acted on: {base}"
+    );
+
+    // The base answers again: the dependent's restart runs in the same tick.
+    let _base_listener = TcpListener::bind(("127.0.0.1", base_port)).unwrap();
+    clock.tick += 20; // past the base's back-off
+    let out = clock.reconcile(&root);
+    assert_eq!(app(&out.json(), "child")["action"], "restart", "{out:?}");
+    assert_ne!(started_at(&root, "archy-child"), child_started);
+}
+
+/// `depends_on: {x: healthy}` on an `enabled: false` app is refused: its probe never runs, the
+/// dependent would wait forever.
+#[test]
+fn a_healthy_dependency_on_a_disabled_app_is_refused() {
+    let root = TestRoot::new();
+    root.simple_manifest("base", "enabled: false\nhealth:\n  tcp: 127.0.0.1:9\n");
+    root.simple_manifest("child", "depends_on:\n  base: healthy\n");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.all()
+            .contains("`base` is required healthy but is `enabled: false`"),
+        "{out:?}"
+    );
+}

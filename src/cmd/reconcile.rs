@@ -21,7 +21,8 @@ use crate::render::FileStatus;
 /// passing probe resets all of it. Every action is logged with the evidence (status code,
 /// connect error, exit code and output tail); counts and evidence are kept in
 /// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
-/// created or started, result `waiting`) until that app's probe passes.
+/// created, started, or restarted or recreated by health; result `waiting`) until that app's
+/// probe passes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
     /// Only these apps (default: every app with a manifest).

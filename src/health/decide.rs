@@ -127,6 +127,9 @@ pub struct Observation {
     pub converging: bool,
     /// This tick's probe; None when it was not probed.
     pub result: Option<ProbeResult>,
+    /// A `healthy` dependency that has not passed holds back any action (why): the failures
+    /// keep counting, but no step of the ladder is taken or recorded until it passes.
+    pub held: Option<String>,
 }
 
 /// The new state, the action to take, and a line to log (None: nothing worth saying).
@@ -249,6 +252,19 @@ pub fn decide(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -
     } else {
         HealthAction::Restart
     };
+    if let Some(why) = &obs.held {
+        let message = format!(
+            "{} held back after {} consecutive failed probes ({}): {why}",
+            action.as_str(),
+            s.consecutive_failures,
+            result.evidence
+        );
+        return Decision {
+            state: s,
+            action: HealthAction::None,
+            message: Some(message),
+        };
+    }
     s.step = s.step.saturating_add(1);
     s.strikes = 0;
     s.grace_from = Some(now);
@@ -307,6 +323,7 @@ mod tests {
             start_key: Some(key.into()),
             converging: false,
             result,
+            held: None,
         }
     }
 
@@ -444,6 +461,7 @@ mod tests {
                 start_key: Some("a@1".into()),
                 converging: true,
                 result: fail(),
+                held: None,
             },
             POLICY,
             10,
@@ -452,6 +470,35 @@ mod tests {
             (d.action, d.state.grace_from, d.state.expect_start),
             (HealthAction::None, Some(10), true)
         );
+    }
+
+    #[test]
+    fn a_held_action_is_neither_taken_nor_recorded_and_runs_once_released() {
+        let due = HealthState {
+            status: Status::Unhealthy,
+            consecutive_failures: 2,
+            strikes: 1,
+            start_key: Some("a@1".into()),
+            ..Default::default()
+        };
+        let mut obs = running("a@1", fail());
+        obs.held = Some("waiting for `base` to become healthy".into());
+        let d = decide(&due, &obs, POLICY, 100);
+        assert_eq!(
+            (
+                d.action,
+                d.state.step,
+                d.state.strikes,
+                &d.state.last_action
+            ),
+            (HealthAction::None, 0, 2, &None)
+        );
+        assert_eq!(
+            d.message.as_deref(),
+            Some("restart held back after 3 consecutive failed probes (connection refused): waiting for `base` to become healthy")
+        );
+        let d = decide(&d.state, &running("a@1", fail()), POLICY, 130);
+        assert_eq!((d.action, d.state.step), (HealthAction::Restart, 1));
     }
 
     #[test]

@@ -119,16 +119,21 @@ impl Assessment {
 }
 
 /// Decide every probed app of `apps`. `previous` holds the persisted states, `converging` the
-/// apps whose container reconcile's plan changes this tick, `results` this tick's probes. Pure.
+/// apps whose container reconcile's plan changes this tick, `results` this tick's probes, and
+/// `gate` (given the states after this tick's probes) why an app's dependencies hold back a
+/// restart or recreate health would take: such an app is decided again held, so only actions
+/// that will run are recorded. Pure.
 pub fn assess(
     apps: &[&Manifest],
     managed: &[Container],
     previous: &BTreeMap<String, HealthState>,
     converging: &dyn Fn(&str) -> bool,
     results: &BTreeMap<String, ProbeResult>,
+    gate: &dyn Fn(&str, &BTreeMap<String, HealthState>) -> Option<String>,
     now: i64,
 ) -> Assessment {
     let mut out = Assessment::default();
+    let mut observed = Vec::new();
     for m in apps.iter().filter(|m| probed(m)) {
         let health = m.health.as_ref().expect("probed apps have a probe");
         let c = container_of(m, managed);
@@ -142,9 +147,12 @@ pub fn assess(
             } else {
                 None
             },
+            held: None,
         };
         let before = previous.get(&m.app).cloned().unwrap_or_default();
-        let decision = decide(&before, &obs, super::policy(health), now);
+        let policy = super::policy(health);
+        let decision = decide(&before, &obs, policy, now);
+        observed.push((obs, policy));
         out.apps.insert(
             m.app.clone(),
             AppHealth {
@@ -154,6 +162,20 @@ pub fn assess(
                 delegated: m.owner == Owner::Systemd,
             },
         );
+    }
+    let mut after = previous.clone();
+    after.extend(out.states());
+    for (m, (mut obs, policy)) in apps.iter().filter(|m| probed(m)).zip(observed) {
+        let Some(a) = out.apps.get_mut(&m.app) else {
+            continue;
+        };
+        if a.action() == HealthAction::None {
+            continue;
+        }
+        if let Some(why) = gate(&m.app, &after) {
+            obs.held = Some(why);
+            a.decision = decide(&a.before, &obs, policy, now);
+        }
     }
     out
 }
@@ -362,6 +384,7 @@ mod tests {
             &previous,
             &|_| false,
             &results,
+            &|_, _| None,
             1_000,
         );
         assert_eq!(a.apps["web"].action(), HealthAction::Restart);
@@ -386,13 +409,22 @@ mod tests {
             &previous,
             &|app| app == "web",
             &results,
+            &|_, _| None,
             1_000,
         );
         assert_eq!(a.apps["web"].action(), HealthAction::None);
         // Not running: the probe result is ignored.
         let mut stopped = running("web", "a");
         stopped.state = "exited".into();
-        let a = assess(&[&web], &[stopped], &previous, &|_| false, &results, 1_000);
+        let a = assess(
+            &[&web],
+            &[stopped],
+            &previous,
+            &|_| false,
+            &results,
+            &|_, _| None,
+            1_000,
+        );
         assert_eq!(a.apps["web"].decision.state.status, Status::Starting);
         assert!(a.apps["web"].decision.state.last_error.is_none());
     }

@@ -507,12 +507,19 @@ fn probe_stage(
             .iter()
             .any(|p| p.app == app && p.action.changes())
     };
+    // A dependent's restart or recreate waits, like its start, for its `healthy` dependencies.
+    let gate = |app: &str, states: &BTreeMap<String, HealthState>| {
+        loaded
+            .get(app)
+            .and_then(|m| health::waiting_for(m, &loaded.apps, states))
+    };
     let assessment = health::assess(
         &desire.selected,
         managed,
         &recorded,
         &converging,
         &results,
+        &gate,
         now,
     );
     log_health(&assessment);
