@@ -118,6 +118,9 @@ impl Assessment {
     }
 }
 
+/// Why an app's dependencies hold back its health action, given every app's health state.
+pub type Gate<'a> = dyn Fn(&str, &BTreeMap<String, HealthState>) -> Option<String> + 'a;
+
 /// Decide every probed app of `apps`. `previous` holds the persisted states, `converging` the
 /// apps whose container reconcile's plan changes this tick, `results` this tick's probes, and
 /// `gate` (given the states after this tick's probes) why an app's dependencies hold back a
@@ -129,7 +132,7 @@ pub fn assess(
     previous: &BTreeMap<String, HealthState>,
     converging: &dyn Fn(&str) -> bool,
     results: &BTreeMap<String, ProbeResult>,
-    gate: &dyn Fn(&str, &BTreeMap<String, HealthState>) -> Option<String>,
+    gate: &Gate,
     now: i64,
 ) -> Assessment {
     let mut out = Assessment::default();
