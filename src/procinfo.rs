@@ -123,6 +123,62 @@ impl std::fmt::Display for Process {
     }
 }
 
+/// A `podman exec` session of a container, found from its conmon (which outlives a killed
+/// `podman exec` client and keeps the session's process running).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSession {
+    pub conmon: u32,
+    /// The session's process (host pid), a child of the conmon; None once it exited.
+    pub process: Option<u32>,
+    /// Its argv.
+    pub argv: Vec<String>,
+}
+
+/// Whether a conmon's argv is an exec session's (`-e`/`--exec-process-spec`) for the
+/// container with this full id (`-c ID`), and its pidfile (`-p PATH`). Pure.
+fn exec_conmon_pidfile(argv: &[String], container_id: &str) -> Option<String> {
+    if !argv.first().is_some_and(|a| a.ends_with("conmon")) {
+        return None;
+    }
+    let value = |flag: &str| argv.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+    let exec = argv.iter().any(|a| a == "--exec-process-spec" || a == "-e");
+    (exec && value("-c").as_deref() == Some(container_id)).then(|| value("-p"))?
+}
+
+/// The parent pid of `pid` (`/proc/PID/stat` field 4), None if it is gone.
+pub fn ppid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The live `podman exec` sessions of the container with this full id: one `/proc` scan.
+pub fn exec_sessions(container_id: &str) -> Vec<ExecSession> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut sessions = Vec::new();
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let argv = cmdline_of(pid);
+        let Some(pidfile) = exec_conmon_pidfile(&argv, container_id) else {
+            continue;
+        };
+        let process = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|child| ppid_of(*child) == Some(pid));
+        sessions.push(ExecSession {
+            conmon: pid,
+            process,
+            argv: process.map(cmdline_of).unwrap_or_default(),
+        });
+    }
+    sessions
+}
+
 /// `MAJOR:MINOR` of a device number as `/proc/locks` prints it (two-digit hex each).
 fn proc_locks_device(dev: u64) -> String {
     format!("{:02x}:{:02x}", libc::major(dev), libc::minor(dev))
@@ -165,6 +221,27 @@ mod tests {
         assert_eq!(parse_lock_holders(text, "00:19:1331"), vec![2785]);
         assert_eq!(proc_locks_device(libc::makedev(8, 1)), "08:01");
         assert_eq!(proc_locks_device(libc::makedev(259, 3)), "103:03");
+    }
+
+    #[test]
+    fn exec_conmons_are_told_from_the_containers_own() {
+        let argv = |text: &str| text.split(' ').map(String::from).collect::<Vec<_>>();
+        let exec = argv("/usr/bin/conmon --api-version 1 -c abc -u f0e -r /usr/bin/runc -p /run/x/f0e/exec_pid -n web -e --exec-attach --exec-process-spec /run/x/f0e/exec-process-1");
+        assert_eq!(
+            exec_conmon_pidfile(&exec, "abc").as_deref(),
+            Some("/run/x/f0e/exec_pid")
+        );
+        assert_eq!(exec_conmon_pidfile(&exec, "abd"), None);
+        let main = argv("/usr/bin/conmon --api-version 1 -c abc -u abc -r /usr/bin/runc -p /run/x/pidfile -n web");
+        assert_eq!(exec_conmon_pidfile(&main, "abc"), None);
+        assert_eq!(
+            exec_conmon_pidfile(&argv("/bin/sleep -c abc -e -p x"), "abc"),
+            None
+        );
+        assert_eq!(
+            ppid_of(std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
     }
 
     #[test]

@@ -625,3 +625,65 @@ fn a_healthy_dependency_on_a_disabled_app_is_refused() {
         "{out:?}"
     );
 }
+
+/// The `sleep 1000` processes `podman top` shows in a container.
+fn sleepers(root: &TestRoot, container: &str) -> usize {
+    root.podman_ok(&["top", container, "args"])
+        .lines()
+        .filter(|l| l.contains("sleep 1000"))
+        .count()
+}
+
+/// An `exec:` probe that never ends: at its deadline the exec session itself is killed (not
+/// just the `podman exec` client), so after three ticks `podman top` shows no probe left
+/// behind, and no exec-session conmon stays on the host; one left by an earlier run (here
+/// started by hand) is ended before the next probe starts. The evidence names the probe's own
+/// time limit.
+#[test]
+fn an_exec_probe_past_its_limit_leaves_no_process_behind() {
+    let root = TestRoot::new();
+    root.simple_manifest(
+        "slow",
+        "health:\n  exec: [\"/bin/sleep\", \"1000\"]\n  failures: 10\n  start_period: 0\n",
+    );
+    let mut clock = Clock::new();
+    assert_eq!(clock.reconcile(&root).code, 0);
+    let conmons_before = conmons_under(&root.dir).len();
+    for tick in 0..3 {
+        let started = std::time::Instant::now();
+        let out = clock.reconcile(&root);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "one probe deadline per tick: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(sleepers(&root, "archy-slow"), 0, "tick {tick}: {out:?}");
+    }
+    assert_eq!(
+        conmons_under(&root.dir).len(),
+        conmons_before,
+        "no exec-session conmon left"
+    );
+    let doc = clock.status(&root).json();
+    let error = app(&doc, "slow")["health"]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("health probe time limit of 10s")
+            && error.contains("killed its exec session in the container"),
+        "{error}"
+    );
+    assert!(!error.contains("listing"), "{error}");
+
+    // A probe an earlier run left behind (that run was SIGKILLed, say) is ended first.
+    root.podman_ok(&["exec", "-d", "archy-slow", "/bin/sleep", "1000"]);
+    assert_eq!(sleepers(&root, "archy-slow"), 1);
+    let out = clock.reconcile(&root);
+    assert!(
+        out.stderr.contains("killing a health probe still running"),
+        "{out:?}"
+    );
+    assert_eq!(sleepers(&root, "archy-slow"), 0, "{out:?}");
+}
