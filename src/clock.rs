@@ -21,9 +21,19 @@ pub fn now() -> anyhow::Result<i64> {
         .as_secs() as i64)
 }
 
+/// The latest time archy handles: 9999-12-31T23:59:59Z (RFC 3339 has four-digit years), in
+/// Unix seconds. Far enough that sums like `now + back-off` never overflow.
+pub const MAX_SECS: i64 = 253_402_300_799;
+
 fn parse_now(text: &str) -> Result<i64, String> {
     if let Ok(secs) = text.trim().parse::<i64>() {
-        return Ok(secs);
+        return if (0..=MAX_SECS).contains(&secs) {
+            Ok(secs)
+        } else {
+            Err(format!(
+                "expected Unix seconds from 0 to {MAX_SECS} (1970 to 9999)"
+            ))
+        };
     }
     humantime::parse_rfc3339_weak(text.trim())
         .map_err(|_| "expected Unix seconds or an RFC 3339 time".to_string())?
@@ -32,10 +42,12 @@ fn parse_now(text: &str) -> Result<i64, String> {
         .map_err(|_| "before 1970".to_string())
 }
 
-/// RFC 3339 text for a Unix time (records and status).
+/// RFC 3339 text for a Unix time (records and status), clamped to 1970..=9999.
 pub fn rfc3339(secs: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
-        .to_string()
+    humantime::format_rfc3339_seconds(
+        UNIX_EPOCH + Duration::from_secs(secs.clamp(0, MAX_SECS) as u64),
+    )
+    .to_string()
 }
 
 #[cfg(test)]
@@ -48,5 +60,17 @@ mod tests {
         assert_eq!(parse_now("2023-11-14T22:13:20Z"), Ok(1_700_000_000));
         assert!(parse_now("tomorrow").is_err());
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        // Extremes are refused or clamped, never a panic.
+        for extreme in [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "-1",
+            "253402300800",
+        ] {
+            assert!(parse_now(extreme).is_err(), "{extreme}");
+        }
+        assert_eq!(parse_now("253402300799"), Ok(MAX_SECS));
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00Z");
     }
 }
