@@ -687,3 +687,45 @@ fn an_exec_probe_past_its_limit_leaves_no_process_behind() {
     );
     assert_eq!(sleepers(&root, "archy-slow"), 0, "{out:?}");
 }
+
+/// An RTC-less board: the first ticks run on the old clock, then NTP steps it an hour
+/// forward. The boot clock (`ARCHY_BOOTTIME`, simulated beside `ARCHY_NOW`) says only a minute
+/// passed, so `start_period: 10m` still holds: the app is not restarted at the step, and is
+/// once ten real minutes have passed.
+#[test]
+fn a_forward_clock_step_does_not_cut_the_start_period() {
+    let root = TestRoot::new();
+    let port = free_port();
+    root.simple_manifest(
+        "svc",
+        &format!("health:\n  tcp: 127.0.0.1:{port}\n  failures: 1\n  start_period: 10m\n"),
+    );
+    let old_clock = 1_700_000_000u64;
+    let tick = |wall: u64, boot: u64| {
+        let out = Out::from(
+            root.archy_cmd()
+                .env("ARCHY_NOW", wall.to_string())
+                .env("ARCHY_BOOTTIME", boot.to_string())
+                .args(["reconcile", "--output", "json"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        app(&out.json(), "svc")["action"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(tick(old_clock, 100), "create");
+    assert_eq!(tick(old_clock + 30, 130), "ok");
+    // NTP steps the wall clock an hour forward; 30 more seconds really passed.
+    let step = 3_600;
+    assert_eq!(
+        tick(old_clock + step + 60, 160),
+        "ok",
+        "still in its start period"
+    );
+    assert_eq!(tick(old_clock + step + 90, 190), "ok");
+    // Ten real minutes after the start: the failing probe counts, and health acts.
+    assert_eq!(tick(old_clock + step + 620, 720), "restart");
+}

@@ -133,8 +133,9 @@ pub fn assess(
     converging: &dyn Fn(&str) -> bool,
     results: &BTreeMap<String, ProbeResult>,
     gate: &Gate,
-    now: i64,
+    time: &crate::clock::Now,
 ) -> Assessment {
+    let now = time.wall;
     let mut out = Assessment::default();
     let mut observed = Vec::new();
     for m in apps.iter().filter(|m| probed(m)) {
@@ -151,6 +152,7 @@ pub fn assess(
                 None
             },
             held: None,
+            anchor: time.anchor.clone(),
         };
         let before = previous.get(&m.app).cloned().unwrap_or_default();
         let policy = super::policy(health);
@@ -388,7 +390,7 @@ mod tests {
             &|_| false,
             &results,
             &|_, _| None,
-            1_000,
+            &crate::clock::Now::at(1_000),
         );
         assert_eq!(a.apps["web"].action(), HealthAction::Restart);
         assert_eq!(a.apps["sys"].decision.action, HealthAction::Restart);
@@ -413,7 +415,7 @@ mod tests {
             &|app| app == "web",
             &results,
             &|_, _| None,
-            1_000,
+            &crate::clock::Now::at(1_000),
         );
         assert_eq!(a.apps["web"].action(), HealthAction::None);
         // Not running: the probe result is ignored.
@@ -426,7 +428,7 @@ mod tests {
             &|_| false,
             &results,
             &|_, _| None,
-            1_000,
+            &crate::clock::Now::at(1_000),
         );
         assert_eq!(a.apps["web"].decision.state.status, Status::Starting);
         assert!(a.apps["web"].decision.state.last_error.is_none());

@@ -507,6 +507,13 @@ fn probe_stage(
             .iter()
             .any(|p| p.app == app && p.action.changes())
     };
+    // Read beside the wall clock only where a probe's grace or back-off may need it.
+    let anchor = desire
+        .selected
+        .iter()
+        .any(|m| m.health.is_some())
+        .then(|| crate::clock::anchor(now))
+        .flatten();
     // A dependent's restart or recreate waits, like its start, for its `healthy` dependencies.
     let gate = |app: &str, states: &BTreeMap<String, HealthState>| {
         loaded
@@ -520,7 +527,7 @@ fn probe_stage(
         &converging,
         &results,
         &gate,
-        now,
+        &crate::clock::Now { wall: now, anchor },
     );
     log_health(&assessment);
     for (app, action, reason) in assessment.actions() {
