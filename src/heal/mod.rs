@@ -11,6 +11,7 @@
 //! its path. The OCI runtime's state root is the runtime's own default, which podman relies on
 //! (it passes no `--root`): `/run/<runtime>` for root, `$XDG_RUNTIME_DIR/<runtime>` rootless.
 
+pub mod netavark;
 pub mod netsys;
 pub mod network;
 pub mod system;
@@ -205,6 +206,9 @@ pub struct InfoHost {
     pub conmon: InfoRuntime,
     #[serde(default)]
     pub security: InfoSecurity,
+    /// `netavark` or `cni` (podman 4.0+; podman 5 has only netavark).
+    #[serde(rename = "networkBackend", default)]
+    pub network_backend: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -514,6 +518,20 @@ pub struct Facts {
     pub runtime_busy: Vec<String>,
     /// Notes from probes that could not look (missing tools, unknown paths).
     pub notes: Vec<String>,
+    /// The network backend podman reports (`netavark`, `cni`) and the firewall it programs
+    /// (`iptables`, `nftables`): where the network-debris probe looks and how it releases.
+    pub network_backend: Option<&'static str>,
+    pub firewall_driver: Option<netavark::FirewallDriver>,
+    /// archy's networks and the backend, for the repairs.
+    #[serde(skip)]
+    pub net: NetContext,
+}
+
+/// archy's networks and the backend podman uses for them.
+#[derive(Debug, Clone, Default)]
+pub struct NetContext {
+    pub scope: netsys::NetScope,
+    pub backend: netsys::Backend,
 }
 
 /// The named probes, in the order they are printed.
@@ -1045,7 +1063,7 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                 kind: StepKind::ReleaseNetworkDebris,
                 targets: debris.iter().map(|d| d.container_id.clone()).collect(),
                 describe: format!(
-                    "release the network state of containers podman no longer knows ({}): CNI DEL replayed from libcni's cache, then their network namespace, port forwards and IP reservations",
+                    "release the network state of containers podman no longer knows ({}): the backend's teardown replayed (CNI DEL from libcni's cache, or `netavark teardown`), then their network namespace, port forwards, DNS entries and IP reservations",
                     debris.iter().map(|d| short_id(&d.container_id)).collect::<Vec<_>>().join(", ")
                 ),
             });
@@ -1055,7 +1073,7 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                 kind: StepKind::ReleaseStaleNamespaces,
                 targets: stale.iter().map(|s| s.path.clone()).collect(),
                 describe: format!(
-                    "release network namespaces no running container has ({}): CNI DEL replayed where libcni's cache names them, then the namespace (its veth goes with it) and the port forwards and IP reservations of its addresses",
+                    "release network namespaces no running container has ({}): the backend's teardown replayed for them (CNI DEL where libcni's cache names them, or `netavark teardown` of the port forwards to their addresses), then the namespace (its veth goes with it) and what is left of their addresses",
                     stale.iter().map(|s| s.path.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             });

@@ -173,8 +173,12 @@ pub fn del_calls(entry: &CacheEntry) -> Result<Vec<PluginCall>> {
     Ok(calls)
 }
 
-/// The container id in an `iptables -S` rule's CNI comment (`id: \"<id>\"`), if any.
+/// The container id in an `iptables -S` rule's CNI comment or netavark 1.4's DNAT comment
+/// (`"dnat name: <net> id: <id>"`) (`id: \"<id>\"`), if any.
 pub fn rule_container_id(line: &str) -> Option<&str> {
+    if let Some(id) = netavark_comment(line).and_then(super::netavark::comment_container) {
+        return id.chars().all(|c| c.is_ascii_hexdigit()).then_some(id);
+    }
     let start = line.find("id: \\\"")? + "id: \\\"".len();
     let rest = &line[start..];
     let end = rest.find('\\')?;
@@ -182,11 +186,24 @@ pub fn rule_container_id(line: &str) -> Option<&str> {
     (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
-/// The network name in an `iptables -S` rule's CNI comment (`name: \"<net>\"`), if any.
+/// The network name in an `iptables -S` rule's CNI comment or netavark 1.4's DNAT comment (`name: \"<net>\"`), if any.
 pub fn rule_network(line: &str) -> Option<&str> {
+    if let Some(net) = netavark_comment(line).and_then(super::netavark::comment_network) {
+        return Some(net);
+    }
     let start = line.find("name: \\\"")? + "name: \\\"".len();
     let rest = &line[start..];
     rest.find('\\').map(|end| &rest[..end])
+}
+
+/// The text of a netavark 1.4 DNAT comment in an `iptables -S` line
+/// (`--comment "dnat name: <net> id: <id>"`: no quotes inside, unlike CNI's).
+fn netavark_comment(line: &str) -> Option<&str> {
+    let start = line.find("--comment \"dnat name: ")? + "--comment \"".len();
+    let rest = &line[start..];
+    // CNI's portmap comments the same way but quotes the name (`dnat name: \"net\" …`).
+    let comment = &rest[..rest.find('"')?];
+    (!comment.ends_with('\\')).then_some(comment)
 }
 
 /// Split an `iptables -S` line into arguments: double quotes group, `\"` inside them is a
@@ -261,6 +278,11 @@ pub struct Debris {
     pub ipam_files: Vec<PathBuf>,
     /// libcni cache entries (replayed as DEL to release the rest).
     pub cache_files: Vec<PathBuf>,
+    /// netavark: networks whose aardvark-dns entries still name it (peers resolve its name to
+    /// a dead address).
+    pub dns_entries: Vec<String>,
+    /// netavark: port forwards to its address in the network's own firewall chain.
+    pub port_forwards: Vec<String>,
 }
 
 impl Debris {
@@ -270,6 +292,8 @@ impl Debris {
             && self.rules.is_empty()
             && self.ipam_files.is_empty()
             && self.cache_files.is_empty()
+            && self.dns_entries.is_empty()
+            && self.port_forwards.is_empty()
     }
 
     /// One line for probe evidence.
@@ -292,6 +316,16 @@ impl Debris {
         }
         if !self.cache_files.is_empty() {
             parts.push(format!("{} CNI cache entr(ies)", self.cache_files.len()));
+        }
+        if !self.port_forwards.is_empty() {
+            parts.push(format!("port forward(s) {}", self.port_forwards.join(", ")));
+        }
+        if !self.dns_entries.is_empty() {
+            parts.push(format!(
+                "DNS entry on {} (address {})",
+                self.dns_entries.join(", "),
+                self.ips.join(", ")
+            ));
         }
         format!(
             "container {} (unknown to podman) left on network {}: {}",
@@ -373,10 +407,11 @@ impl OrphanBridge {
     }
 }
 
-/// The name podman's CNI backend gives the bridges it creates (`cni-podman0`, `cni-podman1`, …;
-/// podman 4 `libnetwork/cni/network.go` hands out `cni-podman<N>`).
+/// The names podman gives the bridges it creates: `cni-podman<N>` with the CNI backend (podman 4
+/// `libnetwork/cni/network.go`), `podman<N>` with netavark (`libnetwork/netavark/config.go`).
 pub fn is_podman_bridge_name(name: &str) -> bool {
     name.strip_prefix("cni-podman")
+        .or_else(|| name.strip_prefix("podman"))
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -550,5 +585,21 @@ mod tests {
         assert!(!is_podman_bridge_name("cni-podman"));
         assert!(!is_podman_bridge_name("cni-podmanx"));
         assert!(!is_podman_bridge_name("docker0"));
+        assert!(is_podman_bridge_name("podman3"));
+        assert!(!is_podman_bridge_name("podman"));
+        assert!(!is_podman_bridge_name("podmanx"));
+    }
+
+    #[test]
+    fn netavark_dnat_comments_name_container_and_network() {
+        let line = "-A NETAVARK-HOSTPORT-DNAT -p tcp -m tcp --dport 18777 -m comment --comment \"dnat name: expnet id: ed9ceb6f95d148dac50aed9ea2b41806fb6ef0cb56d058d900814e23db0d6a6f\" -j NETAVARK-DN-B5A1A0612E405";
+        assert_eq!(
+            rule_container_id(line),
+            Some("ed9ceb6f95d148dac50aed9ea2b41806fb6ef0cb56d058d900814e23db0d6a6f")
+        );
+        assert_eq!(rule_network(line), Some("expnet"));
+        let masq = "-A NETAVARK-HOSTPORT-MASQ -m comment --comment \"netavark portfw masq mark\" -j MASQUERADE";
+        assert_eq!(rule_container_id(masq), None);
+        assert_eq!(rule_network(masq), None);
     }
 }

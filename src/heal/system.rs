@@ -124,7 +124,17 @@ pub fn gather(
             .filter(|c| c.state.eq_ignore_ascii_case("running"))
             .map(|c| c.id.clone())
             .collect();
-        let scan = super::netsys::scan(networks, &known, &running, || {
+        let info = info.as_ref();
+        let backend = super::netsys::detect_backend(
+            info.map(|i| i.host.network_backend.as_str()).unwrap_or(""),
+            paths.rootless,
+            paths.run_root.as_deref(),
+            networks,
+            |name| podman.network_json(name).ok().flatten(),
+        );
+        facts.network_backend = Some(backend.name());
+        facts.firewall_driver = backend.firewall();
+        let scan = super::netsys::scan(networks, &backend, &known, &running, || {
             Ok(podman
                 .list_networks()?
                 .into_iter()
@@ -134,6 +144,10 @@ pub fn gather(
                 })
                 .collect())
         });
+        facts.net = super::NetContext {
+            scope: networks.clone(),
+            backend,
+        };
         facts.network_debris = Some(scan.debris);
         facts.stale_namespaces = Some(scan.stale_namespaces);
         facts.orphan_bridges = Some(scan.orphan_bridges);
@@ -402,18 +416,28 @@ pub fn perform(
             }
             super::repair_outcome(touched, errors)
         }
-        StepKind::KillGhosts => kill_ghosts(facts, &step.targets),
-        StepKind::ReleaseNetworkDebris => {
-            release_each(step.targets.iter(), |id| super::netsys::release(id))
+        StepKind::KillGhosts => {
+            reload_after_teardown(podman, facts, kill_ghosts(podman, facts, &step.targets))
         }
-        StepKind::ReleaseStaleNamespaces => release_each(
-            facts
-                .stale_namespaces
-                .iter()
-                .flatten()
-                .filter(|s| step.targets.contains(&s.path)),
-            super::netsys::release_namespace,
-        ),
+        StepKind::ReleaseNetworkDebris => {
+            let backend = repair_backend(podman, facts);
+            let done = release_each(step.targets.iter(), |id| {
+                super::netsys::release(id, &facts.net.scope, &backend)
+            });
+            reload_after_teardown(podman, facts, done)
+        }
+        StepKind::ReleaseStaleNamespaces => {
+            let backend = repair_backend(podman, facts);
+            let done = release_each(
+                facts
+                    .stale_namespaces
+                    .iter()
+                    .flatten()
+                    .filter(|s| step.targets.contains(&s.path)),
+                |stale| super::netsys::release_namespace(stale, &facts.net.scope, &backend),
+            );
+            reload_after_teardown(podman, facts, done)
+        }
         StepKind::RemoveOrphanBridges => release_each(
             facts
                 .orphan_bridges
@@ -460,6 +484,44 @@ pub fn perform(
 }
 
 /// Release every target, going on past failures; one outcome for them all.
+/// The backend with archy's networks described by podman: what a netavark teardown needs.
+fn repair_backend(podman: &Podman, facts: &Facts) -> super::netsys::Backend {
+    super::netsys::with_networks(&facts.net.backend, &facts.net.scope, |name| {
+        podman.network_json(name).ok().flatten()
+    })
+}
+
+/// After netavark teardowns were replayed: have podman set up its running containers'
+/// networks again (`podman network reload --all`), since a teardown removes every rule equal to
+/// one it built, and a live container on the same port has equal ones (netavark 1.14's DNAT
+/// jump, 1.4's mark rules). Nothing to do on CNI, or when nothing was torn down.
+fn reload_after_teardown(
+    podman: &Podman,
+    facts: &Facts,
+    done: Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let replayed = |touched: &[String]| touched.iter().any(|t| t.starts_with("netavark teardown"));
+    let needs_reload = matches!(facts.net.backend, super::netsys::Backend::Netavark(_))
+        && match &done {
+            Ok(touched) => replayed(touched),
+            Err(err) => {
+                replayed(&[format!("{err:#}")]) || format!("{err:#}").contains("netavark teardown")
+            }
+        };
+    if !needs_reload {
+        return done;
+    }
+    let reload = podman.network_reload_all();
+    match (done, reload) {
+        (Ok(mut touched), Ok(())) => {
+            touched.push("podman network reload --all".into());
+            Ok(touched)
+        }
+        (Ok(_), Err(err)) => Err(err),
+        (Err(err), _) => Err(err),
+    }
+}
+
 fn release_each<T>(
     targets: impl Iterator<Item = T>,
     release: impl Fn(T) -> Result<Vec<String>>,
@@ -524,7 +586,8 @@ fn move_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
 }
 
 /// Kill and delete ghost OCI containers, then make sure their conmons are gone.
-fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+fn kill_ghosts(podman: &Podman, facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+    let backend = repair_backend(podman, facts);
     let mut touched = Vec::new();
     let mut errors = Vec::new();
     let ids: Vec<&String> = targets
@@ -551,7 +614,7 @@ fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
             }
             // Whatever network the ghost held (namespace, veth, port forwards, IP): podman
             // would have torn it down at the container's exit; it no longer knows the container.
-            match super::netsys::release(id) {
+            match super::netsys::release(id, &facts.net.scope, &backend) {
                 Ok(done) => touched.extend(done),
                 Err(err) => errors.push(format!("{err:#}")),
             }
