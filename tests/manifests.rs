@@ -104,8 +104,7 @@ fn shipped_volume_roots() -> Vec<std::path::PathBuf> {
             .find_map(|l| l.strip_prefix(prefix))
             .map(str::to_string)
     };
-    let default =
-        std::fs::read_to_string(root.join("packaging/debian/archy.default")).unwrap();
+    let default = std::fs::read_to_string(root.join("packaging/debian/archy.default")).unwrap();
     let list = setting(&default, "ARCHY_ALLOWED_VOLUME_ROOTS=")
         .expect("/etc/default/archy sets ARCHY_ALLOWED_VOLUME_ROOTS");
     for entry in std::fs::read_dir(root.join("systemd-timers")).unwrap() {
