@@ -187,9 +187,52 @@ fn proc_locks_device(dev: u64) -> String {
 /// Pids holding (not waiting for) a lock on the file with this device and inode, from
 /// `/proc/locks` (lines like `1: FLOCK  ADVISORY  WRITE 2785 00:19:1331 0 EOF`; waiters are
 /// marked `->`).
+///
+/// `/proc/locks` names the process that *took* a lock; an `flock` belongs to the open file,
+/// so when that process exited and a child inherited the descriptor (a shell's `flock 9`, a
+/// daemonised fork) it names a dead or innocent pid. The processes that hold it now are those
+/// with a descriptor on the file whose `/proc/PID/fdinfo` lists a lock: they are returned when
+/// any are found (one `/proc` scan; only a run whose lock stayed busy asks).
 pub fn lock_holders(dev: u64, ino: u64) -> Vec<u32> {
     let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-    parse_lock_holders(&text, &format!("{}:{ino}", proc_locks_device(dev)))
+    let listed = parse_lock_holders(&text, &format!("{}:{ino}", proc_locks_device(dev)));
+    if listed.is_empty() {
+        return listed;
+    }
+    let holding = fd_lock_holders(dev, ino);
+    if holding.is_empty() {
+        listed
+    } else {
+        holding
+    }
+}
+
+/// Pids with an open descriptor on the file (device, inode) whose fdinfo shows a lock.
+fn fd_lock_holders(dev: u64, ino: u64) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let mut pids: Vec<u32> = procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.flatten().any(|fd| {
+                std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+                    && std::fs::read_to_string(format!(
+                        "/proc/{pid}/fdinfo/{}",
+                        fd.file_name().to_string_lossy()
+                    ))
+                    .is_ok_and(|info| info.lines().any(|l| l.starts_with("lock:")))
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 fn parse_lock_holders(text: &str, file: &str) -> Vec<u32> {
@@ -242,6 +285,29 @@ mod tests {
             ppid_of(std::process::id()),
             Some(std::os::unix::process::parent_id())
         );
+    }
+
+    /// The lock was taken by `flock 9` (a process that exits at once) on a descriptor a
+    /// background `sleep` inherited: the holder named is the sleep, not the dead taker.
+    #[test]
+    fn the_holder_is_the_process_holding_the_lock_not_the_one_that_took_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("reconcile.lock");
+        std::fs::write(&file, "").unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 9>>\"$0\"; flock -x 9; sleep 30 >/dev/null 2>&1 & echo $!")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let sleeper: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let holders = lock_holders(meta.dev(), meta.ino());
+        // SAFETY: kill(2) on the pid this test started.
+        unsafe {
+            libc::kill(sleeper as i32, libc::SIGKILL);
+        }
+        assert_eq!(holders, vec![sleeper]);
     }
 
     #[test]
