@@ -109,6 +109,9 @@ pub struct Status {
     pub reconcile_overdue: Option<String>,
     /// Every reason `ok` is false, one line each (empty when ok).
     pub problems: Vec<String>,
+    /// Trouble that does not make the node fail (`ok` stays as it is): a metrics file the last
+    /// reconcile could not write.
+    pub warnings: Vec<String>,
 }
 
 /// What other commands left under `<state-dir>`: their last status records and a pending update.
@@ -122,6 +125,8 @@ pub struct Records {
     pub reconcile_completed: Option<Value>,
     /// When the state directory was created (None: it does not exist yet).
     pub state_since: Option<std::time::SystemTime>,
+    /// The last `--metrics-file` write failed: its record.
+    pub metrics: Option<Value>,
 }
 
 impl Records {
@@ -155,6 +160,7 @@ impl Records {
             reconcile_completed: reconcile_completed
                 .or_else(|| crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED)),
             state_since: crate::state::state_dir_since(state_dir),
+            metrics: crate::state::read(state_dir, crate::state::METRICS),
         })
     }
 }
@@ -275,12 +281,25 @@ pub fn build(
     }
     // Converged now is not enough: reconcile must also still be running to keep it so.
     problems.extend(reconcile_overdue.clone());
-    let healthy = !apps.iter().any(|a| a.health.unhealthy());
+    let healthy = !apps.iter().any(|a| a.health.failing());
     problems.extend(
         apps.iter()
-            .filter(|a| a.health.unhealthy())
+            .filter(|a| a.health.failing())
             .map(|a| format!("app {}: {}", a.app, a.health.describe())),
     );
+    let warnings: Vec<String> = records
+        .metrics
+        .iter()
+        .filter(|m| m.get("ok").and_then(Value::as_bool) == Some(false))
+        .map(|m| {
+            format!(
+                "the last reconcile could not write its metrics file: {}",
+                m.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no detail)")
+            )
+        })
+        .collect();
     let ok = converged && problems.is_empty();
     let exit_code = if ok {
         crate::exit::SUCCESS
@@ -305,6 +324,7 @@ pub fn build(
         last_verify,
         last_reconcile,
         problems,
+        warnings,
         reconcile_overdue,
     }
 }
@@ -574,6 +594,7 @@ mod tests {
             healthy: true,
             podman_error: None,
             problems: vec![],
+            warnings: vec![],
             apps: vec![
                 app_status(&result(Action::Ok, Outcome::Ok), None, Some(&c), vec![], 0),
                 AppStatus {
@@ -681,6 +702,7 @@ mod tests {
             healthy: false,
             podman_error: None,
             problems: vec![],
+            warnings: vec![],
             apps: vec![
                 // Converged, but its probe fails: not healthy.
                 with(&converged, "failing", Some(Health::Unhealthy)),

@@ -23,7 +23,8 @@ use crate::output::OutputFormat;
 /// with --yes); kill and delete ghost OCI containers and their conmon, releasing their network
 /// (CNI DEL replayed from libcni's cache: veth, port forwards, IP; then the network namespace);
 /// release the network debris of containers podman no longer knows; re-register orphaned
-/// volumes (data kept); `podman system renumber`. Never deletes an image, a volume or volume
+/// volumes (data kept); `podman system renumber` (only with no container running and no other
+/// podman process; otherwise the manual procedure is printed). Never deletes an image, a volume or volume
 /// data. Exit 0 healthy or healed (then run `archy reconcile`), 1 still broken.
 #[derive(Debug, clap::Args)]
 pub struct HealPodmanArgs {
@@ -63,6 +64,10 @@ pub struct Report {
     pub steps: Vec<StepResult>,
     pub next: String,
     pub paths: heal::EnginePaths,
+    /// The network backend podman uses (`netavark`, `cni`) and the firewall netavark programs
+    /// (`iptables`, `nftables`); null while podman does not answer.
+    pub network_backend: Option<&'static str>,
+    pub firewall_driver: Option<heal::netavark::FirewallDriver>,
     pub millis: u128,
 }
 
@@ -90,6 +95,12 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
     let mut steps: Vec<StepResult> = Vec::new();
 
     if args.dry_run {
+        if let Some(backend) = facts.network_backend {
+            ui.line(&format!(
+                "network backend: {backend}, firewall: {}",
+                facts.firewall_driver.map_or("unknown", |f| f.as_str())
+            ));
+        }
         for step in heal::plan(&facts, opts) {
             ui.line(&format!("would {}: {}", step.kind.as_str(), step.describe));
             steps.push(planned(step));
@@ -120,6 +131,8 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
         steps,
         next,
         paths: facts.paths.clone(),
+        network_backend: facts.network_backend,
+        firewall_driver: facts.firewall_driver,
         millis: started.elapsed().as_millis(),
     };
     ui.finish(&report);

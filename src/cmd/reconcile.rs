@@ -21,7 +21,8 @@ use crate::render::FileStatus;
 /// passing probe resets all of it. Every action is logged with the evidence (status code,
 /// connect error, exit code and output tail); counts and evidence are kept in
 /// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
-/// created or started, result `waiting`) until that app's probe passes.
+/// created, started, or restarted or recreated by health; result `waiting`) until that app's
+/// probe passes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
     /// Only these apps (default: every app with a manifest).
@@ -49,7 +50,9 @@ pub struct ReconcileArgs {
     pub mirrors: Vec<String>,
     /// After the run, write Prometheus metrics (what `archy status --output prometheus` prints)
     /// to this file, replaced atomically, for node_exporter's textfile collector. Its directory
-    /// must exist. Not written by --dry-run.
+    /// is reached without following symlinks; one on the way that another user owns or can
+    /// write is refused. A write that fails is a warning (also in `archy status`), never a
+    /// failed tick. Not written by --dry-run.
     #[arg(long, env = "ARCHY_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
 }
@@ -115,9 +118,20 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
         }),
     );
     if let Some(path) = metrics_file {
-        // Metrics are a view: failing to write them is logged, never a failed tick.
-        if let Err(err) = write_metrics(ctx, &report, path, recorded, completed) {
-            tracing::warn!("{err:#}");
+        // Metrics are a view: failing to write them is a warning (here and in `archy
+        // status`), never a failed tick; the tick has converged by now.
+        let state_dir = &ctx.global.state_dir;
+        match write_metrics(ctx, &report, path, recorded, completed) {
+            Ok(()) => crate::state::clear(state_dir, crate::state::METRICS),
+            Err(err) => {
+                let error = format!("{err:#}");
+                tracing::warn!("{error}");
+                crate::state::record(
+                    state_dir,
+                    crate::state::METRICS,
+                    serde_json::json!({"ok": false, "file": path, "error": error}),
+                );
+            }
         }
     }
     Ok(report.exit_code)

@@ -21,9 +21,11 @@ use crate::status::{RecordSummary, Records, Status};
 /// manifests, config files that differ from what would be rendered, and the owner (archy, or
 /// systemd through a Quadlet unit), and health as of the last reconcile tick: healthy,
 /// unhealthy n/N (consecutive failed probes of the `failures` that trigger a restart, with the
-/// last error), starting, or no probe; an app held back by a `healthy` dependency is `waiting`.
+/// last error), starting, unknown (its state file under <state-dir>/health cannot be read or
+/// written: named, and a failure), or no probe; an app held back by a `healthy` dependency is `waiting`.
 /// Changes nothing. Answers within --timeout-listing even when podman hangs (then it says
-/// podman did not answer). Exit 0 when every app is converged and none is unhealthy, no orphan
+/// podman did not answer). Exit 0 when every app is converged and none is unhealthy or of
+/// unknown health, no orphan
 /// or invalid manifest exists, podman answered, the pending-update marker is readable, none of
 /// the last heal-podman, verify-update and reconcile runs failed, and a full reconcile completed
 /// within --max-reconcile-age (JSON `ok`); 1 otherwise. The JSON document (`schema` 1) is
@@ -157,7 +159,7 @@ pub fn render_text(status: &Status) -> String {
         if !a.converged {
             out.push_str(&format!("{:<app_w$} {}\n", "", a.detail));
         }
-        if let (true, Some(error)) = (a.health.unhealthy(), &a.health.last_error) {
+        if let (true, Some(error)) = (a.health.failing(), &a.health.last_error) {
             out.push_str(&format!("{:<app_w$} health: {error}\n", ""));
         }
     }
@@ -215,6 +217,9 @@ pub fn render_text(status: &Status) -> String {
             out.push_str(&format!("problem: {p}\n"));
         }
     }
+    for w in &status.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
     out
 }
 
@@ -237,6 +242,7 @@ mod tests {
             healthy: true,
             podman_error: None,
             problems: vec![],
+            warnings: vec![],
             apps: vec![
                 app_status(
                     &result(Action::Ok, Outcome::Ok),

@@ -59,6 +59,32 @@ pub fn gather(
         euid(),
         xdg.as_deref(),
     );
+    // podman 5's SQLite errors name no path, and podman prints its paths only after opening
+    // the database: read them from its config files instead.
+    let paths = match (&engine_error, &paths.db) {
+        (Some(super::EngineError::DbCorrupt { db, .. }), None) if db.as_os_str().is_empty() => {
+            let (graph_root, static_dir) = configured_roots(euid());
+            EnginePaths {
+                db: super::sqlite_db_path(static_dir.as_deref(), graph_root.as_deref()),
+                graph_root: paths.graph_root.clone().or(graph_root),
+                static_dir: paths.static_dir.clone().or(static_dir),
+                ..paths
+            }
+        }
+        _ => paths,
+    };
+    // The corrupt database named by its path from here on (probe evidence, the repair).
+    let engine_error = match (engine_error, &paths.db) {
+        (Some(super::EngineError::DbCorrupt { db, reason }), Some(path))
+            if db.as_os_str().is_empty() =>
+        {
+            Some(super::EngineError::DbCorrupt {
+                db: path.clone(),
+                reason,
+            })
+        }
+        (other, _) => other,
+    };
     let mut facts = Facts {
         podman_version: info.as_ref().map(|i| i.version.version.clone()),
         engine_error,
@@ -124,7 +150,17 @@ pub fn gather(
             .filter(|c| c.state.eq_ignore_ascii_case("running"))
             .map(|c| c.id.clone())
             .collect();
-        let scan = super::netsys::scan(networks, &known, &running, || {
+        let info = info.as_ref();
+        let backend = super::netsys::detect_backend(
+            info.map(|i| i.host.network_backend.as_str()).unwrap_or(""),
+            paths.rootless,
+            paths.run_root.as_deref(),
+            networks,
+            |name| podman.network_json(name).ok().flatten(),
+        );
+        facts.network_backend = Some(backend.name());
+        facts.firewall_driver = backend.firewall();
+        let scan = super::netsys::scan(networks, &backend, &known, &running, || {
             Ok(podman
                 .list_networks()?
                 .into_iter()
@@ -134,6 +170,10 @@ pub fn gather(
                 })
                 .collect())
         });
+        facts.net = super::NetContext {
+            scope: networks.clone(),
+            backend,
+        };
         facts.network_debris = Some(scan.debris);
         facts.stale_namespaces = Some(scan.stale_namespaces);
         facts.orphan_bridges = Some(scan.orphan_bridges);
@@ -170,6 +210,63 @@ pub fn gather(
     }
     facts.paths = paths;
     Ok(facts)
+}
+
+/// The graph root and static dir podman's config files set, read as podman reads them for
+/// root (`$CONTAINERS_STORAGE_CONF` else `/etc/containers/storage.conf` else
+/// `/usr/share/containers/storage.conf`; `$CONTAINERS_CONF` else `/usr/share/containers/`,
+/// `/etc/containers/containers.conf` and its `.d` drop-ins, later ones winning), defaulting to
+/// `/var/lib/containers/storage` for root. Rootless roots are not guessed (`None`).
+fn configured_roots(euid: u32) -> (Option<PathBuf>, Option<PathBuf>) {
+    if euid != 0 {
+        return (None, None);
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).ok();
+    let storage_files: Vec<PathBuf> = match std::env::var_os("CONTAINERS_STORAGE_CONF") {
+        Some(f) => vec![PathBuf::from(f)],
+        None => [
+            "/etc/containers/storage.conf",
+            "/usr/share/containers/storage.conf",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .take(1)
+        .collect(),
+    };
+    let graph_root = storage_files
+        .iter()
+        .filter_map(|f| read(f))
+        .find_map(|t| super::toml_string(&t, "storage", "graphroot"))
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/var/lib/containers/storage")));
+    let conf_files: Vec<PathBuf> = match std::env::var_os("CONTAINERS_CONF") {
+        Some(f) => vec![PathBuf::from(f)],
+        None => {
+            let mut files = vec![
+                PathBuf::from("/usr/share/containers/containers.conf"),
+                PathBuf::from("/etc/containers/containers.conf"),
+            ];
+            let mut dropins: Vec<PathBuf> = std::fs::read_dir("/etc/containers/containers.conf.d")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+                .collect();
+            dropins.sort();
+            files.extend(dropins);
+            files
+        }
+    };
+    // The last file that sets it wins.
+    let static_dir = conf_files
+        .iter()
+        .rev()
+        .filter_map(|f| read(f))
+        .find_map(|t| super::toml_string(&t, "engine", "static_dir"))
+        .map(PathBuf::from);
+    (graph_root, static_dir)
 }
 
 /// The OCI runtime's containers (`runc --root <root> list --format json`).
@@ -353,7 +450,7 @@ pub fn perform(
             Ok(vec!["podman system migrate".into()])
         }
         StepKind::SystemRenumber => {
-            podman.system_renumber()?;
+            renumber_when_idle(podman, &other_podman_processes)?;
             Ok(vec!["podman system renumber".into()])
         }
         StepKind::ClearRuntimeDirs => {
@@ -402,18 +499,28 @@ pub fn perform(
             }
             super::repair_outcome(touched, errors)
         }
-        StepKind::KillGhosts => kill_ghosts(facts, &step.targets),
-        StepKind::ReleaseNetworkDebris => {
-            release_each(step.targets.iter(), |id| super::netsys::release(id))
+        StepKind::KillGhosts => {
+            reload_after_teardown(podman, facts, kill_ghosts(podman, facts, &step.targets))
         }
-        StepKind::ReleaseStaleNamespaces => release_each(
-            facts
-                .stale_namespaces
-                .iter()
-                .flatten()
-                .filter(|s| step.targets.contains(&s.path)),
-            super::netsys::release_namespace,
-        ),
+        StepKind::ReleaseNetworkDebris => {
+            let backend = repair_backend(podman, facts);
+            let done = release_each(step.targets.iter(), |id| {
+                super::netsys::release(id, &facts.net.scope, &backend)
+            });
+            reload_after_teardown(podman, facts, done)
+        }
+        StepKind::ReleaseStaleNamespaces => {
+            let backend = repair_backend(podman, facts);
+            let done = release_each(
+                facts
+                    .stale_namespaces
+                    .iter()
+                    .flatten()
+                    .filter(|s| step.targets.contains(&s.path)),
+                |stale| super::netsys::release_namespace(stale, &facts.net.scope, &backend),
+            );
+            reload_after_teardown(podman, facts, done)
+        }
         StepKind::RemoveOrphanBridges => release_each(
             facts
                 .orphan_bridges
@@ -439,7 +546,7 @@ pub fn perform(
                 // system renumber` reallocates the table from the database, then retry once.
                 if !renumbered && result.as_ref().is_err_and(crate::podman::lock_table_full) {
                     renumbered = true;
-                    match podman.system_renumber() {
+                    match renumber_when_idle(podman, &other_podman_processes) {
                         Ok(()) => {
                             touched.push(
                                 "podman system renumber (podman's lock table was full)".into(),
@@ -459,7 +566,113 @@ pub fn perform(
     }
 }
 
+/// `podman system renumber`, only when podman allows it: no container running (in this root)
+/// and no other podman process on the host (`other_podmans`; several roots may share the
+/// rootful SHM lock table, and renumbering under a running podman can hand out locks another
+/// holds). Otherwise an error that gives the exact manual procedure.
+fn renumber_when_idle(podman: &Podman, other_podmans: &dyn Fn() -> Vec<u32>) -> Result<()> {
+    let mut blockers = Vec::new();
+    match podman.list_all() {
+        Ok(containers) => {
+            let running: Vec<String> = containers
+                .iter()
+                .filter(|c| c.state == "running")
+                .map(|c| c.name().to_string())
+                .collect();
+            if !running.is_empty() {
+                blockers.push(format!("containers are running ({})", running.join(", ")));
+            }
+        }
+        Err(err) => blockers.push(format!("could not list containers ({err:#})")),
+    }
+    let others = other_podmans();
+    if !others.is_empty() {
+        let shown: Vec<String> = others
+            .iter()
+            .map(|pid| crate::procinfo::Process::inspect(*pid).to_string())
+            .collect();
+        blockers.push(format!("other podman processes run: {}", shown.join("; ")));
+    }
+    if blockers.is_empty() {
+        return podman.system_renumber();
+    }
+    anyhow::bail!(
+        "not running `podman system renumber`: {}. podman requires that no container and no          other podman process runs meanwhile. By hand: `systemctl stop archy-reconcile.timer          archy-reconcile.service`, `podman stop --all`, check that `pgrep -a podman` prints          nothing, run `podman system renumber`, then `systemctl start archy-reconcile.timer`",
+        blockers.join("; ")
+    )
+}
+
+/// Pids of podman processes on the host (by executable name), from `/proc`. Tests see the
+/// list they set (other agents' podman runs on a shared machine).
+#[cfg(not(test))]
+fn other_podman_processes() -> Vec<u32> {
+    podman_processes()
+}
+
+#[cfg(test)]
+fn other_podman_processes() -> Vec<u32> {
+    tests::PODMANS.with(|p| p.borrow().clone())
+}
+
+/// Every process whose executable (or argv[0]) is named `podman`.
+fn podman_processes() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let named = |p: &Path| p.file_name().is_some_and(|n| n == "podman");
+            crate::procinfo::exe_of(*pid).is_some_and(|exe| named(&exe))
+                || crate::procinfo::cmdline_of(*pid)
+                    .first()
+                    .is_some_and(|a0| named(Path::new(a0)))
+        })
+        .collect()
+}
+
 /// Release every target, going on past failures; one outcome for them all.
+/// The backend with archy's networks described by podman: what a netavark teardown needs.
+fn repair_backend(podman: &Podman, facts: &Facts) -> super::netsys::Backend {
+    super::netsys::with_networks(&facts.net.backend, &facts.net.scope, |name| {
+        podman.network_json(name).ok().flatten()
+    })
+}
+
+/// After netavark teardowns were replayed: have podman set up its running containers'
+/// networks again (`podman network reload --all`), since a teardown removes every rule equal to
+/// one it built, and a live container on the same port has equal ones (netavark 1.14's DNAT
+/// jump, 1.4's mark rules). Nothing to do on CNI, or when nothing was torn down.
+fn reload_after_teardown(
+    podman: &Podman,
+    facts: &Facts,
+    done: Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let replayed = |touched: &[String]| touched.iter().any(|t| t.starts_with("netavark teardown"));
+    let needs_reload = matches!(facts.net.backend, super::netsys::Backend::Netavark(_))
+        && match &done {
+            Ok(touched) => replayed(touched),
+            Err(err) => {
+                replayed(&[format!("{err:#}")]) || format!("{err:#}").contains("netavark teardown")
+            }
+        };
+    if !needs_reload {
+        return done;
+    }
+    let reload = podman.network_reload_all();
+    match (done, reload) {
+        (Ok(mut touched), Ok(())) => {
+            touched.push("podman network reload --all".into());
+            Ok(touched)
+        }
+        (Ok(_), Err(err)) => Err(err),
+        (Err(err), _) => Err(err),
+    }
+}
+
 fn release_each<T>(
     targets: impl Iterator<Item = T>,
     release: impl Fn(T) -> Result<Vec<String>>,
@@ -500,7 +713,20 @@ fn clear_dir(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Rename the database to `<db>.broken-<UTC>` in the same dir (never deleted).
+/// Move the database aside, and SQLite's `-wal` and `-shm` files with it (they belong to that
+/// file: left behind, SQLite would replay the old journal into the new database).
 fn move_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
+    let mut said = move_one_aside(db, now_rfc3339)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", db.display()));
+        if side.exists() {
+            said.push_str(&format!(", {}", move_one_aside(&side, now_rfc3339)?));
+        }
+    }
+    Ok(said)
+}
+
+fn move_one_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
     let mut target = super::broken_db_path(db, now_rfc3339);
     let mut n = 1;
     while target.exists() {
@@ -524,7 +750,8 @@ fn move_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
 }
 
 /// Kill and delete ghost OCI containers, then make sure their conmons are gone.
-fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+fn kill_ghosts(podman: &Podman, facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+    let backend = repair_backend(podman, facts);
     let mut touched = Vec::new();
     let mut errors = Vec::new();
     let ids: Vec<&String> = targets
@@ -551,7 +778,7 @@ fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
             }
             // Whatever network the ghost held (namespace, veth, port forwards, IP): podman
             // would have torn it down at the container's exit; it no longer knows the container.
-            match super::netsys::release(id) {
+            match super::netsys::release(id, &facts.net.scope, &backend) {
                 Ok(done) => touched.extend(done),
                 Err(err) => errors.push(format!("{err:#}")),
             }
@@ -655,6 +882,126 @@ mod tests {
     use crate::heal::{Facts, Step, StepKind};
     use std::os::unix::fs::PermissionsExt;
 
+    #[test]
+    fn a_sqlite_database_moves_aside_with_its_journal_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sql");
+        for (name, text) in [
+            ("db.sql", "garbage"),
+            ("db.sql-wal", "wal"),
+            ("db.sql-shm", "shm"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let said = move_aside(&db, "2026-12-06T01:02:03Z").unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "db.sql-shm.broken-20261206T010203Z",
+                "db.sql-wal.broken-20261206T010203Z",
+                "db.sql.broken-20261206T010203Z"
+            ],
+            "{said}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("db.sql-wal.broken-20261206T010203Z")).unwrap(),
+            "wal"
+        );
+        // A BoltDB has no journal files: only it moves.
+        let bolt = dir.path().join("bolt_state.db");
+        std::fs::write(&bolt, "x").unwrap();
+        assert!(!move_aside(&bolt, "2026-12-06T01:02:03Z")
+            .unwrap()
+            .contains(','));
+    }
+
+    thread_local! {
+        /// The "other podman processes" [`other_podman_processes`] reports in a test.
+        pub static PODMANS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A fake podman: `ps -a` lists `ps_json`; `system renumber` is logged.
+    fn fake_podman(dir: &Path, ps_json: &str) -> (PathBuf, PathBuf) {
+        let calls = dir.join("calls");
+        let podman = dir.join("podman");
+        std::fs::write(
+            &podman,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {calls}\ncase \"$1 $2\" in\n\
+                 'ps -a') echo '{ps_json}'; exit 0 ;;\n\
+                 'system renumber') exit 0 ;;\n\
+                 esac\nexit 1\n",
+                calls = calls.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&podman, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (podman, calls)
+    }
+
+    /// `podman system renumber` runs only with no container running and no other podman
+    /// process; otherwise it is refused with the manual procedure, and never run.
+    #[test]
+    fn renumber_waits_for_an_idle_podman_and_says_how_otherwise() {
+        let renumbered = |calls: &Path| {
+            std::fs::read_to_string(calls)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("system renumber"))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (podman, calls) = fake_podman(
+            dir.path(),
+            r#"[{"Id":"a1","Names":["archy-web"],"State":"running","Image":"i","Labels":{}}]"#,
+        );
+        let err = renumber_when_idle(&Podman::new(&podman), &Vec::new).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("containers are running (archy-web)")
+                && text.contains("`podman stop --all`")
+                && text.contains("`pgrep -a podman`"),
+            "{text}"
+        );
+        assert!(!renumbered(&calls));
+
+        let dir = tempfile::tempdir().unwrap();
+        let (podman, calls) = fake_podman(
+            dir.path(),
+            r#"[{"Id":"a1","Names":["archy-web"],"State":"exited","Image":"i","Labels":{}}]"#,
+        );
+        let me = std::process::id();
+        let err = renumber_when_idle(&Podman::new(&podman), &|| vec![me]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("other podman processes run: pid {me}")),
+            "{err:#}"
+        );
+        assert!(!renumbered(&calls));
+
+        renumber_when_idle(&Podman::new(&podman), &Vec::new).unwrap();
+        assert!(renumbered(&calls));
+    }
+
+    #[test]
+    fn podman_processes_are_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = dir.path().join("podman");
+        std::fs::copy("/bin/sleep", &podman).unwrap();
+        let mut child = std::process::Command::new(&podman)
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let found = podman_processes();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&child.id()), "{found:?}");
+        assert!(!found.contains(&std::process::id()));
+    }
+
     /// A podman whose lock table is full until `system renumber` runs (the soak found it: a
     /// root that lost its database many times; podman 4.3.1's own message).
     #[test]
@@ -669,6 +1016,7 @@ mod tests {
             &podman,
             format!(
                 "#!/bin/sh\necho \"$*\" >> {calls}\ncase \"$1 $2\" in\n\
+                 'ps -a') echo '[]'; exit 0 ;;\n\
                  'system renumber') touch {state}; exit 0 ;;\n\
                  'volume create') [ -e {state} ] && {{ echo \"$3\"; exit 0; }}\n\
                  echo 'Error: allocating lock for new volume: allocation failed; exceeded num_locks (2048)' >&2; exit 125 ;;\n\
