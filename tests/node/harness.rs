@@ -44,6 +44,8 @@ impl Node {
         let log = std::env::temp_dir().join(format!("archy-node-{name}.log"));
         let supervisor = Command::new(script())
             .args(["boot", &name])
+            // The node powers itself off if this test process dies without running Drop.
+            .env("ARCHY_NODE_OWNER", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
