@@ -439,6 +439,22 @@ fn podman_db_lost_on_a_booted_debian13_node_is_healed_by_the_units() {
         t0.elapsed().as_secs_f64()
     );
     assert_eq!(node.ok("podman exec archy-web cat /data/marker"), "kept\n");
+    // The answer comes from the new container: the ghost's httpd is gone, and so is its DNAT
+    // (netavark 1.14's nftables rule would sit ahead of the new one).
+    assert_eq!(
+        node.ok("pgrep -c -x httpd || true").trim(),
+        "1",
+        "{}",
+        node.ok("ps -eo pid,cgroup,args")
+    );
+    let dnat = node.ok("nft list table inet netavark");
+    assert_eq!(
+        dnat.lines()
+            .filter(|l| l.contains("dport 18080 dnat"))
+            .count(),
+        1,
+        "{dnat}"
+    );
     assert_eq!(
         node.ok("systemctl show -P Result archy-heal-podman.service")
             .trim(),
