@@ -503,7 +503,7 @@ pub fn render_apps(
     } else {
         None
     };
-    let state_dir = &ctx.global.state_dir;
+    let state_dir = &ctx.settings.state_dir;
     let (secret, salt) = match secret_and_salt(state_dir, write) {
         Ok(pair) => pair,
         Err(err) => {
@@ -530,7 +530,7 @@ pub fn render_apps(
     let gateway = ctx.gateway()?;
     let default_host = bitcoin_host(all);
     let consumers = rpc_consumers(all);
-    let pending = pending_dir(state_dir);
+    let pending = crate::state::pending_dir(state_dir);
     let mut done: BTreeMap<PathBuf, (String, FileStatus)> = BTreeMap::new();
     for m in apps {
         for config in &m.configs {
@@ -541,7 +541,7 @@ pub fn render_apps(
                 &salt,
                 default_host.as_deref(),
                 &consumers,
-                &ctx.global.subnet,
+                &ctx.settings.subnet,
                 &gateway,
                 write,
                 state_dir,
@@ -593,15 +593,9 @@ pub fn render_apps(
     Ok(outcome)
 }
 
-/// `<state-dir>/restart-pending/<app>`: set before a consumed file is rewritten, cleared once the
-/// app's container was restarted, so a crash in between still restarts it on the next run.
-pub fn pending_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("restart-pending")
-}
-
 /// Clear an app's pending-restart mark after its container was (re)started.
 pub fn clear_pending(state_dir: &Path, app: &str) {
-    let path = pending_dir(state_dir).join(app);
+    let path = crate::state::pending_dir(state_dir).join(app);
     if path.exists() {
         if let Err(err) = fs::remove_file(&path) {
             tracing::warn!("could not clear {}: {err}", path.display());
@@ -700,7 +694,7 @@ fn render_one(
         _ => FileStatus::WouldWriteDrift,
     };
     if write && status != FileStatus::Unchanged {
-        let pending = &pending_dir(state_dir);
+        let pending = &crate::state::pending_dir(state_dir);
         crate::fsutil::ensure_dir(pending, 0o755)?;
         crate::fsutil::write_atomic(&pending.join(&m.app), b"", 0o644)?;
         crate::fsutil::write_atomic_owned(path, desired.as_bytes(), mode, Some(owner))

@@ -57,8 +57,8 @@ pub fn run(ctx: &Ctx, args: &BuildImageArgs) -> Result<u8> {
         let own = ctx.lock("build-image", Mode::Exclusive)?;
         Some((own, ctx.lock("heal-podman", Mode::Shared)?))
     };
-    let progress =
-        crate::logging::show_progress(ctx.global.quiet) && ctx.global.output == OutputFormat::Text;
+    let progress = crate::logging::show_progress(ctx.settings.quiet)
+        && ctx.settings.output == OutputFormat::Text;
     let mut entries = Vec::new();
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     for m in &loaded.apps {
@@ -136,7 +136,7 @@ pub fn run(ctx: &Ctx, args: &BuildImageArgs) -> Result<u8> {
     } else {
         crate::exit::SUCCESS
     };
-    match ctx.global.output {
+    match ctx.settings.output {
         OutputFormat::Json => crate::output::print_json(
             &serde_json::json!({"ok": exit_code == 0, "exit_code": exit_code, "dry_run": args.dry_run, "images": entries, "pruned": pruned, "manifest_errors": loaded.errors}),
         ),

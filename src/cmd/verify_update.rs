@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use super::ReleaseArgs;
 use crate::ctx::Ctx;
 use crate::exit;
 use crate::lock::Mode;
@@ -20,7 +21,7 @@ use crate::update::journal::{Journal, Pending};
 use crate::update::probe::{self, Answer, ProbeConfig};
 use crate::update::release::{self, Layout};
 use crate::update::rollback::{self, RollbackAction};
-use crate::update::{tarball, ReleaseArgs};
+use crate::update::tarball;
 
 /// Check a release tarball, arm the post-update check, or run it (probe the web UI and roll
 /// back if it does not answer).
@@ -66,10 +67,10 @@ pub struct VerifyUpdateArgs {
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub successes: u32,
     /// Time between probes.
-    #[arg(long, default_value = "2s", value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = super::parse_duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Give up (and roll back) when the web UI has not proven healthy within this time.
-    #[arg(long, default_value = "90s", value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "90s", value_parser = super::parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
     /// On failure record the bad version but do not roll back (the marker stays).
     #[arg(long)]
@@ -85,7 +86,7 @@ pub fn run(ctx: &Ctx, args: &VerifyUpdateArgs) -> Result<u8> {
     probe::loopback_host(&args.url).map_err(exit::invalid)?;
     let _lock = ctx.lock("update", Mode::Exclusive)?;
     let layout = args.release.layout();
-    let journal = Journal::new(&ctx.global.state_dir);
+    let journal = Journal::new(&ctx.settings.state_dir);
     if args.arm {
         return arm(ctx, args, &layout, &journal);
     }
@@ -122,7 +123,7 @@ fn check_tarball(ctx: &Ctx, args: &VerifyUpdateArgs, path: &std::path::Path) -> 
     } else {
         exit::FAILURE
     };
-    match ctx.global.output {
+    match ctx.settings.output {
         OutputFormat::Json => print_json(&json!({
             "ok": violations.is_empty(),
             "action": "check_tarball",
@@ -175,11 +176,11 @@ fn arm(ctx: &Ctx, args: &VerifyUpdateArgs, layout: &Layout, journal: &Journal) -
     };
     journal.write_pending(&pending)?;
     crate::state::record(
-        &ctx.global.state_dir,
+        &ctx.settings.state_dir,
         "verify-update",
         json!({"result": "armed", "version": pending.version, "previous": pending.previous}),
     );
-    match ctx.global.output {
+    match ctx.settings.output {
         OutputFormat::Json => {
             print_json(&json!({"ok": true, "action": "armed", "pending": pending}))
         }
@@ -376,15 +377,15 @@ fn finish(ctx: &Ctx, result: &str, message: &str, mut doc: serde_json::Value) {
         object.insert("result".into(), result.into());
         object.insert("message".into(), message.into());
     }
-    crate::state::record(&ctx.global.state_dir, "verify-update", doc.clone());
-    match ctx.global.output {
+    crate::state::record(&ctx.settings.state_dir, "verify-update", doc.clone());
+    match ctx.settings.output {
         OutputFormat::Json => print_json(&doc),
         OutputFormat::Text => println!("{message}"),
     }
 }
 
 fn probe_with_progress(ctx: &Ctx, cfg: &ProbeConfig) -> Result<probe::ProbeResult> {
-    if !crate::logging::show_progress(ctx.global.quiet) {
+    if !crate::logging::show_progress(ctx.settings.quiet) {
         return probe::run(cfg, |attempt, answer, consecutive, left| {
             tracing::info!(
                 "probe {attempt}: {answer} ({consecutive}/{} in a row, {}s left)",
