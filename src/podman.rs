@@ -121,7 +121,10 @@ pub fn parse_ps(json: &str) -> Result<Vec<Container>> {
 pub struct Network {
     #[serde(default)]
     pub name: String,
-    /// The host bridge (`cni-podman1`).
+    /// netavark's network id (its nftables chains are named by it); empty on CNI.
+    #[serde(default)]
+    pub id: String,
+    /// The host bridge (`cni-podman1`, `podman1` on netavark).
     #[serde(default)]
     pub network_interface: String,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -290,6 +293,17 @@ impl Podman {
     }
 
     /// Every network podman knows (`podman network ls`).
+    /// `podman network reload --all`: netavark (or CNI) sets up every running container's
+    /// port forwards and DNS entry again (after heal-podman replayed a forgotten container's
+    /// teardown, which removes rules identical to a live container's along with its own).
+    pub fn network_reload_all(&self) -> Result<()> {
+        self.cmd()
+            .args(["network", "reload", "--all"])
+            .run()
+            .context("failed to reload the containers' networks")?;
+        Ok(())
+    }
+
     pub fn list_networks(&self) -> Result<Vec<Network>> {
         self.cmd()
             .args(["network", "ls", "--format", "json"])
@@ -298,6 +312,18 @@ impl Podman {
     }
 
     pub fn inspect_network(&self, name: &str) -> Result<Option<Network>> {
+        self.network_json(name)?
+            .map(|json| {
+                serde_json::from_value(json).with_context(|| {
+                    format!("failed to parse `podman network inspect {name}` output")
+                })
+            })
+            .transpose()
+    }
+
+    /// `podman network inspect NAME` as podman prints it (the network's whole JSON: what
+    /// `netavark teardown` takes as `network_info`); `None` when there is no such network.
+    pub fn network_json(&self, name: &str) -> Result<Option<serde_json::Value>> {
         let cmd = self
             .cmd()
             .args(["network", "inspect", "--format", "json", name]);
@@ -309,7 +335,7 @@ impl Podman {
             return Err(cmd.failure(&out))
                 .with_context(|| format!("failed to inspect network {name}"));
         }
-        let list: Vec<Network> = serde_json::from_str(&out.stdout)
+        let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout)
             .with_context(|| format!("failed to parse `podman network inspect {name}` output"))?;
         Ok(list.into_iter().next())
     }

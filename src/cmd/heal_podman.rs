@@ -63,6 +63,10 @@ pub struct Report {
     pub steps: Vec<StepResult>,
     pub next: String,
     pub paths: heal::EnginePaths,
+    /// The network backend podman uses (`netavark`, `cni`) and the firewall netavark programs
+    /// (`iptables`, `nftables`); null while podman does not answer.
+    pub network_backend: Option<&'static str>,
+    pub firewall_driver: Option<heal::netavark::FirewallDriver>,
     pub millis: u128,
 }
 
@@ -90,6 +94,12 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
     let mut steps: Vec<StepResult> = Vec::new();
 
     if args.dry_run {
+        if let Some(backend) = facts.network_backend {
+            ui.line(&format!(
+                "network backend: {backend}, firewall: {}",
+                facts.firewall_driver.map_or("unknown", |f| f.as_str())
+            ));
+        }
         for step in heal::plan(&facts, opts) {
             ui.line(&format!("would {}: {}", step.kind.as_str(), step.describe));
             steps.push(planned(step));
@@ -120,6 +130,8 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
         steps,
         next,
         paths: facts.paths.clone(),
+        network_backend: facts.network_backend,
+        firewall_driver: facts.firewall_driver,
         millis: started.elapsed().as_millis(),
     };
     ui.finish(&report);

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::netavark::{DnsEntry, FirewallDriver, Forward};
 use super::network::{
     container_chain, del_calls, is_container_chain, is_podman_bridge_name, parse_addresses,
-    parse_cache_entry, parse_netns_ids, parse_veths, rule_container_id, rule_network,
-    rule_references_ip, split_rule, CacheEntry, Debris, OrphanBridge, StaleNamespace,
+    parse_cache_entry, parse_netns_ids, parse_veths, rule_container_id, rule_network, split_rule,
+    CacheEntry, Debris, OrphanBridge, StaleNamespace,
 };
 use crate::exec::Cmd;
 
@@ -39,6 +40,133 @@ pub struct NetScope {
     /// `podman network create`.
     pub subnet: String,
 }
+
+/// The network backend podman uses (`podman info`: `host.networkBackend`).
+#[derive(Debug, Clone, Default)]
+pub enum Backend {
+    /// libcni with containernetworking-plugins (podman 4 only): per-container state in libcni's
+    /// cache and host-local's reservations, iptables rules commented with the container id.
+    #[default]
+    Cni,
+    /// netavark (podman 4 with the netavark package, the only backend of podman 5).
+    Netavark(NetavarkHost),
+}
+
+impl Backend {
+    /// `cni`, `netavark` as podman names them.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Cni => "cni",
+            Backend::Netavark(_) => "netavark",
+        }
+    }
+
+    pub fn firewall(&self) -> Option<FirewallDriver> {
+        match self {
+            Backend::Cni => Some(FirewallDriver::Iptables),
+            Backend::Netavark(nv) => Some(nv.firewall),
+        }
+    }
+}
+
+/// What replaying netavark's teardown needs on this host.
+#[derive(Debug, Clone)]
+pub struct NetavarkHost {
+    /// netavark's `--config` dir (aardvark-dns's entries live in `aardvark-dns/` below it):
+    /// `/run/containers/networks` for root, `<runroot>/networks` rootless (containers/common
+    /// `libnetwork/network/interface.go`: rootful roots share one, like the network namespace).
+    pub config_dir: PathBuf,
+    pub netavark: Option<PathBuf>,
+    pub aardvark: Option<PathBuf>,
+    pub firewall: FirewallDriver,
+    /// `podman network inspect` of each of archy's networks (what podman passes netavark).
+    pub networks: BTreeMap<String, serde_json::Value>,
+}
+
+/// podman's default `helper_binaries_dir` (containers.conf), where netavark and aardvark-dns
+/// are installed (`/usr/lib/podman` on Debian 12, `/usr/libexec/podman` on Debian 13).
+const HELPER_DIRS: &[&str] = &[
+    "/usr/local/libexec/podman",
+    "/usr/local/lib/podman",
+    "/usr/libexec/podman",
+    "/usr/lib/podman",
+];
+
+/// Find the backend from podman info's `networkBackend` (empty or unknown: CNI, podman 4's
+/// default before netavark). `network_json` asks podman for one network's JSON.
+pub fn detect_backend(
+    reported: &str,
+    rootless: bool,
+    run_root: Option<&Path>,
+    scope: &NetScope,
+    network_json: impl Fn(&str) -> Option<serde_json::Value>,
+) -> Backend {
+    if reported != "netavark" {
+        return Backend::Cni;
+    }
+    let helper = |name: &str| {
+        HELPER_DIRS
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.is_file())
+    };
+    let config_dir = match (rootless, run_root) {
+        (true, Some(run)) => run.join("networks"),
+        _ => PathBuf::from(NETAVARK_RUN_DIR),
+    };
+    // netavark 1.14 programs `table inet netavark`; 1.4 (and a host without `nft`) iptables.
+    let firewall = if Cmd::new("nft")
+        .args(["list", "table", "inet", "netavark"])
+        .run()
+        .is_ok()
+    {
+        FirewallDriver::Nftables
+    } else {
+        FirewallDriver::Iptables
+    };
+    Backend::Netavark(NetavarkHost {
+        config_dir,
+        netavark: helper("netavark"),
+        aardvark: helper("aardvark-dns"),
+        firewall,
+        // nftables chains are named by the network's id, so the probe needs it; with iptables
+        // only a repair does (`with_networks`), and a healthy run makes no extra podman call.
+        networks: if firewall == FirewallDriver::Nftables {
+            describe_networks(scope, network_json)
+        } else {
+            BTreeMap::new()
+        },
+    })
+}
+
+fn describe_networks(
+    scope: &NetScope,
+    network_json: impl Fn(&str) -> Option<serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    scope
+        .names
+        .iter()
+        .filter_map(|n| Some((n.clone(), network_json(n)?)))
+        .collect()
+}
+
+/// The backend with podman's description of archy's networks filled in (for a repair).
+pub fn with_networks(
+    backend: &Backend,
+    scope: &NetScope,
+    network_json: impl Fn(&str) -> Option<serde_json::Value>,
+) -> Backend {
+    match backend {
+        Backend::Netavark(nv) if nv.networks.is_empty() => Backend::Netavark(NetavarkHost {
+            networks: describe_networks(scope, network_json),
+            ..nv.clone()
+        }),
+        other => other.clone(),
+    }
+}
+
+/// Rootful netavark's run dir (containers/common `libnetwork/network/interface.go`).
+const NETAVARK_RUN_DIR: &str = "/run/containers/networks";
 
 /// What podman says about one network: its name and the bridge it uses.
 #[derive(Debug, Clone, Default)]
@@ -72,10 +200,107 @@ struct HostNet {
     /// (table, `iptables -S` line)
     rules: Vec<(&'static str, String)>,
     reservations: Vec<Reservation>,
+    /// netavark: aardvark-dns's entries on archy's networks (network, entry).
+    dns: Vec<(String, DnsEntry)>,
+    /// netavark: the port forwards in archy's networks' own firewall chains (network, forward).
+    forwards: Vec<(String, Forward)>,
     notes: Vec<String>,
 }
 
-fn read_host() -> HostNet {
+fn read_host(scope: &NetScope, backend: &Backend) -> HostNet {
+    let mut host = match backend {
+        Backend::Cni => read_cni(),
+        Backend::Netavark(nv) => read_netavark(scope, nv),
+    };
+    host.notes.sort();
+    host
+}
+
+/// netavark's state for archy's networks: aardvark-dns entries, then the firewall's port
+/// forwards (iptables rules on 1.4, kept in `rules` too for the DNAT jumps that name their
+/// container; the nftables table on 1.14, where no rule names a container).
+fn read_netavark(scope: &NetScope, nv: &NetavarkHost) -> HostNet {
+    let mut host = HostNet::default();
+    for name in &scope.names {
+        let file = nv.config_dir.join("aardvark-dns").join(name);
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            host.dns.extend(
+                super::netavark::parse_dns_entries(&text)
+                    .into_iter()
+                    .map(|e| (name.clone(), e)),
+            );
+        }
+    }
+    match nv.firewall {
+        FirewallDriver::Iptables => {
+            read_iptables(&mut host);
+            let nat: Vec<String> = host
+                .rules
+                .iter()
+                .filter(|(t, _)| *t == "nat")
+                .map(|(_, l)| l.clone())
+                .collect();
+            for name in &scope.names {
+                host.forwards.extend(
+                    super::netavark::iptables_forwards(&nat, name)
+                        .into_iter()
+                        .map(|f| (name.clone(), f)),
+                );
+            }
+        }
+        FirewallDriver::Nftables => {
+            match Cmd::new("nft")
+                .args(["-j", "list", "table", "inet", "netavark"])
+                .run()
+            {
+                Ok(out) => {
+                    for (name, json) in &nv.networks {
+                        let id = json
+                            .get("id")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("");
+                        let subnets = json
+                            .get("subnets")
+                            .and_then(serde_json::Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        for subnet in subnets.iter().filter_map(|s| s.get("subnet")?.as_str()) {
+                            let chain = super::netavark::nft_dnat_chain(id, subnet);
+                            match super::netavark::nft_forwards(&out.stdout, &chain) {
+                                Ok(list) => host
+                                    .forwards
+                                    .extend(list.into_iter().map(|f| (name.clone(), f))),
+                                Err(err) => host.notes.push(format!("{err:#}")),
+                            }
+                        }
+                    }
+                }
+                Err(err) => host
+                    .notes
+                    .push(format!("nftables rules not checked: {err:#}")),
+            }
+        }
+    }
+    host
+}
+
+fn read_iptables(host: &mut HostNet) {
+    for table in ["nat", "filter"] {
+        match Cmd::new("iptables").args(["-t", table, "-S"]).run() {
+            Ok(out) => host.rules.extend(
+                out.stdout
+                    .lines()
+                    .filter(|l| l.starts_with("-A "))
+                    .map(|l| (table, l.to_string())),
+            ),
+            Err(err) => host
+                .notes
+                .push(format!("iptables rules not checked: {err:#}")),
+        }
+    }
+}
+
+fn read_cni() -> HostNet {
     let mut host = HostNet::default();
     if let Ok(entries) = std::fs::read_dir(CNI_CACHE_DIR) {
         for entry in entries.flatten() {
@@ -91,19 +316,7 @@ fn read_host() -> HostNet {
             }
         }
     }
-    for table in ["nat", "filter"] {
-        match Cmd::new("iptables").args(["-t", table, "-S"]).run() {
-            Ok(out) => host.rules.extend(
-                out.stdout
-                    .lines()
-                    .filter(|l| l.starts_with("-A "))
-                    .map(|l| (table, l.to_string())),
-            ),
-            Err(err) => host
-                .notes
-                .push(format!("iptables rules not checked: {err:#}")),
-        }
-    }
+    read_iptables(&mut host);
     if let Ok(networks) = std::fs::read_dir(CNI_IPAM_DIR) {
         for net in networks.flatten() {
             let network = net.file_name().to_string_lossy().into_owned();
@@ -140,18 +353,30 @@ fn read_host() -> HostNet {
 /// running. `list_networks` (one podman call) runs only when there is a candidate to attribute.
 pub fn scan(
     scope: &NetScope,
+    backend: &Backend,
     known: &BTreeSet<String>,
     running: &BTreeSet<String>,
     list_networks: impl FnOnce() -> Result<Vec<PodmanNetwork>>,
 ) -> Scan {
-    let host = read_host();
+    let host = read_host(scope, backend);
     let unknown = |id: &str| !known.contains(id);
     let mut debris = collect(&host, |id, net| scope.names.contains(net) && unknown(id));
+    if matches!(backend, Backend::Netavark(_)) {
+        // netavark keeps no record of a container's namespace: find it by its address.
+        let namespaces = namespace_addresses();
+        for d in &mut debris {
+            d.netns = namespaces
+                .iter()
+                .find(|(_, addrs)| d.ips.iter().any(|ip| addrs.contains(ip)))
+                .map(|(path, _)| path.to_string_lossy().into_owned());
+        }
+    }
     debris.retain(|d| {
         host.cache
             .iter()
             .filter(|(_, e)| e.container_id == d.container_id)
             .filter_map(|(_, e)| e.sandbox())
+            .chain(d.netns.clone())
             .all(|ns| netns_user(Path::new(&ns)).is_none())
     });
     let mut scan = Scan {
@@ -199,7 +424,16 @@ pub fn scan(
         .map(|n| (n.bridge.as_str(), n.name.as_str()))
         .collect();
     let (stale, notes) = stale_namespaces(&host, &idle, scope, known, running, &network_of_bridge);
-    scan.stale_namespaces = stale;
+    // A forgotten container's namespace is part of its debris (netavark: found by address).
+    scan.stale_namespaces = stale
+        .into_iter()
+        .filter(|s| {
+            !scan
+                .debris
+                .iter()
+                .any(|d| d.netns.as_deref() == Some(s.path.as_str()))
+        })
+        .collect();
     scan.notes.extend(notes);
     scan.orphan_bridges = bridge_candidates
         .into_iter()
@@ -309,7 +543,11 @@ fn stale_namespaces(
 /// names it (a known container that is not running), delete the namespace (its veth pair goes
 /// with it), then remove the IP reservations and iptables rules of its addresses that no
 /// running container holds now. Re-checked first: a process in it now means it is in use.
-pub fn release_namespace(stale: &StaleNamespace) -> Result<Vec<String>> {
+pub fn release_namespace(
+    stale: &StaleNamespace,
+    scope: &NetScope,
+    backend: &Backend,
+) -> Result<Vec<String>> {
     let ns = Path::new(&stale.path);
     if !ns.exists() {
         return Ok(vec![format!(
@@ -323,9 +561,12 @@ pub fn release_namespace(stale: &StaleNamespace) -> Result<Vec<String>> {
             stale.path
         );
     }
+    if let Backend::Netavark(nv) = backend {
+        return release_namespace_netavark(stale, scope, nv);
+    }
     let mut touched = Vec::new();
     let mut errors = Vec::new();
-    let host = read_host();
+    let host = read_host(scope, backend);
     for (path, entry) in host
         .cache
         .iter()
@@ -339,7 +580,7 @@ pub fn release_namespace(stale: &StaleNamespace) -> Result<Vec<String>> {
     }
     // Addresses a running container holds now (the same address may have been handed out
     // again) are not this namespace's to release.
-    let host = read_host();
+    let host = read_host(scope, backend);
     let busy = busy_netns();
     let live: BTreeSet<String> = host
         .cache
@@ -367,7 +608,7 @@ pub fn release_namespace(stale: &StaleNamespace) -> Result<Vec<String>> {
             Err(e) => errors.push(format!("failed to remove {}: {e}", r.path.display())),
         }
     }
-    match delete_rules_of_addresses(&host, &ips) {
+    match delete_rules_of_addresses(&host, &ips, scope) {
         Ok(done) => touched.extend(done),
         Err(err) => errors.push(format!("{err:#}")),
     }
@@ -514,6 +755,29 @@ fn collect(host: &HostNet, wanted: impl Fn(&str, &str) -> bool) -> Vec<Debris> {
             d.rules.push(format!("{table}: {line}"));
         }
     }
+    for (net, entry) in &host.dns {
+        if let Some(d) = slot(&mut by_id, &wanted, &entry.container_id, net) {
+            d.dns_entries.push(net.clone());
+            for ip in &entry.ipv4 {
+                if !d.ips.contains(ip) {
+                    d.ips.push(ip.clone());
+                }
+            }
+        }
+    }
+    // A forward to a forgotten container's address is its own unless a container podman knows
+    // holds that address now (then the rule is the live one's too: netavark adds it once).
+    let held = held_addresses(host, &wanted);
+    for d in by_id.values_mut() {
+        for (net, f) in &host.forwards {
+            if d.networks.contains(net)
+                && d.ips.contains(&f.dest_ip)
+                && !held.contains(&(net.clone(), f.dest_ip.clone()))
+            {
+                d.port_forwards.push(describe_forward(f));
+            }
+        }
+    }
     for r in &host.reservations {
         if let Some(d) = slot(&mut by_id, &wanted, &r.container_id, &r.network) {
             d.ipam_files.push(r.path.clone());
@@ -529,13 +793,63 @@ fn collect(host: &HostNet, wanted: impl Fn(&str, &str) -> bool) -> Vec<Debris> {
     by_id.into_values().filter(|d| !d.is_empty()).collect()
 }
 
+/// (network, address) pairs aardvark-dns lists for containers `wanted` does not pick (the ones
+/// podman knows).
+fn held_addresses(
+    host: &HostNet,
+    wanted: &dyn Fn(&str, &str) -> bool,
+) -> BTreeSet<(String, String)> {
+    host.dns
+        .iter()
+        .filter(|(net, e)| !wanted(&e.container_id, net))
+        .flat_map(|(net, e)| e.ipv4.iter().map(move |ip| (net.clone(), ip.clone())))
+        .collect()
+}
+
+fn describe_forward(f: &Forward) -> String {
+    let host = if f.mapping.host_ip.is_empty() {
+        "*"
+    } else {
+        &f.mapping.host_ip
+    };
+    format!(
+        "{host}:{}/{} → {}:{}",
+        f.mapping.host_port, f.mapping.protocol, f.dest_ip, f.mapping.container_port
+    )
+}
+
+/// Every mounted network namespace with its IPv4 addresses (no prefix): one `ip` call each,
+/// made only when a forgotten container's namespace is looked for.
+fn namespace_addresses() -> Vec<(PathBuf, Vec<String>)> {
+    netns_mounts()
+        .into_iter()
+        .filter(|(path, _)| path.parent() == Some(Path::new(NETNS_DIR)))
+        .filter_map(|(path, _)| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            let out = Cmd::new("ip")
+                .args(["-n", &name, "-j", "addr", "show"])
+                .run()
+                .ok()?;
+            let addrs = parse_addresses(&out.stdout)
+                .ok()?
+                .into_iter()
+                .map(|a| a.split('/').next().unwrap_or(&a).to_string())
+                .collect();
+            Some((path, addrs))
+        })
+        .collect()
+}
+
 /// Release everything the host holds for container `id` (any network): replay its CNI DEL
 /// from libcni's cache, delete its network namespace once no process is in it, then remove
 /// the iptables rules and host-local reservations still naming it. Returns what it did.
-pub fn release(id: &str) -> Result<Vec<String>> {
+pub fn release(id: &str, scope: &NetScope, backend: &Backend) -> Result<Vec<String>> {
+    if let Backend::Netavark(nv) = backend {
+        return release_netavark(id, scope, nv);
+    }
     let mut touched = Vec::new();
     let mut errors = Vec::new();
-    let host = read_host();
+    let host = read_host(scope, backend);
     let entries: Vec<&(PathBuf, CacheEntry)> = host
         .cache
         .iter()
@@ -563,7 +877,7 @@ pub fn release(id: &str) -> Result<Vec<String>> {
         }
     }
     // What no plugin removed (cache missing or a plugin failed), scoped to this container.
-    let host = read_host();
+    let host = read_host(scope, backend);
     let mut ips: BTreeSet<String> = BTreeSet::new();
     for r in host.reservations.iter().filter(|r| r.container_id == id) {
         ips.insert(r.ip.clone());
@@ -577,6 +891,293 @@ pub fn release(id: &str) -> Result<Vec<String>> {
         Err(err) => errors.push(format!("{err:#}")),
     }
     super::repair_outcome(touched, errors)
+}
+
+/// Release what netavark holds for container `id`, which podman forgot: per archy network
+/// where aardvark-dns still lists it, replay `netavark teardown` as podman would have at its
+/// exit (containers/common `libnetwork/netavark/run.go` `Teardown`: the network's JSON, the
+/// container's addresses and its port forwards as read from the network's own chain), in the
+/// container's old namespace when it is still mounted (then delete it: its veth pair goes
+/// with it), else in a fresh empty one (netavark then fails only on the missing interface,
+/// after removing the firewall rules and the DNS entry: `src/commands/teardown.rs`). A forward
+/// to an address another container holds now is not passed (the rule is that one's too).
+/// Then delete what still names it by hand: netavark 1.4's DNAT jump rules (commented with
+/// its id). The caller has podman set up its running containers' networks again (`podman
+/// network reload --all`): a teardown removes rules identical to a live container's.
+fn release_netavark(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec<String>> {
+    let mut touched = Vec::new();
+    let mut errors = Vec::new();
+    let host = read_netavark(scope, nv);
+    let others = |cid: &str, net: &str| cid != id && scope.names.contains(net);
+    let held: BTreeSet<(String, String)> = host
+        .dns
+        .iter()
+        .filter(|(net, e)| others(&e.container_id, net))
+        .flat_map(|(net, e)| e.ipv4.iter().map(move |ip| (net.clone(), ip.clone())))
+        .collect();
+    let namespaces = namespace_addresses();
+    for (net, entry) in host
+        .dns
+        .iter()
+        .filter(|(net, e)| e.container_id == id && scope.names.contains(net))
+    {
+        let ips = &entry.ipv4;
+        let mut mappings: Vec<super::netavark::PortMapping> = host
+            .forwards
+            .iter()
+            .filter(|(n, f)| {
+                n == net
+                    && ips.contains(&f.dest_ip)
+                    && !held.contains(&(n.clone(), f.dest_ip.clone()))
+            })
+            .map(|(_, f)| f.mapping.clone())
+            .collect();
+        mappings.sort();
+        mappings.dedup();
+        let old_ns = namespaces
+            .iter()
+            .find(|(_, addrs)| ips.iter().any(|ip| addrs.contains(ip)))
+            .map(|(path, _)| path.clone());
+        if let Some(ns) = &old_ns {
+            if let Some(pid) = netns_user(ns) {
+                anyhow::bail!(
+                    "network namespace {} of container {} is still in use by pid {pid}; nothing of its network released",
+                    ns.display(),
+                    crate::podman::short_id(id)
+                );
+            }
+        }
+        let network_json = network_json_or_synthesized(nv, scope, net);
+        let Some(netavark) = &nv.netavark else {
+            errors.push(format!(
+                "netavark not found in {}: the teardown of container {} cannot be replayed",
+                HELPER_DIRS.join(":"),
+                crate::podman::short_id(id)
+            ));
+            continue;
+        };
+        let name = entry
+            .names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| crate::podman::short_id(id).to_string());
+        let options =
+            super::netavark::teardown_options(id, &name, net, ips, &mappings, &network_json);
+        let (ns, scratch) = match &old_ns {
+            Some(path) => (path.clone(), false),
+            None => match scratch_netns() {
+                Ok(path) => (path, true),
+                Err(err) => {
+                    errors.push(format!("{err:#}"));
+                    continue;
+                }
+            },
+        };
+        match netavark_teardown(netavark, nv, &ns, &options) {
+            Ok(()) => touched.push(format!(
+                "netavark teardown replayed for {} on {net} (address {}; {} port forward(s); DNS entry)",
+                crate::podman::short_id(id),
+                ips.join(", "),
+                mappings.len()
+            )),
+            Err(err) => errors.push(format!("{err:#}")),
+        }
+        match delete_netns(&ns) {
+            Ok(()) if !scratch => {
+                touched.push(format!("network namespace {} deleted", ns.display()))
+            }
+            Ok(()) => {}
+            Err(err) => errors.push(format!("{err:#}")),
+        }
+    }
+    // Jump rules still naming it (netavark 1.4 comments them with its id): a container with no
+    // DNS entry to replay from, or a teardown that failed.
+    let host = read_netavark(scope, nv);
+    match delete_rules(&host, id, &BTreeSet::new()) {
+        Ok(done) => touched.extend(done),
+        Err(err) => errors.push(format!("{err:#}")),
+    }
+    super::repair_outcome(touched, errors)
+}
+
+/// A namespace an earlier attachment left, on netavark: its port forwards (to its address, in
+/// the network's own chain) and DNS entries are replayed away with netavark's teardown in the
+/// namespace itself, unless a live namespace holds that address now (then they are its). A
+/// container that started again elsewhere (same id, new address: podman's refresh after its
+/// runtime dirs were wiped) keeps its DNAT ahead of the stale one otherwise; the teardown runs
+/// under the id of the DNS entry naming the old address (or one no container has), and the
+/// caller's `podman network reload --all` puts back what the live container shares with it.
+/// Then the namespace goes, and its veth pair with it.
+fn release_namespace_netavark(
+    stale: &StaleNamespace,
+    scope: &NetScope,
+    nv: &NetavarkHost,
+) -> Result<Vec<String>> {
+    let mut touched = Vec::new();
+    let mut errors = Vec::new();
+    let host = read_netavark(scope, nv);
+    // Held: the address is on an interface of a namespace a process is in (the kernel's word,
+    // not aardvark-dns's file, which may still list the old address beside the new one).
+    let busy = busy_netns();
+    let held: BTreeSet<String> = namespace_addresses()
+        .into_iter()
+        .filter(|(path, _)| std::fs::metadata(path).is_ok_and(|m| busy.contains(&m.ino())))
+        .flat_map(|(_, addrs)| addrs)
+        .collect();
+    let ips: Vec<String> = stale
+        .ips
+        .iter()
+        .filter(|ip| !held.contains(ip.as_str()))
+        .cloned()
+        .collect();
+    // A DNS entry still naming the old address: the teardown runs under its container's id,
+    // which removes all of that container's entries (the reload puts the live one back).
+    let dns_owner = host
+        .dns
+        .iter()
+        .filter(|(net, _)| *net == stale.network)
+        .find(|(_, e)| e.ipv4.iter().any(|ip| ips.contains(ip)))
+        .map(|(_, e)| e.container_id.clone());
+    let mut mappings: Vec<super::netavark::PortMapping> = host
+        .forwards
+        .iter()
+        .filter(|(net, f)| *net == stale.network && ips.contains(&f.dest_ip))
+        .map(|(_, f)| f.mapping.clone())
+        .collect();
+    mappings.sort();
+    mappings.dedup();
+    if !mappings.is_empty() || dns_owner.is_some() {
+        match &nv.netavark {
+            Some(netavark) => {
+                let network_json = network_json_or_synthesized(nv, scope, &stale.network);
+                let options = super::netavark::teardown_options(
+                    dns_owner.as_deref().unwrap_or(NO_CONTAINER),
+                    "archy-heal",
+                    &stale.network,
+                    &ips,
+                    &mappings,
+                    &network_json,
+                );
+                match netavark_teardown(netavark, nv, Path::new(&stale.path), &options) {
+                    Ok(()) => touched.push(format!(
+                        "netavark teardown replayed for namespace {} on {} (address {}; {} port forward(s))",
+                        stale.path,
+                        stale.network,
+                        ips.join(", "),
+                        mappings.len()
+                    )),
+                    Err(err) => errors.push(format!("{err:#}")),
+                }
+            }
+            None => errors.push(format!(
+                "netavark not found in {}: the port forwards to {} cannot be replayed away",
+                HELPER_DIRS.join(":"),
+                ips.join(", ")
+            )),
+        }
+    }
+    match delete_netns(Path::new(&stale.path)) {
+        Ok(()) => touched.push(format!("network namespace {} deleted", stale.path)),
+        Err(err) => errors.push(format!("{err:#}")),
+    }
+    super::repair_outcome(touched, errors)
+}
+
+/// The container id a namespace-only teardown is replayed under: no container has it, so
+/// netavark finds no DNS entry and no DNAT jump (1.4 comments those with the id) of it.
+const NO_CONTAINER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The network's JSON as podman describes it, or, when podman no longer knows the network (its
+/// config deleted behind podman's back), what netavark's teardown needs of it: the name (1.4
+/// names its chains by a hash of it), the subnet and, for nftables, the first 8 characters of
+/// its id, read off the `nv_<id8>_<subnet>_dnat` chain holding archy's subnet. The interface
+/// name is a placeholder: the link removal it is used for fails and teardown goes on.
+fn network_json_or_synthesized(
+    nv: &NetavarkHost,
+    scope: &NetScope,
+    name: &str,
+) -> serde_json::Value {
+    if let Some(json) = nv.networks.get(name) {
+        return json.clone();
+    }
+    let id = match nv.firewall {
+        FirewallDriver::Nftables => Cmd::new("nft")
+            .args(["list", "chains", "inet", "netavark"])
+            .run()
+            .ok()
+            .and_then(|out| {
+                let suffix = super::netavark::nft_dnat_chain("", &scope.subnet);
+                let suffix = suffix.trim_start_matches("nv_").to_string();
+                out.stdout.split_whitespace().find_map(|word| {
+                    word.strip_prefix("nv_")?
+                        .strip_suffix(suffix.as_str())
+                        .map(|id8| id8.trim_end_matches('_').to_string())
+                })
+            })
+            .unwrap_or_default(),
+        FirewallDriver::Iptables => String::new(),
+    };
+    let gateway = scope
+        .subnet
+        .split_once('/')
+        .and_then(|(net, _)| net.parse::<std::net::Ipv4Addr>().ok())
+        .map(|ip| std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string())
+        .unwrap_or_default();
+    serde_json::json!({
+        "name": name,
+        "id": format!("{id:0<64}"),
+        "driver": "bridge",
+        "network_interface": "archy-gone0",
+        "subnets": [{"subnet": scope.subnet, "gateway": gateway}],
+        "ipv6_enabled": false,
+        "internal": false,
+        "dns_enabled": true,
+        "ipam_options": {"driver": "host-local"},
+    })
+}
+
+/// `netavark teardown NS` with `options` on stdin, as podman calls it (`--config`,
+/// `--rootless`, `--aardvark-binary`; the firewall driver it found through `NETAVARK_FW`,
+/// which netavark 1.14 reads and 1.4 ignores).
+fn netavark_teardown(
+    netavark: &Path,
+    nv: &NetavarkHost,
+    ns: &Path,
+    options: &serde_json::Value,
+) -> Result<()> {
+    let mut cmd = Cmd::new(netavark)
+        .arg(format!("--config={}", nv.config_dir.display()))
+        .arg(format!("--rootless={}", crate::procinfo::euid() != 0))
+        .env("NETAVARK_FW", nv.firewall.as_str());
+    if let Some(aardvark) = &nv.aardvark {
+        cmd = cmd.arg(format!("--aardvark-binary={}", aardvark.display()));
+    }
+    let cmd = cmd
+        .arg("teardown")
+        .arg(ns)
+        .stdin_bytes(serde_json::to_vec(options).context("failed to encode netavark's options")?);
+    let out = cmd.run_unchecked()?;
+    // netavark reports its error as JSON on stdout (`{"error": "…"}`), logs on stderr.
+    let said = format!("{}\n{}", out.stdout.trim(), out.stderr.trim());
+    if out.success() || super::netavark::only_already_gone(&said) {
+        return Ok(());
+    }
+    Err(cmd.failure(&out)).with_context(|| format!("netavark teardown failed: {}", said.trim()))
+}
+
+/// A fresh, empty network namespace to replay a teardown in when the container's own is gone.
+fn scratch_netns() -> Result<PathBuf> {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "archy-heal-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    Cmd::new("ip")
+        .args(["netns", "add", &name])
+        .run()
+        .context("failed to make a scratch network namespace for netavark's teardown")?;
+    Ok(Path::new(NETNS_DIR).join(name))
 }
 
 /// Replay the CNI DEL of one cached attachment (libcni's order), then drop the cache entry
@@ -710,18 +1311,23 @@ fn delete_rules(host: &HostNet, id: &str, ips: &BTreeSet<String>) -> Result<Vec<
     Ok(touched)
 }
 
-/// Delete the iptables rules about addresses `ips` (port forwards to them, their masquerade
-/// and forward rules), then the per-container chains only they jumped to.
-fn delete_rules_of_addresses(host: &HostNet, ips: &BTreeSet<String>) -> Result<Vec<String>> {
+/// Delete CNI's iptables rules about addresses `ips` on archy's networks (port forwards to
+/// them, their masquerade and forward rules), then the per-container chains only they jumped
+/// to. A rule is archy's when its comment names one of archy's networks, or it sits in a
+/// per-container chain such a rule jumps to, or in CNI's firewall plugin's `CNI-FORWARD`:
+/// another network's (or another podman root's, or netavark's) rules for the same address are
+/// never touched.
+fn delete_rules_of_addresses(
+    host: &HostNet,
+    ips: &BTreeSet<String>,
+    scope: &NetScope,
+) -> Result<Vec<String>> {
     let mut touched = Vec::new();
     let mut chains: Vec<(&str, String)> = Vec::new();
     if ips.is_empty() {
         return Ok(touched);
     }
-    for (table, line) in &host.rules {
-        if !ips.iter().any(|ip| rule_references_ip(line, ip)) {
-            continue;
-        }
+    for (table, line) in super::network::cni_rules_of_addresses(&host.rules, ips, &scope.names) {
         let args = split_rule(line);
         if let Some(chain) = container_chain(&args) {
             chains.push((table, chain.to_string()));

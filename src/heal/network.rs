@@ -16,7 +16,7 @@
 //! container: the network namespace (podman unmounts it itself, `netns.UnmountNS`), iptables
 //! rules whose comment carries `id: "<container id>"`, and host-local IPAM files holding it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -173,8 +173,12 @@ pub fn del_calls(entry: &CacheEntry) -> Result<Vec<PluginCall>> {
     Ok(calls)
 }
 
-/// The container id in an `iptables -S` rule's CNI comment (`id: \"<id>\"`), if any.
+/// The container id in an `iptables -S` rule's CNI comment or netavark 1.4's DNAT comment
+/// (`"dnat name: <net> id: <id>"`) (`id: \"<id>\"`), if any.
 pub fn rule_container_id(line: &str) -> Option<&str> {
+    if let Some(id) = netavark_comment(line).and_then(super::netavark::comment_container) {
+        return id.chars().all(|c| c.is_ascii_hexdigit()).then_some(id);
+    }
     let start = line.find("id: \\\"")? + "id: \\\"".len();
     let rest = &line[start..];
     let end = rest.find('\\')?;
@@ -182,11 +186,24 @@ pub fn rule_container_id(line: &str) -> Option<&str> {
     (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
-/// The network name in an `iptables -S` rule's CNI comment (`name: \"<net>\"`), if any.
+/// The network name in an `iptables -S` rule's CNI comment or netavark 1.4's DNAT comment (`name: \"<net>\"`), if any.
 pub fn rule_network(line: &str) -> Option<&str> {
+    if let Some(net) = netavark_comment(line).and_then(super::netavark::comment_network) {
+        return Some(net);
+    }
     let start = line.find("name: \\\"")? + "name: \\\"".len();
     let rest = &line[start..];
     rest.find('\\').map(|end| &rest[..end])
+}
+
+/// The text of a netavark 1.4 DNAT comment in an `iptables -S` line
+/// (`--comment "dnat name: <net> id: <id>"`: no quotes inside, unlike CNI's).
+fn netavark_comment(line: &str) -> Option<&str> {
+    let start = line.find("--comment \"dnat name: ")? + "--comment \"".len();
+    let rest = &line[start..];
+    // CNI's portmap comments the same way but quotes the name (`dnat name: \"net\" …`).
+    let comment = &rest[..rest.find('"')?];
+    (!comment.ends_with('\\')).then_some(comment)
 }
 
 /// Split an `iptables -S` line into arguments: double quotes group, `\"` inside them is a
@@ -261,6 +278,11 @@ pub struct Debris {
     pub ipam_files: Vec<PathBuf>,
     /// libcni cache entries (replayed as DEL to release the rest).
     pub cache_files: Vec<PathBuf>,
+    /// netavark: networks whose aardvark-dns entries still name it (peers resolve its name to
+    /// a dead address).
+    pub dns_entries: Vec<String>,
+    /// netavark: port forwards to its address in the network's own firewall chain.
+    pub port_forwards: Vec<String>,
 }
 
 impl Debris {
@@ -270,6 +292,8 @@ impl Debris {
             && self.rules.is_empty()
             && self.ipam_files.is_empty()
             && self.cache_files.is_empty()
+            && self.dns_entries.is_empty()
+            && self.port_forwards.is_empty()
     }
 
     /// One line for probe evidence.
@@ -292,6 +316,16 @@ impl Debris {
         }
         if !self.cache_files.is_empty() {
             parts.push(format!("{} CNI cache entr(ies)", self.cache_files.len()));
+        }
+        if !self.port_forwards.is_empty() {
+            parts.push(format!("port forward(s) {}", self.port_forwards.join(", ")));
+        }
+        if !self.dns_entries.is_empty() {
+            parts.push(format!(
+                "DNS entry on {} (address {})",
+                self.dns_entries.join(", "),
+                self.ips.join(", ")
+            ));
         }
         format!(
             "container {} (unknown to podman) left on network {}: {}",
@@ -373,10 +407,11 @@ impl OrphanBridge {
     }
 }
 
-/// The name podman's CNI backend gives the bridges it creates (`cni-podman0`, `cni-podman1`, …;
-/// podman 4 `libnetwork/cni/network.go` hands out `cni-podman<N>`).
+/// The names podman gives the bridges it creates: `cni-podman<N>` with the CNI backend (podman 4
+/// `libnetwork/cni/network.go`), `podman<N>` with netavark (`libnetwork/netavark/config.go`).
 pub fn is_podman_bridge_name(name: &str) -> bool {
     name.strip_prefix("cni-podman")
+        .or_else(|| name.strip_prefix("podman"))
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -435,6 +470,34 @@ pub fn parse_addresses(json: &str) -> Result<Vec<String>> {
             ))
         })
         .collect())
+}
+
+/// The iptables rules (table, `-S` line) of CNI about addresses `ips` that belong to archy's
+/// networks `names`: a rule whose comment names one of them, a rule in a per-container chain
+/// such a rule jumps to, or one in CNI's firewall plugin's `CNI-FORWARD`. Another network's
+/// (another podman root's, netavark's) rules about the same address are not among them.
+pub fn cni_rules_of_addresses<'a>(
+    rules: &'a [(&'static str, String)],
+    ips: &BTreeSet<String>,
+    names: &BTreeSet<String>,
+) -> Vec<(&'static str, &'a String)> {
+    let archys_chains: BTreeSet<String> = rules
+        .iter()
+        .filter(|(_, l)| rule_network(l).is_some_and(|n| names.contains(n)))
+        .filter_map(|(_, l)| container_chain(&split_rule(l)).map(String::from))
+        .collect();
+    rules
+        .iter()
+        .filter(|(_, line)| ips.iter().any(|ip| rule_references_ip(line, ip)))
+        .filter(|(_, line)| {
+            let args = split_rule(line);
+            let chain = args.get(1).map(String::as_str).unwrap_or("");
+            rule_network(line).is_some_and(|n| names.contains(n))
+                || archys_chains.contains(chain)
+                || chain == "CNI-FORWARD"
+        })
+        .map(|(table, line)| (*table, line))
+        .collect()
 }
 
 /// Whether an `iptables -S` rule is about address `ip` (`-s/-d ip/32`, `--to-destination ip:…`).
@@ -550,5 +613,53 @@ mod tests {
         assert!(!is_podman_bridge_name("cni-podman"));
         assert!(!is_podman_bridge_name("cni-podmanx"));
         assert!(!is_podman_bridge_name("docker0"));
+        assert!(is_podman_bridge_name("podman3"));
+        assert!(!is_podman_bridge_name("podman"));
+        assert!(!is_podman_bridge_name("podmanx"));
+    }
+
+    /// The hostile case: another podman root uses an overlapping subnet, so its container has
+    /// the same address as archy's stale one. Only archy's network's rules are selected.
+    #[test]
+    fn rules_of_an_address_are_archys_only() {
+        let rules: Vec<(&'static str, String)> = [
+            ("nat", r#"-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"archy\" id: \"aa\"" -m multiport --dports 18080 -j CNI-DN-1"#),
+            ("nat", "-A CNI-DN-1 -d 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.89.0.2:80"),
+            ("nat", r#"-A POSTROUTING -s 10.89.0.2/32 -m comment --comment "name: \"archy\" id: \"aa\"" -j CNI-7"#),
+            ("filter", "-A CNI-FORWARD -d 10.89.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+            // Another root's network with the same address: CNI and netavark.
+            ("nat", r#"-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"other\" id: \"bb\"" -m multiport --dports 19090 -j CNI-DN-2"#),
+            ("nat", "-A CNI-DN-2 -d 127.0.0.1/32 -p tcp -m tcp --dport 19090 -j DNAT --to-destination 10.89.0.2:80"),
+            ("nat", "-A NETAVARK-DN-B5A1A0612E405 -d 127.0.0.1/32 -p tcp -m tcp --dport 18777 -j DNAT --to-destination 10.89.0.2:80"),
+        ]
+        .map(|(t, l)| (t, l.to_string()))
+        .to_vec();
+        let ips = BTreeSet::from(["10.89.0.2".to_string()]);
+        let picked: Vec<&str> =
+            cni_rules_of_addresses(&rules, &ips, &BTreeSet::from(["archy".to_string()]))
+                .into_iter()
+                .map(|(_, l)| l.as_str())
+                .collect();
+        assert_eq!(
+            picked,
+            [
+                rules[1].1.as_str(),
+                rules[2].1.as_str(),
+                rules[3].1.as_str()
+            ]
+        );
+    }
+
+    #[test]
+    fn netavark_dnat_comments_name_container_and_network() {
+        let line = "-A NETAVARK-HOSTPORT-DNAT -p tcp -m tcp --dport 18777 -m comment --comment \"dnat name: expnet id: ed9ceb6f95d148dac50aed9ea2b41806fb6ef0cb56d058d900814e23db0d6a6f\" -j NETAVARK-DN-B5A1A0612E405";
+        assert_eq!(
+            rule_container_id(line),
+            Some("ed9ceb6f95d148dac50aed9ea2b41806fb6ef0cb56d058d900814e23db0d6a6f")
+        );
+        assert_eq!(rule_network(line), Some("expnet"));
+        let masq = "-A NETAVARK-HOSTPORT-MASQ -m comment --comment \"netavark portfw masq mark\" -j MASQUERADE";
+        assert_eq!(rule_container_id(masq), None);
+        assert_eq!(rule_network(masq), None);
     }
 }

@@ -59,6 +59,20 @@ pub fn gather(
         euid(),
         xdg.as_deref(),
     );
+    // podman 5's SQLite errors name no path, and podman prints its paths only after opening
+    // the database: read them from its config files instead.
+    let paths = match (&engine_error, &paths.db) {
+        (Some(super::EngineError::DbCorrupt { db, .. }), None) if db.as_os_str().is_empty() => {
+            let (graph_root, static_dir) = configured_roots(euid());
+            EnginePaths {
+                db: super::sqlite_db_path(static_dir.as_deref(), graph_root.as_deref()),
+                graph_root: paths.graph_root.clone().or(graph_root),
+                static_dir: paths.static_dir.clone().or(static_dir),
+                ..paths
+            }
+        }
+        _ => paths,
+    };
     let mut facts = Facts {
         podman_version: info.as_ref().map(|i| i.version.version.clone()),
         engine_error,
@@ -124,7 +138,17 @@ pub fn gather(
             .filter(|c| c.state.eq_ignore_ascii_case("running"))
             .map(|c| c.id.clone())
             .collect();
-        let scan = super::netsys::scan(networks, &known, &running, || {
+        let info = info.as_ref();
+        let backend = super::netsys::detect_backend(
+            info.map(|i| i.host.network_backend.as_str()).unwrap_or(""),
+            paths.rootless,
+            paths.run_root.as_deref(),
+            networks,
+            |name| podman.network_json(name).ok().flatten(),
+        );
+        facts.network_backend = Some(backend.name());
+        facts.firewall_driver = backend.firewall();
+        let scan = super::netsys::scan(networks, &backend, &known, &running, || {
             Ok(podman
                 .list_networks()?
                 .into_iter()
@@ -134,6 +158,10 @@ pub fn gather(
                 })
                 .collect())
         });
+        facts.net = super::NetContext {
+            scope: networks.clone(),
+            backend,
+        };
         facts.network_debris = Some(scan.debris);
         facts.stale_namespaces = Some(scan.stale_namespaces);
         facts.orphan_bridges = Some(scan.orphan_bridges);
@@ -170,6 +198,63 @@ pub fn gather(
     }
     facts.paths = paths;
     Ok(facts)
+}
+
+/// The graph root and static dir podman's config files set, read as podman reads them for
+/// root (`$CONTAINERS_STORAGE_CONF` else `/etc/containers/storage.conf` else
+/// `/usr/share/containers/storage.conf`; `$CONTAINERS_CONF` else `/usr/share/containers/`,
+/// `/etc/containers/containers.conf` and its `.d` drop-ins, later ones winning), defaulting to
+/// `/var/lib/containers/storage` for root. Rootless roots are not guessed (`None`).
+fn configured_roots(euid: u32) -> (Option<PathBuf>, Option<PathBuf>) {
+    if euid != 0 {
+        return (None, None);
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).ok();
+    let storage_files: Vec<PathBuf> = match std::env::var_os("CONTAINERS_STORAGE_CONF") {
+        Some(f) => vec![PathBuf::from(f)],
+        None => [
+            "/etc/containers/storage.conf",
+            "/usr/share/containers/storage.conf",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .take(1)
+        .collect(),
+    };
+    let graph_root = storage_files
+        .iter()
+        .filter_map(|f| read(f))
+        .find_map(|t| super::toml_string(&t, "storage", "graphroot"))
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/var/lib/containers/storage")));
+    let conf_files: Vec<PathBuf> = match std::env::var_os("CONTAINERS_CONF") {
+        Some(f) => vec![PathBuf::from(f)],
+        None => {
+            let mut files = vec![
+                PathBuf::from("/usr/share/containers/containers.conf"),
+                PathBuf::from("/etc/containers/containers.conf"),
+            ];
+            let mut dropins: Vec<PathBuf> = std::fs::read_dir("/etc/containers/containers.conf.d")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+                .collect();
+            dropins.sort();
+            files.extend(dropins);
+            files
+        }
+    };
+    // The last file that sets it wins.
+    let static_dir = conf_files
+        .iter()
+        .rev()
+        .filter_map(|f| read(f))
+        .find_map(|t| super::toml_string(&t, "engine", "static_dir"))
+        .map(PathBuf::from);
+    (graph_root, static_dir)
 }
 
 /// The OCI runtime's containers (`runc --root <root> list --format json`).
@@ -402,18 +487,28 @@ pub fn perform(
             }
             super::repair_outcome(touched, errors)
         }
-        StepKind::KillGhosts => kill_ghosts(facts, &step.targets),
-        StepKind::ReleaseNetworkDebris => {
-            release_each(step.targets.iter(), |id| super::netsys::release(id))
+        StepKind::KillGhosts => {
+            reload_after_teardown(podman, facts, kill_ghosts(podman, facts, &step.targets))
         }
-        StepKind::ReleaseStaleNamespaces => release_each(
-            facts
-                .stale_namespaces
-                .iter()
-                .flatten()
-                .filter(|s| step.targets.contains(&s.path)),
-            super::netsys::release_namespace,
-        ),
+        StepKind::ReleaseNetworkDebris => {
+            let backend = repair_backend(podman, facts);
+            let done = release_each(step.targets.iter(), |id| {
+                super::netsys::release(id, &facts.net.scope, &backend)
+            });
+            reload_after_teardown(podman, facts, done)
+        }
+        StepKind::ReleaseStaleNamespaces => {
+            let backend = repair_backend(podman, facts);
+            let done = release_each(
+                facts
+                    .stale_namespaces
+                    .iter()
+                    .flatten()
+                    .filter(|s| step.targets.contains(&s.path)),
+                |stale| super::netsys::release_namespace(stale, &facts.net.scope, &backend),
+            );
+            reload_after_teardown(podman, facts, done)
+        }
         StepKind::RemoveOrphanBridges => release_each(
             facts
                 .orphan_bridges
@@ -460,6 +555,44 @@ pub fn perform(
 }
 
 /// Release every target, going on past failures; one outcome for them all.
+/// The backend with archy's networks described by podman: what a netavark teardown needs.
+fn repair_backend(podman: &Podman, facts: &Facts) -> super::netsys::Backend {
+    super::netsys::with_networks(&facts.net.backend, &facts.net.scope, |name| {
+        podman.network_json(name).ok().flatten()
+    })
+}
+
+/// After netavark teardowns were replayed: have podman set up its running containers'
+/// networks again (`podman network reload --all`), since a teardown removes every rule equal to
+/// one it built, and a live container on the same port has equal ones (netavark 1.14's DNAT
+/// jump, 1.4's mark rules). Nothing to do on CNI, or when nothing was torn down.
+fn reload_after_teardown(
+    podman: &Podman,
+    facts: &Facts,
+    done: Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let replayed = |touched: &[String]| touched.iter().any(|t| t.starts_with("netavark teardown"));
+    let needs_reload = matches!(facts.net.backend, super::netsys::Backend::Netavark(_))
+        && match &done {
+            Ok(touched) => replayed(touched),
+            Err(err) => {
+                replayed(&[format!("{err:#}")]) || format!("{err:#}").contains("netavark teardown")
+            }
+        };
+    if !needs_reload {
+        return done;
+    }
+    let reload = podman.network_reload_all();
+    match (done, reload) {
+        (Ok(mut touched), Ok(())) => {
+            touched.push("podman network reload --all".into());
+            Ok(touched)
+        }
+        (Ok(_), Err(err)) => Err(err),
+        (Err(err), _) => Err(err),
+    }
+}
+
 fn release_each<T>(
     targets: impl Iterator<Item = T>,
     release: impl Fn(T) -> Result<Vec<String>>,
@@ -500,7 +633,20 @@ fn clear_dir(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Rename the database to `<db>.broken-<UTC>` in the same dir (never deleted).
+/// Move the database aside, and SQLite's `-wal` and `-shm` files with it (they belong to that
+/// file: left behind, SQLite would replay the old journal into the new database).
 fn move_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
+    let mut said = move_one_aside(db, now_rfc3339)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", db.display()));
+        if side.exists() {
+            said.push_str(&format!(", {}", move_one_aside(&side, now_rfc3339)?));
+        }
+    }
+    Ok(said)
+}
+
+fn move_one_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
     let mut target = super::broken_db_path(db, now_rfc3339);
     let mut n = 1;
     while target.exists() {
@@ -524,7 +670,8 @@ fn move_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
 }
 
 /// Kill and delete ghost OCI containers, then make sure their conmons are gone.
-fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+fn kill_ghosts(podman: &Podman, facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
+    let backend = repair_backend(podman, facts);
     let mut touched = Vec::new();
     let mut errors = Vec::new();
     let ids: Vec<&String> = targets
@@ -551,7 +698,7 @@ fn kill_ghosts(facts: &Facts, targets: &[String]) -> Result<Vec<String>> {
             }
             // Whatever network the ghost held (namespace, veth, port forwards, IP): podman
             // would have torn it down at the container's exit; it no longer knows the container.
-            match super::netsys::release(id) {
+            match super::netsys::release(id, &facts.net.scope, &backend) {
                 Ok(done) => touched.extend(done),
                 Err(err) => errors.push(format!("{err:#}")),
             }
@@ -654,6 +801,44 @@ mod tests {
     use super::*;
     use crate::heal::{Facts, Step, StepKind};
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_sqlite_database_moves_aside_with_its_journal_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sql");
+        for (name, text) in [
+            ("db.sql", "garbage"),
+            ("db.sql-wal", "wal"),
+            ("db.sql-shm", "shm"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let said = move_aside(&db, "2026-12-06T01:02:03Z").unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "db.sql-shm.broken-20261206T010203Z",
+                "db.sql-wal.broken-20261206T010203Z",
+                "db.sql.broken-20261206T010203Z"
+            ],
+            "{said}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("db.sql-wal.broken-20261206T010203Z")).unwrap(),
+            "wal"
+        );
+        // A BoltDB has no journal files: only it moves.
+        let bolt = dir.path().join("bolt_state.db");
+        std::fs::write(&bolt, "x").unwrap();
+        assert!(!move_aside(&bolt, "2026-12-06T01:02:03Z")
+            .unwrap()
+            .contains(','));
+    }
 
     /// A podman whose lock table is full until `system renumber` runs (the soak found it: a
     /// root that lost its database many times; podman 4.3.1's own message).

@@ -216,37 +216,89 @@ fn http_get(port: u16, path: &str) -> Result<String, String> {
     Ok(body.trim().to_string())
 }
 
-/// What the host holds for container `id` on the network: (netns path, host veth) from libcni's
-/// cache entry, which the test reads before the fault.
-fn network_of(root: &TestRoot, id: &str) -> (String, String) {
-    let cache =
-        std::path::Path::new("/var/lib/cni/results").join(format!("{}-{id}-eth0", root.network));
-    let entry: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
-    let ifaces = entry["result"]["interfaces"].as_array().unwrap();
-    let netns = ifaces
-        .iter()
-        .find_map(|i| i["sandbox"].as_str())
-        .unwrap()
-        .to_string();
-    let veth = ifaces
-        .iter()
-        .filter(|i| i["sandbox"].as_str().unwrap_or("").is_empty())
-        .filter_map(|i| i["name"].as_str())
-        .find(|n| n.starts_with("veth"))
-        .unwrap()
-        .to_string();
-    (netns, veth)
+/// What the host holds for container `id` on the network, read before the fault through podman
+/// and the kernel (no backend's private files): its netns path, host veth and address.
+struct HostSide {
+    netns: String,
+    /// The host veth's interface index: netavark hands out names (`veth3`) again, the kernel
+    /// does not reuse an index soon.
+    veth_index: i64,
+    veth: String,
+    ip: String,
 }
 
-/// Nothing of container `id` left on the host: netns, veth, iptables rules, IP reservation,
-/// CNI cache entry.
-fn assert_no_network_debris(root: &TestRoot, id: &str, netns: &str, veth: &str) {
-    assert!(!std::path::Path::new(netns).exists(), "netns {netns} left");
+fn network_of(root: &TestRoot, id: &str) -> HostSide {
+    let netns = root
+        .podman_ok(&["inspect", "--format", "{{.NetworkSettings.SandboxKey}}", id])
+        .trim()
+        .to_string();
+    let ip = root
+        .podman_ok(&[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            id,
+        ])
+        .trim()
+        .to_string();
+    let name = std::path::Path::new(&netns)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let eth0 = std::process::Command::new("ip")
+        .args(["-n", &name, "-j", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let eth0: serde_json::Value = serde_json::from_slice(&eth0.stdout).unwrap();
+    let peer = eth0[0]["link_index"].as_i64().expect("eth0's peer index");
+    let links = std::process::Command::new("ip")
+        .args(["-j", "link", "show"])
+        .output()
+        .unwrap();
+    let links: serde_json::Value = serde_json::from_slice(&links.stdout).unwrap();
+    let veth = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["ifindex"].as_i64() == Some(peer))
+        .and_then(|l| l["ifname"].as_str())
+        .expect("the host veth of eth0")
+        .to_string();
+    assert!(!netns.is_empty() && !ip.is_empty(), "{netns} {ip}");
+    HostSide {
+        netns,
+        veth_index: peer,
+        veth,
+        ip,
+    }
+}
+
+/// Nothing of container `id` left on the host: netns, veth, firewall rules naming it or
+/// forwarding to its address (unless `now` holds that address again), its DNS entry; on CNI
+/// also its IP reservation and libcni cache entry.
+fn assert_no_network_debris(root: &TestRoot, id: &str, old: &HostSide, now: &str) {
     assert!(
-        !std::path::Path::new("/sys/class/net").join(veth).exists(),
-        "veth {veth} left"
+        !std::path::Path::new(&old.netns).exists(),
+        "netns {} left",
+        old.netns
     );
+    let links = std::process::Command::new("ip")
+        .args(["-j", "link", "show"])
+        .output()
+        .unwrap();
+    let links: serde_json::Value = serde_json::from_slice(&links.stdout).unwrap();
+    assert!(
+        !links
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["ifindex"].as_i64() == Some(old.veth_index)),
+        "veth {} (index {}) left",
+        old.veth,
+        old.veth_index
+    );
+    let now_ip = network_of(root, now).ip;
     for table in ["nat", "filter"] {
         let rules = std::process::Command::new("iptables")
             .args(["-t", table, "-S"])
@@ -257,15 +309,27 @@ fn assert_no_network_debris(root: &TestRoot, id: &str, netns: &str, veth: &str) 
             !rules.contains(id),
             "iptables {table} rules of the ghost left:\n{rules}"
         );
+        if now_ip != old.ip {
+            assert!(
+                !rules.contains(&format!("--to-destination {}:", old.ip)),
+                "a port forward to the dead address {} left:\n{rules}",
+                old.ip
+            );
+        }
     }
-    let ipam = std::path::Path::new("/var/lib/cni/networks").join(&root.network);
-    for entry in std::fs::read_dir(&ipam).into_iter().flatten().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        assert!(!text.contains(id), "IP reservation {:?} left", entry.path());
+    let dns = std::path::Path::new("/run/containers/networks/aardvark-dns").join(&root.network);
+    let dns = std::fs::read_to_string(dns).unwrap_or_default();
+    assert!(!dns.contains(id), "DNS entry of the ghost left:\n{dns}");
+    if network_backend() == "cni" {
+        let ipam = std::path::Path::new("/var/lib/cni/networks").join(&root.network);
+        for entry in std::fs::read_dir(&ipam).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            assert!(!text.contains(id), "IP reservation {:?} left", entry.path());
+        }
+        assert!(!std::path::Path::new("/var/lib/cni/results")
+            .join(format!("{}-{id}-eth0", root.network))
+            .exists());
     }
-    assert!(!std::path::Path::new("/var/lib/cni/results")
-        .join(format!("{}-{id}-eth0", root.network))
-        .exists());
 }
 
 /// An app publishing 127.0.0.1:`port` with busybox httpd serving /etc (so GET /hostname names
@@ -296,8 +360,13 @@ fn network_debris_probe(root: &TestRoot) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{dry:?}"))
 }
 
-fn port_answers_after_db_loss(case: &mut Case, root: &TestRoot, port: u16, ghost: &str) {
-    let (netns, veth) = network_of(root, ghost);
+fn port_answers_after_db_loss(
+    case: &mut Case,
+    root: &TestRoot,
+    port: u16,
+    ghost: &str,
+    old: &HostSide,
+) {
     let heal = root.archy(&["heal-podman", "--output", "json"]);
     assert_eq!(heal.code, 0, "{heal:?}");
     let out = root.archy(&["reconcile"]);
@@ -310,7 +379,7 @@ fn port_answers_after_db_loss(case: &mut Case, root: &TestRoot, port: u16, ghost
         Ok(&new[..12]),
         "the published port must answer from the new container"
     );
-    assert_no_network_debris(root, ghost, &netns, &veth);
+    assert_no_network_debris(root, ghost, old, &new);
     let again = root.archy(&["heal-podman", "--output", "json"]);
     assert_eq!(again.json()["result"], "healthy", "{again:?}");
 }
@@ -324,9 +393,10 @@ fn engine_db_deleted_under_a_published_port() {
     let root = TestRoot::new();
     let port = free_port();
     let ghost = web_app(&root, port);
+    let old = network_of(&root, &ghost);
     case.run();
     std::fs::remove_file(db(&root)).unwrap();
-    port_answers_after_db_loss(&mut case, &root, port, &ghost);
+    port_answers_after_db_loss(&mut case, &root, port, &ghost, &old);
     case.pass();
 }
 
@@ -339,6 +409,7 @@ fn engine_network_debris_without_a_ghost() {
     let root = TestRoot::new();
     let port = free_port();
     let ghost = web_app(&root, port);
+    let old = network_of(&root, &ghost);
     case.run();
     kill_root_processes(&root.dir);
     std::fs::remove_file(db(&root)).unwrap();
@@ -351,7 +422,7 @@ fn engine_network_debris_without_a_ghost() {
             .contains(&ghost[..12]),
         "{probe}"
     );
-    port_answers_after_db_loss(&mut case, &root, port, &ghost);
+    port_answers_after_db_loss(&mut case, &root, port, &ghost, &old);
     case.pass();
 }
 
@@ -398,7 +469,7 @@ fn engine_runtime_dirs_wiped_under_a_published_port() {
     let root = TestRoot::new();
     let port = free_port();
     let id = web_app(&root, port);
-    let (old_netns, _) = network_of(&root, &id);
+    let old_netns = network_of(&root, &id).netns;
     case.run();
     kill_root_processes(&root.dir);
     unmount_runtime_except(&root.dir, &[&root.state_dir]);
@@ -451,11 +522,16 @@ fn engine_orphan_bridge_holds_the_subnet() {
         .trim()
         .to_string();
     case.run();
-    root.podman_ok(&["rm", "-f", "-t", "0", "archy-web"]);
-    std::fs::remove_file(
-        std::path::Path::new(NETWORK_DIR).join(format!("{}.conflist", root.network)),
-    )
-    .unwrap();
+    // The network's config file (`<name>.json` for netavark, `<name>.conflist` for CNI) goes
+    // first, then the container: netavark removes a bridge when its last container leaves, but
+    // cannot tear down a network podman no longer knows, so the bridge stays (CNI never
+    // removes bridges).
+    let config = match network_backend() {
+        "cni" => format!("{}.conflist", root.network),
+        _ => format!("{}.json", root.network),
+    };
+    std::fs::remove_file(std::path::Path::new(NETWORK_DIR).join(config)).unwrap();
+    let _ = root.podman(&["rm", "-f", "-t", "0", "archy-web"]);
     assert!(std::path::Path::new("/sys/class/net")
         .join(&bridge)
         .exists());

@@ -14,6 +14,18 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// The local test image: FROM scratch + static busybox, built into each root.
 pub const TEST_IMAGE: &str = "localhost/archy-test-busybox:latest";
 
+/// The network backend every test root sets explicitly in its containers.conf:
+/// `ARCHY_TEST_NETWORK_BACKEND` (`netavark`, the default — what `apt install podman` gives and
+/// the only backend of podman 5 — or `cni`). `.ci/run` runs the backend-dependent tests once
+/// per backend.
+pub fn network_backend() -> &'static str {
+    match std::env::var("ARCHY_TEST_NETWORK_BACKEND").as_deref() {
+        Ok("cni") => "cni",
+        Ok("netavark") | Err(_) => "netavark",
+        Ok(other) => panic!("ARCHY_TEST_NETWORK_BACKEND={other}: expected netavark or cni"),
+    }
+}
+
 /// One network config dir for all test roots: podman picks bridge names (podmanN) and serialises
 /// `network create` through it, so parallel tests never pick the same bridge. Each root still
 /// has its own network name and subnet.
@@ -109,7 +121,8 @@ impl TestRoot {
         std::fs::write(
             dir.join("containers.conf"),
             format!(
-                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ntmp_dir = \"{d}/tmp\"\nstatic_dir = \"{d}/static\"\nvolume_path = \"{d}/volumes\"\n[network]\nnetwork_config_dir = \"{NETWORK_DIR}\"\n"
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ntmp_dir = \"{d}/tmp\"\nstatic_dir = \"{d}/static\"\nvolume_path = \"{d}/volumes\"\n[network]\nnetwork_backend = \"{backend}\"\nnetwork_config_dir = \"{NETWORK_DIR}\"\n",
+                backend = network_backend()
             ),
         )
         .unwrap();
@@ -324,8 +337,12 @@ impl Drop for TestRoot {
             .output();
         let _ = self.podman_cmd().args(["rmi", "-a", "-f"]).output();
         release_leaked_host_state(&self.dir, &self.gateway, &self.network);
-        // The CNI backend's IP reservations of the removed network.
+        // The CNI backend's IP reservations of the removed network; netavark's DNS entries of
+        // containers killed behind podman's back.
         let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(&self.network));
+        let _ = std::fs::remove_file(
+            Path::new("/run/containers/networks/aardvark-dns").join(&self.network),
+        );
         if std::env::var_os("ARCHY_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
