@@ -10,6 +10,7 @@ pub mod probe;
 pub mod release;
 pub mod rollback;
 pub mod tarball;
+pub mod verify;
 
 /// Split a command line into argv the way a POSIX shell splits words, without any expansion:
 /// whitespace separates words, single quotes are literal, double quotes allow `\"` and `\\`,
