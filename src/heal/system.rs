@@ -73,6 +73,18 @@ pub fn gather(
         }
         _ => paths,
     };
+    // The corrupt database named by its path from here on (probe evidence, the repair).
+    let engine_error = match (engine_error, &paths.db) {
+        (Some(super::EngineError::DbCorrupt { db, reason }), Some(path))
+            if db.as_os_str().is_empty() =>
+        {
+            Some(super::EngineError::DbCorrupt {
+                db: path.clone(),
+                reason,
+            })
+        }
+        (other, _) => other,
+    };
     let mut facts = Facts {
         podman_version: info.as_ref().map(|i| i.version.version.clone()),
         engine_error,
