@@ -85,11 +85,65 @@ pub struct PortMapping {
 }
 
 /// One port forward found in the firewall: `host_ip:host_port/protocol → dest_ip:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Forward {
     pub mapping: PortMapping,
     /// The container address it forwards to.
     pub dest_ip: String,
+    /// nftables: the first 8 characters of the network id its chain is named by (a network
+    /// deleted and created again under the same name gets a new id and a new chain, while the
+    /// old chain and its jumps stay ahead of the new one's). `None` on iptables, where netavark
+    /// names chains by the network's name.
+    pub chain_id: Option<String>,
+}
+
+impl Forward {
+    /// `127.0.0.1:18080/tcp → 10.89.0.2:80`.
+    pub fn describe(&self) -> String {
+        let host = if self.mapping.host_ip.is_empty() {
+            "*"
+        } else {
+            &self.mapping.host_ip
+        };
+        format!(
+            "{host}:{}/{} → {}:{}",
+            self.mapping.host_port,
+            self.mapping.protocol,
+            self.dest_ip,
+            self.mapping.container_port
+        )
+    }
+}
+
+/// A port forward on one of archy's networks to an address no live container holds and no
+/// other debris accounts for: what is left when a container's DNS entry and namespace are gone
+/// but its forward is not (its teardown failed half-way, or its network was deleted and created
+/// again). Its jump comes before a live container's on the same port, so the port is dark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadForward {
+    pub network: String,
+    pub forward: Forward,
+}
+
+impl DeadForward {
+    /// One line for probe evidence.
+    pub fn describe(&self) -> String {
+        format!(
+            "port forward {} on network {}{} goes to an address no live container holds",
+            self.forward.describe(),
+            self.network,
+            self.forward
+                .chain_id
+                .as_deref()
+                .map(|id| format!(" (chain of network id {id}…)"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// The step target naming it.
+    pub fn target(&self) -> String {
+        format!("{} {}", self.network, self.forward.describe())
+    }
 }
 
 /// netavark 1.4's port forwards of network `network` from `iptables -t nat -S` lines: the
@@ -151,6 +205,7 @@ pub fn iptables_forwards(nat_rules: &[String], network: &str) -> Vec<Forward> {
                 protocol: proto.to_string(),
             },
             dest_ip: dest_ip.trim_matches(['[', ']']).to_string(),
+            chain_id: None,
         });
     }
     found
@@ -172,6 +227,30 @@ pub fn nft_dnat_chain(network_id: &str, subnet: &str) -> String {
         .replace(':', "-")
         .replace('/', "_nm");
     format!("nv_{id}_{subnet}_dnat")
+}
+
+/// The DNAT chains netavark 1.14 made for `subnet` in `nft -j list table inet netavark`, with
+/// the network-id prefix each is named by: the current network's and any an earlier network of
+/// the same subnet left behind.
+pub fn nft_dnat_chains_for(json: &str, subnet: &str) -> Result<Vec<(String, String)>> {
+    let doc: Value = serde_json::from_str(json).context("`nft -j list table` is not JSON")?;
+    let suffix = nft_dnat_chain("", subnet);
+    let suffix = suffix.trim_start_matches("nv_");
+    let mut chains: Vec<(String, String)> = doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("chain")?.get("name")?.as_str())
+        .filter_map(|name| {
+            let id = name.strip_prefix("nv_")?.strip_suffix(suffix)?;
+            (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (name.to_string(), id.to_string()))
+        })
+        .collect();
+    chains.sort();
+    chains.dedup();
+    Ok(chains)
 }
 
 /// netavark 1.14's port forwards in chain `chain` of `nft -j list table inet netavark`:
@@ -233,6 +312,10 @@ pub fn nft_forwards(json: &str, chain: &str) -> Result<Vec<Forward>> {
                     protocol,
                 },
                 dest_ip,
+                chain_id: chain
+                    .strip_prefix("nv_")
+                    .and_then(|rest| rest.split('_').next())
+                    .map(String::from),
             });
         }
     }
@@ -332,6 +415,7 @@ mod tests {
                     protocol: "tcp".into(),
                 },
                 dest_ip: "10.77.0.2".into(),
+                chain_id: None,
             }]
         );
         let other = iptables_forwards(&nat(), "archy-demo");
@@ -401,7 +485,33 @@ mod tests {
         assert_eq!(f[0].mapping.host_port, 18080);
         assert_eq!(f[0].mapping.container_port, 80);
         assert_eq!(f[0].dest_ip, "10.89.0.2");
+        assert_eq!(f[0].chain_id.as_deref(), Some("d3a4145d"));
         assert!(nft_forwards("not json", "x").is_err());
+    }
+
+    /// archy's network deleted behind podman's back and created again: a new id, a new chain,
+    /// while the old chain stays. Both are archy's subnet's; another subnet's is not.
+    #[test]
+    fn nft_chains_of_a_subnet_include_those_an_earlier_network_left() {
+        let json = r#"{"nftables":[{"metainfo":{"version":"1.1.3"}},
+          {"chain":{"family":"inet","table":"netavark","name":"nv_5abf732f_10_89_0_0_nm24_dnat","handle":9}},
+          {"chain":{"family":"inet","table":"netavark","name":"nv_77aa0011_10_89_0_0_nm24_dnat","handle":21}},
+          {"chain":{"family":"inet","table":"netavark","name":"nv_77aa0011_10_89_0_0_nm24","handle":20}},
+          {"chain":{"family":"inet","table":"netavark","name":"nv_12345678_10_89_1_0_nm24_dnat","handle":30}}]}"#;
+        let chains = nft_dnat_chains_for(json, "10.89.0.0/24").unwrap();
+        assert_eq!(
+            chains,
+            vec![
+                (
+                    "nv_5abf732f_10_89_0_0_nm24_dnat".to_string(),
+                    "5abf732f".to_string()
+                ),
+                (
+                    "nv_77aa0011_10_89_0_0_nm24_dnat".to_string(),
+                    "77aa0011".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]
