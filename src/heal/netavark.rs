@@ -153,16 +153,20 @@ impl DeadForward {
 /// forwards to the same address are never taken for this one's.
 pub fn iptables_forwards(nat_rules: &[String], network: &str) -> Vec<Forward> {
     let split = |l: &String| super::network::split_rule(l);
-    let chains: std::collections::BTreeSet<String> = nat_rules
-        .iter()
-        .map(split)
-        .filter(|a| a.get(1).map(String::as_str) == Some("NETAVARK-HOSTPORT-DNAT"))
-        .filter(|a| {
-            arg_after(a, "--comment")
-                .is_some_and(|c| super::network::comment_network(c) == Some(network))
-        })
-        .filter_map(|a| arg_after(&a, "-j").map(String::from))
-        .filter(|c| c.starts_with("NETAVARK-DN-"))
+    let own = iptables_dn_chain(network);
+    let chains: std::collections::BTreeSet<String> = std::iter::once(own)
+        .chain(
+            nat_rules
+                .iter()
+                .map(split)
+                .filter(|a| a.get(1).map(String::as_str) == Some("NETAVARK-HOSTPORT-DNAT"))
+                .filter(|a| {
+                    arg_after(a, "--comment")
+                        .is_some_and(|c| super::network::comment_network(c) == Some(network))
+                })
+                .filter_map(|a| arg_after(&a, "-j").map(String::from))
+                .filter(|c| c.starts_with("NETAVARK-DN-")),
+        )
         .collect();
     let mut found = Vec::new();
     for args in nat_rules.iter().map(split) {
@@ -209,6 +213,15 @@ pub fn iptables_forwards(nat_rules: &[String], network: &str) -> Vec<Forward> {
         });
     }
     found
+}
+
+/// netavark 1.4's port-forward chain of a network: `NETAVARK-DN-` and the first 13 hex digits
+/// (upper case) of the SHA-512 of the network's name (`src/network/core_utils.rs`
+/// `create_network_hash`), so it is found even when no jump to it is left.
+pub fn iptables_dn_chain(network: &str) -> String {
+    use sha2::Digest;
+    let hash = format!("{:X}", sha2::Sha512::digest(network.as_bytes()));
+    format!("NETAVARK-DN-{}", &hash[..13])
 }
 
 /// The value after flag `flag` in split rule arguments.
@@ -422,6 +435,19 @@ mod tests {
         assert_eq!(other.len(), 1);
         assert_eq!(other[0].dest_ip, "10.89.250.4");
         assert!(iptables_forwards(&nat(), "nosuchnet").is_empty());
+    }
+
+    #[test]
+    fn iptables_chains_are_named_by_the_hash_of_the_network_name() {
+        // Both seen in the captured rules: expnet's and archy-demo's chains.
+        assert_eq!(iptables_dn_chain("expnet"), "NETAVARK-DN-B5A1A0612E405");
+        assert_eq!(iptables_dn_chain("archy-demo"), "NETAVARK-DN-F594E7145C074");
+        // With no jump left to it, the chain is still read.
+        let rules: Vec<String> = nat()
+            .into_iter()
+            .filter(|l| !l.starts_with("-A NETAVARK-HOSTPORT-DNAT"))
+            .collect();
+        assert_eq!(iptables_forwards(&rules, "expnet").len(), 1);
     }
 
     #[test]
