@@ -23,8 +23,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::podman::short_id;
 
-/// Name of podman's state database inside its static dir.
+/// Name of podman's BoltDB state database inside its static dir (podman 4, and podman 5 where
+/// it already exists: libpod `runtime.go` `getDBState` keeps using it for compatibility).
 pub const DB_FILE: &str = "bolt_state.db";
+/// podman 5's SQLite state database (libpod `sqlite_state.go`), with its `-wal` and `-shm`
+/// files beside it: in the static dir when containers.conf sets one, else in the graph root.
+pub const SQLITE_DB_FILE: &str = "db.sql";
 
 /// What a failing podman command's stderr means for healing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,6 +57,11 @@ const DB_CORRUPT_REASONS: &[&str] = &[
     "meta",
     "unexpected EOF",
 ];
+
+/// SQLite's words for a file that is not a usable database (podman 5's `db.sql`; its errors name
+/// no path: `beginning transaction: file is not a database`).
+const SQLITE_CORRUPT_REASONS: &[&str] =
+    &["file is not a database", "database disk image is malformed"];
 
 /// The meaningful error line of podman's stderr: the last `Error: …` line, or the last line.
 pub fn error_line(stderr: &str) -> String {
@@ -93,6 +102,13 @@ pub fn classify_engine_error(stderr: &str) -> EngineError {
                 };
             }
         }
+    }
+    if let Some(reason) = SQLITE_CORRUPT_REASONS.iter().find(|r| line.contains(*r)) {
+        // The path is podman's SQLite database, found from its paths (`engine_paths`).
+        return EngineError::DbCorrupt {
+            db: PathBuf::new(),
+            reason: (*reason).to_string(),
+        };
     }
     if stderr.contains("system migrate") || stderr.contains("invalid internal status") {
         return EngineError::NeedsMigrate {
@@ -140,6 +156,8 @@ pub struct DebugPaths {
     pub db: Option<PathBuf>,
     /// `Using OCI runtime "/usr/bin/runc"`.
     pub oci_runtime: Option<PathBuf>,
+    /// `Using sqlite as database backend` (podman 5, printed before the database is opened).
+    pub sqlite: bool,
 }
 
 /// Parse podman's debug log lines for the paths it resolved (config + database overrides).
@@ -165,6 +183,8 @@ pub fn parse_debug_paths(stderr: &str) -> DebugPaths {
             paths.db = Some(v);
         } else if let Some(v) = value("Using OCI runtime ") {
             paths.oci_runtime = Some(v);
+        } else if msg.starts_with("Using sqlite as database backend") {
+            paths.sqlite = true;
         }
     }
     paths
@@ -209,6 +229,9 @@ pub struct InfoHost {
     /// `netavark` or `cni` (podman 4.0+; podman 5 has only netavark).
     #[serde(rename = "networkBackend", default)]
     pub network_backend: String,
+    /// `sqlite` or `boltdb` (podman 5; podman 4 has only BoltDB and does not say).
+    #[serde(rename = "databaseBackend", default)]
+    pub database_backend: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -285,16 +308,26 @@ pub fn engine_paths(
         .and_then(|i| non_empty(&i.store.volume_path))
         .or_else(|| debug.volume_path.clone());
     let error_db = match error {
-        Some(EngineError::DbCorrupt { db, .. }) => Some(db.clone()),
+        Some(EngineError::DbCorrupt { db, .. }) if !db.as_os_str().is_empty() => Some(db.clone()),
         _ => None,
     };
-    let db = error_db
-        .or_else(|| debug.db.clone())
-        .or_else(|| debug.static_dir.as_ref().map(|d| d.join(DB_FILE)));
-    let static_dir = debug
-        .static_dir
-        .clone()
-        .or_else(|| db.as_ref().and_then(|d| d.parent().map(Path::to_path_buf)));
+    let sqlite_error =
+        matches!(error, Some(EngineError::DbCorrupt { db, .. }) if db.as_os_str().is_empty());
+    let sqlite =
+        debug.sqlite || sqlite_error || info.is_some_and(|i| i.host.database_backend == "sqlite");
+    let static_dir_known = debug.static_dir.clone();
+    let db = error_db.or_else(|| debug.db.clone()).or_else(|| {
+        if sqlite {
+            sqlite_db_path(static_dir_known.as_deref(), graph_root.as_deref())
+        } else {
+            static_dir_known.as_ref().map(|d| d.join(DB_FILE))
+        }
+    });
+    let static_dir = debug.static_dir.clone().or_else(|| {
+        (!sqlite)
+            .then(|| db.as_ref().and_then(|d| d.parent().map(Path::to_path_buf)))
+            .flatten()
+    });
     let oci_runtime = debug
         .oci_runtime
         .clone()
@@ -320,6 +353,48 @@ pub fn engine_paths(
         oci_root,
         conmon: info.and_then(|i| non_empty(&i.host.conmon.path)),
         rootless,
+    }
+}
+
+/// The value of `key = "value"` in section `[section]` of a TOML config file (containers.conf,
+/// storage.conf), the last one wins; enough for the plain string keys heal-podman reads when
+/// podman itself cannot answer. Comments and other sections are skipped.
+pub fn toml_string(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut current = String::new();
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim().to_string();
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if k.trim() == key {
+            let v = v.split(" #").next().unwrap_or(v).trim();
+            let v = v.trim_matches('"').trim_matches('\'');
+            found = Some(v.to_string());
+        }
+    }
+    found
+}
+
+/// Where podman 5 keeps its SQLite database (libpod `sqlite_state.go` `NewSqliteState`): in the
+/// static dir when containers.conf names one, else in the graph root (podman then defaults the
+/// static dir to `<graph root>/libpod`, so a static dir there is taken as the default).
+pub fn sqlite_db_path(static_dir: Option<&Path>, graph_root: Option<&Path>) -> Option<PathBuf> {
+    match (static_dir, graph_root) {
+        (Some(s), Some(g)) if s == g.join("libpod") => Some(g.join(SQLITE_DB_FILE)),
+        (Some(s), _) => Some(s.join(SQLITE_DB_FILE)),
+        (None, Some(g)) => Some(g.join(SQLITE_DB_FILE)),
+        (None, None) => None,
     }
 }
 

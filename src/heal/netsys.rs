@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use super::netavark::{DnsEntry, FirewallDriver, Forward};
 use super::network::{
     container_chain, del_calls, is_container_chain, is_podman_bridge_name, parse_addresses,
-    parse_cache_entry, parse_netns_ids, parse_veths, rule_container_id, rule_network,
-    rule_references_ip, split_rule, CacheEntry, Debris, OrphanBridge, StaleNamespace,
+    parse_cache_entry, parse_netns_ids, parse_veths, rule_container_id, rule_network, split_rule,
+    CacheEntry, Debris, OrphanBridge, StaleNamespace,
 };
 use crate::exec::Cmd;
 
@@ -1327,23 +1327,7 @@ fn delete_rules_of_addresses(
     if ips.is_empty() {
         return Ok(touched);
     }
-    let archys_chains: BTreeSet<String> = host
-        .rules
-        .iter()
-        .filter(|(_, l)| rule_network(l).is_some_and(|n| scope.names.contains(n)))
-        .filter_map(|(_, l)| container_chain(&split_rule(l)).map(String::from))
-        .collect();
-    let archys = |line: &str| {
-        let args = split_rule(line);
-        let chain = args.get(1).map(String::as_str).unwrap_or("");
-        rule_network(line).is_some_and(|n| scope.names.contains(n))
-            || archys_chains.contains(chain)
-            || chain == "CNI-FORWARD"
-    };
-    for (table, line) in &host.rules {
-        if !ips.iter().any(|ip| rule_references_ip(line, ip)) || !archys(line) {
-            continue;
-        }
+    for (table, line) in super::network::cni_rules_of_addresses(&host.rules, ips, &scope.names) {
         let args = split_rule(line);
         if let Some(chain) = container_chain(&args) {
             chains.push((table, chain.to_string()));

@@ -16,7 +16,7 @@
 //! container: the network namespace (podman unmounts it itself, `netns.UnmountNS`), iptables
 //! rules whose comment carries `id: "<container id>"`, and host-local IPAM files holding it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -472,6 +472,34 @@ pub fn parse_addresses(json: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The iptables rules (table, `-S` line) of CNI about addresses `ips` that belong to archy's
+/// networks `names`: a rule whose comment names one of them, a rule in a per-container chain
+/// such a rule jumps to, or one in CNI's firewall plugin's `CNI-FORWARD`. Another network's
+/// (another podman root's, netavark's) rules about the same address are not among them.
+pub fn cni_rules_of_addresses<'a>(
+    rules: &'a [(&'static str, String)],
+    ips: &BTreeSet<String>,
+    names: &BTreeSet<String>,
+) -> Vec<(&'static str, &'a String)> {
+    let archys_chains: BTreeSet<String> = rules
+        .iter()
+        .filter(|(_, l)| rule_network(l).is_some_and(|n| names.contains(n)))
+        .filter_map(|(_, l)| container_chain(&split_rule(l)).map(String::from))
+        .collect();
+    rules
+        .iter()
+        .filter(|(_, line)| ips.iter().any(|ip| rule_references_ip(line, ip)))
+        .filter(|(_, line)| {
+            let args = split_rule(line);
+            let chain = args.get(1).map(String::as_str).unwrap_or("");
+            rule_network(line).is_some_and(|n| names.contains(n))
+                || archys_chains.contains(chain)
+                || chain == "CNI-FORWARD"
+        })
+        .map(|(table, line)| (*table, line))
+        .collect()
+}
+
 /// Whether an `iptables -S` rule is about address `ip` (`-s/-d ip/32`, `--to-destination ip:…`).
 pub fn rule_references_ip(line: &str, ip: &str) -> bool {
     let host = format!("{ip}/32");
@@ -588,6 +616,38 @@ mod tests {
         assert!(is_podman_bridge_name("podman3"));
         assert!(!is_podman_bridge_name("podman"));
         assert!(!is_podman_bridge_name("podmanx"));
+    }
+
+    /// The hostile case: another podman root uses an overlapping subnet, so its container has
+    /// the same address as archy's stale one. Only archy's network's rules are selected.
+    #[test]
+    fn rules_of_an_address_are_archys_only() {
+        let rules: Vec<(&'static str, String)> = [
+            ("nat", r#"-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"archy\" id: \"aa\"" -m multiport --dports 18080 -j CNI-DN-1"#),
+            ("nat", "-A CNI-DN-1 -d 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.89.0.2:80"),
+            ("nat", r#"-A POSTROUTING -s 10.89.0.2/32 -m comment --comment "name: \"archy\" id: \"aa\"" -j CNI-7"#),
+            ("filter", "-A CNI-FORWARD -d 10.89.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+            // Another root's network with the same address: CNI and netavark.
+            ("nat", r#"-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"other\" id: \"bb\"" -m multiport --dports 19090 -j CNI-DN-2"#),
+            ("nat", "-A CNI-DN-2 -d 127.0.0.1/32 -p tcp -m tcp --dport 19090 -j DNAT --to-destination 10.89.0.2:80"),
+            ("nat", "-A NETAVARK-DN-B5A1A0612E405 -d 127.0.0.1/32 -p tcp -m tcp --dport 18777 -j DNAT --to-destination 10.89.0.2:80"),
+        ]
+        .map(|(t, l)| (t, l.to_string()))
+        .to_vec();
+        let ips = BTreeSet::from(["10.89.0.2".to_string()]);
+        let picked: Vec<&str> =
+            cni_rules_of_addresses(&rules, &ips, &BTreeSet::from(["archy".to_string()]))
+                .into_iter()
+                .map(|(_, l)| l.as_str())
+                .collect();
+        assert_eq!(
+            picked,
+            [
+                rules[1].1.as_str(),
+                rules[2].1.as_str(),
+                rules[3].1.as_str()
+            ]
+        );
     }
 
     #[test]

@@ -59,6 +59,32 @@ pub fn gather(
         euid(),
         xdg.as_deref(),
     );
+    // podman 5's SQLite errors name no path, and podman prints its paths only after opening
+    // the database: read them from its config files instead.
+    let paths = match (&engine_error, &paths.db) {
+        (Some(super::EngineError::DbCorrupt { db, .. }), None) if db.as_os_str().is_empty() => {
+            let (graph_root, static_dir) = configured_roots(euid());
+            EnginePaths {
+                db: super::sqlite_db_path(static_dir.as_deref(), graph_root.as_deref()),
+                graph_root: paths.graph_root.clone().or(graph_root),
+                static_dir: paths.static_dir.clone().or(static_dir),
+                ..paths
+            }
+        }
+        _ => paths,
+    };
+    // The corrupt database named by its path from here on (probe evidence, the repair).
+    let engine_error = match (engine_error, &paths.db) {
+        (Some(super::EngineError::DbCorrupt { db, reason }), Some(path))
+            if db.as_os_str().is_empty() =>
+        {
+            Some(super::EngineError::DbCorrupt {
+                db: path.clone(),
+                reason,
+            })
+        }
+        (other, _) => other,
+    };
     let mut facts = Facts {
         podman_version: info.as_ref().map(|i| i.version.version.clone()),
         engine_error,
@@ -184,6 +210,63 @@ pub fn gather(
     }
     facts.paths = paths;
     Ok(facts)
+}
+
+/// The graph root and static dir podman's config files set, read as podman reads them for
+/// root (`$CONTAINERS_STORAGE_CONF` else `/etc/containers/storage.conf` else
+/// `/usr/share/containers/storage.conf`; `$CONTAINERS_CONF` else `/usr/share/containers/`,
+/// `/etc/containers/containers.conf` and its `.d` drop-ins, later ones winning), defaulting to
+/// `/var/lib/containers/storage` for root. Rootless roots are not guessed (`None`).
+fn configured_roots(euid: u32) -> (Option<PathBuf>, Option<PathBuf>) {
+    if euid != 0 {
+        return (None, None);
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).ok();
+    let storage_files: Vec<PathBuf> = match std::env::var_os("CONTAINERS_STORAGE_CONF") {
+        Some(f) => vec![PathBuf::from(f)],
+        None => [
+            "/etc/containers/storage.conf",
+            "/usr/share/containers/storage.conf",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .take(1)
+        .collect(),
+    };
+    let graph_root = storage_files
+        .iter()
+        .filter_map(|f| read(f))
+        .find_map(|t| super::toml_string(&t, "storage", "graphroot"))
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/var/lib/containers/storage")));
+    let conf_files: Vec<PathBuf> = match std::env::var_os("CONTAINERS_CONF") {
+        Some(f) => vec![PathBuf::from(f)],
+        None => {
+            let mut files = vec![
+                PathBuf::from("/usr/share/containers/containers.conf"),
+                PathBuf::from("/etc/containers/containers.conf"),
+            ];
+            let mut dropins: Vec<PathBuf> = std::fs::read_dir("/etc/containers/containers.conf.d")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+                .collect();
+            dropins.sort();
+            files.extend(dropins);
+            files
+        }
+    };
+    // The last file that sets it wins.
+    let static_dir = conf_files
+        .iter()
+        .rev()
+        .filter_map(|f| read(f))
+        .find_map(|t| super::toml_string(&t, "engine", "static_dir"))
+        .map(PathBuf::from);
+    (graph_root, static_dir)
 }
 
 /// The OCI runtime's containers (`runc --root <root> list --format json`).
@@ -630,7 +713,20 @@ fn clear_dir(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Rename the database to `<db>.broken-<UTC>` in the same dir (never deleted).
+/// Move the database aside, and SQLite's `-wal` and `-shm` files with it (they belong to that
+/// file: left behind, SQLite would replay the old journal into the new database).
 fn move_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
+    let mut said = move_one_aside(db, now_rfc3339)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", db.display()));
+        if side.exists() {
+            said.push_str(&format!(", {}", move_one_aside(&side, now_rfc3339)?));
+        }
+    }
+    Ok(said)
+}
+
+fn move_one_aside(db: &Path, now_rfc3339: &str) -> Result<String> {
     let mut target = super::broken_db_path(db, now_rfc3339);
     let mut n = 1;
     while target.exists() {
@@ -785,6 +881,44 @@ mod tests {
     use super::*;
     use crate::heal::{Facts, Step, StepKind};
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_sqlite_database_moves_aside_with_its_journal_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sql");
+        for (name, text) in [
+            ("db.sql", "garbage"),
+            ("db.sql-wal", "wal"),
+            ("db.sql-shm", "shm"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let said = move_aside(&db, "2026-12-06T01:02:03Z").unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "db.sql-shm.broken-20261206T010203Z",
+                "db.sql-wal.broken-20261206T010203Z",
+                "db.sql.broken-20261206T010203Z"
+            ],
+            "{said}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("db.sql-wal.broken-20261206T010203Z")).unwrap(),
+            "wal"
+        );
+        // A BoltDB has no journal files: only it moves.
+        let bolt = dir.path().join("bolt_state.db");
+        std::fs::write(&bolt, "x").unwrap();
+        assert!(!move_aside(&bolt, "2026-12-06T01:02:03Z")
+            .unwrap()
+            .contains(','));
+    }
 
     thread_local! {
         /// The "other podman processes" [`other_podman_processes`] reports in a test.

@@ -517,3 +517,78 @@ fn stale_namespaces_and_orphan_bridges_are_broken_and_each_has_its_step() {
     assert_eq!(steps[0].targets, ["/run/netns/netns-b78c0aa0"]);
     assert_eq!(steps[1].targets, ["cni-podman7"]);
 }
+
+/// podman 5.4 (libpod `sqlite_state_internal.go`): a `db.sql` that is not a database fails the
+/// first transaction, with no path in the message.
+#[test]
+fn a_corrupt_sqlite_database_is_recognised_and_found_from_the_paths() {
+    let err = classify_engine_error(
+        "time=\"x\" level=info msg=\"Using sqlite as database backend\"\nError: beginning transaction: file is not a database\n",
+    );
+    assert!(
+        matches!(&err, EngineError::DbCorrupt { db, reason } if db.as_os_str().is_empty() && reason == "file is not a database"),
+        "{err:?}"
+    );
+    // No path lines (podman prints them only after opening the database): nothing guessed here.
+    let p = engine_paths(None, &DebugPaths::default(), Some(&err), 0, None);
+    assert_eq!(p.db, None);
+    // With a static dir known, the database is there.
+    let debug = DebugPaths {
+        static_dir: Some("/srv/pod/static".into()),
+        graph_root: Some("/srv/pod/graph".into()),
+        sqlite: true,
+        ..DebugPaths::default()
+    };
+    let p = engine_paths(None, &debug, Some(&err), 0, None);
+    assert_eq!(p.db, Some("/srv/pod/static/db.sql".into()));
+    assert!(matches!(
+        classify_engine_error("Error: x: database disk image is malformed\n"),
+        EngineError::DbCorrupt { .. }
+    ));
+}
+
+#[test]
+fn podman_5_reports_sqlite_and_its_database_is_where_libpod_puts_it() {
+    let debug = parse_debug_paths(
+        "time=\"x\" level=info msg=\"Using sqlite as database backend\"\ntime=\"x\" level=debug msg=\"Using graph root /var/lib/containers/storage\"\ntime=\"x\" level=debug msg=\"Using static dir /var/lib/containers/storage/libpod\"\n",
+    );
+    assert!(debug.sqlite);
+    let p = engine_paths(None, &debug, None, 0, None);
+    // The default static dir: the database sits in the graph root.
+    assert_eq!(p.db, Some("/var/lib/containers/storage/db.sql".into()));
+    assert_eq!(
+        p.static_dir,
+        Some("/var/lib/containers/storage/libpod".into())
+    );
+    // `podman info` says so too (podman 5's host.databaseBackend).
+    let info: Info = serde_json::from_str(
+        r#"{"host":{"databaseBackend":"sqlite","networkBackend":"netavark"}}"#,
+    )
+    .unwrap();
+    let debug = DebugPaths {
+        static_dir: Some("/t/static".into()),
+        ..DebugPaths::default()
+    };
+    let p = engine_paths(Some(&info), &debug, None, 0, None);
+    assert_eq!(p.db, Some("/t/static/db.sql".into()));
+    assert_eq!(info.host.network_backend, "netavark");
+    // A BoltDB podman 5 keeps (it exists from podman 4): the debug line names it.
+    let bolt = parse_debug_paths(INFO_DEBUG);
+    assert!(!bolt.sqlite);
+    assert_eq!(engine_paths(None, &bolt, None, 0, None).db, Some(db()));
+}
+
+#[test]
+fn config_files_give_the_keys_podman_would_read() {
+    let text = "[containers]\nstatic_dir = \"/wrong\"\n[engine]\n# static_dir = \"/commented\"\nstatic_dir = \"/srv/static\" # trailing\n[network]\nx = 1\n";
+    assert_eq!(
+        toml_string(text, "engine", "static_dir").as_deref(),
+        Some("/srv/static")
+    );
+    assert_eq!(toml_string(text, "engine", "tmp_dir"), None);
+    assert_eq!(
+        toml_string("[storage]\ngraphroot='/g'\n", "storage", "graphroot").as_deref(),
+        Some("/g")
+    );
+    assert_eq!(sqlite_db_path(None, None), None);
+}
