@@ -464,34 +464,7 @@ fn engine_forward_with_no_owner_left() {
         rules.contains(&format!("{}:80", old.ip)),
         "the forward to the dead address must still be there: {rules}"
     );
-    let heal = root.archy(&["heal-podman", "--output", "json"]);
-    assert_eq!(heal.code, 0, "{heal:?}");
-    let out = root.archy(&["reconcile"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let now = root.container_id("archy-web");
-    assert_eq!(
-        http_get(port, "/hostname").as_deref(),
-        Ok(&now[..12]),
-        "the published port must answer from the new container: {heal:?}"
-    );
-    let rules = String::from_utf8_lossy(
-        &std::process::Command::new("iptables")
-            .args(["-t", "nat", "-S"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
-    if network_of(&root, &now).ip != old.ip {
-        assert!(
-            !rules.contains(&format!("--to-destination {}:", old.ip)),
-            "a forward to the dead address {} left:\n{rules}",
-            old.ip
-        );
-    }
-    let again = root.archy(&["heal-podman", "--output", "json"]);
-    assert_eq!(again.json()["result"], "healthy", "{again:?}");
-    case.data_kept(true, "");
+    port_answers_after_db_loss(&mut case, &root, port, &ghost, &old);
     case.pass();
 }
 
