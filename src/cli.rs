@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::output::{OutputArg, OutputFormat};
+use crate::cmd::parse_duration;
+use crate::ctx::Settings;
+use crate::output::OutputFormat;
 
 /// Keep a self-hosted Bitcoin node appliance converged: containers, configs, podman, updates.
 ///
@@ -74,9 +76,6 @@ pub struct GlobalArgs {
     /// only) Prometheus metrics in the text exposition format.
     #[arg(long = "output", global = true, value_enum, default_value_t = OutputArg::Text)]
     pub output_arg: OutputArg,
-    /// Text or JSON, derived from --output (what every command but status prints).
-    #[arg(skip = OutputFormat::Text)]
-    pub output: OutputFormat,
     /// How long to wait for a lock held by another archy run before giving up with exit 75.
     #[arg(long, global = true, env = "ARCHY_LOCK_WAIT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub lock_wait: Duration,
@@ -138,6 +137,45 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
+/// What `--output` accepts. `prometheus` (text exposition format) is for `archy status` only;
+/// every other command sees `text` or `json` through [`OutputArg::format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputArg {
+    Text,
+    Json,
+    Prometheus,
+}
+
+impl OutputArg {
+    /// The format for commands that print text or JSON (errors print as text).
+    pub fn format(self) -> OutputFormat {
+        match self {
+            OutputArg::Json => OutputFormat::Json,
+            OutputArg::Text | OutputArg::Prometheus => OutputFormat::Text,
+        }
+    }
+}
+
+/// The settings engines get: plain data, no clap below this file (as fd's `construct_config`).
+impl From<&GlobalArgs> for Settings {
+    fn from(g: &GlobalArgs) -> Self {
+        Settings {
+            manifests: g.manifests.clone(),
+            state_dir: g.state_dir.clone(),
+            run_dir: g.run_dir.clone(),
+            podman: g.podman.clone(),
+            output: g.output_arg.format(),
+            prometheus: g.output_arg == OutputArg::Prometheus,
+            lock_wait: g.lock_wait,
+            network: g.network.clone(),
+            subnet: g.subnet.clone(),
+            quadlet_dir: g.quadlet_dir.clone(),
+            timeout_listing: g.timeout_listing,
+            quiet: g.quiet,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Reconcile(crate::cmd::reconcile::ReconcileArgs),
@@ -151,15 +189,6 @@ pub enum Command {
     /// Write man pages and shell completions (used to refresh the committed copies).
     #[command(hide = true)]
     GenerateDocs(crate::cmd::generate_docs::GenerateDocsArgs),
-}
-
-/// Parse a duration such as `10s`, `500ms`, `2m` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("expected a duration like 10s or 500ms: {e}"))
 }
 
 /// Parse argv; on a usage error print clap's message and return exit code 2.
@@ -178,9 +207,8 @@ pub fn parse() -> Result<Cli, ExitCode> {
     }
 }
 
-/// Derive the text/JSON format from --output; `--output prometheus` is a usage error for any
-/// command but `status`.
-pub fn finish(mut cli: Cli) -> Result<Cli, clap::Error> {
+/// `--output prometheus` is a usage error for any command but `status`.
+pub fn finish(cli: Cli) -> Result<Cli, clap::Error> {
     if cli.global.output_arg == OutputArg::Prometheus && !matches!(cli.command, Command::Status(_))
     {
         use clap::CommandFactory;
@@ -189,7 +217,6 @@ pub fn finish(mut cli: Cli) -> Result<Cli, clap::Error> {
             "--output prometheus is only for `archy status` (reconcile writes the same with --metrics-file)",
         ));
     }
-    cli.global.output = cli.global.output_arg.format();
     Ok(cli)
 }
 
@@ -204,10 +231,14 @@ mod tests {
             finish(Cli::try_parse_from(["archy", "status", "--output", "prometheus"]).unwrap())
                 .unwrap();
         assert_eq!(cli.global.output_arg, OutputArg::Prometheus);
-        assert_eq!(cli.global.output, OutputFormat::Text);
+        let settings = Settings::from(&cli.global);
+        assert_eq!(
+            (settings.output, settings.prometheus),
+            (OutputFormat::Text, true)
+        );
         let cli = finish(Cli::try_parse_from(["archy", "--output", "json", "rollback"]).unwrap())
             .unwrap();
-        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(Settings::from(&cli.global).output, OutputFormat::Json);
         let err =
             finish(Cli::try_parse_from(["archy", "reconcile", "--output", "prometheus"]).unwrap())
                 .unwrap_err();

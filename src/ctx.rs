@@ -1,36 +1,66 @@
-//! The per-run context every command and engine gets: the global options, the podman wrapper,
+//! The per-run context every command and engine gets: the settings, the podman wrapper,
 //! locks under the run directory, and loading the manifests.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cli::GlobalArgs;
 use crate::lock::{self, LockGuard, Mode};
 use crate::manifest::{self, Loaded, Policy};
+use crate::output::OutputFormat;
 use crate::podman::Podman;
 
-/// What every subcommand gets: the global options and the podman wrapper.
+/// The global options as plain data: built from the command line in `cli.rs` (engines never
+/// see clap), or by hand in a test.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Directory holding one YAML manifest per app.
+    pub manifests: PathBuf,
+    /// archy's persistent state (secrets, status, update history).
+    pub state_dir: PathBuf,
+    /// Lock files.
+    pub run_dir: PathBuf,
+    /// The podman executable.
+    pub podman: PathBuf,
+    /// Text or JSON on stdout (errors print as text).
+    pub output: OutputFormat,
+    /// `--output prometheus`: `archy status` prints the metrics exposition instead.
+    pub prometheus: bool,
+    /// How long to wait for a lock another archy run holds.
+    pub lock_wait: Duration,
+    /// archy's podman network and its subnet (CIDR, not yet validated: see [`Ctx::gateway`]).
+    pub network: String,
+    pub subnet: String,
+    /// Quadlet units of `owner: systemd` apps.
+    pub quadlet_dir: PathBuf,
+    /// Time limit of one listing or query command (`podman ps`, `inspect`, `info` …).
+    pub timeout_listing: Duration,
+    /// Only warnings and errors; no progress display.
+    pub quiet: bool,
+}
+
+/// What every subcommand gets: the settings and the podman wrapper.
 pub struct Ctx<'a> {
-    pub global: &'a GlobalArgs,
+    pub settings: &'a Settings,
     pub podman: Podman,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(global: &'a GlobalArgs) -> Self {
+    pub fn new(settings: &'a Settings) -> Self {
         Ctx {
-            global,
-            podman: Podman::new(&global.podman),
+            settings,
+            podman: Podman::new(&settings.podman),
         }
     }
 
     /// `<run-dir>/<name>.lock`, waiting up to `--lock-wait`.
     pub fn lock(&self, name: &str, mode: Mode) -> Result<LockGuard> {
-        lock::acquire(&self.lock_path(name), mode, self.global.lock_wait)
+        lock::acquire(&self.lock_path(name), mode, self.settings.lock_wait)
     }
 
     pub fn lock_path(&self, name: &str) -> PathBuf {
-        self.global.run_dir.join(format!("{name}.lock"))
+        self.settings.run_dir.join(format!("{name}.lock"))
     }
 
     /// Load every manifest; a missing manifests directory is invalid input.
@@ -40,11 +70,11 @@ impl<'a> Ctx<'a> {
             ..Policy::default()
         }
         .protecting(
-            &self.global.state_dir,
-            &self.global.run_dir,
-            &self.global.manifests,
+            &self.settings.state_dir,
+            &self.settings.run_dir,
+            &self.settings.manifests,
         );
-        manifest::load_dir(&self.global.manifests, &policy)
+        manifest::load_dir(&self.settings.manifests, &policy)
             .map_err(|e| crate::exit::invalid(format!("{e:#}")))
     }
 
@@ -58,7 +88,7 @@ impl<'a> Ctx<'a> {
         if let Some(unknown) = apps.iter().find(|a| !known(a)) {
             return Err(crate::exit::invalid(format!(
                 "no manifest in {} defines app `{unknown}`",
-                self.global.manifests.display()
+                self.settings.manifests.display()
             )));
         }
         for error in &loaded.errors {
@@ -69,7 +99,7 @@ impl<'a> Ctx<'a> {
 
     /// The gateway of archy's network subnet (validated: a bad `--subnet` is invalid input).
     pub fn gateway(&self) -> Result<String> {
-        crate::spec::gateway_of(&self.global.subnet)
+        crate::spec::gateway_of(&self.settings.subnet)
             .map_err(|e| crate::exit::invalid(format!("--subnet: {e}")))
     }
 }

@@ -61,7 +61,7 @@ pub fn main_entry() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let code = exit::code_for(&err);
-            exit::print_error(&err, cli.global.output);
+            exit::print_error(&err, cli.global.output_arg.format());
             ExitCode::from(code)
         }
     }

@@ -2,31 +2,12 @@
 
 use std::sync::{Mutex, OnceLock};
 
-/// How results are printed on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+/// How results are printed on stdout (`--output`, parsed in `cli.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     Text,
     Json,
-}
-
-/// What `--output` accepts. `prometheus` (text exposition format) is for `archy status` only;
-/// every other command sees `text` or `json` through [`OutputArg::format`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputArg {
-    Text,
-    Json,
-    Prometheus,
-}
-
-impl OutputArg {
-    /// The format for commands that print text or JSON (errors print as text).
-    pub fn format(self) -> OutputFormat {
-        match self {
-            OutputArg::Json => OutputFormat::Json,
-            OutputArg::Text | OutputArg::Prometheus => OutputFormat::Text,
-        }
-    }
 }
 
 /// What replaces a secret in any output.

@@ -218,7 +218,7 @@ fn health_keys(spec: &ContainerSpec) -> (Vec<(&'static str, String)>, String) {
                 ),
                 (
                     "HealthTimeout",
-                    format!("{}s", crate::health::EXEC_TIMEOUT.as_secs()),
+                    format!("{}s", crate::manifest::health::EXEC_TIMEOUT.as_secs()),
                 ),
             ];
             let comment = format!(

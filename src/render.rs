@@ -556,7 +556,7 @@ pub fn render_apps(
     } else {
         None
     };
-    let state_dir = &ctx.global.state_dir;
+    let state_dir = &ctx.settings.state_dir;
     let consumers = rpc_consumers(all);
     let consumer_names: BTreeSet<String> = consumers.iter().map(|c| c.name.clone()).collect();
     let (secret, salts) = match secret_and_salt(state_dir, &consumer_names, write) {
@@ -584,7 +584,7 @@ pub fn render_apps(
     };
     let gateway = ctx.gateway()?;
     let default_host = bitcoin_host(all);
-    let pending = pending_dir(state_dir);
+    let pending = crate::state::pending_dir(state_dir);
     let mut done: BTreeMap<PathBuf, (String, FileStatus)> = BTreeMap::new();
     for m in apps {
         for config in &m.configs {
@@ -595,7 +595,7 @@ pub fn render_apps(
                 &salts,
                 default_host.as_deref(),
                 &consumers,
-                &ctx.global.subnet,
+                &ctx.settings.subnet,
                 &gateway,
                 write,
                 state_dir,
@@ -647,15 +647,9 @@ pub fn render_apps(
     Ok(outcome)
 }
 
-/// `<state-dir>/restart-pending/<app>`: set before a consumed file is rewritten, cleared once the
-/// app's container was restarted, so a crash in between still restarts it on the next run.
-pub fn pending_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("restart-pending")
-}
-
 /// Clear an app's pending-restart mark after its container was (re)started.
 pub fn clear_pending(state_dir: &Path, app: &str) {
-    let path = pending_dir(state_dir).join(app);
+    let path = crate::state::pending_dir(state_dir).join(app);
     if path.exists() {
         if let Err(err) = fs::remove_file(&path) {
             tracing::warn!("could not clear {}: {err}", path.display());
@@ -755,7 +749,7 @@ fn render_one(
         _ => FileStatus::WouldWriteDrift,
     };
     if write && status != FileStatus::Unchanged {
-        let pending = &pending_dir(state_dir);
+        let pending = &crate::state::pending_dir(state_dir);
         crate::fsutil::ensure_dir(pending, 0o755)?;
         crate::fsutil::write_atomic(&pending.join(&m.app), b"", 0o644)?;
         crate::fsutil::write_atomic_owned(path, desired.as_bytes(), mode, Some(owner))

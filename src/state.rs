@@ -10,6 +10,12 @@ pub fn status_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("status")
 }
 
+/// `<state-dir>/restart-pending/<app>`: set before a consumed file is rewritten, cleared once the
+/// app's container was restarted, so a crash in between still restarts it on the next run.
+pub fn pending_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("restart-pending")
+}
+
 /// The state directory's own entries, with a label for errors: no manifest may point a path
 /// into them. App data directories beside them (`<state-dir>/bitcoin/…`) are not archy's.
 pub fn reserved_dirs(state_dir: &Path) -> Vec<(String, PathBuf)> {
@@ -21,10 +27,7 @@ pub fn reserved_dirs(state_dir: &Path) -> Vec<(String, PathBuf)> {
         ("archy's status directory", status_dir(state_dir)),
         ("archy's update journal", state_dir.join("update")),
         ("archy's cache directory", state_dir.join("cache")),
-        (
-            "archy's restart-pending directory",
-            crate::render::pending_dir(state_dir),
-        ),
+        ("archy's restart-pending directory", pending_dir(state_dir)),
     ]
     .into_iter()
     .map(|(label, dir)| (label.to_string(), dir))

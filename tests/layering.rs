@@ -1,8 +1,14 @@
-//! The import graph of `src/` only points downward (ARCHITECTURE.md): nothing outside `src/cmd/`
-//! (but `lib.rs`, `cli.rs`, `main.rs`) names `crate::cmd`, and no two modules import each
-//! other: neither two top-level modules (`manifest` ↔ `plan`) nor two sibling modules
-//! (`cmd::quadlet` ↔ `cmd::reconcile`). A module and its own submodules may refer to each
-//! other (that is how Rust nests them). Read from the source text, comments stripped.
+//! The import graph of `src/` points down a layer table (ARCHITECTURE.md) and has no loops.
+//!
+//! Every `crate::`, `super::` and `self::` path of every file is an edge from the file's module
+//! to the longest module its path names (read from the source text, comments and strings
+//! stripped). Two graphs are checked for strongly connected components (Tarjan): the top-level
+//! modules (`manifest` → `state` → `secret`, whichever of their files does the naming), where the
+//! one allowed component is the command layer's `cli` ↔ `cmd` (cli.rs holds the clap tree whose
+//! arguments live in the `cmd/` files, and `cmd::run` dispatches on it); and the files, where a
+//! module and its own submodules may name each other (that is how Rust nests them) but no other
+//! loop is allowed. So a loop of three modules fails as surely as a pair.
+//! `scripts/layering` prints both graphs' components.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -112,17 +118,84 @@ fn references(code: &str, me: &ModPath) -> Vec<ModPath> {
     refs
 }
 
-/// A module and its submodules, and the command layer's two halves: `cli.rs` holds the clap tree
-/// whose subcommand arguments live in the `cmd/` files (one file per subcommand), and `cmd`
-/// dispatches on it. Together they are the top layer; nothing else may name either.
-fn related(a: &ModPath, b: &ModPath) -> bool {
-    let command_layer = |m: &ModPath| matches!(m.first().map(String::as_str), Some("cli" | "cmd"));
-    a.starts_with(b) || b.starts_with(a) || (command_layer(a) && command_layer(b))
+/// Layers, top first: a module may name modules of its own layer or below (loops are caught by
+/// the components), never above. The one exception is the by-design `cmd` → `cli` pair.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("command line", &["cli"]),
+    ("commands", &["cmd"]),
+    (
+        "engines",
+        &[
+            "reconcile",
+            "status",
+            "heal",
+            "health",
+            "update",
+            "images",
+            "render",
+        ],
+    ),
+    ("context", &["ctx"]),
+    (
+        "decisions",
+        &[
+            "plan",
+            "spec",
+            "quadlet",
+            "manifest",
+            "metrics",
+            "adopt",
+            "rpc_users",
+        ],
+    ),
+    (
+        "effects",
+        &[
+            "podman", "exec", "fsutil", "lock", "secret", "state", "procinfo", "clock", "exit",
+        ],
+    ),
+    ("shared", &["output", "logging"]),
+];
+
+fn layer_of(top: &str) -> Option<usize> {
+    LAYERS.iter().position(|(_, mods)| mods.contains(&top))
 }
 
 struct Graph {
-    /// module → (module it names → first file that does)
+    /// module → (module it names → first file that does); a module's edges to its own
+    /// submodules and ancestors are left out.
     edges: BTreeMap<ModPath, BTreeMap<ModPath, String>>,
+}
+
+impl Graph {
+    /// The same graph between top-level modules (the crate root, lib.rs and main.rs, left out:
+    /// it names everything and nothing names it).
+    fn top(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut top: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (a, targets) in &self.edges {
+            for (b, file) in targets {
+                if let (Some(ta), Some(tb)) = (a.first(), b.first()) {
+                    if ta != tb {
+                        top.entry(ta.clone())
+                            .or_default()
+                            .entry(tb.clone())
+                            .or_insert_with(|| file.clone());
+                    }
+                }
+            }
+        }
+        top
+    }
+
+    fn files(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.edges
+            .iter()
+            .map(|(a, t)| {
+                let t = t.iter().map(|(b, f)| (b.join("::"), f.clone())).collect();
+                (a.join("::"), t)
+            })
+            .collect()
+    }
 }
 
 fn graph() -> Graph {
@@ -141,7 +214,7 @@ fn graph() -> Graph {
                 .map(|n| r[..n].to_vec())
                 .find(|p| modules.contains(p));
             if let Some(target) = target {
-                if !related(&me, &target) {
+                if !(me.starts_with(&target) || target.starts_with(&me)) {
                     edges
                         .entry(me.clone())
                         .or_default()
@@ -152,6 +225,79 @@ fn graph() -> Graph {
         }
     }
     Graph { edges }
+}
+
+/// Strongly connected components of more than one node (Tarjan), each sorted, in name order.
+fn components(edges: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Vec<String>> {
+    struct Tarjan<'a> {
+        edges: &'a BTreeMap<String, BTreeMap<String, String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on_stack: BTreeSet<&'a str>,
+        out: Vec<Vec<String>>,
+    }
+    impl<'a> Tarjan<'a> {
+        fn visit(&mut self, v: &'a str) {
+            let n = self.index.len();
+            self.index.insert(v, n);
+            self.low.insert(v, n);
+            self.stack.push(v);
+            self.on_stack.insert(v);
+            for w in self.edges.get(v).into_iter().flat_map(|t| t.keys()) {
+                if !self.index.contains_key(w.as_str()) {
+                    self.visit(w);
+                    let low = self.low[v].min(self.low[w.as_str()]);
+                    self.low.insert(v, low);
+                } else if self.on_stack.contains(w.as_str()) {
+                    let low = self.low[v].min(self.index[w.as_str()]);
+                    self.low.insert(v, low);
+                }
+            }
+            if self.low[v] == self.index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = self.stack.pop() {
+                    self.on_stack.remove(w);
+                    component.push(w.to_string());
+                    if w == v {
+                        break;
+                    }
+                }
+                if component.len() > 1 {
+                    component.sort();
+                    self.out.push(component);
+                }
+            }
+        }
+    }
+    let mut t = Tarjan {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !t.index.contains_key(v.as_str()) {
+            t.visit(v);
+        }
+    }
+    t.out.sort();
+    t.out
+}
+
+/// A component with the edges that close it, for the failure message.
+fn explain(edges: &BTreeMap<String, BTreeMap<String, String>>, component: &[String]) -> String {
+    let mut lines = vec![component.join(" ")];
+    for a in component {
+        for (b, file) in edges.get(a).into_iter().flatten() {
+            if component.contains(b) {
+                lines.push(format!("  {a} -> {b} ({file})"));
+            }
+        }
+    }
+    lines.join("\n")
 }
 
 #[test]
@@ -173,49 +319,122 @@ fn nothing_below_the_command_layer_names_crate_cmd() {
     );
 }
 
+/// Settings, not clap, below the command line: only cli.rs, cmd/ and the crate root see clap or
+/// the `cli` module (as fd's walker never sees clap's `Opts`).
 #[test]
-fn no_two_modules_import_each_other() {
+fn clap_and_cli_stay_in_the_command_layer() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let allowed = ["lib.rs", "cli.rs", "main.rs"];
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !f.starts_with(src.join("cmd")))
+        .filter(|f| !allowed.iter().any(|a| *f == &src.join(a)))
+        .filter(|f| {
+            let code = code_of(&std::fs::read_to_string(f).unwrap());
+            code.contains("clap::") || code.contains("use clap") || code.contains("crate::cli")
+        })
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "clap or cli below the command layer: {offenders:?}"
+    );
+}
+
+#[test]
+fn the_import_graph_has_no_loops() {
     let g = graph();
-    let name = |m: &ModPath| m.join("::");
-    let mut cycles = Vec::new();
-    // Between files' modules (siblings such as cmd::quadlet and cmd::reconcile included) …
-    for (a, targets) in &g.edges {
-        for (b, file_a) in targets {
-            if a < b {
-                if let Some(file_b) = g.edges.get(b).and_then(|t| t.get(a)) {
-                    cycles.push(format!("{} ({file_a}) <-> {} ({file_b})", name(a), name(b)));
-                }
-            }
-        }
-    }
-    // … and between top-level modules, whichever of their files does the naming.
-    let mut top: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for (a, targets) in &g.edges {
-        for (b, file) in targets {
-            if let (Some(ta), Some(tb)) = (a.first(), b.first()) {
-                if ta != tb {
-                    top.entry(ta.clone())
-                        .or_default()
-                        .entry(tb.clone())
-                        .or_insert_with(|| file.clone());
-                }
-            }
-        }
-    }
+    let top = g.top();
+    let allowed = vec!["cli".to_string(), "cmd".to_string()];
+    let loops: Vec<String> = components(&top)
+        .iter()
+        .filter(|c| **c != allowed)
+        .map(|c| explain(&top, c))
+        .collect();
+    assert!(
+        loops.is_empty(),
+        "top-level modules in a loop:\n{}",
+        loops.join("\n")
+    );
+    // In the file graph the same pair shows as cli.rs with the cmd/ files that name it back
+    // (`generate_docs` renders the clap tree, args use `cli::parse_duration`).
+    let files = g.files();
+    let command_layer = |m: &String| m == "cli" || m == "cmd" || m.starts_with("cmd::");
+    let loops: Vec<String> = components(&files)
+        .iter()
+        .filter(|c| !c.iter().all(command_layer))
+        .map(|c| explain(&files, c))
+        .collect();
+    assert!(loops.is_empty(), "modules in a loop:\n{}", loops.join("\n"));
+}
+
+#[test]
+fn imports_point_down_the_layer_table() {
+    let top = graph().top();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let unplaced: BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| module_of(&src, f).first().cloned())
+        .filter(|m| layer_of(m).is_none())
+        .collect();
+    assert!(
+        unplaced.is_empty(),
+        "modules missing from LAYERS: {unplaced:?}"
+    );
+    let mut upward = Vec::new();
     for (a, targets) in &top {
-        for (b, file_a) in targets {
-            if a < b {
-                if let Some(file_b) = top.get(b).and_then(|t| t.get(a)) {
-                    cycles.push(format!("{a} ({file_a}) <-> {b} ({file_b})"));
-                }
+        for (b, file) in targets {
+            let (la, lb) = (layer_of(a).unwrap(), layer_of(b).unwrap());
+            if lb < la && !(a == "cmd" && b == "cli") {
+                upward.push(format!(
+                    "{a} ({}) -> {b} ({}) in {file}",
+                    LAYERS[la].0, LAYERS[lb].0
+                ));
             }
         }
     }
     assert!(
-        cycles.is_empty(),
-        "modules importing each other:\n{}",
-        cycles.join("\n")
+        upward.is_empty(),
+        "imports pointing up:\n{}",
+        upward.join("\n")
     );
+}
+
+#[test]
+fn a_loop_of_three_is_one_component() {
+    let edge = |pairs: &[(&str, &str)]| {
+        let mut g: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (a, b) in pairs {
+            g.entry(a.to_string())
+                .or_default()
+                .insert(b.to_string(), format!("{a}.rs"));
+        }
+        g
+    };
+    let three = edge(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("e", "e")]);
+    assert_eq!(components(&three), vec![vec!["a", "b", "c"]]);
+    assert!(explain(&three, &components(&three)[0]).contains("c -> a (c.rs)"));
+    assert!(components(&edge(&[("a", "b"), ("b", "c"), ("a", "c")])).is_empty());
+}
+
+/// What `scripts/layering` shows: every component of both graphs (`--nocapture`).
+#[test]
+fn print_import_components() {
+    let g = graph();
+    for (what, edges) in [("top-level modules", g.top()), ("modules", g.files())] {
+        let found = components(&edges);
+        println!(
+            "{what}: {} strongly connected component(s) of more than one",
+            found.len()
+        );
+        for c in &found {
+            println!("{}", explain(&edges, c));
+        }
+    }
 }
 
 #[test]

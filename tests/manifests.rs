@@ -144,3 +144,67 @@ fn demo_manifests_validate_once_placed() {
         "the demo needs no registry"
     );
 }
+
+/// A YAML bomb made only of keys a manifest knows (`command`), under the 256 KiB file limit:
+/// the binary refuses it naming the file and the problem, in well under a second and 50 MB.
+/// Before the expansion bound this file meant 3.9 GB of strings (11 s, 3.8 GB RSS measured).
+#[test]
+// The child is reaped by wait4 (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn yaml_bomb_of_known_keys_costs_the_binary_little() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let manifests = root.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let x = "x".repeat(100 * 1024);
+    let mut yaml = format!("app: bomb\nimage: i\ncommand: [&a \"{x}\"");
+    while yaml.len() < 250 * 1024 {
+        yaml.push_str(", *a");
+    }
+    yaml.push_str("]\n");
+    let file = manifests.join("bomb.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = root.path().join("out");
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_archy"))
+        .arg("--manifests")
+        .arg(&manifests)
+        .arg("--state-dir")
+        .arg(root.path().join("state"))
+        .arg("--run-dir")
+        .arg(root.path().join("run"))
+        // render-config loads every manifest and needs no podman.
+        .args(["--podman", "/bin/false", "render-config", "--dry-run"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::from(
+            std::fs::File::create(root.path().join("err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    // wait4: this child's own peak RSS (getrusage's children figure would mix in others).
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let elapsed = started.elapsed();
+    let status = std::process::ExitStatus::from_raw(status);
+    let text = std::fs::read_to_string(root.path().join("err")).unwrap()
+        + &std::fs::read_to_string(&out).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(text.contains(&file.display().to_string()), "{text}");
+    assert!(
+        text.contains("YAML aliases expand this manifest past"),
+        "{text}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(1),
+        "took {elapsed:?}"
+    );
+    // ru_maxrss is in KiB on Linux.
+    assert!(
+        usage.ru_maxrss < 50 * 1024,
+        "peak RSS {} KiB",
+        usage.ru_maxrss
+    );
+}

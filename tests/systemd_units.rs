@@ -38,7 +38,7 @@ fn value(text: &str, key: &str) -> Option<String> {
 }
 
 fn seconds(text: &str) -> u64 {
-    archy::cli::parse_duration(text)
+    archy::cmd::parse_duration(text)
         .unwrap_or_else(|e| panic!("{text}: {e}"))
         .as_secs()
 }

@@ -82,8 +82,8 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
     let _lock = ctx.lock("heal-podman", mode)?;
     let names = managed_names(ctx);
     let networks = heal::netsys::NetScope {
-        names: BTreeSet::from([ctx.global.network.clone()]),
-        subnet: ctx.global.subnet.clone(),
+        names: BTreeSet::from([ctx.settings.network.clone()]),
+        subnet: ctx.settings.subnet.clone(),
     };
     let opts = PlanOptions { yes: args.yes };
     let ui = Ui::new(ctx);
@@ -138,7 +138,7 @@ pub fn run(ctx: &Ctx, args: &HealPodmanArgs) -> Result<u8> {
     ui.finish(&report);
     if !args.dry_run {
         crate::state::record(
-            &ctx.global.state_dir,
+            &ctx.settings.state_dir,
             "heal-podman",
             serde_json::json!({
                 "exit_code": report.exit_code,
@@ -232,8 +232,8 @@ struct Ui {
 impl Ui {
     fn new(ctx: &Ctx) -> Self {
         Ui {
-            format: ctx.global.output,
-            progress: crate::logging::show_progress(ctx.global.quiet),
+            format: ctx.settings.output,
+            progress: crate::logging::show_progress(ctx.settings.quiet),
         }
     }
 

@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, args: &QuadletArgs) -> Result<u8> {
             let m = loaded.get(app).ok_or_else(|| {
                 crate::exit::invalid(format!(
                     "no manifest in {} defines app `{app}`",
-                    ctx.global.manifests.display()
+                    ctx.settings.manifests.display()
                 ))
             })?;
             if m.owner != Owner::Systemd {
@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx, args: &QuadletArgs) -> Result<u8> {
         }
     };
     quadlet::check_supported(version).map_err(crate::exit::invalid)?;
-    let out_dir = args.out.as_deref().unwrap_or(&ctx.global.quadlet_dir);
+    let out_dir = args.out.as_deref().unwrap_or(&ctx.settings.quadlet_dir);
     let gateway = ctx.gateway()?;
     let render = crate::render::render_apps(ctx, &selected, &loaded.apps, false)?;
     if let Some((app, error)) = render.app_errors.iter().next() {
@@ -114,7 +114,7 @@ pub fn run(ctx: &Ctx, args: &QuadletArgs) -> Result<u8> {
             status,
         });
     }
-    print(&units, version, out_dir, args.dry_run, ctx.global.output);
+    print(&units, version, out_dir, args.dry_run, ctx.settings.output);
     Ok(crate::exit::SUCCESS)
 }
 

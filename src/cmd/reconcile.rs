@@ -50,8 +50,8 @@ pub struct ReconcileArgs {
     pub mirrors: Vec<String>,
     /// After the run, write Prometheus metrics (what `archy status --output prometheus` prints)
     /// to this file, replaced atomically, for node_exporter's textfile collector. Its directory
-    /// is reached without following symlinks; one on the way that another user owns or can
-    /// write is refused. A write that fails is a warning (also in `archy status`), never a
+    /// is reached without following symlinks, and below a directory another user controls
+    /// only root's directories are accepted. A write that fails is a warning (also in `archy status`), never a
     /// failed tick. Not written by --dry-run.
     #[arg(long, env = "ARCHY_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     }
     let started = std::time::Instant::now();
     let report = crate::reconcile::reconcile(ctx, &Options::from(args))?;
-    print_report(&report, ctx.global.output);
+    print_report(&report, ctx.settings.output);
     if !report.dry_run {
         let restarted: Vec<&str> = report
             .apps
@@ -91,14 +91,14 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
             })
             .map(|a| a.app.as_str())
             .collect();
-        if let Err(err) = crate::metrics::add_restarts(&ctx.global.state_dir, &restarted) {
+        if let Err(err) = crate::metrics::add_restarts(&ctx.settings.state_dir, &restarted) {
             tracing::warn!("could not count restarts: {err:#}");
         }
     }
     let completed = if !report.dry_run && args.apps.is_empty() {
         // `archy status` fails when this stops happening, whatever the unit's exit status says.
         crate::state::record(
-            &ctx.global.state_dir,
+            &ctx.settings.state_dir,
             crate::state::RECONCILE_COMPLETED,
             serde_json::json!({"exit_code": report.exit_code}),
         )
@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
         None
     };
     let recorded = crate::state::record(
-        &ctx.global.state_dir,
+        &ctx.settings.state_dir,
         "reconcile",
         serde_json::json!({
             "exit_code": report.exit_code,
@@ -120,7 +120,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     if let Some(path) = metrics_file {
         // Metrics are a view: failing to write them is a warning (here and in `archy
         // status`), never a failed tick; the tick has converged by now.
-        let state_dir = &ctx.global.state_dir;
+        let state_dir = &ctx.settings.state_dir;
         match write_metrics(ctx, &report, path, recorded, completed) {
             Ok(()) => crate::state::clear(state_dir, crate::state::METRICS),
             Err(err) => {
@@ -146,7 +146,7 @@ fn write_metrics(
     recorded: Option<serde_json::Value>,
     completed: Option<serde_json::Value>,
 ) -> Result<()> {
-    let state_dir = &ctx.global.state_dir;
+    let state_dir = &ctx.settings.state_dir;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;

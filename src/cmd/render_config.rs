@@ -48,11 +48,11 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
         if args.dry_run {
             println!(
                 "would replace the canonical secret {}",
-                crate::secret::secret_path(&ctx.global.state_dir).display()
+                crate::secret::secret_path(&ctx.settings.state_dir).display()
             );
         } else {
             let _lock = ctx.lock("render-config", crate::lock::Mode::Exclusive)?;
-            crate::secret::rotate(&ctx.global.state_dir)?;
+            crate::secret::rotate(&ctx.settings.state_dir)?;
         }
     }
     let outcome = crate::render::render_apps(ctx, &selected, &loaded.apps, write)?;
@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
     } else {
         crate::exit::SUCCESS
     };
-    match ctx.global.output {
+    match ctx.settings.output {
         OutputFormat::Json => crate::output::print_json(&serde_json::json!({
             "ok": exit_code == 0,
             "exit_code": exit_code,
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, args: &RenderConfigArgs) -> Result<u8> {
     }
     if write {
         crate::state::record(
-            &ctx.global.state_dir,
+            &ctx.settings.state_dir,
             "render-config",
             serde_json::json!({"exit_code": exit_code, "files": outcome.files.len(), "written": outcome.files.iter().filter(|f| f.status.written()).count()}),
         );

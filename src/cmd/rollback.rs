@@ -3,6 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 
+use super::ReleaseArgs;
 use crate::ctx::Ctx;
 use crate::exit;
 use crate::lock::Mode;
@@ -10,7 +11,6 @@ use crate::output::{print_json, OutputFormat};
 use crate::update::journal::Journal;
 use crate::update::release;
 use crate::update::rollback::{self, RollbackAction};
-use crate::update::ReleaseArgs;
 
 /// Make `previous` the current release again and restart the service.
 ///
@@ -35,7 +35,7 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
     let restart = args.release.restart_argv()?;
     let _lock = ctx.lock("update", Mode::Exclusive)?;
     let layout = args.release.layout();
-    let journal = Journal::new(&ctx.global.state_dir);
+    let journal = Journal::new(&ctx.settings.state_dir);
     if !args.dry_run {
         release::clean_stale_temps(&layout);
     }
@@ -50,12 +50,12 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
     let ok = outcome.action != RollbackAction::Refused;
     if !args.dry_run {
         crate::state::record(
-            &ctx.global.state_dir,
+            &ctx.settings.state_dir,
             "rollback",
             json!({"ok": ok, "result": outcome.action, "from": outcome.from, "to": outcome.to, "message": outcome.message}),
         );
     }
-    match ctx.global.output {
+    match ctx.settings.output {
         OutputFormat::Json => print_json(&json!({
             "ok": ok,
             "dry_run": args.dry_run,

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::ctx::Ctx;
 use crate::metrics;
-use crate::output::{OutputArg, OutputFormat};
+use crate::output::OutputFormat;
 use crate::reconcile::Options;
 use crate::status::{RecordSummary, Records, Status};
 
@@ -46,7 +46,7 @@ pub struct StatusArgs {
     pub apps: Vec<String>,
     /// Fail (exit 1) when a full reconcile has not completed for longer than this, whatever the
     /// reconcile unit's exit status says (default: four 30-second ticks).
-    #[arg(long, env = "ARCHY_MAX_RECONCILE_AGE", default_value = "2m", value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ARCHY_MAX_RECONCILE_AGE", default_value = "2m", value_parser = super::parse_duration, value_name = "DURATION")]
     pub max_reconcile_age: std::time::Duration,
 }
 
@@ -58,7 +58,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
     };
     // A health check answers within one listing's time limit, even when podman hangs: every
     // podman call of this run shares that budget.
-    crate::exec::set_deadline(Instant::now().checked_add(ctx.global.timeout_listing));
+    crate::exec::set_deadline(Instant::now().checked_add(ctx.settings.timeout_listing));
     let report = match crate::reconcile::reconcile(ctx, &options) {
         Ok(report) => Ok(report),
         Err(err) if crate::exec::timed_out(&err).is_some() => Err(format!(
@@ -72,13 +72,13 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         Err(err) => return Err(err),
     };
     let now = crate::health::now()?;
-    let records = Records::read(&ctx.global.state_dir)?;
+    let records = Records::read(&ctx.settings.state_dir)?;
     let status = match report {
         Ok(report) => crate::status::build(&report, now, records, args.max_reconcile_age),
         Err(podman_error) => crate::status::without_podman(podman_error, records),
     };
-    if ctx.global.output_arg == OutputArg::Prometheus {
-        let state_dir = &ctx.global.state_dir;
+    if ctx.settings.prometheus {
+        let state_dir = &ctx.settings.state_dir;
         let snapshot = crate::status::metrics_snapshot(
             &status,
             &metrics::read_restarts(state_dir),
@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
         );
         print!("{}", crate::output::redact(&metrics::render(&snapshot)));
     } else {
-        print(&status, ctx.global.output);
+        print(&status, ctx.settings.output);
     }
     Ok(status.exit_code)
 }

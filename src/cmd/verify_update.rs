@@ -6,21 +6,18 @@
 //! - no mode flag (boot, from a oneshot unit): if a marker is pending, probe the web UI; on
 //!   success clear the marker, on failure record the bad version and roll back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 
+use super::ReleaseArgs;
 use crate::ctx::Ctx;
 use crate::exit;
-use crate::lock::Mode;
 use crate::output::{print_json, OutputFormat};
-use crate::update::journal::{Journal, Pending};
-use crate::update::probe::{self, Answer, ProbeConfig};
-use crate::update::release::{self, Layout};
-use crate::update::rollback::{self, RollbackAction};
-use crate::update::{tarball, ReleaseArgs};
+use crate::update::probe::{self, ProbeConfig};
+use crate::update::verify::{self, Options, VerifyReport};
 
 /// Check a release tarball, arm the post-update check, or run it (probe the web UI and roll
 /// back if it does not answer).
@@ -66,10 +63,10 @@ pub struct VerifyUpdateArgs {
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub successes: u32,
     /// Time between probes.
-    #[arg(long, default_value = "2s", value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = super::parse_duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Give up (and roll back) when the web UI has not proven healthy within this time.
-    #[arg(long, default_value = "90s", value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "90s", value_parser = super::parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
     /// On failure record the bad version but do not roll back (the marker stays).
     #[arg(long)]
@@ -83,105 +80,51 @@ pub fn run(ctx: &Ctx, args: &VerifyUpdateArgs) -> Result<u8> {
     }
     let restart = args.release.restart_argv()?;
     probe::loopback_host(&args.url).map_err(exit::invalid)?;
-    let _lock = ctx.lock("update", Mode::Exclusive)?;
-    let layout = args.release.layout();
-    let journal = Journal::new(&ctx.global.state_dir);
     if args.arm {
-        return arm(ctx, args, &layout, &journal);
+        return arm(ctx, args);
     }
-    verify(ctx, args, &layout, &journal, &restart)
+    let opts = Options {
+        install_root: args.release.install_root.clone(),
+        restart,
+        probe: ProbeConfig {
+            url: args.url.clone(),
+            expect: args.expect,
+            successes: args.successes,
+            interval: args.interval,
+            timeout: args.timeout,
+        },
+        no_rollback: args.no_rollback,
+        progress: crate::logging::show_progress(ctx.settings.quiet),
+    };
+    let report = verify::run(ctx, &opts)?;
+    finish(ctx, &report);
+    Ok(report.result.exit_code())
 }
 
-fn check_tarball(ctx: &Ctx, args: &VerifyUpdateArgs, path: &std::path::Path) -> Result<u8> {
-    if let Some(hex) = &args.sha256 {
-        if !tarball::valid_sha256(hex) {
-            return Err(exit::invalid(format!(
-                "--sha256 must be 64 hex digits, got {hex:?}"
-            )));
-        }
-    }
-    let started = std::time::Instant::now();
-    let entries = tarball::read_tarball(path).map_err(|e| {
-        if e.downcast_ref::<tarball::Unreadable>().is_some() {
-            exit::invalid(format!("{e:#}"))
-        } else {
-            e
-        }
-    })?;
-    let mut violations = tarball::check_entries(&entries, &args.require);
-    if let Some(expected) = &args.sha256 {
-        let actual = tarball::sha256_file(path).map_err(|e| exit::invalid(format!("{e:#}")))?;
-        violations.extend(tarball::check_digest(
-            expected,
-            &actual,
-            &path.display().to_string(),
-        ));
-    }
-    let code = if violations.is_empty() {
-        exit::SUCCESS
-    } else {
-        exit::FAILURE
-    };
-    match ctx.global.output {
-        OutputFormat::Json => print_json(&json!({
-            "ok": violations.is_empty(),
-            "action": "check_tarball",
-            "tarball": path.display().to_string(),
-            "entries": entries.len(),
-            "violations": violations,
-            "elapsed_ms": started.elapsed().as_millis(),
-        })),
+fn check_tarball(ctx: &Ctx, args: &VerifyUpdateArgs, path: &Path) -> Result<u8> {
+    let report = verify::check_tarball(path, args.sha256.as_deref(), &args.require)?;
+    match ctx.settings.output {
+        OutputFormat::Json => print_json(&report.to_json(path)),
         OutputFormat::Text => {
-            if violations.is_empty() {
-                println!("{}: ok ({} entries checked)", path.display(), entries.len());
-            } else {
-                println!(
-                    "{}: {} violation(s) in {} entries:",
-                    path.display(),
-                    violations.len(),
-                    entries.len()
-                );
-                for v in &violations {
-                    println!("  {v}");
-                }
+            println!("{}", report.summary(path));
+            for v in &report.violations {
+                println!("  {v}");
             }
         }
     }
-    Ok(code)
+    Ok(report.exit_code())
 }
 
-fn arm(ctx: &Ctx, args: &VerifyUpdateArgs, layout: &Layout, journal: &Journal) -> Result<u8> {
-    let version = match &args.version {
-        Some(v) => {
-            release::check_version(v).map_err(|e| exit::invalid(format!("--version: {e}")))?;
-            v.clone()
-        }
-        None => layout
-            .current()?
-            .version()
-            .map(String::from)
-            .with_context(|| {
-                format!(
-                    "cannot arm: {} does not exist and no --version was given",
-                    layout.current_link().display()
-                )
-            })?,
-    };
-    let previous = layout.previous()?.version().map(String::from);
-    let pending = Pending {
-        version,
-        previous,
-        armed_at: crate::state::now_rfc3339(),
-    };
-    journal.write_pending(&pending)?;
+fn arm(ctx: &Ctx, args: &VerifyUpdateArgs) -> Result<u8> {
+    let pending = verify::arm(ctx, &args.release.install_root, args.version.as_deref())?;
     crate::state::record(
-        &ctx.global.state_dir,
+        &ctx.settings.state_dir,
         "verify-update",
         json!({"result": "armed", "version": pending.version, "previous": pending.previous}),
     );
-    match ctx.global.output {
+    match ctx.settings.output {
         OutputFormat::Json => {
-            print_json(&json!({"ok": true, "action": "armed", "pending": pending}))
+            print_json(&json!({"ok": true, "action": "armed", "pending": pending}));
         }
         OutputFormat::Text => println!(
             "armed: the next `archy verify-update` checks release {} (previous {})",
@@ -192,258 +135,12 @@ fn arm(ctx: &Ctx, args: &VerifyUpdateArgs, layout: &Layout, journal: &Journal) -
     Ok(exit::SUCCESS)
 }
 
-/// What to do with a pending marker given the current release (pure).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    NothingPending,
-    /// The marker names a release that is no longer current (rolled back or replaced).
-    Stale {
-        marker: String,
-        current: Option<String>,
-    },
-    Probe,
-}
-
-pub fn decide(pending: Option<&Pending>, current: Option<&str>) -> Decision {
-    match pending {
-        None => Decision::NothingPending,
-        Some(p) if Some(p.version.as_str()) == current => Decision::Probe,
-        Some(p) => Decision::Stale {
-            marker: p.version.clone(),
-            current: current.map(String::from),
-        },
-    }
-}
-
-/// Decide, probe, then record success or roll back.
-///
-/// Long, and kept whole on purpose: every outcome ends in exactly one `finish` (one record, one
-/// printed result), and each branch writes the journal in a fixed order; one top-to-bottom
-/// narrative keeps both visible.
-fn verify(
-    ctx: &Ctx,
-    args: &VerifyUpdateArgs,
-    layout: &Layout,
-    journal: &Journal,
-    restart: &[String],
-) -> Result<u8> {
-    let current = layout.current()?;
-    // A marker that exists but cannot be read means an update was armed: probe the current
-    // release as if it were pending (rolling back on failure) instead of giving up unprobed.
-    let (pending, damaged) = match journal.pending() {
-        Ok(pending) => (pending, None),
-        Err(err) => {
-            let damage = format!("{err:#}");
-            tracing::warn!(
-                "the pending marker {} is damaged ({damage}); treating it as an update of the current release {} pending",
-                journal.pending_path().display(),
-                current.version().unwrap_or("(none)")
-            );
-            let assumed = current.version().map(|v| Pending {
-                version: v.to_string(),
-                previous: None,
-                armed_at: String::new(),
-            });
-            (assumed, Some(damage))
-        }
-    };
-    if let (None, Some(damage)) = (&pending, &damaged) {
-        journal.clear_pending()?;
-        finish(
-            ctx,
-            "stale_marker",
-            &format!("nothing to verify: the pending marker was damaged ({damage}) and no release is current; cleared it"),
-            json!({"damaged_marker": damage}),
-        );
-        return Ok(exit::SUCCESS);
-    }
-    let pending = match decide(pending.as_ref(), current.version()) {
-        Decision::NothingPending => {
-            finish(ctx, "nothing_pending", "nothing pending", json!({}));
-            return Ok(exit::SUCCESS);
-        }
-        Decision::Stale { marker, current } => {
-            journal.clear_pending()?;
-            let message = format!(
-                "nothing pending: the marker was for {marker} but current is {}; cleared it",
-                current.as_deref().unwrap_or("missing")
-            );
-            finish(
-                ctx,
-                "stale_marker",
-                &message,
-                json!({"marker": marker, "current": current}),
-            );
-            return Ok(exit::SUCCESS);
-        }
-        Decision::Probe => pending.context("marker vanished while locked")?,
-    };
-    let cfg = ProbeConfig {
-        url: args.url.clone(),
-        expect: args.expect,
-        successes: args.successes,
-        interval: args.interval,
-        timeout: args.timeout,
-    };
-    tracing::info!(
-        "verifying release {}: {} must answer {} {} time(s) in a row within {:.0?}",
-        pending.version,
-        cfg.url,
-        cfg.expect,
-        cfg.successes,
-        cfg.timeout
-    );
-    let result = probe_with_progress(ctx, &cfg)?;
-    let base = json!({
-        "version": pending.version,
-        "previous": pending.previous,
-        "url": cfg.url,
-        "probe": result,
-        "damaged_marker": damaged,
-    });
-    if result.verified {
-        journal.append_history(json!({
-            "event": "verified",
-            "version": pending.version,
-            "previous": pending.previous,
-            "attempts": result.attempts,
-            "elapsed_ms": result.elapsed_ms,
-        }))?;
-        journal.clear_pending()?;
-        let message = format!(
-            "release {} verified: {} answered {} {} time(s) in a row",
-            pending.version, cfg.url, cfg.expect, cfg.successes
-        );
-        finish(ctx, "verified", &message, base);
-        return Ok(exit::SUCCESS);
-    }
-    let last = result
-        .last
-        .as_ref()
-        .map(Answer::to_string)
-        .unwrap_or_else(|| "no attempt".into());
-    let reason = format!(
-        "release {} failed its boot check: {} did not answer {} {} time(s) in a row within {:.0?} (last: {last})",
-        pending.version, cfg.url, cfg.expect, cfg.successes, cfg.timeout
-    );
-    tracing::warn!("{reason}");
-    journal.add_bad_version(&pending.version)?;
-    if args.no_rollback {
-        journal.append_history(json!({
-            "event": "verify_failed",
-            "version": pending.version,
-            "reason": reason,
-            "rolled_back": false,
-        }))?;
-        finish(
-            ctx,
-            "verify_failed",
-            &format!("{reason}; not rolling back (--no-rollback)"),
-            base,
-        );
-        return Ok(exit::FAILURE);
-    }
-    let outcome = rollback::execute(layout, journal, restart, &reason, false, "verify-update")?;
-    let mut doc = base;
-    if let Some(object) = doc.as_object_mut() {
-        object.insert("rollback".into(), serde_json::to_value(&outcome)?);
-    }
-    if outcome.action == RollbackAction::Refused {
-        finish(
-            ctx,
-            "rollback_refused",
-            &format!("{reason}\nrollback refused: {}", outcome.message),
-            doc,
-        );
-        return Ok(exit::FAILURE);
-    }
-    // The armed update is over whatever the rollback found (nothing to do included).
-    journal.clear_pending()?;
-    finish(
-        ctx,
-        "rolled_back",
-        &format!("{reason}\n{}", outcome.message),
-        doc,
-    );
-    Ok(exit::FAILURE)
-}
-
 /// Print the result (text or one JSON document) and record it for `archy status`.
-fn finish(ctx: &Ctx, result: &str, message: &str, mut doc: serde_json::Value) {
-    let ok = matches!(result, "nothing_pending" | "stale_marker" | "verified");
-    if let Some(object) = doc.as_object_mut() {
-        object.insert("ok".into(), ok.into());
-        object.insert("result".into(), result.into());
-        object.insert("message".into(), message.into());
-    }
-    crate::state::record(&ctx.global.state_dir, "verify-update", doc.clone());
-    match ctx.global.output {
+fn finish(ctx: &Ctx, report: &VerifyReport) {
+    let doc = report.to_json();
+    crate::state::record(&ctx.settings.state_dir, "verify-update", doc.clone());
+    match ctx.settings.output {
         OutputFormat::Json => print_json(&doc),
-        OutputFormat::Text => println!("{message}"),
-    }
-}
-
-fn probe_with_progress(ctx: &Ctx, cfg: &ProbeConfig) -> Result<probe::ProbeResult> {
-    if !crate::logging::show_progress(ctx.global.quiet) {
-        return probe::run(cfg, |attempt, answer, consecutive, left| {
-            tracing::info!(
-                "probe {attempt}: {answer} ({consecutive}/{} in a row, {}s left)",
-                cfg.successes,
-                left.as_secs()
-            );
-        });
-    }
-    let bar = indicatif::ProgressBar::new(cfg.timeout.as_secs().max(1));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} verifying update [{bar:30}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar.set_message(format!(
-        "{}s left, waiting for the first answer",
-        cfg.timeout.as_secs()
-    ));
-    let result = probe::run(cfg, |_, answer, consecutive, left| {
-        bar.set_position(cfg.timeout.saturating_sub(left).as_secs());
-        bar.set_message(format!(
-            "{}s left, last answer: {answer} ({consecutive}/{} in a row)",
-            left.as_secs(),
-            cfg.successes
-        ));
-    });
-    bar.finish_and_clear();
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn marker(v: &str) -> Pending {
-        Pending {
-            version: v.into(),
-            previous: Some("1".into()),
-            armed_at: "t".into(),
-        }
-    }
-
-    #[test]
-    fn decide_probes_only_the_current_armed_release() {
-        assert_eq!(decide(None, Some("2")), Decision::NothingPending);
-        assert_eq!(decide(Some(&marker("2")), Some("2")), Decision::Probe);
-        assert_eq!(
-            decide(Some(&marker("2")), Some("1")),
-            Decision::Stale {
-                marker: "2".into(),
-                current: Some("1".into())
-            }
-        );
-        assert_eq!(
-            decide(Some(&marker("2")), None),
-            Decision::Stale {
-                marker: "2".into(),
-                current: None
-            }
-        );
+        OutputFormat::Text => println!("{}", report.message),
     }
 }

@@ -21,19 +21,11 @@ pub mod probe;
 pub mod store;
 pub mod tick;
 
-use std::time::Duration;
-
 pub use crate::clock::{now, rfc3339, NOW_ENV};
 
-pub use crate::manifest::health::{HealthSpec, Probe};
+pub use crate::manifest::health::{HealthSpec, Probe, EXEC_TIMEOUT, PROBE_TIMEOUT};
 pub use decide::{decide, Decision, HealthAction, HealthState, Observation, Policy, Status};
 pub use probe::ProbeResult;
-
-/// One probe's deadline (connect + answer): a healthy local service answers in milliseconds,
-/// and a tick must not stall behind a server that accepts and never answers.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// `exec:` probes get longer: `podman exec` alone takes ~100 ms to start.
-pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The decision's view of a manifest's probe settings.
 pub fn policy(spec: &HealthSpec) -> Policy {

@@ -4,6 +4,13 @@
 
 use std::time::Duration;
 
+/// One probe's deadline (connect + answer): a healthy local service answers in milliseconds,
+/// and a tick must not stall behind a server that accepts and never answers.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// `exec:` probes get longer: `podman exec` alone takes ~100 ms to start (the Quadlet unit's
+/// health command gets the same limit).
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
 use serde::{Deserialize, Serialize};
 
 use super::Scalar;

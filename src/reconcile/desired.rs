@@ -53,8 +53,8 @@ pub fn desired_app(
         m,
         Resolved {
             image: image.reference.clone(),
-            default_network: &ctx.global.network,
-            subnet: &ctx.global.subnet,
+            default_network: &ctx.settings.network,
+            subnet: &ctx.settings.subnet,
             gateway,
             file_hashes,
         },

@@ -149,7 +149,7 @@ impl Executor<'_> {
         match outcome {
             Ok(changed) => {
                 // Whatever the action, the container now runs with (or without) the current files.
-                crate::render::clear_pending(&self.ctx.global.state_dir, &p.app);
+                crate::render::clear_pending(&self.ctx.settings.state_dir, &p.app);
                 if changed {
                     tracing::info!("{}: {} ({}) done", p.app, p.action.as_str(), p.reason);
                 }
@@ -322,8 +322,8 @@ impl Executor<'_> {
             force: false,
             mirrors: self.mirrors.to_vec(),
             // A spinner with the current build step on a terminal; plain lines otherwise.
-            progress: crate::logging::show_progress(self.ctx.global.quiet)
-                && self.ctx.global.output == OutputFormat::Text,
+            progress: crate::logging::show_progress(self.ctx.settings.quiet)
+                && self.ctx.settings.output == OutputFormat::Text,
         };
         // A listed container created from this very reference proves the image is present (podman
         // refuses to remove an image a container uses): a recreate skips `podman image exists`,
@@ -346,10 +346,10 @@ impl Executor<'_> {
             self.managed.iter().any(|c| {
                 c.id == old
                     && c.networks.contains(&spec.network)
-                    && c.labels.get(LABEL_SUBNET) == Some(&self.ctx.global.subnet)
+                    && c.labels.get(LABEL_SUBNET) == Some(&self.ctx.settings.subnet)
             })
         });
-        if spec.network == self.ctx.global.network && !network_proven {
+        if spec.network == self.ctx.settings.network && !network_proven {
             self.ensure_network()?;
         }
         let carried = match replacing {

@@ -201,7 +201,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let host_probes = (!opts.dry_run && !probed.is_empty()).then(|| {
         let jobs = health::host_jobs(&selected);
         let podman = ctx.podman.clone();
-        let state_dir = ctx.global.state_dir.clone();
+        let state_dir = ctx.settings.state_dir.clone();
         std::thread::spawn(move || HostProbes {
             results: crate::health::probe::run_all(&podman, &jobs),
             recorded: load_health(&state_dir, &probed),
@@ -242,7 +242,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
             opts.jobs as usize,
             &mut desire.failed,
         ));
-        tick.persist(&ctx.global.state_dir);
+        tick.persist(&ctx.settings.state_dir);
     }
     check_delegated_units(ctx, &mut results, &desire.apps, &loaded);
     results.sort_by_key(|r| desire.selected.iter().position(|m| m.app == r.app));
@@ -296,7 +296,7 @@ fn desire<'m>(ctx: &Ctx, opts: &Options, loaded: &'m Loaded) -> Result<Desire<'m
     let render = crate::render::render_apps(ctx, &selected, &loaded.apps, !opts.dry_run)?;
     let mut failures: Vec<AppResult> = Vec::new();
     let mut apps: BTreeMap<String, DesiredApp> = BTreeMap::new();
-    let hash_cache = Mutex::new(HashCache::load(&ctx.global.state_dir));
+    let hash_cache = Mutex::new(HashCache::load(&ctx.settings.state_dir));
     let mut failed: BTreeSet<String> = BTreeSet::new();
     for m in &selected {
         match desired::desired_app(ctx, m, &gateway, &render.file_hashes, Some(&hash_cache)) {
@@ -380,7 +380,7 @@ fn observe(
         .map_err(|_| anyhow::anyhow!("the podman listing thread panicked"))??;
     if !opts.dry_run
         && opts.apps.is_empty()
-        && network::subnet_changed(&managed, &ctx.global.network, &ctx.global.subnet)
+        && network::subnet_changed(&managed, &ctx.settings.network, &ctx.settings.subnet)
     {
         network::migrate_network(ctx, &managed, loaded)?;
         return ctx.podman.list_managed();
@@ -488,7 +488,7 @@ fn probe_stage(
     let Some(host_probes) = host_probes else {
         return Ok(HealthTick {
             assessment: health::Assessment::default(),
-            health: load_health(&ctx.global.state_dir, &probed_apps(loaded)),
+            health: load_health(&ctx.settings.state_dir, &probed_apps(loaded)),
         });
     };
     let HostProbes {
@@ -624,9 +624,12 @@ fn check_delegated_units(
         .filter(|r| r.action == Action::Delegated && r.result == Outcome::Ok)
     {
         if let (Some(app), Some(m)) = (apps.get(&r.app), loaded.get(&r.app)) {
-            if let Err(problem) =
-                crate::quadlet::check_unit(&ctx.global.quadlet_dir, &app.spec, &app.hash, m.enabled)
-            {
+            if let Err(problem) = crate::quadlet::check_unit(
+                &ctx.settings.quadlet_dir,
+                &app.spec,
+                &app.hash,
+                m.enabled,
+            ) {
                 r.result = Outcome::Failed;
                 r.error = Some(problem);
             }

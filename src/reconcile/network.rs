@@ -22,19 +22,19 @@ pub fn subnet_changed(managed: &[Container], network: &str, subnet: &str) -> boo
 /// archy's containers on it are removed first (volumes kept, each with its stop timeout).
 /// Unmanaged containers on the network make the network removal fail with podman's error.
 pub fn migrate_network(ctx: &Ctx, managed: &[Container], loaded: &Loaded) -> Result<()> {
-    let name = &ctx.global.network;
+    let name = &ctx.settings.network;
     if let Some(network) = ctx.podman.inspect_network(name)? {
         if network
             .subnets
             .iter()
-            .any(|s| s.subnet == ctx.global.subnet)
+            .any(|s| s.subnet == ctx.settings.subnet)
         {
             return Ok(());
         }
     }
     tracing::warn!(
         "the subnet of network {name} changes to {}: recreating it and the containers on it",
-        ctx.global.subnet
+        ctx.settings.subnet
     );
     for c in managed
         .iter()
@@ -57,8 +57,8 @@ pub fn migrate_network(ctx: &Ctx, managed: &[Container], loaded: &Loaded) -> Res
 
 /// Create archy's network if missing; recreate it when its subnet is wrong and nothing uses it.
 pub fn ensure_network(ctx: &Ctx) -> Result<()> {
-    let name = &ctx.global.network;
-    let subnet = &ctx.global.subnet;
+    let name = &ctx.settings.network;
+    let subnet = &ctx.settings.subnet;
     let gateway = ctx.gateway()?;
     match ctx.podman.inspect_network(name)? {
         Some(network) if network.subnets.iter().any(|s| &s.subnet == subnet) => Ok(()),

@@ -10,40 +10,7 @@ pub mod probe;
 pub mod release;
 pub mod rollback;
 pub mod tarball;
-
-/// Where releases live and how the service restarts: shared by `verify-update` and `rollback`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReleaseArgs {
-    /// Installation holding `releases/<version>/`, `current` and `previous`.
-    #[arg(
-        long,
-        env = "ARCHY_INSTALL_ROOT",
-        default_value = "/opt/archipelago",
-        value_name = "DIR"
-    )]
-    pub install_root: std::path::PathBuf,
-    /// Command run once after switching to the previous release (split into words, never run by
-    /// a shell).
-    #[arg(
-        long,
-        env = "ARCHY_RESTART_CMD",
-        default_value = "systemctl restart archipelago.service",
-        value_name = "COMMAND"
-    )]
-    pub restart_cmd: String,
-}
-
-impl ReleaseArgs {
-    pub fn layout(&self) -> release::Layout {
-        release::Layout::new(&self.install_root)
-    }
-
-    /// The restart command as argv; a malformed one is invalid input (exit 2).
-    pub fn restart_argv(&self) -> anyhow::Result<Vec<String>> {
-        split_words(&self.restart_cmd)
-            .map_err(|e| crate::exit::invalid(format!("--restart-cmd: {e}")))
-    }
-}
+pub mod verify;
 
 /// Split a command line into argv the way a POSIX shell splits words, without any expansion:
 /// whitespace separates words, single quotes are literal, double quotes allow `\"` and `\\`,

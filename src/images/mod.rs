@@ -2,6 +2,8 @@
 //! a content-derived local tag; `image:` apps their own reference. `ensure` builds or pulls what
 //! local storage lacks, through the same code for `reconcile` and `build-image`.
 
+pub mod build;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
