@@ -18,6 +18,7 @@
 pub mod desired;
 pub mod executor;
 pub mod network;
+pub mod units;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
