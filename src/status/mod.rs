@@ -3,6 +3,8 @@
 //! status records other commands leave. Pure apart from [`Records::read`]; printing lives in
 //! `cmd/status.rs`.
 
+pub mod text;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -527,7 +529,39 @@ pub fn summarise(record: Value) -> RecordSummary {
     }
 }
 
-/// The one app and container the status tests (here and in cmd/status.rs) build views from.
+/// The status of `apps` (empty: all): a dry-run reconcile decides, the records other commands
+/// left are read, [`build`] combines them. Answers within one listing's time limit even when
+/// podman hangs (then the status says podman did not answer).
+pub fn run(ctx: &crate::ctx::Ctx, apps: &[String], max_reconcile_age: Duration) -> Result<Status> {
+    let options = crate::reconcile::Options {
+        apps: apps.to_vec(),
+        dry_run: true,
+        ..crate::reconcile::Options::default()
+    };
+    // A health check answers within one listing's time limit, even when podman hangs: every
+    // podman call of this run shares that budget.
+    crate::exec::set_deadline(std::time::Instant::now().checked_add(ctx.settings.timeout_listing));
+    let report = match crate::reconcile::reconcile(ctx, &options) {
+        Ok(report) => Ok(report),
+        Err(err) if crate::exec::timed_out(&err).is_some() => Err(format!(
+            "podman did not answer: {}",
+            crate::output::redact(&format!("{err:#}"))
+        )),
+        Err(err) if crate::exec::failed_stderr(&err).is_some() => Err(format!(
+            "podman failed: {}",
+            crate::output::redact(&format!("{err:#}"))
+        )),
+        Err(err) => return Err(err),
+    };
+    let now = crate::health::now()?;
+    let records = Records::read(&ctx.settings.state_dir)?;
+    Ok(match report {
+        Ok(report) => build(&report, now, records, max_reconcile_age),
+        Err(podman_error) => without_podman(podman_error, records),
+    })
+}
+
+/// The one app and container the status tests (here and in text.rs) build views from.
 #[cfg(test)]
 pub(crate) mod fixtures {
     use crate::plan::Action;
