@@ -57,7 +57,7 @@ complete -c archy -n "__fish_archy_needs_command" -f -a "generate-docs" -d 'Writ
 complete -c archy -n "__fish_archy_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l jobs -d 'Apps converged in parallel within one dependency layer' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l mirror -d 'Registry mirror tried before an image\'s own registry (repeatable)' -r
-complete -c archy -n "__fish_archy_using_subcommand reconcile" -l metrics-file -d 'After the run, write Prometheus metrics (what `archy status --output prometheus` prints) to this file, replaced atomically, for node_exporter\'s textfile collector. Its directory must exist. Not written by --dry-run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l metrics-file -d 'After the run, write Prometheus metrics (what `archy status --output prometheus` prints) to this file, replaced atomically, for node_exporter\'s textfile collector. Its directory is reached without following symlinks; one on the way that another user owns or can write is refused. A write that fails is a warning (also in `archy status`), never a failed tick. Not written by --dry-run' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l run-dir -d 'Directory for lock files' -r -F

@@ -28,6 +28,8 @@ pub enum Kind {
     Build,
     /// An app's `restart_command`.
     RestartCommand,
+    /// A health probe (`podman exec`): its own limit, given with [`Cmd::with_limit`].
+    Probe,
     /// Everything else (runc, ip, iptables, CNI plugins, umount …).
     Other,
 }
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Lifecycle { .. } => "start/stop",
             Kind::Build => "build",
             Kind::RestartCommand => "restart command",
+            Kind::Probe => "health probe",
             Kind::Other => "command",
         }
     }
@@ -75,7 +78,7 @@ impl Limits {
             }
             Kind::Build => self.build,
             Kind::RestartCommand => self.restart_command,
-            Kind::Other => self.other,
+            Kind::Probe | Kind::Other => self.other,
         }
     }
 }
@@ -136,6 +139,19 @@ fn unregister_child(pgid: i32) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|p| *p != pgid);
+}
+
+/// SIGKILL one process that is not archy's child (a `podman exec` session's process, which
+/// its conmon keeps after the client is killed). The caller identified it from `/proc`.
+pub fn kill_process(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        if pid > 1 {
+            // SAFETY: kill(2) on one pid; no memory is involved.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// SIGKILL a whole process group.

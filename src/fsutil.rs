@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -156,6 +156,116 @@ pub fn replace_quick(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .map_err(|e| e.error)
         .with_context(|| format!("failed to rename a temporary file over {}", path.display()))?;
     Ok(())
+}
+
+/// Replace `path` (absolute or relative to the working directory) in a directory reached
+/// without following symlinks, for a file a root process writes into a directory others may
+/// own (node_exporter's textfile directory): every directory on the way is opened with
+/// `O_NOFOLLOW` from the one before it; one that another user owns or can write (other than a
+/// sticky one like `/tmp`) is refused, unless it is `path`'s own directory, where the file is
+/// written as a fresh `O_EXCL` temporary file and renamed over `path` through the directory's
+/// handle. A symlink at `path` itself is replaced, never followed. Readers never see half a
+/// file; no fsync (like [`replace_quick`]).
+pub fn replace_under_dir(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    use std::path::Component;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let start = if parent.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().context("failed to read the working directory")?
+    };
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let open_dir = |at: Option<&std::os::fd::OwnedFd>, p: &Path| {
+        match at {
+            Some(fd) => rustix::fs::openat(fd, p, dir_flags, Mode::empty()),
+            None => rustix::fs::openat(rustix::fs::CWD, p, dir_flags, Mode::empty()),
+        }
+        .map_err(std::io::Error::from)
+    };
+    let mut walked = PathBuf::from("/");
+    let mut dir = open_dir(None, Path::new("/"))
+        .with_context(|| format!("failed to open directory {}", walked.display()))?;
+    let mut parts: Vec<Component> = start.components().collect();
+    parts.extend(parent.components());
+    let parts: Vec<&std::ffi::OsStr> = parts
+        .iter()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(*n),
+            Component::ParentDir => Some(std::ffi::OsStr::new("..")),
+            _ => None,
+        })
+        .collect();
+    for part in &parts {
+        let stat = rustix::fs::fstat(&dir)?;
+        if let Some(why) = untrusted_dir(stat.st_uid, stat.st_mode) {
+            anyhow::bail!(
+                "refusing to write {}: {} on the way to it {why}",
+                path.display(),
+                walked.display()
+            );
+        }
+        walked.push(part);
+        dir = open_dir(Some(&dir), Path::new(part)).map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::ELOOP)
+                || e.raw_os_error() == Some(libc::ENOTDIR)
+            {
+                " (a symlink or not a directory; archy does not follow symlinks here)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("failed to open directory {}{hint}: {e}", walked.display())
+        })?;
+    }
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", hex::encode(random_bytes::<6>()?)));
+    let tmp = rustix::fs::openat(
+        &dir,
+        Path::new(&tmp_name),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("failed to create a temporary file in {}", walked.display()))?;
+    let result = (|| -> Result<()> {
+        let mut file = File::from(tmp);
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        rustix::fs::renameat(&dir, Path::new(&tmp_name), &dir, Path::new(name))?;
+        Ok(())
+    })();
+    if let Err(err) = result {
+        let _ = rustix::fs::unlinkat(&dir, Path::new(&tmp_name), rustix::fs::AtFlags::empty());
+        return Err(err).with_context(|| format!("failed to replace {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Why a directory on the way to a file root writes must not be trusted (pure): another user
+/// owns it, or group or others can write it without the sticky bit (then entries others made
+/// could be swapped).
+fn untrusted_dir(uid: u32, mode: u32) -> Option<String> {
+    let me = crate::procinfo::euid();
+    if uid != 0 && uid != me {
+        return Some(format!("is owned by uid {uid}"));
+    }
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Some(format!(
+            "can be written by other users (mode {:o})",
+            mode & 0o7777
+        ));
+    }
+    None
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
+    Ok(bytes)
 }
 
 /// fsync a directory so a rename inside it is durable.

@@ -1006,10 +1006,16 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
             ),
         ));
     }
-    // A `healthy` condition needs a probe to pass: without one the dependent would wait forever.
+    // A `healthy` condition needs a probe that runs (an enabled app's) to pass: without one
+    // the dependent would wait forever.
     let probed: BTreeSet<String> = unique
         .iter()
-        .filter(|m| m.health.is_some())
+        .filter(|m| m.health.is_some() && m.enabled)
+        .map(|m| m.app.clone())
+        .collect();
+    let disabled: BTreeSet<String> = unique
+        .iter()
+        .filter(|m| !m.enabled)
         .map(|m| m.app.clone())
         .collect();
     let (kept, unprobed): (Vec<Manifest>, Vec<Manifest>) = unique.into_iter().partition(|m| {
@@ -1024,12 +1030,24 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
             .filter(|d| d.condition == Condition::Healthy && !probed.contains(&d.app))
             .map(|d| d.app.as_str())
             .collect();
+        let (off, unprobed): (Vec<&str>, Vec<&str>) =
+            apps.into_iter().partition(|a| disabled.contains(*a));
+        let mut why = Vec::new();
+        if !unprobed.is_empty() {
+            why.push(format!(
+                "`{}` is required healthy but has no `health:` probe",
+                unprobed.join("`, `")
+            ));
+        }
+        if !off.is_empty() {
+            why.push(format!(
+                "`{}` is required healthy but is `enabled: false` (its probe never runs)",
+                off.join("`, `")
+            ));
+        }
         errors.push(error_for(
             m,
-            format!(
-                "key `depends_on`: `{}` is required healthy but has no `health:` probe",
-                apps.join("`, `")
-            ),
+            format!("key `depends_on`: {}", why.join("; ")),
         ));
     }
     unique = kept;
@@ -1455,8 +1473,18 @@ mod tests {
             "{errors:?}"
         );
         base.health = ok("app: x\nimage: i\nhealth: {tcp: \"127.0.0.1:1\"}\n").health;
-        let (apps, errors) = validate_set(vec![base, child]);
+        let (apps, errors) = validate_set(vec![base.clone(), child.clone()]);
         assert_eq!((apps.len(), errors.len()), (2, 0), "{errors:?}");
+        // A disabled app's probe never runs: the dependent would wait forever.
+        base.enabled = false;
+        let (apps, errors) = validate_set(vec![base, child]);
+        assert_eq!(apps.len(), 1);
+        assert!(
+            errors[0]
+                .message
+                .contains("`base` is required healthy but is `enabled: false`"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -289,33 +289,36 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
-/// Check a `--metrics-file` path before a run: its directory must exist (it is node_exporter's
-/// textfile directory, not one to invent) and the path must not be a directory.
+/// Check a `--metrics-file` path before a run: it must name a file in a directory (a typo
+/// like `--metrics-file /` is a usage error). Whether that directory exists, or a directory
+/// stands where the file goes, is found when the file is written, after the tick converged:
+/// metrics are a view, never a reason to leave an app stopped.
 pub fn check_target(path: &Path) -> Result<(), String> {
-    let parent = path
-        .parent()
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .ok_or_else(|| format!("--metrics-file {} has no directory", path.display()))?;
-    if !parent.is_dir() {
+    if path.file_name().is_none() {
         return Err(format!(
-            "--metrics-file {}: directory {} does not exist",
-            path.display(),
-            parent.display()
-        ));
-    }
-    if path.is_dir() {
-        return Err(format!(
-            "--metrics-file {} is a directory, expected a file path like archy.prom",
+            "--metrics-file {} names no file, expected a file path like archy.prom",
             path.display()
         ));
     }
     Ok(())
 }
 
-/// Replace the metrics file atomically (mode 0644: node_exporter runs as its own user). A
-/// symlink at the path is replaced, never written through.
+/// Replace the metrics file atomically (mode 0644: node_exporter runs as its own user),
+/// through a handle on its directory reached without following symlinks
+/// ([`crate::fsutil::replace_under_dir`]): a directory on the way that another user owns or
+/// can write is refused, the textfile directory itself may be theirs. A symlink at the path is
+/// replaced, never written through.
 pub fn write_file(path: &Path, text: &str) -> Result<()> {
-    crate::fsutil::replace_quick(path, text.as_bytes(), 0o644)
+    if path.is_dir() {
+        anyhow::bail!(
+            "failed to write metrics file {}: it is a directory, expected a file path like archy.prom",
+            path.display()
+        );
+    }
+    crate::fsutil::replace_under_dir(path, text.as_bytes(), 0o644)
         .with_context(|| format!("failed to write metrics file {}", path.display()))
 }
 
@@ -516,14 +519,30 @@ archy_update_bad_version_info{version="1.7.40"} 1
     }
 
     #[test]
-    fn a_metrics_file_needs_an_existing_directory() {
+    fn a_metrics_file_needs_a_directory_and_a_name() {
         let dir = tempfile::tempdir().unwrap();
         assert!(check_target(&dir.path().join("archy.prom")).is_ok());
-        let err = check_target(&dir.path().join("missing/archy.prom")).unwrap_err();
-        assert!(err.contains("does not exist"), "{err}");
-        assert!(check_target(dir.path())
+        // Found when writing, after the tick: not a reason to skip it.
+        assert!(check_target(&dir.path().join("missing/archy.prom")).is_ok());
+        assert!(check_target(Path::new("archy.prom"))
             .unwrap_err()
-            .contains("is a directory"));
+            .contains("has no directory"));
+        assert!(check_target(Path::new("/")).is_err());
+        let err = write_file(dir.path(), "x\n").unwrap_err();
+        assert!(format!("{err:#}").contains("is a directory"), "{err:#}");
+        let err = write_file(&dir.path().join("missing/archy.prom"), "x\n").unwrap_err();
+        assert!(format!("{err:#}").contains("missing"), "{err:#}");
+    }
+
+    #[test]
+    fn a_symlinked_directory_on_the_way_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("textfile")).unwrap();
+        let err = write_file(&dir.path().join("textfile/archy.prom"), "x\n").unwrap_err();
+        assert!(format!("{err:#}").contains("symlink"), "{err:#}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
     #[test]

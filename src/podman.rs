@@ -270,6 +270,7 @@ impl Podman {
         self.cmd()
             .args(["exec", container])
             .args(argv)
+            .kind(crate::exec::Kind::Probe)
             .with_limit(timeout)
             .run_unchecked()
     }

@@ -123,6 +123,62 @@ impl std::fmt::Display for Process {
     }
 }
 
+/// A `podman exec` session of a container, found from its conmon (which outlives a killed
+/// `podman exec` client and keeps the session's process running).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSession {
+    pub conmon: u32,
+    /// The session's process (host pid), a child of the conmon; None once it exited.
+    pub process: Option<u32>,
+    /// Its argv.
+    pub argv: Vec<String>,
+}
+
+/// Whether a conmon's argv is an exec session's (`-e`/`--exec-process-spec`) for the
+/// container with this full id (`-c ID`), and its pidfile (`-p PATH`). Pure.
+fn exec_conmon_pidfile(argv: &[String], container_id: &str) -> Option<String> {
+    if !argv.first().is_some_and(|a| a.ends_with("conmon")) {
+        return None;
+    }
+    let value = |flag: &str| argv.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+    let exec = argv.iter().any(|a| a == "--exec-process-spec" || a == "-e");
+    (exec && value("-c").as_deref() == Some(container_id)).then(|| value("-p"))?
+}
+
+/// The parent pid of `pid` (`/proc/PID/stat` field 4), None if it is gone.
+pub fn ppid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The live `podman exec` sessions of the container with this full id: one `/proc` scan.
+pub fn exec_sessions(container_id: &str) -> Vec<ExecSession> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut sessions = Vec::new();
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let argv = cmdline_of(pid);
+        let Some(pidfile) = exec_conmon_pidfile(&argv, container_id) else {
+            continue;
+        };
+        let process = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|child| ppid_of(*child) == Some(pid));
+        sessions.push(ExecSession {
+            conmon: pid,
+            process,
+            argv: process.map(cmdline_of).unwrap_or_default(),
+        });
+    }
+    sessions
+}
+
 /// `MAJOR:MINOR` of a device number as `/proc/locks` prints it (two-digit hex each).
 fn proc_locks_device(dev: u64) -> String {
     format!("{:02x}:{:02x}", libc::major(dev), libc::minor(dev))
@@ -131,9 +187,52 @@ fn proc_locks_device(dev: u64) -> String {
 /// Pids holding (not waiting for) a lock on the file with this device and inode, from
 /// `/proc/locks` (lines like `1: FLOCK  ADVISORY  WRITE 2785 00:19:1331 0 EOF`; waiters are
 /// marked `->`).
+///
+/// `/proc/locks` names the process that *took* a lock; an `flock` belongs to the open file,
+/// so when that process exited and a child inherited the descriptor (a shell's `flock 9`, a
+/// daemonised fork) it names a dead or innocent pid. The processes that hold it now are those
+/// with a descriptor on the file whose `/proc/PID/fdinfo` lists a lock: they are returned when
+/// any are found (one `/proc` scan; only a run whose lock stayed busy asks).
 pub fn lock_holders(dev: u64, ino: u64) -> Vec<u32> {
     let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-    parse_lock_holders(&text, &format!("{}:{ino}", proc_locks_device(dev)))
+    let listed = parse_lock_holders(&text, &format!("{}:{ino}", proc_locks_device(dev)));
+    if listed.is_empty() {
+        return listed;
+    }
+    let holding = fd_lock_holders(dev, ino);
+    if holding.is_empty() {
+        listed
+    } else {
+        holding
+    }
+}
+
+/// Pids with an open descriptor on the file (device, inode) whose fdinfo shows a lock.
+fn fd_lock_holders(dev: u64, ino: u64) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let mut pids: Vec<u32> = procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.flatten().any(|fd| {
+                std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+                    && std::fs::read_to_string(format!(
+                        "/proc/{pid}/fdinfo/{}",
+                        fd.file_name().to_string_lossy()
+                    ))
+                    .is_ok_and(|info| info.lines().any(|l| l.starts_with("lock:")))
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 fn parse_lock_holders(text: &str, file: &str) -> Vec<u32> {
@@ -165,6 +264,50 @@ mod tests {
         assert_eq!(parse_lock_holders(text, "00:19:1331"), vec![2785]);
         assert_eq!(proc_locks_device(libc::makedev(8, 1)), "08:01");
         assert_eq!(proc_locks_device(libc::makedev(259, 3)), "103:03");
+    }
+
+    #[test]
+    fn exec_conmons_are_told_from_the_containers_own() {
+        let argv = |text: &str| text.split(' ').map(String::from).collect::<Vec<_>>();
+        let exec = argv("/usr/bin/conmon --api-version 1 -c abc -u f0e -r /usr/bin/runc -p /run/x/f0e/exec_pid -n web -e --exec-attach --exec-process-spec /run/x/f0e/exec-process-1");
+        assert_eq!(
+            exec_conmon_pidfile(&exec, "abc").as_deref(),
+            Some("/run/x/f0e/exec_pid")
+        );
+        assert_eq!(exec_conmon_pidfile(&exec, "abd"), None);
+        let main = argv("/usr/bin/conmon --api-version 1 -c abc -u abc -r /usr/bin/runc -p /run/x/pidfile -n web");
+        assert_eq!(exec_conmon_pidfile(&main, "abc"), None);
+        assert_eq!(
+            exec_conmon_pidfile(&argv("/bin/sleep -c abc -e -p x"), "abc"),
+            None
+        );
+        assert_eq!(
+            ppid_of(std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
+    }
+
+    /// The lock was taken by `flock 9` (a process that exits at once) on a descriptor a
+    /// background `sleep` inherited: the holder named is the sleep, not the dead taker.
+    #[test]
+    fn the_holder_is_the_process_holding_the_lock_not_the_one_that_took_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("reconcile.lock");
+        std::fs::write(&file, "").unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 9>>\"$0\"; flock -x 9; sleep 30 >/dev/null 2>&1 & echo $!")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let sleeper: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let holders = lock_holders(meta.dev(), meta.ino());
+        // SAFETY: kill(2) on the pid this test started.
+        unsafe {
+            libc::kill(sleeper as i32, libc::SIGKILL);
+        }
+        assert_eq!(holders, vec![sleeper]);
     }
 
     #[test]

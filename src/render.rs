@@ -31,8 +31,10 @@ const HEADER: &str =
 #[derive(Debug, Clone)]
 pub struct RenderInput<'a> {
     pub secret: &'a Secret,
-    /// Salt for bitcoin.conf's rpcauth (16 bytes, hex).
+    /// Salt for bitcoin.conf's rpcauth of the canonical user (16 bytes, hex).
     pub salt: &'a str,
+    /// Each consumer user's own salt (16 bytes, hex); a user without one gets `salt`.
+    pub user_salts: &'a BTreeMap<String, String>,
     /// Host name of bitcoind on the archy network: the config's `rpchost` setting, else the
     /// container of the app that renders bitcoin.conf (see `render_one`).
     pub bitcoin_host: &'a str,
@@ -158,7 +160,11 @@ fn render_bitcoin_conf(
     }
     for name in users.keys() {
         let password = crate::rpc_users::consumer_password(s, name);
-        out.push_str(&rpcauth_line(name, input.salt, &password));
+        let salt = input
+            .user_salts
+            .get(*name)
+            .map_or(input.salt, String::as_str);
+        out.push_str(&rpcauth_line(name, salt, &password));
         out.push('\n');
     }
     if !users.is_empty() {
@@ -336,36 +342,76 @@ fn render_containers_conf(
 }
 
 /// Salt record for bitcoin.conf: kept while the password is unchanged, so re-rendering gives the
-/// same bytes (a fresh salt every time would count as drift on every run).
+/// same bytes (a fresh salt every time would count as drift on every run). One salt per RPC
+/// user: `salt` is the canonical user's, `users` each consumer's, added as consumers appear.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SaltRecord {
     salt: String,
     hmac: String,
+    /// None in a record written before salts were per user: its consumers were rendered with
+    /// `salt`, and keep it (their lines stay as they are) until the password changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    users: Option<BTreeMap<String, String>>,
+}
+
+/// Every RPC user's rpcauth salt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Salts {
+    canonical: String,
+    users: BTreeMap<String, String>,
 }
 
 fn salt_path(state_dir: &Path) -> PathBuf {
     crate::secret::secrets_dir(state_dir).join("rpcauth-salt.json")
 }
 
-/// The stored salt if it belongs to this password; otherwise a new random one (saved unless
-/// `persist` is false).
-fn salt_for(state_dir: &Path, secret: &Secret, persist: bool) -> Result<String> {
-    if let Some(bytes) = crate::fsutil::read_optional(&salt_path(state_dir))? {
-        if let Ok(record) = serde_json::from_slice::<SaltRecord>(&bytes) {
-            if rpcauth_hmac(&record.salt, &secret.password) == record.hmac {
-                return Ok(record.salt);
-            }
-        }
-    }
+fn random_salt() -> Result<String> {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw)
         .map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
-    let salt = hex::encode(raw);
-    if persist {
-        let record = SaltRecord {
-            hmac: rpcauth_hmac(&salt, &secret.password),
-            salt: salt.clone(),
-        };
+    Ok(hex::encode(raw))
+}
+
+/// The stored salts if they belong to this password (a consumer without one gets a new random
+/// salt; a record from before per-user salts gives its consumers the shared one, so their
+/// rendered lines do not change); otherwise new random ones. Saved when anything was added
+/// and `persist`.
+fn salts_for(
+    state_dir: &Path,
+    secret: &Secret,
+    consumers: &BTreeSet<String>,
+    persist: bool,
+) -> Result<Salts> {
+    let stored = crate::fsutil::read_optional(&salt_path(state_dir))?
+        .and_then(|bytes| serde_json::from_slice::<SaltRecord>(&bytes).ok())
+        .filter(|record| rpcauth_hmac(&record.salt, &secret.password) == record.hmac);
+    let fresh = stored.is_none();
+    let mut record = match stored {
+        Some(record) => record,
+        None => {
+            let salt = random_salt()?;
+            SaltRecord {
+                hmac: rpcauth_hmac(&salt, &secret.password),
+                salt,
+                users: Some(BTreeMap::new()),
+            }
+        }
+    };
+    let legacy = record.users.is_none();
+    let mut changed = legacy;
+    let users = record.users.get_or_insert_with(BTreeMap::new);
+    for name in consumers {
+        if !users.contains_key(name) {
+            let salt = if legacy {
+                record.salt.clone()
+            } else {
+                random_salt()?
+            };
+            users.insert(name.clone(), salt);
+            changed = true;
+        }
+    }
+    if persist && (changed || fresh) {
         crate::fsutil::ensure_dir(&crate::secret::secrets_dir(state_dir), 0o700)?;
         crate::fsutil::write_atomic(
             &salt_path(state_dir),
@@ -373,11 +419,18 @@ fn salt_for(state_dir: &Path, secret: &Secret, persist: bool) -> Result<String> 
             0o600,
         )?;
     }
-    Ok(salt)
+    Ok(Salts {
+        canonical: record.salt,
+        users: record.users.unwrap_or_default(),
+    })
 }
 
-/// The canonical secret (created on first need when `write`) and the rpcauth salt.
-fn secret_and_salt(state_dir: &Path, write: bool) -> Result<(Secret, String)> {
+/// The canonical secret (created on first need when `write`) and the rpcauth salts.
+fn secret_and_salt(
+    state_dir: &Path,
+    consumers: &BTreeSet<String>,
+    write: bool,
+) -> Result<(Secret, Salts)> {
     let (secret, created) = crate::secret::load_or_create(state_dir, write)?;
     if created {
         tracing::info!("new canonical secret: every credential-bearing config follows it");
@@ -391,8 +444,8 @@ fn secret_and_salt(state_dir: &Path, write: bool) -> Result<(Secret, String)> {
             s
         }
     };
-    let salt = salt_for(state_dir, &secret, write)?;
-    Ok((secret, salt))
+    let salts = salts_for(state_dir, &secret, consumers, write)?;
+    Ok((secret, salts))
 }
 
 /// What happened (or, without writing, would happen) to one config file. Serialised as the
@@ -504,7 +557,9 @@ pub fn render_apps(
         None
     };
     let state_dir = &ctx.settings.state_dir;
-    let (secret, salt) = match secret_and_salt(state_dir, write) {
+    let consumers = rpc_consumers(all);
+    let consumer_names: BTreeSet<String> = consumers.iter().map(|c| c.name.clone()).collect();
+    let (secret, salts) = match secret_and_salt(state_dir, &consumer_names, write) {
         Ok(pair) => pair,
         Err(err) => {
             // A broken secret fails the apps that consume configs, not the others.
@@ -529,7 +584,6 @@ pub fn render_apps(
     };
     let gateway = ctx.gateway()?;
     let default_host = bitcoin_host(all);
-    let consumers = rpc_consumers(all);
     let pending = crate::state::pending_dir(state_dir);
     let mut done: BTreeMap<PathBuf, (String, FileStatus)> = BTreeMap::new();
     for m in apps {
@@ -538,7 +592,7 @@ pub fn render_apps(
                 config,
                 m,
                 &secret,
-                &salt,
+                &salts,
                 default_host.as_deref(),
                 &consumers,
                 &ctx.settings.subnet,
@@ -608,7 +662,7 @@ fn render_one(
     config: &ConfigFile,
     m: &Manifest,
     secret: &Secret,
-    salt: &str,
+    salts: &Salts,
     default_host: Option<&str>,
     consumers: &[Consumer],
     subnet: &str,
@@ -632,7 +686,8 @@ fn render_one(
     settings.remove("rpchost");
     let input = RenderInput {
         secret,
-        salt,
+        salt: &salts.canonical,
+        user_salts: &salts.users,
         bitcoin_host: &host,
         subnet,
         gateway,
@@ -773,10 +828,13 @@ mod tests {
         ]
     }
 
+    static NO_SALTS: BTreeMap<String, String> = BTreeMap::new();
+
     fn input<'a>(s: &'a Secret, app: &'a str, consumers: &'a [Consumer]) -> RenderInput<'a> {
         RenderInput {
             secret: s,
             salt: "00112233445566778899aabbccddeeff",
+            user_salts: &NO_SALTS,
             bitcoin_host: "bitcoin-knots",
             subnet: "10.89.0.0/24",
             gateway: "10.89.0.1",
@@ -964,19 +1022,35 @@ mod tests {
     fn salt_is_stable_while_the_password_is_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let s = secret();
-        let first = salt_for(dir.path(), &s, true).unwrap();
-        assert_eq!(first.len(), 32);
-        assert_eq!(salt_for(dir.path(), &s, true).unwrap(), first);
+        let users: BTreeSet<String> = ["bitcoin-ui".to_string(), "lnd".to_string()].into();
+        let first = salts_for(dir.path(), &s, &users, true).unwrap();
+        assert_eq!(first.canonical.len(), 32);
+        assert_eq!(salts_for(dir.path(), &s, &users, true).unwrap(), first);
+        // One salt per user.
+        let all: BTreeSet<&String> = first.users.values().chain([&first.canonical]).collect();
+        assert_eq!(all.len(), 3, "{first:?}");
+        // A new consumer gets its own; the others keep theirs.
+        let more: BTreeSet<String> = users.iter().cloned().chain(["electrumx".into()]).collect();
+        let second = salts_for(dir.path(), &s, &more, true).unwrap();
+        assert_eq!(second.canonical, first.canonical);
+        assert_eq!(second.users["lnd"], first.users["lnd"]);
+        assert!(!all.contains(&second.users["electrumx"]));
         let rotated = Secret {
             user: "archy".into(),
             password: "another-password-entirely".into(),
         };
-        assert_ne!(salt_for(dir.path(), &rotated, true).unwrap(), first);
+        let third = salts_for(dir.path(), &rotated, &users, true).unwrap();
+        assert_ne!(third.canonical, first.canonical);
+        assert_ne!(third.users["lnd"], first.users["lnd"]);
+        // Rotated with no consumers: the new salt is kept too.
+        let none = BTreeSet::new();
+        let fourth = salts_for(dir.path(), &s, &none, true).unwrap();
+        assert_eq!(salts_for(dir.path(), &s, &none, true).unwrap(), fourth);
         let a = render(
             Renderer::BitcoinConf,
             &BTreeMap::new(),
             &RenderInput {
-                salt: &first,
+                salt: &first.canonical,
                 ..input(&s, "b", &[])
             },
         )
@@ -985,11 +1059,37 @@ mod tests {
             Renderer::BitcoinConf,
             &BTreeMap::new(),
             &RenderInput {
-                salt: &first,
+                salt: &first.canonical,
                 ..input(&s, "b", &[])
             },
         )
         .unwrap();
         assert_eq!(a, b);
+    }
+
+    /// A salt record from before per-user salts: its consumers keep the shared salt (their
+    /// rendered rpcauth lines do not change on upgrade); a consumer added later gets its own.
+    #[test]
+    fn a_shared_salt_record_keeps_its_users_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = secret();
+        let shared = "00112233445566778899aabbccddeeff";
+        crate::fsutil::ensure_dir(&crate::secret::secrets_dir(dir.path()), 0o700).unwrap();
+        std::fs::write(
+            salt_path(dir.path()),
+            serde_json::json!({"salt": shared, "hmac": rpcauth_hmac(shared, &s.password)})
+                .to_string(),
+        )
+        .unwrap();
+        let users: BTreeSet<String> = ["lnd".to_string()].into();
+        let salts = salts_for(dir.path(), &s, &users, true).unwrap();
+        assert_eq!(
+            (salts.canonical.as_str(), salts.users["lnd"].as_str()),
+            (shared, shared)
+        );
+        let more: BTreeSet<String> = ["lnd".to_string(), "bitcoin-ui".to_string()].into();
+        let salts = salts_for(dir.path(), &s, &more, true).unwrap();
+        assert_eq!(salts.users["lnd"], shared);
+        assert_ne!(salts.users["bitcoin-ui"], shared);
     }
 }

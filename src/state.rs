@@ -73,6 +73,20 @@ pub fn record(
     }
 }
 
+/// The record a failed `--metrics-file` write leaves (removed by the next good write):
+/// `archy status` shows it as a warning.
+pub const METRICS: &str = "metrics";
+
+/// Remove a concern's record if there is one (one `unlink`; nothing there is the usual case).
+pub fn clear(state_dir: &Path, concern: &str) {
+    let path = status_dir(state_dir).join(format!("{concern}.json"));
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!("could not remove {}: {err}", path.display()),
+    }
+}
+
 /// The record a full reconcile (every app, not a dry run) leaves when it ran to its end,
 /// whatever its apps' outcomes: its `at` is when reconcile last completed.
 pub const RECONCILE_COMPLETED: &str = "reconcile-completed";
@@ -82,6 +96,10 @@ pub const RECONCILE_COMPLETED: &str = "reconcile-completed";
 /// has existed (`state_since`, its creation time) for longer than that; whatever the unit's
 /// exit status said (a tick that finds its lock held exits 75, which systemd counts as
 /// success). A node with no state directory yet has not been asked to run anything.
+/// How far in the future a completion record may be dated and still count (clock jitter
+/// between ticks, NTP slewing): seconds.
+pub const FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub fn reconcile_overdue(
     completed: Option<&serde_json::Value>,
     state_since: Option<SystemTime>,
@@ -97,6 +115,13 @@ pub fn reconcile_overdue(
         .and_then(serde_json::Value::as_str)
         .and_then(|text| humantime::parse_rfc3339(text).ok());
     match at {
+        // Dated in the future (the clock was set back after it, or it ran ahead then): its age
+        // would read 0 forever. Past a small skew it proves nothing about reconcile running.
+        Some(at) if at > now + FUTURE_SKEW => Some(format!(
+            "the last full reconcile is dated {} ({} in the future): the clock was set back              since, and no full reconcile completed after that",
+            humantime::format_rfc3339_seconds(at),
+            shown(at.duration_since(now).unwrap_or_default())
+        )),
         Some(at) => (age_of(at) > max_age).then(|| {
             format!(
                 "a full reconcile last completed {} ago (at {}), more than the {} allowed",
@@ -159,6 +184,16 @@ mod tests {
         assert!(
             late.contains("10m ago") && late.contains("2m allowed"),
             "{late}"
+        );
+        // Dated in the future: within the skew it counts, beyond it it is overdue.
+        assert_eq!(
+            rec(serde_json::json!({"at": "2026-01-01T12:00:50Z", "exit_code": 0})),
+            None
+        );
+        let ahead = rec(serde_json::json!({"at": "2026-01-01T13:00:00Z", "exit_code": 0})).unwrap();
+        assert!(
+            ahead.contains("1h in the future") && ahead.contains("clock was set back"),
+            "{ahead}"
         );
     }
 }

@@ -500,3 +500,232 @@ fn unwritable_or_torn_health_state_never_fails_a_tick() {
     );
     drop(listener);
 }
+
+/// A directory where an app's health state goes (or a state file system that refuses writes):
+/// its failure count cannot survive a tick, so with `failures: 2` it would never be acted on.
+/// The app's health is `unknown` instead, and `archy status` fails naming the file; the tick
+/// still converges.
+#[test]
+fn unwritable_health_state_makes_the_health_unknown_and_status_fail() {
+    let root = TestRoot::new();
+    let port = free_port();
+    root.simple_manifest(
+        "svc",
+        &format!("health:\n  tcp: 127.0.0.1:{port}\n  failures: 2\n  start_period: 0\n"),
+    );
+    let file = root.state_dir.join("health/svc.json");
+    std::fs::create_dir_all(&file).unwrap();
+    let mut clock = Clock::new();
+    for _ in 0..3 {
+        let out = clock.reconcile(&root);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stderr.contains(file.to_str().unwrap()), "{out:?}");
+    }
+    assert_eq!(root.state("archy-svc"), "running");
+    let out = clock.status(&root);
+    assert_eq!(out.code, 1, "{out:?}");
+    let doc = out.json();
+    let health = &app(&doc, "svc")["health"];
+    assert_eq!(health["status"], "unknown", "{doc}");
+    assert_eq!(doc["healthy"], false, "{doc}");
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains(file.to_str().unwrap())),
+        "{doc}"
+    );
+    let text = root.archy(&["status"]);
+    assert!(text.stdout.contains("unknown"), "{text:?}");
+
+    // Writable again: the next tick records it, and the health is known again.
+    std::fs::remove_dir(&file).unwrap();
+    assert_eq!(clock.reconcile(&root).code, 0);
+    let doc = clock.status(&root).json();
+    assert_ne!(app(&doc, "svc")["health"]["status"], "unknown", "{doc}");
+}
+
+/// A dependent's health restarts and recreates wait, like its start, while a `healthy`
+/// dependency is not healthy: with both failing, the base climbs its ladder, the dependent is
+/// left running and nothing is recorded as done for it; once the base passes, the dependent's
+/// restart runs (and is recorded as step 1).
+#[test]
+fn health_actions_of_a_dependent_wait_for_its_healthy_dependency() {
+    let root = TestRoot::new();
+    let (base_port, child_port) = (free_port(), free_port());
+    root.simple_manifest(
+        "base",
+        &format!("health:\n  tcp: 127.0.0.1:{base_port}\n  failures: 1\n  start_period: 0\n"),
+    );
+    root.simple_manifest(
+        "child",
+        &format!("depends_on:\n  base: healthy\nhealth:\n  tcp: 127.0.0.1:{child_port}\n  failures: 1\n  start_period: 0\n"),
+    );
+    let base_listener = TcpListener::bind(("127.0.0.1", base_port)).unwrap();
+    let child_listener = TcpListener::bind(("127.0.0.1", child_port)).unwrap();
+    let mut clock = Clock::new();
+    for _ in 0..3 {
+        assert_eq!(clock.reconcile(&root).code, 0);
+    }
+    assert_eq!(root.state("archy-child"), "running");
+    let child_started = started_at(&root, "archy-child");
+    drop((base_listener, child_listener));
+    for tick in 0..4 {
+        let out = clock.reconcile(&root);
+        let doc = out.json();
+        assert_eq!(app(&doc, "child")["action"], "ok", "tick {tick}: {out:?}");
+        assert!(
+            out.stderr.contains("child: health: restart held back")
+                || out.stderr.contains("child: health: recreate held back"),
+            "tick {tick}: {out:?}"
+        );
+    }
+    assert_eq!(
+        started_at(&root, "archy-child"),
+        child_started,
+        "never restarted"
+    );
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.state_dir.join("health/child.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&recorded["step"], &recorded["last_action"]),
+        (&serde_json::json!(0), &serde_json::Value::Null),
+        "nothing recorded as done: {recorded}"
+    );
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.state_dir.join("health/base.json")).unwrap())
+            .unwrap();
+    assert!(
+        base["step"].as_u64().unwrap() >= 2,
+        "the base was acted on: {base}"
+    );
+
+    // The base answers again: the dependent's restart runs in the same tick.
+    let _base_listener = TcpListener::bind(("127.0.0.1", base_port)).unwrap();
+    clock.tick += 20; // past the base's back-off
+    let out = clock.reconcile(&root);
+    assert_eq!(app(&out.json(), "child")["action"], "restart", "{out:?}");
+    assert_ne!(started_at(&root, "archy-child"), child_started);
+}
+
+/// `depends_on: {x: healthy}` on an `enabled: false` app is refused: its probe never runs, the
+/// dependent would wait forever.
+#[test]
+fn a_healthy_dependency_on_a_disabled_app_is_refused() {
+    let root = TestRoot::new();
+    root.simple_manifest("base", "enabled: false\nhealth:\n  tcp: 127.0.0.1:9\n");
+    root.simple_manifest("child", "depends_on:\n  base: healthy\n");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.all()
+            .contains("`base` is required healthy but is `enabled: false`"),
+        "{out:?}"
+    );
+}
+
+/// The `sleep 1000` processes `podman top` shows in a container.
+fn sleepers(root: &TestRoot, container: &str) -> usize {
+    root.podman_ok(&["top", container, "args"])
+        .lines()
+        .filter(|l| l.contains("sleep 1000"))
+        .count()
+}
+
+/// An `exec:` probe that never ends: at its deadline the exec session itself is killed (not
+/// just the `podman exec` client), so after three ticks `podman top` shows no probe left
+/// behind, and no exec-session conmon stays on the host; one left by an earlier run (here
+/// started by hand) is ended before the next probe starts. The evidence names the probe's own
+/// time limit.
+#[test]
+fn an_exec_probe_past_its_limit_leaves_no_process_behind() {
+    let root = TestRoot::new();
+    root.simple_manifest(
+        "slow",
+        "health:\n  exec: [\"/bin/sleep\", \"1000\"]\n  failures: 10\n  start_period: 0\n",
+    );
+    let mut clock = Clock::new();
+    assert_eq!(clock.reconcile(&root).code, 0);
+    let conmons_before = conmons_under(&root.dir).len();
+    for tick in 0..3 {
+        let started = std::time::Instant::now();
+        let out = clock.reconcile(&root);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "one probe deadline per tick: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(sleepers(&root, "archy-slow"), 0, "tick {tick}: {out:?}");
+    }
+    assert_eq!(
+        conmons_under(&root.dir).len(),
+        conmons_before,
+        "no exec-session conmon left"
+    );
+    let doc = clock.status(&root).json();
+    let error = app(&doc, "slow")["health"]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("health probe time limit of 10s")
+            && error.contains("killed its exec session in the container"),
+        "{error}"
+    );
+    assert!(!error.contains("listing"), "{error}");
+
+    // A probe an earlier run left behind (that run was SIGKILLed, say) is ended first.
+    root.podman_ok(&["exec", "-d", "archy-slow", "/bin/sleep", "1000"]);
+    assert_eq!(sleepers(&root, "archy-slow"), 1);
+    let out = clock.reconcile(&root);
+    assert!(
+        out.stderr.contains("killing a health probe still running"),
+        "{out:?}"
+    );
+    assert_eq!(sleepers(&root, "archy-slow"), 0, "{out:?}");
+}
+
+/// An RTC-less board: the first ticks run on the old clock, then NTP steps it an hour
+/// forward. The boot clock (`ARCHY_BOOTTIME`, simulated beside `ARCHY_NOW`) says only a minute
+/// passed, so `start_period: 10m` still holds: the app is not restarted at the step, and is
+/// once ten real minutes have passed.
+#[test]
+fn a_forward_clock_step_does_not_cut_the_start_period() {
+    let root = TestRoot::new();
+    let port = free_port();
+    root.simple_manifest(
+        "svc",
+        &format!("health:\n  tcp: 127.0.0.1:{port}\n  failures: 1\n  start_period: 10m\n"),
+    );
+    let old_clock = 1_700_000_000u64;
+    let tick = |wall: u64, boot: u64| {
+        let out = Out::from(
+            root.archy_cmd()
+                .env("ARCHY_NOW", wall.to_string())
+                .env("ARCHY_BOOTTIME", boot.to_string())
+                .args(["reconcile", "--output", "json"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        app(&out.json(), "svc")["action"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(tick(old_clock, 100), "create");
+    assert_eq!(tick(old_clock + 30, 130), "ok");
+    // NTP steps the wall clock an hour forward; 30 more seconds really passed.
+    let step = 3_600;
+    assert_eq!(
+        tick(old_clock + step + 60, 160),
+        "ok",
+        "still in its start period"
+    );
+    assert_eq!(tick(old_clock + step + 90, 190), "ok");
+    // Ten real minutes after the start: the failing probe counts, and health acts.
+    assert_eq!(tick(old_clock + step + 620, 720), "restart");
+}

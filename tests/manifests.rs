@@ -85,17 +85,41 @@ fn appliance_manifests_validate() {
         );
     }
     // Every host path of the appliance (bind mounts, env files, config paths, build contexts)
-    // lies under the roots README recommends.
+    // lies under the roots the package ships on by default.
     let policy = Policy {
-        allowed_volume_roots: vec![
-            "/var/lib/archy".into(),
-            "/opt/archipelago/current".into(),
-            "/etc/containers/containers.conf.d".into(),
-        ],
+        allowed_volume_roots: shipped_volume_roots(),
         ..Policy::default()
     };
     let strict = load_dir(copy.path(), &policy).unwrap();
     assert!(strict.errors.is_empty(), "{:?}", strict.errors);
+    assert_eq!(strict.apps.len(), loaded.apps.len());
+}
+
+/// `ARCHY_ALLOWED_VOLUME_ROOTS` as the package ships it: set (not commented out) in
+/// /etc/default/archy, and the same in every unit's `Environment=` (on without the file).
+fn shipped_volume_roots() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let setting = |text: &str, prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::to_string)
+    };
+    let default = std::fs::read_to_string(root.join("packaging/debian/archy.default")).unwrap();
+    let list = setting(&default, "ARCHY_ALLOWED_VOLUME_ROOTS=")
+        .expect("/etc/default/archy sets ARCHY_ALLOWED_VOLUME_ROOTS");
+    for entry in std::fs::read_dir(root.join("systemd-timers")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "service") {
+            let unit = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                setting(&unit, "Environment=ARCHY_ALLOWED_VOLUME_ROOTS=").as_deref(),
+                Some(list.as_str()),
+                "{}",
+                path.display()
+            );
+        }
+    }
+    std::env::split_paths(&list).collect()
 }
 
 #[test]

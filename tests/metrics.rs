@@ -321,27 +321,138 @@ fn the_file_is_replaced_atomically_and_a_no_op_tick_still_lists_once() {
 fn bad_metrics_targets_are_refused_before_anything_runs() {
     let root = TestRoot::empty();
     root.simple_manifest("alpha", "");
-    let missing = root.dir.join("no-such-dir/archy.prom");
-    let out = root.archy(&["reconcile", "--metrics-file", missing.to_str().unwrap()]);
+    // A path without a directory is a usage error, found before anything runs.
+    let out = root.archy(&["reconcile", "--metrics-file", "archy.prom"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(
-        out.stderr.contains("no-such-dir") && out.stderr.contains("does not exist"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("has no directory"), "{out:?}");
     assert!(root.take_podman_calls().is_empty(), "nothing ran");
     let out = root.archy(&["reconcile", "--output", "prometheus"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("only for `archy status`"), "{out:?}");
-    // The variable works like the flag.
-    let out = Out::from(
-        root.archy_cmd()
-            .arg("reconcile")
-            .env("ARCHY_METRICS_FILE", root.dir.to_str().unwrap())
-            .output()
-            .unwrap(),
+}
+
+/// A metrics file that cannot be written (its directory gone, e.g. after node_exporter was
+/// purged, or a directory where the file goes) never stops a tick from converging: the stopped
+/// app is started, the tick exits 0, the trouble is a warning here and in `archy status` until
+/// a write succeeds again.
+#[test]
+fn an_unwritable_metrics_file_is_a_warning_after_converging() {
+    let root = TestRoot::new();
+    root.simple_manifest("alpha", "");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    root.podman_ok(&["stop", "-t", "0", "archy-alpha"]);
+    let missing = root.dir.join("node-exporter/archy.prom");
+    let out = root.archy(&["reconcile", "--metrics-file", missing.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(root.state("archy-alpha"), "running", "converged first");
+    assert!(
+        out.stderr.contains("WARN") && out.stderr.contains("node-exporter"),
+        "{out:?}"
     );
-    assert_eq!(out.code, 2, "a directory is no metrics file: {out:?}");
-    assert!(!Path::new(&root.dir.join("archy.prom")).exists());
+    let status = root.archy(&["status", "--output", "json"]);
+    let doc = status.json();
+    assert_eq!(doc["ok"], true, "a warning, not a failure: {status:?}");
+    let warnings = doc["warnings"].as_array().unwrap();
+    assert!(
+        warnings.len() == 1 && warnings[0].as_str().unwrap().contains("node-exporter"),
+        "{doc}"
+    );
+    assert!(root.archy(&["status"]).stdout.contains("warning: "));
+
+    // A directory where the file goes: the same.
+    std::fs::create_dir_all(&missing).unwrap();
+    let out = root.archy(&["reconcile", "--metrics-file", missing.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("is a directory"), "{out:?}");
+
+    // Written again: the warning goes.
+    std::fs::remove_dir(&missing).unwrap();
+    let out = root.archy(&["reconcile", "--metrics-file", missing.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(std::fs::read_to_string(&missing)
+        .unwrap()
+        .contains("archy_converged 1"));
+    let doc = root.archy(&["status", "--output", "json"]).json();
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{doc}");
+}
+
+/// `nobody`, able to write the textfile directory's parent, swaps the textfile directory for a
+/// symlink to a root-owned directory: root's tick must not write `archy.prom` there. A parent
+/// that `nobody` owns is refused on its own; the textfile directory itself may be theirs.
+#[test]
+fn the_metrics_write_never_follows_a_symlinked_directory_a_user_planted() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = TestRoot::new();
+    root.simple_manifest("alpha", "");
+    let base = root.dir.join("textfile-base");
+    let victim = root.dir.join("root-only");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::create_dir_all(base.join("prometheus/node-exporter")).unwrap();
+    let chown = |path: &Path| {
+        let ok = Command::new("chown")
+            .args(["nobody:nogroup", path.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    // The textfile directory owned by nobody (as node_exporter's user might own it): allowed.
+    chown(&base.join("prometheus/node-exporter"));
+    let file = base.join("prometheus/node-exporter/archy.prom");
+    let out = root.archy(&["reconcile", "--metrics-file", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        file.exists(),
+        "written into the textfile directory nobody owns: {out:?}"
+    );
+
+    // nobody gets its parent and plants the symlink.
+    chown(&base.join("prometheus"));
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let planted = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "sh",
+            "-c",
+            &format!(
+                "rm -rf {0}/prometheus/node-exporter && ln -s {1} {0}/prometheus/node-exporter",
+                base.display(),
+                victim.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(planted.status.success(), "{planted:?}");
+    let out = root.archy(&["reconcile", "--metrics-file", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "nothing written through the symlink: {out:?}"
+    );
+    assert!(out.stderr.contains("owned by uid"), "{out:?}");
+
+    // Even a real directory nobody made there is refused: its parent is nobody's.
+    let planted = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "sh",
+            "-c",
+            &format!(
+                "rm {0}/prometheus/node-exporter && mkdir {0}/prometheus/node-exporter",
+                base.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(planted.status.success(), "{planted:?}");
+    let out = root.archy(&["reconcile", "--metrics-file", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!file.exists(), "{out:?}");
+    assert!(out.stderr.contains("owned by uid"), "{out:?}");
 }
 
 /// `archy_app_healthy` is the health probe's verdict where an app has one (0 while `starting`

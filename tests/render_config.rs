@@ -286,3 +286,35 @@ fn drift_restarts_only_the_consumers() {
     assert!(!out.all().contains(&secret_password(&root)));
     assert!(!out.all().contains(&consumer_password(&root, "electrumx")));
 }
+
+/// Every rpcauth user has its own salt (was: one shared by all), each line verifies against its
+/// user's password with rpcauth.py's HMAC, and a second render keeps every salt (no drift).
+#[test]
+fn every_rpcauth_user_has_its_own_stable_salt() {
+    let root = TestRoot::empty();
+    let cfg = node_manifests(&root);
+    assert_eq!(root.archy(&["render-config"]).code, 0);
+    let conf = std::fs::read_to_string(cfg.join("bitcoin.conf")).unwrap();
+    let lines: Vec<(String, String, String)> = conf
+        .lines()
+        .filter_map(|l| l.strip_prefix("rpcauth="))
+        .map(|l| {
+            let (user, rest) = l.split_once(':').unwrap();
+            let (salt, mac) = rest.split_once('$').unwrap();
+            (user.to_string(), salt.to_string(), mac.to_string())
+        })
+        .collect();
+    assert!(lines.len() >= 3, "{conf}");
+    let salts: std::collections::BTreeSet<&String> = lines.iter().map(|(_, s, _)| s).collect();
+    assert_eq!(salts.len(), lines.len(), "one salt per user: {conf}");
+    for (user, salt, mac) in &lines {
+        let password = if user == "archy" {
+            secret_password(&root)
+        } else {
+            consumer_password(&root, user)
+        };
+        assert_eq!(mac, &hmac_hex(salt, &password), "{user}");
+    }
+    let out = root.archy(&["render-config", "--check"]);
+    assert_eq!(out.code, 0, "salts kept: {out:?}");
+}

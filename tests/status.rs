@@ -100,3 +100,70 @@ fn pending_update_and_failed_heal_are_shown() {
         "{out:?}"
     );
 }
+
+/// A full reconcile recorded while the clock ran an hour ahead (an RTC-less board before NTP,
+/// or a wrong manual setting), then the clock set right and reconcile stopped: status must
+/// call it overdue, not read the future record's age as 0 forever.
+#[test]
+fn a_reconcile_record_dated_in_the_future_is_overdue() {
+    let root = TestRoot::empty();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |secs: u64| {
+        let mut cmd = root.archy_cmd();
+        cmd.env("ARCHY_NOW", secs.to_string());
+        cmd
+    };
+    let out = Out::from(at(now + 3600).arg("reconcile").output().unwrap());
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = Out::from(
+        at(now)
+            .args(["status", "--output", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let overdue = out.json()["reconcile_overdue"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(overdue.contains("in the future"), "{overdue}");
+    // A reconcile at the right time makes it current again.
+    assert_eq!(
+        Out::from(at(now).arg("reconcile").output().unwrap()).code,
+        0
+    );
+    let out = Out::from(at(now + 30).arg("status").output().unwrap());
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+/// Extreme `ARCHY_NOW` values are refused as bad input (exit 2, naming the variable), never a
+/// panic.
+#[test]
+fn extreme_clock_overrides_are_refused_not_a_panic() {
+    let root = TestRoot::empty();
+    for value in [
+        "9223372036854775807",
+        "-9223372036854775808",
+        "18446744073709551615",
+        "-1",
+        "9999999999999",
+    ] {
+        for args in [&["status"][..], &["reconcile"][..]] {
+            let out = Out::from(
+                root.archy_cmd()
+                    .env("ARCHY_NOW", value)
+                    .args(args)
+                    .output()
+                    .unwrap(),
+            );
+            assert_eq!(out.code, 2, "ARCHY_NOW={value} {args:?}: {out:?}");
+            assert!(
+                out.stderr.contains("ARCHY_NOW") && !out.stderr.contains("panicked"),
+                "{out:?}"
+            );
+        }
+    }
+}

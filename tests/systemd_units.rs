@@ -136,6 +136,12 @@ fn timer_ticks_every_30s_and_ordering_matches_the_boot_sequence() {
     );
     let after = value(&reconcile, "After").unwrap();
     assert!(after.contains("archy-heal-podman.service"), "{after}");
+    // Health's start periods and back-offs, and status ages, read the wall clock: the first
+    // tick waits for it to be set where a time-sync service says so (RTC-less boards).
+    assert!(after.contains("time-sync.target"), "{after}");
+    assert!(value(&unit("archy-verify-update.service"), "After")
+        .unwrap()
+        .contains("time-sync.target"));
     assert!(after.contains("archy-render-config.service"), "{after}");
     assert!(
         value(&reconcile, "WantedBy").is_none(),

@@ -20,7 +20,8 @@ use crate::output::OutputFormat;
 /// with --yes); kill and delete ghost OCI containers and their conmon, releasing their network
 /// (CNI DEL replayed from libcni's cache: veth, port forwards, IP; then the network namespace);
 /// release the network debris of containers podman no longer knows; re-register orphaned
-/// volumes (data kept); `podman system renumber`. Never deletes an image, a volume or volume
+/// volumes (data kept); `podman system renumber` (only with no container running and no other
+/// podman process; otherwise the manual procedure is printed). Never deletes an image, a volume or volume
 /// data. Exit 0 healthy or healed (then run `archy reconcile`), 1 still broken.
 #[derive(Debug, clap::Args)]
 pub struct HealPodmanArgs {

@@ -19,7 +19,8 @@ use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
 /// passing probe resets all of it. Every action is logged with the evidence (status code,
 /// connect error, exit code and output tail); counts and evidence are kept in
 /// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
-/// created or started, result `waiting`) until that app's probe passes.
+/// created, started, or restarted or recreated by health; result `waiting`) until that app's
+/// probe passes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
     /// Only these apps (default: every app with a manifest).
@@ -47,7 +48,9 @@ pub struct ReconcileArgs {
     pub mirrors: Vec<String>,
     /// After the run, write Prometheus metrics (what `archy status --output prometheus` prints)
     /// to this file, replaced atomically, for node_exporter's textfile collector. Its directory
-    /// must exist. Not written by --dry-run.
+    /// is reached without following symlinks; one on the way that another user owns or can
+    /// write is refused. A write that fails is a warning (also in `archy status`), never a
+    /// failed tick. Not written by --dry-run.
     #[arg(long, env = "ARCHY_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
 }
@@ -102,41 +105,11 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
         }),
     );
     if let Some(path) = metrics_file {
-        // Metrics are a view: failing to write them is logged, never a failed tick.
-        if let Err(err) = write_metrics(ctx, &report, path, recorded, completed) {
-            tracing::warn!("{err:#}");
-        }
+        // Metrics are a view: failing to write them is a warning (here and in `archy
+        // status`), never a failed tick; the tick has converged by now.
+        crate::status::write_metrics_after_tick(ctx, &report, path, recorded, completed);
     }
     Ok(report.exit_code)
-}
-
-/// The node after this tick (its own report, no second listing; the reconcile records it just
-/// wrote, not read back) as Prometheus metrics, written atomically to `path`.
-fn write_metrics(
-    ctx: &Ctx,
-    report: &Report,
-    path: &std::path::Path,
-    recorded: Option<serde_json::Value>,
-    completed: Option<serde_json::Value>,
-) -> Result<()> {
-    let state_dir = &ctx.settings.state_dir;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let records = crate::status::Records::read_with(state_dir, recorded, completed)?;
-    let status = crate::status::build(
-        &crate::status::after_tick(report),
-        now,
-        records,
-        crate::status::DEFAULT_MAX_RECONCILE_AGE,
-    );
-    let snapshot = crate::status::metrics_snapshot(
-        &status,
-        &crate::metrics::read_restarts(state_dir),
-        crate::update::journal::Journal::new(state_dir).bad_versions()?,
-    );
-    let text = crate::output::redact(&crate::metrics::render(&snapshot));
-    crate::metrics::write_file(path, &text)
 }
 
 fn print_report(report: &Report, format: OutputFormat) {

@@ -17,9 +17,11 @@ use crate::status::Status;
 /// manifests, config files that differ from what would be rendered, and the owner (archy, or
 /// systemd through a Quadlet unit), and health as of the last reconcile tick: healthy,
 /// unhealthy n/N (consecutive failed probes of the `failures` that trigger a restart, with the
-/// last error), starting, or no probe; an app held back by a `healthy` dependency is `waiting`.
+/// last error), starting, unknown (its state file under <state-dir>/health cannot be read or
+/// written: named, and a failure), or no probe; an app held back by a `healthy` dependency is `waiting`.
 /// Changes nothing. Answers within --timeout-listing even when podman hangs (then it says
-/// podman did not answer). Exit 0 when every app is converged and none is unhealthy, no orphan
+/// podman did not answer). Exit 0 when every app is converged and none is unhealthy or of
+/// unknown health, no orphan
 /// or invalid manifest exists, podman answered, the pending-update marker is readable, none of
 /// the last heal-podman, verify-update and reconcile runs failed, and a full reconcile completed
 /// within --max-reconcile-age (JSON `ok`); 1 otherwise. The JSON document (`schema` 1) is

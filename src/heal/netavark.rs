@@ -103,7 +103,10 @@ pub fn iptables_forwards(nat_rules: &[String], network: &str) -> Vec<Forward> {
         .iter()
         .map(split)
         .filter(|a| a.get(1).map(String::as_str) == Some("NETAVARK-HOSTPORT-DNAT"))
-        .filter(|a| arg_after(a, "--comment").is_some_and(|c| comment_network(c) == Some(network)))
+        .filter(|a| {
+            arg_after(a, "--comment")
+                .is_some_and(|c| super::network::comment_network(c) == Some(network))
+        })
         .filter_map(|a| arg_after(&a, "-j").map(String::from))
         .filter(|c| c.starts_with("NETAVARK-DN-"))
         .collect();
@@ -158,17 +161,6 @@ fn arg_after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.windows(2)
         .find(|w| w[0] == flag)
         .map(|w| w[1].as_str())
-}
-
-/// The network of a netavark 1.4 DNAT comment: `dnat name: <network> id: <container id>`.
-pub fn comment_network(comment: &str) -> Option<&str> {
-    comment.strip_prefix("dnat name: ")?.split(" id: ").next()
-}
-
-/// The container of a netavark 1.4 DNAT comment.
-pub fn comment_container(comment: &str) -> Option<&str> {
-    let id = comment.strip_prefix("dnat name: ")?.rsplit_once(" id: ")?.1;
-    (!id.is_empty()).then_some(id)
 }
 
 /// netavark 1.14's DNAT chain of a network: `nv_<first 8 of its id>_<subnet with . → _ and /
@@ -372,6 +364,7 @@ mod tests {
 
     #[test]
     fn dnat_comments_name_network_and_container() {
+        use super::super::network::{comment_container, comment_network};
         let c = format!("dnat name: archy id: {ID}");
         assert_eq!(comment_network(&c), Some("archy"));
         assert_eq!(comment_container(&c), Some(ID));

@@ -176,7 +176,7 @@ pub fn del_calls(entry: &CacheEntry) -> Result<Vec<PluginCall>> {
 /// The container id in an `iptables -S` rule's CNI comment or netavark 1.4's DNAT comment
 /// (`"dnat name: <net> id: <id>"`) (`id: \"<id>\"`), if any.
 pub fn rule_container_id(line: &str) -> Option<&str> {
-    if let Some(id) = netavark_comment(line).and_then(super::netavark::comment_container) {
+    if let Some(id) = netavark_comment(line).and_then(comment_container) {
         return id.chars().all(|c| c.is_ascii_hexdigit()).then_some(id);
     }
     let start = line.find("id: \\\"")? + "id: \\\"".len();
@@ -188,12 +188,23 @@ pub fn rule_container_id(line: &str) -> Option<&str> {
 
 /// The network name in an `iptables -S` rule's CNI comment or netavark 1.4's DNAT comment (`name: \"<net>\"`), if any.
 pub fn rule_network(line: &str) -> Option<&str> {
-    if let Some(net) = netavark_comment(line).and_then(super::netavark::comment_network) {
+    if let Some(net) = netavark_comment(line).and_then(comment_network) {
         return Some(net);
     }
     let start = line.find("name: \\\"")? + "name: \\\"".len();
     let rest = &line[start..];
     rest.find('\\').map(|end| &rest[..end])
+}
+
+/// The network of a netavark 1.4 DNAT comment: `dnat name: <network> id: <container id>`.
+pub fn comment_network(comment: &str) -> Option<&str> {
+    comment.strip_prefix("dnat name: ")?.split(" id: ").next()
+}
+
+/// The container of a netavark 1.4 DNAT comment.
+pub fn comment_container(comment: &str) -> Option<&str> {
+    let id = comment.strip_prefix("dnat name: ")?.rsplit_once(" id: ")?.1;
+    (!id.is_empty()).then_some(id)
 }
 
 /// The text of a netavark 1.4 DNAT comment in an `iptables -S` line

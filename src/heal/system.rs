@@ -450,7 +450,7 @@ pub fn perform(
             Ok(vec!["podman system migrate".into()])
         }
         StepKind::SystemRenumber => {
-            podman.system_renumber()?;
+            renumber_when_idle(podman, &other_podman_processes)?;
             Ok(vec!["podman system renumber".into()])
         }
         StepKind::ClearRuntimeDirs => {
@@ -546,7 +546,7 @@ pub fn perform(
                 // system renumber` reallocates the table from the database, then retry once.
                 if !renumbered && result.as_ref().is_err_and(crate::podman::lock_table_full) {
                     renumbered = true;
-                    match podman.system_renumber() {
+                    match renumber_when_idle(podman, &other_podman_processes) {
                         Ok(()) => {
                             touched.push(
                                 "podman system renumber (podman's lock table was full)".into(),
@@ -564,6 +564,74 @@ pub fn perform(
             super::repair_outcome(touched, errors)
         }
     }
+}
+
+/// `podman system renumber`, only when podman allows it: no container running (in this root)
+/// and no other podman process on the host (`other_podmans`; several roots may share the
+/// rootful SHM lock table, and renumbering under a running podman can hand out locks another
+/// holds). Otherwise an error that gives the exact manual procedure.
+fn renumber_when_idle(podman: &Podman, other_podmans: &dyn Fn() -> Vec<u32>) -> Result<()> {
+    let mut blockers = Vec::new();
+    match podman.list_all() {
+        Ok(containers) => {
+            let running: Vec<String> = containers
+                .iter()
+                .filter(|c| c.state == "running")
+                .map(|c| c.name().to_string())
+                .collect();
+            if !running.is_empty() {
+                blockers.push(format!("containers are running ({})", running.join(", ")));
+            }
+        }
+        Err(err) => blockers.push(format!("could not list containers ({err:#})")),
+    }
+    let others = other_podmans();
+    if !others.is_empty() {
+        let shown: Vec<String> = others
+            .iter()
+            .map(|pid| crate::procinfo::Process::inspect(*pid).to_string())
+            .collect();
+        blockers.push(format!("other podman processes run: {}", shown.join("; ")));
+    }
+    if blockers.is_empty() {
+        return podman.system_renumber();
+    }
+    anyhow::bail!(
+        "not running `podman system renumber`: {}. podman requires that no container and no          other podman process runs meanwhile. By hand: `systemctl stop archy-reconcile.timer          archy-reconcile.service`, `podman stop --all`, check that `pgrep -a podman` prints          nothing, run `podman system renumber`, then `systemctl start archy-reconcile.timer`",
+        blockers.join("; ")
+    )
+}
+
+/// Pids of podman processes on the host (by executable name), from `/proc`. Tests see the
+/// list they set (other agents' podman runs on a shared machine).
+#[cfg(not(test))]
+fn other_podman_processes() -> Vec<u32> {
+    podman_processes()
+}
+
+#[cfg(test)]
+fn other_podman_processes() -> Vec<u32> {
+    tests::PODMANS.with(|p| p.borrow().clone())
+}
+
+/// Every process whose executable (or argv[0]) is named `podman`.
+fn podman_processes() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let named = |p: &Path| p.file_name().is_some_and(|n| n == "podman");
+            crate::procinfo::exe_of(*pid).is_some_and(|exe| named(&exe))
+                || crate::procinfo::cmdline_of(*pid)
+                    .first()
+                    .is_some_and(|a0| named(Path::new(a0)))
+        })
+        .collect()
 }
 
 /// Release every target, going on past failures; one outcome for them all.
@@ -852,6 +920,88 @@ mod tests {
             .contains(','));
     }
 
+    thread_local! {
+        /// The "other podman processes" [`other_podman_processes`] reports in a test.
+        pub static PODMANS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A fake podman: `ps -a` lists `ps_json`; `system renumber` is logged.
+    fn fake_podman(dir: &Path, ps_json: &str) -> (PathBuf, PathBuf) {
+        let calls = dir.join("calls");
+        let podman = dir.join("podman");
+        std::fs::write(
+            &podman,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {calls}\ncase \"$1 $2\" in\n\
+                 'ps -a') echo '{ps_json}'; exit 0 ;;\n\
+                 'system renumber') exit 0 ;;\n\
+                 esac\nexit 1\n",
+                calls = calls.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&podman, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (podman, calls)
+    }
+
+    /// `podman system renumber` runs only with no container running and no other podman
+    /// process; otherwise it is refused with the manual procedure, and never run.
+    #[test]
+    fn renumber_waits_for_an_idle_podman_and_says_how_otherwise() {
+        let renumbered = |calls: &Path| {
+            std::fs::read_to_string(calls)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("system renumber"))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (podman, calls) = fake_podman(
+            dir.path(),
+            r#"[{"Id":"a1","Names":["archy-web"],"State":"running","Image":"i","Labels":{}}]"#,
+        );
+        let err = renumber_when_idle(&Podman::new(&podman), &Vec::new).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("containers are running (archy-web)")
+                && text.contains("`podman stop --all`")
+                && text.contains("`pgrep -a podman`"),
+            "{text}"
+        );
+        assert!(!renumbered(&calls));
+
+        let dir = tempfile::tempdir().unwrap();
+        let (podman, calls) = fake_podman(
+            dir.path(),
+            r#"[{"Id":"a1","Names":["archy-web"],"State":"exited","Image":"i","Labels":{}}]"#,
+        );
+        let me = std::process::id();
+        let err = renumber_when_idle(&Podman::new(&podman), &|| vec![me]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("other podman processes run: pid {me}")),
+            "{err:#}"
+        );
+        assert!(!renumbered(&calls));
+
+        renumber_when_idle(&Podman::new(&podman), &Vec::new).unwrap();
+        assert!(renumbered(&calls));
+    }
+
+    #[test]
+    fn podman_processes_are_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = dir.path().join("podman");
+        std::fs::copy("/bin/sleep", &podman).unwrap();
+        let mut child = std::process::Command::new(&podman)
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let found = podman_processes();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&child.id()), "{found:?}");
+        assert!(!found.contains(&std::process::id()));
+    }
+
     /// A podman whose lock table is full until `system renumber` runs (the soak found it: a
     /// root that lost its database many times; podman 4.3.1's own message).
     #[test]
@@ -866,6 +1016,7 @@ mod tests {
             &podman,
             format!(
                 "#!/bin/sh\necho \"$*\" >> {calls}\ncase \"$1 $2\" in\n\
+                 'ps -a') echo '[]'; exit 0 ;;\n\
                  'system renumber') touch {state}; exit 0 ;;\n\
                  'volume create') [ -e {state} ] && {{ echo \"$3\"; exit 0; }}\n\
                  echo 'Error: allocating lock for new volume: allocation failed; exceeded num_locks (2048)' >&2; exit 125 ;;\n\

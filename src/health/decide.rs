@@ -109,6 +109,14 @@ pub struct HealthState {
     /// Back-off: no action before this time (Unix seconds).
     pub next_action_at: Option<i64>,
     pub last_action: Option<ActionRecord>,
+    /// The wall and monotonic clocks when `grace_from` or `next_action_at` were last set: a
+    /// later tick re-bases them by a forward clock step (see [`CLOCK_STEP_SECS`]).
+    pub anchor: Option<crate::clock::Anchor>,
+    /// Not persisted: this state could not be read from or written to its file (the error,
+    /// naming it). Across ticks its count is then lost, so the app's health is `unknown`
+    /// (`archy status` exits 1) rather than quietly never acted on.
+    #[serde(skip)]
+    pub store_error: Option<String>,
 }
 
 /// What one tick knows about an app.
@@ -122,6 +130,11 @@ pub struct Observation {
     pub converging: bool,
     /// This tick's probe; None when it was not probed.
     pub result: Option<ProbeResult>,
+    /// This tick's wall and monotonic clocks (None: unknown, no re-basing).
+    pub anchor: Option<crate::clock::Anchor>,
+    /// A `healthy` dependency that has not passed holds back any action (why): the failures
+    /// keep counting, but no step of the ladder is taken or recorded until it passes.
+    pub held: Option<String>,
 }
 
 /// The new state, the action to take, and a line to log (None: nothing worth saying).
@@ -149,8 +162,38 @@ fn set_status(state: &mut HealthState, status: Status, now: i64) {
     }
 }
 
+/// A wall-clock jump forward this far (seconds) beyond the time that really passed (by the
+/// monotonic clock) is a clock step, not time: the grace and the back-off are moved by it. An
+/// RTC-less board's first ticks run before NTP sets the clock, often hours forward; without
+/// this a `start_period: 10m` would end at the step.
+pub const CLOCK_STEP_SECS: i64 = 120;
+
 /// Decide one tick for one app. Pure.
 pub fn decide(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -> Decision {
+    let mut prev = prev.clone();
+    let mut note = None;
+    if let (Some(then), Some(here)) = (&prev.anchor, &obs.anchor) {
+        let step = crate::clock::forward_step(then, here);
+        if step > CLOCK_STEP_SECS {
+            prev.grace_from = prev.grace_from.map(|g| g.saturating_add(step).min(now));
+            prev.next_action_at = prev.next_action_at.map(|t| t.saturating_add(step));
+            prev.anchor = Some(here.clone());
+            note = Some(format!(
+                "the clock stepped forward by {step}s since this app's start period or back-off                  began; both moved with it"
+            ));
+        }
+    }
+    let mut d = decide_on(&prev, obs, policy, now);
+    if d.state.grace_from != prev.grace_from || d.state.next_action_at != prev.next_action_at {
+        d.state.anchor = obs.anchor.clone();
+    }
+    if d.message.is_none() {
+        d.message = note;
+    }
+    d
+}
+
+fn decide_on(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -> Decision {
     let mut s = prev.clone();
     let quiet = |state: HealthState| Decision {
         state,
@@ -244,6 +287,19 @@ pub fn decide(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -
     } else {
         HealthAction::Restart
     };
+    if let Some(why) = &obs.held {
+        let message = format!(
+            "{} held back after {} consecutive failed probes ({}): {why}",
+            action.as_str(),
+            s.consecutive_failures,
+            result.evidence
+        );
+        return Decision {
+            state: s,
+            action: HealthAction::None,
+            message: Some(message),
+        };
+    }
     s.step = s.step.saturating_add(1);
     s.strikes = 0;
     s.grace_from = Some(now);
@@ -302,6 +358,8 @@ mod tests {
             start_key: Some(key.into()),
             converging: false,
             result,
+            held: None,
+            anchor: None,
         }
     }
 
@@ -439,6 +497,8 @@ mod tests {
                 start_key: Some("a@1".into()),
                 converging: true,
                 result: fail(),
+                held: None,
+                anchor: None,
             },
             POLICY,
             10,
@@ -447,6 +507,82 @@ mod tests {
             (d.action, d.state.grace_from, d.state.expect_start),
             (HealthAction::None, Some(10), true)
         );
+    }
+
+    #[test]
+    fn a_held_action_is_neither_taken_nor_recorded_and_runs_once_released() {
+        let due = HealthState {
+            status: Status::Unhealthy,
+            consecutive_failures: 2,
+            strikes: 1,
+            start_key: Some("a@1".into()),
+            ..Default::default()
+        };
+        let mut obs = running("a@1", fail());
+        obs.held = Some("waiting for `base` to become healthy".into());
+        let d = decide(&due, &obs, POLICY, 100);
+        assert_eq!(
+            (
+                d.action,
+                d.state.step,
+                d.state.strikes,
+                &d.state.last_action
+            ),
+            (HealthAction::None, 0, 2, &None)
+        );
+        assert_eq!(
+            d.message.as_deref(),
+            Some("restart held back after 3 consecutive failed probes (connection refused): waiting for `base` to become healthy")
+        );
+        let d = decide(&d.state, &running("a@1", fail()), POLICY, 130);
+        assert_eq!((d.action, d.state.step), (HealthAction::Restart, 1));
+    }
+
+    #[test]
+    fn a_forward_clock_step_moves_the_grace_and_the_backoff_with_it() {
+        let at = |boottime, wall| crate::clock::Anchor {
+            boot_id: "b".into(),
+            boottime,
+            wall,
+        };
+        let started = HealthState {
+            start_key: Some("a@1".into()),
+            grace_from: Some(1_000),
+            next_action_at: Some(1_100),
+            anchor: Some(at(50, 1_000)),
+            ..Default::default()
+        };
+        // 60 s really passed (boot clock), the wall clock says 3660: a step of 3600.
+        let mut obs = running("a@1", fail());
+        obs.anchor = Some(at(110, 4_660));
+        let ten_minutes = Policy {
+            failures: 1,
+            start_period: 600,
+        };
+        let d = decide(&started, &obs, ten_minutes, 4_660);
+        assert_eq!(
+            (
+                d.state.status,
+                d.state.consecutive_failures,
+                d.state.grace_from,
+                d.state.next_action_at,
+                d.action
+            ),
+            (
+                Status::Starting,
+                0,
+                Some(4_600),
+                Some(4_700),
+                HealthAction::None
+            ),
+            "60 s into a 10-minute start period: {d:?}"
+        );
+        assert!(d.message.unwrap().contains("stepped forward by 3600s"));
+        assert_eq!(d.state.anchor, Some(at(110, 4_660)));
+        // Time that really passed is not a step.
+        obs.anchor = Some(at(3_710, 4_660));
+        let d = decide(&started, &obs, ten_minutes, 4_660);
+        assert_eq!(d.action, HealthAction::Restart, "the grace really ended");
     }
 
     #[test]

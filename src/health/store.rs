@@ -16,8 +16,10 @@ pub fn path(state_dir: &Path, app: &str) -> PathBuf {
     dir(state_dir).join(format!("{app}.json"))
 }
 
-/// The persisted state; missing → default. An unreadable or corrupt file is logged and
-/// treated as no state (the next tick rewrites it): a torn record must not stop reconcile.
+/// The persisted state; missing → default. A corrupt file is logged and treated as no state
+/// (the next tick rewrites it): a torn record must not stop reconcile. A file that cannot be
+/// read at all (a directory there, an I/O error) gives no state with its `store_error` set:
+/// the app's health is then `unknown`.
 pub fn load(state_dir: &Path, app: &str) -> HealthState {
     let path = path(state_dir, app);
     match crate::fsutil::read_optional(&path) {
@@ -28,7 +30,10 @@ pub fn load(state_dir: &Path, app: &str) -> HealthState {
         }),
         Err(e) => {
             tracing::warn!("{e:#}");
-            HealthState::default()
+            HealthState {
+                store_error: Some(format!("cannot read health state: {e:#}")),
+                ..HealthState::default()
+            }
         }
     }
 }
@@ -43,7 +48,12 @@ pub fn save(state_dir: &Path, app: &str, state: &HealthState) -> Result<()> {
         let text = serde_json::to_string_pretty(state).context("failed to encode health state")?;
         crate::fsutil::write_atomic(&path(state_dir, app), text.as_bytes(), 0o644)
     };
-    write().with_context(|| format!("failed to record the health of app {app}"))
+    write().with_context(|| {
+        format!(
+            "failed to record the health of app {app} in {}",
+            path(state_dir, app).display()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -118,17 +118,26 @@ impl Assessment {
     }
 }
 
+/// Why an app's dependencies hold back its health action, given every app's health state.
+pub type Gate<'a> = dyn Fn(&str, &BTreeMap<String, HealthState>) -> Option<String> + 'a;
+
 /// Decide every probed app of `apps`. `previous` holds the persisted states, `converging` the
-/// apps whose container reconcile's plan changes this tick, `results` this tick's probes. Pure.
+/// apps whose container reconcile's plan changes this tick, `results` this tick's probes, and
+/// `gate` (given the states after this tick's probes) why an app's dependencies hold back a
+/// restart or recreate health would take: such an app is decided again held, so only actions
+/// that will run are recorded. Pure.
 pub fn assess(
     apps: &[&Manifest],
     managed: &[Container],
     previous: &BTreeMap<String, HealthState>,
     converging: &dyn Fn(&str) -> bool,
     results: &BTreeMap<String, ProbeResult>,
-    now: i64,
+    gate: &Gate,
+    time: &crate::clock::Now,
 ) -> Assessment {
+    let now = time.wall;
     let mut out = Assessment::default();
+    let mut observed = Vec::new();
     for m in apps.iter().filter(|m| probed(m)) {
         let health = m.health.as_ref().expect("probed apps have a probe");
         let c = container_of(m, managed);
@@ -142,9 +151,13 @@ pub fn assess(
             } else {
                 None
             },
+            held: None,
+            anchor: time.anchor.clone(),
         };
         let before = previous.get(&m.app).cloned().unwrap_or_default();
-        let decision = decide(&before, &obs, super::policy(health), now);
+        let policy = super::policy(health);
+        let decision = decide(&before, &obs, policy, now);
+        observed.push((obs, policy));
         out.apps.insert(
             m.app.clone(),
             AppHealth {
@@ -154,6 +167,20 @@ pub fn assess(
                 delegated: m.owner == Owner::Systemd,
             },
         );
+    }
+    let mut after = previous.clone();
+    after.extend(out.states());
+    for (m, (mut obs, policy)) in apps.iter().filter(|m| probed(m)).zip(observed) {
+        let Some(a) = out.apps.get_mut(&m.app) else {
+            continue;
+        };
+        if a.action() == HealthAction::None {
+            continue;
+        }
+        if let Some(why) = gate(&m.app, &after) {
+            obs.held = Some(why);
+            a.decision = decide(&a.before, &obs, policy, now);
+        }
     }
     out
 }
@@ -186,7 +213,8 @@ pub fn waiting_for(
 /// An app's health as `archy status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthView {
-    /// "healthy", "unhealthy", "starting" or "no probe".
+    /// "healthy", "unhealthy", "starting", "unknown" (its state file cannot be read or
+    /// written; `last_error` says why) or "no probe".
     pub status: &'static str,
     /// The probe, e.g. `http http://127.0.0.1:8081/`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,13 +246,21 @@ impl HealthView {
     /// The label with the last error, for reasons and detail lines.
     pub fn describe(&self) -> String {
         match (&self.last_error, self.status) {
-            (Some(error), "unhealthy" | "starting") => format!("{}: {error}", self.label()),
+            (Some(error), "unhealthy" | "starting" | "unknown") => {
+                format!("{}: {error}", self.label())
+            }
             _ => self.label(),
         }
     }
 
     pub fn unhealthy(&self) -> bool {
         self.status == "unhealthy"
+    }
+
+    /// Unhealthy, or unknown because its state file cannot be read or written: either makes
+    /// `archy status` fail.
+    pub fn failing(&self) -> bool {
+        matches!(self.status, "unhealthy" | "unknown")
     }
 }
 
@@ -243,6 +279,18 @@ pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
         };
     };
     let state = state.cloned().unwrap_or_default();
+    if let Some(error) = state.store_error {
+        return HealthView {
+            status: "unknown",
+            probe: Some(health.probe().to_string()),
+            failures: state.consecutive_failures,
+            threshold: health.failures(),
+            last_error: Some(error),
+            since: None,
+            last_action: None,
+            next_action_at: None,
+        };
+    }
     let status = match state.status {
         Status::Healthy => "healthy",
         Status::Unhealthy => "unhealthy",
@@ -341,7 +389,8 @@ mod tests {
             &previous,
             &|_| false,
             &results,
-            1_000,
+            &|_, _| None,
+            &crate::clock::Now::at(1_000),
         );
         assert_eq!(a.apps["web"].action(), HealthAction::Restart);
         assert_eq!(a.apps["sys"].decision.action, HealthAction::Restart);
@@ -365,13 +414,22 @@ mod tests {
             &previous,
             &|app| app == "web",
             &results,
-            1_000,
+            &|_, _| None,
+            &crate::clock::Now::at(1_000),
         );
         assert_eq!(a.apps["web"].action(), HealthAction::None);
         // Not running: the probe result is ignored.
         let mut stopped = running("web", "a");
         stopped.state = "exited".into();
-        let a = assess(&[&web], &[stopped], &previous, &|_| false, &results, 1_000);
+        let a = assess(
+            &[&web],
+            &[stopped],
+            &previous,
+            &|_| false,
+            &results,
+            &|_, _| None,
+            &crate::clock::Now::at(1_000),
+        );
         assert_eq!(a.apps["web"].decision.state.status, Status::Starting);
         assert!(a.apps["web"].decision.state.last_error.is_none());
     }
@@ -432,6 +490,19 @@ mod tests {
         );
         assert_eq!(v.since.as_deref(), Some("2023-11-14T22:13:20Z"));
         assert!(v.unhealthy());
+        let unknown = HealthState {
+            store_error: Some(
+                "failed to record the health of app base in /s/health/base.json: Is a directory"
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        let v = view(Some(&base), Some(&unknown));
+        assert_eq!(
+            (v.label(), v.failing(), v.unhealthy()),
+            ("unknown".to_string(), true, false)
+        );
+        assert!(v.describe().contains("/s/health/base.json"), "{v:?}");
         let healthy = HealthState {
             status: Status::Healthy,
             last_error: Some("old".into()),

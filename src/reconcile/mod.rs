@@ -229,7 +229,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let mut desire = desire(ctx, opts, &loaded)?;
     let managed = observe(ctx, opts, &loaded, listing)?;
     let mut the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
-    let tick = probe_stage(
+    let mut tick = probe_stage(
         ctx,
         &desire,
         &loaded,
@@ -469,11 +469,24 @@ struct HealthTick {
 }
 
 impl HealthTick {
-    /// Write the states that changed (atomically); a failure is logged, not fatal.
-    fn persist(&self, state_dir: &std::path::Path) {
-        for a in self.assessment.apps.values().filter(|a| a.changed()) {
-            if let Err(err) = crate::health::store::save(state_dir, &a.app, &a.decision.state) {
+    /// Write the states that changed, or that could not be read (atomically). A failure is
+    /// logged, not fatal: the tick's own decisions stand for this run, and the app's health is
+    /// reported `unknown` with the file and the error (its count would not survive the run).
+    fn persist(&mut self, state_dir: &std::path::Path) {
+        for a in self
+            .assessment
+            .apps
+            .values()
+            .filter(|a| a.changed() || a.before.store_error.is_some())
+        {
+            let mut state = a.decision.state.clone();
+            state.store_error = None;
+            let saved = crate::health::store::save(state_dir, &a.app, &state);
+            if let Err(err) = &saved {
                 tracing::warn!("{err:#}");
+            }
+            if let Some(recorded) = self.health.get_mut(&a.app) {
+                recorded.store_error = saved.err().map(|e| format!("{e:#}"));
             }
         }
     }
@@ -513,13 +526,27 @@ fn probe_stage(
             .iter()
             .any(|p| p.app == app && p.action.changes())
     };
+    // Read beside the wall clock only where a probe's grace or back-off may need it.
+    let anchor = desire
+        .selected
+        .iter()
+        .any(|m| m.health.is_some())
+        .then(|| crate::clock::anchor(now))
+        .flatten();
+    // A dependent's restart or recreate waits, like its start, for its `healthy` dependencies.
+    let gate = |app: &str, states: &BTreeMap<String, HealthState>| {
+        loaded
+            .get(app)
+            .and_then(|m| health::waiting_for(m, &loaded.apps, states))
+    };
     let assessment = health::assess(
         &desire.selected,
         managed,
         &recorded,
         &converging,
         &results,
-        now,
+        &gate,
+        &crate::clock::Now { wall: now, anchor },
     );
     log_health(&assessment);
     for (app, action, reason) in assessment.actions() {

@@ -111,6 +111,9 @@ pub struct Status {
     pub reconcile_overdue: Option<String>,
     /// Every reason `ok` is false, one line each (empty when ok).
     pub problems: Vec<String>,
+    /// Trouble that does not make the node fail (`ok` stays as it is): a metrics file the last
+    /// reconcile could not write.
+    pub warnings: Vec<String>,
 }
 
 /// What other commands left under `<state-dir>`: their last status records and a pending update.
@@ -124,6 +127,8 @@ pub struct Records {
     pub reconcile_completed: Option<Value>,
     /// When the state directory was created (None: it does not exist yet).
     pub state_since: Option<std::time::SystemTime>,
+    /// The last `--metrics-file` write failed: its record.
+    pub metrics: Option<Value>,
 }
 
 impl Records {
@@ -157,6 +162,7 @@ impl Records {
             reconcile_completed: reconcile_completed
                 .or_else(|| crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED)),
             state_since: crate::state::state_dir_since(state_dir),
+            metrics: crate::state::read(state_dir, crate::state::METRICS),
         })
     }
 }
@@ -277,12 +283,25 @@ pub fn build(
     }
     // Converged now is not enough: reconcile must also still be running to keep it so.
     problems.extend(reconcile_overdue.clone());
-    let healthy = !apps.iter().any(|a| a.health.unhealthy());
+    let healthy = !apps.iter().any(|a| a.health.failing());
     problems.extend(
         apps.iter()
-            .filter(|a| a.health.unhealthy())
+            .filter(|a| a.health.failing())
             .map(|a| format!("app {}: {}", a.app, a.health.describe())),
     );
+    let warnings: Vec<String> = records
+        .metrics
+        .iter()
+        .filter(|m| m.get("ok").and_then(Value::as_bool) == Some(false))
+        .map(|m| {
+            format!(
+                "the last reconcile could not write its metrics file: {}",
+                m.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no detail)")
+            )
+        })
+        .collect();
     let ok = converged && problems.is_empty();
     let exit_code = if ok {
         crate::exit::SUCCESS
@@ -307,6 +326,7 @@ pub fn build(
         last_verify,
         last_reconcile,
         problems,
+        warnings,
         reconcile_overdue,
     }
 }
@@ -561,6 +581,54 @@ pub fn run(ctx: &crate::ctx::Ctx, apps: &[String], max_reconcile_age: Duration) 
     })
 }
 
+/// After a real tick with `--metrics-file`: write the metrics ([`write_metrics`]); a failure is
+/// a warning recorded for `archy status` (`status/metrics.json`), cleared by the next success.
+pub fn write_metrics_after_tick(
+    ctx: &crate::ctx::Ctx,
+    report: &crate::reconcile::Report,
+    path: &Path,
+    recorded: Option<Value>,
+    completed: Option<Value>,
+) {
+    let state_dir = &ctx.settings.state_dir;
+    match write_metrics(ctx, report, path, recorded, completed) {
+        Ok(()) => crate::state::clear(state_dir, crate::state::METRICS),
+        Err(err) => {
+            let error = format!("{err:#}");
+            tracing::warn!("{error}");
+            crate::state::record(
+                state_dir,
+                crate::state::METRICS,
+                serde_json::json!({"ok": false, "file": path, "error": error}),
+            );
+        }
+    }
+}
+
+/// The node after this tick (its own report, no second listing; the reconcile records it just
+/// wrote, not read back) as Prometheus metrics, written atomically to `path`.
+fn write_metrics(
+    ctx: &crate::ctx::Ctx,
+    report: &crate::reconcile::Report,
+    path: &Path,
+    recorded: Option<Value>,
+    completed: Option<Value>,
+) -> Result<()> {
+    let state_dir = &ctx.settings.state_dir;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let records = Records::read_with(state_dir, recorded, completed)?;
+    let status = build(&after_tick(report), now, records, DEFAULT_MAX_RECONCILE_AGE);
+    let snapshot = metrics_snapshot(
+        &status,
+        &crate::metrics::read_restarts(state_dir),
+        crate::update::journal::Journal::new(state_dir).bad_versions()?,
+    );
+    let text = crate::output::redact(&crate::metrics::render(&snapshot));
+    crate::metrics::write_file(path, &text)
+}
+
 /// The one app and container the status tests (here and in text.rs) build views from.
 #[cfg(test)]
 pub(crate) mod fixtures {
@@ -608,6 +676,7 @@ mod tests {
             healthy: true,
             podman_error: None,
             problems: vec![],
+            warnings: vec![],
             apps: vec![
                 app_status(&result(Action::Ok, Outcome::Ok), None, Some(&c), vec![], 0),
                 AppStatus {
@@ -715,6 +784,7 @@ mod tests {
             healthy: false,
             podman_error: None,
             problems: vec![],
+            warnings: vec![],
             apps: vec![
                 // Converged, but its probe fails: not healthy.
                 with(&converged, "failing", Some(Health::Unhealthy)),

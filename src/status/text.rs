@@ -63,7 +63,7 @@ pub fn render_text(status: &Status) -> String {
         if !a.converged {
             out.push_str(&format!("{:<app_w$} {}\n", "", a.detail));
         }
-        if let (true, Some(error)) = (a.health.unhealthy(), &a.health.last_error) {
+        if let (true, Some(error)) = (a.health.failing(), &a.health.last_error) {
             out.push_str(&format!("{:<app_w$} health: {error}\n", ""));
         }
     }
@@ -121,6 +121,9 @@ pub fn render_text(status: &Status) -> String {
             out.push_str(&format!("problem: {p}\n"));
         }
     }
+    for w in &status.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
     out
 }
 
@@ -143,6 +146,7 @@ mod tests {
             healthy: true,
             podman_error: None,
             problems: vec![],
+            warnings: vec![],
             apps: vec![
                 app_status(
                     &result(Action::Ok, Outcome::Ok),
