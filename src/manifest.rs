@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod expansion;
 pub mod health;
+pub mod types;
 pub use health::{HealthSpec, Probe};
+pub use types::{Renderer, Restart};
 
 /// Largest manifest file accepted, in bytes (a real one is under 2 KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
@@ -84,7 +86,7 @@ pub struct Build {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    pub render: String,
+    pub render: Renderer,
     pub path: PathBuf,
     #[serde(default)]
     pub mode: Option<String>,
@@ -124,9 +126,9 @@ fn resolve_id(value: &str, db: &Path) -> Result<u32, String> {
 }
 
 impl ConfigFile {
-    /// Its renderer (the name is validated at load time).
+    /// Its renderer.
     pub fn renderer(&self) -> Renderer {
-        Renderer::from_name(&self.render).expect("renderer names are validated at load time")
+        self.render
     }
 
     /// The file mode (validated at load time; default 0600).
@@ -198,7 +200,7 @@ pub struct Manifest {
     #[serde(default, deserialize_with = "deserialize_depends_on")]
     pub depends_on: Vec<Dependency>,
     #[serde(default)]
-    pub restart: Option<String>,
+    pub restart: Option<Restart>,
     #[serde(default)]
     pub stop_timeout: Option<u32>,
     #[serde(default = "default_true")]
@@ -685,81 +687,6 @@ fn has_nul(path: &Path) -> bool {
     path.as_os_str().as_bytes().contains(&0)
 }
 
-fn valid_restart(policy: &str) -> bool {
-    match policy.split_once(':') {
-        Some(("on-failure", n)) => n.parse::<u32>().is_ok(),
-        Some(_) => false,
-        None => matches!(policy, "no" | "always" | "on-failure" | "unless-stopped"),
-    }
-}
-
-/// The built-in renderers `configs:` may name: the one list validation, rendering and the
-/// bitcoind-host question use. Serialised as the name a manifest writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Renderer {
-    #[serde(rename = "bitcoin.conf")]
-    BitcoinConf,
-    #[serde(rename = "lnd.conf")]
-    LndConf,
-    #[serde(rename = "electrumx.env")]
-    ElectrumxEnv,
-    #[serde(rename = "nginx-ui.conf")]
-    NginxUiConf,
-    #[serde(rename = "containers.conf")]
-    ContainersConf,
-}
-
-impl Renderer {
-    /// Every renderer, in the order error messages list them.
-    pub const ALL: [Renderer; 5] = [
-        Renderer::BitcoinConf,
-        Renderer::LndConf,
-        Renderer::ElectrumxEnv,
-        Renderer::NginxUiConf,
-        Renderer::ContainersConf,
-    ];
-
-    /// The name a manifest's `render:` key uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Renderer::BitcoinConf => "bitcoin.conf",
-            Renderer::LndConf => "lnd.conf",
-            Renderer::ElectrumxEnv => "electrumx.env",
-            Renderer::NginxUiConf => "nginx-ui.conf",
-            Renderer::ContainersConf => "containers.conf",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Renderer> {
-        Renderer::ALL.into_iter().find(|r| r.name() == name)
-    }
-
-    /// The bitcoind RPC consumer a file of this renderer makes its app, if any (so whether it
-    /// needs bitcoind's host name and an RPC user): lnd.conf and electrumx.env always; an nginx
-    /// UI only when it proxies an RPC path (`rpc_path`; a UI that does not talk to bitcoind gets
-    /// no credential).
-    pub fn rpc_consumer(
-        self,
-        settings: &BTreeMap<String, Scalar>,
-    ) -> Option<crate::rpc_users::ConsumerKind> {
-        use crate::rpc_users::ConsumerKind;
-        match self {
-            Renderer::LndConf => Some(ConsumerKind::Lnd),
-            Renderer::ElectrumxEnv => Some(ConsumerKind::Electrumx),
-            Renderer::NginxUiConf if settings.contains_key("rpc_path") => {
-                Some(ConsumerKind::UiProxy)
-            }
-            Renderer::NginxUiConf | Renderer::BitcoinConf | Renderer::ContainersConf => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Renderer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.name())
-    }
-}
-
 /// Validate one manifest on its own (cross-manifest rules are in `validate_set`).
 ///
 /// Long, and kept whole on purpose: one independent check per manifest key, in the order the
@@ -883,26 +810,11 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
             ));
         }
     }
-    if let Some(restart) = &m.restart {
-        if !valid_restart(restart) {
-            return Err(format!(
-                "key `restart`: `{restart}` must be no, always, on-failure[:N] or unless-stopped"
-            ));
-        }
-    }
     if let Some(health) = &m.health {
         health.validate()?;
     }
     let mut paths = BTreeSet::new();
     for (i, config) in m.configs.iter().enumerate() {
-        if Renderer::from_name(&config.render).is_none() {
-            let names: Vec<&str> = Renderer::ALL.iter().map(|r| r.name()).collect();
-            return Err(format!(
-                "key `configs[{i}].render`: `{}` is not a built-in renderer ({})",
-                config.render,
-                names.join(", ")
-            ));
-        }
         if !config.path.is_absolute()
             || has_nul(&config.path)
             || config
@@ -1209,11 +1121,16 @@ mod tests {
         assert!(bad("app: a\nimage: i\nvolumes: [\"x:relative\"]\n").contains("absolute"));
         assert!(bad("app: a\nimage: i\nenv: {\"A;rm -rf /\": x}\n").contains("key `env`"));
         assert!(bad("app: a\nimage: i\ncontainer_name: \"a;b\"\n").contains("key `container_name`"));
-        assert!(bad("app: a\nimage: i\nrestart: sometimes\n").contains("key `restart`"));
+        // Typed keys: serde_norway names the key and the place, the type the expectation.
+        assert_eq!(
+            bad("app: a\nimage: i\nrestart: sometimes\n"),
+            "restart: `sometimes` must be no, always, on-failure[:N] or unless-stopped at line 3 column 10"
+        );
         assert!(bad("app: a\nimage: i\nstop_timeout: -1\n").contains("stop_timeout"));
-        assert!(
-            bad("app: a\nimage: i\nconfigs: [{render: nope.conf, path: /x}]\n")
-                .contains("configs[0].render")
+        assert_eq!(
+            bad("app: a\nimage: i\nconfigs: [{render: nope.conf, path: /x}]\n"),
+            "configs[0].render: `nope.conf` is not a built-in renderer (bitcoin.conf, lnd.conf, \
+             electrumx.env, nginx-ui.conf, containers.conf) at line 3 column 20"
         );
         assert!(
             bad("app: a\nimage: i\nconfigs: [{render: lnd.conf, path: rel}]\n")

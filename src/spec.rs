@@ -85,7 +85,7 @@ impl ContainerSpec {
             volumes: m.volumes.clone(),
             network,
             add_hosts,
-            restart: m.restart.clone(),
+            restart: m.restart.map(|r| r.to_string()),
             stop_timeout: m.stop_timeout,
             file_hashes: resolved.file_hashes,
             health: m.health.clone(),
