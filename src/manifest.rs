@@ -13,7 +13,7 @@ pub mod expansion;
 pub mod health;
 pub mod types;
 pub use health::{HealthSpec, Probe};
-pub use types::{Renderer, Restart};
+pub use types::{Port, Renderer, Restart, Volume};
 
 /// Largest manifest file accepted, in bytes (a real one is under 2 KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
@@ -190,9 +190,9 @@ pub struct Manifest {
     #[serde(default)]
     pub env_files: Vec<PathBuf>,
     #[serde(default)]
-    pub ports: Vec<String>,
+    pub ports: Vec<Port>,
     #[serde(default)]
-    pub volumes: Vec<String>,
+    pub volumes: Vec<Volume>,
     #[serde(default)]
     pub network: Option<String>,
     /// Apps this one starts after: a list of app ids, or a map `app: started | healthy`
@@ -612,76 +612,6 @@ fn is_env_key(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn valid_port(spec: &str) -> bool {
-    // [[ip:][hostPort]:]containerPort[/tcp|udp]; ports may be ranges a-b.
-    let (body, proto) = match spec.rsplit_once('/') {
-        Some((b, p)) => (b, Some(p)),
-        None => (spec, None),
-    };
-    if !matches!(proto, None | Some("tcp") | Some("udp") | Some("sctp")) {
-        return false;
-    }
-    let is_port = |p: &str| {
-        let parts: Vec<&str> = p.split('-').collect();
-        parts.len() <= 2 && parts.iter().all(|n| n.parse::<u16>().is_ok_and(|v| v > 0))
-    };
-    let parts: Vec<&str> = body.rsplitn(3, ':').collect();
-    match parts.as_slice() {
-        [container] => is_port(container),
-        [container, host] => is_port(container) && (host.is_empty() || is_port(host)),
-        [container, host, ip] => {
-            is_port(container)
-                && (host.is_empty() || is_port(host))
-                && (ip.parse::<std::net::IpAddr>().is_ok()
-                    || ip
-                        .trim_matches(|c| c == '[' || c == ']')
-                        .parse::<std::net::Ipv6Addr>()
-                        .is_ok())
-        }
-        _ => false,
-    }
-}
-
-fn validate_volume(spec: &str, policy: &Policy) -> Result<(), String> {
-    if spec.contains('\0') {
-        return Err(format!("`{}` contains a NUL byte", spec.escape_debug()));
-    }
-    let parts: Vec<&str> = spec.split(':').collect();
-    if !(2..=3).contains(&parts.len()) {
-        return Err(format!("`{spec}` is not SOURCE:DEST[:OPTIONS]"));
-    }
-    let (source, dest) = (parts[0], parts[1]);
-    if !dest.starts_with('/') {
-        return Err(format!(
-            "`{spec}`: destination `{dest}` must be an absolute path"
-        ));
-    }
-    if source.starts_with('/') {
-        let source_path = Path::new(source);
-        if source_path
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(format!("`{spec}`: source must not contain `..`"));
-        }
-        policy
-            .check_host_path(source_path)
-            .map_err(|e| format!("`{spec}`: source {e}"))?;
-    } else if !is_podman_name(source) {
-        return Err(format!("`{spec}`: source must be an absolute path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"));
-    }
-    if let Some(options) = parts.get(2) {
-        let known = [
-            "ro", "rw", "z", "Z", "U", "O", "copy", "nocopy", "shared", "rshared", "slave",
-            "rslave", "private", "rprivate", "exec", "noexec", "suid", "nosuid", "dev", "nodev",
-        ];
-        if let Some(bad) = options.split(',').find(|o| !known.contains(o)) {
-            return Err(format!("`{spec}`: unknown volume option `{bad}`"));
-        }
-    }
-    Ok(())
-}
-
 fn has_nul(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     path.as_os_str().as_bytes().contains(&0)
@@ -780,13 +710,12 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
             .check_host_path(file)
             .map_err(|e| format!("key `env_files`: {e}"))?;
     }
-    for port in &m.ports {
-        if !valid_port(port) {
-            return Err(format!("key `ports`: `{port}` is not podman -p syntax ([[ip:][hostPort]:]containerPort[/tcp|udp])"));
-        }
-    }
     for volume in &m.volumes {
-        validate_volume(volume, policy).map_err(|e| format!("key `volumes`: {e}"))?;
+        if let Some(source) = volume.host_source() {
+            policy
+                .check_host_path(source)
+                .map_err(|e| format!("key `volumes`: `{volume}`: source {e}"))?;
+        }
     }
     if let Some(network) = &m.network {
         if !is_podman_name(network) {
@@ -1016,27 +945,6 @@ pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<Stri
     Ok(layers)
 }
 
-/// A host-side binding of a `ports:` entry: address ("" for all), port range, protocol.
-/// `None` when podman picks the host port (`80`, `127.0.0.1::80`).
-fn host_binding(spec: &str) -> Option<(String, u16, u16, String)> {
-    let (body, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
-    let parts: Vec<&str> = body.rsplitn(3, ':').collect();
-    let (host, ip) = match parts.as_slice() {
-        [_, host] => (*host, ""),
-        [_, host, ip] => (*host, *ip),
-        _ => return None,
-    };
-    let (lo, hi) = host.split_once('-').unwrap_or((host, host));
-    let (lo, hi) = (lo.parse().ok()?, hi.parse().ok()?);
-    let ip = ip.trim_matches(|c| c == '[' || c == ']');
-    let ip = if matches!(ip, "0.0.0.0" | "::") {
-        ""
-    } else {
-        ip
-    };
-    Some((ip.to_string(), lo, hi, proto.to_string()))
-}
-
 /// The first host port of `m` already published by an earlier enabled app, as an error naming
 /// both apps (two containers cannot bind one host port: the second would fail at start).
 fn host_port_clash(m: &Manifest, earlier: &[Manifest]) -> Option<String> {
@@ -1044,12 +952,12 @@ fn host_port_clash(m: &Manifest, earlier: &[Manifest]) -> Option<String> {
         return None;
     }
     for spec in &m.ports {
-        let Some((ip, lo, hi, proto)) = host_binding(spec) else {
+        let Some((ip, lo, hi, proto)) = spec.host_binding() else {
             continue;
         };
         for other in earlier.iter().filter(|o| o.enabled) {
             for other_spec in &other.ports {
-                let Some((oip, olo, ohi, oproto)) = host_binding(other_spec) else {
+                let Some((oip, olo, ohi, oproto)) = other_spec.host_binding() else {
                     continue;
                 };
                 let same_address = ip.is_empty() || oip.is_empty() || ip == oip;
@@ -1116,8 +1024,14 @@ mod tests {
         assert!(bad("app: Upper\nimage: i\n").contains("key `app`"));
         assert!(bad("app: a\n").contains("one of them is required"));
         assert!(bad("app: a\nimage: i\nbuild: {context: .}\n").contains("exactly one"));
-        assert!(bad("app: a\nimage: i\nports: [\"80:eighty\"]\n").contains("key `ports`"));
-        assert!(bad("app: a\nimage: i\nvolumes: [\"data\"]\n").contains("key `volumes`"));
+        assert_eq!(
+            bad("app: a\nimage: i\nports: [\"80:eighty\"]\n"),
+            "ports[0]: `80:eighty` is not podman -p syntax ([[ip:][hostPort]:]containerPort[/tcp|udp]) at line 3 column 9"
+        );
+        assert_eq!(
+            bad("app: a\nimage: i\nvolumes: [\"data\"]\n"),
+            "volumes[0]: `data` is not SOURCE:DEST[:OPTIONS] at line 3 column 11"
+        );
         assert!(bad("app: a\nimage: i\nvolumes: [\"x:relative\"]\n").contains("absolute"));
         assert!(bad("app: a\nimage: i\nenv: {\"A;rm -rf /\": x}\n").contains("key `env`"));
         assert!(bad("app: a\nimage: i\ncontainer_name: \"a;b\"\n").contains("key `container_name`"));
@@ -1232,45 +1146,24 @@ mod tests {
     }
 
     #[test]
-    fn port_syntax() {
-        for good in [
-            "80",
-            "8080:80",
-            "127.0.0.1:8081:80",
-            "127.0.0.1::80",
-            "9735:9735/tcp",
-            "[::1]:80:80",
-            "1000-1001:1000-1001",
-        ] {
-            assert!(valid_port(good), "{good}");
-        }
-        for no in [
-            "",
-            "0",
-            "70000",
-            "a:80",
-            "1.2.3:80:80",
-            "80/icmp",
-            "1:2:3:4",
-        ] {
-            assert!(!valid_port(no), "{no}");
-        }
-    }
-
-    #[test]
     fn volume_policy_limits_bind_sources() {
         let policy = Policy {
             allowed_volume_roots: vec![PathBuf::from("/var/lib/archy")],
             ..Policy::default()
         };
-        assert!(validate_volume("/var/lib/archy/x:/x", &policy).is_ok());
-        assert!(validate_volume("named:/x", &policy).is_ok());
-        assert!(validate_volume("/etc:/x", &policy)
+        let check = |v: &str| {
+            let m = ok(&format!("app: a\nimage: i\nvolumes: [\"{v}\"]\n"));
+            validate(&m, &policy)
+        };
+        assert!(check("/var/lib/archy/x:/x").is_ok());
+        assert!(check("named:/x").is_ok());
+        assert!(check("/etc:/x")
             .unwrap_err()
-            .contains("outside the allowed roots"));
-        assert!(validate_volume("/var/lib/archy/../../etc:/x", &policy)
-            .unwrap_err()
-            .contains(".."));
+            .contains("key `volumes`: `/etc:/x`: source /etc is outside the allowed roots"));
+        assert!(
+            bad("app: a\nimage: i\nvolumes: [\"/var/lib/archy/../../etc:/x\"]\n")
+                .contains("source must not contain `..`")
+        );
     }
 
     fn m(app: &str, deps: &[&str]) -> Manifest {
@@ -1319,7 +1212,7 @@ mod tests {
     fn host_port_used_by_two_apps_is_a_set_error_naming_both() {
         let with_ports = |app: &str, ports: &[&str]| {
             let mut m = m(app, &[]);
-            m.ports = ports.iter().map(|s| s.to_string()).collect();
+            m.ports = ports.iter().map(|s| s.parse().unwrap()).collect();
             m
         };
         let (apps, errors) = validate_set(vec![

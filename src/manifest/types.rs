@@ -171,9 +171,238 @@ impl Serialize for Restart {
     }
 }
 
+/// One `ports:` entry in podman's `-p` syntax, `[[ip:][hostPort]:]containerPort[/proto]`
+/// (ports may be ranges `a-b`). Kept as written: that text is what podman gets and what the
+/// spec hash covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    text: String,
+    /// Address ("" for all), host port range, protocol; None when podman picks the host port.
+    host: Option<(String, u16, u16, String)>,
+}
+
+impl Port {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The host side: address ("" for all), first and last port, protocol. `None` when podman
+    /// picks the host port (`80`, `127.0.0.1::80`).
+    pub fn host_binding(&self) -> Option<(String, u16, u16, String)> {
+        self.host.clone()
+    }
+}
+
+impl FromStr for Port {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("`{spec}` is not podman -p syntax ([[ip:][hostPort]:]containerPort[/tcp|udp])")
+        };
+        let (body, proto) = match spec.rsplit_once('/') {
+            Some((b, p)) => (b, Some(p)),
+            None => (spec, None),
+        };
+        if !matches!(proto, None | Some("tcp" | "udp" | "sctp")) {
+            return Err(bad());
+        }
+        let range = |p: &str| -> Option<(u16, u16)> {
+            let (lo, hi) = p.split_once('-').unwrap_or((p, p));
+            let (lo, hi) = (lo.parse::<u16>().ok()?, hi.parse::<u16>().ok()?);
+            (lo > 0 && hi > 0).then_some((lo, hi))
+        };
+        let host_range = |h: &str| {
+            if h.is_empty() {
+                Some(None)
+            } else {
+                range(h).map(Some)
+            }
+        };
+        let parts: Vec<&str> = body.rsplitn(3, ':').collect();
+        let (container, host, ip) = match parts.as_slice() {
+            [c] => (*c, None, ""),
+            [c, h] => (*c, host_range(h).ok_or_else(bad)?, ""),
+            [c, h, ip] => {
+                let bare = ip.trim_matches(|c| c == '[' || c == ']');
+                if ip.parse::<std::net::IpAddr>().is_err()
+                    && bare.parse::<std::net::Ipv6Addr>().is_err()
+                {
+                    return Err(bad());
+                }
+                (*c, host_range(h).ok_or_else(bad)?, bare)
+            }
+            _ => return Err(bad()),
+        };
+        range(container).ok_or_else(bad)?;
+        let ip = if matches!(ip, "0.0.0.0" | "::") {
+            ""
+        } else {
+            ip
+        };
+        let proto = proto.unwrap_or("tcp").to_string();
+        Ok(Port {
+            text: spec.to_string(),
+            host: host.map(|(lo, hi)| (ip.to_string(), lo, hi, proto)),
+        })
+    }
+}
+
+/// One `volumes:` entry, `SOURCE:DEST[:OPTIONS]`: a named volume or an absolute host path
+/// without `..`, an absolute destination, podman's known options. Kept as written. Whether a
+/// host path is allowed depends on the policy (`validate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    text: String,
+    /// Where the source is a host path (a bind mount), that path.
+    host_source: Option<std::path::PathBuf>,
+}
+
+impl Volume {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The host path of a bind mount; None for a named volume.
+    pub fn host_source(&self) -> Option<&std::path::Path> {
+        self.host_source.as_deref()
+    }
+}
+
+impl FromStr for Volume {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        if spec.contains('\0') {
+            return Err(format!("`{}` contains a NUL byte", spec.escape_debug()));
+        }
+        let parts: Vec<&str> = spec.split(':').collect();
+        if !(2..=3).contains(&parts.len()) {
+            return Err(format!("`{spec}` is not SOURCE:DEST[:OPTIONS]"));
+        }
+        let (source, dest) = (parts[0], parts[1]);
+        if !dest.starts_with('/') {
+            return Err(format!(
+                "`{spec}`: destination `{dest}` must be an absolute path"
+            ));
+        }
+        let host_source = if source.starts_with('/') {
+            let path = std::path::Path::new(source);
+            if path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(format!("`{spec}`: source must not contain `..`"));
+            }
+            Some(path.to_path_buf())
+        } else if super::is_podman_name(source) {
+            None
+        } else {
+            return Err(format!("`{spec}`: source must be an absolute path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"));
+        };
+        if let Some(options) = parts.get(2) {
+            let known = [
+                "ro", "rw", "z", "Z", "U", "O", "copy", "nocopy", "shared", "rshared", "slave",
+                "rslave", "private", "rprivate", "exec", "noexec", "suid", "nosuid", "dev",
+                "nodev",
+            ];
+            if let Some(bad) = options.split(',').find(|o| !known.contains(o)) {
+                return Err(format!("`{spec}`: unknown volume option `{bad}`"));
+            }
+        }
+        Ok(Volume {
+            text: spec.to_string(),
+            host_source,
+        })
+    }
+}
+
+/// Ports and volumes print, serialise and deserialise as the text a manifest writes.
+macro_rules! as_written {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.text)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+                from_yaml_str(de)
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.text)
+            }
+        }
+    )*};
+}
+as_written!(Port, Volume);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_syntax() {
+        for good in [
+            "80",
+            "8080:80",
+            "127.0.0.1:8081:80",
+            "127.0.0.1::80",
+            "9735:9735/tcp",
+            "[::1]:80:80",
+            "1000-1001:1000-1001",
+        ] {
+            assert_eq!(good.parse::<Port>().unwrap().to_string(), good);
+        }
+        for no in [
+            "",
+            "0",
+            "70000",
+            "a:80",
+            "1.2.3:80:80",
+            "80/icmp",
+            "1:2:3:4",
+        ] {
+            let err = no.parse::<Port>().unwrap_err();
+            assert!(err.contains("is not podman -p syntax"), "{no}: {err}");
+        }
+        let binding = |p: &str| p.parse::<Port>().unwrap().host_binding();
+        assert_eq!(binding("80"), None);
+        assert_eq!(binding("127.0.0.1::80"), None);
+        assert_eq!(
+            binding("0.0.0.0:8080:80"),
+            Some((String::new(), 8080, 8080, "tcp".into()))
+        );
+        assert_eq!(
+            binding("[::1]:1000-1001:1000-1001/udp"),
+            Some(("::1".into(), 1000, 1001, "udp".into()))
+        );
+    }
+
+    #[test]
+    fn volume_syntax() {
+        let v: Volume = "/var/lib/archy/x:/x:ro,Z".parse().unwrap();
+        assert_eq!(
+            v.host_source(),
+            Some(std::path::Path::new("/var/lib/archy/x"))
+        );
+        assert_eq!(v.to_string(), "/var/lib/archy/x:/x:ro,Z");
+        assert_eq!("data:/d".parse::<Volume>().unwrap().host_source(), None);
+        for (bad, why) in [
+            ("data", "is not SOURCE:DEST[:OPTIONS]"),
+            ("x:relative", "must be an absolute path"),
+            ("/a/../b:/d", "must not contain `..`"),
+            ("-x:/d", "absolute path or a volume name"),
+            ("x:/d:bogus", "unknown volume option `bogus`"),
+        ] {
+            let err = bad.parse::<Volume>().unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn restart_policies_round_trip_and_bad_ones_say_what_is_expected() {
