@@ -13,8 +13,6 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 use serde::{Deserialize, Serialize};
 
-use super::Scalar;
-
 /// Consecutive failures before archy acts, unless `failures:` says otherwise.
 pub const DEFAULT_FAILURES: u32 = 3;
 /// Grace after a start, restart or recreate: three 30-second ticks.
@@ -46,7 +44,7 @@ pub struct HealthSpec {
     pub failures: Option<u32>,
     /// Grace after a start: `90s`, `2m` or seconds (default 90s).
     #[serde(default)]
-    pub start_period: Option<Scalar>,
+    pub start_period: Option<super::types::HumanDuration>,
 }
 
 /// One probe, validated: a closed set.
@@ -107,8 +105,7 @@ impl HealthSpec {
     pub fn start_period(&self) -> Duration {
         self.start_period
             .as_ref()
-            .and_then(|s| parse_duration(&s.0).ok())
-            .unwrap_or(DEFAULT_START_PERIOD)
+            .map_or(DEFAULT_START_PERIOD, super::types::HumanDuration::get)
     }
 
     /// Check the keys; the error names the key (`key \`health.tcp\`: …`).
@@ -167,9 +164,7 @@ impl HealthSpec {
             }
         }
         if let Some(period) = &self.start_period {
-            let parsed = parse_duration(&period.0)
-                .map_err(|e| format!("key `health.start_period`: `{period}` {e}"))?;
-            if parsed > MAX_START_PERIOD {
+            if period.get() > MAX_START_PERIOD {
                 return Err(format!(
                     "key `health.start_period`: `{period}` is longer than 30 days"
                 ));
@@ -266,7 +261,7 @@ mod tests {
             ("tcp: a:1\nfailures: 0\n", "key `health.failures`"),
             (
                 "tcp: a:1\nstart_period: soon\n",
-                "key `health.start_period`",
+                "start_period: `soon` must be a duration like `90s`, `2m` or a number of seconds at line 2",
             ),
             ("tcp: a:1\nstart_period: 400d\n", "longer than 30 days"),
             ("tcp: a:1\ninterval: 5s\n", "unknown field `interval`"),

@@ -317,6 +317,32 @@ impl FromStr for Volume {
     }
 }
 
+/// A duration as a manifest writes it (`90`, `90s`, `2m`, `1m 30s`), kept as written for
+/// messages; the value parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HumanDuration {
+    text: String,
+    value: std::time::Duration,
+}
+
+impl HumanDuration {
+    pub fn get(&self) -> std::time::Duration {
+        self.value
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let value = super::health::parse_duration(text).map_err(|e| format!("`{text}` {e}"))?;
+        Ok(HumanDuration {
+            text: text.to_string(),
+            value,
+        })
+    }
+}
+
 /// Ports and volumes print, serialise and deserialise as the text a manifest writes.
 macro_rules! as_written {
     ($($t:ty),*) => {$(
@@ -339,7 +365,7 @@ macro_rules! as_written {
         }
     )*};
 }
-as_written!(Port, Volume);
+as_written!(Port, Volume, HumanDuration);
 
 #[cfg(test)]
 mod tests {
@@ -380,6 +406,21 @@ mod tests {
         assert_eq!(
             binding("[::1]:1000-1001:1000-1001/udp"),
             Some(("::1".into(), 1000, 1001, "udp".into()))
+        );
+    }
+
+    #[test]
+    fn durations_parse_once_and_print_as_written() {
+        let d: HumanDuration = "1m 30s".parse().unwrap();
+        assert_eq!(
+            (d.get().as_secs(), d.to_string()),
+            (90, "1m 30s".to_string())
+        );
+        assert_eq!("45".parse::<HumanDuration>().unwrap().get().as_secs(), 45);
+        let err = "soon".parse::<HumanDuration>().unwrap_err();
+        assert_eq!(
+            err,
+            "`soon` must be a duration like `90s`, `2m` or a number of seconds"
         );
     }
 
