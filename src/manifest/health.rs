@@ -13,6 +13,8 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 use serde::{Deserialize, Serialize};
 
+pub use super::types::parse_duration;
+
 /// Consecutive failures before archy acts, unless `failures:` says otherwise.
 pub const DEFAULT_FAILURES: u32 = 3;
 /// Grace after a start, restart or recreate: three 30-second ticks.
@@ -172,16 +174,6 @@ impl HealthSpec {
         }
         Ok(())
     }
-}
-
-/// `90`, `90s`, `2m`, `1m 30s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(text)
-        .map_err(|_| "must be a duration like `90s`, `2m` or a number of seconds".to_string())
 }
 
 fn validate_url(url: &str) -> Result<(), String> {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -317,16 +318,26 @@ impl FromStr for Volume {
     }
 }
 
+/// `90`, `90s`, `2m`, `1m 30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text)
+        .map_err(|_| "must be a duration like `90s`, `2m` or a number of seconds".to_string())
+}
+
 /// A duration as a manifest writes it (`90`, `90s`, `2m`, `1m 30s`), kept as written for
 /// messages; the value parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HumanDuration {
     text: String,
-    value: std::time::Duration,
+    value: Duration,
 }
 
 impl HumanDuration {
-    pub fn get(&self) -> std::time::Duration {
+    pub fn get(&self) -> Duration {
         self.value
     }
 }
@@ -335,7 +346,7 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let value = super::health::parse_duration(text).map_err(|e| format!("`{text}` {e}"))?;
+        let value = parse_duration(text).map_err(|e| format!("`{text}` {e}"))?;
         Ok(HumanDuration {
             text: text.to_string(),
             value,
