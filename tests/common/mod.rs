@@ -507,23 +507,28 @@ fn release_firewall_rules(subnet_prefix: &str, network: &str) {
     use sha2::Digest;
     let hash: String = format!("{:X}", sha2::Sha512::digest(network.as_bytes()))[..13].to_string();
     for chain in [format!("NETAVARK-{hash}"), format!("NETAVARK-DN-{hash}")] {
-        let referenced = Command::new("iptables")
-            .args(["-t", "nat", "-S"])
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .any(|l| l.starts_with("-A ") && l.ends_with(&format!("-j {chain}")))
-            })
-            .unwrap_or(true);
-        if !referenced {
-            let _ = Command::new("iptables")
-                .args(["-t", "nat", "-F", &chain])
-                .output();
-            let _ = Command::new("iptables")
-                .args(["-t", "nat", "-X", &chain])
-                .output();
-        }
+        remove_chain_if_unreferenced("nat", &chain);
+    }
+}
+
+/// Flush and delete iptables chain `chain` of `table` when no rule jumps to it.
+fn remove_chain_if_unreferenced(table: &str, chain: &str) {
+    let referenced = Command::new("iptables")
+        .args(["-t", table, "-S"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("-A ") && l.ends_with(&format!("-j {chain}")))
+        })
+        .unwrap_or(true);
+    if !referenced {
+        let _ = Command::new("iptables")
+            .args(["-t", table, "-F", chain])
+            .output();
+        let _ = Command::new("iptables")
+            .args(["-t", table, "-X", chain])
+            .output();
     }
 }
 
@@ -561,23 +566,7 @@ fn release_firewall_rules_by_line(subnet_prefix: &str, network: &str) {
                 .output();
         }
         for chain in orphaned_chains {
-            let still_used = Command::new("iptables")
-                .args(["-t", table, "-S"])
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .any(|l| l.starts_with("-A ") && l.ends_with(&format!("-j {chain}")))
-                })
-                .unwrap_or(true);
-            if !still_used {
-                let _ = Command::new("iptables")
-                    .args(["-t", table, "-F", &chain])
-                    .output();
-                let _ = Command::new("iptables")
-                    .args(["-t", table, "-X", &chain])
-                    .output();
-            }
+            remove_chain_if_unreferenced(table, &chain);
         }
     }
 }
