@@ -8,6 +8,10 @@ use super::{Condition, Manifest, ManifestError};
 
 /// Cross-manifest rules: unique app ids, container names and host ports; dependencies that exist and form
 /// no cycle. Offending manifests move to the error list; the rest stay usable.
+///
+/// Long, and kept whole on purpose: the rules run in a fixed order (ids, names, ports, missing
+/// dependencies, healthy conditions, cycles), each on what the earlier ones left, and that
+/// order is what decides which of two clashing files is refused.
 pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>) {
     let mut errors = Vec::new();
     let mut seen_apps: BTreeMap<String, PathBuf> = BTreeMap::new();

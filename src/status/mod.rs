@@ -176,6 +176,9 @@ fn damaged_marker(err: &anyhow::Error) -> Value {
 
 /// Decide the whole status from the dry-run report (its manifests and podman listing included)
 /// and the records. Pure.
+///
+/// Long, and kept whole on purpose: every reason `ok` is false is added to one `problems` list
+/// in the order `archy status` prints them; one function keeps that list and `ok` in step.
 pub fn build(
     report: &Report,
     now: i64,

@@ -17,6 +17,9 @@ pub fn human_uptime(secs: u64) -> String {
 }
 
 /// The text view. Pure.
+///
+/// Long, and kept whole on purpose: it is the screen top to bottom (the app table with its
+/// column widths, then podman, updates, reconcile, problems), read like the output it makes.
 pub fn render_text(status: &Status) -> String {
     // Columns as wide as their longest value, so long image references never shift the rest.
     let app_w = status
