@@ -14,7 +14,9 @@ use crate::manifest::{ConfigFile, Manifest, Renderer};
 use crate::rpc_users::Consumer;
 use crate::secret::Secret;
 
-use super::*;
+use super::renderers::render;
+use super::salt::{secret_and_salt, Salts};
+use super::{rpc_consumers, FileResult, FileStatus, RenderInput, RenderOutcome};
 
 /// The container name of the first app that renders bitcoin.conf: the bitcoind host for configs
 /// whose settings name no `rpchost` (`render_one` prefers that setting).

@@ -16,9 +16,7 @@ use crate::rpc_users::Consumer;
 use crate::secret::Secret;
 
 pub use apply::{clear_pending, render_apps};
-use renderers::*;
 pub use renderers::{render, rpcauth_line};
-use salt::*;
 
 /// bitcoind's RPC and ZMQ ports inside the archy network.
 pub const RPC_PORT: u16 = 8332;
@@ -147,6 +145,8 @@ impl RenderOutcome {
 
 #[cfg(test)]
 mod tests {
+    use super::renderers::rpcauth_hmac;
+    use super::salt::{salt_path, salts_for};
     use super::*;
     use crate::manifest::Scalar;
     use crate::rpc_users::ConsumerKind;

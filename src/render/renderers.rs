@@ -9,7 +9,7 @@ use sha2::Sha256;
 
 use crate::manifest::{Renderer, Scalar};
 
-use super::*;
+use super::{RenderInput, HEADER, RPC_PORT, ZMQ_RAWBLOCK_PORT, ZMQ_RAWTX_PORT};
 
 /// `rpcauth=<user>:<salt>$<hmac>` as Bitcoin Core's share/rpcauth/rpcauth.py computes it:
 /// HMAC-SHA256 keyed with the salt *string*, over the password, hex encoded.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
-use super::*;
+use super::renderers::rpcauth_hmac;
 
 /// Salt record for bitcoin.conf: kept while the password is unchanged, so re-rendering gives the
 /// same bytes (a fresh salt every time would count as drift on every run). One salt per RPC
