@@ -10,9 +10,6 @@ pub mod exec;
 pub mod exit;
 pub mod fsutil;
 pub mod heal;
-/// heal-podman's engine, `src/heal/engine.rs` (to be declared in `heal/mod.rs` as `heal::engine`).
-#[path = "heal/engine.rs"]
-pub mod heal_engine;
 pub mod health;
 pub mod images;
 pub mod lock;

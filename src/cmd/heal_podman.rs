@@ -6,8 +6,8 @@ use std::cell::RefCell;
 use anyhow::Result;
 
 use crate::ctx::Ctx;
+use crate::heal::engine::{self as engine, probe_line, HealReport, Observer, Options, StepResult};
 use crate::heal::{Probe, Status, Step};
-use crate::heal_engine::{self as engine, probe_line, HealReport, Observer, Options, StepResult};
 use crate::output::OutputFormat;
 
 /// Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI

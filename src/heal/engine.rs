@@ -2,9 +2,6 @@
 //! after every step and stopping once all probes pass (or, in a dry run, list the plan).
 //! Decisions are the pure functions of [`crate::heal`]; effects are [`crate::heal::system`]'s. One
 //! [`HealReport`] out; what happens meanwhile goes to an [`Observer`] (the command prints it).
-//!
-//! Declared from `lib.rs` as `crate::heal_engine` (with `#[path]`) while `heal/mod.rs` is being
-//! changed elsewhere; moving the declaration there makes it `heal::engine` without other edits.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
