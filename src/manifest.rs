@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod backup;
 pub mod expansion;
 pub mod health;
+pub use backup::BackupSpec;
 pub use health::{HealthSpec, Probe};
 
 /// Largest manifest file accepted, in bytes (a real one is under 2 KiB).
@@ -210,6 +212,9 @@ pub struct Manifest {
     /// A health probe archy runs every reconcile tick (see `crate::health`).
     #[serde(default)]
     pub health: Option<HealthSpec>,
+    /// Files inside the app's volumes copied off the box whenever they change (see `crate::backup`).
+    #[serde(default)]
+    pub backup: Option<BackupSpec>,
     /// The file this manifest came from (not a YAML key).
     #[serde(skip)]
     pub file: PathBuf,
@@ -860,6 +865,11 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     for volume in &m.volumes {
         validate_volume(volume, policy).map_err(|e| format!("key `volumes`: {e}"))?;
+    }
+    if let Some(backup) = &m.backup {
+        backup
+            .check_sources(m.volumes.iter().map(String::as_str))
+            .map_err(|e| format!("key `backup.files`: {e}"))?;
     }
     if let Some(network) = &m.network {
         if !is_podman_name(network) {

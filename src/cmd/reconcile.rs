@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::backup::perform::{FileOutcome, FileResult, TargetOutcome};
 use crate::ctx::Ctx;
 use crate::output::OutputFormat;
 use crate::plan::Action;
@@ -77,7 +78,12 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     }
     let started = std::time::Instant::now();
     let report = crate::reconcile::reconcile(ctx, &Options::from(args))?;
-    print_report(&report, ctx.settings.output);
+    let backups = if report.dry_run {
+        Vec::new()
+    } else {
+        run_backups(ctx, &report, &args.apps)
+    };
+    print_report(&report, &backups, ctx.settings.output);
     if !report.dry_run {
         let restarted: Vec<&str> = report
             .apps
@@ -137,6 +143,20 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     Ok(report.exit_code)
 }
 
+/// The backup tick ([`crate::backup`]) over the apps this run worked on. A failure is logged,
+/// never a failed tick: the apps converged; `archy status` names what failed.
+fn run_backups(ctx: &Ctx, report: &Report, apps: &[String]) -> Vec<FileResult> {
+    let selected: Vec<&crate::manifest::Manifest> = report
+        .manifests
+        .iter()
+        .filter(|m| apps.is_empty() || apps.contains(&m.app))
+        .collect();
+    crate::backup::perform::tick(ctx, &selected).unwrap_or_else(|err| {
+        tracing::warn!("backup: {err:#}");
+        Vec::new()
+    })
+}
+
 /// The node after this tick (its own report, no second listing; the reconcile records it just
 /// wrote, not read back) as Prometheus metrics, written atomically to `path`.
 fn write_metrics(
@@ -150,7 +170,14 @@ fn write_metrics(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
-    let records = crate::status::Records::read_with(state_dir, recorded, completed)?;
+    let records = crate::status::Records::read_with(state_dir, recorded, completed)?.read_backups(
+        state_dir,
+        report
+            .manifests
+            .iter()
+            .filter(|m| m.backup.is_some())
+            .map(|m| m.app.as_str()),
+    );
     let status = crate::status::build(
         &crate::status::after_tick(report),
         now,
@@ -166,10 +193,17 @@ fn write_metrics(
     crate::metrics::write_file(path, &text)
 }
 
-fn print_report(report: &Report, format: OutputFormat) {
+fn print_report(report: &Report, backups: &[FileResult], format: OutputFormat) {
     match format {
         OutputFormat::Json => {
-            crate::output::print_json(&serde_json::to_value(report).expect("report serialises"))
+            let mut value = serde_json::to_value(report).expect("report serialises");
+            if let Some(object) = value.as_object_mut() {
+                object.insert(
+                    "backups".into(),
+                    serde_json::to_value(backups).expect("backups serialise"),
+                );
+            }
+            crate::output::print_json(&value)
         }
         OutputFormat::Text => {
             for file in &report.config_files {
@@ -226,6 +260,9 @@ fn print_report(report: &Report, format: OutputFormat) {
             for e in &report.manifest_errors {
                 println!("{}", crate::output::redact(&e.to_string()));
             }
+            for line in backup_lines(backups) {
+                println!("{}", crate::output::redact(&line));
+            }
             let count = |result: Outcome| report.apps.iter().filter(|a| a.result == result).count();
             let prefix = if report.dry_run {
                 "reconcile (dry run)"
@@ -246,4 +283,41 @@ fn print_report(report: &Report, format: OutputFormat) {
             );
         }
     }
+}
+
+/// One line per backed-up file that did something this tick, one more per failed target.
+fn backup_lines(backups: &[FileResult]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for b in backups {
+        let head = format!("backup {} {}", b.app, b.file);
+        match b.result {
+            FileOutcome::Unchanged => {}
+            FileOutcome::Copied => lines.push(format!(
+                "{head}: copied to {}",
+                b.targets
+                    .iter()
+                    .filter(|t| t.result == TargetOutcome::Copied)
+                    .map(|t| t.target.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            FileOutcome::Pending | FileOutcome::Failed => {
+                if let Some(detail) = &b.detail {
+                    lines.push(format!("{head}: {detail}"));
+                }
+            }
+        }
+        for t in b
+            .targets
+            .iter()
+            .filter(|t| t.result == TargetOutcome::Failed)
+        {
+            lines.push(format!(
+                "{head}: target {} FAILED: {}",
+                t.target,
+                t.error.as_deref().unwrap_or("failed")
+            ));
+        }
+    }
+    lines
 }

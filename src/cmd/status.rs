@@ -74,7 +74,20 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
     let now = crate::health::now()?;
     let records = Records::read(&ctx.settings.state_dir)?;
     let status = match report {
-        Ok(report) => crate::status::build(&report, now, records, args.max_reconcile_age),
+        Ok(mut report) => {
+            report
+                .manifests
+                .retain(|m| args.apps.is_empty() || args.apps.contains(&m.app));
+            let records = records.read_backups(
+                &ctx.settings.state_dir,
+                report
+                    .manifests
+                    .iter()
+                    .filter(|m| m.backup.is_some())
+                    .map(|m| m.app.as_str()),
+            );
+            crate::status::build(&report, now, records, args.max_reconcile_age)
+        }
         Err(podman_error) => crate::status::without_podman(podman_error, records),
     };
     if ctx.settings.prometheus {
@@ -203,6 +216,7 @@ pub fn render_text(status: &Status) -> String {
         "reconcile: last run {}\n",
         record("reconcile", &status.last_reconcile)
     ));
+    out.push_str(&backup_text(&status.backups));
     if let Some(overdue) = &status.reconcile_overdue {
         out.push_str(&format!("reconcile: OVERDUE: {overdue}\n"));
     }
@@ -219,6 +233,39 @@ pub fn render_text(status: &Status) -> String {
     }
     for w in &status.warnings {
         out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+/// One line per backed-up file and target: whether it holds the current content, when it was
+/// last copied there, the newest version's hash (12 hex), and the error if it fails.
+fn backup_text(backups: &[crate::backup::FileView]) -> String {
+    let mut out = String::new();
+    for f in backups {
+        if let Some(pending) = &f.pending {
+            out.push_str(&format!("backup:    {} {}: {pending}\n", f.app, f.file));
+        }
+        for t in &f.targets {
+            let state = match (&t.error, t.current, t.age_seconds) {
+                (Some(e), _, _) => format!("FAILING: {e}"),
+                (None, true, Some(age)) => {
+                    format!("current, copied {} ago", human_uptime(age as u64))
+                }
+                (None, false, Some(age)) => {
+                    format!("NOT current, last copied {} ago", human_uptime(age as u64))
+                }
+                (None, _, None) => "no copy yet".to_string(),
+            };
+            let sha = t
+                .sha256
+                .as_deref()
+                .map(|s| format!(" (sha256 {})", &s[..s.len().min(12)]))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "backup:    {} {} -> {}: {state}{sha}\n",
+                f.app, f.file, t.target
+            ));
+        }
     }
     out
 }
@@ -243,6 +290,7 @@ mod tests {
             podman_error: None,
             problems: vec![],
             warnings: vec![],
+            backups: vec![],
             apps: vec![
                 app_status(
                     &result(Action::Ok, Outcome::Ok),
