@@ -366,7 +366,7 @@ impl BackupSpec {
         for file in &self.files {
             if let Some(suffix) = file.is_live_database(&self.live_databases) {
                 return Err(format!(
-                    "`{file}` is marked a live database (`live_databases: {suffix}`): it is never copied while it is written"
+                    "`{file}` is a live database (its name ends in `{suffix}`): it is never copied while it is written"
                 ));
             }
         }
@@ -472,7 +472,7 @@ mod tests {
             "files: [\"d:/x/wallet.sqlite\"]\ntargets: [{dir: /b}]\nlive_databases: [.sqlite]\n",
         )
         .unwrap_err();
-        assert!(err.contains("marked a live database"), "{err}");
+        assert!(err.contains("ends in `.sqlite`"), "{err}");
         for (targets, expect) in [
             ("[{dir: rel}]", "absolute path"),
             ("[{command: []}]", "argv list"),
