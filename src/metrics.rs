@@ -167,21 +167,34 @@ fn bit(b: bool) -> u8 {
 /// The exposition text. Families without samples (no apps, no record yet) are left out.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(1024 + s.apps.len() * 400);
+    render_node(&mut out, s);
+    render_apps(&mut out, s);
+    render_runs(&mut out, s);
+    render_updates(&mut out, s);
+    render_backups(&mut out, &s.backups);
+    out
+}
+
+/// Whether the node is converged, and how many manifests are invalid.
+fn render_node(out: &mut String, s: &Snapshot) {
     family(
-        &mut out,
+        out,
         "archy_converged",
         "gauge",
         "1 when every app is converged, no manifest is invalid and the last podman heal did not fail.",
     )
     .sample("archy_converged", &[], bit(s.converged));
     family(
-        &mut out,
+        out,
         "archy_manifests_invalid",
         "gauge",
         "Manifests that failed validation (their apps are skipped).",
     )
     .sample("archy_manifests_invalid", &[], s.manifests_invalid);
+}
 
+/// One series per app of each per-app family, then the drift total.
+fn render_apps(out: &mut String, s: &Snapshot) {
     type AppValue = fn(&AppSample) -> u64;
     let per_app: [(&str, &str, &str, AppValue); 5] = [
         (
@@ -217,14 +230,14 @@ pub fn render(s: &Snapshot) -> String {
     ];
     if !s.apps.is_empty() {
         for (name, kind, help, value) in per_app {
-            let mut f = family(&mut out, name, kind, help);
+            let mut f = family(out, name, kind, help);
             for a in &s.apps {
                 f.sample(name, &[("app", &a.app)], value(a));
             }
         }
     }
     family(
-        &mut out,
+        out,
         "archy_config_drift_files",
         "gauge",
         "Config files that differ from what would be rendered, all apps.",
@@ -234,7 +247,10 @@ pub fn render(s: &Snapshot) -> String {
         &[],
         s.apps.iter().map(|a| a.config_drift_files).sum::<usize>(),
     );
+}
 
+/// How the last reconcile and heal-podman runs ended, when, and how long they took.
+fn render_runs(out: &mut String, s: &Snapshot) {
     for (prefix, what, run) in [
         ("archy_reconcile_last", "reconcile", &s.reconcile),
         ("archy_podman_heal_last", "heal-podman", &s.podman_heal),
@@ -242,7 +258,7 @@ pub fn render(s: &Snapshot) -> String {
         let Some(run) = run else { continue };
         let name = format!("{prefix}_result");
         let mut f = family(
-            &mut out,
+            out,
             &name,
             "gauge",
             &format!("How the last {what} run ended: 1 on the series of its result."),
@@ -253,7 +269,7 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(at) = run.timestamp_seconds {
             let name = format!("{prefix}_timestamp_seconds");
             family(
-                &mut out,
+                out,
                 &name,
                 "gauge",
                 &format!("When the last {what} run finished, Unix time."),
@@ -263,7 +279,7 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(secs) = run.duration_seconds {
             let name = format!("{prefix}_duration_seconds");
             family(
-                &mut out,
+                out,
                 &name,
                 "gauge",
                 &format!("How long the last {what} run took."),
@@ -271,9 +287,12 @@ pub fn render(s: &Snapshot) -> String {
             .sample(&name, &[], secs);
         }
     }
+}
 
+/// The armed update, and the release versions refused after a failed boot check.
+fn render_updates(out: &mut String, s: &Snapshot) {
     family(
-        &mut out,
+        out,
         "archy_update_pending",
         "gauge",
         "1 while an armed update waits for its post-update check.",
@@ -281,7 +300,7 @@ pub fn render(s: &Snapshot) -> String {
     .sample("archy_update_pending", &[], bit(s.update_pending.is_some()));
     if let Some(version) = &s.update_pending {
         family(
-            &mut out,
+            out,
             "archy_update_pending_info",
             "gauge",
             "The version an armed update waits to verify.",
@@ -289,7 +308,7 @@ pub fn render(s: &Snapshot) -> String {
         .sample("archy_update_pending_info", &[("version", version)], 1);
     }
     family(
-        &mut out,
+        out,
         "archy_update_bad_versions",
         "gauge",
         "Release versions that failed their boot check and are refused.",
@@ -297,7 +316,7 @@ pub fn render(s: &Snapshot) -> String {
     .sample("archy_update_bad_versions", &[], s.bad_versions.len());
     if !s.bad_versions.is_empty() {
         let mut f = family(
-            &mut out,
+            out,
             "archy_update_bad_version_info",
             "gauge",
             "One series per release version that failed its boot check.",
@@ -306,8 +325,6 @@ pub fn render(s: &Snapshot) -> String {
             f.sample("archy_update_bad_version_info", &[("version", v)], 1);
         }
     }
-    render_backups(&mut out, &s.backups);
-    out
 }
 
 /// The backup families, per file and target (left out when no manifest backs anything up).

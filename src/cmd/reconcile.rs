@@ -6,9 +6,7 @@ use anyhow::Result;
 use crate::backup::perform::{FileOutcome, FileResult, TargetOutcome};
 use crate::ctx::Ctx;
 use crate::output::OutputFormat;
-use crate::plan::Action;
 use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
-use crate::render::FileStatus;
 
 /// Converge containers to the manifests: create missing ones, recreate drifted ones, start
 /// stopped ones. A second run with nothing changed does nothing.
@@ -85,18 +83,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     };
     print_report(&report, &backups, ctx.settings.output);
     if !report.dry_run {
-        let restarted: Vec<&str> = report
-            .apps
-            .iter()
-            .filter(|a| a.result == Outcome::Changed)
-            .filter(|a| {
-                matches!(
-                    a.action,
-                    Action::Start | Action::Restart | Action::Unpause | Action::Recreate
-                )
-            })
-            .map(|a| a.app.as_str())
-            .collect();
+        let restarted = report.restarted();
         if let Err(err) = crate::metrics::add_restarts(&ctx.settings.state_dir, &restarted) {
             tracing::warn!("could not count restarts: {err:#}");
         }
@@ -126,19 +113,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     if let Some(path) = metrics_file {
         // Metrics are a view: failing to write them is a warning (here and in `archy
         // status`), never a failed tick; the tick has converged by now.
-        let state_dir = &ctx.settings.state_dir;
-        match write_metrics(ctx, &report, path, recorded, completed) {
-            Ok(()) => crate::state::clear(state_dir, crate::state::METRICS),
-            Err(err) => {
-                let error = format!("{err:#}");
-                tracing::warn!("{error}");
-                crate::state::record(
-                    state_dir,
-                    crate::state::METRICS,
-                    serde_json::json!({"ok": false, "file": path, "error": error}),
-                );
-            }
-        }
+        crate::status::write_metrics_after_tick(ctx, &report, path, recorded, completed);
     }
     Ok(report.exit_code)
 }
@@ -157,42 +132,6 @@ fn run_backups(ctx: &Ctx, report: &Report, apps: &[String]) -> Vec<FileResult> {
     })
 }
 
-/// The node after this tick (its own report, no second listing; the reconcile records it just
-/// wrote, not read back) as Prometheus metrics, written atomically to `path`.
-fn write_metrics(
-    ctx: &Ctx,
-    report: &Report,
-    path: &std::path::Path,
-    recorded: Option<serde_json::Value>,
-    completed: Option<serde_json::Value>,
-) -> Result<()> {
-    let state_dir = &ctx.settings.state_dir;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let records = crate::status::Records::read_with(state_dir, recorded, completed)?.read_backups(
-        state_dir,
-        report
-            .manifests
-            .iter()
-            .filter(|m| m.backup.is_some())
-            .map(|m| m.app.as_str()),
-    );
-    let status = crate::status::build(
-        &crate::status::after_tick(report),
-        now,
-        records,
-        crate::status::DEFAULT_MAX_RECONCILE_AGE,
-    );
-    let snapshot = crate::status::metrics_snapshot(
-        &status,
-        &crate::metrics::read_restarts(state_dir),
-        crate::update::journal::Journal::new(state_dir).bad_versions()?,
-    );
-    let text = crate::output::redact(&crate::metrics::render(&snapshot));
-    crate::metrics::write_file(path, &text)
-}
-
 fn print_report(report: &Report, backups: &[FileResult], format: OutputFormat) {
     match format {
         OutputFormat::Json => {
@@ -206,81 +145,24 @@ fn print_report(report: &Report, backups: &[FileResult], format: OutputFormat) {
             crate::output::print_json(&value)
         }
         OutputFormat::Text => {
-            for file in &report.config_files {
-                if file.status != FileStatus::Unchanged {
-                    println!(
-                        "config {}: {}{}",
-                        file.path,
-                        file.status,
-                        file.error
-                            .as_deref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            for r in &report.apps {
-                let verb = match (report.dry_run, r.result) {
-                    (true, Outcome::Planned) => format!("would {}", r.action.as_str()),
-                    (_, Outcome::Conflict) => "conflict".to_string(),
-                    (_, Outcome::Ok) => "ok".to_string(),
-                    (_, Outcome::Changed) => r.action.past_tense().to_string(),
-                    (_, Outcome::Waiting) => "waiting".to_string(),
-                    (_, other) => format!("{} {other}", r.action.as_str()),
-                };
-                let mut line = format!("{:<20} {:<14} {}", r.app, verb, r.reason);
-                if let (Outcome::Waiting, Some(why)) = (r.result, &r.error) {
-                    line = format!(
-                        "{:<20} {:<14} {why} (to {})",
-                        r.app,
-                        verb,
-                        r.action.as_str()
-                    );
-                } else if let Some(error) = &r.error {
-                    line.push_str(&format!(
-                        "\n{:<20} error: {}",
-                        "",
-                        error.replace('\n', "\n                     ")
-                    ));
-                }
-                println!("{}", crate::output::redact(&line));
-            }
-            for o in &report.orphans {
-                println!(
-                    "{:<20} orphan {:<7} container {}{}",
-                    o.app,
-                    o.result,
-                    o.container,
-                    o.detail
-                        .as_deref()
-                        .map(|d| format!(" ({d})"))
-                        .unwrap_or_default()
-                );
-            }
-            for e in &report.manifest_errors {
-                println!("{}", crate::output::redact(&e.to_string()));
+            let text = crate::reconcile::text::render_text(report);
+            // The backup lines go before the summary line (the last).
+            let (body, summary) = text
+                .trim_end_matches('\n')
+                .rsplit_once('\n')
+                .unwrap_or(("", text.trim_end_matches('\n')));
+            let mut out = String::new();
+            if !body.is_empty() {
+                out.push_str(body);
+                out.push('\n');
             }
             for line in backup_lines(backups) {
-                println!("{}", crate::output::redact(&line));
+                out.push_str(&crate::output::redact(&line));
+                out.push('\n');
             }
-            let count = |result: Outcome| report.apps.iter().filter(|a| a.result == result).count();
-            let prefix = if report.dry_run {
-                "reconcile (dry run)"
-            } else {
-                "reconcile"
-            };
-            println!(
-                "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} waiting, {} orphans, {} invalid manifests",
-                report.apps.len(),
-                count(Outcome::Ok),
-                if report.dry_run { count(Outcome::Planned) } else { count(Outcome::Changed) },
-                if report.dry_run { "to change" } else { "changed" },
-                count(Outcome::Failed),
-                count(Outcome::Skipped),
-                count(Outcome::Waiting),
-                report.orphans.len(),
-                report.manifest_errors.len()
-            );
+            out.push_str(summary);
+            out.push('\n');
+            print!("{out}");
         }
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::types::{from_yaml_str, parse_duration};
+
 /// Versions kept per file and directory target, unless `keep:` says otherwise.
 pub const DEFAULT_KEEP: u32 = 10;
 /// Most `keep:` accepted.
@@ -22,28 +24,6 @@ pub const DEFAULT_ALERT_AFTER: Duration = Duration::from_secs(300);
 /// that restores into lost funds (lnd's `channel.db` above all). Refused whatever the manifest
 /// says; `live_databases:` adds more.
 pub const LIVE_DATABASE_SUFFIXES: [&str; 3] = ["channel.db", ".ldb", "bolt_state.db"];
-
-/// A value read from one YAML string and checked by its `FromStr` (whose error is the message).
-/// Parsed inside the visitor, so serde_norway puts the key's path and line on the error.
-fn from_yaml_str<'de, D, T>(de: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: FromStr<Err = String>,
-{
-    struct Parse<T>(std::marker::PhantomData<T>);
-    impl<T: FromStr<Err = String>> serde::de::Visitor<'_> for Parse<T> {
-        type Value = T;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
-            text.parse().map_err(E::custom)
-        }
-    }
-    de.deserialize_str(Parse(std::marker::PhantomData))
-}
 
 /// Where a backed-up file lives: a named volume, or the host directory of a bind mount.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -296,8 +276,7 @@ impl FromStr for AlertAfter {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let d = humantime::parse_duration(text)
-            .map_err(|e| format!("`{text}` is not a duration like `5m` or `1h` ({e})"))?;
+        let d = parse_duration(text).map_err(|e| format!("`{text}` {e}"))?;
         if d < Duration::from_secs(60) || d > Duration::from_secs(7 * 86_400) {
             return Err(format!("`{text}` must be 1 minute to 7 days"));
         }

@@ -3,6 +3,8 @@
 //! status records other commands leave. Pure apart from [`Records::read`]; printing lives in
 //! `cmd/status.rs`.
 
+pub mod text;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -193,6 +195,9 @@ fn damaged_marker(err: &anyhow::Error) -> Value {
 
 /// Decide the whole status from the dry-run report (its manifests and podman listing included)
 /// and the records. Pure.
+///
+/// Long, and kept whole on purpose: every reason `ok` is false is added to one `problems` list
+/// in the order `archy status` prints them; one function keeps that list and `ok` in step.
 pub fn build(
     report: &Report,
     now: i64,
@@ -611,7 +616,107 @@ pub fn summarise(record: Value) -> RecordSummary {
     }
 }
 
-/// The one app and container the status tests (here and in cmd/status.rs) build views from.
+/// The status of `apps` (empty: all): a dry-run reconcile decides, the records other commands
+/// left are read, [`build`] combines them. Answers within one listing's time limit even when
+/// podman hangs (then the status says podman did not answer).
+pub fn run(ctx: &crate::ctx::Ctx, apps: &[String], max_reconcile_age: Duration) -> Result<Status> {
+    let options = crate::reconcile::Options {
+        apps: apps.to_vec(),
+        dry_run: true,
+        ..crate::reconcile::Options::default()
+    };
+    // A health check answers within one listing's time limit, even when podman hangs: every
+    // podman call of this run shares that budget.
+    crate::exec::set_deadline(std::time::Instant::now().checked_add(ctx.settings.timeout_listing));
+    let report = match crate::reconcile::reconcile(ctx, &options) {
+        Ok(report) => Ok(report),
+        Err(err) if crate::exec::timed_out(&err).is_some() => Err(format!(
+            "podman did not answer: {}",
+            crate::output::redact(&format!("{err:#}"))
+        )),
+        Err(err) if crate::exec::failed_stderr(&err).is_some() => Err(format!(
+            "podman failed: {}",
+            crate::output::redact(&format!("{err:#}"))
+        )),
+        Err(err) => return Err(err),
+    };
+    let now = crate::health::now()?;
+    let records = Records::read(&ctx.settings.state_dir)?;
+    Ok(match report {
+        Ok(mut report) => {
+            report
+                .manifests
+                .retain(|m| apps.is_empty() || apps.contains(&m.app));
+            let records = records.read_backups(
+                &ctx.settings.state_dir,
+                report
+                    .manifests
+                    .iter()
+                    .filter(|m| m.backup.is_some())
+                    .map(|m| m.app.as_str()),
+            );
+            build(&report, now, records, max_reconcile_age)
+        }
+        Err(podman_error) => without_podman(podman_error, records),
+    })
+}
+
+/// After a real tick with `--metrics-file`: write the metrics ([`write_metrics`]); a failure is
+/// a warning recorded for `archy status` (`status/metrics.json`), cleared by the next success.
+pub fn write_metrics_after_tick(
+    ctx: &crate::ctx::Ctx,
+    report: &crate::reconcile::Report,
+    path: &Path,
+    recorded: Option<Value>,
+    completed: Option<Value>,
+) {
+    let state_dir = &ctx.settings.state_dir;
+    match write_metrics(ctx, report, path, recorded, completed) {
+        Ok(()) => crate::state::clear(state_dir, crate::state::METRICS),
+        Err(err) => {
+            let error = format!("{err:#}");
+            tracing::warn!("{error}");
+            crate::state::record(
+                state_dir,
+                crate::state::METRICS,
+                serde_json::json!({"ok": false, "file": path, "error": error}),
+            );
+        }
+    }
+}
+
+/// The node after this tick (its own report, no second listing; the reconcile records it just
+/// wrote, not read back) as Prometheus metrics, written atomically to `path`.
+fn write_metrics(
+    ctx: &crate::ctx::Ctx,
+    report: &crate::reconcile::Report,
+    path: &Path,
+    recorded: Option<Value>,
+    completed: Option<Value>,
+) -> Result<()> {
+    let state_dir = &ctx.settings.state_dir;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let records = Records::read_with(state_dir, recorded, completed)?.read_backups(
+        state_dir,
+        report
+            .manifests
+            .iter()
+            .filter(|m| m.backup.is_some())
+            .map(|m| m.app.as_str()),
+    );
+    let status = build(&after_tick(report), now, records, DEFAULT_MAX_RECONCILE_AGE);
+    let snapshot = metrics_snapshot(
+        &status,
+        &crate::metrics::read_restarts(state_dir),
+        crate::update::journal::Journal::new(state_dir).bad_versions()?,
+    );
+    let text = crate::output::redact(&crate::metrics::render(&snapshot));
+    crate::metrics::write_file(path, &text)
+}
+
+/// The one app and container the status tests (here and in text.rs) build views from.
 #[cfg(test)]
 pub(crate) mod fixtures {
     use crate::plan::Action;
