@@ -22,6 +22,12 @@ use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
 /// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
 /// created, started, or restarted or recreated by health; result `waiting`) until that app's
 /// probe passes.
+///
+/// Backups: after converging, each file a manifest's `backup:` names is stat-ed (no podman
+/// call, no read while unchanged); a changed one is copied, once it holds still, atomically and
+/// versioned to each directory target and on stdin to each command target. A failing target is
+/// reported (`target … FAILED`), not a failed run; `archy status` exits 1 naming it. State in
+/// <state-dir>/backup/<app>.json.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
     /// Only these apps (default: every app with a manifest).
