@@ -1,7 +1,7 @@
 //! `backup:` against real podman: a busybox app rewrites a file in its named volume and each
 //! reconcile tick copies every complete version (never a partial one) atomically to a
 //! directory target and to a command's stdin; a deleted copy is made again; a target that is
-//! unmounted or read-only fails `archy status` by name until it is back; a no-op tick is one
+//! unmounted, read-only or full fails `archy status` by name until it is back; a no-op tick is one
 //! podman call and opens no source file (strace); `channel.db` is refused at manifest load.
 
 mod common;
@@ -337,6 +337,35 @@ fn an_unmounted_or_read_only_target_fails_status_by_name_then_recovers() {
     mounted.remount("remount,bind,rw");
     reconcile(&root);
     assert_eq!(newest(&disk).as_deref(), Some("v3"));
+    assert_eq!(root.archy(&["status"]).code, 0);
+
+    // Full: a 4 KiB tmpfs takes no 8 KiB copy; nothing half-written stays on it.
+    drop(mounted);
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let tiny = Mounted(mnt.clone());
+    let big = "y".repeat(8192);
+    write_in_app(&root, &big);
+    let out = reconcile(&root);
+    assert!(
+        out.stdout.contains(&format!("target {name} FAILED")),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("No space left on device"), "{out:?}");
+    assert_eq!(root.archy(&["status"]).code, 1);
+    let left = files(&mnt.join("lnd"));
+    assert!(
+        left.is_empty(),
+        "nothing half-written stays on a full target: {left:?}"
+    );
+    drop(tiny);
+    let _mounted = Mounted::bind(&disk, &mnt);
+    reconcile(&root);
+    assert_eq!(newest(&disk).as_deref(), Some(big.as_str()));
     assert_eq!(root.archy(&["status"]).code, 0);
 }
 

@@ -255,6 +255,9 @@ fn file_tick(
         }
     };
     let name = file.name();
+    // Targets no longer in the manifest are forgotten.
+    let labels: Vec<String> = spec.targets.iter().map(Target::label).collect();
+    fs.targets.retain(|label, _| labels.contains(label));
     let checks: Vec<(String, TargetCheck)> = spec
         .targets
         .iter()
