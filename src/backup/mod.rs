@@ -17,13 +17,14 @@
 //! the copy is retried every tick until the target holds the file again.
 
 pub mod perform;
+pub mod text;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::backup::{BackupSpec, Target};
+use crate::manifest::backup::BackupSpec;
 
 /// What a source's stat says about its content without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,11 +244,6 @@ pub fn view(app: &str, spec: &BackupSpec, state: &AppState, now: i64) -> Vec<Fil
             }
         })
         .collect()
-}
-
-/// The labels of an app's targets, for status lines: a directory or a command's program.
-pub fn target_labels(spec: &BackupSpec) -> Vec<String> {
-    spec.targets.iter().map(Target::label).collect()
 }
 
 #[cfg(test)]

@@ -71,6 +71,19 @@ pub struct FileResult {
     pub targets: Vec<TargetResult>,
 }
 
+/// After a real reconcile tick: [`tick`] over the apps it worked on (`apps`, or all). A failure
+/// is logged, never a failed tick: the apps converged; `archy status` names what failed.
+pub fn tick_selected(ctx: &Ctx, manifests: &[Manifest], apps: &[String]) -> Vec<FileResult> {
+    let selected: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| apps.is_empty() || apps.contains(&m.app))
+        .collect();
+    tick(ctx, &selected).unwrap_or_else(|err| {
+        tracing::warn!("backup: {err:#}");
+        Vec::new()
+    })
+}
+
 /// One backup tick over the apps given (those with a `backup:` key act): under
 /// `<run-dir>/backup.lock`. A podman call only when a volume's mount point is not known yet.
 pub fn tick(ctx: &Ctx, apps: &[&Manifest]) -> Result<Vec<FileResult>> {

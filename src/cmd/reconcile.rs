@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::backup::perform::{FileOutcome, FileResult, TargetOutcome};
+use crate::backup::perform::FileResult;
 use crate::ctx::Ctx;
 use crate::output::OutputFormat;
 use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     let backups = if report.dry_run {
         Vec::new()
     } else {
-        run_backups(ctx, &report, &args.apps)
+        crate::backup::perform::tick_selected(ctx, &report.manifests, &args.apps)
     };
     print_report(&report, &backups, ctx.settings.output);
     if !report.dry_run {
@@ -124,88 +124,19 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     Ok(report.exit_code)
 }
 
-/// The backup tick ([`crate::backup`]) over the apps this run worked on. A failure is logged,
-/// never a failed tick: the apps converged; `archy status` names what failed.
-fn run_backups(ctx: &Ctx, report: &Report, apps: &[String]) -> Vec<FileResult> {
-    let selected: Vec<&crate::manifest::Manifest> = report
-        .manifests
-        .iter()
-        .filter(|m| apps.is_empty() || apps.contains(&m.app))
-        .collect();
-    crate::backup::perform::tick(ctx, &selected).unwrap_or_else(|err| {
-        tracing::warn!("backup: {err:#}");
-        Vec::new()
-    })
-}
-
 fn print_report(report: &Report, backups: &[FileResult], format: OutputFormat) {
     match format {
         OutputFormat::Json => {
             let mut value = serde_json::to_value(report).expect("report serialises");
             if let Some(object) = value.as_object_mut() {
-                object.insert(
-                    "backups".into(),
-                    serde_json::to_value(backups).expect("backups serialise"),
-                );
+                let backups = serde_json::to_value(backups).expect("backups serialise");
+                object.insert("backups".into(), backups);
             }
             crate::output::print_json(&value)
         }
         OutputFormat::Text => {
-            let text = crate::reconcile::text::render_text(report);
-            // The backup lines go before the summary line (the last).
-            let (body, summary) = text
-                .trim_end_matches('\n')
-                .rsplit_once('\n')
-                .unwrap_or(("", text.trim_end_matches('\n')));
-            let mut out = String::new();
-            if !body.is_empty() {
-                out.push_str(body);
-                out.push('\n');
-            }
-            for line in backup_lines(backups) {
-                out.push_str(&crate::output::redact(&line));
-                out.push('\n');
-            }
-            out.push_str(summary);
-            out.push('\n');
-            print!("{out}");
+            print!("{}", crate::reconcile::text::render_text(report));
+            print!("{}", crate::backup::text::render_tick(backups));
         }
     }
-}
-
-/// One line per backed-up file that did something this tick, one more per failed target.
-fn backup_lines(backups: &[FileResult]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for b in backups {
-        let head = format!("backup {} {}", b.app, b.file);
-        match b.result {
-            FileOutcome::Unchanged => {}
-            FileOutcome::Copied => lines.push(format!(
-                "{head}: copied to {}",
-                b.targets
-                    .iter()
-                    .filter(|t| t.result == TargetOutcome::Copied)
-                    .map(|t| t.target.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            FileOutcome::Pending | FileOutcome::Failed => {
-                if let Some(detail) = &b.detail {
-                    lines.push(format!("{head}: {detail}"));
-                }
-            }
-        }
-        for t in b
-            .targets
-            .iter()
-            .filter(|t| t.result == TargetOutcome::Failed)
-        {
-            lines.push(format!(
-                "{head}: target {} FAILED: {}",
-                t.target,
-                t.error.as_deref().unwrap_or("failed")
-            ));
-        }
-    }
-    lines
 }
