@@ -216,4 +216,39 @@ status: NOT converged
         assert_eq!(human_uptime(59), "59s");
         assert_eq!(human_uptime(90_061), "1d 1h");
     }
+
+    #[test]
+    fn backup_lines_name_each_target_its_state_and_hash() {
+        use crate::backup::{FileView, TargetView};
+        let target = |name: &str, current, age: Option<i64>, error: Option<&str>| TargetView {
+            target: name.into(),
+            sha256: Some("0123456789abcdef".into()),
+            last_success: age.map(|a| 1_000 - a),
+            age_seconds: age,
+            current,
+            error: error.map(String::from),
+        };
+        let file = FileView {
+            app: "lnd".into(),
+            file: "d:/x/channel.backup".into(),
+            sha256: Some("0123456789abcdef".into()),
+            changed_at: Some(900),
+            pending: Some("it is being written".into()),
+            targets: vec![
+                target("/mnt/usb", true, Some(90), None),
+                target("/mnt/nfs", false, Some(4_000), None),
+                target("command cat", false, None, Some("exited with code 1")),
+            ],
+            problems: vec![],
+        };
+        assert_eq!(
+            backup_text(&[file]),
+            "\
+backup:    lnd d:/x/channel.backup: it is being written
+backup:    lnd d:/x/channel.backup -> /mnt/usb: current, copied 1m ago (sha256 0123456789ab)
+backup:    lnd d:/x/channel.backup -> /mnt/nfs: NOT current, last copied 1h 6m ago (sha256 0123456789ab)
+backup:    lnd d:/x/channel.backup -> command cat: FAILING: exited with code 1 (sha256 0123456789ab)
+"
+        );
+    }
 }
