@@ -186,6 +186,37 @@ fn every_complete_version_is_copied_never_a_partial_one_and_a_noop_tick_reads_no
     assert!(out.stdout.contains("copied to"), "{out:?}");
     assert_eq!(newest(&target).as_deref(), Some(full.as_str()));
 
+    // A symlink in its place (to a file outside the volume) is refused, not followed, and
+    // fails status; the real file back, all is well again.
+    root.podman_ok(&[
+        "exec",
+        "archy-lnd",
+        "/bin/busybox",
+        "ln",
+        "-sf",
+        "/etc/hostname",
+        "/data/sub/channel.backup",
+    ]);
+    let out = reconcile(&root);
+    assert!(out.stdout.contains("is not a regular file"), "{out:?}");
+    let out = root.archy(&["status"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("FAILING"), "{out:?}");
+    assert_eq!(
+        newest(&target).as_deref(),
+        Some(full.as_str()),
+        "the good copy stays"
+    );
+    root.podman_ok(&[
+        "exec",
+        "archy-lnd",
+        "/bin/busybox",
+        "rm",
+        "/data/sub/channel.backup",
+    ]);
+    write_in_app(&root, &full);
+    reconcile(&root);
+
     // Status and metrics name the file and its targets; promtool accepts them.
     let out = root.archy(&["status", "--output", "json"]);
     assert_eq!(out.code, 0, "{out:?}");

@@ -79,9 +79,13 @@ pub struct FileState {
     /// When archy first saw the current content (Unix seconds).
     #[serde(default)]
     pub changed_at: Option<i64>,
-    /// Why the source was not read this tick (missing, empty, being written, refused).
+    /// Why the source was not read this tick, not an error (not there yet, empty, being written).
     #[serde(default)]
     pub pending: Option<String>,
+    /// Why the source cannot be backed up (a symlink or special file, outside its volume, too
+    /// big, unreadable, its volume not found): status fails on it.
+    #[serde(default)]
+    pub error: Option<String>,
     /// By target label ([`Target::label`]).
     #[serde(default)]
     pub targets: BTreeMap<String, TargetState>,
@@ -186,6 +190,8 @@ pub struct FileView {
     pub sha256: Option<String>,
     pub changed_at: Option<i64>,
     pub pending: Option<String>,
+    /// Why the source cannot be backed up (null when it can).
+    pub error: Option<String>,
     pub targets: Vec<TargetView>,
     /// Why this file makes status fail (empty when fine).
     pub problems: Vec<String>,
@@ -215,14 +221,16 @@ pub fn view(app: &str, spec: &BackupSpec, state: &AppState, now: i64) -> Vec<Fil
                     }
                 })
                 .collect();
-            let mut problems: Vec<String> = targets
+            let mut problems: Vec<String> = fs
+                .error
                 .iter()
-                .filter_map(|t| {
-                    t.error
-                        .as_ref()
-                        .map(|e| format!("backup {app} {file}: target {}: {e}", t.target))
-                })
+                .map(|e| format!("backup {app} {file}: {e}"))
                 .collect();
+            problems.extend(targets.iter().filter_map(|t| {
+                t.error
+                    .as_ref()
+                    .map(|e| format!("backup {app} {file}: target {}: {e}", t.target))
+            }));
             if let (Some(_), Some(changed_at)) = (&fs.sha256, fs.changed_at) {
                 let waited = now - changed_at;
                 if !targets.iter().any(|t| t.current)
@@ -239,6 +247,7 @@ pub fn view(app: &str, spec: &BackupSpec, state: &AppState, now: i64) -> Vec<Fil
                 sha256: fs.sha256,
                 changed_at: fs.changed_at,
                 pending: fs.pending,
+                error: fs.error,
                 targets,
                 problems,
             }
@@ -358,5 +367,13 @@ mod tests {
         let v = view("lnd", &spec, &state, 1_300);
         assert_eq!(v[0].problems.len(), 1);
         assert!(v[0].targets[1].current);
+        // A source that cannot be backed up is a problem of its own.
+        state.files.get_mut("d:/x/channel.backup").unwrap().error =
+            Some("/v/x/channel.backup is not a regular file: refused".into());
+        let v = view("lnd", &spec, &state, 1_300);
+        assert_eq!(
+            v[0].problems[0],
+            "backup lnd d:/x/channel.backup: /v/x/channel.backup is not a regular file: refused"
+        );
     }
 }

@@ -239,6 +239,15 @@ fn file_tick(
         result.sha256.clone_from(&fs.sha256);
         result.detail = Some(why.clone());
         fs.pending = Some(why);
+        fs.error = None;
+        result
+    };
+    // The source cannot be backed up (refused, unreadable): a problem for status.
+    let fail = |mut result: FileResult, fs: &mut FileState, why: String| {
+        result.result = FileOutcome::Failed;
+        result.detail = Some(why.clone());
+        fs.pending = None;
+        fs.error = Some(why);
         result
     };
     let root = match source_root(file, fs, volumes) {
@@ -251,22 +260,20 @@ fn file_tick(
             )
         }
         Err(e) => {
-            result.result = FileOutcome::Failed;
-            result.detail = Some(format!("could not find the volume's mount point: {e}"));
-            return result;
+            return fail(
+                result,
+                fs,
+                format!("could not find the volume's mount point: {e}"),
+            )
         }
     };
     let path = root.join(&file.path);
     let stamp = match source_stamp(&path) {
         Ok(Some(stamp)) => stamp,
         Ok(None) => return pending(result, fs, format!("{} does not exist yet", path.display())),
-        Err(e) => {
-            result.result = FileOutcome::Failed;
-            result.detail = Some(format!("{e:#}"));
-            fs.pending = result.detail.clone();
-            return result;
-        }
+        Err(e) => return fail(result, fs, format!("{e:#}")),
     };
+    fs.error = None;
     let name = file.name();
     // Targets no longer in the manifest are forgotten.
     let labels: Vec<String> = spec.targets.iter().map(Target::label).collect();
@@ -308,12 +315,7 @@ fn file_tick(
                 bytes = Some(content);
             }
             Ok(Err(why)) => return pending(result, fs, why),
-            Err(e) => {
-                result.result = FileOutcome::Failed;
-                result.detail = Some(format!("{e:#}"));
-                fs.pending = result.detail.clone();
-                return result;
-            }
+            Err(e) => return fail(result, fs, format!("{e:#}")),
         }
     }
     let sha = fs.sha256.clone();

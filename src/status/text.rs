@@ -139,6 +139,12 @@ fn backup_text(backups: &[crate::backup::FileView]) -> String {
         if let Some(pending) = &f.pending {
             out.push_str(&format!("backup:    {} {}: {pending}\n", f.app, f.file));
         }
+        if let Some(error) = &f.error {
+            out.push_str(&format!(
+                "backup:    {} {}: FAILING: {error}\n",
+                f.app, f.file
+            ));
+        }
         for t in &f.targets {
             let ago = |age: i64| human_uptime(age.max(0) as u64);
             let state = match (&t.error, t.current, t.age_seconds) {
@@ -234,6 +240,7 @@ status: NOT converged
             sha256: Some("0123456789abcdef".into()),
             changed_at: Some(900),
             pending: Some("it is being written".into()),
+            error: Some("/v/x/channel.backup is not a regular file".into()),
             targets: vec![
                 target("/mnt/usb", true, Some(90), None),
                 target("/mnt/nfs", false, Some(4_000), None),
@@ -245,6 +252,7 @@ status: NOT converged
             backup_text(&[file]),
             "\
 backup:    lnd d:/x/channel.backup: it is being written
+backup:    lnd d:/x/channel.backup: FAILING: /v/x/channel.backup is not a regular file
 backup:    lnd d:/x/channel.backup -> /mnt/usb: current, copied 1m ago (sha256 0123456789ab)
 backup:    lnd d:/x/channel.backup -> /mnt/nfs: NOT current, last copied 1h 6m ago (sha256 0123456789ab)
 backup:    lnd d:/x/channel.backup -> command cat: FAILING: exited with code 1 (sha256 0123456789ab)
