@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod backup;
 pub mod expansion;
 pub mod health;
 pub mod policy;
 pub mod set;
 pub mod types;
+pub use backup::BackupSpec;
 pub use health::{HealthSpec, Probe};
 pub use policy::Policy;
 pub use set::{dependency_layers, validate_set};
@@ -216,6 +218,9 @@ pub struct Manifest {
     /// A health probe archy runs every reconcile tick (see `crate::health`).
     #[serde(default)]
     pub health: Option<HealthSpec>,
+    /// Files inside the app's volumes copied off the box whenever they change (see `crate::backup`).
+    #[serde(default)]
+    pub backup: Option<BackupSpec>,
     /// The file this manifest came from (not a YAML key).
     #[serde(skip)]
     pub file: PathBuf,
@@ -653,6 +658,11 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
                 .check_host_path(source)
                 .map_err(|e| format!("key `volumes`: `{volume}`: source {e}"))?;
         }
+    }
+    if let Some(backup) = &m.backup {
+        backup
+            .check_sources(m.volumes.iter().map(Volume::as_str))
+            .map_err(|e| format!("key `backup.files`: {e}"))?;
     }
     if let Some(network) = &m.network {
         if !is_podman_name(network) {

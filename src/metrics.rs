@@ -96,6 +96,26 @@ pub struct Snapshot {
     pub update_pending: Option<String>,
     /// Versions that failed their boot check (the updater refuses them).
     pub bad_versions: Vec<String>,
+    /// One per backed-up file and target.
+    pub backups: Vec<BackupSample>,
+}
+
+/// One backed-up file on one target.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BackupSample {
+    pub app: String,
+    pub file: String,
+    pub target: String,
+    /// When archy last copied it there, Unix seconds.
+    pub last_success_timestamp: Option<i64>,
+    /// Seconds since then.
+    pub age_seconds: Option<i64>,
+    /// The target holds the file's current content.
+    pub current: bool,
+    /// The target's last check or copy failed.
+    pub failing: bool,
+    /// SHA-256 of the newest version the target holds.
+    pub sha256: Option<String>,
 }
 
 /// Escape a label value: backslash, double quote and line feed (exposition format).
@@ -151,6 +171,7 @@ pub fn render(s: &Snapshot) -> String {
     render_apps(&mut out, s);
     render_runs(&mut out, s);
     render_updates(&mut out, s);
+    render_backups(&mut out, &s.backups);
     out
 }
 
@@ -306,6 +327,74 @@ fn render_updates(out: &mut String, s: &Snapshot) {
     }
 }
 
+/// The backup families, per file and target (left out when no manifest backs anything up).
+fn render_backups(out: &mut String, backups: &[BackupSample]) {
+    if backups.is_empty() {
+        return;
+    }
+    type Value = fn(&BackupSample) -> Option<i64>;
+    let families: [(&str, &str, Value); 4] = [
+        (
+            "archy_backup_age_seconds",
+            "Seconds since archy last copied the file to the target (no sample before the first copy).",
+            |b| b.age_seconds,
+        ),
+        (
+            "archy_backup_last_success_timestamp",
+            "When archy last copied the file to the target, Unix time.",
+            |b| b.last_success_timestamp,
+        ),
+        (
+            "archy_backup_current",
+            "1 when the target holds the file's current content.",
+            |b| Some(i64::from(b.current)),
+        ),
+        (
+            "archy_backup_target_failing",
+            "1 when the target's last check or copy failed (missing, unmounted, read-only, full, command failed).",
+            |b| Some(i64::from(b.failing)),
+        ),
+    ];
+    for (name, help, value) in families {
+        if backups.iter().all(|b| value(b).is_none()) {
+            continue;
+        }
+        let mut f = family(out, name, "gauge", help);
+        for b in backups {
+            if let Some(v) = value(b) {
+                f.sample(
+                    name,
+                    &[("app", &b.app), ("file", &b.file), ("target", &b.target)],
+                    v,
+                );
+            }
+        }
+    }
+    if backups.iter().all(|b| b.sha256.is_none()) {
+        return;
+    }
+    let mut f = family(
+        out,
+        "archy_backup_info",
+        "gauge",
+        "The SHA-256 of the newest version a target holds.",
+    );
+    for b in backups {
+        if let Some(sha) = &b.sha256 {
+            f.sample(
+                "archy_backup_info",
+                &[
+                    ("app", &b.app),
+                    ("file", &b.file),
+                    ("target", &b.target),
+                    ("sha256", sha),
+                ],
+                1,
+            );
+        }
+    }
+}
+
 /// Check a `--metrics-file` path before a run: it must name a file in a directory (a typo
 /// like `--metrics-file /` is a usage error). Whether that directory exists, or a directory
 /// stands where the file goes, is found when the file is written, after the tick converged:
@@ -433,6 +522,7 @@ mod tests {
             }),
             update_pending: Some("1.7.41".into()),
             bad_versions: vec!["1.7.40".into()],
+            backups: vec![],
         };
         let expected = r#"# HELP archy_converged 1 when every app is converged, no manifest is invalid and the last podman heal did not fail.
 # TYPE archy_converged gauge
@@ -519,6 +609,53 @@ archy_update_bad_version_info{version="1.7.40"} 1
             ]
         );
         assert!(!text.contains("archy_app_up"), "{text}");
+        assert!(!text.contains("archy_backup"), "{text}");
+    }
+
+    #[test]
+    fn backups_are_per_file_and_target() {
+        let copied = BackupSample {
+            app: "lnd".into(),
+            file: "lnd-data:/data/channel.backup".into(),
+            target: "/mnt/usb".into(),
+            last_success_timestamp: Some(1_800_000_000),
+            age_seconds: Some(30),
+            current: true,
+            failing: false,
+            sha256: Some("ab12".into()),
+        };
+        let never = BackupSample {
+            target: "command rclone rcat r:x".into(),
+            failing: true,
+            last_success_timestamp: None,
+            age_seconds: None,
+            current: false,
+            sha256: None,
+            ..copied.clone()
+        };
+        let text = render(&Snapshot {
+            backups: vec![copied, never],
+            ..Default::default()
+        });
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("archy_backup"))
+            .collect();
+        let l = r#"{app="lnd",file="lnd-data:/data/channel.backup",target="/mnt/usb"}"#;
+        let c =
+            r#"{app="lnd",file="lnd-data:/data/channel.backup",target="command rclone rcat r:x"}"#;
+        assert_eq!(
+            samples,
+            [
+                format!("archy_backup_age_seconds{l} 30"),
+                format!("archy_backup_last_success_timestamp{l} 1800000000"),
+                format!("archy_backup_current{l} 1"),
+                format!("archy_backup_current{c} 0"),
+                format!("archy_backup_target_failing{l} 0"),
+                format!("archy_backup_target_failing{c} 1"),
+                r#"archy_backup_info{app="lnd",file="lnd-data:/data/channel.backup",target="/mnt/usb",sha256="ab12"} 1"#.to_string(),
+            ]
+        );
     }
 
     #[test]

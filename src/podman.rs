@@ -534,6 +534,27 @@ impl Podman {
         Ok(list.into_iter().map(|v| v.name).collect())
     }
 
+    /// Every volume's mount point on the host, by name (`podman volume ls`: one call for all).
+    pub fn volume_mountpoints(&self) -> Result<BTreeMap<String, PathBuf>> {
+        #[derive(Deserialize)]
+        struct Volume {
+            #[serde(rename = "Name")]
+            name: String,
+            #[serde(rename = "Mountpoint", default)]
+            mountpoint: String,
+        }
+        let list: Vec<Volume> = self
+            .cmd()
+            .args(["volume", "ls", "--format", "json"])
+            .run_json()
+            .context("failed to list volumes")?;
+        Ok(list
+            .into_iter()
+            .filter(|v| !v.mountpoint.is_empty())
+            .map(|v| (v.name, PathBuf::from(v.mountpoint)))
+            .collect())
+    }
+
     /// `podman volume create <name>`: on an existing `<volume_path>/<name>/_data` podman
     /// registers the volume and keeps the data.
     pub fn volume_create(&self, name: &str) -> Result<()> {

@@ -128,6 +128,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "reconcile",
             "status",
+            "backup",
             "heal",
             "health",
             "update",

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::backup::perform::FileResult;
 use crate::ctx::Ctx;
 use crate::output::OutputFormat;
 use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
@@ -21,6 +22,12 @@ use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
 /// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
 /// created, started, or restarted or recreated by health; result `waiting`) until that app's
 /// probe passes.
+///
+/// Backups: after converging, each file a manifest's `backup:` names is stat-ed (no podman
+/// call, no read while unchanged); a changed one is copied, once it holds still, atomically and
+/// versioned to each directory target and on stdin to each command target. A failing target is
+/// reported (`target … FAILED`), not a failed run; `archy status` exits 1 naming it. State in
+/// <state-dir>/backup/<app>.json.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
     /// Only these apps (default: every app with a manifest).
@@ -75,7 +82,12 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     }
     let started = std::time::Instant::now();
     let report = crate::reconcile::reconcile(ctx, &Options::from(args))?;
-    print_report(&report, ctx.settings.output);
+    let backups = if report.dry_run {
+        Vec::new()
+    } else {
+        crate::backup::perform::tick_selected(ctx, &report.manifests, &args.apps)
+    };
+    print_report(&report, &backups, ctx.settings.output);
     if !report.dry_run {
         let restarted = report.restarted();
         if let Err(err) = crate::metrics::add_restarts(&ctx.settings.state_dir, &restarted) {
@@ -112,11 +124,19 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     Ok(report.exit_code)
 }
 
-fn print_report(report: &Report, format: OutputFormat) {
+fn print_report(report: &Report, backups: &[FileResult], format: OutputFormat) {
     match format {
         OutputFormat::Json => {
-            crate::output::print_json(&serde_json::to_value(report).expect("report serialises"))
+            let mut value = serde_json::to_value(report).expect("report serialises");
+            if let Some(object) = value.as_object_mut() {
+                let backups = serde_json::to_value(backups).expect("backups serialise");
+                object.insert("backups".into(), backups);
+            }
+            crate::output::print_json(&value)
         }
-        OutputFormat::Text => print!("{}", crate::reconcile::text::render_text(report)),
+        OutputFormat::Text => {
+            print!("{}", crate::reconcile::text::render_text(report));
+            print!("{}", crate::backup::text::render_tick(backups));
+        }
     }
 }

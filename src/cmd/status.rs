@@ -23,8 +23,10 @@ use crate::status::Status;
 /// podman did not answer). Exit 0 when every app is converged and none is unhealthy or of
 /// unknown health, no orphan
 /// or invalid manifest exists, podman answered, the pending-update marker is readable, none of
-/// the last heal-podman, verify-update and reconcile runs failed, and a full reconcile completed
-/// within --max-reconcile-age (JSON `ok`); 1 otherwise. The JSON document (`schema` 1) is
+/// the last heal-podman, verify-update and reconcile runs failed, a full reconcile completed
+/// within --max-reconcile-age, and no backup target (a manifest's `backup:`) fails or lacks a
+/// change older than its `alert_after` (JSON `ok`); 1 otherwise. Backups: one line per file and
+/// target (current or not, last copy's age, the newest version's SHA-256, the error). The JSON document (`schema` 1) is
 /// described in docs/status-json.md.
 ///
 /// --output prometheus prints the same as Prometheus metrics (text exposition format):
@@ -32,7 +34,9 @@ use crate::status::Status;
 /// archy_app_config_drift_files per app; archy_converged, archy_manifests_invalid,
 /// archy_config_drift_files; archy_reconcile_last_{result,duration_seconds,timestamp_seconds};
 /// archy_podman_heal_last_{result,timestamp_seconds}; archy_update_pending,
-/// archy_update_bad_versions. `archy reconcile --metrics-file` writes them after every tick.
+/// archy_update_bad_versions; per backed-up file and target archy_backup_age_seconds,
+/// archy_backup_last_success_timestamp, archy_backup_current, archy_backup_target_failing,
+/// archy_backup_info (its sha256). `archy reconcile --metrics-file` writes them after every tick.
 /// archy_app_healthy is the app's health probe (1 when it passes, 0 when starting or
 /// unhealthy); for an app without a probe it is 1 when the app is converged.
 #[derive(Debug, Clone, clap::Args)]

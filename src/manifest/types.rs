@@ -13,7 +13,7 @@ use super::Scalar;
 
 /// A value read from one YAML string and checked by its `FromStr` (whose error is the message).
 /// Parsed inside the visitor, so serde_norway puts the key's path and line on the error.
-fn from_yaml_str<'de, D, T>(de: D) -> Result<T, D::Error>
+pub(super) fn from_yaml_str<'de, D, T>(de: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: FromStr<Err = String>,

@@ -110,6 +110,7 @@ pub fn render_text(status: &Status) -> String {
         "reconcile: last run {}\n",
         record("reconcile", &status.last_reconcile)
     ));
+    out.push_str(&backup_text(&status.backups));
     if let Some(overdue) = &status.reconcile_overdue {
         out.push_str(&format!("reconcile: OVERDUE: {overdue}\n"));
     }
@@ -126,6 +127,42 @@ pub fn render_text(status: &Status) -> String {
     }
     for w in &status.warnings {
         out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+/// One line per backed-up file and target: whether it holds the current content, when it was
+/// last copied there, the newest version's hash (12 hex), and the error if it fails.
+fn backup_text(backups: &[crate::backup::FileView]) -> String {
+    let mut out = String::new();
+    for f in backups {
+        if let Some(pending) = &f.pending {
+            out.push_str(&format!("backup:    {} {}: {pending}\n", f.app, f.file));
+        }
+        if let Some(error) = &f.error {
+            out.push_str(&format!(
+                "backup:    {} {}: FAILING: {error}\n",
+                f.app, f.file
+            ));
+        }
+        for t in &f.targets {
+            let ago = |age: i64| human_uptime(age.max(0) as u64);
+            let state = match (&t.error, t.current, t.age_seconds) {
+                (Some(e), _, _) => format!("FAILING: {e}"),
+                (None, true, Some(age)) => format!("current, copied {} ago", ago(age)),
+                (None, false, Some(age)) => format!("NOT current, last copied {} ago", ago(age)),
+                (None, _, None) => "no copy yet".to_string(),
+            };
+            let sha = t
+                .sha256
+                .as_deref()
+                .map(|s| format!(" (sha256 {})", &s[..s.len().min(12)]))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "backup:    {} {} -> {}: {state}{sha}\n",
+                f.app, f.file, t.target
+            ));
+        }
     }
     out
 }
@@ -150,6 +187,7 @@ mod tests {
             podman_error: None,
             problems: vec![],
             warnings: vec![],
+            backups: vec![],
             apps: vec![
                 app_status(
                     &result(Action::Ok, Outcome::Ok),
@@ -183,5 +221,42 @@ status: NOT converged
         assert_eq!(render_text(&status), expected);
         assert_eq!(human_uptime(59), "59s");
         assert_eq!(human_uptime(90_061), "1d 1h");
+    }
+
+    #[test]
+    fn backup_lines_name_each_target_its_state_and_hash() {
+        use crate::backup::{FileView, TargetView};
+        let target = |name: &str, current, age: Option<i64>, error: Option<&str>| TargetView {
+            target: name.into(),
+            sha256: Some("0123456789abcdef".into()),
+            last_success: age.map(|a| 1_000 - a),
+            age_seconds: age,
+            current,
+            error: error.map(String::from),
+        };
+        let file = FileView {
+            app: "lnd".into(),
+            file: "d:/x/channel.backup".into(),
+            sha256: Some("0123456789abcdef".into()),
+            changed_at: Some(900),
+            pending: Some("it is being written".into()),
+            error: Some("/v/x/channel.backup is not a regular file".into()),
+            targets: vec![
+                target("/mnt/usb", true, Some(90), None),
+                target("/mnt/nfs", false, Some(4_000), None),
+                target("command cat", false, None, Some("exited with code 1")),
+            ],
+            problems: vec![],
+        };
+        assert_eq!(
+            backup_text(&[file]),
+            "\
+backup:    lnd d:/x/channel.backup: it is being written
+backup:    lnd d:/x/channel.backup: FAILING: /v/x/channel.backup is not a regular file
+backup:    lnd d:/x/channel.backup -> /mnt/usb: current, copied 1m ago (sha256 0123456789ab)
+backup:    lnd d:/x/channel.backup -> /mnt/nfs: NOT current, last copied 1h 6m ago (sha256 0123456789ab)
+backup:    lnd d:/x/channel.backup -> command cat: FAILING: exited with code 1 (sha256 0123456789ab)
+"
+        );
     }
 }
