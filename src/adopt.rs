@@ -111,7 +111,10 @@ mod tests {
     ];
 
     fn wanted() -> Vec<String> {
-        WANTED.iter().map(|s| s.to_string()).collect()
+        WANTED
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect()
     }
 
     #[test]

@@ -98,11 +98,15 @@ pub fn limits() -> Limits {
 
 /// Bound every later command of this process by `deadline` (a tick's total budget).
 pub fn set_deadline(deadline: Option<Instant>) {
-    *DEADLINE.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+    *DEADLINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
 }
 
 pub fn deadline() -> Option<Instant> {
-    *DEADLINE.lock().unwrap_or_else(|e| e.into_inner())
+    *DEADLINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A command ran past its time limit; its process group was killed.
@@ -137,7 +141,7 @@ static CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 fn unregister_child(pgid: i32) {
     CHILDREN
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .retain(|p| *p != pgid);
 }
 
@@ -175,7 +179,9 @@ pub fn install_signal_handlers() {
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             // Held until the exit, so no new child starts after the kill.
-            let groups = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+            let groups = CHILDREN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for pgid in groups.iter() {
                 kill_group(*pgid);
             }
@@ -414,6 +420,7 @@ impl Cmd {
             }))
             .context("the run's time budget is used up");
         }
+        #[allow(clippy::disallowed_methods)] // the one place archy spawns a process
         let mut command = std::process::Command::new(&self.program);
         command
             .args(&self.args)
@@ -429,7 +436,9 @@ impl Cmd {
             .process_group(0);
         // Spawned and registered under the registry's lock, which the signal handler holds
         // from its kill to the exit: no child can start unseen by it.
-        let mut registry = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+        let mut registry = CHILDREN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("failed to start `{}`: {e}", self.display()))?;

@@ -43,7 +43,11 @@ impl LockBusy {
 impl std::fmt::Display for LockBusy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let waited = self.waited.as_secs_f64();
-        let list: Vec<String> = self.holders.iter().map(|h| h.to_string()).collect();
+        let list: Vec<String> = self
+            .holders
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         if self.foreign() {
             write!(
                 f,
@@ -211,7 +215,7 @@ pub fn acquire(path: &Path, mode: Mode, wait: Duration) -> Result<LockGuard> {
                     }
                     announced = true;
                 }
-                std::thread::sleep(POLL_INTERVAL.min(wait - waited));
+                std::thread::sleep(POLL_INTERVAL.min(wait.checked_sub(waited).unwrap()));
             }
             Err(TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("failed to lock {}", path.display()));
@@ -266,10 +270,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.lock");
         let a = acquire(&path, Mode::Shared, Duration::ZERO).unwrap();
-        let _b = acquire(&path, Mode::Shared, Duration::ZERO).unwrap();
+        let b = acquire(&path, Mode::Shared, Duration::ZERO).unwrap();
         assert!(acquire(&path, Mode::Exclusive, Duration::ZERO).is_err());
         drop(a);
-        drop(_b);
+        drop(b);
         assert!(acquire(&path, Mode::Exclusive, Duration::ZERO).is_ok());
     }
 }

@@ -464,9 +464,7 @@ fn load_file_with(
             (true, Some(40)) => format!("cannot be read as a file: symlink loop ({e})"),
             (true, _) if e.kind() == std::io::ErrorKind::NotFound => format!(
                 "cannot be read as a file: dangling symlink to {}",
-                fs::read_link(path)
-                    .map(|t| t.display().to_string())
-                    .unwrap_or_else(|_| "?".into())
+                fs::read_link(path).map_or_else(|_| "?".into(), |t| t.display().to_string())
             ),
             _ => format!("cannot be read as a file: {e}"),
         }
@@ -563,6 +561,7 @@ fn has_nul(path: &Path) -> bool {
 ///
 /// Long, and kept whole on purpose: one independent check per manifest key, in the order the
 /// keys are documented, each returning that key's error; it reads like the reference it mirrors.
+#[allow(clippy::too_many_lines)]
 pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     if !is_app_id(&m.app) {
         return Err(format!("key `app`: `{}` must match [a-z0-9-]+ (at most 48 characters, no leading or trailing -)", m.app));
@@ -945,7 +944,10 @@ mod tests {
         ]);
         let ids: Vec<&str> = apps.iter().map(|m| m.app.as_str()).collect();
         assert_eq!(ids, vec!["a", "f"]);
-        let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let messages: Vec<String> = errors
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         assert!(
             messages
                 .iter()

@@ -24,7 +24,9 @@ pub fn register_secret(value: &str) {
     if value.len() < 8 {
         return;
     }
-    let mut list = secrets().lock().unwrap_or_else(|p| p.into_inner());
+    let mut list = secrets()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !list.iter().any(|s| s == value) {
         list.push(value.to_string());
     }
@@ -32,7 +34,9 @@ pub fn register_secret(value: &str) {
 
 /// Replace every registered secret in `text`.
 pub fn redact(text: &str) -> String {
-    let list = secrets().lock().unwrap_or_else(|p| p.into_inner());
+    let list = secrets()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = text.to_string();
     for secret in list.iter() {
         if out.contains(secret.as_str()) {

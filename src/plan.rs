@@ -284,7 +284,7 @@ mod tests {
     }
 
     fn known(apps: &[&str]) -> BTreeSet<String> {
-        apps.iter().map(|s| s.to_string()).collect()
+        apps.iter().map(std::string::ToString::to_string).collect()
     }
 
     fn actions(p: &Plan) -> Vec<(&str, Action)> {

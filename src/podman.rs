@@ -57,7 +57,7 @@ where
 
 impl Container {
     pub fn name(&self) -> &str {
-        self.names.first().map(String::as_str).unwrap_or("")
+        self.names.first().map_or("", String::as_str)
     }
     pub fn app(&self) -> Option<&str> {
         self.labels.get(LABEL_APP).map(String::as_str)

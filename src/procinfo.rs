@@ -290,6 +290,7 @@ mod tests {
     /// The lock was taken by `flock 9` (a process that exits at once) on a descriptor a
     /// background `sleep` inherited: the holder named is the sleep, not the dead taker.
     #[test]
+    #[allow(clippy::disallowed_methods)] // the test makes the lock holders itself
     fn the_holder_is_the_process_holding_the_lock_not_the_one_that_took_it() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("reconcile.lock");

@@ -96,9 +96,7 @@ pub fn load(state_dir: &Path) -> Result<Option<Secret>> {
 /// Replace the canonical secret with a fresh one for the same RPC user (the default user when
 /// none exists yet); the new one is redacted from every output from now on.
 pub fn rotate(state_dir: &Path) -> Result<()> {
-    let user = load(state_dir)?
-        .map(|s| s.user)
-        .unwrap_or_else(|| DEFAULT_USER.to_string());
+    let user = load(state_dir)?.map_or_else(|| DEFAULT_USER.to_string(), |s| s.user);
     let fresh = generate(&user)?;
     register_for_redaction(&fresh);
     save(state_dir, &fresh)?;

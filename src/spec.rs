@@ -81,8 +81,16 @@ impl ContainerSpec {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
-            ports: m.ports.iter().map(|p| p.to_string()).collect(),
-            volumes: m.volumes.iter().map(|v| v.to_string()).collect(),
+            ports: m
+                .ports
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
+            volumes: m
+                .volumes
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             network,
             add_hosts,
             restart: m.restart.map(|r| r.to_string()),

@@ -5,6 +5,7 @@
 //! pinned image runs) loading the rendered env file, lnd's sample config and Bitcoin Core's
 //! option list (fixtures naming their sources), and the image's container user reading
 //! bitcoin.conf through real podman.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 mod common;
 use common::*;
@@ -284,7 +285,7 @@ fn bitcoin_conf_is_readable_by_the_image_user_and_names_only_known_options() {
         .collect();
     let manifest = archy::manifest::load_file(
         &node.root.manifests.join("bitcoin-knots.yaml"),
-        &Default::default(),
+        &archy::manifest::Policy::default(),
     )
     .unwrap();
     let command = manifest.command.clone().unwrap();
@@ -409,6 +410,8 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     panic!("{what} never listened on {port}");
 }
 
+// A scenario test: its steps read top to bottom, each checking what the one before left.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn nginx_serves_the_ui_and_proxies_rpc_as_the_uis_own_user() {
     let node = Node::new(TestRoot::empty());
@@ -547,14 +550,17 @@ fn nginx_serves_the_ui_and_proxies_rpc_as_the_uis_own_user() {
 /// The venv with PyPI `e-x` at `version`, made by scripts/test (`ARCHY_EX_VENVS` names the
 /// directory holding `e-x-<version>/`; default `<target dir>/venvs`).
 fn electrumx_python(version: &str) -> PathBuf {
-    let venvs = std::env::var_os("ARCHY_EX_VENVS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
+    let venvs = std::env::var_os("ARCHY_EX_VENVS").map_or_else(
+        || {
             std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .map_or_else(
+                    || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+                    PathBuf::from,
+                )
                 .join("venvs")
-        });
+        },
+        PathBuf::from,
+    );
     let python = venvs.join(format!("e-x-{version}/bin/python"));
     assert!(
         python.exists(),

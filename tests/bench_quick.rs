@@ -1,5 +1,6 @@
 //! `scripts/bench --quick` runs end to end on real podman and writes its table. Never a timed
 //! test: nothing here looks at a duration or a ratio.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! Installing touches the real system, so one test at a time on the machine takes
 //! `/tmp/archy-deb-install.lock`, and the test refuses to run over an archy state it did not
 //! make (it would purge it).
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 mod common;
 
@@ -172,6 +173,8 @@ fn leftover_units() -> Vec<String> {
     found
 }
 
+// A scenario test: its steps read top to bottom, each checking what the one before left.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn dpkg_installs_runs_removes_and_purges_as_documented() {
     common::require_podman();

@@ -6,6 +6,7 @@
 //! `/tmp/podman-run-<uid>`, where runc keeps its state) on the "DB deleted under a running app"
 //! case. Rootless networking needs /dev/net/tun, which this sandbox lacks, so the app uses
 //! `network: host`.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! never-passing app is restarted, recreated, then backed off; a `healthy` dependency that never
 //! passes keeps its dependent from being created; status exits 1 while an app is unhealthy.
 //! Ticks are simulated with `ARCHY_NOW` (30 s apart) instead of sleeping.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 mod common;
 use common::*;
@@ -91,6 +92,8 @@ fn started_at(root: &TestRoot, name: &str) -> String {
     root.podman_ok(&["inspect", "--format", "{{.State.StartedAt}}", name])
 }
 
+// A scenario test: its steps read top to bottom, each checking what the one before left.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn answering_app_is_healthy_a_killed_server_is_restarted_after_failures_ticks() {
     let root = TestRoot::new();

@@ -8,6 +8,7 @@
 //! key order, statuses, outcomes, reasons, errors) must stay identical; the expected text lives
 //! in `tests/fixtures/json-pin.txt`. `ARCHY_BLESS=1` rewrites it (only for a deliberate change
 //! of the output, which is then visible in the diff).
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 mod common;
 use common::*;

@@ -9,6 +9,7 @@
 //! module and its own submodules may name each other (that is how Rust nests them) but no other
 //! loop is allowed. So a loop of three modules fails as surely as a pair.
 //! `scripts/layering` prints both graphs' components.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -443,8 +444,8 @@ fn the_scanner_sees_the_imports_it_must_see() {
     // Guards the checks above against a scanner that silently finds nothing.
     let g = graph();
     let has = |a: &[&str], b: &[&str]| {
-        let a: ModPath = a.iter().map(|s| s.to_string()).collect();
-        let b: ModPath = b.iter().map(|s| s.to_string()).collect();
+        let a: ModPath = a.iter().map(std::string::ToString::to_string).collect();
+        let b: ModPath = b.iter().map(std::string::ToString::to_string).collect();
         g.edges.get(&a).is_some_and(|t| t.contains_key(&b))
     };
     assert!(

@@ -6,6 +6,7 @@
 //!
 //! Ignored in plain test runs (each test boots a node: a minute or two on 2 cores); run by
 //! `scripts/node-test` (ARCHY_NODE_TEST=1) and by `scripts/test --full` (`.ci/run`).
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 #[path = "node/harness.rs"]
 mod harness;
@@ -171,6 +172,8 @@ fn assert_no_leftover_processes(node: &Node) {
     assert!(leftovers.is_empty(), "{leftovers:#?}");
 }
 
+// A scenario test: its steps read top to bottom, each checking what the one before left.
+#[allow(clippy::too_many_lines)]
 #[test]
 #[ignore = "boots a Debian 13 node (about 4 minutes): scripts/node-test, or scripts/test --full"]
 fn appliance_on_a_booted_debian13_node() {

@@ -3,6 +3,7 @@
 //! another disk, a non-default `ARCHY_STATE_DIR`. Purge must remove the contents (the RPC
 //! secret above all), exit 0 so dpkg does not leave the package half-purged, clean `/run/archy`
 //! and `/etc/archy`, and say exactly what it kept.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

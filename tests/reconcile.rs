@@ -1,4 +1,5 @@
 //! `archy reconcile` against real podman, each test in its own isolated podman root.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! `archy render-config` and config-driven restarts, against real files and real podman.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 mod common;
 use common::*;
@@ -178,7 +179,7 @@ fn sigkill_during_render_never_leaves_a_torn_file() {
             && text.ends_with('\n')
             && text.lines().count() >= 3
     };
-    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..25 {
         seed ^= seed << 13;
         seed ^= seed >> 7;

@@ -2,6 +2,7 @@
 //! temp dir, and real HTTP/HTTPS servers on 127.0.0.1 started by each test (no podman needed).
 //! Every server binds 127.0.0.1 only, stops when its handle drops, and lives at most
 //! `SERVER_MAX_LIFE`; every loop is bounded.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -241,7 +242,7 @@ fn failing_release_is_rolled_back(tls: bool) {
     );
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("rolled back from 2 to 1"), "{out:?}");
-    assert!(took < Duration::from_millis(1500 + 1500), "took {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
     assert_eq!(install.current(), "releases/1");
     assert_eq!(install.restarts(), 1, "restart command ran exactly once");
     assert_eq!(

@@ -132,7 +132,7 @@ fn print_report(report: &Report, backups: &[FileResult], format: OutputFormat) {
                 let backups = serde_json::to_value(backups).expect("backups serialise");
                 object.insert("backups".into(), backups);
             }
-            crate::output::print_json(&value)
+            crate::output::print_json(&value);
         }
         OutputFormat::Text => {
             print!("{}", crate::reconcile::text::render_text(report));

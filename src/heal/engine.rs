@@ -307,7 +307,11 @@ fn verdict(
 /// load are tolerated: a broken manifest must not stop a repair; `archy-` names count anyway).
 fn managed_names(ctx: &Ctx) -> BTreeSet<String> {
     match ctx.load_manifests() {
-        Ok(loaded) => loaded.apps.iter().map(|m| m.container_name()).collect(),
+        Ok(loaded) => loaded
+            .apps
+            .iter()
+            .map(super::super::manifest::Manifest::container_name)
+            .collect(),
         Err(err) => {
             tracing::warn!(
                 "manifests not loaded ({err:#}); only archy-* containers count as archy's"

@@ -511,7 +511,7 @@ fn stale_namespaces(
             peers
                 .iter()
                 .filter_map(|v| network_of_bridge.get(v.master.as_deref()?))
-                .map(|n| n.to_string())
+                .map(std::string::ToString::to_string)
                 .next()
         });
         let mut ips: Vec<String> = cached.iter().flat_map(|e| e.ips()).collect();
@@ -1060,7 +1060,7 @@ fn release_netavark(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec
         }
         match delete_netns(&ns) {
             Ok(()) if !scratch => {
-                touched.push(format!("network namespace {} deleted", ns.display()))
+                touched.push(format!("network namespace {} deleted", ns.display()));
             }
             Ok(()) => {}
             Err(err) => errors.push(format!("{err:#}")),

@@ -502,7 +502,7 @@ pub fn cni_rules_of_addresses<'a>(
         .filter(|(_, line)| ips.iter().any(|ip| rule_references_ip(line, ip)))
         .filter(|(_, line)| {
             let args = split_rule(line);
-            let chain = args.get(1).map(String::as_str).unwrap_or("");
+            let chain = args.get(1).map_or("", String::as_str);
             rule_network(line).is_some_and(|n| names.contains(n))
                 || archys_chains.contains(chain)
                 || chain == "CNI-FORWARD"

@@ -371,7 +371,7 @@ fn broken_db_name_carries_a_compact_utc_stamp() {
 fn boot_time_parses() {
     assert_eq!(
         parse_btime("cpu 1 2\nbtime 1795723000\nprocesses 5\n"),
-        Some(1795723000)
+        Some(1_795_723_000)
     );
     assert_eq!(parse_btime("cpu 1\n"), None);
 }
@@ -403,7 +403,7 @@ fn conmon_lookalikes_are_identified_by_owner_executable_and_id() {
         "/g/overlay-containers/x/userdata",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .collect();
     let mut c = parse_conmon_argv(7, &argv).unwrap();
     c.uid = Some(0);

@@ -185,7 +185,7 @@ pub fn decide(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -
     }
     let mut d = decide_on(&prev, obs, policy, now);
     if d.state.grace_from != prev.grace_from || d.state.next_action_at != prev.next_action_at {
-        d.state.anchor = obs.anchor.clone();
+        d.state.anchor.clone_from(&obs.anchor);
     }
     if d.message.is_none() {
         d.message = note;
@@ -198,6 +198,7 @@ pub fn decide(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -
 /// Long, and kept whole on purpose: one match over the observation, each arm a row of the state
 /// table in the module header (pass, fail in grace, fail past `failures`, after an action);
 /// split, the table's rows would no longer be seen side by side.
+#[allow(clippy::too_many_lines)]
 fn decide_on(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -> Decision {
     let mut s = prev.clone();
     let quiet = |state: HealthState| Decision {
@@ -221,11 +222,11 @@ fn decide_on(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) ->
     }
     if s.expect_start {
         s.expect_start = false;
-        s.start_key = obs.start_key.clone();
+        s.start_key.clone_from(&obs.start_key);
         s.grace_from = s.grace_from.or(Some(now));
     } else if s.start_key != obs.start_key {
         // A start archy did not cause (or the first sight of this container).
-        s.start_key = obs.start_key.clone();
+        s.start_key.clone_from(&obs.start_key);
         s.grace_from = Some(now);
         s.strikes = 0;
     }
@@ -343,6 +344,7 @@ mod tests {
         start_period: 30,
     };
 
+    #[allow(clippy::unnecessary_wraps)] // what `decide` takes: a probe that ran
     fn pass() -> Option<ProbeResult> {
         Some(ProbeResult {
             ok: true,
@@ -350,6 +352,7 @@ mod tests {
         })
     }
 
+    #[allow(clippy::unnecessary_wraps)] // what `decide` takes: a probe that ran
     fn fail() -> Option<ProbeResult> {
         Some(ProbeResult {
             ok: false,

@@ -85,6 +85,7 @@ pub fn run(targets: &[Target], timeout: Duration) -> Vec<ProbeResult> {
         .enumerate()
         .map(|(i, p)| match p {
             Err(message) => Step::Done(ProbeResult::new(false, message.clone())),
+            #[allow(clippy::single_match_else)] // each arm says why it goes its way
             Ok(p) => match p.host.parse::<IpAddr>() {
                 // An address needs no lookup: connect right away.
                 Ok(ip) => start(targets, i, vec![SocketAddr::new(ip, p.port)], None),
@@ -97,7 +98,7 @@ pub fn run(targets: &[Target], timeout: Duration) -> Vec<ProbeResult> {
                     std::thread::spawn(move || {
                         let addrs = (host.as_str(), port)
                             .to_socket_addrs()
-                            .map(|a| a.collect::<Vec<_>>());
+                            .map(std::iter::Iterator::collect::<Vec<_>>);
                         let _ = tx.send((i, addrs));
                     });
                     Step::Resolving
@@ -185,7 +186,7 @@ fn poll_steps(steps: &[Step], waiting: &[usize], wait: Duration) -> Vec<PollFlag
         },
     );
     match rustix::event::poll(&mut fds, Some(&timeout)) {
-        Ok(_) => fds.iter().map(|fd| fd.revents()).collect(),
+        Ok(_) => fds.iter().map(rustix::event::PollFd::revents).collect(),
         // EINTR (a signal): nothing is ready, go round again.
         Err(_) => vec![PollFlags::empty(); fds.len()],
     }

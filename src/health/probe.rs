@@ -318,7 +318,7 @@ mod tests {
                 }
             }
             let mut first = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
-            first.extend_from_slice(&[b'x'; 65536]);
+            first.extend_from_slice(&vec![b'x'; 65536]);
             let _ = tls.write_all(&first);
             let started = std::time::Instant::now();
             while started.elapsed() < Duration::from_secs(10) {

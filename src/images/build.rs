@@ -14,6 +14,7 @@ use crate::manifest::ManifestError;
 
 /// What to build and how.
 #[derive(Debug, Clone, Default)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches, not a state
 pub struct Options {
     /// Only these apps (empty: every app with `build:`).
     pub apps: Vec<String>,
@@ -163,7 +164,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<BuildReport> {
                 progress: opts.progress,
             };
             match super::ensure(&ctx.podman, &m.app, &resolved, &options) {
-                Ok(Ensured::Built) | Ok(_) => (BuildResult::Built, None),
+                Ok(Ensured::Built | _) => (BuildResult::Built, None),
                 Err(err) => (
                     BuildResult::Failed,
                     Some(crate::output::redact(&format!("{err:#}"))),

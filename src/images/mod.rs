@@ -88,7 +88,7 @@ pub fn resolve_with(m: &Manifest, cache: Option<&std::sync::Mutex<HashCache>>) -
     let context_hash = match cache {
         Some(cache) => cache
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .context_hash(&context, &containerfile, &args)?,
         None => context_hash(&context, &containerfile, &args)?,
     };
@@ -326,6 +326,7 @@ fn walk(root: &Path, rel: &Path, ignore: &IgnoreRules, out: &mut Vec<PathBuf>) -
 }
 
 /// The name of a file type that is neither a regular file, a directory nor a symlink.
+#[allow(clippy::trivially_copy_pass_by_ref)] // as `DirEntry::file_type` hands it over
 fn special_kind(file_type: &fs::FileType) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
     if file_type.is_fifo() {
@@ -547,9 +548,10 @@ fn build(
     let mut on_line = |text: &str| {
         tracing::debug!(target: "archy::build", "{app}: {text}");
         if text.starts_with("STEP ") {
-            match &spinner {
-                Some(bar) => bar.set_message(format!("{app}: {text}")),
-                None => tracing::info!("{app}: {text}"),
+            if let Some(bar) = &spinner {
+                bar.set_message(format!("{app}: {text}"));
+            } else {
+                tracing::info!("{app}: {text}");
             }
         }
     };
@@ -620,8 +622,7 @@ fn pull_with_mirrors(podman: &Podman, reference: &str, mirrors: &[String]) -> Re
             }
             Err(err) => {
                 let why = crate::exec::failed_stderr(&err)
-                    .map(|s| crate::exec::tail(s, 2))
-                    .unwrap_or_else(|| format!("{err:#}"));
+                    .map_or_else(|| format!("{err:#}"), |s| crate::exec::tail(s, 2));
                 tried.push(format!("{candidate}: {why}"));
             }
         }

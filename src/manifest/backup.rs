@@ -69,7 +69,7 @@ impl BackupFile {
         let name = self.name();
         LIVE_DATABASE_SUFFIXES
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .chain(extra.iter().cloned())
             .find(|suffix| name.ends_with(suffix.as_str()))
     }
@@ -214,7 +214,7 @@ impl<'de> Deserialize<'de> for Target {
                 if raw.require_mount {
                     return Err(err("`require_mount` is for `dir:` targets"));
                 }
-                if argv.first().is_none_or(|p| p.is_empty()) {
+                if argv.first().is_none_or(std::string::String::is_empty) {
                     return Err(err(
                         "`command:` must be an argv list naming a program (no shell); it gets the file on stdin",
                     ));
@@ -351,6 +351,7 @@ impl BackupSpec {
         }
         let mut names: Vec<&str> = self.files.iter().map(BackupFile::name).collect();
         names.sort_unstable();
+        #[allow(clippy::index_refutable_slice)] // windows(2) yields pairs
         if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(format!(
                 "two files are named `{}`: their copies on a target would collide",

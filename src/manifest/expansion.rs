@@ -55,15 +55,12 @@ impl Walk<'_> {
     /// Take `bytes` (plus one for the node) from the budget; an error once it is spent, which
     /// ends the walk at once.
     fn charge<E: de::Error>(self, bytes: usize) -> Result<(), E> {
-        match self.left.get().checked_sub(bytes.saturating_add(1)) {
-            Some(left) => {
-                self.left.set(left);
-                Ok(())
-            }
-            None => {
-                self.exceeded.set(true);
-                Err(E::custom("expansion bound exceeded"))
-            }
+        if let Some(left) = self.left.get().checked_sub(bytes.saturating_add(1)) {
+            self.left.set(left);
+            Ok(())
+        } else {
+            self.exceeded.set(true);
+            Err(E::custom("expansion bound exceeded"))
         }
     }
 }

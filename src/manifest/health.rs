@@ -178,7 +178,7 @@ impl HealthSpec {
 
 fn validate_url(url: &str) -> Result<(), String> {
     let uri: ureq::http::Uri = url.parse().map_err(|e| format!("is not a URL ({e})"))?;
-    if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err("must start with http:// or https://".into());
     }
     let authority = uri.authority().ok_or("has no host")?;
@@ -212,7 +212,7 @@ mod tests {
 
     fn spec(yaml: &str) -> Result<HealthSpec, String> {
         let spec: HealthSpec = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
-        spec.validate().map(|_| spec)
+        spec.validate().map(|()| spec)
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::{Condition, Manifest, ManifestError};
 /// Long, and kept whole on purpose: the rules run in a fixed order (ids, names, ports, missing
 /// dependencies, healthy conditions, cycles), each on what the earlier ones left, and that
 /// order is what decides which of two clashing files is refused.
+#[allow(clippy::too_many_lines)]
 pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>) {
     let mut errors = Vec::new();
     let mut seen_apps: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -145,7 +146,10 @@ pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<Stri
             .map(|(app, _)| *app)
             .collect();
         if ready.is_empty() {
-            return Err(remaining.keys().map(|s| s.to_string()).collect());
+            return Err(remaining
+                .keys()
+                .map(std::string::ToString::to_string)
+                .collect());
         }
         for app in &ready {
             remaining.remove(app);
@@ -155,7 +159,7 @@ pub fn dependency_layers(apps: &[Manifest]) -> Result<Vec<Vec<String>>, Vec<Stri
                 deps.remove(app);
             }
         }
-        layers.push(ready.iter().map(|s| s.to_string()).collect());
+        layers.push(ready.iter().map(std::string::ToString::to_string).collect());
     }
     Ok(layers)
 }

@@ -121,15 +121,20 @@ impl Executor<'_> {
                     let result = self.converge_app(app_plan);
                     collected
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(result);
                 });
             }
         });
-        results.extend(collected.into_inner().unwrap_or_else(|p| p.into_inner()));
+        results.extend(
+            collected
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         results
     }
 
+    #[allow(clippy::unused_self)] // one of the executor's steps, called as such
     fn result(&self, p: &AppPlan, result: Outcome, error: Option<String>) -> AppResult {
         AppResult {
             app: p.app.clone(),
@@ -433,7 +438,7 @@ impl Executor<'_> {
                     // podman's back (its database was lost): removing its storage would start a
                     // second copy beside it. That is heal-podman's repair (it kills the ghost).
                     let holder = podman.list_external()?.into_iter().find(|c| c.name() == spec.name);
-                    let id = holder.map(|c| c.id).unwrap_or_else(|| spec.name.clone());
+                    let id = holder.map_or_else(|| spec.name.clone(), |c| c.id);
                     if crate::heal::system::has_live_conmon(&id) {
                         anyhow::bail!(
                             "the name {} is held by container {} that podman's database does not know but whose process still runs (lost or deleted podman database); run `archy heal-podman`",
@@ -453,7 +458,10 @@ impl Executor<'_> {
     }
 
     fn ensure_network(&self) -> Result<()> {
-        let mut state = self.network_ready.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self
+            .network_ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if state.is_none() {
             *state = Some(super::network::ensure_network(self.ctx).map_err(|e| format!("{e:#}")));
         }

@@ -335,7 +335,7 @@ fn desire<'m>(ctx: &Ctx, opts: &Options, loaded: &'m Loaded) -> Result<Desire<'m
     if !opts.dry_run {
         hash_cache
             .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .save();
     }
     for (app, error) in &render.app_errors {

@@ -97,14 +97,13 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<UnitsReport> {
         }
         chosen
     };
-    let version = match opts.podman_version {
-        Some(v) => v,
-        None => {
-            let text = ctx.podman.version()?;
-            text.parse::<PodmanVersion>()
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("failed to read podman's version from `{text}`"))?
-        }
+    let version = if let Some(v) = opts.podman_version {
+        v
+    } else {
+        let text = ctx.podman.version()?;
+        text.parse::<PodmanVersion>()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("failed to read podman's version from `{text}`"))?
     };
     quadlet::check_supported(version).map_err(crate::exit::invalid)?;
     let out_dir = opts.out.as_deref().unwrap_or(&ctx.settings.quadlet_dir);

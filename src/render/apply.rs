@@ -27,7 +27,7 @@ pub(super) fn bitcoin_host(all: &[Manifest]) -> Option<String> {
                 .iter()
                 .any(|c| c.renderer() == Renderer::BitcoinConf)
         })
-        .map(|m| m.container_name())
+        .map(super::super::manifest::Manifest::container_name)
 }
 
 /// Render every `configs:` entry of `apps`. `all` is every valid manifest (to find bitcoind).

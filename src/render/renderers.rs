@@ -268,6 +268,7 @@ pub(super) fn render_nginx_ui(
     Ok(())
 }
 
+#[allow(clippy::unnecessary_wraps)] // every renderer has the same signature
 pub(super) fn render_containers_conf(
     out: &mut String,
     settings: &BTreeMap<String, Scalar>,

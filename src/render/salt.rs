@@ -55,15 +55,14 @@ pub(super) fn salts_for(
         .and_then(|bytes| serde_json::from_slice::<SaltRecord>(&bytes).ok())
         .filter(|record| rpcauth_hmac(&record.salt, &secret.password) == record.hmac);
     let fresh = stored.is_none();
-    let mut record = match stored {
-        Some(record) => record,
-        None => {
-            let salt = random_salt()?;
-            SaltRecord {
-                hmac: rpcauth_hmac(&salt, &secret.password),
-                salt,
-                users: Some(BTreeMap::new()),
-            }
+    let mut record = if let Some(record) = stored {
+        record
+    } else {
+        let salt = random_salt()?;
+        SaltRecord {
+            hmac: rpcauth_hmac(&salt, &secret.password),
+            salt,
+            users: Some(BTreeMap::new()),
         }
     };
     let legacy = record.users.is_none();
@@ -105,13 +104,12 @@ pub(super) fn secret_and_salt(
         tracing::info!("new canonical secret: every credential-bearing config follows it");
     }
     // A dry run before the secret exists renders with a throwaway one: every file differs anyway.
-    let secret = match secret {
-        Some(s) => s,
-        None => {
-            let s = crate::secret::generate(crate::secret::DEFAULT_USER)?;
-            crate::secret::register_for_redaction(&s);
-            s
-        }
+    let secret = if let Some(s) = secret {
+        s
+    } else {
+        let s = crate::secret::generate(crate::secret::DEFAULT_USER)?;
+        crate::secret::register_for_redaction(&s);
+        s
     };
     let salts = salts_for(state_dir, &secret, consumers, write)?;
     Ok((secret, salts))

@@ -198,6 +198,7 @@ fn damaged_marker(err: &anyhow::Error) -> Value {
 ///
 /// Long, and kept whole on purpose: every reason `ok` is false is added to one `problems` list
 /// in the order `archy status` prints them; one function keeps that list and `ok` in step.
+#[allow(clippy::too_many_lines)]
 pub fn build(
     report: &Report,
     now: i64,
@@ -242,9 +243,7 @@ pub fn build(
             owner: "-",
             desired: "none",
             state: "orphan",
-            actual: c
-                .map(|c| c.state.clone())
-                .unwrap_or_else(|| "missing".into()),
+            actual: c.map_or_else(|| "missing".into(), |c| c.state.clone()),
             container: orphan.container.clone(),
             image: c.map(|c| c.image.clone()).unwrap_or_default(),
             started_at: None,
@@ -342,7 +341,7 @@ pub fn build(
         manifest_errors: report
             .manifest_errors
             .iter()
-            .map(|e| e.to_string())
+            .map(std::string::ToString::to_string)
             .collect(),
         podman,
         pending_update: records.pending_update,
@@ -426,7 +425,7 @@ pub fn after_tick(report: &Report) -> Report {
         }
         app.result = Outcome::Ok;
     }
-    for file in after.config_files.iter_mut() {
+    for file in &mut after.config_files {
         if matches!(file.status, FileStatus::Created | FileStatus::WrittenDrift) {
             file.status = FileStatus::Unchanged;
         }
@@ -499,8 +498,7 @@ pub fn metrics_snapshot(
         update_pending: status.pending_update.as_ref().map(|p| {
             p.get("version")
                 .and_then(Value::as_str)
-                .map(String::from)
-                .unwrap_or_else(|| "unknown".into())
+                .map_or_else(|| "unknown".into(), String::from)
         }),
         bad_versions,
         backups: status
@@ -535,9 +533,7 @@ pub fn app_status(
         _ => "archy",
     };
     let enabled = m.is_none_or(|m| m.enabled);
-    let actual = c
-        .map(|c| c.state.clone())
-        .unwrap_or_else(|| "missing".into());
+    let actual = c.map_or_else(|| "missing".into(), |c| c.state.clone());
     let running = actual == "running";
     let mut detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
     let (mut state, mut converged) = match r.action {

@@ -20,6 +20,7 @@ pub fn human_uptime(secs: u64) -> String {
 ///
 /// Long, and kept whole on purpose: it is the screen top to bottom (the app table with its
 /// column widths, then podman, updates, reconcile, problems), read like the output it makes.
+#[allow(clippy::too_many_lines)]
 pub fn render_text(status: &Status) -> String {
     // Columns as wide as their longest value, so long image references never shift the rest.
     let app_w = status
@@ -48,9 +49,7 @@ pub fn render_text(status: &Status) -> String {
             a.desired,
             a.state,
             a.image,
-            a.uptime_seconds
-                .map(human_uptime)
-                .unwrap_or_else(|| "-".into()),
+            a.uptime_seconds.map_or_else(|| "-".into(), human_uptime),
             match a.spec_hash_match {
                 Some(true) => "ok",
                 Some(false) => "diff",
@@ -97,8 +96,7 @@ pub fn render_text(status: &Status) -> String {
             "pending {}",
             p.get("version")
                 .and_then(Value::as_str)
-                .map(String::from)
-                .unwrap_or_else(|| p.to_string())
+                .map_or_else(|| p.to_string(), String::from)
         ),
         None => "none pending".into(),
     };

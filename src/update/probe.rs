@@ -82,7 +82,7 @@ pub fn loopback_host(url: &str) -> Result<bool, String> {
         .parse()
         .map_err(|e| format!("invalid --url {url:?}: {e}"))?;
     match uri.scheme_str() {
-        Some("http") | Some("https") => {}
+        Some("http" | "https") => {}
         _ => return Err(format!("--url {url:?} must start with http:// or https://")),
     }
     let host = uri

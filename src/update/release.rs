@@ -160,6 +160,8 @@ pub fn clean_stale_temps(layout: &Layout) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        // archy's own temporary names, always lower case.
+        #[allow(clippy::case_sensitive_file_extension_comparisons)]
         let ours = (name.starts_with(".current.") || name.starts_with(".previous."))
             && name.ends_with(".tmp");
         if ours && entry.file_type().is_ok_and(|t| t.is_symlink()) {

@@ -85,9 +85,7 @@ pub fn gather(layout: &Layout, journal: &Journal) -> Result<Facts> {
     let previous_dir = match previous.version() {
         Some(v) if current.version() != Some(v) => {
             let dir = layout.release_dir(v);
-            if !dir.is_dir() {
-                PreviousDir::Missing
-            } else {
+            if dir.is_dir() {
                 let entries = tarball::scan_dir(&dir)?;
                 let violations = tarball::check_entries(&entries, &[]);
                 if violations.is_empty() {
@@ -95,6 +93,8 @@ pub fn gather(layout: &Layout, journal: &Journal) -> Result<Facts> {
                 } else {
                     PreviousDir::Violations(violations)
                 }
+            } else {
+                PreviousDir::Missing
             }
         }
         _ => PreviousDir::Unchecked,
@@ -145,6 +145,7 @@ impl Outcome {
 /// Long, and kept whole on purpose: the order of its steps (intent written, link switched,
 /// restart run, history appended, pending and intent cleared) is what makes a kill -9 at any
 /// point resumable, and that order is easiest to check when it reads top to bottom in one place.
+#[allow(clippy::too_many_lines)]
 pub fn execute(
     layout: &Layout,
     journal: &Journal,
@@ -201,7 +202,9 @@ pub fn execute(
         });
     }
     let resumed = intent.is_some();
-    if !resumed {
+    if resumed {
+        tracing::info!("finishing an interrupted rollback to {to}");
+    } else {
         journal.write_intent(&RollbackIntent {
             from: from.clone(),
             to: to.clone(),
@@ -215,8 +218,6 @@ pub fn execute(
             "current now points at release {to} (was {})",
             from.as_deref().unwrap_or("none")
         );
-    } else {
-        tracing::info!("finishing an interrupted rollback to {to}");
     }
     Cmd::new(&restart[0])
         .args(&restart[1..])

@@ -151,6 +151,7 @@ pub fn arm(ctx: &Ctx, install_root: &Path, version: Option<&str>) -> Result<Pend
 ///
 /// Long, and kept whole on purpose: every outcome ends in exactly one report, and each branch
 /// writes the journal in a fixed order; one top-to-bottom narrative keeps both visible.
+#[allow(clippy::too_many_lines)]
 pub fn run(ctx: &Ctx, opts: &Options) -> Result<VerifyReport> {
     probe::loopback_host(&opts.probe.url).map_err(exit::invalid)?;
     let _lock = ctx.lock("update", Mode::Exclusive)?;
@@ -241,8 +242,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<VerifyReport> {
     let last = result
         .last
         .as_ref()
-        .map(Answer::to_string)
-        .unwrap_or_else(|| "no attempt".into());
+        .map_or_else(|| "no attempt".into(), Answer::to_string);
     let reason = format!(
         "release {} failed its boot check: {} did not answer {} {} time(s) in a row within {:.0?} (last: {last})",
         pending.version, cfg.url, cfg.expect, cfg.successes, cfg.timeout

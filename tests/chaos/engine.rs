@@ -326,7 +326,11 @@ fn assert_no_network_debris(root: &TestRoot, id: &str, old: &HostSide, now: &str
         let ipam = std::path::Path::new("/var/lib/cni/networks").join(&root.network);
         for entry in std::fs::read_dir(&ipam).into_iter().flatten().flatten() {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            assert!(!text.contains(id), "IP reservation {:?} left", entry.path());
+            assert!(
+                !text.contains(id),
+                "IP reservation {} left",
+                entry.path().display()
+            );
         }
         assert!(!std::path::Path::new("/var/lib/cni/results")
             .join(format!("{}-{id}-eth0", root.network))

@@ -140,7 +140,7 @@ fn hostile_string() -> impl Strategy<Value = String> {
         Just("-v=/:/host".to_string()),
         Just("a b".to_string()),
         Just("a\nb".to_string()),
-        Just("".to_string()),
+        Just(String::new()),
         Just("/etc:/etc".to_string()),
         Just("0.0.0.0:22:22".to_string()),
         any::<String>(),
@@ -249,7 +249,10 @@ pub(crate) fn hostile_manifests(good: &str, port: u16) -> Vec<Hostile> {
         fault,
         file,
         yaml,
-        expect: expect.iter().map(|e| e.to_string()).collect(),
+        expect: expect
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
         env,
     };
     vec![
@@ -324,7 +327,7 @@ pub(crate) fn hostile_manifests(good: &str, port: u16) -> Vec<Hostile> {
 /// One bad manifest beside a good one, through the binary: exit 2, the message, the good app
 /// still converges.
 fn rejected(fault: &str) {
-    rejected_beside(fault, "", 0)
+    rejected_beside(fault, "", 0);
 }
 
 fn rejected_beside(fault: &str, good: &str, port: u16) {
@@ -416,7 +419,7 @@ fn metacharacters_in_values_reach_podman_literally() {
     let marker = root.dir.join("pwned");
     let m = marker.display();
     let value = format!("$(touch {m}); `touch {m}` && touch {m} | x > {m}");
-    root.simple_manifest("lit", &format!("env: {{EVIL: {:?}}}\n", value));
+    root.simple_manifest("lit", &format!("env: {{EVIL: {value:?}}}\n"));
     case.run();
     let out = root.archy(&["reconcile", "-v"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -448,23 +451,23 @@ fn manifest_entries_that_cannot_be_read_as_files() {
     type Make = fn(&std::path::Path);
     let faults: [(&str, &str, Make); 5] = [
         ("dangling symlink", "dangling symlink", |p| {
-            std::os::unix::fs::symlink("/nonexistent/lnd.yaml", p).unwrap()
+            std::os::unix::fs::symlink("/nonexistent/lnd.yaml", p).unwrap();
         }),
         ("symlink loop", "symlink loop", |p| {
-            std::os::unix::fs::symlink(p.file_name().unwrap(), p).unwrap()
+            std::os::unix::fs::symlink(p.file_name().unwrap(), p).unwrap();
         }),
         ("directory", "a directory", |p| {
-            std::fs::create_dir(p).unwrap()
+            std::fs::create_dir(p).unwrap();
         }),
         ("FIFO", "a FIFO", |p| {
             assert!(std::process::Command::new("mkfifo")
                 .arg(p)
                 .status()
                 .unwrap()
-                .success())
+                .success());
         }),
         ("/dev/zero", "a device", |p| {
-            std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+            std::os::unix::fs::symlink("/dev/zero", p).unwrap();
         }),
     ];
     for (what, reason, make) in faults {

@@ -54,6 +54,8 @@ fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
 }
 
+// A scenario test: its steps read top to bottom, each checking what the one before left.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn a_local_user_cannot_hold_archys_locks_silently() {
     let mut case = Case::hostile(

@@ -7,6 +7,7 @@
 //! named by `ARCHY_CHAOS_REPORT` (when set); `scripts/chaos-matrix` turns those lines into
 //! CHAOS.md. The default test run executes the quick cases with small loop counts; the heavy
 //! cases are `#[ignore]` and run with `ARCHY_CHAOS_FULL=1` by `scripts/chaos-matrix`.
+#![allow(clippy::disallowed_methods)] // tests drive podman, iptables and archy directly
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -17,6 +17,8 @@ fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+// A scenario test: its steps read top to bottom, each checking what the one before left.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn secret_never_in_output_or_state_files() {
     let mut case = Case::new(

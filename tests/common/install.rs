@@ -104,9 +104,7 @@ impl Install {
     }
 
     pub fn restarts(&self) -> usize {
-        std::fs::read_to_string(&self.restart_log)
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
+        std::fs::read_to_string(&self.restart_log).map_or(0, |t| t.lines().count())
     }
 
     pub fn update_file(&self, name: &str) -> PathBuf {

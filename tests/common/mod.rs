@@ -85,8 +85,7 @@ pub fn require_podman() {
     let ok = Command::new("podman")
         .arg("--version")
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+        .is_ok_and(|o| o.status.success());
     assert!(
         ok,
         "podman is required for integration tests (.ci/run installs it)"
@@ -266,9 +265,10 @@ impl TestRoot {
     }
 
     pub fn state(&self, name: &str) -> String {
-        self.container(name)
-            .map(|c| c["State"].as_str().unwrap_or("").to_string())
-            .unwrap_or_else(|| "missing".into())
+        self.container(name).map_or_else(
+            || "missing".into(),
+            |c| c["State"].as_str().unwrap_or("").to_string(),
+        )
     }
 
     pub fn image_id(&self, reference: &str) -> Option<String> {
@@ -358,10 +358,7 @@ pub fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str) {
     kill_root_processes(dir);
     let prefix = format!(
         "inet {}.",
-        gateway
-            .rsplit_once('.')
-            .map(|(net, _)| net)
-            .unwrap_or(gateway)
+        gateway.rsplit_once('.').map_or(gateway, |(net, _)| net)
     );
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for entry in entries.flatten() {
@@ -480,19 +477,16 @@ pub fn kill_root_processes(dir: &Path) {
 fn other_processes_mention(dir: &Path) -> bool {
     let needle = dir.display().to_string();
     let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .any(|pid| {
-                    pid != me
-                        && std::fs::read(format!("/proc/{pid}/cmdline"))
-                            .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                            .unwrap_or(false)
-                })
-        })
-        .unwrap_or(false)
+    std::fs::read_dir("/proc").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .any(|pid| {
+                pid != me
+                    && std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+            })
+    })
 }
 
 /// netavark's (or CNI's) iptables rules for this root's network (masquerade, forward, port DNAT) that no
@@ -516,12 +510,11 @@ fn remove_chain_if_unreferenced(table: &str, chain: &str) {
     let referenced = Command::new("iptables")
         .args(["-t", table, "-S"])
         .output()
-        .map(|o| {
+        .map_or(true, |o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()
                 .any(|l| l.starts_with("-A ") && l.ends_with(&format!("-j {chain}")))
-        })
-        .unwrap_or(true);
+        });
     if !referenced {
         let _ = Command::new("iptables")
             .args(["-t", table, "-F", chain])
@@ -611,7 +604,9 @@ pub fn free_port() -> u16 {
     // The kernel may hand the same just-released port to two calls (seen: two apps of one soak
     // given one port, so their manifests conflicted): never give a port out twice in a run.
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

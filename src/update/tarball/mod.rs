@@ -282,7 +282,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = tb.write(dir.path());
         let entries = read_tarball(&path).unwrap();
-        let required: Vec<String> = required.iter().map(|s| s.to_string()).collect();
+        let required: Vec<String> = required
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         check_entries(&entries, &required)
     }
 

@@ -20,14 +20,14 @@ impl Node {
     pub(super) fn inject(&mut self, kind: Kind) {
         match kind {
             Kind::ContainerKill | Kind::ContainerStop | Kind::ContainerRm => {
-                self.container_fault(kind)
+                self.container_fault(kind);
             }
             Kind::ContainerCreated => self.left_created(),
             Kind::ContainerRenamed => self.renamed(),
             Kind::ImageRemoved => self.image_removed(),
             Kind::PortSquatter => self.port_squatter(),
             Kind::EngineDbDeleted | Kind::EngineDbCorrupt | Kind::EngineGhost => {
-                self.engine_db(kind)
+                self.engine_db(kind);
             }
             Kind::EngineRuntimeWiped => self.runtime_wiped(),
             Kind::Reboot => self.reboot(),
@@ -468,7 +468,7 @@ impl Node {
         std::fs::rename(&path, &aside).unwrap();
         match how {
             "dangling symlink" => {
-                std::os::unix::fs::symlink(self.root.dir.join("nowhere.yaml"), &path).unwrap()
+                std::os::unix::fs::symlink(self.root.dir.join("nowhere.yaml"), &path).unwrap();
             }
             "directory" => std::fs::create_dir(&path).unwrap(),
             "fifo" => {
@@ -580,8 +580,7 @@ impl Node {
 
     pub(super) fn link(&self, name: &str) -> String {
         std::fs::read_link(self.opt.join(name))
-            .map(|l| l.to_string_lossy().into_owned())
-            .unwrap_or_else(|e| format!("<{e}>"))
+            .map_or_else(|e| format!("<{e}>"), |l| l.to_string_lossy().into_owned())
     }
 
     pub(super) fn restarts(&self) -> usize {

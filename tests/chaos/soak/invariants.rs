@@ -292,7 +292,11 @@ impl Node {
                 .unwrap_or("?");
             names.insert(ip.to_string(), format!("<{app}-ip>"));
         }
-        let ports: Vec<String> = self.ports.values().map(|p| p.to_string()).collect();
+        let ports: Vec<String> = self
+            .ports
+            .values()
+            .map(std::string::ToString::to_string)
+            .collect();
         let net = format!("\\\"{}\\\"", self.root.network);
         let mut rules = Vec::new();
         for table in ["nat", "filter"] {

@@ -823,7 +823,7 @@ fn soak(config: Config) {
                 node.sequence.last().unwrap(),
                 node.started.elapsed().as_secs_f64(),
                 injected.as_secs_f64(),
-                (t.elapsed() - injected).as_secs_f64()
+                t.elapsed().checked_sub(injected).unwrap().as_secs_f64()
             );
         }
     }
