@@ -1,0 +1,572 @@
+//! The shipped appliance against a REAL bitcoind: Bitcoin Core master (v31.99, built from
+//! source, ../shared/peers/bitcoin-core, needs Debian's libzmq5, which scripts/test installs),
+//! run on regtest on loopback ports with its own datadir under the test root, started with the
+//! bitcoin.conf archy renders for the shipped manifests (moved into a `[regtest]` section).
+//! Knots shares the RPC, rpcauth and rpcwhitelist code with Core.
+//!
+//! Proves each consumer's whitelist: every call traced to the consumer's source
+//! (src/rpc_users.rs) is allowed, every other method bitcoind has is refused with 403, and the
+//! real ElectrumX 1.18 server indexes the chain through its rendered user.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
+
+/// The real bitcoind (and its README): see the module header.
+fn bitcoind_bin() -> PathBuf {
+    let bin = std::env::var_os("ARCHY_BITCOIND")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/bitcoin-core/bin/bitcoind")
+        });
+    let bin = if bin.exists() {
+        bin
+    } else {
+        PathBuf::from("/work/shared/peers/bitcoin-core/bin/bitcoind")
+    };
+    assert!(
+        bin.exists(),
+        "{} is missing (set ARCHY_BITCOIND to a bitcoind binary)",
+        bin.display()
+    );
+    bin
+}
+
+/// The shipped manifests with /var/lib/archy, /etc/containers and /opt/archipelago moved under
+/// `<root>/node` (as tests/appliance.rs does).
+pub struct Node {
+    pub root: TestRoot,
+    prefix: PathBuf,
+}
+
+impl Node {
+    pub fn new(root: TestRoot) -> Self {
+        let prefix = root.dir.join("node");
+        let p = prefix.display().to_string();
+        for entry in std::fs::read_dir(SHIPPED).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("/var/lib/archy", &format!("{p}/var/lib/archy"))
+                .replace("/etc/containers", &format!("{p}/etc/containers"))
+                .replace("/opt/archipelago", &format!("{p}/opt/archipelago"));
+            std::fs::write(root.manifests.join(path.file_name().unwrap()), text).unwrap();
+        }
+        std::fs::create_dir_all(prefix.join("etc/containers/containers.conf.d")).unwrap();
+        Node { root, prefix }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.prefix.join("var/lib/archy")
+    }
+
+    pub fn archy(&self, args: &[&str]) -> Out {
+        Out::from(
+            self.root
+                .archy_cmd()
+                .env("ARCHY_STATE_DIR", self.state())
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    pub fn render(&self) {
+        let out = self.archy(&["render-config"]);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.state().join(rel)).unwrap()
+    }
+
+    pub fn canonical_password(&self) -> String {
+        let text = std::fs::read_to_string(self.state().join("secrets/bitcoin-rpc.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["password"].as_str().unwrap().to_string()
+    }
+
+    /// Each consumer's rendered credential, read back from the file the consumer reads.
+    pub fn credential(&self, user: &str) -> String {
+        let password = match user {
+            "lnd" => self
+                .read("lnd/lnd.conf")
+                .lines()
+                .find_map(|l| l.strip_prefix("bitcoind.rpcpass="))
+                .unwrap()
+                .to_string(),
+            "electrumx" => {
+                let env = self.read("electrumx/electrumx.env");
+                let url = env
+                    .lines()
+                    .find_map(|l| l.strip_prefix("DAEMON_URL=http://electrumx:"))
+                    .unwrap();
+                url.split_once('@').unwrap().0.to_string()
+            }
+            "bitcoin-ui" => {
+                // The proxy's Authorization header is the credential itself.
+                let conf = self.read("bitcoin-ui/default.conf");
+                let token = conf
+                    .lines()
+                    .find_map(|l| {
+                        l.trim()
+                            .strip_prefix("proxy_set_header Authorization \"Basic ")
+                    })
+                    .unwrap()
+                    .trim_end_matches("\";");
+                return format!("Basic {token}");
+            }
+            "archy" => self.canonical_password(),
+            other => panic!("no credential for {other}"),
+        };
+        basic(user, &password)
+    }
+}
+
+/// A bitcoind on regtest, stopped (by its pid, SIGTERM then SIGKILL) when dropped.
+pub struct Bitcoind {
+    child: Child,
+    pub rpc_port: u16,
+    pub datadir: PathBuf,
+    admin: String,
+}
+
+impl Drop for Bitcoind {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rendered bitcoin.conf as a regtest node's: every line in a `[regtest]` section (Core
+/// ignores rpcport/rpcbind of the top section on other networks), bitcoind's container
+/// addresses moved to loopback ports of this test, a small dbcache, no p2p listening.
+pub fn regtest_conf(rendered: &str, rpc_port: u16, zmq: (u16, u16)) -> String {
+    let mut out = String::from("regtest=1\n[regtest]\n");
+    for line in rendered.lines() {
+        let line = match line.split_once('=').map(|(k, _)| k) {
+            Some("rpcbind") => "rpcbind=127.0.0.1".to_string(),
+            Some("rpcport") => format!("rpcport={rpc_port}"),
+            Some("zmqpubrawblock") => format!("zmqpubrawblock=tcp://127.0.0.1:{}", zmq.0),
+            Some("zmqpubrawtx") => format!("zmqpubrawtx=tcp://127.0.0.1:{}", zmq.1),
+            Some("dbcache") => "dbcache=16".to_string(),
+            _ => line.to_string(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str("listen=0\ndnsseed=0\nfixedseeds=0\n");
+    out
+}
+
+impl Bitcoind {
+    /// Start bitcoind on `node`'s rendered bitcoin.conf with its own datadir under the root.
+    pub fn start(node: &Node, extra: &[&str]) -> Self {
+        let datadir = node.root.dir.join("bitcoind");
+        std::fs::create_dir_all(&datadir).unwrap();
+        Self::start_in(node, &datadir, free_port(), extra)
+    }
+
+    pub fn start_in(node: &Node, datadir: &Path, rpc_port: u16, extra: &[&str]) -> Self {
+        let conf = datadir.join("bitcoin.conf");
+        let text = regtest_conf(
+            &node.read("bitcoin/bitcoin.conf"),
+            rpc_port,
+            (free_port(), free_port()),
+        );
+        std::fs::write(&conf, text).unwrap();
+        let child = Command::new(bitcoind_bin())
+            .arg(format!("-datadir={}", datadir.display()))
+            .arg(format!("-conf={}", conf.display()))
+            .args(["-printtoconsole=0", "-debuglogfile=debug.log"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bitcoind runs (needs libzmq5: scripts/test installs it)");
+        Bitcoind {
+            child,
+            rpc_port,
+            datadir: datadir.to_path_buf(),
+            admin: node.credential("archy"),
+        }
+    }
+
+    /// One JSON-RPC 1.0 call as the operator (the canonical user).
+    pub fn admin(&self, method: &str, params: &str) -> (u16, serde_json::Value) {
+        let (status, body) = call(self.rpc_port, &self.admin, method, params);
+        (status, serde_json::from_str(&body).unwrap_or_default())
+    }
+
+    /// Wait until bitcoind answers RPC (not -28 "loading"), fail if it exited.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(self.datadir.join("regtest/debug.log"))
+                    .unwrap_or_default();
+                panic!("bitcoind exited: {status}\n{log}");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.rpc_port)).is_ok()
+                && self.admin("getblockchaininfo", "[]").0 == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("bitcoind never answered RPC on {}", self.rpc_port);
+    }
+
+    /// Mine `n` blocks to an anyone-can-spend script (no wallet on this build).
+    pub fn mine(&self, n: u32) {
+        let (status, body) = self.admin("generatetodescriptor", &format!("[{n}, \"raw(51)\"]"));
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub fn debug_log(&self) -> String {
+        std::fs::read_to_string(self.datadir.join("regtest/debug.log")).unwrap_or_default()
+    }
+}
+
+/// One HTTP/1.1 JSON-RPC 1.0 request (Connection: close); returns the status and the body.
+pub fn call(port: u16, auth: &str, method: &str, params: &str) -> (u16, String) {
+    let body =
+        format!("{{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"{method}\",\"params\":{params}}}");
+    http(
+        port,
+        &format!("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n"),
+        &body,
+    )
+}
+
+/// Send `head` (request line and headers, each ending in CRLF) and `body`; returns the status
+/// and the body.
+pub fn http(port: u16, head: &str, body: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "{head}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {response}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What each consumer calls, traced in its source (the citations are in src/rpc_users.rs);
+/// written out again here so a whitelist that drifts from the trace fails.
+const LND: &[&str] = &[
+    "estimatesmartfee",
+    "getblock",
+    "getblockchaininfo",
+    "getblockhash",
+    "getblockheader",
+    "getdeploymentinfo",
+    "getinfo",
+    "getmempoolinfo",
+    "getnetworkinfo",
+    "getpeerinfo",
+    "getrawmempool",
+    "getrawtransaction",
+    "gettxout",
+    "gettxspendingprevout",
+    "getzmqnotifications",
+    "sendrawtransaction",
+    "testmempoolaccept",
+    "uptime",
+];
+const ELECTRUMX: &[&str] = &[
+    "estimatesmartfee",
+    "getblock",
+    "getblockcount",
+    "getblockhash",
+    "getnetworkinfo",
+    "getrawmempool",
+    "getrawtransaction",
+    "sendrawtransaction",
+    "submitpackage",
+];
+const UI: &[&str] = &[
+    "getblockchaininfo",
+    "getindexinfo",
+    "getnetworkinfo",
+    "getzmqnotifications",
+];
+/// Calls the issue found allowed to consumers that never make them; each must be refused to
+/// every consumer.
+const NEVER: &[&str] = &[
+    "fundrawtransaction",
+    "scantxoutset",
+    "gettxoutsetinfo",
+    "getblocktemplate",
+    "getblockfrompeer",
+    "signrawtransactionwithkey",
+    "signmessagewithprivkey",
+    "stop",
+    "generatetodescriptor",
+    "invalidateblock",
+    "setban",
+];
+
+/// Every method this bitcoind has, from the operator's `help`.
+fn all_methods(bitcoind: &Bitcoind) -> BTreeSet<String> {
+    let (status, help) = bitcoind.admin("help", "[]");
+    assert_eq!(status, 200);
+    help["result"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("=="))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_consumer_may_make_its_traced_calls_and_no_other() {
+    let node = Node::new(TestRoot::empty());
+    node.render();
+    let conf = node.read("bitcoin/bitcoin.conf");
+    for (user, calls) in [("lnd", LND), ("electrumx", ELECTRUMX), ("bitcoin-ui", UI)] {
+        assert!(
+            conf.contains(&format!("\nrpcwhitelist={user}:{}\n", calls.join(","))),
+            "{user}: {conf}"
+        );
+    }
+    let mut bitcoind = Bitcoind::start(&node, &[]);
+    bitcoind.wait_ready();
+    let methods = all_methods(&bitcoind);
+    assert!(methods.len() > 80, "{methods:?}");
+    let mut checked = 0;
+    for (user, calls) in [("lnd", LND), ("electrumx", ELECTRUMX), ("bitcoin-ui", UI)] {
+        let auth = node.credential(user);
+        for &method in calls {
+            let (status, body) = call(bitcoind.rpc_port, &auth, method, "[]");
+            // Allowed: a result, or bitcoind's own error about the (missing) parameters.
+            assert!(
+                ![401, 403].contains(&status),
+                "{user} {method}: {status} {body}"
+            );
+            let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let code = reply["error"]["code"].as_i64();
+            if method == "getinfo" {
+                // btcd's rpcclient (BackendVersion) needs exactly "method not found".
+                assert_eq!((status, code), (404, Some(-32601)), "{body}");
+            } else {
+                assert_ne!(code, Some(-32601), "{user} {method}: {body}");
+                assert!(methods.contains(method), "{method} exists");
+            }
+            checked += 1;
+        }
+        for method in methods.iter().filter(|m| !calls.contains(&m.as_str())) {
+            let (status, body) = call(bitcoind.rpc_port, &auth, method, "[]");
+            assert_eq!(status, 403, "{user} {method}: {body}");
+            checked += 1;
+        }
+        for method in NEVER {
+            assert!(!calls.contains(method));
+            assert_eq!(
+                call(bitcoind.rpc_port, &auth, method, "[]").0,
+                403,
+                "{user} {method}"
+            );
+        }
+        // A JSON-RPC batch (btcwallet and ElectrumX batch their calls) is refused whole when
+        // one of its calls is not on the list.
+        let batch = format!(
+            "[{{\"method\":\"{}\",\"params\":[],\"id\":1}},{{\"method\":\"getpeerinfo\",\"params\":[],\"id\":2}}]",
+            calls[0]
+        );
+        let (status, _) = http(
+            bitcoind.rpc_port,
+            &format!("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n"),
+            &batch,
+        );
+        assert_eq!(status, if user == "lnd" { 200 } else { 403 }, "{user}");
+    }
+    // The operator keeps everything.
+    assert_eq!(bitcoind.admin("getpeerinfo", "[]").0, 200);
+    eprintln!("{checked} calls checked against {} methods", methods.len());
+}
+
+/// The real ElectrumX 1.18.0 server (PyPI `e-x`, the version manifests/electrumx.yaml runs)
+/// indexes the regtest chain and answers its clients through its rendered RPC user: bitcoind
+/// logs no refused call.
+#[test]
+fn electrumx_syncs_the_real_chain_through_its_rendered_user() {
+    let python = electrumx_python("1.18.0");
+    let node = Node::new(TestRoot::empty());
+    node.render();
+    let mut bitcoind = Bitcoind::start(&node, &[]);
+    bitcoind.wait_ready();
+    bitcoind.mine(150);
+
+    let rendered = node.read("electrumx/electrumx.env");
+    let port = free_port();
+    let db = node.root.dir.join("electrumx-db");
+    std::fs::create_dir_all(&db).unwrap();
+    let mut cmd = Command::new(python.parent().unwrap().join("electrumx_server"));
+    cmd.env_clear().env("PATH", "/usr/bin:/bin");
+    for line in rendered.lines().filter(|l| !l.starts_with('#')) {
+        let (key, value) = line.split_once('=').unwrap();
+        let value = match key {
+            "DAEMON_URL" => value.replace(
+                "@bitcoin-knots:8332/",
+                &format!("@127.0.0.1:{}/", bitcoind.rpc_port),
+            ),
+            "DB_DIRECTORY" => db.display().to_string(),
+            "SERVICES" => format!("tcp://127.0.0.1:{port}"),
+            _ => value.to_string(),
+        };
+        cmd.env(key, value);
+    }
+    // Regtest, and root in this sandbox (the image runs it as root too: ALLOW_ROOT=1).
+    cmd.env("NET", "regtest").env("ALLOW_ROOT", "1");
+    let log = node.root.dir.join("electrumx.log");
+    let mut server = Running(
+        cmd.stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::File::options().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    // ElectrumX opens its service port once it has caught up with bitcoind.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let stream = loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break s;
+        }
+        if let Some(status) = server.0.try_wait().unwrap() {
+            panic!(
+                "electrumx exited: {status}\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "electrumx never caught up: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |id: u32, method: &str, params: &str| -> serde_json::Value {
+        writeln!(
+            &stream,
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{params}}}"
+        )
+        .unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{method}: {e}: {line}"))
+    };
+    assert!(ask(1, "server.version", "[\"archy-test\", \"1.4\"]")["result"].is_array());
+    let tip = ask(2, "blockchain.headers.subscribe", "[]");
+    assert_eq!(tip["result"]["height"], 150, "{tip}");
+    // Calls that reach bitcoind on a client's behalf: estimatesmartfee, getnetworkinfo,
+    // getblockhash + getrawtransaction.
+    let fee = ask(3, "blockchain.estimatefee", "[2]");
+    assert!(fee["result"].is_number(), "{fee}");
+    let relay = ask(4, "blockchain.relayfee", "[]");
+    assert!(relay["result"].is_number(), "{relay}");
+    let (_, hash) = bitcoind.admin("getblockhash", "[1]");
+    let (_, block) = bitcoind.admin("getblock", &format!("[{}, 1]", hash["result"]));
+    let txid = block["result"]["tx"][0].clone();
+    let tx = ask(5, "blockchain.transaction.get", &format!("[{txid}]"));
+    assert!(tx["result"].is_string(), "{tx}");
+    drop(server);
+    let debug = bitcoind.debug_log();
+    assert!(
+        !debug.contains("not allowed to call method"),
+        "a refused call: {debug}"
+    );
+}
+
+/// A running child process stopped (by its id) when dropped: SIGTERM, then SIGKILL.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The venv with PyPI `e-x` at `version`, made by scripts/test (`ARCHY_EX_VENVS` names the
+/// directory holding `e-x-<version>/`; default `<target dir>/venvs`).
+fn electrumx_python(version: &str) -> PathBuf {
+    let venvs = std::env::var_os("ARCHY_EX_VENVS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("venvs")
+        });
+    let python = venvs.join(format!("e-x-{version}/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test (it installs e-x {version} from PyPI into that venv)",
+        python.display()
+    );
+    python
+}
