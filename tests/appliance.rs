@@ -427,7 +427,7 @@ fn nginx_serves_the_ui_and_proxies_rpc_as_the_uis_own_user() {
     let port = free_port();
     let rendered = node.read("bitcoin-ui/default.conf");
     let server = rendered
-        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace("listen 80", &format!("listen 127.0.0.1:{port}"))
         .replace(
             "root /usr/share/nginx/html;",
             &format!("root {};", html.display()),

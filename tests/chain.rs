@@ -570,3 +570,177 @@ fn electrumx_python(version: &str) -> PathBuf {
     );
     python
 }
+
+/// Debian's nginx on the rendered bitcoin-ui server block, its listen port, web root and
+/// bitcoind's address moved to this host (as tests/appliance.rs does). Returns nginx and its
+/// port.
+fn nginx_ui(node: &Node, rpc_port: u16) -> (Running, u16) {
+    let dir = node.root.dir.join("nginx");
+    let html = dir.join("html");
+    std::fs::create_dir_all(&html).unwrap();
+    std::fs::write(html.join("index.html"), "bitcoin ui\n").unwrap();
+    let port = free_port();
+    let rendered = node.read("bitcoin-ui/default.conf");
+    let server = rendered
+        .replace("listen 80", &format!("listen 127.0.0.1:{port}"))
+        .replace(
+            "root /usr/share/nginx/html;",
+            &format!("root {};", html.display()),
+        )
+        .replace(
+            "http://bitcoin-knots:8332/",
+            &format!("http://127.0.0.1:{rpc_port}/"),
+        );
+    assert_eq!(
+        server.matches(&format!("listen 127.0.0.1:{port}")).count(),
+        2
+    );
+    std::fs::write(dir.join("default.conf"), &server).unwrap();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log {d}/access.log;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    include {d}/default.conf;\n}}\n"
+        ),
+    )
+    .unwrap();
+    let test = Command::new("nginx")
+        .args(["-t", "-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+        .output()
+        .expect("Debian's nginx is installed (scripts/test installs it)");
+    assert!(test.status.success(), "nginx -t: {test:?}\n{server}");
+    let mut nginx = Running(
+        Command::new("nginx")
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(nginx.0.try_wait().unwrap().is_none(), "nginx exited");
+        assert!(Instant::now() < deadline, "nginx never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (nginx, port)
+}
+
+/// The calls bitcoind dispatched for `user` (its `-debug=rpc` log: `ThreadRPCServer method=…
+/// user=… id=…`).
+fn dispatched(bitcoind: &Bitcoind, user: &str) -> Vec<String> {
+    bitcoind
+        .debug_log()
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split_once("ThreadRPCServer method=")?.1;
+            let (method, rest) = rest.split_once(' ')?;
+            (rest.split_whitespace().next()? == format!("user={user}")).then(|| method.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn ui_rpc_proxy_takes_only_same_origin_json_for_its_own_host_names() {
+    let node = Node::new(TestRoot::empty());
+    node.render();
+    let mut bitcoind = Bitcoind::start(&node, &["-debug=rpc"]);
+    bitcoind.wait_ready();
+    let (_nginx, port) = nginx_ui(&node, bitcoind.rpc_port);
+    let origin = format!("http://127.0.0.1:{port}");
+    let post = |host: &str, headers: &str, body: &str| {
+        http(
+            port,
+            &format!("POST /rpc HTTP/1.1\r\nHost: {host}\r\n{headers}"),
+            body,
+        )
+    };
+    let json = "Content-Type: application/json\r\n";
+    let own = format!("127.0.0.1:{port}");
+    let one =
+        |m: &str| format!("{{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"{m}\",\"params\":[]}}");
+    let batch = |a: &str, b: &str| {
+        format!("[{{\"method\":\"{a}\",\"params\":[],\"id\":1}},{{\"method\":\"{b}\",\"params\":[],\"id\":2}}]")
+    };
+
+    // The page itself: same origin, JSON.
+    let page = format!("{json}Origin: {origin}\r\nSec-Fetch-Site: same-origin\r\n");
+    let (status, body) = post(&own, &page, &one("getblockchaininfo"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"chain\":\"regtest\""), "{body}");
+    // A non-browser client (no Origin) on a loopback name.
+    assert_eq!(
+        post(&format!("localhost:{port}"), json, &one("getnetworkinfo")).0,
+        200
+    );
+    let reached = dispatched(&bitcoind, "bitcoin-ui");
+    assert_eq!(reached, ["getblockchaininfo", "getnetworkinfo"]);
+
+    // A web page of another origin posting a text/plain batch (no preflight needed).
+    let attack = batch("getpeerinfo", "getnodeaddresses");
+    let cross = "Content-Type: text/plain\r\nOrigin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n";
+    assert_eq!(post(&own, cross, &attack).0, 403);
+    // The same with JSON (the browser would preflight first; refused anyway), and with only
+    // Sec-Fetch-Site.
+    let cross_json = "Content-Type: application/json\r\nOrigin: https://evil.example\r\n";
+    assert_eq!(post(&own, cross_json, &attack).0, 403);
+    assert_eq!(
+        post(
+            &own,
+            &format!("{json}Sec-Fetch-Site: cross-site\r\n"),
+            &attack
+        )
+        .0,
+        403
+    );
+    // DNS rebinding: evil.example resolves to 127.0.0.1, so the page is same-origin with
+    // itself; its Host is not one of the UI's names.
+    let rebound =
+        format!("{json}Origin: http://evil.example:{port}\r\nSec-Fetch-Site: same-origin\r\n");
+    assert_eq!(
+        post(
+            &format!("evil.example:{port}"),
+            &rebound,
+            &one("getblockchaininfo")
+        )
+        .0,
+        421
+    );
+    assert_eq!(
+        http(port, "GET / HTTP/1.1\r\nHost: evil.example\r\n", "").0,
+        421
+    );
+    // Same origin but not JSON (a form post).
+    let form = format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: {origin}\r\n");
+    assert_eq!(post(&own, &form, &one("getblockchaininfo")).0, 415);
+    assert_eq!(post(&own, "", &one("getblockchaininfo")).0, 415);
+    // Only POST.
+    assert_eq!(
+        http(
+            port,
+            &format!("OPTIONS /rpc HTTP/1.1\r\nHost: {own}\r\nOrigin: https://evil.example\r\n"),
+            ""
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        dispatched(&bitcoind, "bitcoin-ui"),
+        reached,
+        "no refused request reached bitcoind"
+    );
+
+    // A same-origin batch passes only when every call is the UI's: bitcoind checks each.
+    assert_eq!(
+        post(&own, &page, &batch("getblockchaininfo", "getpeerinfo")).0,
+        403
+    );
+    let (status, body) = post(&own, &page, &batch("getblockchaininfo", "getindexinfo"));
+    assert_eq!(status, 200, "{body}");
+    let reached = dispatched(&bitcoind, "bitcoin-ui");
+    assert!(!reached.iter().any(|m| m == "getpeerinfo"), "{reached:?}");
+    assert_eq!(reached.len(), 4, "{reached:?}");
+    // The static UI on its own names.
+    assert_eq!(
+        http(port, &format!("GET / HTTP/1.1\r\nHost: {own}\r\n"), ""),
+        (200, "bitcoin ui\n".to_string())
+    );
+}
