@@ -161,11 +161,13 @@ pub fn replace_quick(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 /// Replace `path` (absolute or relative to the working directory) in a directory reached
 /// without following symlinks, for a file a root process writes into a directory others may
 /// own (node_exporter's textfile directory): every directory on the way is opened with
-/// `O_NOFOLLOW` from the one before it; one that another user owns or can write (other than a
-/// sticky one like `/tmp`) is refused, unless it is `path`'s own directory, where the file is
-/// written as a fresh `O_EXCL` temporary file and renamed over `path` through the directory's
-/// handle. A symlink at `path` itself is replaced, never followed. Readers never see half a
-/// file; no fsync (like [`replace_quick`]).
+/// `O_NOFOLLOW` from the one before it, so a symlink anywhere is refused. Below a directory
+/// another user controls (owns, or can write without the sticky bit: Debian's
+/// /var/lib/prometheus is prometheus's) every directory must be root's or ours, so one that
+/// user swapped in is refused; `path`'s own directory may otherwise be another user's. The file
+/// is written as a fresh `O_EXCL` temporary file and renamed over `path` through the
+/// directory's handle: a symlink or hard link at `path` is replaced, never written through.
+/// Readers never see half a file; no fsync (like [`replace_quick`]).
 pub fn replace_under_dir(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     use rustix::fs::{Mode, OFlags};
     use std::path::Component;
@@ -199,15 +201,13 @@ pub fn replace_under_dir(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
             _ => None,
         })
         .collect();
+    // A directory another user controls may lie on the way (Debian's /var/lib/prometheus
+    // belongs to prometheus): with every component opened O_NOFOLLOW that user cannot point
+    // the walk outside directories they own, only swap in one of their own. So below such a
+    // directory, every directory must be root's or ours: a swapped-in one is refused.
+    let mut controlled_by: Option<String> = None;
     for part in &parts {
-        let stat = rustix::fs::fstat(&dir)?;
-        if let Some(why) = untrusted_dir(stat.st_uid, stat.st_mode) {
-            anyhow::bail!(
-                "refusing to write {}: {} on the way to it {why}",
-                path.display(),
-                walked.display()
-            );
-        }
+        check_on_the_way(&dir, &walked, &mut controlled_by, path)?;
         walked.push(part);
         dir = open_dir(Some(&dir), Path::new(part)).map_err(|e| {
             let hint = if e.raw_os_error() == Some(libc::ELOOP)
@@ -219,6 +219,19 @@ pub fn replace_under_dir(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
             };
             anyhow::anyhow!("failed to open directory {}{hint}: {e}", walked.display())
         })?;
+    }
+    // The textfile directory itself may be another user's (node_exporter's), but not below a
+    // directory another user controls.
+    if let Some(above) = &controlled_by {
+        let stat = rustix::fs::fstat(&dir)?;
+        if stat.st_uid != 0 && stat.st_uid != crate::procinfo::euid() {
+            anyhow::bail!(
+                "refusing to write {}: {} is owned by uid {} and lies below {above}",
+                path.display(),
+                walked.display(),
+                stat.st_uid
+            );
+        }
     }
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
@@ -245,21 +258,40 @@ pub fn replace_under_dir(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
     Ok(())
 }
 
-/// Why a directory on the way to a file root writes must not be trusted (pure): another user
-/// owns it, or group or others can write it without the sticky bit (then entries others made
-/// could be swapped).
-fn untrusted_dir(uid: u32, mode: u32) -> Option<String> {
+/// One directory on the way (not the last): below a directory another user controls it must
+/// be root's or ours; if it is itself controlled by another user (owned, or writable by group
+/// or others without the sticky bit), what lies below is held to that.
+fn check_on_the_way(
+    dir: &std::os::fd::OwnedFd,
+    walked: &Path,
+    controlled_by: &mut Option<String>,
+    path: &Path,
+) -> Result<()> {
+    let stat = rustix::fs::fstat(dir)?;
     let me = crate::procinfo::euid();
-    if uid != 0 && uid != me {
-        return Some(format!("is owned by uid {uid}"));
-    }
-    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        return Some(format!(
-            "can be written by other users (mode {:o})",
-            mode & 0o7777
+    let foreign = stat.st_uid != 0 && stat.st_uid != me;
+    if foreign {
+        if let Some(above) = controlled_by.as_deref() {
+            anyhow::bail!(
+                "refusing to write {}: {} is owned by uid {} and lies below {above}",
+                path.display(),
+                walked.display(),
+                stat.st_uid
+            );
+        }
+        *controlled_by = Some(format!(
+            "{}, which uid {} owns",
+            walked.display(),
+            stat.st_uid
+        ));
+    } else if stat.st_mode & 0o022 != 0 && stat.st_mode & 0o1000 == 0 {
+        *controlled_by = Some(format!(
+            "{}, which other users can write (mode {:o})",
+            walked.display(),
+            stat.st_mode & 0o7777
         ));
     }
-    None
+    Ok(())
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N]> {

@@ -308,9 +308,9 @@ pub fn check_target(path: &Path) -> Result<(), String> {
 
 /// Replace the metrics file atomically (mode 0644: node_exporter runs as its own user),
 /// through a handle on its directory reached without following symlinks
-/// ([`crate::fsutil::replace_under_dir`]): a directory on the way that another user owns or
-/// can write is refused, the textfile directory itself may be theirs. A symlink at the path is
-/// replaced, never written through.
+/// ([`crate::fsutil::replace_under_dir`]): below a directory another user controls, a
+/// directory that is not root's is refused. A symlink at the path is replaced, never written
+/// through.
 pub fn write_file(path: &Path, text: &str) -> Result<()> {
     if path.is_dir() {
         anyhow::bail!(

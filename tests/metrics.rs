@@ -377,8 +377,10 @@ fn an_unwritable_metrics_file_is_a_warning_after_converging() {
 }
 
 /// `nobody`, able to write the textfile directory's parent, swaps the textfile directory for a
-/// symlink to a root-owned directory: root's tick must not write `archy.prom` there. A parent
-/// that `nobody` owns is refused on its own; the textfile directory itself may be theirs.
+/// symlink to a root-owned directory: root's tick must not write `archy.prom` there, nor into a
+/// directory `nobody` made in its place. The textfile directory itself may be another user's,
+/// and its parent too as long as the textfile directory is root's (Debian's layout:
+/// /var/lib/prometheus is prometheus's, node-exporter root's).
 #[test]
 fn the_metrics_write_never_follows_a_symlinked_directory_a_user_planted() {
     use std::os::unix::fs::PermissionsExt;
@@ -405,8 +407,22 @@ fn the_metrics_write_never_follows_a_symlinked_directory_a_user_planted() {
         "written into the textfile directory nobody owns: {out:?}"
     );
 
-    // nobody gets its parent and plants the symlink.
+    // Debian's layout: the parent is the daemon user's, the textfile directory root's.
+    let ok = Command::new("chown")
+        .args([
+            "root:root",
+            base.join("prometheus/node-exporter").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
     chown(&base.join("prometheus"));
+    std::fs::remove_file(&file).unwrap();
+    let out = root.archy(&["reconcile", "--metrics-file", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(file.exists(), "Debian's layout is written: {out:?}");
+
+    // nobody, owning the parent, plants the symlink.
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
     let planted = Command::new("setpriv")
         .args([
@@ -416,7 +432,7 @@ fn the_metrics_write_never_follows_a_symlinked_directory_a_user_planted() {
             "sh",
             "-c",
             &format!(
-                "rm -rf {0}/prometheus/node-exporter && ln -s {1} {0}/prometheus/node-exporter",
+                "mv {0}/prometheus/node-exporter {0}/prometheus/moved && ln -s {1} {0}/prometheus/node-exporter",
                 base.display(),
                 victim.display()
             ),
@@ -431,7 +447,7 @@ fn the_metrics_write_never_follows_a_symlinked_directory_a_user_planted() {
         0,
         "nothing written through the symlink: {out:?}"
     );
-    assert!(out.stderr.contains("owned by uid"), "{out:?}");
+    assert!(out.stderr.contains("symlink"), "{out:?}");
 
     // Even a real directory nobody made there is refused: its parent is nobody's.
     let planted = Command::new("setpriv")
@@ -452,7 +468,10 @@ fn the_metrics_write_never_follows_a_symlinked_directory_a_user_planted() {
     let out = root.archy(&["reconcile", "--metrics-file", file.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(!file.exists(), "{out:?}");
-    assert!(out.stderr.contains("owned by uid"), "{out:?}");
+    assert!(
+        out.stderr.contains("owned by uid") && out.stderr.contains("lies below"),
+        "{out:?}"
+    );
 }
 
 /// `archy_app_healthy` is the health probe's verdict where an app has one (0 while `starting`

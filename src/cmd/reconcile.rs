@@ -50,8 +50,8 @@ pub struct ReconcileArgs {
     pub mirrors: Vec<String>,
     /// After the run, write Prometheus metrics (what `archy status --output prometheus` prints)
     /// to this file, replaced atomically, for node_exporter's textfile collector. Its directory
-    /// is reached without following symlinks; one on the way that another user owns or can
-    /// write is refused. A write that fails is a warning (also in `archy status`), never a
+    /// is reached without following symlinks, and below a directory another user controls
+    /// only root's directories are accepted. A write that fails is a warning (also in `archy status`), never a
     /// failed tick. Not written by --dry-run.
     #[arg(long, env = "ARCHY_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,

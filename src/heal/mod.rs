@@ -587,6 +587,8 @@ pub struct Facts {
     pub stale_namespaces: Option<Vec<network::StaleNamespace>>,
     /// Bridges no podman network claims, nothing attached, holding archy's subnet.
     pub orphan_bridges: Option<Vec<network::OrphanBridge>>,
+    /// netavark: port forwards on archy's networks to addresses nothing holds.
+    pub dead_forwards: Option<Vec<netavark::DeadForward>>,
     /// Why the runtime dirs look stale (`Some(vec![])` = checked, consistent).
     pub stale_runtime: Option<Vec<String>>,
     /// Why clearing the runtime dirs is not safe now (live containers or mounts), if it is not.
@@ -870,6 +872,13 @@ fn probe_network_debris(facts: &Facts) -> Probe {
                 .flatten()
                 .map(network::OrphanBridge::describe),
         )
+        .chain(
+            facts
+                .dead_forwards
+                .iter()
+                .flatten()
+                .map(netavark::DeadForward::describe),
+        )
         .collect();
     if evidence.is_empty() {
         Probe {
@@ -962,13 +971,14 @@ pub enum StepKind {
     KillGhosts,
     ReleaseNetworkDebris,
     ReleaseStaleNamespaces,
+    ReleaseDeadForwards,
     RemoveOrphanBridges,
     RegisterVolumes,
     SystemRenumber,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 10] = [
+    pub const ALL: [StepKind; 11] = [
         StepKind::SystemMigrate,
         StepKind::ClearRuntimeDirs,
         StepKind::MoveDbAside,
@@ -976,6 +986,7 @@ impl StepKind {
         StepKind::KillGhosts,
         StepKind::ReleaseNetworkDebris,
         StepKind::ReleaseStaleNamespaces,
+        StepKind::ReleaseDeadForwards,
         StepKind::RemoveOrphanBridges,
         StepKind::RegisterVolumes,
         StepKind::SystemRenumber,
@@ -990,6 +1001,7 @@ impl StepKind {
             StepKind::KillGhosts => "kill-ghosts",
             StepKind::ReleaseNetworkDebris => "release-network-debris",
             StepKind::ReleaseStaleNamespaces => "release-stale-namespaces",
+            StepKind::ReleaseDeadForwards => "release-dead-forwards",
             StepKind::RemoveOrphanBridges => "remove-orphan-bridges",
             StepKind::RegisterVolumes => "register-volumes",
             StepKind::SystemRenumber => "system-renumber",
@@ -1150,6 +1162,16 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                 describe: format!(
                     "release network namespaces no running container has ({}): the backend's teardown replayed for them (CNI DEL where libcni's cache names them, or `netavark teardown` of the port forwards to their addresses), then the namespace (its veth goes with it) and what is left of their addresses",
                     stale.iter().map(|s| s.path.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        if let Some(dead) = facts.dead_forwards.as_ref().filter(|d| !d.is_empty()) {
+            steps.push(Step {
+                kind: StepKind::ReleaseDeadForwards,
+                targets: dead.iter().map(netavark::DeadForward::target).collect(),
+                describe: format!(
+                    "release port forwards to addresses no live container holds ({}): `netavark teardown` replayed for them, then `podman network reload --all`",
+                    dead.iter().map(|d| d.forward.describe()).collect::<Vec<_>>().join(", ")
                 ),
             });
         }

@@ -85,11 +85,65 @@ pub struct PortMapping {
 }
 
 /// One port forward found in the firewall: `host_ip:host_port/protocol → dest_ip:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Forward {
     pub mapping: PortMapping,
     /// The container address it forwards to.
     pub dest_ip: String,
+    /// nftables: the first 8 characters of the network id its chain is named by (a network
+    /// deleted and created again under the same name gets a new id and a new chain, while the
+    /// old chain and its jumps stay ahead of the new one's). `None` on iptables, where netavark
+    /// names chains by the network's name.
+    pub chain_id: Option<String>,
+}
+
+impl Forward {
+    /// `127.0.0.1:18080/tcp → 10.89.0.2:80`.
+    pub fn describe(&self) -> String {
+        let host = if self.mapping.host_ip.is_empty() {
+            "*"
+        } else {
+            &self.mapping.host_ip
+        };
+        format!(
+            "{host}:{}/{} → {}:{}",
+            self.mapping.host_port,
+            self.mapping.protocol,
+            self.dest_ip,
+            self.mapping.container_port
+        )
+    }
+}
+
+/// A port forward on one of archy's networks to an address no live container holds and no
+/// other debris accounts for: what is left when a container's DNS entry and namespace are gone
+/// but its forward is not (its teardown failed half-way, or its network was deleted and created
+/// again). Its jump comes before a live container's on the same port, so the port is dark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadForward {
+    pub network: String,
+    pub forward: Forward,
+}
+
+impl DeadForward {
+    /// One line for probe evidence.
+    pub fn describe(&self) -> String {
+        format!(
+            "port forward {} on network {}{} goes to an address no live container holds",
+            self.forward.describe(),
+            self.network,
+            self.forward
+                .chain_id
+                .as_deref()
+                .map(|id| format!(" (chain of network id {id}…)"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// The step target naming it.
+    pub fn target(&self) -> String {
+        format!("{} {}", self.network, self.forward.describe())
+    }
 }
 
 /// netavark 1.4's port forwards of network `network` from `iptables -t nat -S` lines: the
@@ -99,16 +153,20 @@ pub struct Forward {
 /// forwards to the same address are never taken for this one's.
 pub fn iptables_forwards(nat_rules: &[String], network: &str) -> Vec<Forward> {
     let split = |l: &String| super::network::split_rule(l);
-    let chains: std::collections::BTreeSet<String> = nat_rules
-        .iter()
-        .map(split)
-        .filter(|a| a.get(1).map(String::as_str) == Some("NETAVARK-HOSTPORT-DNAT"))
-        .filter(|a| {
-            arg_after(a, "--comment")
-                .is_some_and(|c| super::network::comment_network(c) == Some(network))
-        })
-        .filter_map(|a| arg_after(&a, "-j").map(String::from))
-        .filter(|c| c.starts_with("NETAVARK-DN-"))
+    let own = iptables_dn_chain(network);
+    let chains: std::collections::BTreeSet<String> = std::iter::once(own)
+        .chain(
+            nat_rules
+                .iter()
+                .map(split)
+                .filter(|a| a.get(1).map(String::as_str) == Some("NETAVARK-HOSTPORT-DNAT"))
+                .filter(|a| {
+                    arg_after(a, "--comment")
+                        .is_some_and(|c| super::network::comment_network(c) == Some(network))
+                })
+                .filter_map(|a| arg_after(&a, "-j").map(String::from))
+                .filter(|c| c.starts_with("NETAVARK-DN-")),
+        )
         .collect();
     let mut found = Vec::new();
     for args in nat_rules.iter().map(split) {
@@ -151,9 +209,19 @@ pub fn iptables_forwards(nat_rules: &[String], network: &str) -> Vec<Forward> {
                 protocol: proto.to_string(),
             },
             dest_ip: dest_ip.trim_matches(['[', ']']).to_string(),
+            chain_id: None,
         });
     }
     found
+}
+
+/// netavark 1.4's port-forward chain of a network: `NETAVARK-DN-` and the first 13 hex digits
+/// (upper case) of the SHA-512 of the network's name (`src/network/core_utils.rs`
+/// `create_network_hash`), so it is found even when no jump to it is left.
+pub fn iptables_dn_chain(network: &str) -> String {
+    use sha2::Digest;
+    let hash = format!("{:X}", sha2::Sha512::digest(network.as_bytes()));
+    format!("NETAVARK-DN-{}", &hash[..13])
 }
 
 /// The value after flag `flag` in split rule arguments.
@@ -172,6 +240,30 @@ pub fn nft_dnat_chain(network_id: &str, subnet: &str) -> String {
         .replace(':', "-")
         .replace('/', "_nm");
     format!("nv_{id}_{subnet}_dnat")
+}
+
+/// The DNAT chains netavark 1.14 made for `subnet` in `nft -j list table inet netavark`, with
+/// the network-id prefix each is named by: the current network's and any an earlier network of
+/// the same subnet left behind.
+pub fn nft_dnat_chains_for(json: &str, subnet: &str) -> Result<Vec<(String, String)>> {
+    let doc: Value = serde_json::from_str(json).context("`nft -j list table` is not JSON")?;
+    let suffix = nft_dnat_chain("", subnet);
+    let suffix = suffix.trim_start_matches("nv_");
+    let mut chains: Vec<(String, String)> = doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("chain")?.get("name")?.as_str())
+        .filter_map(|name| {
+            let id = name.strip_prefix("nv_")?.strip_suffix(suffix)?;
+            (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (name.to_string(), id.to_string()))
+        })
+        .collect();
+    chains.sort();
+    chains.dedup();
+    Ok(chains)
 }
 
 /// netavark 1.14's port forwards in chain `chain` of `nft -j list table inet netavark`:
@@ -233,6 +325,10 @@ pub fn nft_forwards(json: &str, chain: &str) -> Result<Vec<Forward>> {
                     protocol,
                 },
                 dest_ip,
+                chain_id: chain
+                    .strip_prefix("nv_")
+                    .and_then(|rest| rest.split('_').next())
+                    .map(String::from),
             });
         }
     }
@@ -332,12 +428,26 @@ mod tests {
                     protocol: "tcp".into(),
                 },
                 dest_ip: "10.77.0.2".into(),
+                chain_id: None,
             }]
         );
         let other = iptables_forwards(&nat(), "archy-demo");
         assert_eq!(other.len(), 1);
         assert_eq!(other[0].dest_ip, "10.89.250.4");
         assert!(iptables_forwards(&nat(), "nosuchnet").is_empty());
+    }
+
+    #[test]
+    fn iptables_chains_are_named_by_the_hash_of_the_network_name() {
+        // Both seen in the captured rules: expnet's and archy-demo's chains.
+        assert_eq!(iptables_dn_chain("expnet"), "NETAVARK-DN-B5A1A0612E405");
+        assert_eq!(iptables_dn_chain("archy-demo"), "NETAVARK-DN-F594E7145C074");
+        // With no jump left to it, the chain is still read.
+        let rules: Vec<String> = nat()
+            .into_iter()
+            .filter(|l| !l.starts_with("-A NETAVARK-HOSTPORT-DNAT"))
+            .collect();
+        assert_eq!(iptables_forwards(&rules, "expnet").len(), 1);
     }
 
     #[test]
@@ -401,7 +511,33 @@ mod tests {
         assert_eq!(f[0].mapping.host_port, 18080);
         assert_eq!(f[0].mapping.container_port, 80);
         assert_eq!(f[0].dest_ip, "10.89.0.2");
+        assert_eq!(f[0].chain_id.as_deref(), Some("d3a4145d"));
         assert!(nft_forwards("not json", "x").is_err());
+    }
+
+    /// archy's network deleted behind podman's back and created again: a new id, a new chain,
+    /// while the old chain stays. Both are archy's subnet's; another subnet's is not.
+    #[test]
+    fn nft_chains_of_a_subnet_include_those_an_earlier_network_left() {
+        let json = r#"{"nftables":[{"metainfo":{"version":"1.1.3"}},
+          {"chain":{"family":"inet","table":"netavark","name":"nv_5abf732f_10_89_0_0_nm24_dnat","handle":9}},
+          {"chain":{"family":"inet","table":"netavark","name":"nv_77aa0011_10_89_0_0_nm24_dnat","handle":21}},
+          {"chain":{"family":"inet","table":"netavark","name":"nv_77aa0011_10_89_0_0_nm24","handle":20}},
+          {"chain":{"family":"inet","table":"netavark","name":"nv_12345678_10_89_1_0_nm24_dnat","handle":30}}]}"#;
+        let chains = nft_dnat_chains_for(json, "10.89.0.0/24").unwrap();
+        assert_eq!(
+            chains,
+            vec![
+                (
+                    "nv_5abf732f_10_89_0_0_nm24_dnat".to_string(),
+                    "5abf732f".to_string()
+                ),
+                (
+                    "nv_77aa0011_10_89_0_0_nm24_dnat".to_string(),
+                    "77aa0011".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -93,14 +93,8 @@ const HELPER_DIRS: &[&str] = &[
 ];
 
 /// Find the backend from podman info's `networkBackend` (empty or unknown: CNI, podman 4's
-/// default before netavark). `network_json` asks podman for one network's JSON.
-pub fn detect_backend(
-    reported: &str,
-    rootless: bool,
-    run_root: Option<&Path>,
-    scope: &NetScope,
-    network_json: impl Fn(&str) -> Option<serde_json::Value>,
-) -> Backend {
+/// default before netavark).
+pub fn detect_backend(reported: &str, rootless: bool, run_root: Option<&Path>) -> Backend {
     if reported != "netavark" {
         return Backend::Cni;
     }
@@ -129,13 +123,10 @@ pub fn detect_backend(
         netavark: helper("netavark"),
         aardvark: helper("aardvark-dns"),
         firewall,
-        // nftables chains are named by the network's id, so the probe needs it; with iptables
-        // only a repair does (`with_networks`), and a healthy run makes no extra podman call.
-        networks: if firewall == FirewallDriver::Nftables {
-            describe_networks(scope, network_json)
-        } else {
-            BTreeMap::new()
-        },
+        // Only a repair needs podman's description of the networks (`with_networks`): the
+        // probe reads forwards by chain (named by the network's name on iptables, by its
+        // subnet and id on nftables), so a healthy run makes no extra podman call.
+        networks: BTreeMap::new(),
     })
 }
 
@@ -181,6 +172,8 @@ pub struct Scan {
     pub debris: Vec<Debris>,
     pub stale_namespaces: Vec<StaleNamespace>,
     pub orphan_bridges: Vec<OrphanBridge>,
+    /// netavark: forwards to addresses nothing holds that no other finding accounts for.
+    pub dead_forwards: Vec<super::netavark::DeadForward>,
     pub notes: Vec<String>,
 }
 
@@ -254,19 +247,17 @@ fn read_netavark(scope: &NetScope, nv: &NetavarkHost) -> HostNet {
                 .run()
             {
                 Ok(out) => {
-                    for (name, json) in &nv.networks {
-                        let id = json
-                            .get("id")
-                            .and_then(serde_json::Value::as_str)
-                            .unwrap_or("");
-                        let subnets = json
-                            .get("subnets")
-                            .and_then(serde_json::Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        for subnet in subnets.iter().filter_map(|s| s.get("subnet")?.as_str()) {
-                            let chain = super::netavark::nft_dnat_chain(id, subnet);
-                            match super::netavark::nft_forwards(&out.stdout, &chain) {
+                    // Every DNAT chain of archy's subnet: the network's own and any an earlier
+                    // network of that name and subnet left (its config deleted behind podman's
+                    // back, then created again with a new id), whose jumps come first.
+                    let chains = super::netavark::nft_dnat_chains_for(&out.stdout, &scope.subnet)
+                        .unwrap_or_else(|err| {
+                            host.notes.push(format!("{err:#}"));
+                            Vec::new()
+                        });
+                    for name in &scope.names {
+                        for (chain, _) in &chains {
+                            match super::netavark::nft_forwards(&out.stdout, chain) {
                                 Ok(list) => host
                                     .forwards
                                     .extend(list.into_iter().map(|f| (name.clone(), f))),
@@ -386,6 +377,19 @@ pub fn scan(
     };
 
     let busy = busy_netns();
+    if matches!(backend, Backend::Netavark(_)) && !host.forwards.is_empty() {
+        let live = live_addresses(&busy);
+        let covered: BTreeSet<&String> = scan.debris.iter().flat_map(|d| &d.ips).collect();
+        scan.dead_forwards = host
+            .forwards
+            .iter()
+            .filter(|(_, f)| !live.contains(&f.dest_ip) && !covered.contains(&f.dest_ip))
+            .map(|(network, f)| super::netavark::DeadForward {
+                network: network.clone(),
+                forward: f.clone(),
+            })
+            .collect();
+    }
     let idle: Vec<PathBuf> = netns_mounts()
         .into_iter()
         .filter(|(_, ino)| !busy.contains(ino))
@@ -434,6 +438,10 @@ pub fn scan(
                 .any(|d| d.netns.as_deref() == Some(s.path.as_str()))
         })
         .collect();
+    // A stale namespace's forwards are released with it.
+    let in_stale: BTreeSet<&String> = scan.stale_namespaces.iter().flat_map(|s| &s.ips).collect();
+    scan.dead_forwards
+        .retain(|d| !in_stale.contains(&d.forward.dest_ip));
     scan.notes.extend(notes);
     scan.orphan_bridges = bridge_candidates
         .into_iter()
@@ -774,7 +782,7 @@ fn collect(host: &HostNet, wanted: impl Fn(&str, &str) -> bool) -> Vec<Debris> {
                 && d.ips.contains(&f.dest_ip)
                 && !held.contains(&(net.clone(), f.dest_ip.clone()))
             {
-                d.port_forwards.push(describe_forward(f));
+                d.port_forwards.push(f.describe());
             }
         }
     }
@@ -806,16 +814,80 @@ fn held_addresses(
         .collect()
 }
 
-fn describe_forward(f: &Forward) -> String {
-    let host = if f.mapping.host_ip.is_empty() {
-        "*"
-    } else {
-        &f.mapping.host_ip
+/// The IPv4 addresses of the mounted namespaces a process is in (`busy`: their inodes).
+fn live_addresses(busy: &BTreeSet<u64>) -> BTreeSet<String> {
+    namespace_addresses()
+        .into_iter()
+        .filter(|(path, _)| std::fs::metadata(path).is_ok_and(|m| busy.contains(&m.ino())))
+        .flat_map(|(_, addrs)| addrs)
+        .collect()
+}
+
+/// Release port forwards to addresses nothing holds (re-checked: an address a live namespace
+/// holds now is left alone): netavark's teardown replayed under a container id no entry has,
+/// in a scratch namespace, one per network and chain.
+pub fn release_dead_forwards(
+    dead: &[&super::netavark::DeadForward],
+    scope: &NetScope,
+    backend: &Backend,
+) -> Result<Vec<String>> {
+    let Backend::Netavark(nv) = backend else {
+        return Ok(Vec::new());
     };
-    format!(
-        "{host}:{}/{} → {}:{}",
-        f.mapping.host_port, f.mapping.protocol, f.dest_ip, f.mapping.container_port
-    )
+    let netavark = nv.netavark.as_deref().with_context(|| {
+        format!(
+            "netavark not found in {}: dead port forwards cannot be replayed away",
+            HELPER_DIRS.join(":")
+        )
+    })?;
+    let live = live_addresses(&busy_netns());
+    // One replay per address: netavark tears down the forwards of one container address.
+    let mut by_address: BTreeMap<(&str, &str), Vec<&Forward>> = BTreeMap::new();
+    let mut touched = Vec::new();
+    for d in dead {
+        if live.contains(&d.forward.dest_ip) {
+            touched.push(format!(
+                "{}: address {} is held again now; left alone",
+                d.forward.describe(),
+                d.forward.dest_ip
+            ));
+            continue;
+        }
+        by_address
+            .entry((&d.network, &d.forward.dest_ip))
+            .or_default()
+            .push(&d.forward);
+    }
+    let mut errors = Vec::new();
+    for ((network, ip), forwards) in by_address {
+        let ns = scratch_netns()?;
+        let ips = [ip.to_string()];
+        let replay = Replay {
+            netavark,
+            nv,
+            scope,
+            network,
+            container_id: NO_CONTAINER,
+            container_name: "archy-heal",
+            ips: &ips,
+            ns: &ns,
+        };
+        match replay.run(&forwards) {
+            Ok(count) => touched.push(format!(
+                "netavark teardown replayed for {count} dead port forward(s) on {network} ({})",
+                forwards
+                    .iter()
+                    .map(|f| f.describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Err(err) => errors.push(format!("{err:#}")),
+        }
+        if let Err(err) = delete_netns(&ns) {
+            errors.push(format!("{err:#}"));
+        }
+    }
+    super::repair_outcome(touched, errors)
 }
 
 /// Every mounted network namespace with its IPv4 addresses (no prefix): one `ip` call each,
@@ -922,7 +994,7 @@ fn release_netavark(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec
         .filter(|(net, e)| e.container_id == id && scope.names.contains(net))
     {
         let ips = &entry.ipv4;
-        let mut mappings: Vec<super::netavark::PortMapping> = host
+        let forwards: Vec<&Forward> = host
             .forwards
             .iter()
             .filter(|(n, f)| {
@@ -930,10 +1002,8 @@ fn release_netavark(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec
                     && ips.contains(&f.dest_ip)
                     && !held.contains(&(n.clone(), f.dest_ip.clone()))
             })
-            .map(|(_, f)| f.mapping.clone())
+            .map(|(_, f)| f)
             .collect();
-        mappings.sort();
-        mappings.dedup();
         let old_ns = namespaces
             .iter()
             .find(|(_, addrs)| ips.iter().any(|ip| addrs.contains(ip)))
@@ -947,7 +1017,6 @@ fn release_netavark(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec
                 );
             }
         }
-        let network_json = network_json_or_synthesized(nv, scope, net);
         let Some(netavark) = &nv.netavark else {
             errors.push(format!(
                 "netavark not found in {}: the teardown of container {} cannot be replayed",
@@ -961,8 +1030,6 @@ fn release_netavark(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec
             .first()
             .cloned()
             .unwrap_or_else(|| crate::podman::short_id(id).to_string());
-        let options =
-            super::netavark::teardown_options(id, &name, net, ips, &mappings, &network_json);
         let (ns, scratch) = match &old_ns {
             Some(path) => (path.clone(), false),
             None => match scratch_netns() {
@@ -973,12 +1040,21 @@ fn release_netavark(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec
                 }
             },
         };
-        match netavark_teardown(netavark, nv, &ns, &options) {
-            Ok(()) => touched.push(format!(
-                "netavark teardown replayed for {} on {net} (address {}; {} port forward(s); DNS entry)",
+        let replay = Replay {
+            netavark,
+            nv,
+            scope,
+            network: net,
+            container_id: id,
+            container_name: &name,
+            ips,
+            ns: &ns,
+        };
+        match replay.run(&forwards) {
+            Ok(count) => touched.push(format!(
+                "netavark teardown replayed for {} on {net} (address {}; {count} port forward(s); DNS entry)",
                 crate::podman::short_id(id),
                 ips.join(", "),
-                mappings.len()
             )),
             Err(err) => errors.push(format!("{err:#}")),
         }
@@ -1038,33 +1114,31 @@ fn release_namespace_netavark(
         .filter(|(net, _)| *net == stale.network)
         .find(|(_, e)| e.ipv4.iter().any(|ip| ips.contains(ip)))
         .map(|(_, e)| e.container_id.clone());
-    let mut mappings: Vec<super::netavark::PortMapping> = host
+    let forwards: Vec<&Forward> = host
         .forwards
         .iter()
         .filter(|(net, f)| *net == stale.network && ips.contains(&f.dest_ip))
-        .map(|(_, f)| f.mapping.clone())
+        .map(|(_, f)| f)
         .collect();
-    mappings.sort();
-    mappings.dedup();
-    if !mappings.is_empty() || dns_owner.is_some() {
+    if !forwards.is_empty() || dns_owner.is_some() {
         match &nv.netavark {
             Some(netavark) => {
-                let network_json = network_json_or_synthesized(nv, scope, &stale.network);
-                let options = super::netavark::teardown_options(
-                    dns_owner.as_deref().unwrap_or(NO_CONTAINER),
-                    "archy-heal",
-                    &stale.network,
-                    &ips,
-                    &mappings,
-                    &network_json,
-                );
-                match netavark_teardown(netavark, nv, Path::new(&stale.path), &options) {
-                    Ok(()) => touched.push(format!(
-                        "netavark teardown replayed for namespace {} on {} (address {}; {} port forward(s))",
+                let replay = Replay {
+                    netavark,
+                    nv,
+                    scope,
+                    network: &stale.network,
+                    container_id: dns_owner.as_deref().unwrap_or(NO_CONTAINER),
+                    container_name: "archy-heal",
+                    ips: &ips,
+                    ns: Path::new(&stale.path),
+                };
+                match replay.run(&forwards) {
+                    Ok(count) => touched.push(format!(
+                        "netavark teardown replayed for namespace {} on {} (address {}; {count} port forward(s))",
                         stale.path,
                         stale.network,
                         ips.join(", "),
-                        mappings.len()
                     )),
                     Err(err) => errors.push(format!("{err:#}")),
                 }
@@ -1083,40 +1157,80 @@ fn release_namespace_netavark(
     super::repair_outcome(touched, errors)
 }
 
+/// One container's teardown on one network, replayed in namespace `ns`.
+struct Replay<'a> {
+    netavark: &'a Path,
+    nv: &'a NetavarkHost,
+    scope: &'a NetScope,
+    network: &'a str,
+    container_id: &'a str,
+    container_name: &'a str,
+    ips: &'a [String],
+    ns: &'a Path,
+}
+
+impl Replay<'_> {
+    /// One `netavark teardown` per firewall chain the forwards sit in (nftables names a chain by
+    /// the network's id, and a network created again has a new one), at least one (the DNS
+    /// entry). Returns how many port forwards were passed.
+    fn run(&self, forwards: &[&Forward]) -> Result<usize> {
+        let mut chains: BTreeMap<Option<&str>, Vec<super::netavark::PortMapping>> = BTreeMap::new();
+        for f in forwards {
+            chains
+                .entry(f.chain_id.as_deref())
+                .or_default()
+                .push(f.mapping.clone());
+        }
+        if chains.is_empty() {
+            chains.insert(None, Vec::new());
+        }
+        let mut count = 0;
+        for (chain_id, mut mappings) in chains {
+            mappings.sort();
+            mappings.dedup();
+            count += mappings.len();
+            let network_json = network_json_for(self.nv, self.scope, self.network, chain_id);
+            let options = super::netavark::teardown_options(
+                self.container_id,
+                self.container_name,
+                self.network,
+                self.ips,
+                &mappings,
+                &network_json,
+            );
+            netavark_teardown(self.netavark, self.nv, self.ns, &options)?;
+        }
+        Ok(count)
+    }
+}
+
 /// The container id a namespace-only teardown is replayed under: no container has it, so
 /// netavark finds no DNS entry and no DNAT jump (1.4 comments those with the id) of it.
 const NO_CONTAINER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The network's JSON as podman describes it, or, when podman no longer knows the network (its
-/// config deleted behind podman's back), what netavark's teardown needs of it: the name (1.4
-/// names its chains by a hash of it), the subnet and, for nftables, the first 8 characters of
-/// its id, read off the `nv_<id8>_<subnet>_dnat` chain holding archy's subnet. The interface
+/// The network's JSON for a teardown of forwards in the chain named by `chain_id`: podman's
+/// description when it names that chain (or on iptables, where chains are named by the
+/// network's name), else what netavark's teardown needs of it — when podman no longer knows
+/// the network (its config deleted behind podman's back) or knows a newer one of that name: the
+/// name, archy's subnet and gateway, and an id beginning with the chain's prefix. The interface
 /// name is a placeholder: the link removal it is used for fails and teardown goes on.
-fn network_json_or_synthesized(
+fn network_json_for(
     nv: &NetavarkHost,
     scope: &NetScope,
     name: &str,
+    chain_id: Option<&str>,
 ) -> serde_json::Value {
-    if let Some(json) = nv.networks.get(name) {
-        return json.clone();
+    let known = nv.networks.get(name);
+    let known_id = known
+        .and_then(|j| j.get("id"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    if let Some(json) = known {
+        if chain_id.is_none_or(|id| known_id.starts_with(id)) {
+            return json.clone();
+        }
     }
-    let id = match nv.firewall {
-        FirewallDriver::Nftables => Cmd::new("nft")
-            .args(["list", "chains", "inet", "netavark"])
-            .run()
-            .ok()
-            .and_then(|out| {
-                let suffix = super::netavark::nft_dnat_chain("", &scope.subnet);
-                let suffix = suffix.trim_start_matches("nv_").to_string();
-                out.stdout.split_whitespace().find_map(|word| {
-                    word.strip_prefix("nv_")?
-                        .strip_suffix(suffix.as_str())
-                        .map(|id8| id8.trim_end_matches('_').to_string())
-                })
-            })
-            .unwrap_or_default(),
-        FirewallDriver::Iptables => String::new(),
-    };
+    let id = chain_id.unwrap_or(known_id);
     let gateway = scope
         .subnet
         .split_once('/')

@@ -155,8 +155,6 @@ pub fn gather(
             info.map(|i| i.host.network_backend.as_str()).unwrap_or(""),
             paths.rootless,
             paths.run_root.as_deref(),
-            networks,
-            |name| podman.network_json(name).ok().flatten(),
         );
         facts.network_backend = Some(backend.name());
         facts.firewall_driver = backend.firewall();
@@ -177,6 +175,7 @@ pub fn gather(
         facts.network_debris = Some(scan.debris);
         facts.stale_namespaces = Some(scan.stale_namespaces);
         facts.orphan_bridges = Some(scan.orphan_bridges);
+        facts.dead_forwards = Some(scan.dead_forwards);
         facts.notes.extend(scan.notes);
         facts.orphan_volumes = match &paths.volume_path {
             Some(dir) => Some(orphan_volumes(podman, dir)?),
@@ -519,6 +518,17 @@ pub fn perform(
                     .filter(|s| step.targets.contains(&s.path)),
                 |stale| super::netsys::release_namespace(stale, &facts.net.scope, &backend),
             );
+            reload_after_teardown(podman, facts, done)
+        }
+        StepKind::ReleaseDeadForwards => {
+            let backend = repair_backend(podman, facts);
+            let dead: Vec<&super::netavark::DeadForward> = facts
+                .dead_forwards
+                .iter()
+                .flatten()
+                .filter(|d| step.targets.contains(&d.target()))
+                .collect();
+            let done = super::netsys::release_dead_forwards(&dead, &facts.net.scope, &backend);
             reload_after_teardown(podman, facts, done)
         }
         StepKind::RemoveOrphanBridges => release_each(

@@ -426,6 +426,48 @@ fn engine_network_debris_without_a_ghost() {
     case.pass();
 }
 
+#[test]
+fn engine_forward_with_no_owner_left() {
+    let mut case = Case::new(
+        "engine: container killed behind podman's back, its DB lost, its namespace and DNS entry gone too (only its port forward and the jump to it left, ahead of the next container's)",
+        "heal-podman reports the forward to an address no live container holds and replays it away (netavark: `netavark teardown`; CNI: DEL from libcni's cache); the port answers from the new container",
+    );
+    let root = TestRoot::new();
+    let port = free_port();
+    let ghost = web_app(&root, port);
+    let old = network_of(&root, &ghost);
+    case.run();
+    kill_root_processes(&root.dir);
+    std::fs::remove_file(db(&root)).unwrap();
+    let name = std::path::Path::new(&old.netns)
+        .file_name()
+        .unwrap()
+        .to_owned();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "delete"])
+        .arg(&name)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let _ = std::fs::remove_file(
+        std::path::Path::new("/run/containers/networks/aardvark-dns").join(&root.network),
+    );
+    let rules = String::from_utf8_lossy(
+        &std::process::Command::new("iptables")
+            .args(["-t", "nat", "-S"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        rules.contains(&format!("{}:80", old.ip)),
+        "the forward to the dead address must still be there: {rules}"
+    );
+    port_answers_after_db_loss(&mut case, &root, port, &ghost, &old);
+    case.pass();
+}
+
 /// Network namespaces under /run/netns with no process in them holding an address on `subnet`
 /// (the stand-in for "nothing of the old attachments is left").
 fn idle_namespaces_on(subnet_prefix: &str) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! The chaos matrix: every fault of issue 9 injected against real podman (each case in its own
 //! isolated `TestRoot`), then one or more archy runs asserting convergence and that no data was
-//! lost; plus hostile input (manifests, secrets in output, release tarballs).
+//! lost; plus hostile input (manifests, secrets in output, release tarballs), clock steps and
+//! probes that never end.
 //!
 //! Each case appends one JSON line `{fault, response, runs, passes, data_lost, ok}` to the file
 //! named by `ARCHY_CHAOS_REPORT` (when set); `scripts/chaos-matrix` turns those lines into
@@ -12,6 +13,7 @@ mod common;
 
 mod archy_kills;
 mod builds;
+mod clock;
 mod containers;
 mod engine;
 mod files;

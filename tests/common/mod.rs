@@ -500,6 +500,39 @@ fn other_processes_mention(dir: &Path) -> bool {
 /// the subnet prefix (`10.a.b.`) or `dnat name: <network> `, then the NETAVARK chains only they
 /// jumped to. Stale DNAT rules would capture host ports later tests publish.
 fn release_firewall_rules(subnet_prefix: &str, network: &str) {
+    release_firewall_rules_by_line(subnet_prefix, network);
+    // netavark 1.4 names a network's chains by the first 13 hex digits of the SHA-512 of its
+    // name (`src/network/core_utils.rs` `create_network_hash`) and keeps them while any of its
+    // containers did not get a complete teardown: remove them once nothing jumps to them.
+    use sha2::Digest;
+    let hash: String = format!("{:X}", sha2::Sha512::digest(network.as_bytes()))[..13].to_string();
+    for chain in [format!("NETAVARK-{hash}"), format!("NETAVARK-DN-{hash}")] {
+        remove_chain_if_unreferenced("nat", &chain);
+    }
+}
+
+/// Flush and delete iptables chain `chain` of `table` when no rule jumps to it.
+fn remove_chain_if_unreferenced(table: &str, chain: &str) {
+    let referenced = Command::new("iptables")
+        .args(["-t", table, "-S"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("-A ") && l.ends_with(&format!("-j {chain}")))
+        })
+        .unwrap_or(true);
+    if !referenced {
+        let _ = Command::new("iptables")
+            .args(["-t", table, "-F", chain])
+            .output();
+        let _ = Command::new("iptables")
+            .args(["-t", table, "-X", chain])
+            .output();
+    }
+}
+
+fn release_firewall_rules_by_line(subnet_prefix: &str, network: &str) {
     let dnat_comment = format!("dnat name: {network} ");
     // The CNI backend (podman 4.3.1 with containernetworking-plugins) quotes the name.
     let cni_comment = format!("name: \\\"{network}\\\"");
@@ -533,23 +566,7 @@ fn release_firewall_rules(subnet_prefix: &str, network: &str) {
                 .output();
         }
         for chain in orphaned_chains {
-            let still_used = Command::new("iptables")
-                .args(["-t", table, "-S"])
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .any(|l| l.starts_with("-A ") && l.ends_with(&format!("-j {chain}")))
-                })
-                .unwrap_or(true);
-            if !still_used {
-                let _ = Command::new("iptables")
-                    .args(["-t", table, "-F", &chain])
-                    .output();
-                let _ = Command::new("iptables")
-                    .args(["-t", table, "-X", &chain])
-                    .output();
-            }
+            remove_chain_if_unreferenced(table, &chain);
         }
     }
 }

@@ -43,7 +43,55 @@ impl Node {
             Kind::UnloadableManifest => self.unloadable_manifest(),
             Kind::HostileTarball => self.hostile_tarball(),
             Kind::BadUpdate => self.bad_update(),
+            Kind::ClockStep => self.clock_step(),
+            Kind::ExecLeak => self.exec_leak(),
         }
+    }
+
+    /// A tick while the wall clock runs ahead (an RTC-less board before NTP, a wrong manual
+    /// setting), then the clock set right: the completion record is dated in the future, which
+    /// status must call overdue until a tick at the right time.
+    fn clock_step(&mut self) {
+        let ahead = *self.pick(&[600u64, 3_600, 86_400]);
+        self.note(&format!("+{ahead}s"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let future = (now + ahead).to_string();
+        let out = self.archy_env(
+            &["reconcile", "--lock-wait", "120s"],
+            &[("ARCHY_NOW", future.as_str())],
+        );
+        self.expect(&out, 0, "reconcile with the clock ahead");
+        let status = self.archy(&["status"]);
+        self.expect(&status, 1, "status after the clock was set back");
+        if !status.all().contains("in the future") {
+            self.fail(&format!("status names the future completion: {status:?}"));
+        }
+        self.tick();
+    }
+
+    /// An app given an `exec:` probe that never ends: each tick kills the probe's exec session
+    /// at its deadline, so none is left running in the container; then the probe goes again.
+    fn exec_leak(&mut self) {
+        let app = *self.pick(&APPS);
+        self.note(app);
+        let probed = format!(
+            "{}health:\n  exec: [\"/bin/sleep\", \"1000\"]\n  failures: 100\n  start_period: 0\n",
+            super::manifest_text(self, app)
+        );
+        self.root.manifest(app, &probed);
+        let name = format!("archy-{app}");
+        for _ in 0..2 {
+            self.tick();
+            let top = self.podman_ok(&["top", &name, "args"]);
+            if top.contains("sleep 1000") {
+                self.fail(&format!("an exec probe was left running in {name}: {top}"));
+            }
+        }
+        self.write_manifests();
+        self.tick();
     }
 
     /// Kill, stop or remove a random app's container; a tick repairs it.

@@ -79,10 +79,12 @@ pub(crate) enum Kind {
     HostileTarball,
     UnloadableManifest,
     BadUpdate,
+    ClockStep,
+    ExecLeak,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 25] = [
+    pub(crate) const ALL: [Kind; 27] = [
         Kind::ContainerKill,
         Kind::ContainerStop,
         Kind::ContainerRm,
@@ -108,6 +110,8 @@ impl Kind {
         Kind::HostileTarball,
         Kind::UnloadableManifest,
         Kind::BadUpdate,
+        Kind::ClockStep,
+        Kind::ExecLeak,
     ];
 
     /// Short id (sequences, ARCHY_SOAK_KINDS).
@@ -138,6 +142,8 @@ impl Kind {
             Kind::UnloadableManifest => "unloadable-manifest",
             Kind::HostileTarball => "hostile-tarball",
             Kind::BadUpdate => "bad-update",
+            Kind::ClockStep => "clock-step",
+            Kind::ExecLeak => "exec-leak",
         }
     }
 
@@ -169,6 +175,8 @@ impl Kind {
             Kind::UnloadableManifest => "input: an app's manifest made unloadable (dangling symlink, directory, FIFO, symlink loop): `reconcile --prune` exits 2 naming it, removes nothing; restored → tick",
             Kind::HostileTarball => "tarball: a hostile release tarball judged (`verify-update --tarball` exits 1; `current` unchanged)",
             Kind::BadUpdate => "update: a release installed and armed whose UI never answers → boot `verify-update` rolls back (status exits 1 naming it) → next boot's `verify-update`",
+            Kind::ClockStep => "clock: a tick while the wall clock runs 10 minutes to a day ahead (`ARCHY_NOW`), then the clock set right → status exits 1 (the last completion is in the future) → tick",
+            Kind::ExecLeak => "health: an app given an `exec:` probe that never ends (`sleep 1000`) → 2 ticks, each killing the probe's exec session at its deadline (`podman top` shows none left) → probe removed → tick",
         }
     }
 }
