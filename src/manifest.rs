@@ -228,6 +228,9 @@ pub enum Condition {
     Started,
     /// The dependent is not created or started until the dependency's probe passes.
     Healthy,
+    /// The dependency's `bitcoin_rpc:` probe passes and its chain is out of initial block
+    /// download.
+    Synced,
 }
 
 impl Condition {
@@ -235,6 +238,7 @@ impl Condition {
         match self {
             Condition::Started => "started",
             Condition::Healthy => "healthy",
+            Condition::Synced => "synced",
         }
     }
 }
@@ -267,7 +271,7 @@ fn deserialize_depends_on<'de, D: serde::Deserializer<'de>>(
     }
     let raw = Option::<Raw>::deserialize(de).map_err(|_| {
         serde::de::Error::custom(
-            "key `depends_on`: expected a list of app ids, or a map of app id to `started` or `healthy`",
+            "key `depends_on`: expected a list of app ids, or a map of app id to `started`, `healthy` or `synced`",
         )
     })?;
     match raw {
@@ -279,9 +283,10 @@ fn deserialize_depends_on<'de, D: serde::Deserializer<'de>>(
                 let condition = match condition.as_str() {
                     "started" => Condition::Started,
                     "healthy" => Condition::Healthy,
+                    "synced" => Condition::Synced,
                     other => {
                         return Err(serde::de::Error::custom(format!(
-                            "key `depends_on.{app}`: `{other}` must be `started` or `healthy`"
+                            "key `depends_on.{app}`: `{other}` must be `started`, `healthy` or `synced`"
                         )))
                     }
                 };
@@ -1018,16 +1023,36 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
         .filter(|m| !m.enabled)
         .map(|m| m.app.clone())
         .collect();
-    let (kept, unprobed): (Vec<Manifest>, Vec<Manifest>) = unique.into_iter().partition(|m| {
-        m.depends_on
-            .iter()
-            .all(|d| d.condition != Condition::Healthy || probed.contains(&d.app))
-    });
+    // `synced` needs the chain-aware probe: only it knows initial block download.
+    let chain_probed: BTreeSet<String> = unique
+        .iter()
+        .filter(|m| m.enabled)
+        .filter(|m| {
+            m.health
+                .as_ref()
+                .is_some_and(|h| matches!(h.probe(), health::Probe::BitcoinRpc { .. }))
+        })
+        .map(|m| m.app.clone())
+        .collect();
+    let unmet = |d: &Dependency| match d.condition {
+        Condition::Started => false,
+        Condition::Healthy => !probed.contains(&d.app),
+        Condition::Synced => !chain_probed.contains(&d.app),
+    };
+    let (kept, unprobed): (Vec<Manifest>, Vec<Manifest>) = unique
+        .into_iter()
+        .partition(|m| !m.depends_on.iter().any(unmet));
     for m in &unprobed {
+        let unsynced: Vec<&str> = m
+            .depends_on
+            .iter()
+            .filter(|d| d.condition == Condition::Synced && unmet(d) && probed.contains(&d.app))
+            .map(|d| d.app.as_str())
+            .collect();
         let apps: Vec<&str> = m
             .depends_on
             .iter()
-            .filter(|d| d.condition == Condition::Healthy && !probed.contains(&d.app))
+            .filter(|d| unmet(d) && !unsynced.contains(&d.app.as_str()))
             .map(|d| d.app.as_str())
             .collect();
         let (off, unprobed): (Vec<&str>, Vec<&str>) =
@@ -1043,6 +1068,12 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
             why.push(format!(
                 "`{}` is required healthy but is `enabled: false` (its probe never runs)",
                 off.join("`, `")
+            ));
+        }
+        if !unsynced.is_empty() {
+            why.push(format!(
+                "`{}` is required synced but its probe is not `bitcoin_rpc:` (only that one knows initial block download)",
+                unsynced.join("`, `")
             ));
         }
         errors.push(error_for(
@@ -1446,7 +1477,7 @@ mod tests {
         assert!(ok("app: a\nimage: i\ndepends_on:\n").depends_on.is_empty());
         let err = bad("app: a\nimage: i\ndepends_on: {b: ready}\n");
         assert!(
-            err.contains("`ready` must be `started` or `healthy`"),
+            err.contains("`ready` must be `started`, `healthy` or `synced`"),
             "{err}"
         );
         assert!(bad("app: a\nimage: i\ndepends_on: 7\n").contains("key `depends_on`"));
@@ -1474,6 +1505,21 @@ mod tests {
         );
         base.health = ok("app: x\nimage: i\nhealth: {tcp: \"127.0.0.1:1\"}\n").health;
         let (apps, errors) = validate_set(vec![base.clone(), child.clone()]);
+        assert_eq!((apps.len(), errors.len()), (2, 0), "{errors:?}");
+        // `synced` needs the chain-aware probe.
+        let mut synced = child.clone();
+        synced.depends_on[0].condition = Condition::Synced;
+        let (apps, errors) = validate_set(vec![base.clone(), synced.clone()]);
+        assert_eq!(apps.len(), 1);
+        assert!(
+            errors[0]
+                .message
+                .contains("`base` is required synced but its probe is not `bitcoin_rpc:`"),
+            "{errors:?}"
+        );
+        let mut node = base.clone();
+        node.health = ok("app: x\nimage: i\nhealth: {bitcoin_rpc: \"127.0.0.1:8332\"}\n").health;
+        let (apps, errors) = validate_set(vec![node, synced]);
         assert_eq!((apps.len(), errors.len()), (2, 0), "{errors:?}");
         // A disabled app's probe never runs: the dependent would wait forever.
         base.enabled = false;

@@ -60,6 +60,18 @@ pub fn rpc_consumers(all: &[Manifest]) -> Vec<Consumer> {
             })
         })
         .collect();
+    // archy's own `bitcoin_rpc:` probe asks as its own user, whitelisted getblockchaininfo.
+    let probed = all.iter().filter(|m| m.enabled).any(|m| {
+        m.health
+            .as_ref()
+            .is_some_and(|h| matches!(h.probe(), crate::manifest::Probe::BitcoinRpc { .. }))
+    });
+    if probed {
+        consumers.push(Consumer {
+            name: crate::rpc_users::PROBE_USER.to_string(),
+            kind: crate::rpc_users::ConsumerKind::Probe,
+        });
+    }
     consumers.sort();
     consumers.dedup();
     consumers

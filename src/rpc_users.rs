@@ -24,6 +24,8 @@ pub enum ConsumerKind {
     Electrumx,
     /// A browser UI whose nginx proxies RPC calls.
     UiProxy,
+    /// archy's own `bitcoin_rpc:` health probe (user `archy-probe`).
+    Probe,
 }
 
 /// One bitcoind RPC consumer: its user name (the app id) and kind.
@@ -149,6 +151,17 @@ pub const UI_CALLS: &[Call] = &[
     ),
 ];
 
+/// The RPC user archy's own `bitcoin_rpc:` probe asks bitcoind as.
+pub const PROBE_USER: &str = "archy-probe";
+
+/// The probe user's HTTP basic token (`archy-probe:<derived password>`, base64).
+pub fn probe_token(secret: &Secret) -> String {
+    basic_token(PROBE_USER, &consumer_password(secret, PROBE_USER))
+}
+
+/// archy's `bitcoin_rpc:` health probe (src/health/chain.rs): one call.
+pub const PROBE_CALLS: &[Call] = &[call("getblockchaininfo", "archy src/health/chain.rs")];
+
 impl ConsumerKind {
     /// The calls this kind of consumer makes, with their sources.
     pub fn calls(self) -> &'static [Call] {
@@ -156,6 +169,7 @@ impl ConsumerKind {
             ConsumerKind::Lnd => LND_CALLS,
             ConsumerKind::Electrumx => ELECTRUMX_CALLS,
             ConsumerKind::UiProxy => UI_CALLS,
+            ConsumerKind::Probe => PROBE_CALLS,
         }
     }
 
@@ -262,10 +276,12 @@ mod tests {
                 "getzmqnotifications"
             ]
         );
+        assert_eq!(ConsumerKind::Probe.whitelist(), ["getblockchaininfo"]);
         for kind in [
             ConsumerKind::Lnd,
             ConsumerKind::Electrumx,
             ConsumerKind::UiProxy,
+            ConsumerKind::Probe,
         ] {
             // One entry per method, each with its source.
             let calls = kind.calls();

@@ -155,7 +155,11 @@ fn shipped_manifests_render_on_a_fresh_tree() {
         .filter_map(|l| l.strip_prefix("rpcauth="))
         .map(|l| l.split(':').next().unwrap())
         .collect();
-    assert_eq!(users, ["archy", "bitcoin-ui", "electrumx", "lnd"]);
+    assert_eq!(
+        users,
+        ["archy", "archy-probe", "bitcoin-ui", "electrumx", "lnd"]
+    );
+    assert!(bitcoin_conf.contains("\nrpcwhitelist=archy-probe:getblockchaininfo\n"));
     for consumer in ["bitcoin-ui", "electrumx", "lnd"] {
         assert!(
             bitcoin_conf.contains(&format!("rpcwhitelist={consumer}:")),

@@ -744,3 +744,387 @@ fn ui_rpc_proxy_takes_only_same_origin_json_for_its_own_host_names() {
         (200, "bitcoin ui\n".to_string())
     );
 }
+
+/// Ticks simulated with `ARCHY_NOW`, 30 s apart (as tests/health.rs does).
+struct Clock {
+    start: i64,
+    tick: i64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        Clock { start, tick: 0 }
+    }
+
+    fn now(&self) -> String {
+        (self.start + self.tick * 30).to_string()
+    }
+
+    fn archy(&self, root: &TestRoot, args: &[&str]) -> Out {
+        Out::from(
+            root.archy_cmd()
+                .env("ARCHY_NOW", self.now())
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    fn reconcile(&mut self, root: &TestRoot) -> serde_json::Value {
+        let out = self.archy(root, &["reconcile", "--output", "json"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        self.tick += 1;
+        out.json()
+    }
+
+    fn status(&self, root: &TestRoot) -> serde_json::Value {
+        self.archy(root, &["status", "--output", "json"]).json()
+    }
+}
+
+fn app<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == name)
+        .unwrap_or_else(|| panic!("no app {name} in {doc}"))
+}
+
+/// A node app probed by `bitcoin_rpc:` whose bitcoin.conf archy renders, and a dependent that
+/// waits for it `synced`. The real bitcoind runs on the host from that rendered file.
+fn chain_root() -> (TestRoot, u16) {
+    let root = TestRoot::new();
+    let rpc_port = free_port();
+    let conf = root.state_dir.join("bitcoin/bitcoin.conf");
+    root.simple_manifest(
+        "node",
+        &format!(
+            "health:\n  bitcoin_rpc: 127.0.0.1:{rpc_port}\n  failures: 1\n  start_period: 0\nconfigs:\n  - render: bitcoin.conf\n    path: {}\n",
+            conf.display()
+        ),
+    );
+    root.simple_manifest("dep", "depends_on: {node: synced}\n");
+    (root, rpc_port)
+}
+
+fn start_rendered(root: &TestRoot, rpc_port: u16, extra: &[&str]) -> Bitcoind {
+    let datadir = root.dir.join("bitcoind");
+    std::fs::create_dir_all(&datadir).unwrap();
+    let conf = datadir.join("bitcoin.conf");
+    let rendered = std::fs::read_to_string(root.state_dir.join("bitcoin/bitcoin.conf")).unwrap();
+    std::fs::write(
+        &conf,
+        regtest_conf(&rendered, rpc_port, (free_port(), free_port())),
+    )
+    .unwrap();
+    let secret: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.state_dir.join("secrets/bitcoin-rpc.json")).unwrap(),
+    )
+    .unwrap();
+    let child = Command::new(bitcoind_bin())
+        .arg(format!("-datadir={}", datadir.display()))
+        .arg(format!("-conf={}", conf.display()))
+        .args(["-printtoconsole=0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Bitcoind {
+        child,
+        rpc_port,
+        datadir,
+        admin: basic(
+            secret["user"].as_str().unwrap(),
+            secret["password"].as_str().unwrap(),
+        ),
+    }
+}
+
+#[test]
+fn a_synced_dependent_waits_through_start_and_ibd_of_the_real_bitcoind() {
+    let (root, rpc_port) = chain_root();
+    let mut clock = Clock::new();
+    // No bitcoind yet: refused, inside nothing (start_period 0) → unhealthy; dep waits.
+    let doc = clock.reconcile(&root);
+    assert_eq!(app(&doc, "dep")["result"], "waiting", "{doc}");
+    assert_eq!(root.state("archy-dep"), "missing");
+    let conf = std::fs::read_to_string(root.state_dir.join("bitcoin/bitcoin.conf")).unwrap();
+    assert!(
+        conf.contains("\nrpcwhitelist=archy-probe:getblockchaininfo\n"),
+        "{conf}"
+    );
+
+    // A fresh regtest chain: its tip (genesis) is old, so bitcoind is in IBD.
+    let mut bitcoind = start_rendered(&root, rpc_port, &[]);
+    bitcoind.wait_ready();
+    let doc = clock.reconcile(&root);
+    let dep = app(&doc, "dep");
+    assert_eq!(dep["result"], "waiting", "{doc}");
+    let why = dep["error"].as_str().unwrap();
+    assert!(
+        why.starts_with("waiting for `node` to become synced (it is syncing "),
+        "{why}"
+    );
+    assert!(why.contains(", 0/0 blocks"), "{why}");
+    let status = clock.status(&root);
+    let node = app(&status, "node");
+    assert_eq!(node["health"]["status"], "syncing", "{node}");
+    assert_eq!(node["health"]["chain"]["blocks"], 0, "{node}");
+    assert_eq!(node["health"]["chain"]["initial_block_download"], true);
+    assert_eq!(app(&status, "dep")["state"], "waiting", "{status}");
+    let text = clock.archy(&root, &["status"]);
+    assert!(
+        text.stdout.contains("chain: syncing, 0/0 blocks"),
+        "{text:?}"
+    );
+    let prom = clock.archy(&root, &["status", "--output", "prometheus"]);
+    assert!(
+        prom.stdout
+            .contains("archy_chain_initial_block_download{app=\"node\"} 1\n"),
+        "{prom:?}"
+    );
+    promtool_check(&root, &prom.stdout);
+
+    // A block with a recent time ends IBD: the dependent is created in the same tick. (300 of
+    // them, so that the -reindex below takes a while.)
+    bitcoind.mine(300);
+    let doc = clock.reconcile(&root);
+    assert_eq!(app(&doc, "dep")["result"], "changed", "{doc}");
+    assert_eq!(root.state("archy-dep"), "running");
+    let status = clock.status(&root);
+    let node = app(&status, "node");
+    assert_eq!(node["health"]["status"], "healthy", "{node}");
+    assert_eq!(node["health"]["chain"]["blocks"], 300, "{node}");
+    assert_eq!(node["health"]["chain"]["initial_block_download"], false);
+    let prom = clock.archy(&root, &["status", "--output", "prometheus"]);
+    assert!(
+        prom.stdout
+            .contains("archy_chain_blocks{app=\"node\"} 300\n"),
+        "{prom:?}"
+    );
+
+    // A no-op tick with the chain probe stays one podman call.
+    root.take_podman_calls();
+    clock.reconcile(&root);
+    let calls = root.take_podman_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+
+    // Restarted with -reindex: bitcoind answers -28 while it loads. The probe says starting
+    // (never a failure), the running dependent's failures would not count, and it ends
+    // healthy again.
+    drop(bitcoind);
+    bitcoind = start_rendered(&root, rpc_port, &["-reindex"]);
+    // (Refused before its RPC server is up would count: start_period is 0 here.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", rpc_port)).is_err() {
+        assert!(Instant::now() < deadline, "bitcoind never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut seen = Vec::new();
+    loop {
+        let doc = clock.reconcile(&root);
+        let node = app(&doc, "node");
+        assert_eq!(node["result"], "ok", "no restart: {doc}");
+        let status = clock.status(&root);
+        let health = &app(&status, "node")["health"];
+        let word = health["status"].as_str().unwrap().to_string();
+        if word == "starting" {
+            seen.push(health["evidence"].as_str().unwrap_or_default().to_string());
+        }
+        if word == "healthy" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{seen:?} {status}");
+    }
+    drop(bitcoind);
+    eprintln!("while reindexing: {seen:?}");
+    assert!(
+        seen.iter().any(|e| e.starts_with("bitcoind is starting: ")),
+        "-28 observed as starting: {seen:?}"
+    );
+}
+
+fn promtool_check(root: &TestRoot, text: &str) {
+    let file = root.dir.join("metrics.prom");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("promtool (scripts/test installs prometheus)");
+    assert!(out.status.success(), "{out:?}\n{text}");
+}
+
+/// A stand-in for lnd's REST state service: HTTPS (self-signed, as lnd's own tls.cert) answering
+/// `GET /v1/state` with `{"state":"<name>"}`, the names of `enum WalletState` in
+/// lightningnetwork/lnd v0.18.4-beta lnrpc/stateservice.proto (NON_EXISTING, LOCKED, UNLOCKED,
+/// RPC_ACTIVE, SERVER_ACTIVE, WAITING_TO_START; REST mapping `get: "/v1/state"` in
+/// lnrpc/stateservice.yaml). The answer is whatever `state` holds: a state name, or `500`.
+/// Every request is counted.
+struct LndStandin {
+    port: u16,
+    state: std::sync::Arc<std::sync::Mutex<String>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LndStandin {
+    fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new("NON_EXISTING".to_string()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (s, r) = (state.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                r.fetch_add(1, Ordering::SeqCst);
+                let current = s.lock().unwrap().clone();
+                let (status, body) = if !line.starts_with("GET /v1/state ") {
+                    ("404 Not Found", "{}".to_string())
+                } else if current == "500" {
+                    ("500 Internal Server Error", "{}".to_string())
+                } else {
+                    ("200 OK", format!("{{\"state\":\"{current}\"}}"))
+                };
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        LndStandin {
+            port,
+            state,
+            requests,
+        }
+    }
+
+    fn set(&self, state: &str) {
+        *self.state.lock().unwrap() = state.to_string();
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_locked_lnd_waits_for_its_operator_and_is_never_restarted() {
+    let root = TestRoot::new();
+    let lnd = LndStandin::start();
+    root.simple_manifest(
+        "lnd",
+        &format!(
+            "health:\n  lnd_state: https://127.0.0.1:{}\n  failures: 1\n  start_period: 0\n",
+            lnd.port
+        ),
+    );
+    let mut clock = Clock::new();
+    let doc = clock.reconcile(&root);
+    assert_eq!(app(&doc, "lnd")["result"], "changed", "created: {doc}");
+    let started = root.podman_ok(&["inspect", "--format", "{{.State.StartedAt}}", "archy-lnd"]);
+    // Hours of NON_EXISTING, then LOCKED (ticks 30 s apart): never a failure, never acted on.
+    for (state, ticks) in [("NON_EXISTING", 40), ("LOCKED", 40)] {
+        lnd.set(state);
+        for _ in 0..ticks {
+            let doc = clock.reconcile(&root);
+            assert_eq!(app(&doc, "lnd")["action"], "ok", "{state}: {doc}");
+        }
+        let status = clock.archy(&root, &["status", "--output", "json"]);
+        assert_eq!(status.code, 0, "waiting is not failing: {status:?}");
+        let doc = status.json();
+        let health = &app(&doc, "lnd")["health"];
+        assert_eq!(health["status"], "waiting-for-operator", "{health}");
+        assert_eq!(health["failures"], 0, "{health}");
+        let what = health["operator"].as_str().unwrap();
+        let expected = if state == "LOCKED" {
+            "lncli unlock"
+        } else {
+            "lncli create"
+        };
+        assert!(what.contains(expected), "{what}");
+        let text = clock.archy(&root, &["status"]);
+        assert!(text.stdout.contains("waiting-for-operator"), "{text:?}");
+        assert!(text.stdout.contains(expected), "{text:?}");
+    }
+    assert_eq!(
+        root.podman_ok(&["inspect", "--format", "{{.State.StartedAt}}", "archy-lnd"]),
+        started,
+        "zero restarts while waiting for the operator"
+    );
+    assert!(
+        lnd.requests() >= 80,
+        "probed every tick: {}",
+        lnd.requests()
+    );
+    // Unlocked: starting; then SERVER_ACTIVE: healthy.
+    lnd.set("RPC_ACTIVE");
+    clock.reconcile(&root);
+    assert_eq!(
+        app(&clock.status(&root), "lnd")["health"]["status"],
+        "starting"
+    );
+    lnd.set("SERVER_ACTIVE");
+    clock.reconcile(&root);
+    assert_eq!(
+        app(&clock.status(&root), "lnd")["health"]["status"],
+        "healthy"
+    );
+    assert_eq!(
+        root.podman_ok(&["inspect", "--format", "{{.State.StartedAt}}", "archy-lnd"]),
+        started
+    );
+    // A 500 is a failure as before: with failures: 1 the next tick restarts it.
+    lnd.set("500");
+    let doc = clock.reconcile(&root);
+    assert_eq!(app(&doc, "lnd")["action"], "restart", "{doc}");
+    assert!(
+        app(&doc, "lnd")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("GET /v1/state: HTTP 500"),
+        "{doc}"
+    );
+}
