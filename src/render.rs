@@ -165,6 +165,14 @@ fn render_bitcoin_conf(
                 consumer.name
             );
         }
+        if consumer.name == crate::rpc_users::PROBE_USER
+            && consumer.kind != crate::rpc_users::ConsumerKind::Probe
+        {
+            bail!(
+                "app `{}` has the name of archy's own probe RPC user; rename the app",
+                consumer.name
+            );
+        }
         users
             .entry(&consumer.name)
             .or_default()
@@ -1067,6 +1075,39 @@ mod tests {
             )
             .unwrap(),
             format!("{HEADER}[containers]\nhost_containers_internal_ip = \"10.89.0.1\"\n")
+        );
+    }
+
+    #[test]
+    fn an_app_cannot_take_the_probe_users_name() {
+        let s = secret();
+        let probe = [Consumer {
+            name: "archy-probe".into(),
+            kind: crate::rpc_users::ConsumerKind::Probe,
+        }];
+        let text = render(
+            Renderer::BitcoinConf,
+            &BTreeMap::new(),
+            &input(&s, "node", &probe),
+        )
+        .unwrap();
+        assert!(
+            text.contains("\nrpcwhitelist=archy-probe:getblockchaininfo\n"),
+            "{text}"
+        );
+        let squatter = [Consumer {
+            name: "archy-probe".into(),
+            kind: crate::rpc_users::ConsumerKind::Lnd,
+        }];
+        let err = render(
+            Renderer::BitcoinConf,
+            &BTreeMap::new(),
+            &input(&s, "node", &squatter),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("archy's own probe RPC user"),
+            "{err}"
         );
     }
 

@@ -915,6 +915,14 @@ fn a_synced_dependent_waits_through_start_and_ibd_of_the_real_bitcoind() {
     clock.reconcile(&root);
     let calls = root.take_podman_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
+    let started = Instant::now();
+    for _ in 0..5 {
+        clock.reconcile(&root);
+    }
+    eprintln!(
+        "no-op tick with a bitcoin_rpc probe: {} ms (mean of 5)",
+        started.elapsed().as_millis() / 5
+    );
 
     // Restarted with -reindex: bitcoind answers -28 while it loads. The probe says starting
     // (never a failure), the running dependent's failures would not count, and it ends

@@ -565,6 +565,97 @@ mod tests {
     }
 
     #[test]
+    fn synced_condition_waits_through_ibd_with_progress_and_mutes_the_dependents_probe() {
+        use crate::health::chain::ChainProgress;
+        let node = app("app: node\nimage: i\nhealth: {bitcoin_rpc: \"127.0.0.1:8332\"}\n");
+        let dep = app("app: dep\nimage: i\nhealth: {tcp: \"127.0.0.1:50001\", failures: 1, start_period: 0}\ndepends_on: {node: synced}\n");
+        let ui = app("app: ui\nimage: i\ndepends_on: {node: healthy}\n");
+        let apps = vec![node.clone(), dep.clone(), ui.clone()];
+        let syncing = HealthState {
+            status: Status::Syncing,
+            chain: Some(ChainProgress {
+                blocks: 512_000,
+                headers: 870_000,
+                progress_ppm: 412_345,
+                ibd: true,
+            }),
+            ..Default::default()
+        };
+        let mut health = BTreeMap::from([("node".to_string(), syncing.clone())]);
+        assert_eq!(
+            waiting_for(&dep, &apps, &health).as_deref(),
+            Some(
+                "waiting for `node` to become synced (it is syncing 41.2 %, 512000/870000 blocks)"
+            )
+        );
+        assert_eq!(waiting_for(&ui, &apps, &health), None, "syncing answers");
+        assert!(unsynced(&dep, &health));
+        // The running dependent's failing probe does not count while its chain is not synced.
+        let fail = ProbeResult {
+            ok: false,
+            evidence: "connect 127.0.0.1:50001: connection refused".into(),
+            ..Default::default()
+        };
+        let results = BTreeMap::from([("dep".to_string(), fail)]);
+        let previous = BTreeMap::from([
+            ("node".to_string(), syncing),
+            (
+                "dep".to_string(),
+                HealthState {
+                    status: Status::Healthy,
+                    start_key: Some("d@100".into()),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let judge = |previous: &BTreeMap<String, HealthState>| {
+            assess(
+                &[&dep],
+                &[running("dep", "d")],
+                previous,
+                &|_| false,
+                &results,
+                &|_, _| None,
+                &crate::clock::Now::at(1_000),
+            )
+        };
+        let a = judge(&previous);
+        assert_eq!(
+            (
+                a.apps["dep"].action(),
+                a.apps["dep"].decision.state.consecutive_failures
+            ),
+            (HealthAction::None, 0)
+        );
+        // Synced: it counts (and acts) again.
+        let synced = HealthState {
+            status: Status::Healthy,
+            chain: Some(ChainProgress {
+                blocks: 870_000,
+                headers: 870_000,
+                progress_ppm: 1_000_000,
+                ibd: false,
+            }),
+            ..Default::default()
+        };
+        let mut previous = previous;
+        previous.insert("node".to_string(), synced.clone());
+        assert_eq!(judge(&previous).apps["dep"].action(), HealthAction::Restart);
+        health.insert("node".to_string(), synced);
+        assert_eq!(waiting_for(&dep, &apps, &health), None);
+        assert!(!unsynced(&dep, &health));
+        // A healthy state without chain facts (an older record) is not synced.
+        health.insert(
+            "node".to_string(),
+            HealthState {
+                status: Status::Healthy,
+                ..Default::default()
+            },
+        );
+        assert!(waiting_for(&dep, &apps, &health).is_some());
+    }
+
+    #[test]
     fn views_label_each_status() {
         let base = app("app: base\nimage: i\nhealth: {http: \"http://127.0.0.1:2/\"}\n");
         assert_eq!(
