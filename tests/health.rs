@@ -13,15 +13,6 @@ use std::time::Duration;
 /// Simulated tick length, seconds (the reconcile timer's interval).
 const TICK: i64 = 30;
 
-/// A loopback port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Wait (bounded) until something accepts connections on the port: the container's httpd
 /// behind podman's port forwarding. Not a timing assertion: it only waits for readiness.
 fn wait_for_port(port: u16, up: bool) {

@@ -193,3 +193,28 @@ fn units_that_run_podman_avoid_namespaces_it_cannot_live_in() {
         assert_eq!(value(&render, key).as_deref(), Some("yes"), "{key}");
     }
 }
+
+/// podman leaves conmon in the calling unit's cgroup whenever `$INVOCATION_ID` is set (issue
+/// 23: three journal warnings per container per tick); the units that start containers unset it
+/// so conmon gets a scope of its own, and keep `KillMode=process` for a conmon podman could not
+/// move. tests/node.rs checks the journal of a booted node.
+#[test]
+fn units_that_start_containers_let_conmon_leave_their_cgroup() {
+    for name in [
+        "archy-reconcile.service",
+        "archy-heal-podman.service",
+        "archy-verify-update.service",
+    ] {
+        let text = unit(name);
+        assert_eq!(
+            value(&text, "UnsetEnvironment").as_deref(),
+            Some("INVOCATION_ID"),
+            "{name}"
+        );
+        assert_eq!(
+            value(&text, "KillMode").as_deref(),
+            Some("process"),
+            "{name}"
+        );
+    }
+}

@@ -232,12 +232,3 @@ pub fn containers_of(root: &TestRoot, app: &str) -> usize {
         .filter(|c| c["Labels"]["io.archy.app"] == app)
         .count()
 }
-
-/// A TCP port free on 127.0.0.1 right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
