@@ -302,6 +302,7 @@ pub struct ChainView {
     pub initial_block_download: bool,
 }
 
+// `verification_progress` comes from whole millionths (`ChainProgress::progress_ppm`): never NaN.
 impl Eq for ChainView {}
 
 impl HealthView {
