@@ -2,6 +2,7 @@
 //! converged: podman containers, generated configs, the podman engine and OTA updates.
 
 pub mod adopt;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod cmd;

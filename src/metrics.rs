@@ -108,6 +108,26 @@ pub struct Snapshot {
     pub update_pending: Option<String>,
     /// Versions that failed their boot check (the updater refuses them).
     pub bad_versions: Vec<String>,
+    /// One per backed-up file and target.
+    pub backups: Vec<BackupSample>,
+}
+
+/// One backed-up file on one target.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BackupSample {
+    pub app: String,
+    pub file: String,
+    pub target: String,
+    /// When archy last copied it there, Unix seconds.
+    pub last_success_timestamp: Option<i64>,
+    /// Seconds since then.
+    pub age_seconds: Option<i64>,
+    /// The target holds the file's current content.
+    pub current: bool,
+    /// The target's last check or copy failed.
+    pub failing: bool,
+    /// SHA-256 of the newest version the target holds.
+    pub sha256: Option<String>,
 }
 
 /// Escape a label value: backslash, double quote and line feed (exposition format).
@@ -159,21 +179,35 @@ fn bit(b: bool) -> u8 {
 /// The exposition text. Families without samples (no apps, no record yet) are left out.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(1024 + s.apps.len() * 400);
+    render_node(&mut out, s);
+    render_apps(&mut out, s);
+    render_chains(&mut out, s);
+    render_runs(&mut out, s);
+    render_updates(&mut out, s);
+    render_backups(&mut out, &s.backups);
+    out
+}
+
+/// Whether the node is converged, and how many manifests are invalid.
+fn render_node(out: &mut String, s: &Snapshot) {
     family(
-        &mut out,
+        out,
         "archy_converged",
         "gauge",
         "1 when every app is converged, no manifest is invalid and the last podman heal did not fail.",
     )
     .sample("archy_converged", &[], bit(s.converged));
     family(
-        &mut out,
+        out,
         "archy_manifests_invalid",
         "gauge",
         "Manifests that failed validation (their apps are skipped).",
     )
     .sample("archy_manifests_invalid", &[], s.manifests_invalid);
+}
 
+/// One series per app of each per-app family, then the drift total.
+fn render_apps(out: &mut String, s: &Snapshot) {
     type AppValue = fn(&AppSample) -> u64;
     let per_app: [(&str, &str, &str, AppValue); 5] = [
         (
@@ -209,12 +243,27 @@ pub fn render(s: &Snapshot) -> String {
     ];
     if !s.apps.is_empty() {
         for (name, kind, help, value) in per_app {
-            let mut f = family(&mut out, name, kind, help);
+            let mut f = family(out, name, kind, help);
             for a in &s.apps {
                 f.sample(name, &[("app", &a.app)], value(a));
             }
         }
     }
+    family(
+        out,
+        "archy_config_drift_files",
+        "gauge",
+        "Config files that differ from what would be rendered, all apps.",
+    )
+    .sample(
+        "archy_config_drift_files",
+        &[],
+        s.apps.iter().map(|a| a.config_drift_files).sum::<usize>(),
+    );
+}
+
+/// The chain gauges of `bitcoin_rpc:`-probed apps (where their chain was at the last probe).
+fn render_chains(out: &mut String, s: &Snapshot) {
     type ChainValue = fn(&ChainSample) -> f64;
     let per_chain: [(&str, &str, ChainValue); 4] = [
         (
@@ -240,7 +289,7 @@ pub fn render(s: &Snapshot) -> String {
     ];
     if s.apps.iter().any(|a| a.chain.is_some()) {
         for (name, help, value) in per_chain {
-            let mut f = family(&mut out, name, "gauge", help);
+            let mut f = family(out, name, "gauge", help);
             for a in &s.apps {
                 if let Some(c) = &a.chain {
                     f.sample(name, &[("app", &a.app)], value(c));
@@ -248,18 +297,10 @@ pub fn render(s: &Snapshot) -> String {
             }
         }
     }
-    family(
-        &mut out,
-        "archy_config_drift_files",
-        "gauge",
-        "Config files that differ from what would be rendered, all apps.",
-    )
-    .sample(
-        "archy_config_drift_files",
-        &[],
-        s.apps.iter().map(|a| a.config_drift_files).sum::<usize>(),
-    );
+}
 
+/// How the last reconcile and heal-podman runs ended, when, and how long they took.
+fn render_runs(out: &mut String, s: &Snapshot) {
     for (prefix, what, run) in [
         ("archy_reconcile_last", "reconcile", &s.reconcile),
         ("archy_podman_heal_last", "heal-podman", &s.podman_heal),
@@ -267,7 +308,7 @@ pub fn render(s: &Snapshot) -> String {
         let Some(run) = run else { continue };
         let name = format!("{prefix}_result");
         let mut f = family(
-            &mut out,
+            out,
             &name,
             "gauge",
             &format!("How the last {what} run ended: 1 on the series of its result."),
@@ -278,7 +319,7 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(at) = run.timestamp_seconds {
             let name = format!("{prefix}_timestamp_seconds");
             family(
-                &mut out,
+                out,
                 &name,
                 "gauge",
                 &format!("When the last {what} run finished, Unix time."),
@@ -288,7 +329,7 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(secs) = run.duration_seconds {
             let name = format!("{prefix}_duration_seconds");
             family(
-                &mut out,
+                out,
                 &name,
                 "gauge",
                 &format!("How long the last {what} run took."),
@@ -296,9 +337,12 @@ pub fn render(s: &Snapshot) -> String {
             .sample(&name, &[], secs);
         }
     }
+}
 
+/// The armed update, and the release versions refused after a failed boot check.
+fn render_updates(out: &mut String, s: &Snapshot) {
     family(
-        &mut out,
+        out,
         "archy_update_pending",
         "gauge",
         "1 while an armed update waits for its post-update check.",
@@ -306,7 +350,7 @@ pub fn render(s: &Snapshot) -> String {
     .sample("archy_update_pending", &[], bit(s.update_pending.is_some()));
     if let Some(version) = &s.update_pending {
         family(
-            &mut out,
+            out,
             "archy_update_pending_info",
             "gauge",
             "The version an armed update waits to verify.",
@@ -314,7 +358,7 @@ pub fn render(s: &Snapshot) -> String {
         .sample("archy_update_pending_info", &[("version", version)], 1);
     }
     family(
-        &mut out,
+        out,
         "archy_update_bad_versions",
         "gauge",
         "Release versions that failed their boot check and are refused.",
@@ -322,7 +366,7 @@ pub fn render(s: &Snapshot) -> String {
     .sample("archy_update_bad_versions", &[], s.bad_versions.len());
     if !s.bad_versions.is_empty() {
         let mut f = family(
-            &mut out,
+            out,
             "archy_update_bad_version_info",
             "gauge",
             "One series per release version that failed its boot check.",
@@ -331,7 +375,74 @@ pub fn render(s: &Snapshot) -> String {
             f.sample("archy_update_bad_version_info", &[("version", v)], 1);
         }
     }
-    out
+}
+
+/// The backup families, per file and target (left out when no manifest backs anything up).
+fn render_backups(out: &mut String, backups: &[BackupSample]) {
+    if backups.is_empty() {
+        return;
+    }
+    type Value = fn(&BackupSample) -> Option<i64>;
+    let families: [(&str, &str, Value); 4] = [
+        (
+            "archy_backup_age_seconds",
+            "Seconds since archy last copied the file to the target (no sample before the first copy).",
+            |b| b.age_seconds,
+        ),
+        (
+            "archy_backup_last_success_timestamp",
+            "When archy last copied the file to the target, Unix time.",
+            |b| b.last_success_timestamp,
+        ),
+        (
+            "archy_backup_current",
+            "1 when the target holds the file's current content.",
+            |b| Some(i64::from(b.current)),
+        ),
+        (
+            "archy_backup_target_failing",
+            "1 when the target's last check or copy failed (missing, unmounted, read-only, full, command failed).",
+            |b| Some(i64::from(b.failing)),
+        ),
+    ];
+    for (name, help, value) in families {
+        if backups.iter().all(|b| value(b).is_none()) {
+            continue;
+        }
+        let mut f = family(out, name, "gauge", help);
+        for b in backups {
+            if let Some(v) = value(b) {
+                f.sample(
+                    name,
+                    &[("app", &b.app), ("file", &b.file), ("target", &b.target)],
+                    v,
+                );
+            }
+        }
+    }
+    if backups.iter().all(|b| b.sha256.is_none()) {
+        return;
+    }
+    let mut f = family(
+        out,
+        "archy_backup_info",
+        "gauge",
+        "The SHA-256 of the newest version a target holds.",
+    );
+    for b in backups {
+        if let Some(sha) = &b.sha256 {
+            f.sample(
+                "archy_backup_info",
+                &[
+                    ("app", &b.app),
+                    ("file", &b.file),
+                    ("target", &b.target),
+                    ("sha256", sha),
+                ],
+                1,
+            );
+        }
+    }
 }
 
 /// Check a `--metrics-file` path before a run: it must name a file in a directory (a typo
@@ -461,6 +572,7 @@ mod tests {
             podman_heal: None,
             update_pending: None,
             bad_versions: vec![],
+            backups: vec![],
         };
         let text = render(&s);
         let chain: Vec<&str> = text
@@ -502,6 +614,7 @@ mod tests {
             }),
             update_pending: Some("1.7.41".into()),
             bad_versions: vec!["1.7.40".into()],
+            backups: vec![],
         };
         let expected = r#"# HELP archy_converged 1 when every app is converged, no manifest is invalid and the last podman heal did not fail.
 # TYPE archy_converged gauge
@@ -588,6 +701,53 @@ archy_update_bad_version_info{version="1.7.40"} 1
             ]
         );
         assert!(!text.contains("archy_app_up"), "{text}");
+        assert!(!text.contains("archy_backup"), "{text}");
+    }
+
+    #[test]
+    fn backups_are_per_file_and_target() {
+        let copied = BackupSample {
+            app: "lnd".into(),
+            file: "lnd-data:/data/channel.backup".into(),
+            target: "/mnt/usb".into(),
+            last_success_timestamp: Some(1_800_000_000),
+            age_seconds: Some(30),
+            current: true,
+            failing: false,
+            sha256: Some("ab12".into()),
+        };
+        let never = BackupSample {
+            target: "command rclone rcat r:x".into(),
+            failing: true,
+            last_success_timestamp: None,
+            age_seconds: None,
+            current: false,
+            sha256: None,
+            ..copied.clone()
+        };
+        let text = render(&Snapshot {
+            backups: vec![copied, never],
+            ..Default::default()
+        });
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("archy_backup"))
+            .collect();
+        let l = r#"{app="lnd",file="lnd-data:/data/channel.backup",target="/mnt/usb"}"#;
+        let c =
+            r#"{app="lnd",file="lnd-data:/data/channel.backup",target="command rclone rcat r:x"}"#;
+        assert_eq!(
+            samples,
+            [
+                format!("archy_backup_age_seconds{l} 30"),
+                format!("archy_backup_last_success_timestamp{l} 1800000000"),
+                format!("archy_backup_current{l} 1"),
+                format!("archy_backup_current{c} 0"),
+                format!("archy_backup_target_failing{l} 0"),
+                format!("archy_backup_target_failing{c} 1"),
+                r#"archy_backup_info{app="lnd",file="lnd-data:/data/channel.backup",target="/mnt/usb",sha256="ab12"} 1"#.to_string(),
+            ]
+        );
     }
 
     #[test]

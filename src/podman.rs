@@ -330,7 +330,7 @@ impl Podman {
             .args(["network", "inspect", "--format", "json", name]);
         let out = cmd.run_unchecked()?;
         if !out.success() {
-            if out.stderr.contains("network not found") || out.stderr.contains("no such network") {
+            if ErrorKind::of_stderr(&out.stderr) == Some(ErrorKind::NoSuchNetwork) {
                 return Ok(None);
             }
             return Err(cmd.failure(&out))
@@ -357,7 +357,8 @@ impl Podman {
         if out.success() {
             return Ok(());
         }
-        if network_exists_error(&out.stderr) {
+        let kind = ErrorKind::of_stderr(&out.stderr);
+        if kind == Some(ErrorKind::NetworkExists) {
             if let Some(network) = self.inspect_network(name)? {
                 if network.subnets.iter().any(|s| s.subnet == subnet) {
                     tracing::info!(
@@ -367,7 +368,7 @@ impl Podman {
                 }
             }
         }
-        let hint = if out.stderr.contains("already used on the host") {
+        let hint = if kind == Some(ErrorKind::SubnetUsedOnHost) {
             "; an interface on this host holds that subnet: a bridge a deleted network left \
              behind is removed by `archy heal-podman`"
         } else {
@@ -533,6 +534,27 @@ impl Podman {
         Ok(list.into_iter().map(|v| v.name).collect())
     }
 
+    /// Every volume's mount point on the host, by name (`podman volume ls`: one call for all).
+    pub fn volume_mountpoints(&self) -> Result<BTreeMap<String, PathBuf>> {
+        #[derive(Deserialize)]
+        struct Volume {
+            #[serde(rename = "Name")]
+            name: String,
+            #[serde(rename = "Mountpoint", default)]
+            mountpoint: String,
+        }
+        let list: Vec<Volume> = self
+            .cmd()
+            .args(["volume", "ls", "--format", "json"])
+            .run_json()
+            .context("failed to list volumes")?;
+        Ok(list
+            .into_iter()
+            .filter(|v| !v.mountpoint.is_empty())
+            .map(|v| (v.name, PathBuf::from(v.mountpoint)))
+            .collect())
+    }
+
     /// `podman volume create <name>`: on an existing `<volume_path>/<name>/_data` podman
     /// registers the volume and keeps the data.
     pub fn volume_create(&self, name: &str) -> Result<()> {
@@ -561,17 +583,53 @@ impl Podman {
     }
 }
 
-/// podman's "this network name is taken" (4.3: `network name X already used: network already
-/// exists`), not "subnet … is already used on the host".
-/// Whether a podman failure is its lock table running out: every container and volume takes
-/// one of its locks (podman 4 `libpod/lock`: "allocation failed; exceeded num_locks").
-pub fn lock_table_full(err: &anyhow::Error) -> bool {
-    crate::exec::failed_stderr(err).is_some_and(|e| e.contains("exceeded num_locks"))
+/// What a podman failure's stderr says, where archy acts on it: the one place podman's error
+/// texts (4.3 and later) are matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The container is not (any more) in podman's database.
+    NoSuchContainer,
+    /// `network inspect` of a network that does not exist.
+    NoSuchNetwork,
+    /// The network name is taken (4.3: `network name X already used: network already exists`).
+    NetworkExists,
+    /// The subnet is held by an interface on the host (`… is already used on the host`).
+    SubnetUsedOnHost,
+    /// The lock table ran out: every container and volume takes one of its locks (podman 4
+    /// `libpod/lock`: "allocation failed; exceeded num_locks").
+    LockTableFull,
 }
 
-pub fn network_exists_error(stderr: &str) -> bool {
-    stderr.contains("network already exists")
-        || (stderr.contains("network name") && stderr.contains("already used"))
+impl ErrorKind {
+    /// Classify podman's stderr; None for anything archy does not act on.
+    pub fn of_stderr(stderr: &str) -> Option<ErrorKind> {
+        let kind = if stderr.contains("no such container") {
+            ErrorKind::NoSuchContainer
+        } else if stderr.contains("network not found") || stderr.contains("no such network") {
+            ErrorKind::NoSuchNetwork
+        } else if stderr.contains("network already exists")
+            || (stderr.contains("network name") && stderr.contains("already used"))
+        {
+            ErrorKind::NetworkExists
+        } else if stderr.contains("already used on the host") {
+            ErrorKind::SubnetUsedOnHost
+        } else if stderr.contains("exceeded num_locks") {
+            ErrorKind::LockTableFull
+        } else {
+            return None;
+        };
+        Some(kind)
+    }
+
+    /// The kind of a failed podman command's error (its captured stderr), if any.
+    pub fn of(err: &anyhow::Error) -> Option<ErrorKind> {
+        crate::exec::failed_stderr(err).and_then(ErrorKind::of_stderr)
+    }
+}
+
+/// Whether a podman failure is its lock table running out ([`ErrorKind::LockTableFull`]).
+pub fn lock_table_full(err: &anyhow::Error) -> bool {
+    ErrorKind::of(err) == Some(ErrorKind::LockTableFull)
 }
 
 #[cfg(test)]
@@ -626,13 +684,32 @@ mod tests {
     }
 
     #[test]
-    fn a_taken_network_name_is_told_from_a_taken_subnet() {
-        assert!(network_exists_error(
-            "Error: network name archy already used: network already exists\n"
-        ));
-        assert!(!network_exists_error(
-            "Error: subnet 10.89.0.0/24 is already used on the host or by another config\n"
-        ));
+    fn podman_errors_are_classified_in_one_place() {
+        for (stderr, kind) in [
+            (
+                "Error: network name archy already used: network already exists\n",
+                Some(ErrorKind::NetworkExists),
+            ),
+            (
+                "Error: subnet 10.89.0.0/24 is already used on the host or by another config\n",
+                Some(ErrorKind::SubnetUsedOnHost),
+            ),
+            (
+                "Error: no container with name or ID \"x\" found: no such container\n",
+                Some(ErrorKind::NoSuchContainer),
+            ),
+            (
+                "Error: unable to find network with name or ID x: network not found\n",
+                Some(ErrorKind::NoSuchNetwork),
+            ),
+            (
+                "Error: allocating lock for new container: allocation failed; exceeded num_locks (2048)\n",
+                Some(ErrorKind::LockTableFull),
+            ),
+            ("Error: something else\n", None),
+        ] {
+            assert_eq!(ErrorKind::of_stderr(stderr), kind, "{stderr}");
+        }
     }
 
     #[test]

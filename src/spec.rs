@@ -81,11 +81,11 @@ impl ContainerSpec {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
-            ports: m.ports.clone(),
-            volumes: m.volumes.clone(),
+            ports: m.ports.iter().map(|p| p.to_string()).collect(),
+            volumes: m.volumes.iter().map(|v| v.to_string()).collect(),
             network,
             add_hosts,
-            restart: m.restart.clone(),
+            restart: m.restart.map(|r| r.to_string()),
             stop_timeout: m.stop_timeout,
             file_hashes: resolved.file_hashes,
             health: m.health.clone(),

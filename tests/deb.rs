@@ -195,9 +195,19 @@ fn dpkg_installs_runs_removes_and_purges_as_documented() {
 
     let dropins = Path::new("/etc/containers/containers.conf.d");
     let dropins_before = dropins.exists();
+    let backups = Path::new("/var/backups/archy");
+    let backups_before = backups.exists();
     let out = dpkg(&["-i", deb]);
     assert!(out.status.success(), "dpkg -i: {}", text(&out));
     assert_eq!(package_state(), "ii", "installed");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(backups).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            mode, 0o700,
+            "the lnd manifest's backup directory is made 0700"
+        );
+    }
     assert_eq!(mode("/var/lib/archy"), 0o700, "state is root only");
     assert_eq!(mode("/etc/archy/manifests"), 0o755);
     // podman's drop-in directory, where the shipped bitcoin-knots manifest renders 50-archy.conf.
@@ -309,6 +319,10 @@ fn dpkg_installs_runs_removes_and_purges_as_documented() {
     );
     assert!(leftover_units().is_empty(), "{:?}", leftover_units());
     assert!(dropins.is_dir(), "podman's drop-in directory stays");
+    assert!(backups.is_dir(), "purge never removes the backups");
+    if !backups_before {
+        std::fs::remove_dir_all(backups).unwrap();
+    }
     std::fs::remove_dir_all("/etc/archy").unwrap();
     if !dropins_before {
         // Leave the machine as the test found it.

@@ -39,7 +39,7 @@ fn appliance_manifests_validate() {
     let renderers: Vec<&str> = loaded
         .apps
         .iter()
-        .flat_map(|m| m.configs.iter().map(|c| c.render.as_str()))
+        .flat_map(|m| m.configs.iter().map(|c| c.render.name()))
         .collect();
     for r in [
         "bitcoin.conf",

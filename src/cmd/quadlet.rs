@@ -1,17 +1,13 @@
-//! `archy quadlet`: write a Quadlet `.container` unit per app so systemd runs its container
-//! (`owner: systemd`). Units are rendered by [`crate::quadlet`] from the same spec reconcile
-//! computes, rewritten only when their content changes, atomically.
+//! `archy quadlet`: arguments, the call into `reconcile::units`, printing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use serde::Serialize;
+use anyhow::Result;
 
 use crate::ctx::Ctx;
-use crate::manifest::{Manifest, Owner};
 use crate::output::OutputFormat;
-use crate::quadlet::{self, PodmanVersion};
-use crate::reconcile::desired::desired_app;
+use crate::quadlet::PodmanVersion;
+use crate::reconcile::units::{self, Options, UnitStatus, UnitsReport};
 
 /// Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps' containers.
 ///
@@ -34,115 +30,38 @@ pub struct QuadletArgs {
     pub dry_run: bool,
 }
 
-/// What happened to one unit file.
-#[derive(Debug, Clone, Serialize)]
-pub struct UnitResult {
-    pub app: String,
-    pub path: String,
-    /// "unchanged", "written" or "would-write" (dry run).
-    pub status: &'static str,
-}
-
 pub fn run(ctx: &Ctx, args: &QuadletArgs) -> Result<u8> {
-    let loaded = ctx.load_manifests()?;
-    if let Some(error) = loaded.errors.first() {
-        return Err(crate::exit::invalid(error.to_string()));
-    }
-    let selected: Vec<&Manifest> = if args.apps.is_empty() {
-        loaded
-            .apps
-            .iter()
-            .filter(|m| m.owner == Owner::Systemd)
-            .collect()
-    } else {
-        let mut chosen = Vec::new();
-        for app in &args.apps {
-            let m = loaded.get(app).ok_or_else(|| {
-                crate::exit::invalid(format!(
-                    "no manifest in {} defines app `{app}`",
-                    ctx.settings.manifests.display()
-                ))
-            })?;
-            if m.owner != Owner::Systemd {
-                tracing::warn!(
-                    "app {app} is owned by archy, not systemd: reconcile also runs its container \
-                     (set `owner: systemd` in its manifest)"
-                );
-            }
-            chosen.push(m);
-        }
-        chosen
+    let opts = Options {
+        apps: args.apps.clone(),
+        podman_version: args.podman_version,
+        out: args.out.clone(),
+        dry_run: args.dry_run,
     };
-    let version = match args.podman_version {
-        Some(v) => v,
-        None => {
-            let text = ctx.podman.version()?;
-            text.parse::<PodmanVersion>()
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("failed to read podman's version from `{text}`"))?
-        }
-    };
-    quadlet::check_supported(version).map_err(crate::exit::invalid)?;
-    let out_dir = args.out.as_deref().unwrap_or(&ctx.settings.quadlet_dir);
-    let gateway = ctx.gateway()?;
-    let render = crate::render::render_apps(ctx, &selected, &loaded.apps, false)?;
-    if let Some((app, error)) = render.app_errors.iter().next() {
-        anyhow::bail!("a config file of app {app} could not be rendered: {error}");
-    }
-
-    let mut units = Vec::new();
-    for m in &selected {
-        let desired = desired_app(ctx, m, &gateway, &render.file_hashes, None)
-            .with_context(|| format!("failed to resolve the container of app {}", m.app))?;
-        let text = quadlet::render_container(&desired.spec, &desired.hash, m.enabled, version);
-        let path = out_dir.join(quadlet::unit_file_name(&m.app));
-        let current = crate::fsutil::read_optional(&path)?;
-        let status = if current.as_deref() == Some(text.as_bytes()) {
-            "unchanged"
-        } else if args.dry_run {
-            "would-write"
-        } else {
-            std::fs::create_dir_all(out_dir)
-                .with_context(|| format!("failed to create directory {}", out_dir.display()))?;
-            crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
-                .with_context(|| format!("failed to write Quadlet unit {}", path.display()))?;
-            "written"
-        };
-        units.push(UnitResult {
-            app: m.app.clone(),
-            path: path.display().to_string(),
-            status,
-        });
-    }
-    print(&units, version, out_dir, args.dry_run, ctx.settings.output);
+    let report = units::run(ctx, &opts)?;
+    print(&report, args.dry_run, ctx.settings.output);
     Ok(crate::exit::SUCCESS)
 }
 
-fn print(
-    units: &[UnitResult],
-    version: PodmanVersion,
-    dir: &Path,
-    dry_run: bool,
-    format: OutputFormat,
-) {
+fn print(report: &UnitsReport, dry_run: bool, format: OutputFormat) {
+    let version = report.version;
     match format {
         OutputFormat::Json => crate::output::print_json(&serde_json::json!({
             "ok": true,
             "exit_code": 0,
             "dry_run": dry_run,
             "podman_version": version.to_string(),
-            "dir": dir.display().to_string(),
-            "units": units,
+            "dir": report.dir.display().to_string(),
+            "units": report.units,
         })),
         OutputFormat::Text => {
-            for u in units {
-                println!("{:<20} {:<12} {}", u.app, u.status, u.path);
+            for u in &report.units {
+                println!("{:<20} {:<12} {}", u.app, u.status.as_str(), u.path);
             }
-            let written = units.iter().filter(|u| u.status == "written").count();
+            let written = report.count(UnitStatus::Written);
             println!(
                 "quadlet: {} units for podman {version}, {written} written, {} unchanged{}",
-                units.len(),
-                units.iter().filter(|u| u.status == "unchanged").count(),
+                report.units.len(),
+                report.count(UnitStatus::Unchanged),
                 if dry_run { " (dry run)" } else { "" }
             );
             if written > 0 {

@@ -3,11 +3,10 @@
 
 use anyhow::Result;
 
+use crate::backup::perform::FileResult;
 use crate::ctx::Ctx;
 use crate::output::OutputFormat;
-use crate::plan::Action;
 use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
-use crate::render::FileStatus;
 
 /// Converge containers to the manifests: create missing ones, recreate drifted ones, start
 /// stopped ones. A second run with nothing changed does nothing.
@@ -23,6 +22,12 @@ use crate::render::FileStatus;
 /// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
 /// created, started, or restarted or recreated by health; result `waiting`) until that app's
 /// probe passes.
+///
+/// Backups: after converging, each file a manifest's `backup:` names is stat-ed (no podman
+/// call, no read while unchanged); a changed one is copied, once it holds still, atomically and
+/// versioned to each directory target and on stdin to each command target. A failing target is
+/// reported (`target … FAILED`), not a failed run; `archy status` exits 1 naming it. State in
+/// <state-dir>/backup/<app>.json.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
     /// Only these apps (default: every app with a manifest).
@@ -77,20 +82,14 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     }
     let started = std::time::Instant::now();
     let report = crate::reconcile::reconcile(ctx, &Options::from(args))?;
-    print_report(&report, ctx.settings.output);
+    let backups = if report.dry_run {
+        Vec::new()
+    } else {
+        crate::backup::perform::tick_selected(ctx, &report.manifests, &args.apps)
+    };
+    print_report(&report, &backups, ctx.settings.output);
     if !report.dry_run {
-        let restarted: Vec<&str> = report
-            .apps
-            .iter()
-            .filter(|a| a.result == Outcome::Changed)
-            .filter(|a| {
-                matches!(
-                    a.action,
-                    Action::Start | Action::Restart | Action::Unpause | Action::Recreate
-                )
-            })
-            .map(|a| a.app.as_str())
-            .collect();
+        let restarted = report.restarted();
         if let Err(err) = crate::metrics::add_restarts(&ctx.settings.state_dir, &restarted) {
             tracing::warn!("could not count restarts: {err:#}");
         }
@@ -120,130 +119,24 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
     if let Some(path) = metrics_file {
         // Metrics are a view: failing to write them is a warning (here and in `archy
         // status`), never a failed tick; the tick has converged by now.
-        let state_dir = &ctx.settings.state_dir;
-        match write_metrics(ctx, &report, path, recorded, completed) {
-            Ok(()) => crate::state::clear(state_dir, crate::state::METRICS),
-            Err(err) => {
-                let error = format!("{err:#}");
-                tracing::warn!("{error}");
-                crate::state::record(
-                    state_dir,
-                    crate::state::METRICS,
-                    serde_json::json!({"ok": false, "file": path, "error": error}),
-                );
-            }
-        }
+        crate::status::write_metrics_after_tick(ctx, &report, path, recorded, completed);
     }
     Ok(report.exit_code)
 }
 
-/// The node after this tick (its own report, no second listing; the reconcile records it just
-/// wrote, not read back) as Prometheus metrics, written atomically to `path`.
-fn write_metrics(
-    ctx: &Ctx,
-    report: &Report,
-    path: &std::path::Path,
-    recorded: Option<serde_json::Value>,
-    completed: Option<serde_json::Value>,
-) -> Result<()> {
-    let state_dir = &ctx.settings.state_dir;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let records = crate::status::Records::read_with(state_dir, recorded, completed)?;
-    let status = crate::status::build(
-        &crate::status::after_tick(report),
-        now,
-        records,
-        crate::status::DEFAULT_MAX_RECONCILE_AGE,
-    );
-    let snapshot = crate::status::metrics_snapshot(
-        &status,
-        &crate::metrics::read_restarts(state_dir),
-        crate::update::journal::Journal::new(state_dir).bad_versions()?,
-    );
-    let text = crate::output::redact(&crate::metrics::render(&snapshot));
-    crate::metrics::write_file(path, &text)
-}
-
-fn print_report(report: &Report, format: OutputFormat) {
+fn print_report(report: &Report, backups: &[FileResult], format: OutputFormat) {
     match format {
         OutputFormat::Json => {
-            crate::output::print_json(&serde_json::to_value(report).expect("report serialises"))
+            let mut value = serde_json::to_value(report).expect("report serialises");
+            if let Some(object) = value.as_object_mut() {
+                let backups = serde_json::to_value(backups).expect("backups serialise");
+                object.insert("backups".into(), backups);
+            }
+            crate::output::print_json(&value)
         }
         OutputFormat::Text => {
-            for file in &report.config_files {
-                if file.status != FileStatus::Unchanged {
-                    println!(
-                        "config {}: {}{}",
-                        file.path,
-                        file.status,
-                        file.error
-                            .as_deref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            for r in &report.apps {
-                let verb = match (report.dry_run, r.result) {
-                    (true, Outcome::Planned) => format!("would {}", r.action.as_str()),
-                    (_, Outcome::Conflict) => "conflict".to_string(),
-                    (_, Outcome::Ok) => "ok".to_string(),
-                    (_, Outcome::Changed) => r.action.past_tense().to_string(),
-                    (_, Outcome::Waiting) => "waiting".to_string(),
-                    (_, other) => format!("{} {other}", r.action.as_str()),
-                };
-                let mut line = format!("{:<20} {:<14} {}", r.app, verb, r.reason);
-                if let (Outcome::Waiting, Some(why)) = (r.result, &r.error) {
-                    line = format!(
-                        "{:<20} {:<14} {why} (to {})",
-                        r.app,
-                        verb,
-                        r.action.as_str()
-                    );
-                } else if let Some(error) = &r.error {
-                    line.push_str(&format!(
-                        "\n{:<20} error: {}",
-                        "",
-                        error.replace('\n', "\n                     ")
-                    ));
-                }
-                println!("{}", crate::output::redact(&line));
-            }
-            for o in &report.orphans {
-                println!(
-                    "{:<20} orphan {:<7} container {}{}",
-                    o.app,
-                    o.result,
-                    o.container,
-                    o.detail
-                        .as_deref()
-                        .map(|d| format!(" ({d})"))
-                        .unwrap_or_default()
-                );
-            }
-            for e in &report.manifest_errors {
-                println!("{}", crate::output::redact(&e.to_string()));
-            }
-            let count = |result: Outcome| report.apps.iter().filter(|a| a.result == result).count();
-            let prefix = if report.dry_run {
-                "reconcile (dry run)"
-            } else {
-                "reconcile"
-            };
-            println!(
-                "{prefix}: {} apps, {} ok, {} {}, {} failed, {} skipped, {} waiting, {} orphans, {} invalid manifests",
-                report.apps.len(),
-                count(Outcome::Ok),
-                if report.dry_run { count(Outcome::Planned) } else { count(Outcome::Changed) },
-                if report.dry_run { "to change" } else { "changed" },
-                count(Outcome::Failed),
-                count(Outcome::Skipped),
-                count(Outcome::Waiting),
-                report.orphans.len(),
-                report.manifest_errors.len()
-            );
+            print!("{}", crate::reconcile::text::render_text(report));
+            print!("{}", crate::backup::text::render_tick(backups));
         }
     }
 }

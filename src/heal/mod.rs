@@ -11,6 +11,7 @@
 //! its path. The OCI runtime's state root is the runtime's own default, which podman relies on
 //! (it passes no `--root`): `/run/<runtime>` for root, `$XDG_RUNTIME_DIR/<runtime>` rootless.
 
+pub mod engine;
 pub mod netavark;
 pub mod netsys;
 pub mod network;

@@ -239,6 +239,11 @@ pub fn decide(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -
     d
 }
 
+/// [`decide`] once the anchor is reconciled.
+///
+/// Long, and kept whole on purpose: one match over the observation, each arm a row of the state
+/// table in the module header (pass, fail in grace, fail past `failures`, after an action);
+/// split, the table's rows would no longer be seen side by side.
 fn decide_on(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -> Decision {
     let mut s = prev.clone();
     let quiet = |state: HealthState| Decision {

@@ -14,7 +14,7 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 use serde::{Deserialize, Serialize};
 
-use super::Scalar;
+pub use super::types::parse_duration;
 
 /// Consecutive failures before archy acts, unless `failures:` says otherwise.
 pub const DEFAULT_FAILURES: u32 = 3;
@@ -55,7 +55,7 @@ pub struct HealthSpec {
     pub failures: Option<u32>,
     /// Grace after a start: `90s`, `2m` or seconds (default 90s).
     #[serde(default)]
-    pub start_period: Option<Scalar>,
+    pub start_period: Option<super::types::HumanDuration>,
 }
 
 /// One probe, validated: a closed set.
@@ -130,8 +130,7 @@ impl HealthSpec {
     pub fn start_period(&self) -> Duration {
         self.start_period
             .as_ref()
-            .and_then(|s| parse_duration(&s.0).ok())
-            .unwrap_or(DEFAULT_START_PERIOD)
+            .map_or(DEFAULT_START_PERIOD, super::types::HumanDuration::get)
     }
 
     /// Check the keys; the error names the key (`key \`health.tcp\`: …`).
@@ -204,9 +203,7 @@ impl HealthSpec {
             }
         }
         if let Some(period) = &self.start_period {
-            let parsed = parse_duration(&period.0)
-                .map_err(|e| format!("key `health.start_period`: `{period}` {e}"))?;
-            if parsed > MAX_START_PERIOD {
+            if period.get() > MAX_START_PERIOD {
                 return Err(format!(
                     "key `health.start_period`: `{period}` is longer than 30 days"
                 ));
@@ -214,16 +211,6 @@ impl HealthSpec {
         }
         Ok(())
     }
-}
-
-/// `90`, `90s`, `2m`, `1m 30s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(text)
-        .map_err(|_| "must be a duration like `90s`, `2m` or a number of seconds".to_string())
 }
 
 fn validate_url(url: &str) -> Result<(), String> {
@@ -315,7 +302,7 @@ mod tests {
             ("tcp: a:1\nfailures: 0\n", "key `health.failures`"),
             (
                 "tcp: a:1\nstart_period: soon\n",
-                "key `health.start_period`",
+                "start_period: `soon` must be a duration like `90s`, `2m` or a number of seconds at line 2",
             ),
             ("tcp: a:1\nstart_period: 400d\n", "longer than 30 days"),
             ("tcp: a:1\ninterval: 5s\n", "unknown field `interval`"),

@@ -463,5 +463,5 @@ impl Executor<'_> {
 
 /// Whether a podman failure says the container is not (any more) in its database.
 fn no_such_container(err: &anyhow::Error) -> bool {
-    crate::exec::failed_stderr(err).is_some_and(|e| e.contains("no such container"))
+    crate::podman::ErrorKind::of(err) == Some(crate::podman::ErrorKind::NoSuchContainer)
 }

@@ -18,6 +18,8 @@
 pub mod desired;
 pub mod executor;
 pub mod network;
+pub mod text;
+pub mod units;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -180,6 +182,23 @@ pub struct Report {
     /// Every probed app's health after this run (as recorded, in a dry run).
     #[serde(skip)]
     pub health: BTreeMap<String, HealthState>,
+}
+
+impl Report {
+    /// Apps whose container this run started again (counted in `status/restarts.json`).
+    pub fn restarted(&self) -> Vec<&str> {
+        let restarts = |a: Action| {
+            matches!(
+                a,
+                Action::Start | Action::Restart | Action::Unpause | Action::Recreate
+            )
+        };
+        self.apps
+            .iter()
+            .filter(|a| a.result == Outcome::Changed && restarts(a.action))
+            .map(|a| a.app.as_str())
+            .collect()
+    }
 }
 
 /// Run one reconcile: desire → observe → plan → probe → act (or preview, in a dry run).

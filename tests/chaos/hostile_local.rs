@@ -465,7 +465,10 @@ fn smaller_input_cases() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(!out.stderr.contains("no manifest"), "{out:?}");
     assert!(
-        out.stderr.contains("v3.yaml") && out.stderr.contains("key `ports`"),
+        out.stderr.contains("v3.yaml")
+            && out
+                .stderr
+                .contains("ports[0]: `eighty` is not podman -p syntax"),
         "{out:?}"
     );
     // A numeric password in the secret file is never printed.

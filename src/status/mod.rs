@@ -3,6 +3,8 @@
 //! status records other commands leave. Pure apart from [`Records::read`]; printing lives in
 //! `cmd/status.rs`.
 
+pub mod text;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -112,6 +114,8 @@ pub struct Status {
     /// Trouble that does not make the node fail (`ok` stays as it is): a metrics file the last
     /// reconcile could not write.
     pub warnings: Vec<String>,
+    /// Every file a manifest's `backup:` names, with each target (as of the last reconcile tick).
+    pub backups: Vec<crate::backup::FileView>,
 }
 
 /// What other commands left under `<state-dir>`: their last status records and a pending update.
@@ -127,6 +131,9 @@ pub struct Records {
     pub state_since: Option<std::time::SystemTime>,
     /// The last `--metrics-file` write failed: its record.
     pub metrics: Option<Value>,
+    /// `<state-dir>/backup/<app>.json` of every app with a `backup:` key (read lazily: see
+    /// [`Records::read_backups`]); an unreadable one is its error.
+    pub backups: BTreeMap<String, Result<crate::backup::AppState, String>>,
 }
 
 impl Records {
@@ -161,7 +168,21 @@ impl Records {
                 .or_else(|| crate::state::read(state_dir, crate::state::RECONCILE_COMPLETED)),
             state_since: crate::state::state_dir_since(state_dir),
             metrics: crate::state::read(state_dir, crate::state::METRICS),
+            backups: BTreeMap::new(),
         })
+    }
+
+    /// Read the backup state of these apps (those whose manifest has a `backup:` key).
+    pub fn read_backups<'a>(
+        mut self,
+        state_dir: &Path,
+        apps: impl Iterator<Item = &'a str>,
+    ) -> Self {
+        for app in apps {
+            let state = crate::backup::load(state_dir, app).map_err(|e| format!("{e:#}"));
+            self.backups.insert(app.to_string(), state);
+        }
+        self
     }
 }
 
@@ -174,6 +195,9 @@ fn damaged_marker(err: &anyhow::Error) -> Value {
 
 /// Decide the whole status from the dry-run report (its manifests and podman listing included)
 /// and the records. Pure.
+///
+/// Long, and kept whole on purpose: every reason `ok` is false is added to one `problems` list
+/// in the order `archy status` prints them; one function keeps that list and `ok` in step.
 pub fn build(
     report: &Report,
     now: i64,
@@ -300,6 +324,7 @@ pub fn build(
             )
         })
         .collect();
+    let backups = backup_views(manifests, &records.backups, now, &mut problems);
     let ok = converged && problems.is_empty();
     let exit_code = if ok {
         crate::exit::SUCCESS
@@ -326,7 +351,35 @@ pub fn build(
         problems,
         warnings,
         reconcile_overdue,
+        backups,
     }
+}
+
+/// Every backed-up file's view, its problems added to `problems` (pure). An app with a
+/// `backup:` key whose state cannot be read is a problem of its own.
+fn backup_views(
+    manifests: &[Manifest],
+    states: &BTreeMap<String, Result<crate::backup::AppState, String>>,
+    now: i64,
+    problems: &mut Vec<String>,
+) -> Vec<crate::backup::FileView> {
+    let mut views = Vec::new();
+    for m in manifests {
+        let Some(spec) = &m.backup else { continue };
+        let state = match states.get(&m.app) {
+            Some(Ok(state)) => state.clone(),
+            Some(Err(error)) => {
+                problems.push(format!("backup {}: {error}", m.app));
+                crate::backup::AppState::default()
+            }
+            None => crate::backup::AppState::default(),
+        };
+        for view in crate::backup::view(&m.app, spec, &state, now) {
+            problems.extend(view.problems.iter().cloned());
+            views.push(view);
+        }
+    }
+    views
 }
 
 /// The status when podman could not be asked (`error`: it did not answer within its time
@@ -456,6 +509,22 @@ pub fn metrics_snapshot(
                 .unwrap_or_else(|| "unknown".into())
         }),
         bad_versions,
+        backups: status
+            .backups
+            .iter()
+            .flat_map(|f| {
+                f.targets.iter().map(|t| metrics::BackupSample {
+                    app: f.app.clone(),
+                    file: f.file.clone(),
+                    target: t.target.clone(),
+                    last_success_timestamp: t.last_success,
+                    age_seconds: t.age_seconds,
+                    current: t.current,
+                    failing: t.error.is_some(),
+                    sha256: t.sha256.clone(),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -553,7 +622,107 @@ pub fn summarise(record: Value) -> RecordSummary {
     }
 }
 
-/// The one app and container the status tests (here and in cmd/status.rs) build views from.
+/// The status of `apps` (empty: all): a dry-run reconcile decides, the records other commands
+/// left are read, [`build`] combines them. Answers within one listing's time limit even when
+/// podman hangs (then the status says podman did not answer).
+pub fn run(ctx: &crate::ctx::Ctx, apps: &[String], max_reconcile_age: Duration) -> Result<Status> {
+    let options = crate::reconcile::Options {
+        apps: apps.to_vec(),
+        dry_run: true,
+        ..crate::reconcile::Options::default()
+    };
+    // A health check answers within one listing's time limit, even when podman hangs: every
+    // podman call of this run shares that budget.
+    crate::exec::set_deadline(std::time::Instant::now().checked_add(ctx.settings.timeout_listing));
+    let report = match crate::reconcile::reconcile(ctx, &options) {
+        Ok(report) => Ok(report),
+        Err(err) if crate::exec::timed_out(&err).is_some() => Err(format!(
+            "podman did not answer: {}",
+            crate::output::redact(&format!("{err:#}"))
+        )),
+        Err(err) if crate::exec::failed_stderr(&err).is_some() => Err(format!(
+            "podman failed: {}",
+            crate::output::redact(&format!("{err:#}"))
+        )),
+        Err(err) => return Err(err),
+    };
+    let now = crate::health::now()?;
+    let records = Records::read(&ctx.settings.state_dir)?;
+    Ok(match report {
+        Ok(mut report) => {
+            report
+                .manifests
+                .retain(|m| apps.is_empty() || apps.contains(&m.app));
+            let records = records.read_backups(
+                &ctx.settings.state_dir,
+                report
+                    .manifests
+                    .iter()
+                    .filter(|m| m.backup.is_some())
+                    .map(|m| m.app.as_str()),
+            );
+            build(&report, now, records, max_reconcile_age)
+        }
+        Err(podman_error) => without_podman(podman_error, records),
+    })
+}
+
+/// After a real tick with `--metrics-file`: write the metrics ([`write_metrics`]); a failure is
+/// a warning recorded for `archy status` (`status/metrics.json`), cleared by the next success.
+pub fn write_metrics_after_tick(
+    ctx: &crate::ctx::Ctx,
+    report: &crate::reconcile::Report,
+    path: &Path,
+    recorded: Option<Value>,
+    completed: Option<Value>,
+) {
+    let state_dir = &ctx.settings.state_dir;
+    match write_metrics(ctx, report, path, recorded, completed) {
+        Ok(()) => crate::state::clear(state_dir, crate::state::METRICS),
+        Err(err) => {
+            let error = format!("{err:#}");
+            tracing::warn!("{error}");
+            crate::state::record(
+                state_dir,
+                crate::state::METRICS,
+                serde_json::json!({"ok": false, "file": path, "error": error}),
+            );
+        }
+    }
+}
+
+/// The node after this tick (its own report, no second listing; the reconcile records it just
+/// wrote, not read back) as Prometheus metrics, written atomically to `path`.
+fn write_metrics(
+    ctx: &crate::ctx::Ctx,
+    report: &crate::reconcile::Report,
+    path: &Path,
+    recorded: Option<Value>,
+    completed: Option<Value>,
+) -> Result<()> {
+    let state_dir = &ctx.settings.state_dir;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let records = Records::read_with(state_dir, recorded, completed)?.read_backups(
+        state_dir,
+        report
+            .manifests
+            .iter()
+            .filter(|m| m.backup.is_some())
+            .map(|m| m.app.as_str()),
+    );
+    let status = build(&after_tick(report), now, records, DEFAULT_MAX_RECONCILE_AGE);
+    let snapshot = metrics_snapshot(
+        &status,
+        &crate::metrics::read_restarts(state_dir),
+        crate::update::journal::Journal::new(state_dir).bad_versions()?,
+    );
+    let text = crate::output::redact(&crate::metrics::render(&snapshot));
+    crate::metrics::write_file(path, &text)
+}
+
+/// The one app and container the status tests (here and in text.rs) build views from.
 #[cfg(test)]
 pub(crate) mod fixtures {
     use crate::plan::Action;
@@ -601,6 +770,7 @@ mod tests {
             podman_error: None,
             problems: vec![],
             warnings: vec![],
+            backups: vec![],
             apps: vec![
                 app_status(&result(Action::Ok, Outcome::Ok), None, Some(&c), vec![], 0),
                 AppStatus {
@@ -709,6 +879,7 @@ mod tests {
             podman_error: None,
             problems: vec![],
             warnings: vec![],
+            backups: vec![],
             apps: vec![
                 // Converged, but its probe fails: not healthy.
                 with(&converged, "failing", Some(Health::Unhealthy)),
