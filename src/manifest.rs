@@ -239,6 +239,9 @@ pub enum Condition {
     Started,
     /// The dependent is not created or started until the dependency's probe passes.
     Healthy,
+    /// The dependency's `bitcoin_rpc:` probe passes and its chain is out of initial block
+    /// download.
+    Synced,
 }
 
 impl Condition {
@@ -246,6 +249,7 @@ impl Condition {
         match self {
             Condition::Started => "started",
             Condition::Healthy => "healthy",
+            Condition::Synced => "synced",
         }
     }
 }
@@ -278,7 +282,7 @@ fn deserialize_depends_on<'de, D: serde::Deserializer<'de>>(
     }
     let raw = Option::<Raw>::deserialize(de).map_err(|_| {
         serde::de::Error::custom(
-            "key `depends_on`: expected a list of app ids, or a map of app id to `started` or `healthy`",
+            "key `depends_on`: expected a list of app ids, or a map of app id to `started`, `healthy` or `synced`",
         )
     })?;
     match raw {
@@ -290,9 +294,10 @@ fn deserialize_depends_on<'de, D: serde::Deserializer<'de>>(
                 let condition = match condition.as_str() {
                     "started" => Condition::Started,
                     "healthy" => Condition::Healthy,
+                    "synced" => Condition::Synced,
                     other => {
                         return Err(serde::de::Error::custom(format!(
-                            "key `depends_on.{app}`: `{other}` must be `started` or `healthy`"
+                            "key `depends_on.{app}`: `{other}` must be `started`, `healthy` or `synced`"
                         )))
                     }
                 };
@@ -1017,7 +1022,7 @@ mod tests {
         assert!(ok("app: a\nimage: i\ndepends_on:\n").depends_on.is_empty());
         let err = bad("app: a\nimage: i\ndepends_on: {b: ready}\n");
         assert!(
-            err.contains("`ready` must be `started` or `healthy`"),
+            err.contains("`ready` must be `started`, `healthy` or `synced`"),
             "{err}"
         );
         assert!(bad("app: a\nimage: i\ndepends_on: 7\n").contains("key `depends_on`"));
@@ -1045,6 +1050,21 @@ mod tests {
         );
         base.health = ok("app: x\nimage: i\nhealth: {tcp: \"127.0.0.1:1\"}\n").health;
         let (apps, errors) = validate_set(vec![base.clone(), child.clone()]);
+        assert_eq!((apps.len(), errors.len()), (2, 0), "{errors:?}");
+        // `synced` needs the chain-aware probe.
+        let mut synced = child.clone();
+        synced.depends_on[0].condition = Condition::Synced;
+        let (apps, errors) = validate_set(vec![base.clone(), synced.clone()]);
+        assert_eq!(apps.len(), 1);
+        assert!(
+            errors[0]
+                .message
+                .contains("`base` is required synced but its probe is not `bitcoin_rpc:`"),
+            "{errors:?}"
+        );
+        let mut node = base.clone();
+        node.health = ok("app: x\nimage: i\nhealth: {bitcoin_rpc: \"127.0.0.1:8332\"}\n").health;
+        let (apps, errors) = validate_set(vec![node, synced]);
         assert_eq!((apps.len(), errors.len()), (2, 0), "{errors:?}");
         // A disabled app's probe never runs: the dependent would wait forever.
         base.enabled = false;

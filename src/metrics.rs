@@ -35,6 +35,18 @@ pub struct AppSample {
     pub spec_drift: bool,
     /// Config files of this app that differ from what would be rendered.
     pub config_drift_files: usize,
+    /// `bitcoin_rpc:`-probed apps: where the chain was at the last probe.
+    pub chain: Option<ChainSample>,
+}
+
+/// A chain node's sync state (from its `bitcoin_rpc:` probe).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChainSample {
+    pub blocks: u64,
+    pub headers: u64,
+    /// bitcoind's `verificationprogress`, 0–1.
+    pub verification_progress: f64,
+    pub initial_block_download: bool,
 }
 
 /// How a command's last run ended (closed set, one series each).
@@ -169,6 +181,7 @@ pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(1024 + s.apps.len() * 400);
     render_node(&mut out, s);
     render_apps(&mut out, s);
+    render_chains(&mut out, s);
     render_runs(&mut out, s);
     render_updates(&mut out, s);
     render_backups(&mut out, &s.backups);
@@ -247,6 +260,43 @@ fn render_apps(out: &mut String, s: &Snapshot) {
         &[],
         s.apps.iter().map(|a| a.config_drift_files).sum::<usize>(),
     );
+}
+
+/// The chain gauges of `bitcoin_rpc:`-probed apps (where their chain was at the last probe).
+fn render_chains(out: &mut String, s: &Snapshot) {
+    type ChainValue = fn(&ChainSample) -> f64;
+    let per_chain: [(&str, &str, ChainValue); 4] = [
+        (
+            "archy_chain_blocks",
+            "Blocks of the app's chain (bitcoind's `blocks`, from its bitcoin_rpc probe).",
+            |c| c.blocks as f64,
+        ),
+        (
+            "archy_chain_headers",
+            "Headers the app's node knows (bitcoind's `headers`).",
+            |c| c.headers as f64,
+        ),
+        (
+            "archy_chain_verification_progress",
+            "bitcoind's `verificationprogress` estimate, 0 to 1.",
+            |c| c.verification_progress,
+        ),
+        (
+            "archy_chain_initial_block_download",
+            "1 while the app's node is in initial block download.",
+            |c| f64::from(u8::from(c.initial_block_download)),
+        ),
+    ];
+    if s.apps.iter().any(|a| a.chain.is_some()) {
+        for (name, help, value) in per_chain {
+            let mut f = family(out, name, "gauge", help);
+            for a in &s.apps {
+                if let Some(c) = &a.chain {
+                    f.sample(name, &[("app", &a.app)], value(c));
+                }
+            }
+        }
+    }
 }
 
 /// How the last reconcile and heal-podman runs ended, when, and how long they took.
@@ -501,7 +551,49 @@ mod tests {
             restarts: 2,
             spec_drift: !up,
             config_drift_files: usize::from(!up),
+            chain: None,
         }
+    }
+
+    #[test]
+    fn chain_gauges_for_nodes_probed_by_bitcoin_rpc_only() {
+        let mut node = app("bitcoin-knots", true);
+        node.chain = Some(ChainSample {
+            blocks: 512_000,
+            headers: 870_000,
+            verification_progress: 0.412,
+            initial_block_download: true,
+        });
+        let s = Snapshot {
+            apps: vec![node, app("lnd", true)],
+            manifests_invalid: 0,
+            converged: true,
+            reconcile: None,
+            podman_heal: None,
+            update_pending: None,
+            bad_versions: vec![],
+            backups: vec![],
+        };
+        let text = render(&s);
+        let chain: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("archy_chain_"))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                "archy_chain_blocks{app=\"bitcoin-knots\"} 512000",
+                "archy_chain_headers{app=\"bitcoin-knots\"} 870000",
+                "archy_chain_verification_progress{app=\"bitcoin-knots\"} 0.412",
+                "archy_chain_initial_block_download{app=\"bitcoin-knots\"} 1",
+            ]
+        );
+        assert!(text.contains("# TYPE archy_chain_blocks gauge\n"));
+        let none = Snapshot {
+            apps: vec![app("lnd", true)],
+            ..s
+        };
+        assert!(!render(&none).contains("archy_chain"));
     }
 
     #[test]

@@ -228,7 +228,10 @@ fn health_keys(spec: &ContainerSpec) -> (Vec<(&'static str, String)>, String) {
             );
             (keys, comment)
         }
-        Probe::Http { .. } | Probe::Tcp { .. } => {
+        Probe::Http { .. }
+        | Probe::Tcp { .. }
+        | Probe::BitcoinRpc { .. }
+        | Probe::LndState { .. } => {
             let comment = format!(
                 "# Health: `{probe}` is a host-side probe, not a podman healthcheck (no \
                  HealthCmd=): archy runs it every reconcile tick and reports it in `archy \

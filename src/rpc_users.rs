@@ -24,6 +24,8 @@ pub enum ConsumerKind {
     Electrumx,
     /// A browser UI whose nginx proxies RPC calls.
     UiProxy,
+    /// archy's own `bitcoin_rpc:` health probe (user `archy-probe`).
+    Probe,
 }
 
 /// One bitcoind RPC consumer: its user name (the app id) and kind.
@@ -33,106 +35,147 @@ pub struct Consumer {
     pub kind: ConsumerKind,
 }
 
-/// Calls nix-bitcoin allows its `public` RPC user, which its lnd, electrs, fulcrum and mempool
-/// modules all use. Source: fort-nix/nix-bitcoin modules/bitcoind-rpc-public-whitelist.nix
-/// (commit c4f1724), in its order.
-pub const NIX_BITCOIN_PUBLIC: &[&str] = &[
-    "echo",
-    "getinfo",
-    "getindexinfo",
-    "help",
-    "ping",
-    "uptime",
-    "getbestblockhash",
-    "getblock",
-    "getblockchaininfo",
-    "getblockcount",
-    "getblockfilter",
-    "getblockfrompeer",
-    "getblockhash",
-    "getblockheader",
-    "getblockstats",
-    "getchaintips",
-    "getchaintxstats",
-    "getdeploymentinfo",
-    "getdifficulty",
-    "getmempoolancestors",
-    "getmempooldescendants",
-    "getmempoolentry",
-    "getmempoolinfo",
-    "getrawmempool",
-    "gettxout",
-    "gettxoutproof",
-    "gettxoutsetinfo",
-    "scantxoutset",
-    "verifytxoutproof",
-    "getblocktemplate",
-    "getmininginfo",
-    "getnetworkhashps",
-    "getnetworkinfo",
-    "getnodeaddresses",
-    "getpeerinfo",
-    "analyzepsbt",
-    "combinepsbt",
-    "combinerawtransaction",
-    "converttopsbt",
-    "createpsbt",
-    "createrawtransaction",
-    "decodepsbt",
-    "decoderawtransaction",
-    "decodescript",
-    "finalizepsbt",
-    "fundrawtransaction",
-    "getrawtransaction",
-    "joinpsbts",
-    "sendrawtransaction",
-    "signrawtransactionwithkey",
-    "testmempoolaccept",
-    "utxoupdatepsbt",
-    "createmultisig",
-    "deriveaddresses",
-    "estimatesmartfee",
-    "getdescriptorinfo",
-    "signmessagewithprivkey",
-    "validateaddress",
-    "verifymessage",
-    "getzmqnotifications",
+/// One RPC call a consumer makes, and where in the consumer's source it makes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub method: &'static str,
+    /// The consumer's file that sends it (at the version the shipped image runs).
+    pub source: &'static str,
+}
+
+const fn call(method: &'static str, source: &'static str) -> Call {
+    Call { method, source }
+}
+
+/// Every call lnd 0.18.4-beta (manifests/lnd.yaml) makes to its bitcoind backend with ZMQ (the
+/// rendered lnd.conf sets zmqpubrawblock/zmqpubrawtx, so rpcpolling is off). Traced in
+/// lightningnetwork/lnd v0.18.4-beta and the modules its go.mod pins: btcsuite/btcwallet
+/// v0.16.10-0.20240912233857-ffb143c77cc5 (its `chain` package is lnd's bitcoind client) and
+/// btcsuite/btcd v0.24.3-0.20240921052913-67b8efd3ba53 (`rpcclient`, which maps each Go call
+/// to the RPC of the same name).
+pub const LND_CALLS: &[Call] = &[
+    // lnwallet/chainfee/estimator.go BitcoindEstimator.fetchEstimate (RawRequest).
+    call("estimatesmartfee", "lnd lnwallet/chainfee/estimator.go"),
+    // chain/bitcoind_conn.go BitcoindConn.GetBlock; chain/bitcoind_client.go FilterBlocks,
+    // Rescan (block contents for the wallet and the notifier).
+    call("getblock", "btcwallet chain/bitcoind_conn.go"),
+    // chain/bitcoind_conn.go NewBitcoindConn (the network check) and chain/bitcoind_client.go
+    // GetBestBlock; lnd chainreg/taproot_check.go backendSupportsTaproot.
+    call("getblockchaininfo", "btcwallet chain/bitcoind_conn.go"),
+    // chain/bitcoind_conn.go getBlockHashDuringStartup (the genesis hash: which network);
+    // lnd chainntnfs/bitcoindnotify/bitcoind.go historicalSpendDetails.
+    call("getblockhash", "btcwallet chain/bitcoind_conn.go"),
+    // chain/bitcoind_client.go GetBlockHeader, GetBlockHeaderVerbose, GetBlockHeight;
+    // lnd chainntnfs/bitcoindnotify/bitcoind.go Start.
+    call("getblockheader", "btcwallet chain/bitcoind_client.go"),
+    // lnd chainreg/taproot_check.go (RawRequest, bitcoind >= 23.0).
+    call("getdeploymentinfo", "lnd chainreg/taproot_check.go"),
+    // btcd rpcclient/infrastructure.go BackendVersion calls getinfo first and needs bitcoind's
+    // "method not found" (-32601) to fall back to getnetworkinfo; a 403 fails the detection,
+    // and with it SendRawTransaction, TestMempoolAccept and GetTxSpendingPrevOut
+    // (rpcclient/rawtransactions.go). Bitcoin Core has no getinfo: allowing it costs nothing.
+    call("getinfo", "btcd rpcclient/infrastructure.go"),
+    // lnd lnwallet/chainfee/estimator.go BitcoindEstimator.fetchMinMempoolFee (RawRequest).
+    call("getmempoolinfo", "lnd lnwallet/chainfee/estimator.go"),
+    // lnd chainreg/chainregistry.go getBitcoindHealthCheckCmd; btcwallet
+    // chain/bitcoind_events.go hasSpendingPrevoutRPC; btcd rpcclient BackendVersion.
+    call("getnetworkinfo", "lnd chainreg/chainregistry.go"),
+    // lnd chainreg/chainregistry.go checkOutboundPeers (the chain backend health check off
+    // regtest/simnet) and lnwallet/chainfee/filtermanager.go fetchBitcoindFilters (peers'
+    // fee filters).
+    call("getpeerinfo", "lnd chainreg/chainregistry.go"),
+    // chain/mempool.go (the mempool mirror btcwallet keeps when bitcoind < 24 lacks
+    // gettxspendingprevout) and chain/bitcoind_client.go GetRawMempool.
+    call("getrawmempool", "btcwallet chain/mempool.go"),
+    // chain/bitcoind_client.go GetRawTransaction(Verbose); lnd chainntnfs/bitcoindnotify/
+    // bitcoind.go historicalConfDetails (txindex) and the mempool spend lookup.
+    call("getrawtransaction", "btcwallet chain/bitcoind_client.go"),
+    // chain/bitcoind_client.go GetTxOut; lnd chainntnfs/bitcoindnotify/bitcoind.go
+    // RegisterSpendNtfn and lnwallet/btcwallet/blockchain.go GetUtxo.
+    call("gettxout", "btcwallet chain/bitcoind_client.go"),
+    // chain/bitcoind_zmq_events.go getTxSpendingPrevOut (LookupInputSpend) on bitcoind >= 24:
+    // refused, btcwallet reads the error as "not in the mempool" and the sweeper stops seeing
+    // its own sweeps.
+    call(
+        "gettxspendingprevout",
+        "btcwallet chain/bitcoind_zmq_events.go",
+    ),
+    // lnd chainreg/chainregistry.go NewPartialChainControl: checks that bitcoind publishes
+    // rawblock and rawtx before using ZMQ.
+    call("getzmqnotifications", "lnd chainreg/chainregistry.go"),
+    // chain/bitcoind_client.go SendRawTransaction (the wallet's PublishTransaction).
+    call("sendrawtransaction", "btcwallet chain/bitcoind_client.go"),
+    // chain/bitcoind_client.go TestMempoolAccept (lnd lnwallet/btcwallet/btcwallet.go
+    // PublishTransaction and CheckMempoolAcceptance).
+    call("testmempoolaccept", "btcwallet chain/bitcoind_client.go"),
+    // lnd chainreg/chainregistry.go getBitcoindHealthCheckCmd: the health check's call on
+    // bitcoind >= 0.15.
+    call("uptime", "lnd chainreg/chainregistry.go"),
 ];
 
-/// ElectrumX 1.18 (PyPI `e-x` 1.18.0, src/electrumx/server/daemon.py) also relays transaction
-/// packages with `submitpackage`, which nix-bitcoin's list (written for electrs) lacks.
-const ELECTRUMX_EXTRA: &[&str] = &["submitpackage"];
-
-/// A browser UI gets the read-only part of the public list: nothing that broadcasts, asks peers,
-/// scans the UTXO set (minutes of CPU) or takes a private key over HTTP.
-const UI_EXCLUDED: &[&str] = &[
-    "getblockfrompeer",
-    "getblocktemplate",
-    "gettxoutsetinfo",
-    "scantxoutset",
-    "sendrawtransaction",
-    "signmessagewithprivkey",
-    "signrawtransactionwithkey",
-    "fundrawtransaction",
+/// Every call ElectrumX 1.18.0 (PyPI `e-x` 1.18.0, the version manifests/electrumx.yaml runs)
+/// makes for COIN=Bitcoin: its Daemon class in electrumx/server/daemon.py, which the block
+/// processor, mempool and sessions reach only through its methods.
+pub const ELECTRUMX_CALLS: &[Call] = &[
+    // Daemon.estimatefee (it probes estimatesmartfee with no params once: bitcoind answers
+    // -1, not -32601 "method not found", so the legacy `estimatefee` is never sent).
+    call("estimatesmartfee", "electrumx/server/daemon.py"),
+    // Daemon.raw_blocks and deserialised_block.
+    call("getblock", "electrumx/server/daemon.py"),
+    // Daemon.height.
+    call("getblockcount", "electrumx/server/daemon.py"),
+    // Daemon.block_hex_hashes (batched).
+    call("getblockhash", "electrumx/server/daemon.py"),
+    // Daemon.getnetworkinfo and relayfee.
+    call("getnetworkinfo", "electrumx/server/daemon.py"),
+    // Daemon.mempool_hashes.
+    call("getrawmempool", "electrumx/server/daemon.py"),
+    // Daemon.getrawtransaction(s) (batched).
+    call("getrawtransaction", "electrumx/server/daemon.py"),
+    // Daemon.broadcast_transaction.
+    call("sendrawtransaction", "electrumx/server/daemon.py"),
+    // Daemon.broadcast_package.
+    call("submitpackage", "electrumx/server/daemon.py"),
 ];
+
+/// The bitcoin UI's documented needs (issue 24): the node page reads chain state, network
+/// state, the indexes and the ZMQ endpoints. No peer data (getpeerinfo, getnodeaddresses: a
+/// web page must not learn the node's peers), nothing that broadcasts, scans or signs.
+pub const UI_CALLS: &[Call] = &[
+    call("getblockchaininfo", "issue 24: the bitcoin UI's node page"),
+    call("getindexinfo", "issue 24: the bitcoin UI's node page"),
+    call("getnetworkinfo", "issue 24: the bitcoin UI's node page"),
+    call(
+        "getzmqnotifications",
+        "issue 24: the bitcoin UI's node page",
+    ),
+];
+
+/// The RPC user archy's own `bitcoin_rpc:` probe asks bitcoind as.
+pub const PROBE_USER: &str = "archy-probe";
+
+/// The probe user's HTTP basic token (`archy-probe:<derived password>`, base64).
+pub fn probe_token(secret: &Secret) -> String {
+    basic_token(PROBE_USER, &consumer_password(secret, PROBE_USER))
+}
+
+/// archy's `bitcoin_rpc:` health probe (src/health/chain.rs): one call.
+pub const PROBE_CALLS: &[Call] = &[call("getblockchaininfo", "archy src/health/chain.rs")];
 
 impl ConsumerKind {
+    /// The calls this kind of consumer makes, with their sources.
+    pub fn calls(self) -> &'static [Call] {
+        match self {
+            ConsumerKind::Lnd => LND_CALLS,
+            ConsumerKind::Electrumx => ELECTRUMX_CALLS,
+            ConsumerKind::UiProxy => UI_CALLS,
+            ConsumerKind::Probe => PROBE_CALLS,
+        }
+    }
+
     /// The calls this kind of consumer may make, sorted.
     pub fn whitelist(self) -> Vec<&'static str> {
-        let mut calls: Vec<&'static str> = match self {
-            // nix-bitcoin runs lnd with the public user (modules/lnd.nix: bitcoind.rpcuser).
-            ConsumerKind::Lnd => NIX_BITCOIN_PUBLIC.to_vec(),
-            ConsumerKind::Electrumx => NIX_BITCOIN_PUBLIC
-                .iter()
-                .chain(ELECTRUMX_EXTRA)
-                .copied()
-                .collect(),
-            ConsumerKind::UiProxy => NIX_BITCOIN_PUBLIC
-                .iter()
-                .filter(|c| !UI_EXCLUDED.contains(c))
-                .copied()
-                .collect(),
-        };
+        let mut calls: Vec<&'static str> = self.calls().iter().map(|c| c.method).collect();
         calls.sort_unstable();
         calls.dedup();
         calls
@@ -186,41 +229,80 @@ mod tests {
     }
 
     #[test]
-    fn whitelists_are_least_privilege() {
-        let ui = ConsumerKind::UiProxy.whitelist();
-        assert!(ui.contains(&"getblockchaininfo"));
-        assert!(!ui.contains(&"sendrawtransaction"));
-        assert!(!ui.contains(&"stop"));
-        let lnd = ConsumerKind::Lnd.whitelist();
-        for call in [
-            "getblockchaininfo",
-            "sendrawtransaction",
-            "estimatesmartfee",
-            "getzmqnotifications",
-        ] {
-            assert!(lnd.contains(&call), "{call}");
-        }
-        let ex = ConsumerKind::Electrumx.whitelist();
-        assert!(ex.contains(&"submitpackage"));
+    fn whitelists_are_the_traced_calls_and_nothing_else() {
+        assert_eq!(
+            ConsumerKind::Lnd.whitelist(),
+            [
+                "estimatesmartfee",
+                "getblock",
+                "getblockchaininfo",
+                "getblockhash",
+                "getblockheader",
+                "getdeploymentinfo",
+                "getinfo",
+                "getmempoolinfo",
+                "getnetworkinfo",
+                "getpeerinfo",
+                "getrawmempool",
+                "getrawtransaction",
+                "gettxout",
+                "gettxspendingprevout",
+                "getzmqnotifications",
+                "sendrawtransaction",
+                "testmempoolaccept",
+                "uptime",
+            ]
+        );
+        assert_eq!(
+            ConsumerKind::Electrumx.whitelist(),
+            [
+                "estimatesmartfee",
+                "getblock",
+                "getblockcount",
+                "getblockhash",
+                "getnetworkinfo",
+                "getrawmempool",
+                "getrawtransaction",
+                "sendrawtransaction",
+                "submitpackage",
+            ]
+        );
+        assert_eq!(
+            ConsumerKind::UiProxy.whitelist(),
+            [
+                "getblockchaininfo",
+                "getindexinfo",
+                "getnetworkinfo",
+                "getzmqnotifications"
+            ]
+        );
+        assert_eq!(ConsumerKind::Probe.whitelist(), ["getblockchaininfo"]);
         for kind in [
             ConsumerKind::Lnd,
             ConsumerKind::Electrumx,
             ConsumerKind::UiProxy,
+            ConsumerKind::Probe,
         ] {
-            let list = kind.whitelist();
-            for admin in [
+            // One entry per method, each with its source.
+            let calls = kind.calls();
+            assert_eq!(calls.len(), kind.whitelist().len(), "{kind:?}: duplicates");
+            assert!(calls.iter().all(|c| !c.source.is_empty()), "{kind:?}");
+            for never in [
+                "fundrawtransaction",
+                "scantxoutset",
+                "gettxoutsetinfo",
+                "getblocktemplate",
+                "getblockfrompeer",
+                "signrawtransactionwithkey",
+                "signmessagewithprivkey",
                 "stop",
                 "dumpprivkey",
                 "sendtoaddress",
                 "setban",
                 "invalidateblock",
             ] {
-                assert!(!list.contains(&admin), "{kind:?} {admin}");
+                assert!(!kind.whitelist().contains(&never), "{kind:?} {never}");
             }
-            assert!(
-                list.windows(2).all(|w| w[0] < w[1]),
-                "sorted, no duplicates"
-            );
         }
     }
 }

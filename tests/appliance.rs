@@ -156,7 +156,11 @@ fn shipped_manifests_render_on_a_fresh_tree() {
         .filter_map(|l| l.strip_prefix("rpcauth="))
         .map(|l| l.split(':').next().unwrap())
         .collect();
-    assert_eq!(users, ["archy", "bitcoin-ui", "electrumx", "lnd"]);
+    assert_eq!(
+        users,
+        ["archy", "archy-probe", "bitcoin-ui", "electrumx", "lnd"]
+    );
+    assert!(bitcoin_conf.contains("\nrpcwhitelist=archy-probe:getblockchaininfo\n"));
     for consumer in ["bitcoin-ui", "electrumx", "lnd"] {
         assert!(
             bitcoin_conf.contains(&format!("rpcwhitelist={consumer}:")),
@@ -428,7 +432,7 @@ fn nginx_serves_the_ui_and_proxies_rpc_as_the_uis_own_user() {
     let port = free_port();
     let rendered = node.read("bitcoin-ui/default.conf");
     let server = rendered
-        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace("listen 80", &format!("listen 127.0.0.1:{port}"))
         .replace(
             "root /usr/share/nginx/html;",
             &format!("root {};", html.display()),

@@ -51,7 +51,7 @@ fn appliance_manifests_validate() {
     ] {
         assert!(renderers.contains(&r), "{r} rendered by some app");
     }
-    // Every app is probed; lnd and electrumx wait for a healthy bitcoind.
+    // Every app is probed; lnd and electrumx wait for a synced bitcoind.
     use archy::health::Probe;
     let probe = |app: &str| {
         loaded
@@ -60,12 +60,12 @@ fn appliance_manifests_validate() {
             .map(archy::health::HealthSpec::probe)
     };
     for (app, expected) in [
-        ("bitcoin-knots", "tcp 127.0.0.1:8332"),
+        ("bitcoin-knots", "bitcoin_rpc 127.0.0.1:8332"),
         ("bitcoin-ui", "http http://127.0.0.1:8081/"),
         ("lnd-ui", "http http://127.0.0.1:8082/"),
         ("electrs-ui", "http http://127.0.0.1:8083/"),
         ("electrumx", "tcp 127.0.0.1:50001"),
-        ("lnd", "tcp 127.0.0.1:9735"),
+        ("lnd", "lnd_state https://127.0.0.1:8080"),
     ] {
         assert_eq!(
             probe(app).map(|p| p.to_string()).as_deref(),
@@ -73,14 +73,14 @@ fn appliance_manifests_validate() {
             "{app}"
         );
     }
-    assert!(probe("bitcoin-knots").is_some_and(|p| matches!(p, Probe::Tcp { .. })));
+    assert!(probe("bitcoin-knots").is_some_and(|p| matches!(p, Probe::BitcoinRpc { .. })));
     for app in ["lnd", "electrumx"] {
         let m = loaded.get(app).unwrap();
         assert_eq!(
             m.depends_on,
             vec![archy::manifest::Dependency {
                 app: "bitcoin-knots".into(),
-                condition: archy::manifest::Condition::Healthy
+                condition: archy::manifest::Condition::Synced
             }],
             "{app}"
         );

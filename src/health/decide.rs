@@ -42,6 +42,11 @@ pub enum Status {
     Healthy,
     /// `failures` or more consecutive failed probes, and none passed since.
     Unhealthy,
+    /// `bitcoin_rpc:`: bitcoind answers and is in initial block download.
+    Syncing,
+    /// `lnd_state:`: lnd waits for its operator to create or unlock the wallet; never acted on.
+    #[serde(rename = "waiting-for-operator")]
+    WaitingForOperator,
 }
 
 impl Status {
@@ -50,7 +55,14 @@ impl Status {
             Status::Starting => "starting",
             Status::Healthy => "healthy",
             Status::Unhealthy => "unhealthy",
+            Status::Syncing => "syncing",
+            Status::WaitingForOperator => "waiting-for-operator",
         }
+    }
+
+    /// The app answers (a `healthy` dependency's condition): healthy, or syncing.
+    pub fn answers(self) -> bool {
+        matches!(self, Status::Healthy | Status::Syncing)
     }
 }
 
@@ -112,6 +124,9 @@ pub struct HealthState {
     /// The wall and monotonic clocks when `grace_from` or `next_action_at` were last set: a
     /// later tick re-bases them by a forward clock step (see [`CLOCK_STEP_SECS`]).
     pub anchor: Option<crate::clock::Anchor>,
+    /// `bitcoin_rpc:`: where the chain was at the last answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<super::chain::ChainProgress>,
     /// Not persisted: this state could not be read from or written to its file (the error,
     /// naming it). Across ticks its count is then lost, so the app's health is `unknown`
     /// (`archy status` exits 1) rather than quietly never acted on.
@@ -167,6 +182,37 @@ fn set_status(state: &mut HealthState, status: Status, now: i64) {
 /// RTC-less board's first ticks run before NTP sets the clock, often hours forward; without
 /// this a `start_period: 10m` would end at the step.
 pub const CLOCK_STEP_SECS: i64 = 120;
+
+/// A chain-aware probe found the app alive but not ready: starting, syncing or waiting for its
+/// operator. Not a failure: the count, the ladder and the back-off reset as on a pass, and no
+/// action is taken (a locked lnd is never restarted under the person unlocking it).
+fn alive(
+    prev: &HealthState,
+    mut s: HealthState,
+    phase: super::chain::Phase,
+    evidence: &str,
+    now: i64,
+) -> Decision {
+    use super::chain::Phase;
+    s.consecutive_failures = 0;
+    s.strikes = 0;
+    s.step = 0;
+    s.next_action_at = None;
+    s.grace_from = None;
+    let status = match phase {
+        Phase::Starting => Status::Starting,
+        Phase::Syncing(_) => Status::Syncing,
+        Phase::WaitingForOperator => Status::WaitingForOperator,
+    };
+    set_status(&mut s, status, now);
+    let message = (prev.status != status && status != Status::Starting)
+        .then(|| format!("{}: {evidence}", status.as_str()));
+    Decision {
+        state: s,
+        action: HealthAction::None,
+        message,
+    }
+}
 
 /// Decide one tick for one app. Pure.
 pub fn decide(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) -> Decision {
@@ -243,6 +289,12 @@ fn decide_on(prev: &HealthState, obs: &Observation, policy: Policy, now: i64) ->
         return quiet(s);
     };
     s.last_evidence = Some(result.evidence.clone());
+    if result.chain.is_some() {
+        s.chain = result.chain;
+    }
+    if let Some(phase) = result.phase {
+        return alive(prev, s, phase, &result.evidence, now);
+    }
     if result.ok {
         let message = (prev.status == Status::Unhealthy)
             .then(|| format!("healthy again: {}", result.evidence));
@@ -349,6 +401,7 @@ mod tests {
         Some(ProbeResult {
             ok: true,
             evidence: "HTTP 200".into(),
+            ..Default::default()
         })
     }
 
@@ -357,6 +410,7 @@ mod tests {
         Some(ProbeResult {
             ok: false,
             evidence: "connection refused".into(),
+            ..Default::default()
         })
     }
 
@@ -384,6 +438,67 @@ mod tests {
             d.action,
             d.state,
         )
+    }
+
+    #[allow(clippy::unnecessary_wraps)] // what `decide` takes: a probe that ran
+    fn phase(p: super::super::chain::Phase, evidence: &str) -> Option<ProbeResult> {
+        Some(ProbeResult {
+            ok: matches!(p, super::super::chain::Phase::Syncing(_)),
+            evidence: evidence.into(),
+            phase: Some(p),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn alive_but_not_ready_is_never_a_failure_nor_acted_on() {
+        use super::super::chain::{ChainProgress, Phase};
+        // Unhealthy after failures, then lnd answers LOCKED for hours: waiting, never acted on.
+        let mut s = HealthState::default();
+        for now in [1000, 1100, 1130, 1160] {
+            s = row(&s, running("a@1", fail()), now).3;
+        }
+        assert_eq!(s.status, Status::Unhealthy);
+        let locked = phase(Phase::WaitingForOperator, "lnd state LOCKED: unlock it");
+        for (i, now) in (2000..2000 + 200 * 30).step_by(30).enumerate() {
+            let d = decide(&s, &running("a@1", locked.clone()), POLICY, now);
+            assert_eq!(d.action, HealthAction::None);
+            assert_eq!(
+                (d.state.status, d.state.consecutive_failures, d.state.step),
+                (Status::WaitingForOperator, 0, 0)
+            );
+            assert_eq!(d.message.is_some(), i == 0, "said once");
+            s = d.state;
+        }
+        // Starting (lnd unlocked, bitcoind loading): not counted either.
+        let d = decide(
+            &s,
+            &running("a@1", phase(Phase::Starting, "-28")),
+            POLICY,
+            9000,
+        );
+        assert_eq!(
+            (d.state.status, d.action),
+            (Status::Starting, HealthAction::None)
+        );
+        // Syncing is a pass with progress; the chain is kept for status and `synced`.
+        let p = ChainProgress {
+            blocks: 10,
+            headers: 20,
+            progress_ppm: 500_000,
+            ibd: true,
+        };
+        let mut syncing = phase(Phase::Syncing(p), "syncing").unwrap();
+        syncing.chain = Some(p);
+        let d = decide(&d.state, &running("a@1", Some(syncing)), POLICY, 9030);
+        assert_eq!((d.state.status, d.state.chain), (Status::Syncing, Some(p)));
+        assert!(d.state.status.answers());
+        // A refusal after that counts as before.
+        let d = decide(&d.state, &running("a@1", fail()), POLICY, 9060);
+        assert_eq!(
+            (d.state.status, d.state.consecutive_failures),
+            (Status::Syncing, 1)
+        );
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //! restart; if the probe still fails after the next grace, recreate; after that back off
 //! (1 min, doubling, capped at 10 min; reset once the probe passes).
 
+pub mod chain;
 pub mod decide;
 pub mod poller;
 pub mod probe;
+pub mod result;
 pub mod store;
 pub mod tick;
 
@@ -25,7 +27,7 @@ pub use crate::clock::{now, rfc3339, NOW_ENV};
 
 pub use crate::manifest::health::{HealthSpec, Probe, EXEC_TIMEOUT, PROBE_TIMEOUT};
 pub use decide::{decide, Decision, HealthAction, HealthState, Observation, Policy, Status};
-pub use probe::ProbeResult;
+pub use result::ProbeResult;
 
 /// The decision's view of a manifest's probe settings.
 pub fn policy(spec: &HealthSpec) -> Policy {

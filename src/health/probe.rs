@@ -8,36 +8,21 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::poller::{self, Target};
+pub use super::result::ProbeResult;
 use super::{Probe, EXEC_TIMEOUT, PROBE_TIMEOUT};
 use crate::podman::Podman;
 use crate::update::probe::Answer;
 
+/// Longest answer body a chain-aware probe reads (getblockchaininfo is ~1 KiB; lnd's state a
+/// few bytes).
+const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Characters of exec output kept as evidence.
 const EVIDENCE_CHARS: usize = 200;
 
-/// One probe's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProbeResult {
-    pub ok: bool,
-    /// Status code, connect error, or exit code and output tail (secrets redacted).
-    pub evidence: String,
-}
-
-impl ProbeResult {
-    pub(crate) fn new(ok: bool, evidence: String) -> Self {
-        ProbeResult {
-            ok,
-            evidence: crate::output::redact(&evidence),
-        }
-    }
-}
-
 /// One agent per TLS mode for all of a tick's HTTPS probes (building one costs more than a
 /// local request).
-fn shared_agent(insecure_loopback: bool) -> &'static ureq::Agent {
+pub(crate) fn shared_agent(insecure_loopback: bool) -> &'static ureq::Agent {
     static AGENTS: std::sync::OnceLock<[ureq::Agent; 2]> = std::sync::OnceLock::new();
     &AGENTS.get_or_init(|| {
         [
@@ -208,6 +193,71 @@ pub struct Job {
     pub app: String,
     pub container: String,
     pub probe: Probe,
+    /// `bitcoin_rpc:`: archy's probe user's HTTP basic token (None: no secret yet).
+    pub token: Option<String>,
+}
+
+/// Ask bitcoind at `address` for `getblockchaininfo` with HTTP basic `token` (base64 of
+/// `user:password`; None: the secret is not there yet).
+pub fn bitcoin_rpc(address: &str, token: Option<&str>, timeout: Duration) -> ProbeResult {
+    let Some(token) = token else {
+        return ProbeResult::new(
+            false,
+            "no RPC secret yet (archy renders it with bitcoin.conf)".into(),
+        );
+    };
+    let url = format!("http://{address}/");
+    let response = shared_agent(false)
+        .post(&url)
+        .header("Authorization", &format!("Basic {token}"))
+        .header("Content-Type", "application/json")
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .send(r#"{"jsonrpc":"1.0","id":"archy","method":"getblockchaininfo","params":[]}"#);
+    match response {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            let body = r
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY_BYTES)
+                .read_to_string()
+                .unwrap_or_default();
+            super::chain::bitcoin_answer(status, &body)
+        }
+        Err(err) => failed(&url, &err),
+    }
+}
+
+/// Ask lnd's REST at `base` for `GET /v1/state`.
+pub fn lnd_state(base: &str, timeout: Duration) -> ProbeResult {
+    let url = format!("{}/v1/state", base.trim_end_matches('/'));
+    let insecure = crate::update::probe::loopback_host(&url).unwrap_or(false);
+    match shared_agent(insecure)
+        .get(&url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .call()
+    {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            let body = r
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY_BYTES)
+                .read_to_string()
+                .unwrap_or_default();
+            super::chain::lnd_answer(status, &body)
+        }
+        Err(err) => failed(&url, &err),
+    }
+}
+
+fn failed(url: &str, err: &ureq::Error) -> ProbeResult {
+    let answer: Answer = crate::update::probe::classify(err);
+    ProbeResult::new(false, format!("{url}: {answer}"))
 }
 
 /// Run one job.
@@ -216,6 +266,8 @@ pub fn run(podman: &Podman, job: &Job) -> ProbeResult {
         Probe::Http { url, expect } => http(url, *expect, PROBE_TIMEOUT),
         Probe::Tcp { address } => tcp(address, PROBE_TIMEOUT),
         Probe::Exec { argv } => exec(podman, &job.container, argv, EXEC_TIMEOUT),
+        Probe::BitcoinRpc { address } => bitcoin_rpc(address, job.token.as_deref(), PROBE_TIMEOUT),
+        Probe::LndState { url } => lnd_state(url, PROBE_TIMEOUT),
     }
 }
 
@@ -226,7 +278,7 @@ pub fn run_all(podman: &Podman, jobs: &[Job]) -> BTreeMap<String, ProbeResult> {
         jobs.iter().partition(|job| match &job.probe {
             Probe::Http { url, .. } => !is_https(url),
             Probe::Tcp { .. } => true,
-            Probe::Exec { .. } => false,
+            Probe::Exec { .. } | Probe::BitcoinRpc { .. } | Probe::LndState { .. } => false,
         });
     let targets: Vec<Target> = polled
         .iter()
@@ -238,7 +290,9 @@ pub fn run_all(podman: &Podman, jobs: &[Job]) -> BTreeMap<String, ProbeResult> {
             Probe::Tcp { address } => Target::Tcp {
                 address: address.clone(),
             },
-            Probe::Exec { .. } => unreachable!("exec probes run on threads"),
+            Probe::Exec { .. } | Probe::BitcoinRpc { .. } | Probe::LndState { .. } => {
+                unreachable!("exec and chain probes run on threads")
+            }
         })
         .collect();
     std::thread::scope(|scope| {
@@ -343,7 +397,8 @@ mod tests {
             result,
             ProbeResult {
                 ok: true,
-                evidence: "HTTP 200".into()
+                evidence: "HTTP 200".into(),
+                ..Default::default()
             }
         );
         assert!(started.elapsed() < PROBE_TIMEOUT, "{:?}", started.elapsed());
@@ -364,7 +419,8 @@ mod tests {
             http(&url, None, PROBE_TIMEOUT),
             ProbeResult {
                 ok: true,
-                evidence: "HTTP 200".into()
+                evidence: "HTTP 200".into(),
+                ..Default::default()
             }
         );
         let url = server("302 Found", 1);
@@ -375,7 +431,8 @@ mod tests {
             http(&url, None, PROBE_TIMEOUT),
             ProbeResult {
                 ok: false,
-                evidence: "HTTP 500 (expected 2xx or 3xx)".into()
+                evidence: "HTTP 500 (expected 2xx or 3xx)".into(),
+                ..Default::default()
             }
         );
         let url = server("200 OK", 1);
@@ -398,7 +455,8 @@ mod tests {
             r,
             ProbeResult {
                 ok: false,
-                evidence: format!("connect 127.0.0.1:{port}: connection refused")
+                evidence: format!("connect 127.0.0.1:{port}: connection refused"),
+                ..Default::default()
             }
         );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -440,7 +498,8 @@ mod tests {
             r,
             ProbeResult {
                 ok: false,
-                evidence: "exit 3: line one | check now".into()
+                evidence: "exit 3: line one | check now".into(),
+                ..Default::default()
             }
         );
         std::fs::remove_file(&fake).unwrap();

@@ -36,9 +36,35 @@ pub fn host_jobs(apps: &[&Manifest]) -> Vec<Job> {
                 app: m.app.clone(),
                 container: m.container_name(),
                 probe,
+                token: None,
             })
         })
         .collect()
+}
+
+/// Give `bitcoin_rpc:` jobs archy's probe user's token, derived from the canonical secret (read,
+/// never created here: before the first render there is none, and the probe says so).
+pub fn add_probe_tokens(jobs: &mut [Job], state_dir: &std::path::Path) {
+    use crate::manifest::Probe;
+    if !jobs
+        .iter()
+        .any(|j| matches!(j.probe, Probe::BitcoinRpc { .. }))
+    {
+        return;
+    }
+    let token = match crate::secret::load(state_dir) {
+        Ok(secret) => secret.map(|s| crate::rpc_users::probe_token(&s)),
+        Err(e) => {
+            tracing::warn!("bitcoin_rpc probe: {e:#}");
+            None
+        }
+    };
+    for job in jobs
+        .iter_mut()
+        .filter(|j| matches!(j.probe, Probe::BitcoinRpc { .. }))
+    {
+        job.token.clone_from(&token);
+    }
 }
 
 /// `exec` probes of these apps whose container runs (each one podman call).
@@ -52,6 +78,7 @@ pub fn exec_jobs(apps: &[&Manifest], managed: &[Container]) -> Vec<Job> {
                 app: m.app.clone(),
                 container: c.id.clone(),
                 probe,
+                token: None,
             })
         })
         .collect()
@@ -142,11 +169,13 @@ pub fn assess(
         let health = m.health.as_ref().expect("probed apps have a probe");
         let c = container_of(m, managed);
         let running = c.is_some_and(|c| c.state == "running");
+        // While a `synced` dependency is not, the dependent's own probe does not count (it
+        // cannot be ready before its chain is).
         let obs = Observation {
             running,
             start_key: c.map(|c| format!("{}@{}", c.id, c.started_at)),
             converging: converging(&m.app),
-            result: if running {
+            result: if running && !unsynced(m, previous) {
                 results.get(&m.app).cloned()
             } else {
                 None
@@ -185,8 +214,21 @@ pub fn assess(
     out
 }
 
+/// Whether a `synced` dependency of `m` is not synced (by its recorded health). Pure.
+pub fn unsynced(m: &Manifest, health: &BTreeMap<String, HealthState>) -> bool {
+    m.depends_on
+        .iter()
+        .filter(|d| d.condition == Condition::Synced)
+        .any(|d| unsynced_one(health.get(&d.app)))
+}
+
+fn unsynced_one(state: Option<&HealthState>) -> bool {
+    !state.is_some_and(|s| s.status == Status::Healthy && s.chain.is_some_and(|c| !c.ibd))
+}
+
 /// Why `m` may not be created or started yet: a `healthy`-conditioned dependency whose last
-/// known health is not healthy. None: go ahead. Pure.
+/// known health does not answer (healthy, or syncing), or a `synced` one still starting or in
+/// initial block download (with its progress). None: go ahead. Pure.
 pub fn waiting_for(
     m: &Manifest,
     apps: &[Manifest],
@@ -194,17 +236,23 @@ pub fn waiting_for(
 ) -> Option<String> {
     m.depends_on
         .iter()
-        .filter(|d| d.condition == Condition::Healthy)
+        .filter(|d| d.condition != Condition::Started)
         .find_map(|d| {
             let state = health.get(&d.app);
-            if state.is_some_and(|s| s.status == Status::Healthy) {
+            let ready = match d.condition {
+                Condition::Started => true,
+                Condition::Healthy => state.is_some_and(|s| s.status.answers()),
+                Condition::Synced => !unsynced_one(state),
+            };
+            if ready {
                 return None;
             }
             let dep = apps.iter().find(|a| a.app == d.app);
             let seen = view(dep, state);
             Some(format!(
-                "waiting for `{}` to become healthy (it is {})",
+                "waiting for `{}` to become {} (it is {})",
                 d.app,
+                d.condition.as_str(),
                 seen.describe()
             ))
         })
@@ -232,19 +280,51 @@ pub struct HealthView {
     /// Back-off: no further action before this time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_action_at: Option<String>,
+    /// `bitcoin_rpc:`: where the chain was at the last answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainView>,
+    /// `waiting-for-operator`: what the operator must do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// What the last probe saw, while the app is not healthy and that is no failure
+    /// (`starting`, `syncing`): e.g. bitcoind's "Loading block index…".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
+
+/// Sync state and progress of a `bitcoin_rpc:`-probed app, as status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ChainView {
+    pub blocks: u64,
+    pub headers: u64,
+    /// bitcoind's `verificationprogress` (0–1).
+    pub verification_progress: f64,
+    pub initial_block_download: bool,
+}
+
+// `verification_progress` comes from whole millionths (`ChainProgress::progress_ppm`): never NaN.
+impl Eq for ChainView {}
 
 impl HealthView {
     /// The column text: `healthy`, `unhealthy 3/3`, `starting`, `no probe`.
     pub fn label(&self) -> String {
-        match self.status {
-            "unhealthy" => format!("unhealthy {}/{}", self.failures, self.threshold),
-            other => other.to_string(),
+        match (self.status, &self.chain) {
+            ("unhealthy", _) => format!("unhealthy {}/{}", self.failures, self.threshold),
+            ("syncing", Some(c)) => format!(
+                "syncing {:.1} %, {}/{} blocks",
+                c.verification_progress * 100.0,
+                c.blocks,
+                c.headers
+            ),
+            (other, _) => other.to_string(),
         }
     }
 
     /// The label with the last error, for reasons and detail lines.
     pub fn describe(&self) -> String {
+        if let Some(what) = &self.operator {
+            return format!("{}: {what}", self.label());
+        }
         match (&self.last_error, self.status) {
             (Some(error), "unhealthy" | "starting" | "unknown") => {
                 format!("{}: {error}", self.label())
@@ -276,6 +356,9 @@ pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
             since: None,
             last_action: None,
             next_action_at: None,
+            chain: None,
+            operator: None,
+            evidence: None,
         };
     };
     let state = state.cloned().unwrap_or_default();
@@ -289,13 +372,24 @@ pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
             since: None,
             last_action: None,
             next_action_at: None,
+            chain: None,
+            operator: None,
+            evidence: None,
         };
     }
-    let status = match state.status {
-        Status::Healthy => "healthy",
-        Status::Unhealthy => "unhealthy",
-        Status::Starting => "starting",
-    };
+    let status = state.status.as_str();
+    let chain = state.chain.map(|c| ChainView {
+        blocks: c.blocks,
+        headers: c.headers,
+        verification_progress: f64::from(c.progress_ppm) / 1_000_000.0,
+        initial_block_download: c.ibd,
+    });
+    let operator = (state.status == Status::WaitingForOperator)
+        .then(|| state.last_evidence.clone())
+        .flatten();
+    let evidence = matches!(state.status, Status::Starting | Status::Syncing)
+        .then(|| state.last_evidence.clone())
+        .flatten();
     HealthView {
         status,
         probe: Some(health.probe().to_string()),
@@ -314,6 +408,9 @@ pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
             )
         }),
         next_action_at: state.next_action_at.map(super::rfc3339),
+        chain,
+        operator,
+        evidence,
     }
 }
 
@@ -365,6 +462,7 @@ mod tests {
         let fail = ProbeResult {
             ok: false,
             evidence: "HTTP 500 (expected 2xx or 3xx)".into(),
+            ..Default::default()
         };
         let results =
             BTreeMap::from([("web".to_string(), fail.clone()), ("sys".to_string(), fail)]);
@@ -465,6 +563,97 @@ mod tests {
         );
         health.get_mut("base").unwrap().status = Status::Healthy;
         assert_eq!(waiting_for(&child, &apps, &health), None);
+    }
+
+    #[test]
+    fn synced_condition_waits_through_ibd_with_progress_and_mutes_the_dependents_probe() {
+        use crate::health::chain::ChainProgress;
+        let node = app("app: node\nimage: i\nhealth: {bitcoin_rpc: \"127.0.0.1:8332\"}\n");
+        let dep = app("app: dep\nimage: i\nhealth: {tcp: \"127.0.0.1:50001\", failures: 1, start_period: 0}\ndepends_on: {node: synced}\n");
+        let ui = app("app: ui\nimage: i\ndepends_on: {node: healthy}\n");
+        let apps = vec![node.clone(), dep.clone(), ui.clone()];
+        let syncing = HealthState {
+            status: Status::Syncing,
+            chain: Some(ChainProgress {
+                blocks: 512_000,
+                headers: 870_000,
+                progress_ppm: 412_345,
+                ibd: true,
+            }),
+            ..Default::default()
+        };
+        let mut health = BTreeMap::from([("node".to_string(), syncing.clone())]);
+        assert_eq!(
+            waiting_for(&dep, &apps, &health).as_deref(),
+            Some(
+                "waiting for `node` to become synced (it is syncing 41.2 %, 512000/870000 blocks)"
+            )
+        );
+        assert_eq!(waiting_for(&ui, &apps, &health), None, "syncing answers");
+        assert!(unsynced(&dep, &health));
+        // The running dependent's failing probe does not count while its chain is not synced.
+        let fail = ProbeResult {
+            ok: false,
+            evidence: "connect 127.0.0.1:50001: connection refused".into(),
+            ..Default::default()
+        };
+        let results = BTreeMap::from([("dep".to_string(), fail)]);
+        let previous = BTreeMap::from([
+            ("node".to_string(), syncing),
+            (
+                "dep".to_string(),
+                HealthState {
+                    status: Status::Healthy,
+                    start_key: Some("d@100".into()),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let judge = |previous: &BTreeMap<String, HealthState>| {
+            assess(
+                &[&dep],
+                &[running("dep", "d")],
+                previous,
+                &|_| false,
+                &results,
+                &|_, _| None,
+                &crate::clock::Now::at(1_000),
+            )
+        };
+        let a = judge(&previous);
+        assert_eq!(
+            (
+                a.apps["dep"].action(),
+                a.apps["dep"].decision.state.consecutive_failures
+            ),
+            (HealthAction::None, 0)
+        );
+        // Synced: it counts (and acts) again.
+        let synced = HealthState {
+            status: Status::Healthy,
+            chain: Some(ChainProgress {
+                blocks: 870_000,
+                headers: 870_000,
+                progress_ppm: 1_000_000,
+                ibd: false,
+            }),
+            ..Default::default()
+        };
+        let mut previous = previous;
+        previous.insert("node".to_string(), synced.clone());
+        assert_eq!(judge(&previous).apps["dep"].action(), HealthAction::Restart);
+        health.insert("node".to_string(), synced);
+        assert_eq!(waiting_for(&dep, &apps, &health), None);
+        assert!(!unsynced(&dep, &health));
+        // A healthy state without chain facts (an older record) is not synced.
+        health.insert(
+            "node".to_string(),
+            HealthState {
+                status: Status::Healthy,
+                ..Default::default()
+            },
+        );
+        assert!(waiting_for(&dep, &apps, &health).is_some());
     }
 
     #[test]

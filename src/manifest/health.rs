@@ -1,4 +1,5 @@
-//! The `health:` manifest key: one probe (`http:`, `tcp:` or `exec:`) with `expect:`,
+//! The `health:` manifest key: one probe (`http:`, `tcp:`, `exec:`, or the chain-aware
+//! `bitcoin_rpc:` and `lnd_state:`) with `expect:`,
 //! `failures:` and `start_period:`, validated with errors naming the key. What archy does with
 //! it lives in `crate::health`.
 
@@ -38,6 +39,14 @@ pub struct HealthSpec {
     /// argv run inside the container with `podman exec`.
     #[serde(default)]
     pub exec: Option<Vec<String>>,
+    /// bitcoind's RPC `HOST:PORT`, asked `getblockchaininfo` from the host as archy's own probe
+    /// user: starting (refused, `-28`), syncing (initial block download) or healthy.
+    #[serde(default)]
+    pub bitcoin_rpc: Option<String>,
+    /// lnd's REST base URL (`https://127.0.0.1:8080`): `GET /v1/state`, no macaroon. A wallet
+    /// to create or unlock is waiting for the operator, never a failure.
+    #[serde(default)]
+    pub lnd_state: Option<String>,
     /// `http:` only: the one status code that passes (default: any 2xx or 3xx).
     #[serde(default)]
     pub expect: Option<u16>,
@@ -56,6 +65,8 @@ pub enum Probe {
     Http { url: String, expect: Option<u16> },
     Tcp { address: String },
     Exec { argv: Vec<String> },
+    BitcoinRpc { address: String },
+    LndState { url: String },
 }
 
 impl Probe {
@@ -64,6 +75,8 @@ impl Probe {
             Probe::Http { .. } => "http",
             Probe::Tcp { .. } => "tcp",
             Probe::Exec { .. } => "exec",
+            Probe::BitcoinRpc { .. } => "bitcoin_rpc",
+            Probe::LndState { .. } => "lnd_state",
         }
     }
 
@@ -79,6 +92,8 @@ impl std::fmt::Display for Probe {
             Probe::Http { url, .. } => write!(f, "http {url}"),
             Probe::Tcp { address } => write!(f, "tcp {address}"),
             Probe::Exec { argv } => write!(f, "exec {}", argv.join(" ")),
+            Probe::BitcoinRpc { address } => write!(f, "bitcoin_rpc {address}"),
+            Probe::LndState { url } => write!(f, "lnd_state {url}"),
         }
     }
 }
@@ -86,6 +101,14 @@ impl std::fmt::Display for Probe {
 impl HealthSpec {
     /// The probe (call after [`HealthSpec::validate`]; an invalid spec gives its first key).
     pub fn probe(&self) -> Probe {
+        if let Some(address) = &self.bitcoin_rpc {
+            return Probe::BitcoinRpc {
+                address: address.clone(),
+            };
+        }
+        if let Some(url) = &self.lnd_state {
+            return Probe::LndState { url: url.clone() };
+        }
         match (&self.http, &self.tcp, &self.exec) {
             (Some(url), _, _) => Probe::Http {
                 url: url.clone(),
@@ -116,6 +139,8 @@ impl HealthSpec {
             ("http", self.http.is_some()),
             ("tcp", self.tcp.is_some()),
             ("exec", self.exec.is_some()),
+            ("bitcoin_rpc", self.bitcoin_rpc.is_some()),
+            ("lnd_state", self.lnd_state.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)
@@ -123,7 +148,7 @@ impl HealthSpec {
         .collect();
         if given.len() != 1 {
             return Err(format!(
-                "key `health`: give exactly one probe of `http`, `tcp` or `exec` (found {})",
+                "key `health`: give exactly one probe of `http`, `tcp`, `exec`, `bitcoin_rpc` or `lnd_state` (found {})",
                 if given.is_empty() {
                     "none".to_string()
                 } else {
@@ -146,6 +171,18 @@ impl HealthSpec {
         }
         if let Some(address) = &self.tcp {
             validate_address(address).map_err(|e| format!("key `health.tcp`: `{address}` {e}"))?;
+        }
+        if let Some(address) = &self.bitcoin_rpc {
+            validate_address(address)
+                .map_err(|e| format!("key `health.bitcoin_rpc`: `{address}` {e}"))?;
+        }
+        if let Some(url) = &self.lnd_state {
+            validate_url(url).map_err(|e| format!("key `health.lnd_state`: `{url}` {e}"))?;
+            if url.contains('?') || url.trim_end_matches('/').matches('/').count() > 2 {
+                return Err(format!(
+                    "key `health.lnd_state`: `{url}` must be lnd's REST base URL like `https://127.0.0.1:8080` (archy asks /v1/state)"
+                ));
+            }
         }
         if let Some(argv) = &self.exec {
             if argv.is_empty() || argv[0].is_empty() {
@@ -234,6 +271,18 @@ mod tests {
         assert_eq!(s.start_period().as_secs(), 45);
         let s = spec("http: https://[::1]:8443/x\nexpect: 401\n").unwrap();
         assert_eq!(s.probe().to_string(), "http https://[::1]:8443/x");
+        let s = spec("bitcoin_rpc: 127.0.0.1:8332\n").unwrap();
+        assert_eq!(
+            (s.probe().to_string(), s.probe().host_side()),
+            ("bitcoin_rpc 127.0.0.1:8332".to_string(), true)
+        );
+        let s = spec("lnd_state: https://127.0.0.1:8080\n").unwrap();
+        assert_eq!(
+            s.probe(),
+            Probe::LndState {
+                url: "https://127.0.0.1:8080".into()
+            }
+        );
     }
 
     #[test]
@@ -257,6 +306,13 @@ mod tests {
             ),
             ("tcp: a:1\nstart_period: 400d\n", "longer than 30 days"),
             ("tcp: a:1\ninterval: 5s\n", "unknown field `interval`"),
+            ("bitcoin_rpc: 127.0.0.1\n", "key `health.bitcoin_rpc`"),
+            ("bitcoin_rpc: a:1\ntcp: a:1\n", "found tcp, bitcoin_rpc"),
+            ("lnd_state: 127.0.0.1:8080\n", "key `health.lnd_state`"),
+            (
+                "lnd_state: https://127.0.0.1:8080/v1/state\n",
+                "REST base URL",
+            ),
         ];
         for (yaml, expected) in cases {
             let err = spec(yaml).unwrap_err();

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use super::{Condition, Manifest, ManifestError};
+use super::{Condition, Dependency, Manifest, ManifestError};
 
 /// Cross-manifest rules: unique app ids, container names and host ports; dependencies that exist and form
 /// no cycle. Offending manifests move to the error list; the rest stay usable.
@@ -75,16 +75,36 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
         .filter(|m| !m.enabled)
         .map(|m| m.app.clone())
         .collect();
-    let (kept, unprobed): (Vec<Manifest>, Vec<Manifest>) = unique.into_iter().partition(|m| {
-        m.depends_on
-            .iter()
-            .all(|d| d.condition != Condition::Healthy || probed.contains(&d.app))
-    });
+    // `synced` needs the chain-aware probe: only it knows initial block download.
+    let chain_probed: BTreeSet<String> = unique
+        .iter()
+        .filter(|m| m.enabled)
+        .filter(|m| {
+            m.health
+                .as_ref()
+                .is_some_and(|h| matches!(h.probe(), super::health::Probe::BitcoinRpc { .. }))
+        })
+        .map(|m| m.app.clone())
+        .collect();
+    let unmet = |d: &Dependency| match d.condition {
+        Condition::Started => false,
+        Condition::Healthy => !probed.contains(&d.app),
+        Condition::Synced => !chain_probed.contains(&d.app),
+    };
+    let (kept, unprobed): (Vec<Manifest>, Vec<Manifest>) = unique
+        .into_iter()
+        .partition(|m| !m.depends_on.iter().any(unmet));
     for m in &unprobed {
+        let unsynced: Vec<&str> = m
+            .depends_on
+            .iter()
+            .filter(|d| d.condition == Condition::Synced && unmet(d) && probed.contains(&d.app))
+            .map(|d| d.app.as_str())
+            .collect();
         let apps: Vec<&str> = m
             .depends_on
             .iter()
-            .filter(|d| d.condition == Condition::Healthy && !probed.contains(&d.app))
+            .filter(|d| unmet(d) && !unsynced.contains(&d.app.as_str()))
             .map(|d| d.app.as_str())
             .collect();
         let (off, unprobed): (Vec<&str>, Vec<&str>) =
@@ -100,6 +120,12 @@ pub fn validate_set(parsed: Vec<Manifest>) -> (Vec<Manifest>, Vec<ManifestError>
             why.push(format!(
                 "`{}` is required healthy but is `enabled: false` (its probe never runs)",
                 off.join("`, `")
+            ));
+        }
+        if !unsynced.is_empty() {
+            why.push(format!(
+                "`{}` is required synced but its probe is not `bitcoin_rpc:` (only that one knows initial block download)",
+                unsynced.join("`, `")
             ));
         }
         errors.push(error_for(

@@ -218,12 +218,15 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     // (An acting tick without a probed app starts no thread: it has nothing to probe or read.)
     let probed = probed_apps(&loaded);
     let host_probes = (!opts.dry_run && !probed.is_empty()).then(|| {
-        let jobs = health::host_jobs(&selected);
+        let mut jobs = health::host_jobs(&selected);
         let podman = ctx.podman.clone();
         let state_dir = ctx.settings.state_dir.clone();
-        std::thread::spawn(move || HostProbes {
-            results: crate::health::probe::run_all(&podman, &jobs),
-            recorded: load_health(&state_dir, &probed),
+        std::thread::spawn(move || {
+            health::add_probe_tokens(&mut jobs, &state_dir);
+            HostProbes {
+                results: crate::health::probe::run_all(&podman, &jobs),
+                recorded: load_health(&state_dir, &probed),
+            }
         })
     });
     let mut desire = desire(ctx, opts, &loaded)?;

@@ -59,6 +59,18 @@ pub fn rpc_consumers(all: &[Manifest]) -> Vec<Consumer> {
             })
         })
         .collect();
+    // archy's own `bitcoin_rpc:` probe asks as its own user, whitelisted getblockchaininfo.
+    let probed = all.iter().filter(|m| m.enabled).any(|m| {
+        m.health
+            .as_ref()
+            .is_some_and(|h| matches!(h.probe(), crate::manifest::Probe::BitcoinRpc { .. }))
+    });
+    if probed {
+        consumers.push(Consumer {
+            name: crate::rpc_users::PROBE_USER.to_string(),
+            kind: crate::rpc_users::ConsumerKind::Probe,
+        });
+    }
     consumers.sort();
     consumers.dedup();
     consumers
@@ -298,6 +310,8 @@ mod tests {
         );
     }
 
+    const CATCH_ALL: &str = "# Any other Host (a DNS-rebinding page, a name this node does not serve): 421.\nserver {\n    listen 80 default_server;\n    server_name _;\n    return 421;\n}\n\n";
+
     #[test]
     fn electrumx_nginx_and_containers_conf_exact_text() {
         let s = secret();
@@ -317,10 +331,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             static_only,
-            format!("{HEADER}server {{\n    listen 80;\n    server_name _;\n    root /usr/share/nginx/html;\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n}}\n")
+            format!("{HEADER}{CATCH_ALL}server {{\n    listen 80;\n    server_name localhost 127.0.0.1 [::1];\n    root /usr/share/nginx/html;\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n}}\n")
         );
         let mut settings = BTreeMap::new();
         settings.insert("rpc_path".to_string(), Scalar("/api/rpc".into()));
+        settings.insert(
+            "server_names".to_string(),
+            Scalar("node.local  archy".into()),
+        );
         let pw = crate::rpc_users::consumer_password(&s, "bitcoin-ui");
         let token = crate::rpc_users::basic_token("bitcoin-ui", &pw);
         let proxy = render(
@@ -331,8 +349,16 @@ mod tests {
         .unwrap();
         assert_eq!(
             proxy,
-            format!("{HEADER}server {{\n    listen 80;\n    server_name _;\n    root /usr/share/nginx/html;\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n\n    # bitcoind JSON-RPC as user `bitcoin-ui` (its rpcwhitelist is in bitcoin.conf). The\n    # client's own Authorization header is replaced, never passed on.\n    location = /api/rpc {{\n        limit_except POST {{ deny all; }}\n        client_max_body_size 1m;\n        proxy_pass http://bitcoin-knots:8332/;\n        proxy_set_header Authorization \"Basic {token}\";\n        proxy_set_header Cookie \"\";\n    }}\n}}\n")
+            format!("{HEADER}{CATCH_ALL}server {{\n    listen 80;\n    server_name localhost 127.0.0.1 [::1] node.local archy;\n    root /usr/share/nginx/html;\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n\n    # bitcoind JSON-RPC as user `bitcoin-ui` (its rpcwhitelist is in bitcoin.conf). The\n    # client's own Authorization header is replaced, never passed on. Same-origin JSON only.\n    location = /api/rpc {{\n        limit_except POST {{ deny all; }}\n        set $archy_cross_origin 1;\n        if ($http_origin = \"\") {{ set $archy_cross_origin 0; }}\n        if ($http_origin = \"http://$http_host\") {{ set $archy_cross_origin 0; }}\n        if ($http_origin = \"https://$http_host\") {{ set $archy_cross_origin 0; }}\n        if ($http_sec_fetch_site !~ \"^(|same-origin)$\") {{ set $archy_cross_origin 1; }}\n        if ($archy_cross_origin) {{ return 403; }}\n        if ($content_type !~* \"^application/json *(;.*)?$\") {{ return 415; }}\n        client_max_body_size 1m;\n        proxy_pass http://bitcoin-knots:8332/;\n        proxy_set_header Authorization \"Basic {token}\";\n        proxy_set_header Cookie \"\";\n        proxy_set_header Origin \"\";\n    }}\n}}\n")
         );
+        for bad in ["evil.example;", "a b;return", "-x", "$host"] {
+            let mut names = settings.clone();
+            names.insert("server_names".to_string(), Scalar(bad.into()));
+            let err = render(Renderer::NginxUiConf, &names, &input(&s, "bitcoin-ui", &[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("setting `server_names`"), "{err}");
+        }
         settings.insert("rpc_path".to_string(), Scalar("/x; return 200".into()));
         assert!(render(
             Renderer::NginxUiConf,
@@ -348,6 +374,39 @@ mod tests {
             )
             .unwrap(),
             format!("{HEADER}[containers]\nhost_containers_internal_ip = \"10.89.0.1\"\n")
+        );
+    }
+
+    #[test]
+    fn an_app_cannot_take_the_probe_users_name() {
+        let s = secret();
+        let probe = [Consumer {
+            name: "archy-probe".into(),
+            kind: crate::rpc_users::ConsumerKind::Probe,
+        }];
+        let text = render(
+            Renderer::BitcoinConf,
+            &BTreeMap::new(),
+            &input(&s, "node", &probe),
+        )
+        .unwrap();
+        assert!(
+            text.contains("\nrpcwhitelist=archy-probe:getblockchaininfo\n"),
+            "{text}"
+        );
+        let squatter = [Consumer {
+            name: "archy-probe".into(),
+            kind: crate::rpc_users::ConsumerKind::Lnd,
+        }];
+        let err = render(
+            Renderer::BitcoinConf,
+            &BTreeMap::new(),
+            &input(&s, "node", &squatter),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("archy's own probe RPC user"),
+            "{err}"
         );
     }
 

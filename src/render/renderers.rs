@@ -99,6 +99,14 @@ pub(super) fn render_bitcoin_conf(
                 consumer.name
             );
         }
+        if consumer.name == crate::rpc_users::PROBE_USER
+            && consumer.kind != crate::rpc_users::ConsumerKind::Probe
+        {
+            bail!(
+                "app `{}` has the name of archy's own probe RPC user; rename the app",
+                consumer.name
+            );
+        }
         users
             .entry(&consumer.name)
             .or_default()
@@ -218,19 +226,29 @@ pub(super) fn render_electrumx_env(
     Ok(())
 }
 
+/// Host names a UI always answers to: the loopback names its published port is reached by.
+const UI_LOOPBACK_NAMES: &[&str] = &["localhost", "127.0.0.1", "[::1]"];
+
 /// nginx `server` block for a UI companion (read from /etc/nginx/conf.d/default.conf by the
 /// official image: nginxinc/docker-nginx entrypoint/10-listen-on-ipv6-by-default.sh names that
-/// file, and the image's nginx.conf includes conf.d/*.conf). Serves the release's static files;
-/// with `rpc_path`, proxies POSTs on that path to bitcoind as the app's own RPC user, replacing
-/// whatever Authorization header the client sent.
+/// file, and the image's nginx.conf includes conf.d/*.conf). Serves the release's static files
+/// to its own Host names only (loopback and the `server_names` setting; any other name, as a
+/// DNS-rebinding page sends, gets 421 from a catch-all server); with `rpc_path`, proxies POSTs
+/// on that path to bitcoind as the app's own RPC user, replacing whatever Authorization header
+/// the client sent, and only same-origin `application/json` requests (see `rpc_location`).
 pub(super) fn render_nginx_ui(
     out: &mut String,
     settings: &BTreeMap<String, Scalar>,
     input: &RenderInput<'_>,
 ) -> Result<()> {
     for key in settings.keys() {
-        if !matches!(key.as_str(), "rpc_path" | "root" | "listen") {
-            bail!("setting `{key}`: nginx-ui.conf knows only rpc_path, root and listen");
+        if !matches!(
+            key.as_str(),
+            "rpc_path" | "root" | "listen" | "server_names"
+        ) {
+            bail!(
+                "setting `{key}`: nginx-ui.conf knows only rpc_path, root, listen and server_names"
+            );
         }
     }
     let root = settings
@@ -248,24 +266,51 @@ pub(super) fn render_nginx_ui(
     if !safe(listen) {
         bail!("setting `listen`: `{listen}` must be a port or address:port");
     }
+    let mut names: Vec<&str> = UI_LOOPBACK_NAMES.to_vec();
+    if let Some(listed) = settings.get("server_names") {
+        for name in listed.0.split_whitespace() {
+            let host = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+            if !host || name.starts_with(['-', '.']) {
+                bail!(
+                    "setting `server_names`: `{name}` must be a host name of [A-Za-z0-9.-] (names separated by spaces)"
+                );
+            }
+            names.push(name);
+        }
+    }
     out.push_str(&format!(
-        "server {{\n    listen {listen};\n    server_name _;\n    root {root};\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n"
+        "# Any other Host (a DNS-rebinding page, a name this node does not serve): 421.\nserver {{\n    listen {listen} default_server;\n    server_name _;\n    return 421;\n}}\n\nserver {{\n    listen {listen};\n    server_name {names};\n    root {root};\n    index index.html;\n\n    location / {{\n        try_files $uri $uri/ /index.html;\n    }}\n",
+        names = names.join(" "),
     ));
     if let Some(path) = settings.get("rpc_path") {
         let path = path.0.as_str();
         if !path.starts_with('/') || !safe(path) {
             bail!("setting `rpc_path`: `{path}` must be an absolute URL path of [A-Za-z0-9/_.-]");
         }
-        let password = crate::rpc_users::consumer_password(input.secret, input.app);
-        let token = crate::rpc_users::basic_token(input.app, &password);
-        out.push_str(&format!(
-            "\n    # bitcoind JSON-RPC as user `{app}` (its rpcwhitelist is in bitcoin.conf). The\n    # client's own Authorization header is replaced, never passed on.\n    location = {path} {{\n        limit_except POST {{ deny all; }}\n        client_max_body_size 1m;\n        proxy_pass http://{host}:{RPC_PORT}/;\n        proxy_set_header Authorization \"Basic {token}\";\n        proxy_set_header Cookie \"\";\n    }}\n",
-            app = input.app,
-            host = input.bitcoin_host,
-        ));
+        rpc_location(out, path, input);
     }
     out.push_str("}\n");
     Ok(())
+}
+
+/// The RPC proxy location. A web page of another origin must not reach bitcoind through it:
+/// a browser sends `Origin` (and `Sec-Fetch-Site`) with every cross-origin POST, so anything
+/// but this page's own origin is refused (403); requiring `Content-Type: application/json`
+/// means a cross-origin page would need a CORS preflight, which is never granted (OPTIONS is
+/// not POST). Batches are not parsed here (nginx cannot read the body before proxying without
+/// a module the image does not load): bitcoind checks every call of a batch against the
+/// user's rpcwhitelist and refuses the whole batch (403) if one is not on it (Bitcoin Core
+/// src/httprpc.cpp, HTTPReq_JSONRPC), so a batch passes only when every method is the UI's.
+fn rpc_location(out: &mut String, path: &str, input: &RenderInput<'_>) {
+    let password = crate::rpc_users::consumer_password(input.secret, input.app);
+    let token = crate::rpc_users::basic_token(input.app, &password);
+    out.push_str(&format!(
+        "\n    # bitcoind JSON-RPC as user `{app}` (its rpcwhitelist is in bitcoin.conf). The\n    # client's own Authorization header is replaced, never passed on. Same-origin JSON only.\n    location = {path} {{\n        limit_except POST {{ deny all; }}\n        set $archy_cross_origin 1;\n        if ($http_origin = \"\") {{ set $archy_cross_origin 0; }}\n        if ($http_origin = \"http://$http_host\") {{ set $archy_cross_origin 0; }}\n        if ($http_origin = \"https://$http_host\") {{ set $archy_cross_origin 0; }}\n        if ($http_sec_fetch_site !~ \"^(|same-origin)$\") {{ set $archy_cross_origin 1; }}\n        if ($archy_cross_origin) {{ return 403; }}\n        if ($content_type !~* \"^application/json *(;.*)?$\") {{ return 415; }}\n        client_max_body_size 1m;\n        proxy_pass http://{host}:{RPC_PORT}/;\n        proxy_set_header Authorization \"Basic {token}\";\n        proxy_set_header Cookie \"\";\n        proxy_set_header Origin \"\";\n    }}\n",
+        app = input.app,
+        host = input.bitcoin_host,
+    ));
 }
 
 #[allow(clippy::unnecessary_wraps)] // every renderer has the same signature

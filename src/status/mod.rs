@@ -489,6 +489,12 @@ pub fn metrics_snapshot(
                 restarts: restarts.get(&a.app).copied().unwrap_or(0),
                 spec_drift: a.spec_hash_match == Some(false),
                 config_drift_files: a.config_drift.len(),
+                chain: a.health.chain.map(|c| metrics::ChainSample {
+                    blocks: c.blocks,
+                    headers: c.headers,
+                    verification_progress: c.verification_progress,
+                    initial_block_download: c.initial_block_download,
+                }),
             })
             .collect(),
         manifests_invalid: status.manifest_errors.len(),

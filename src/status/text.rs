@@ -68,6 +68,23 @@ pub fn render_text(status: &Status) -> String {
         if let (true, Some(error)) = (a.health.failing(), &a.health.last_error) {
             out.push_str(&format!("{:<app_w$} health: {error}\n", ""));
         }
+        if let Some(what) = &a.health.operator {
+            out.push_str(&format!("{:<app_w$} health: {what}\n", ""));
+        }
+        if let Some(c) = &a.health.chain {
+            out.push_str(&format!(
+                "{:<app_w$} chain: {}, {}/{} blocks, verification {:.1} %\n",
+                "",
+                if c.initial_block_download {
+                    "syncing"
+                } else {
+                    "synced"
+                },
+                c.blocks,
+                c.headers,
+                c.verification_progress * 100.0
+            ));
+        }
     }
     for e in &status.manifest_errors {
         out.push_str(&format!("invalid manifest: {e}\n"));
