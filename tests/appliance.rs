@@ -551,29 +551,6 @@ fn nginx_serves_the_ui_and_proxies_rpc_as_the_uis_own_user() {
     );
 }
 
-/// The venv with PyPI `e-x` at `version`, made by scripts/test (`ARCHY_EX_VENVS` names the
-/// directory holding `e-x-<version>/`; default `<target dir>/venvs`).
-fn electrumx_python(version: &str) -> PathBuf {
-    let venvs = std::env::var_os("ARCHY_EX_VENVS").map_or_else(
-        || {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(
-                    || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
-                    PathBuf::from,
-                )
-                .join("venvs")
-        },
-        PathBuf::from,
-    );
-    let python = venvs.join(format!("e-x-{version}/bin/python"));
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/test (it installs e-x {version} from PyPI into that venv)",
-        python.display()
-    );
-    python
-}
-
 /// Load the env file as podman's --env-file does (KEY=VALUE lines, # comments), build
 /// ElectrumX's own Env from it, and ask bitcoind for its height with ElectrumX's daemon client.
 const ELECTRUMX_PROBE: &str = r##"

@@ -551,29 +551,6 @@ impl Drop for Running {
     }
 }
 
-/// The venv with PyPI `e-x` at `version`, made by scripts/test (`ARCHY_EX_VENVS` names the
-/// directory holding `e-x-<version>/`; default `<target dir>/venvs`).
-fn electrumx_python(version: &str) -> PathBuf {
-    let venvs = std::env::var_os("ARCHY_EX_VENVS").map_or_else(
-        || {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(
-                    || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
-                    PathBuf::from,
-                )
-                .join("venvs")
-        },
-        PathBuf::from,
-    );
-    let python = venvs.join(format!("e-x-{version}/bin/python"));
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/test (it installs e-x {version} from PyPI into that venv)",
-        python.display()
-    );
-    python
-}
-
 /// Debian's nginx on the rendered bitcoin-ui server block, its listen port, web root and
 /// bitcoind's address moved to this host (as tests/appliance.rs does). Returns nginx and its
 /// port.

@@ -619,3 +619,26 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// The venv with PyPI `e-x` at `version`, made by scripts/test (`ARCHY_EX_VENVS` names the
+/// directory holding `e-x-<version>/`; default `<target dir>/venvs`).
+pub fn electrumx_python(version: &str) -> PathBuf {
+    let venvs = std::env::var_os("ARCHY_EX_VENVS").map_or_else(
+        || {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(
+                    || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+                    PathBuf::from,
+                )
+                .join("venvs")
+        },
+        PathBuf::from,
+    );
+    let python = venvs.join(format!("e-x-{version}/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test (it installs e-x {version} from PyPI into that venv)",
+        python.display()
+    );
+    python
+}
