@@ -110,6 +110,18 @@ fn install_appliance(node: &Node) {
     node.ok("systemctl daemon-reload && systemctl enable archipelago.service");
 }
 
+/// A booted node with this run's package installed (apt) and the test appliance's manifests,
+/// contexts and site settings in place; nothing enabled yet.
+fn node_with_appliance(tag: &str) -> Node {
+    let debs = tempfile::tempdir().unwrap();
+    let deb = build_package(debs.path());
+    let node = Node::boot(tag);
+    node.copy_in(&deb, "/root/archy.deb");
+    node.ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/archy.deb >/dev/null");
+    install_appliance(&node);
+    node
+}
+
 /// A release directory; a bad one has no index.html (its UI answers 404).
 fn release(node: &Node, version: &str, good: bool) {
     let dir = format!("/opt/archipelago/releases/{version}/web-ui");
@@ -404,12 +416,7 @@ fn appliance_on_a_booted_debian13_node() {
 #[test]
 #[ignore = "boots a Debian 13 node (about 2 minutes): scripts/node-test, or scripts/test --full"]
 fn podman_db_lost_on_a_booted_debian13_node_is_healed_by_the_units() {
-    let debs = tempfile::tempdir().unwrap();
-    let deb = build_package(debs.path());
-    let node = Node::boot("dblost");
-    node.copy_in(&deb, "/root/archy.deb");
-    node.ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/archy.deb >/dev/null");
-    install_appliance(&node);
+    let node = node_with_appliance("dblost");
     node.ok("systemctl enable archy-heal-podman.service archy-render-config.service archy-verify-update.service");
     node.ok("systemctl enable --now archy-reconcile.timer");
     node.wait_for(
@@ -530,12 +537,7 @@ fn ui_answers_from_the_live_container(node: &Node, after: &str) {
 #[test]
 #[ignore = "boots a Debian 13 node (about 2 minutes): scripts/node-test, or scripts/test --full"]
 fn heal_podman_repairs_podman5_faults_on_a_booted_debian13_node() {
-    let debs = tempfile::tempdir().unwrap();
-    let deb = build_package(debs.path());
-    let node = Node::boot("heal5");
-    node.copy_in(&deb, "/root/archy.deb");
-    node.ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/archy.deb >/dev/null");
-    install_appliance(&node);
+    let node = node_with_appliance("heal5");
     converge(&node, "converged");
     std::fs::write(
         node.path("/var/lib/containers/storage/volumes/web-data/_data/marker"),
