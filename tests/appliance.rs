@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
 const STANDIN: &str = concat!(
@@ -328,26 +328,6 @@ fn bitcoin_conf_is_readable_by_the_image_user_and_names_only_known_options() {
             .starts_with("/home/bitcoin")));
 }
 
-/// A running child process stopped (by its id) when dropped: SIGTERM, which nginx's master
-/// passes on to its workers before exiting (SIGKILL would orphan them), then SIGKILL.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Start the stand-in bitcoind on `conf`; returns it and its port.
 fn standin(conf: &Path, log: &Path) -> (Running, u16) {
     let mut child = Command::new("python3")
@@ -401,19 +381,6 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("{what} exited: {status}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("{what} never listened on {port}");
-}
-
 // A scenario test: its steps read top to bottom, each checking what the one before left.
 #[allow(clippy::too_many_lines)]
 #[test]
@@ -443,26 +410,7 @@ fn nginx_serves_the_ui_and_proxies_rpc_as_the_uis_own_user() {
         );
     assert_ne!(server, rendered, "the rewrite applied");
     std::fs::write(dir.join("default.conf"), &server).unwrap();
-    // Like the image's nginx.conf: an http block including conf.d/*.conf.
-    let d = dir.display();
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log {d}/access.log;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    include {d}/default.conf;\n}}\n"
-        ),
-    )
-    .unwrap();
-    let test = Command::new("nginx")
-        .args(["-t", "-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
-        .output()
-        .expect("Debian's nginx is installed (scripts/test installs it)");
-    assert!(test.status.success(), "nginx -t: {test:?}");
-    let mut nginx = Running(
-        Command::new("nginx")
-            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
-            .spawn()
-            .unwrap(),
-    );
+    let mut nginx = start_nginx(&dir);
     wait_for_port(port, "nginx", &mut nginx.0);
 
     let (status, body) = http(port, "GET", "/", None, "");

@@ -532,25 +532,6 @@ fn electrumx_syncs_the_real_chain_through_its_rendered_user() {
     );
 }
 
-/// A running child process stopped (by its id) when dropped: SIGTERM, then SIGKILL.
-pub struct Running(pub Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..200 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Debian's nginx on the rendered bitcoin-ui server block, its listen port, web root and
 /// bitcoind's address moved to this host (as tests/appliance.rs does). Returns nginx and its
 /// port.
@@ -576,31 +557,8 @@ fn nginx_ui(node: &Node, rpc_port: u16) -> (Running, u16) {
         2
     );
     std::fs::write(dir.join("default.conf"), &server).unwrap();
-    let d = dir.display();
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log {d}/access.log;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    include {d}/default.conf;\n}}\n"
-        ),
-    )
-    .unwrap();
-    let test = Command::new("nginx")
-        .args(["-t", "-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
-        .output()
-        .expect("Debian's nginx is installed (scripts/test installs it)");
-    assert!(test.status.success(), "nginx -t: {test:?}\n{server}");
-    let mut nginx = Running(
-        Command::new("nginx")
-            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(nginx.0.try_wait().unwrap().is_none(), "nginx exited");
-        assert!(Instant::now() < deadline, "nginx never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut nginx = start_nginx(&dir);
+    wait_for_port(port, "nginx", &mut nginx.0);
     (nginx, port)
 }
 

@@ -642,3 +642,62 @@ pub fn electrumx_python(version: &str) -> PathBuf {
     );
     python
 }
+
+/// A running child process stopped (by its id) when dropped: SIGTERM, which nginx's master
+/// passes on to its workers before exiting (SIGKILL would orphan them), then SIGKILL.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Wait (bounded, 10 s) until something listens on loopback `port`; `child` must stay alive.
+pub fn wait_for_port(port: u16, what: &str, child: &mut std::process::Child) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{what} never listened on {port}");
+}
+
+/// Debian's nginx in the foreground under `dir`, serving `dir/default.conf` from an http block
+/// like the image's nginx.conf (checked with `nginx -t` first).
+pub fn start_nginx(dir: &Path) -> Running {
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log {d}/access.log;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    include {d}/default.conf;\n}}\n"
+        ),
+    )
+    .unwrap();
+    let test = Command::new("nginx")
+        .args(["-t", "-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+        .output()
+        .expect("Debian's nginx is installed (scripts/test installs it)");
+    let server = std::fs::read_to_string(dir.join("default.conf")).unwrap_or_default();
+    assert!(test.status.success(), "nginx -t: {test:?}\n{server}");
+    Running(
+        Command::new("nginx")
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+            .spawn()
+            .unwrap(),
+    )
+}
