@@ -523,10 +523,14 @@ fn stale_namespaces(
                 .and_then(|out| parse_addresses(&out.stdout).ok())
                 .unwrap_or_default();
         }
-        // Neither cache nor veth named the network: an address in archy's subnet does.
+        // Neither cache nor veth named the network: an address in archy's subnet does, and so
+        // does the name of a scratch namespace an earlier heal-podman made for a teardown and
+        // did not live to delete (killed between `ip netns add` and `ip netns delete`).
         let network = network.or_else(|| {
-            ips.iter()
-                .any(|ip| in_subnet(ip, &scope.subnet))
+            let in_scope = ips.iter().any(|ip| in_subnet(ip, &scope.subnet))
+                || super::network::scratch_netns_pid(&name)
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            in_scope
                 .then(|| scope.names.iter().next().cloned())
                 .flatten()
         });
@@ -1283,7 +1287,8 @@ fn netavark_teardown(
 fn scratch_netns() -> Result<PathBuf> {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let name = format!(
-        "archy-heal-{}-{}",
+        "{}{}-{}",
+        super::network::SCRATCH_NETNS_PREFIX,
         std::process::id(),
         SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     );

@@ -426,6 +426,17 @@ pub fn is_podman_bridge_name(name: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The name prefix of the scratch namespaces heal-podman replays a teardown in
+/// (`archy-heal-<pid>-<n>`).
+pub const SCRATCH_NETNS_PREFIX: &str = "archy-heal-";
+
+/// The pid of the heal-podman run that made scratch namespace `name`, if it is one.
+pub fn scratch_netns_pid(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix(SCRATCH_NETNS_PREFIX)?.split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
 /// `ip -j netns list`: namespace name → its id in the host's namespace (only those with one).
 pub fn parse_netns_ids(json: &str) -> Result<BTreeMap<String, i64>> {
     let list: Vec<Value> = serde_json::from_str(json).context("`ip -j netns list` is not JSON")?;
@@ -659,6 +670,14 @@ mod tests {
                 rules[3].1.as_str()
             ]
         );
+    }
+
+    #[test]
+    fn scratch_namespaces_are_known_by_name() {
+        assert_eq!(scratch_netns_pid("archy-heal-4242-0"), Some(4242));
+        assert_eq!(scratch_netns_pid("archy-heal-4242"), None);
+        assert_eq!(scratch_netns_pid("archy-heal-x-1"), None);
+        assert_eq!(scratch_netns_pid("netns-0aba3b17-61c7"), None);
     }
 
     #[test]
