@@ -250,38 +250,11 @@ impl Bitcoind {
 pub fn call(port: u16, auth: &str, method: &str, params: &str) -> (u16, String) {
     let body =
         format!("{{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"{method}\",\"params\":{params}}}");
-    http(
+    http_exchange(
         port,
         &format!("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n"),
         &body,
     )
-}
-
-/// Send `head` (request line and headers, each ending in CRLF) and `body`; returns the status
-/// and the body.
-pub fn http(port: u16, head: &str, body: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "{head}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 pub fn basic(user: &str, password: &str) -> String {
@@ -423,7 +396,7 @@ fn every_consumer_may_make_its_traced_calls_and_no_other() {
             "[{{\"method\":\"{}\",\"params\":[],\"id\":1}},{{\"method\":\"getpeerinfo\",\"params\":[],\"id\":2}}]",
             calls[0]
         );
-        let (status, _) = http(
+        let (status, _) = http_exchange(
             bitcoind.rpc_port,
             &format!("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n"),
             &batch,
@@ -585,7 +558,7 @@ fn ui_rpc_proxy_takes_only_same_origin_json_for_its_own_host_names() {
     let (_nginx, port) = nginx_ui(&node, bitcoind.rpc_port);
     let origin = format!("http://127.0.0.1:{port}");
     let post = |host: &str, headers: &str, body: &str| {
-        http(
+        http_exchange(
             port,
             &format!("POST /rpc HTTP/1.1\r\nHost: {host}\r\n{headers}"),
             body,
@@ -643,7 +616,7 @@ fn ui_rpc_proxy_takes_only_same_origin_json_for_its_own_host_names() {
         421
     );
     assert_eq!(
-        http(port, "GET / HTTP/1.1\r\nHost: evil.example\r\n", "").0,
+        http_exchange(port, "GET / HTTP/1.1\r\nHost: evil.example\r\n", "").0,
         421
     );
     // Same origin but not JSON (a form post).
@@ -652,7 +625,7 @@ fn ui_rpc_proxy_takes_only_same_origin_json_for_its_own_host_names() {
     assert_eq!(post(&own, "", &one("getblockchaininfo")).0, 415);
     // Only POST.
     assert_eq!(
-        http(
+        http_exchange(
             port,
             &format!("OPTIONS /rpc HTTP/1.1\r\nHost: {own}\r\nOrigin: https://evil.example\r\n"),
             ""
@@ -678,7 +651,7 @@ fn ui_rpc_proxy_takes_only_same_origin_json_for_its_own_host_names() {
     assert_eq!(reached.len(), 4, "{reached:?}");
     // The static UI on its own names.
     assert_eq!(
-        http(port, &format!("GET / HTTP/1.1\r\nHost: {own}\r\n"), ""),
+        http_exchange(port, &format!("GET / HTTP/1.1\r\nHost: {own}\r\n"), ""),
         (200, "bitcoin ui\n".to_string())
     );
 }
