@@ -1,6 +1,9 @@
 //! Classification and planning on output captured from podman 4.3.1 / runc 1.1.5 on this
 //! machine kind (`tests/fixtures/heal-*`), in an isolated root under /tmp/healexp.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
 use super::*;
 
 const INFO_TOO_SMALL: &str = include_str!("../../tests/fixtures/heal-info-db-too-small.stderr.txt");
