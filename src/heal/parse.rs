@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::podman::{error_line, ErrorKind};
+
 /// Name of podman's BoltDB state database inside its static dir (podman 4, and podman 5 where
 /// it already exists: libpod `runtime.go` `getDBState` keeps using it for compatibility).
 pub const DB_FILE: &str = "bolt_state.db";
@@ -31,87 +33,27 @@ pub enum EngineError {
     Other { detail: String },
 }
 
-/// Database open failures that mean "this file is not a usable database" (bbolt's wording).
-/// Anything else (permission denied, timeout on a lock held by another podman) is not corruption
-/// and must not make archy move the file.
-const DB_CORRUPT_REASONS: &[&str] = &[
-    "file size too small",
-    "invalid database",
-    "version mismatch",
-    "checksum error",
-    "meta",
-    "unexpected EOF",
-];
-
-/// SQLite's words for a file that is not a usable database (podman 5's `db.sql`; its errors name
-/// no path: `beginning transaction: file is not a database`).
-const SQLITE_CORRUPT_REASONS: &[&str] =
-    &["file is not a database", "database disk image is malformed"];
-
-/// The meaningful error line of podman's stderr: the last `Error: …` line, or the last line.
-pub fn error_line(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains("failed to connect to syslog"))
-        .filter(|l| !l.contains("level=debug") && !l.contains("level=info"))
-        .collect();
-    lines
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("Error:"))
-        .or(lines.last())
-        .map(|l| l.trim_start_matches("Error:").trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Classify the stderr of a failed podman command (probes run `podman info`).
+/// Classify the stderr of a failed podman command (probes run `podman info`) with
+/// [`ErrorKind`], keeping the error line as the detail.
 pub fn classify_engine_error(stderr: &str) -> EngineError {
     let line = error_line(stderr);
-    if line.contains("database configuration mismatch") {
-        return EngineError::ConfigMismatch { detail: line };
+    match ErrorKind::of_stderr(stderr) {
+        Some(ErrorKind::DatabaseConfigMismatch) => EngineError::ConfigMismatch { detail: line },
+        // No path: podman's SQLite database, found from its paths (`engine_paths`).
+        Some(ErrorKind::DatabaseCorrupt { db, reason }) => EngineError::DbCorrupt {
+            db: db.unwrap_or_default(),
+            reason,
+        },
+        Some(ErrorKind::NeedsMigrate { line }) => EngineError::NeedsMigrate { detail: line },
+        Some(ErrorKind::LockTableFull | ErrorKind::Locks) => EngineError::Locks { detail: line },
+        Some(
+            ErrorKind::NoSuchContainer
+            | ErrorKind::NoSuchNetwork
+            | ErrorKind::NetworkExists
+            | ErrorKind::SubnetUsedOnHost,
+        )
+        | None => EngineError::Other { detail: line },
     }
-    if let Some(rest) = line
-        .find("opening database ")
-        .map(|i| &line[i + "opening database ".len()..])
-    {
-        // "opening database /path/bolt_state.db: file size too small"
-        if let Some((path, reason)) = rest.split_once(": ") {
-            if path.starts_with('/')
-                && DB_CORRUPT_REASONS.iter().any(|r| reason.contains(r))
-                && !reason.contains("timeout")
-            {
-                return EngineError::DbCorrupt {
-                    db: PathBuf::from(path),
-                    reason: reason.trim().to_string(),
-                };
-            }
-        }
-    }
-    if let Some(reason) = SQLITE_CORRUPT_REASONS.iter().find(|r| line.contains(*r)) {
-        // The path is podman's SQLite database, found from its paths (`engine_paths`).
-        return EngineError::DbCorrupt {
-            db: PathBuf::new(),
-            reason: (*reason).to_string(),
-        };
-    }
-    if stderr.contains("system migrate") || stderr.contains("invalid internal status") {
-        return EngineError::NeedsMigrate {
-            detail: stderr_line_with(stderr, "migrate").unwrap_or(line),
-        };
-    }
-    if line.contains("num_locks") || line.contains("allocating lock") || line.contains("shm lock") {
-        return EngineError::Locks { detail: line };
-    }
-    EngineError::Other { detail: line }
-}
-
-fn stderr_line_with(stderr: &str, needle: &str) -> Option<String> {
-    stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains(needle))
-        .map(|l| l.trim().to_string())
 }
 
 impl EngineError {
