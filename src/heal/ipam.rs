@@ -154,6 +154,37 @@ pub fn leaks(
     out
 }
 
+/// The allocations on `network`: (address, container id), by subnet then address.
+pub fn allocations(root: &Bucket, network: &str) -> Vec<(IpAddr, String)> {
+    let Some(net) = root.bucket(network.as_bytes()) else {
+        return Vec::new();
+    };
+    net.items
+        .iter()
+        .filter(|(k, _)| k.as_slice() != IDS_BUCKET)
+        .filter_map(|(_, item)| match item {
+            Item::Bucket(subnet) => Some(subnet),
+            Item::Value(_) => None,
+        })
+        .flat_map(|subnet| subnet.items.iter())
+        .filter_map(|(k, v)| match (address_of(k), v) {
+            (Some(address), Item::Value(id)) => {
+                Some((address, String::from_utf8_lossy(id).into_owned()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every container id with an allocation on `networks`.
+pub fn allocated_ids(root: &Bucket, networks: &BTreeSet<String>) -> BTreeSet<String> {
+    networks
+        .iter()
+        .flat_map(|n| allocations(root, n))
+        .map(|(_, id)| id)
+        .collect()
+}
+
 /// `root` without `leaks`: each address's subnet key (only while it still names the same
 /// container), and the `ids` entry of a forgotten container once none of its addresses is
 /// left reserved — what `deallocIPs` would have deleted.
