@@ -620,3 +620,159 @@ fn engine_orphan_bridge_holds_the_subnet() {
     case.data_kept(true, "");
     case.pass();
 }
+
+/// The firewall rules that name `network` or forward to `port` (iptables on CNI and netavark
+/// 1.4), sorted: what another root's published port consists of.
+fn rules_of(network: &str, port: u16) -> Vec<String> {
+    let mut rules = Vec::new();
+    for table in ["nat", "filter"] {
+        let out = std::process::Command::new("iptables")
+            .args(["-t", table, "-S"])
+            .output()
+            .unwrap();
+        rules.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(network) || l.contains(&format!("--dport {port} ")))
+                .map(|l| format!("{table}: {l}")),
+        );
+    }
+    rules.sort();
+    rules
+}
+
+#[test]
+fn engine_another_roots_network_on_the_same_subnet_is_left_alone() {
+    let mut case = Case::new(
+        "engine: another podman root (its own network config) runs a network on archy's subnet, its container on the address of archy's app; archy's app is killed and its DB lost",
+        "heal-podman releases archy's dead namespace, forwards and reservations only: the other root's firewall rules, address reservation and namespace are untouched",
+    );
+    let root = TestRoot::new();
+    let port = free_port();
+    web_app(&root, port);
+    // No bridge may hold the subnet while the other root creates its network (podman refuses
+    // a subnet a host interface holds): archy's app stopped, its bridge gone (CNI keeps it).
+    let bridge = root
+        .podman_ok(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{.NetworkInterface}}",
+            &root.network,
+        ])
+        .trim()
+        .to_string();
+    root.podman_ok(&["stop", "-t", "0", "archy-web"]);
+    let _ = std::process::Command::new("ip")
+        .args(["link", "delete", &bridge])
+        .output();
+    // The other root: its own network config dir (as another podman install has), a network of
+    // the same subnet under another name and bridge.
+    let other = TestRoot::new();
+    let conf = other.dir.join("containers.conf");
+    let own_dir = other.dir.join("networks");
+    std::fs::create_dir_all(&own_dir).unwrap();
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace(NETWORK_DIR, own_dir.to_str().unwrap());
+    std::fs::write(&conf, text).unwrap();
+    other.podman_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &root.subnet,
+        &other.network,
+    ]);
+    let other_bridge = other
+        .podman_ok(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{.NetworkInterface}}",
+            &other.network,
+        ])
+        .trim()
+        .to_string();
+    // Its bridge is named apart (podman numbered it from the other config dir alone, and
+    // podman 4.3 has no --interface-name): the name in its config file replaced.
+    let unique = format!("ov{}", std::process::id() % 100_000);
+    for entry in std::fs::read_dir(&own_dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let renamed = text.replace(&format!("\"{other_bridge}\""), &format!("\"{unique}\""));
+        std::fs::write(entry.path(), renamed).unwrap();
+    }
+    let other_bridge = unique;
+    // archy's app runs again, then the other root's container takes the very same address.
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let ghost = root.container_id("archy-web");
+    let old = network_of(&root, &ghost);
+    let other_port = free_port();
+    other.podman_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "other-web",
+        "--network",
+        &other.network,
+        "--ip",
+        &old.ip,
+        "-p",
+        &format!("127.0.0.1:{other_port}:80"),
+        TEST_IMAGE,
+        "/bin/httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let other_rules = rules_of(&other.network, other_port);
+    assert!(
+        other_rules
+            .iter()
+            .any(|r| r.contains(&format!("{}:80", old.ip))),
+        "the other root forwards its port to the shared address: {other_rules:#?}"
+    );
+    let other_ipam = ipam_allocations(&other.network);
+    let other_ns = other.podman_ok(&[
+        "inspect",
+        "--format",
+        "{{.NetworkSettings.SandboxKey}}",
+        "other-web",
+    ]);
+    case.run();
+    kill_root_processes(&root.dir);
+    std::fs::remove_file(db(&root)).unwrap();
+    let heal = root.archy(&["heal-podman", "--output", "json"]);
+    assert_eq!(heal.code, 0, "{heal:?}");
+    assert!(
+        !std::path::Path::new(&old.netns).exists(),
+        "archy's dead namespace {} left",
+        old.netns
+    );
+    assert_eq!(
+        rules_of(&other.network, other_port),
+        other_rules,
+        "the other root's rules changed"
+    );
+    assert_eq!(ipam_allocations(&other.network), other_ipam);
+    assert_eq!(other.state("other-web"), "running");
+    let held = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", other_ns.trim()))
+        .args(["ip", "-4", "-o", "addr", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&held.stdout).contains(&format!("inet {}/", old.ip)),
+        "the other root's container keeps its address"
+    );
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    case.data_kept(true, "");
+    other.podman_ok(&["rm", "-f", "-t", "0", "other-web"]);
+    let _ = std::process::Command::new("ip")
+        .args(["link", "delete", &other_bridge])
+        .output();
+    case.pass();
+}
