@@ -641,6 +641,39 @@ fn rules_of(network: &str, port: u16) -> Vec<String> {
     rules
 }
 
+/// Another podman root with its own network config dir (as another podman install has) and a
+/// network on `subnet` under another name and bridge; returns the root and its bridge's name.
+fn other_root_on(subnet: &str) -> (TestRoot, String) {
+    let other = TestRoot::new();
+    let conf = other.dir.join("containers.conf");
+    let own_dir = other.dir.join("networks");
+    std::fs::create_dir_all(&own_dir).unwrap();
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace(NETWORK_DIR, own_dir.to_str().unwrap());
+    std::fs::write(&conf, text).unwrap();
+    other.podman_ok(&["network", "create", "--subnet", subnet, &other.network]);
+    let numbered = other
+        .podman_ok(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{.NetworkInterface}}",
+            &other.network,
+        ])
+        .trim()
+        .to_string();
+    // Its bridge is named apart (podman numbered it from the other config dir alone, and
+    // podman 4.3 has no --interface-name): the name in its config file replaced.
+    let unique = format!("ov{}", std::process::id() % 100_000);
+    for entry in std::fs::read_dir(&own_dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let renamed = text.replace(&format!("\"{numbered}\""), &format!("\"{unique}\""));
+        std::fs::write(entry.path(), renamed).unwrap();
+    }
+    (other, unique)
+}
+
 #[test]
 fn engine_another_roots_network_on_the_same_subnet_is_left_alone() {
     let mut case = Case::new(
@@ -666,42 +699,7 @@ fn engine_another_roots_network_on_the_same_subnet_is_left_alone() {
     let _ = std::process::Command::new("ip")
         .args(["link", "delete", &bridge])
         .output();
-    // The other root: its own network config dir (as another podman install has), a network of
-    // the same subnet under another name and bridge.
-    let other = TestRoot::new();
-    let conf = other.dir.join("containers.conf");
-    let own_dir = other.dir.join("networks");
-    std::fs::create_dir_all(&own_dir).unwrap();
-    let text = std::fs::read_to_string(&conf)
-        .unwrap()
-        .replace(NETWORK_DIR, own_dir.to_str().unwrap());
-    std::fs::write(&conf, text).unwrap();
-    other.podman_ok(&[
-        "network",
-        "create",
-        "--subnet",
-        &root.subnet,
-        &other.network,
-    ]);
-    let other_bridge = other
-        .podman_ok(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{.NetworkInterface}}",
-            &other.network,
-        ])
-        .trim()
-        .to_string();
-    // Its bridge is named apart (podman numbered it from the other config dir alone, and
-    // podman 4.3 has no --interface-name): the name in its config file replaced.
-    let unique = format!("ov{}", std::process::id() % 100_000);
-    for entry in std::fs::read_dir(&own_dir).unwrap().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        let renamed = text.replace(&format!("\"{other_bridge}\""), &format!("\"{unique}\""));
-        std::fs::write(entry.path(), renamed).unwrap();
-    }
-    let other_bridge = unique;
+    let (other, other_bridge) = other_root_on(&root.subnet);
     // archy's app runs again, then the other root's container takes the very same address.
     let out = root.archy(&["reconcile"]);
     assert_eq!(out.code, 0, "{out:?}");
