@@ -78,17 +78,20 @@ fn read(file: &Path) -> Db {
     Db::parse(&std::fs::read(file).unwrap()).unwrap()
 }
 
+/// Every network bucket of the file.
+fn networks(db: &Db) -> BTreeSet<String> {
+    db.root
+        .items
+        .iter()
+        .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
+        .collect()
+}
+
 /// Release every reservation whose container is not in `known` (the heal step's edit), as
 /// netsys does: the pages, then the meta. `with_meta: false` stops before the meta (a kill).
 fn release(file: &Path, known: &BTreeSet<String>, with_meta: bool) -> (Bucket, usize) {
     let db = read(file);
-    let networks: BTreeSet<String> = db
-        .root
-        .items
-        .iter()
-        .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
-        .collect();
-    let leaks = ipam::leaks(&db.root, &networks, known, &BTreeSet::new());
+    let leaks = ipam::leaks(&db.root, &networks(&db), known, &BTreeSet::new());
     let (tree, done) = ipam::without(&db.root, &leaks);
     let commit = db.commit(&tree).unwrap();
     let f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
@@ -103,13 +106,7 @@ fn release(file: &Path, known: &BTreeSet<String>, with_meta: bool) -> (Bucket, u
 
 /// Keep every third container id of the file's allocations (the rest are "forgotten").
 fn every_third_id(db: &Db) -> BTreeSet<String> {
-    let networks: BTreeSet<String> = db
-        .root
-        .items
-        .iter()
-        .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
-        .collect();
-    ipam::allocated_ids(&db.root, &networks)
+    ipam::allocated_ids(&db.root, &networks(db))
         .into_iter()
         .enumerate()
         .filter(|(i, _)| i % 3 == 0)

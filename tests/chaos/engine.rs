@@ -580,16 +580,7 @@ fn engine_orphan_bridge_holds_the_subnet() {
     let root = TestRoot::new();
     let port = free_port();
     web_app(&root, port);
-    let bridge = root
-        .podman_ok(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{.NetworkInterface}}",
-            &root.network,
-        ])
-        .trim()
-        .to_string();
+    let bridge = bridge_of(&root);
     case.run();
     // The network's config file (`<name>.json` for netavark, `<name>.conflist` for CNI) goes
     // first, then the container: netavark removes a bridge when its last container leaves, but
@@ -641,6 +632,19 @@ fn rules_of(network: &str, port: u16) -> Vec<String> {
     rules
 }
 
+/// The bridge podman gives `root`'s network.
+fn bridge_of(root: &TestRoot) -> String {
+    root.podman_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{.NetworkInterface}}",
+        &root.network,
+    ])
+    .trim()
+    .to_string()
+}
+
 /// Another podman root with its own network config dir (as another podman install has) and a
 /// network on `subnet` under another name and bridge; returns the root and its bridge's name.
 fn other_root_on(subnet: &str) -> (TestRoot, String) {
@@ -653,16 +657,7 @@ fn other_root_on(subnet: &str) -> (TestRoot, String) {
         .replace(NETWORK_DIR, own_dir.to_str().unwrap());
     std::fs::write(&conf, text).unwrap();
     other.podman_ok(&["network", "create", "--subnet", subnet, &other.network]);
-    let numbered = other
-        .podman_ok(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{.NetworkInterface}}",
-            &other.network,
-        ])
-        .trim()
-        .to_string();
+    let numbered = bridge_of(&other);
     // Its bridge is named apart (podman numbered it from the other config dir alone, and
     // podman 4.3 has no --interface-name): the name in its config file replaced.
     let unique = format!("ov{}", std::process::id() % 100_000);
@@ -685,16 +680,7 @@ fn engine_another_roots_network_on_the_same_subnet_is_left_alone() {
     web_app(&root, port);
     // No bridge may hold the subnet while the other root creates its network (podman refuses
     // a subnet a host interface holds): archy's app stopped, its bridge gone (CNI keeps it).
-    let bridge = root
-        .podman_ok(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{.NetworkInterface}}",
-            &root.network,
-        ])
-        .trim()
-        .to_string();
+    let bridge = bridge_of(&root);
     root.podman_ok(&["stop", "-t", "0", "archy-web"]);
     let _ = std::process::Command::new("ip")
         .args(["link", "delete", &bridge])
