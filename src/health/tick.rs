@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::probe::Job;
 use super::{decide, Decision, HealthAction, HealthState, Observation, ProbeResult, Status};
 use crate::manifest::{Condition, Manifest, Owner};
-use crate::podman::Container;
+use crate::podman::{Container, ContainerState};
 
 /// The app's container in the listing (its name first, then any of the app's).
 pub fn container_of<'a>(m: &Manifest, managed: &'a [Container]) -> Option<&'a Container> {
@@ -73,7 +73,7 @@ pub fn exec_jobs(apps: &[&Manifest], managed: &[Container]) -> Vec<Job> {
         .filter(|m| probed(m))
         .filter_map(|m| {
             let probe = m.health.as_ref()?.probe();
-            let c = container_of(m, managed).filter(|c| c.state == "running")?;
+            let c = container_of(m, managed).filter(|c| c.state == ContainerState::Running)?;
             (!probe.host_side()).then(|| Job {
                 app: m.app.clone(),
                 container: c.id.clone(),
@@ -168,7 +168,7 @@ pub fn assess(
     for m in apps.iter().filter(|m| probed(m)) {
         let health = m.health.as_ref().expect("probed apps have a probe");
         let c = container_of(m, managed);
-        let running = c.is_some_and(|c| c.state == "running");
+        let running = c.is_some_and(|c| c.state == ContainerState::Running);
         // While a `synced` dependency is not, the dependent's own probe does not count (it
         // cannot be ready before its chain is).
         let obs = Observation {
@@ -427,7 +427,7 @@ mod tests {
         Container {
             id: id.into(),
             names: vec![format!("archy-{app}")],
-            state: "running".into(),
+            state: ContainerState::Running,
             started_at: 100,
             labels: [
                 (crate::podman::LABEL_APP.to_string(), app.to_string()),
@@ -518,7 +518,7 @@ mod tests {
         assert_eq!(a.apps["web"].action(), HealthAction::None);
         // Not running: the probe result is ignored.
         let mut stopped = running("web", "a");
-        stopped.state = "exited".into();
+        stopped.state = ContainerState::Exited;
         let a = assess(
             &[&web],
             &[stopped],

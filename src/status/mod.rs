@@ -17,7 +17,7 @@ use crate::health::tick::HealthView;
 use crate::manifest::{Manifest, Owner};
 use crate::metrics;
 use crate::plan::Action;
-use crate::podman::Container;
+use crate::podman::{Container, ContainerState};
 use crate::reconcile::{AppResult, Outcome, Report};
 use crate::render::FileStatus;
 
@@ -243,7 +243,7 @@ pub fn build(
             owner: "-",
             desired: "none",
             state: "orphan",
-            actual: c.map_or_else(|| "missing".into(), |c| c.state.clone()),
+            actual: c.map_or_else(|| "missing".into(), |c| c.state.to_string()),
             container: orphan.container.clone(),
             image: c.map(|c| c.image.clone()).unwrap_or_default(),
             started_at: None,
@@ -539,8 +539,8 @@ pub fn app_status(
         _ => "archy",
     };
     let enabled = m.is_none_or(|m| m.enabled);
-    let actual = c.map_or_else(|| "missing".into(), |c| c.state.clone());
-    let running = actual == "running";
+    let running = c.is_some_and(|c| c.state == ContainerState::Running);
+    let actual = c.map_or_else(|| "missing".into(), |c| c.state.to_string());
     let mut detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
     let (mut state, mut converged) = match r.action {
         _ if r.result == Outcome::Failed && r.action != Action::Delegated => ("error", false),
@@ -740,7 +740,7 @@ pub(crate) mod fixtures {
         Container {
             id: "0123456789abcdef".into(),
             names: vec!["archy-web".into()],
-            state: state.into(),
+            state: crate::podman::ContainerState::parse(state),
             image: "localhost/web:1".into(),
             started_at,
             ..Default::default()
