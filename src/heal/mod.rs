@@ -11,7 +11,9 @@
 //! its path. The OCI runtime's state root is the runtime's own default, which podman relies on
 //! (it passes no `--root`): `/run/<runtime>` for root, `$XDG_RUNTIME_DIR/<runtime>` rootless.
 
+pub mod boltdb;
 pub mod engine;
+pub mod ipam;
 pub mod netavark;
 pub mod netsys;
 pub mod network;

@@ -23,13 +23,14 @@ pub enum StepKind {
     ReleaseNetworkDebris,
     ReleaseStaleNamespaces,
     ReleaseDeadForwards,
+    ReleaseIpamLeaks,
     RemoveOrphanBridges,
     RegisterVolumes,
     SystemRenumber,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 11] = [
+    pub const ALL: [StepKind; 12] = [
         StepKind::SystemMigrate,
         StepKind::ClearRuntimeDirs,
         StepKind::MoveDbAside,
@@ -38,6 +39,7 @@ impl StepKind {
         StepKind::ReleaseNetworkDebris,
         StepKind::ReleaseStaleNamespaces,
         StepKind::ReleaseDeadForwards,
+        StepKind::ReleaseIpamLeaks,
         StepKind::RemoveOrphanBridges,
         StepKind::RegisterVolumes,
         StepKind::SystemRenumber,
@@ -53,6 +55,7 @@ impl StepKind {
             StepKind::ReleaseNetworkDebris => "release-network-debris",
             StepKind::ReleaseStaleNamespaces => "release-stale-namespaces",
             StepKind::ReleaseDeadForwards => "release-dead-forwards",
+            StepKind::ReleaseIpamLeaks => "release-ipam-leaks",
             StepKind::RemoveOrphanBridges => "remove-orphan-bridges",
             StepKind::RegisterVolumes => "register-volumes",
             StepKind::SystemRenumber => "system-renumber",
@@ -227,6 +230,16 @@ pub fn plan(facts: &Facts, opts: PlanOptions) -> Vec<Step> {
                 describe: format!(
                     "release port forwards to addresses no live container holds ({}): `netavark teardown` replayed for them, then `podman network reload --all`",
                     dead.iter().map(|d| d.forward.describe()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        if let Some(leaks) = facts.ipam_leaks.as_ref().filter(|l| !l.is_empty()) {
+            steps.push(Step {
+                kind: StepKind::ReleaseIpamLeaks,
+                targets: leaks.iter().map(super::ipam::Leak::target).collect(),
+                describe: format!(
+                    "release IP reservations podman's IPAM database keeps for containers that will never release them ({}): removed as podman's own deallocation would, in one bbolt transaction under the database's lock",
+                    leaks.iter().map(super::ipam::Leak::describe).collect::<Vec<_>>().join(", ")
                 ),
             });
         }

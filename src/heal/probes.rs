@@ -34,6 +34,9 @@ pub struct Facts {
     pub orphan_bridges: Option<Vec<network::OrphanBridge>>,
     /// netavark: port forwards on archy's networks to addresses nothing holds.
     pub dead_forwards: Option<Vec<netavark::DeadForward>>,
+    /// netavark: addresses of archy's networks podman's IPAM keeps reserved for a container
+    /// that will never release them (forgotten, or set up again elsewhere).
+    pub ipam_leaks: Option<Vec<super::ipam::Leak>>,
     /// Why the runtime dirs look stale (`Some(vec![])` = checked, consistent).
     pub stale_runtime: Option<Vec<String>>,
     /// Why clearing the runtime dirs is not safe now (live containers or mounts), if it is not.
@@ -323,6 +326,13 @@ fn probe_network_debris(facts: &Facts) -> Probe {
                 .iter()
                 .flatten()
                 .map(netavark::DeadForward::describe),
+        )
+        .chain(
+            facts
+                .ipam_leaks
+                .iter()
+                .flatten()
+                .map(|l| format!("IP reservation {}", l.describe())),
         )
         .collect();
     if evidence.is_empty() {
