@@ -53,16 +53,17 @@ impl Leak {
     }
 
     pub fn describe(&self) -> String {
-        format!(
-            "{} on {} reserved for {} container {}",
-            self.address,
-            self.network,
-            match self.kind {
-                LeakKind::Forgotten => "forgotten",
-                LeakKind::Superseded => "set-up-again",
-            },
-            crate::podman::short_id(&self.container_id)
-        )
+        let id = crate::podman::short_id(&self.container_id);
+        match self.kind {
+            LeakKind::Forgotten => format!(
+                "{} on {} reserved for container {id}, which podman no longer knows",
+                self.address, self.network
+            ),
+            LeakKind::Superseded => format!(
+                "{} on {} reserved for container {id}, which has another address now",
+                self.address, self.network
+            ),
+        }
     }
 }
 
