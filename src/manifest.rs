@@ -221,6 +221,10 @@ pub struct Manifest {
     /// Files inside the app's volumes copied off the box whenever they change (see `crate::backup`).
     #[serde(default)]
     pub backup: Option<BackupSpec>,
+    /// How long a changed image may take to become healthy before archy goes back to the app's
+    /// last-known-good image (default: `start_period` + `failures` ticks of its probe).
+    #[serde(default)]
+    pub rollback_after: Option<types::HumanDuration>,
     /// The file this manifest came from (not a YAML key).
     #[serde(skip)]
     pub file: PathBuf,

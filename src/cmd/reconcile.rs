@@ -60,6 +60,12 @@ pub struct ReconcileArgs {
     /// failed tick. Not written by --dry-run.
     #[arg(long, env = "ARCHY_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
+    /// Clear APP's bad images (repeatable): the image its manifest names is tried again.
+    #[arg(long, value_name = "APP")]
+    pub retry: Vec<String>,
+    /// Acknowledge APP's rollback (repeatable): status stops failing on it; the image stays bad.
+    #[arg(long, value_name = "APP")]
+    pub acknowledge: Vec<String>,
 }
 
 impl From<&ReconcileArgs> for Options {
@@ -71,6 +77,8 @@ impl From<&ReconcileArgs> for Options {
             adopt: args.adopt,
             jobs: args.jobs,
             mirrors: args.mirrors.clone(),
+            retry: args.retry.clone(),
+            acknowledge: args.acknowledge.clone(),
         }
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod desired;
 pub mod executor;
+pub mod lastgood;
 pub mod network;
 pub mod text;
 pub mod units;
@@ -60,6 +61,10 @@ pub struct Options {
     pub jobs: u16,
     /// Registry mirrors tried before an image's own registry.
     pub mirrors: Vec<String>,
+    /// Apps whose bad images are cleared, so the image their manifest names is tried again.
+    pub retry: Vec<String>,
+    /// Apps whose last rollback the operator acknowledged (status stops failing on it).
+    pub acknowledge: Vec<String>,
 }
 
 impl Default for Options {
@@ -71,6 +76,8 @@ impl Default for Options {
             adopt: false,
             jobs: DEFAULT_JOBS,
             mirrors: Vec::new(),
+            retry: Vec::new(),
+            acknowledge: Vec::new(),
         }
     }
 }
@@ -182,6 +189,9 @@ pub struct Report {
     /// Every probed app's health after this run (as recorded, in a dry run).
     #[serde(skip)]
     pub health: BTreeMap<String, HealthState>,
+    /// Every desired app's image as its manifest names it, and its last-known-good record.
+    #[serde(skip)]
+    pub images: BTreeMap<String, lastgood::AppImages>,
 }
 
 impl Report {
@@ -242,6 +252,21 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
         now,
     )?;
 
+    if !opts.dry_run {
+        let lastgood_tick = lastgood::Tick {
+            state_dir: &ctx.settings.state_dir,
+            loaded: &loaded,
+            managed: &managed,
+            health: &tick.health,
+            now,
+        };
+        lastgood::rollback_stage(
+            &lastgood_tick,
+            &mut desire.apps,
+            &mut desire.images,
+            &mut the_plan,
+        );
+    }
     let orphans = handle_orphans(ctx, &the_plan, opts, !loaded.errors.is_empty());
     let mut results = std::mem::take(&mut desire.failures);
     if opts.dry_run {
@@ -268,8 +293,10 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     }
     check_delegated_units(ctx, &mut results, &desire.apps, &loaded);
     results.sort_by_key(|r| desire.selected.iter().position(|m| m.app == r.app));
+    let images = std::mem::take(&mut desire.images);
     let mut report = finish(opts, results, orphans, desire.render, managed, loaded);
     report.health = tick.health;
+    report.images = images;
     Ok(report)
 }
 
@@ -299,6 +326,9 @@ struct Desire<'m> {
     failed: BTreeSet<String>,
     /// The planner's view of each app that did not fail.
     desired: Vec<Desired>,
+    /// Each desired app's image record (an app held back from a bad image runs its
+    /// last-known-good one: `apps` already says so).
+    images: BTreeMap<String, lastgood::AppImages>,
 }
 
 /// The manifests a run works on: the apps asked for, or all.
@@ -353,6 +383,13 @@ fn desire<'m>(ctx: &Ctx, opts: &Options, loaded: &'m Loaded) -> Result<Desire<'m
             error.clone(),
         ));
     }
+    let images = lastgood::apply_records(
+        &ctx.settings.state_dir,
+        &mut apps,
+        &opts.retry,
+        &opts.acknowledge,
+        opts.dry_run,
+    );
     let desired = selected
         .iter()
         .filter(|m| !failed.contains(&m.app))
@@ -375,6 +412,7 @@ fn desire<'m>(ctx: &Ctx, opts: &Options, loaded: &'m Loaded) -> Result<Desire<'m
         failures,
         failed,
         desired,
+        images,
     })
 }
 
@@ -749,5 +787,6 @@ fn finish(
         managed,
         manifests: loaded.apps,
         health: BTreeMap::new(),
+        images: BTreeMap::new(),
     }
 }

@@ -49,6 +49,9 @@ pub struct AppStatus {
     pub detail: String,
     /// The app's probe as of the last reconcile tick.
     pub health: HealthView,
+    /// Its last-known-good image, the bad images it is kept from, and a rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<crate::reconcile::lastgood::ImagesView>,
 }
 
 /// How a command's last run ended, read from its status record; serialised lowercase.
@@ -233,6 +236,10 @@ pub fn build(
                 now,
             );
             status.health = crate::health::tick::view(m, report.health.get(&r.app));
+            status.images = report
+                .images
+                .get(&r.app)
+                .and_then(crate::reconcile::lastgood::view);
             status
         })
         .collect();
@@ -253,6 +260,7 @@ pub fn build(
             converged: false,
             detail: "no manifest describes it; `archy reconcile --prune` removes it".into(),
             health: crate::health::tick::view(None, None),
+            images: None,
         });
     }
     let podman = records.heal.map(summarise);
@@ -310,6 +318,18 @@ pub fn build(
             .filter(|a| a.health.failing())
             .map(|a| format!("app {}: {}", a.app, a.health.describe())),
     );
+    problems.extend(apps.iter().filter_map(|a| {
+        let rolled_back = a
+            .images
+            .as_ref()
+            .filter(|i| i.alarm())?
+            .rolled_back
+            .as_ref()?;
+        Some(format!(
+            "app {}: {rolled_back} (`archy reconcile --acknowledge {0}` or --retry {0})",
+            a.app
+        ))
+    }));
     let warnings: Vec<String> = records
         .metrics
         .iter()
@@ -385,6 +405,7 @@ fn backup_views(
 /// limit, or failed): the apps are unknown; the records are shown as they are. Pure.
 pub fn without_podman(error: String, records: Records) -> Status {
     let empty = Report {
+        images: BTreeMap::new(),
         ok: false,
         exit_code: crate::exit::FAILURE,
         dry_run: true,
@@ -489,6 +510,13 @@ pub fn metrics_snapshot(
                 restarts: restarts.get(&a.app).copied().unwrap_or(0),
                 spec_drift: a.spec_hash_match == Some(false),
                 config_drift_files: a.config_drift.len(),
+                images: metrics::ImageSample {
+                    rolled_back: a
+                        .images
+                        .as_ref()
+                        .is_some_and(crate::reconcile::lastgood::ImagesView::alarm),
+                    bad_images: a.images.as_ref().map_or(0, |i| i.bad_images.len()),
+                },
                 chain: a.health.chain.map(|c| metrics::ChainSample {
                     blocks: c.blocks,
                     headers: c.headers,
@@ -597,6 +625,7 @@ pub fn app_status(
         converged,
         detail,
         health: crate::health::tick::view(m, None),
+        images: None,
     }
 }
 
@@ -929,6 +958,7 @@ mod tests {
             ..container("running", 1_000)
         };
         let report = Report {
+            images: BTreeMap::new(),
             ok: true,
             exit_code: 0,
             dry_run: false,

@@ -1,0 +1,350 @@
+//! Last-known-good images on real podman (issue 26): an image healthy three ticks in a row is an
+//! app's last-known-good; a changed image (a new tag, a rebuilt `build:` context) that does not
+//! become healthy within its window is rolled back to that image id from local storage, kept in
+//! `bad_images`, not tried again until `--retry`, and status fails until acknowledged or the
+//! manifest names another image. Ticks are simulated with `ARCHY_NOW` (30 s apart).
+#![allow(clippy::disallowed_methods)] // tests drive podman and archy directly
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+const TICK: i64 = 30;
+
+/// A server answering on port 80 (`v<n>` as its page), the container kept alive by sleep.
+fn serving(n: u32) -> String {
+    format!("CMD [\"/bin/sh\", \"-c\", \"/bin/busybox mkdir -p /www && echo v{n} > /www/index.html && /bin/httpd -p 80 -h /www && exec /bin/sleep 3600\"]\n")
+}
+
+/// A container that runs but whose server never answers.
+const SILENT: &str = "CMD [\"/bin/sleep\", \"3600\"]\n";
+
+fn write_containerfile(ctx: &Path, cmd: &str) {
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!("FROM scratch\nCOPY bin /bin\n{cmd}"),
+    )
+    .unwrap();
+}
+
+/// `localhost/t:<tag>` built from a busybox context whose CMD is `cmd`; its image id.
+fn build_tag(root: &TestRoot, tag: &str, cmd: &str) -> String {
+    let ctx = root.test_context(&format!("ctx-{tag}"));
+    write_containerfile(&ctx, cmd);
+    let reference = format!("localhost/t:{tag}");
+    root.podman_ok(&["build", "-q", "-t", &reference, ctx.to_str().unwrap()]);
+    root.image_id(&reference).unwrap()
+}
+
+struct Clock {
+    start: i64,
+    tick: i64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        Clock { start, tick: 0 }
+    }
+
+    fn now(&self) -> String {
+        (self.start + self.tick * TICK).to_string()
+    }
+
+    /// `archy <args> --output json` at the current simulated time.
+    fn archy(&self, root: &TestRoot, args: &[&str]) -> Out {
+        Out::from(
+            root.archy_cmd()
+                .env("ARCHY_NOW", self.now())
+                .args(args)
+                .args(["--output", "json"])
+                .output()
+                .unwrap(),
+        )
+    }
+
+    /// One `archy reconcile` at the current simulated time, then the clock moves on a tick.
+    fn reconcile(&mut self, root: &TestRoot) -> Out {
+        let out = self.archy(root, &["reconcile"]);
+        self.tick += 1;
+        out
+    }
+}
+
+fn manifest_yaml(app: &str, source: &str, port: u16, data: &Path) -> String {
+    format!(
+        "app: {app}\n{source}\npull: never\nstop_timeout: 0\n\
+         ports: [\"127.0.0.1:{port}:80\"]\nvolumes: [\"{}:/data\"]\n\
+         health:\n  http: http://127.0.0.1:{port}/\n  failures: 2\n  start_period: 30s\n",
+        data.display()
+    )
+}
+
+/// The image id the app's container runs (podman's view).
+fn running_image(root: &TestRoot, container: &str) -> String {
+    root.podman_ok(&["inspect", "--format", "{{.Image}}", container])
+}
+
+fn record(root: &TestRoot, app: &str) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(root.state_dir.join(format!("images/{app}.json"))).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Tick until the container runs `image` again (at most `ticks`); the reconcile output of the
+/// tick that put it back.
+fn tick_until_back_on(
+    root: &TestRoot,
+    clock: &mut Clock,
+    container: &str,
+    image: &str,
+    ticks: usize,
+) -> Out {
+    for _ in 0..ticks {
+        let out = clock.reconcile(root);
+        assert_eq!(out.code, 0, "{out:?}");
+        if running_image(root, container) == image {
+            return out;
+        }
+    }
+    panic!("{container} was not rolled back to {image} within {ticks} ticks");
+}
+
+// A scenario test: its steps read top to bottom, each checking what the one before left.
+#[allow(clippy::too_many_lines)]
+#[test]
+fn a_tag_that_never_answers_is_rolled_back_to_the_last_known_good_image_id() {
+    let root = TestRoot::empty();
+    let one = build_tag(&root, "1", &serving(1));
+    let two = build_tag(&root, "2", SILENT);
+    let three = build_tag(&root, "3", &serving(3));
+    let port = free_port();
+    let data = root.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let write = |image: &str| {
+        root.manifest(
+            "web",
+            &manifest_yaml("web", &format!("image: {image}"), port, &data),
+        );
+    };
+    write("localhost/t:1");
+    // A dependent whose probe asks web's server: down while web is, restarted after the
+    // rollback (its own ladder is slow: 10 failures).
+    root.manifest(
+        "client",
+        &format!(
+            "app: client\nimage: localhost/t:1\npull: never\nstop_timeout: 0\n\
+             command: [\"/bin/sleep\", \"3600\"]\ndepends_on: [web]\n\
+             health:\n  http: http://127.0.0.1:{port}/\n  failures: 10\n  start_period: 30s\n"
+        ),
+    );
+    let mut clock = Clock::new();
+
+    // Created, then healthy three ticks in a row: :1's image id is the last-known-good.
+    for _ in 0..4 {
+        assert_eq!(clock.reconcile(&root).code, 0);
+    }
+    let rec = record(&root, "web");
+    assert_eq!(rec["last_known_good"]["id"], one, "{rec}");
+    assert_eq!(rec["last_known_good"]["reference"], "localhost/t:1");
+    root.podman_ok(&[
+        "exec",
+        "archy-web",
+        "/bin/sh",
+        "-c",
+        "echo kept > /data/file",
+    ]);
+
+    // A healthy no-op tick: one podman call, the record not rewritten.
+    let path = root.state_dir.join("images/web.json");
+    let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+    root.take_podman_calls();
+    assert_eq!(clock.reconcile(&root).code, 0);
+    assert_eq!(root.take_podman_calls().len(), 1);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        written
+    );
+
+    // :2 never answers: recreated on it, then back on :1's image id within its window
+    // (30 s start period + 2 failed probes: 3 ticks after it was first seen).
+    write("localhost/t:2");
+    assert_eq!(clock.reconcile(&root).code, 0);
+    assert_eq!(running_image(&root, "archy-web"), two);
+    let switched = clock.tick;
+    let out = tick_until_back_on(&root, &mut clock, "archy-web", &one, 6);
+    assert!(
+        clock.tick - switched <= 4,
+        "rolled back {} ticks after :2 ran",
+        clock.tick - switched
+    );
+    let web = app(&out.json(), "web").clone();
+    assert_eq!(web["action"], "recreate", "{web}");
+    let reason = web["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("rollback: image localhost/t:2 (")
+            && reason.contains("not healthy within 90s")
+            && reason.contains(&format!("back to last-known-good {}", &one[..12])),
+        "{reason}"
+    );
+    assert!(
+        out.stderr.contains("web: rollback: image localhost/t:2"),
+        "{out:?}"
+    );
+    let client = app(&out.json(), "client").clone();
+    assert_eq!(
+        (client["action"].as_str(), client["reason"].as_str()),
+        (
+            Some("restart"),
+            Some("a dependency was rolled back to its last-known-good image")
+        ),
+        "{client}"
+    );
+    assert_eq!(
+        root.podman_ok(&["exec", "archy-web", "/bin/cat", "/data/file"]),
+        "kept",
+        "data intact"
+    );
+    let rec = record(&root, "web");
+    assert_eq!(rec["bad_images"][0]["id"], two, "{rec}");
+    assert_eq!(rec["bad_images"][0]["reference"], "localhost/t:2");
+
+    // Status names it and exits 1 (text, JSON, metrics), even once the app is healthy again.
+    assert_eq!(clock.reconcile(&root).code, 0);
+    let out = clock.archy(&root, &["status"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let doc = out.json();
+    let images = &app(&doc, "web")["images"];
+    assert!(
+        images["rolled_back"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!(
+                "rolled back to {} (localhost/t:1): localhost/t:2 (",
+                &one[..12]
+            )),
+        "{images}"
+    );
+    assert_eq!(app(&doc, "web")["health"]["status"], "healthy", "{doc}");
+    let text = Out::from(
+        root.archy_cmd()
+            .env("ARCHY_NOW", clock.now())
+            .arg("status")
+            .output()
+            .unwrap(),
+    );
+    assert!(text.stdout.contains("image: rolled back to"), "{text:?}");
+    let prom = Out::from(
+        root.archy_cmd()
+            .env("ARCHY_NOW", clock.now())
+            .args(["status", "--output", "prometheus"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        prom.stdout.contains("archy_app_rolled_back{app=\"web\"} 1")
+            && prom.stdout.contains("archy_app_bad_images{app=\"web\"} 1"),
+        "{prom:?}"
+    );
+
+    // Later ticks do not try :2 again, and a no-op tick is still one podman call.
+    root.take_podman_calls();
+    for _ in 0..4 {
+        assert_eq!(clock.reconcile(&root).code, 0);
+    }
+    let calls = root.take_podman_calls();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(running_image(&root, "archy-web"), one);
+
+    // Acknowledged: status passes; the image stays bad.
+    assert_eq!(
+        clock
+            .archy(&root, &["reconcile", "--acknowledge", "web"])
+            .code,
+        0
+    );
+    let out = clock.archy(&root, &["status"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(app(&out.json(), "web")["images"]["acknowledged"], true);
+
+    // --retry tries :2 once more (and it is rolled back again).
+    root.take_podman_calls();
+    assert_eq!(clock.archy(&root, &["reconcile", "--retry", "web"]).code, 0);
+    assert!(
+        root.take_podman_calls()
+            .iter()
+            .any(|c| c.starts_with("run ")),
+        "retried"
+    );
+    assert_eq!(running_image(&root, "archy-web"), two);
+    tick_until_back_on(&root, &mut clock, "archy-web", &one, 6);
+
+    // Naming :3 (healthy) is tried and becomes the last-known-good; the alarm ends.
+    write("localhost/t:3");
+    for _ in 0..5 {
+        assert_eq!(clock.reconcile(&root).code, 0);
+    }
+    assert_eq!(running_image(&root, "archy-web"), three);
+    let rec = record(&root, "web");
+    assert_eq!(rec["last_known_good"]["id"], three, "{rec}");
+    let out = clock.archy(&root, &["status"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        root.podman_ok(&["exec", "archy-web", "/bin/cat", "/data/file"]),
+        "kept"
+    );
+}
+
+#[test]
+fn a_build_context_edited_into_a_broken_server_is_rolled_back() {
+    let root = TestRoot::empty();
+    let ctx = root.test_context("web-ctx");
+    write_containerfile(&ctx, &serving(1));
+    let port = free_port();
+    let data = root.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    root.manifest(
+        "site",
+        &manifest_yaml(
+            "site",
+            &format!("build:\n  context: {}", ctx.display()),
+            port,
+            &data,
+        ),
+    );
+    let mut clock = Clock::new();
+    for _ in 0..4 {
+        assert_eq!(clock.reconcile(&root).code, 0);
+    }
+    let good = running_image(&root, "archy-site");
+    assert_eq!(record(&root, "site")["last_known_good"]["id"], good);
+
+    // The context edited into a server that never answers: built, run, rolled back.
+    write_containerfile(&ctx, SILENT);
+    assert_eq!(clock.reconcile(&root).code, 0);
+    let broken = running_image(&root, "archy-site");
+    assert_ne!(broken, good, "rebuilt");
+    tick_until_back_on(&root, &mut clock, "archy-site", &good, 6);
+    let rec = record(&root, "site");
+    assert_eq!(rec["bad_images"][0]["id"], broken, "{rec}");
+    assert!(
+        rec["bad_images"][0]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("localhost/archy-site:"),
+        "{rec}"
+    );
+    // Not built or tried again while the context stays as it is.
+    root.take_podman_calls();
+    for _ in 0..3 {
+        assert_eq!(clock.reconcile(&root).code, 0);
+    }
+    assert_eq!(root.take_podman_calls().len(), 3);
+    assert_eq!(running_image(&root, "archy-site"), good);
+    assert_eq!(clock.archy(&root, &["status"]).code, 1);
+}
