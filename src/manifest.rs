@@ -566,6 +566,13 @@ fn has_nul(path: &Path) -> bool {
     path.as_os_str().as_bytes().contains(&0)
 }
 
+/// Whether an image's digest pin is well formed: `sha256:` and 64 lowercase hex digits.
+pub fn valid_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// Validate one manifest on its own (cross-manifest rules are in `validate_set`).
 ///
 /// Long, and kept whole on purpose: one independent check per manifest key, in the order the
@@ -593,6 +600,11 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
                 || image.starts_with('-')
             {
                 return Err(format!("key `image`: `{image}` is not an image reference"));
+            }
+            if let Some((_, digest)) = image.rsplit_once('@') {
+                if !valid_digest(digest) {
+                    return Err(format!("key `image`: `{image}` pins the digest `{digest}`; expected `name[:tag]@sha256:` and 64 lowercase hex digits"));
+                }
             }
         }
         (None, Some(build)) => {
@@ -776,6 +788,23 @@ mod tests {
         assert_eq!(m.env["A"].0, "1");
         assert_eq!(m.env["B"].0, "true");
         assert_eq!(m.network_or("archy"), "archy");
+    }
+
+    #[test]
+    fn a_digest_pin_must_be_sha256_and_64_lowercase_hex() {
+        let hex = "0123456789abcdef".repeat(4);
+        let m = ok(&format!("app: x\nimage: reg.local/t:1@sha256:{hex}\n"));
+        assert!(m.image.unwrap().ends_with(&hex));
+        ok(&format!("app: x\nimage: reg.local/t@sha256:{hex}\n"));
+        for pin in [
+            format!("sha256:{}", hex.to_uppercase()),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha512:{hex}"),
+            "latest".to_string(),
+        ] {
+            let err = bad(&format!("app: x\nimage: reg.local/t:1@{pin}\n"));
+            assert_eq!(err, format!("key `image`: `reg.local/t:1@{pin}` pins the digest `{pin}`; expected `name[:tag]@sha256:` and 64 lowercase hex digits"));
+        }
     }
 
     #[test]

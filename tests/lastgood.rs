@@ -40,6 +40,8 @@ fn build_tag(root: &TestRoot, tag: &str, cmd: &str) -> String {
 struct Clock {
     start: i64,
     tick: i64,
+    /// Extra environment for archy (a registries.conf).
+    env: Vec<(String, String)>,
 }
 
 impl Clock {
@@ -48,7 +50,11 @@ impl Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        Clock { start, tick: 0 }
+        Clock {
+            start,
+            tick: 0,
+            env: Vec::new(),
+        }
     }
 
     fn now(&self) -> String {
@@ -59,6 +65,7 @@ impl Clock {
     fn archy(&self, root: &TestRoot, args: &[&str]) -> Out {
         Out::from(
             root.archy_cmd()
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("ARCHY_NOW", self.now())
                 .args(args)
                 .args(["--output", "json"])
@@ -72,6 +79,30 @@ impl Clock {
         let out = self.archy(root, &["reconcile"]);
         self.tick += 1;
         out
+    }
+}
+
+/// Wait (bounded, 10 s) until the app's server accepts connections on its published port: a
+/// container just (re)created may take a moment, and a tick probing before that would count a
+/// failure the test did not mean. Only waits for readiness; asserts nothing about timing.
+fn wait_open(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// Tick once (a create or recreate), wait for the server, then `more` ticks.
+fn start_then_tick(root: &TestRoot, clock: &mut Clock, port: u16, more: usize) {
+    let out = clock.reconcile(root);
+    assert_eq!(out.code, 0, "{out:?}");
+    wait_open(port);
+    for _ in 0..more {
+        let out = clock.reconcile(root);
+        assert_eq!(out.code, 0, "{out:?}");
     }
 }
 
@@ -146,9 +177,7 @@ fn a_tag_that_never_answers_is_rolled_back_to_the_last_known_good_image_id() {
     let mut clock = Clock::new();
 
     // Created, then healthy three ticks in a row: :1's image id is the last-known-good.
-    for _ in 0..4 {
-        assert_eq!(clock.reconcile(&root).code, 0);
-    }
+    start_then_tick(&root, &mut clock, port, 3);
     let rec = record(&root, "web");
     assert_eq!(rec["last_known_good"]["id"], one, "{rec}");
     assert_eq!(rec["last_known_good"]["reference"], "localhost/t:1");
@@ -178,6 +207,7 @@ fn a_tag_that_never_answers_is_rolled_back_to_the_last_known_good_image_id() {
     assert_eq!(running_image(&root, "archy-web"), two);
     let switched = clock.tick;
     let out = tick_until_back_on(&root, &mut clock, "archy-web", &one, 6);
+    wait_open(port);
     assert!(
         clock.tick - switched <= 4,
         "rolled back {} ticks after :2 ran",
@@ -283,12 +313,11 @@ fn a_tag_that_never_answers_is_rolled_back_to_the_last_known_good_image_id() {
     );
     assert_eq!(running_image(&root, "archy-web"), two);
     tick_until_back_on(&root, &mut clock, "archy-web", &one, 6);
+    wait_open(port);
 
     // Naming :3 (healthy) is tried and becomes the last-known-good; the alarm ends.
     write("localhost/t:3");
-    for _ in 0..5 {
-        assert_eq!(clock.reconcile(&root).code, 0);
-    }
+    start_then_tick(&root, &mut clock, port, 3);
     assert_eq!(running_image(&root, "archy-web"), three);
     let rec = record(&root, "web");
     assert_eq!(rec["last_known_good"]["id"], three, "{rec}");
@@ -318,9 +347,7 @@ fn a_build_context_edited_into_a_broken_server_is_rolled_back() {
         ),
     );
     let mut clock = Clock::new();
-    for _ in 0..4 {
-        assert_eq!(clock.reconcile(&root).code, 0);
-    }
+    start_then_tick(&root, &mut clock, port, 3);
     let good = running_image(&root, "archy-site");
     assert_eq!(record(&root, "site")["last_known_good"]["id"], good);
 
@@ -347,4 +374,124 @@ fn a_build_context_edited_into_a_broken_server_is_rolled_back() {
     assert_eq!(root.take_podman_calls().len(), 3);
     assert_eq!(running_image(&root, "archy-site"), good);
     assert_eq!(clock.archy(&root, &["status"]).code, 1);
+}
+
+/// Debian's `docker-registry` on a loopback port under the test root (scripts/test installs
+/// it), with a registries.conf marking it insecure (plain HTTP): its address and that file.
+fn start_registry(root: &TestRoot) -> (Running, String, std::path::PathBuf) {
+    let dir = root.dir.join("registry");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    std::fs::write(
+        dir.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let conf = dir.join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!("[[registry]]\nlocation = \"{address}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("docker-registry")
+        .args(["serve", dir.join("config.yml").to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("Debian's docker-registry is installed (scripts/test installs it)");
+    wait_for_port(port, "docker-registry", &mut child);
+    (Running(child), address, conf)
+}
+
+/// Push `local` to `remote` in the registry; the digest the registry stores.
+fn push(root: &TestRoot, conf: &Path, local: &str, remote: &str) -> String {
+    let digest_file = root.dir.join("pushed.digest");
+    root.podman_ok(&["tag", local, remote]);
+    let out = Out::from(
+        root.podman_cmd()
+            .env("CONTAINERS_REGISTRIES_CONF", conf)
+            .args(["push", "--quiet", "--digestfile"])
+            .arg(&digest_file)
+            .arg(remote)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    std::fs::read_to_string(&digest_file)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_digest_pin_is_pulled_verified_and_kept_through_a_re_pushed_tag() {
+    let root = TestRoot::empty();
+    let (_registry, address, conf) = start_registry(&root);
+    build_tag(&root, "1", &serving(1));
+    build_tag(&root, "3", &serving(3));
+    let remote = format!("{address}/t:1");
+    let digest = push(&root, &conf, "localhost/t:1", &remote);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    // Only the registry holds it now: archy must pull it.
+    root.podman_ok(&["rmi", &remote]);
+    let port = free_port();
+    let data = root.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let pinned = format!("{remote}@{digest}");
+    let yaml =
+        manifest_yaml("web", &format!("image: {pinned}"), port, &data).replace("pull: never\n", "");
+    root.manifest("web", &yaml);
+    let mut clock = Clock::new();
+    clock.env = vec![(
+        "CONTAINERS_REGISTRIES_CONF".into(),
+        conf.display().to_string(),
+    )];
+    start_then_tick(&root, &mut clock, port, 3);
+    let digests = root.podman_ok(&["image", "inspect", "--format", "{{.RepoDigests}}", &pinned]);
+    assert!(digests.contains(&digest), "{digests}");
+    let out = clock.archy(&root, &["status"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = out.json();
+    assert_eq!(app(&doc, "web")["digest"], digest, "{doc}");
+    // The last-known-good is recorded under the manifest's reference (podman lists the
+    // container's image as `name@sha256:…`, without the tag).
+    let rec = record(&root, "web");
+    assert_eq!(rec["last_known_good"]["reference"], pinned, "{rec}");
+
+    // The tag re-pushed upstream with other content: the pinned app does not move (no pull,
+    // one podman call), while the tag now names another digest.
+    let repushed = push(&root, &conf, "localhost/t:3", &remote);
+    assert_ne!(repushed, digest);
+    root.podman_ok(&["rmi", &remote]);
+    root.take_podman_calls();
+    assert_eq!(clock.reconcile(&root).code, 0);
+    assert_eq!(root.take_podman_calls().len(), 1);
+
+    // A pin the registry does not hold is refused for that app, with a clear error.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let yaml = manifest_yaml(
+        "other",
+        &format!("image: {remote}@{wrong}"),
+        free_port(),
+        &data,
+    )
+    .replace("pull: never\n", "");
+    root.manifest("other", &yaml);
+    let out = clock.reconcile(&root);
+    assert_eq!(out.code, 1, "{out:?}");
+    let other = app(&out.json(), "other").clone();
+    assert_eq!(other["result"], "failed", "{other}");
+    let error = other["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "image of app other pinned to {wrong}: the registry must hold that digest"
+        )),
+        "{error}"
+    );
+    assert_eq!(root.state("archy-other"), "missing");
+    assert_eq!(app(&out.json(), "web")["result"], "ok");
 }

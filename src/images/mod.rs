@@ -104,6 +104,32 @@ pub fn resolve_with(m: &Manifest, cache: Option<&std::sync::Mutex<HashCache>>) -
     })
 }
 
+/// The digest a reference is pinned to (`name[:tag]@sha256:<hex>` → `sha256:<hex>`).
+pub fn pinned_digest(reference: &str) -> Option<&str> {
+    reference.rsplit_once('@').map(|(_, digest)| digest)
+}
+
+/// Refuse a pulled image whose registry digests do not include the pin (pure).
+pub fn check_pin(app: &str, reference: &str, digests: &[String]) -> Result<()> {
+    let Some(pin) = pinned_digest(reference) else {
+        return Ok(());
+    };
+    if digests
+        .iter()
+        .any(|d| d.rsplit_once('@').is_some_and(|(_, got)| got == pin))
+    {
+        return Ok(());
+    }
+    bail!(
+        "image {reference} of app {app} is pinned to {pin}, but the image pulled has {}: refused (the image was not used)",
+        if digests.is_empty() {
+            "no registry digest".to_string()
+        } else {
+            format!("digest(s) {}", digests.join(", "))
+        }
+    )
+}
+
 /// `localhost/archy-<app>:<first 12 hex of the context hash>`.
 pub fn build_reference(app: &str, context_hash: &str) -> String {
     format!("localhost/archy-{app}:{}", &context_hash[..12])
@@ -508,7 +534,22 @@ pub fn ensure(
             )
         }
         Source::Registry { .. } => {
-            pull_with_mirrors(podman, &resolved.reference, &options.mirrors)?;
+            let pin = pinned_digest(&resolved.reference);
+            pull_with_mirrors(podman, &resolved.reference, &options.mirrors).with_context(|| {
+                pin.map_or_else(String::new, |pin| {
+                    format!("image of app {app} pinned to {pin}: the registry must hold that digest")
+                })
+            })?;
+            if pin.is_some() {
+                let digests = podman.image_digests(&resolved.reference)?;
+                if let Err(err) = check_pin(app, &resolved.reference, &digests) {
+                    // Not left behind under the pinned name for a later run to find present.
+                    if let Err(untag) = podman.remove_image(&resolved.reference) {
+                        tracing::warn!("{untag:#}");
+                    }
+                    return Err(err);
+                }
+            }
             Ok(Ensured::Pulled)
         }
     }
@@ -777,6 +818,63 @@ mod tests {
         assert!(
             text.contains("docker.io/library/nginx:1.27: Error:"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_pulled_image_must_carry_the_pinned_digest() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let reference = format!("127.0.0.1:5000/t:1@{pin}");
+        assert_eq!(pinned_digest(&reference), Some(pin.as_str()));
+        assert_eq!(pinned_digest("t:1"), None);
+        assert!(crate::manifest::valid_digest(&pin));
+        assert!(
+            !crate::manifest::valid_digest("sha256:AB") && !crate::manifest::valid_digest("md5:00")
+        );
+        check_pin("web", &reference, &[format!("127.0.0.1:5000/t@{pin}")]).unwrap();
+        check_pin("web", "t:1", &[]).unwrap();
+        let other = format!("127.0.0.1:5000/t@sha256:{}", "cd".repeat(32));
+        let err = check_pin("web", &reference, std::slice::from_ref(&other)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("image {reference} of app web is pinned to {pin}, but the image pulled has digest(s) {other}: refused (the image was not used)")
+        );
+        let err = check_pin("web", &reference, &[]).unwrap_err().to_string();
+        assert!(err.contains("has no registry digest"), "{err}");
+    }
+
+    #[test]
+    fn a_pull_whose_digest_differs_from_the_pin_is_refused_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let reference = format!("reg.local/t:1@{pin}");
+        let log = dir.path().join("calls.log");
+        let script = dir.path().join("podman");
+        // A registry that answers the pinned pull with another image.
+        fs::write(&script, format!("#!/bin/sh\necho \"$*\" >> '{}'\n[ \"$1\" = image ] && [ \"$2\" = exists ] && exit 1\n[ \"$1\" = image ] && echo '[{{\"RepoDigests\": [\"reg.local/t@sha256:{}\"]}}]'\nexit 0\n", log.display(), "cd".repeat(32))).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let resolved = Resolved {
+            reference: reference.clone(),
+            source: Source::Registry {
+                pull: PullPolicy::Missing,
+            },
+        };
+        let err = ensure(
+            &Podman::new(&script),
+            "web",
+            &resolved,
+            &EnsureOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("is pinned to") && err.contains("refused"),
+            "{err}"
+        );
+        let calls = fs::read_to_string(log).unwrap();
+        assert_eq!(
+            calls,
+            format!("image exists {reference}\npull --quiet {reference}\nimage inspect --format json {reference}\nrmi {reference}\n")
         );
     }
 

@@ -125,9 +125,16 @@ pub fn rollback_stage(
             continue;
         };
         let health = tick.health.get(app);
+        // The manifest's reference when the container is the one it asks for (podman lists a
+        // digest-pinned `name:tag@sha256:…` as `name@sha256:…`), else what podman lists.
+        let current = c.spec_hash() == Some(desired.hash.as_str()) && !images.held_back();
         let seen = lkg::Seen {
             image_id: c.image_id.clone(),
-            reference: c.image.clone(),
+            reference: if current {
+                images.reference.clone()
+            } else {
+                c.image.clone()
+            },
             running: c.state == "running",
             start_key: format!("{}@{}", c.id, c.started_at),
             probe_healthy: m

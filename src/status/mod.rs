@@ -36,6 +36,10 @@ pub struct AppStatus {
     pub actual: String,
     pub container: String,
     pub image: String,
+    /// The registry digest the container runs, when its image is pinned by one
+    /// (`name:tag@sha256:…`: podman pulled and verified exactly that).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -253,6 +257,7 @@ pub fn build(
             actual: c.map_or_else(|| "missing".into(), |c| c.state.clone()),
             container: orphan.container.clone(),
             image: c.map(|c| c.image.clone()).unwrap_or_default(),
+            digest: None,
             started_at: None,
             uptime_seconds: None,
             spec_hash_match: None,
@@ -613,6 +618,9 @@ pub fn app_status(
             .map(|c| c.image.clone())
             .or_else(|| m.and_then(|m| m.image.clone()))
             .unwrap_or_default(),
+        digest: c
+            .and_then(|c| crate::images::pinned_digest(&c.image))
+            .map(String::from),
         started_at: started.map(|s| {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s as u64))
                 .to_string()
