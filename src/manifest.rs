@@ -66,6 +66,16 @@ pub enum PullPolicy {
     Always,
 }
 
+/// When an app's image update waits (`defer_updates_while:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeferWhile {
+    /// While its chain is in initial block download (a `bitcoin_rpc:` probe says `syncing`).
+    Syncing,
+    /// Never: an image change is applied at once.
+    Never,
+}
+
 /// Who runs the container: archy's reconcile, or systemd through a Quadlet unit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -225,6 +235,10 @@ pub struct Manifest {
     /// last-known-good image (default: `start_period` + `failures` ticks of its probe).
     #[serde(default)]
     pub rollback_after: Option<types::HumanDuration>,
+    /// `syncing`: an image change waits while the app's chain syncs (the default for apps
+    /// probed by `bitcoin_rpc:`); `never`: applied at once. `archy reconcile --force` overrides.
+    #[serde(default)]
+    pub defer_updates_while: Option<DeferWhile>,
     /// The file this manifest came from (not a YAML key).
     #[serde(skip)]
     pub file: PathBuf,
@@ -312,6 +326,18 @@ fn deserialize_depends_on<'de, D: serde::Deserializer<'de>>(
 }
 
 impl Manifest {
+    /// Whether image updates wait while the chain syncs: `defer_updates_while`, by default for
+    /// apps probed by `bitcoin_rpc:` (a recreate mid-IBD costs hours).
+    pub fn defers_while_syncing(&self) -> bool {
+        match self.defer_updates_while {
+            Some(d) => d == DeferWhile::Syncing,
+            None => self
+                .health
+                .as_ref()
+                .is_some_and(|h| h.bitcoin_rpc.is_some()),
+        }
+    }
+
     /// The container name: `container_name`, or `archy-<app>`.
     pub fn container_name(&self) -> String {
         self.container_name
@@ -788,6 +814,17 @@ mod tests {
         assert_eq!(m.env["A"].0, "1");
         assert_eq!(m.env["B"].0, "true");
         assert_eq!(m.network_or("archy"), "archy");
+    }
+
+    #[test]
+    fn image_updates_of_bitcoin_rpc_probed_apps_wait_while_syncing_by_default() {
+        let node = "app: x\nimage: i\nhealth:\n  bitcoin_rpc: 127.0.0.1:8332\n";
+        assert!(ok(node).defers_while_syncing());
+        assert!(!ok(&format!("{node}defer_updates_while: never\n")).defers_while_syncing());
+        assert!(!ok("app: x\nimage: i\n").defers_while_syncing());
+        assert!(ok("app: x\nimage: i\ndefer_updates_while: syncing\n").defers_while_syncing());
+        let err = bad("app: x\nimage: i\ndefer_updates_while: always\n");
+        assert!(err.contains("defer_updates_while"), "{err}");
     }
 
     #[test]

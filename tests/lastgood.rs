@@ -495,3 +495,113 @@ fn a_digest_pin_is_pulled_verified_and_kept_through_a_re_pushed_tag() {
     assert_eq!(root.state("archy-other"), "missing");
     assert_eq!(app(&out.json(), "web")["result"], "ok");
 }
+
+/// A bitcoind stand-in answering every request with `getblockchaininfo`: in initial block
+/// download while `syncing` is set (authentication not checked: archy's probe user is).
+fn fake_bitcoind(syncing: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then as many body bytes as Content-Length says.
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let ibd = syncing.load(std::sync::atomic::Ordering::SeqCst);
+            let (blocks, progress) = if ibd { (500, 0.5) } else { (1000, 1.0) };
+            let body = format!(
+                r#"{{"result":{{"chain":"main","blocks":{blocks},"headers":1000,"verificationprogress":{progress},"initialblockdownload":{ibd}}},"error":null,"id":"archy"}}"#
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn an_image_change_of_a_syncing_chain_app_waits_unless_forced() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = TestRoot::empty();
+    let one = build_tag(&root, "1", &serving(1));
+    let three = build_tag(&root, "3", &serving(3));
+    let syncing = std::sync::Arc::new(AtomicBool::new(true));
+    let rpc_port = fake_bitcoind(syncing.clone());
+    let conf = root.state_dir.join("bitcoin/bitcoin.conf");
+    let write = |image: &str| {
+        root.manifest(
+            "node",
+            &format!(
+                "app: node\nimage: {image}\npull: never\nstop_timeout: 0\ncommand: [\"/bin/sleep\", \"3600\"]\n\
+                 health:\n  bitcoin_rpc: 127.0.0.1:{rpc_port}\n  failures: 1\n  start_period: 0\n\
+                 configs:\n  - render: bitcoin.conf\n    path: {}\n",
+                conf.display()
+            ),
+        );
+    };
+    write("localhost/t:1");
+    let mut clock = Clock::new();
+    for _ in 0..2 {
+        let out = clock.reconcile(&root);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    let out = clock.archy(&root, &["status"]);
+    assert_eq!(
+        app(&out.json(), "node")["health"]["status"],
+        "syncing",
+        "{out:?}"
+    );
+
+    // The image changed while syncing: the recreate waits, tick after tick.
+    write("localhost/t:3");
+    for _ in 0..2 {
+        let out = clock.reconcile(&root);
+        assert_eq!(out.code, 0, "{out:?}");
+        let node = app(&out.json(), "node").clone();
+        assert_eq!(node["result"], "waiting", "{node}");
+        assert_eq!(
+            node["error"],
+            "image update to localhost/t:3 deferred while the chain syncs (50.0 %, 500/1000 blocks) (defer_updates_while: syncing); `archy reconcile --force node` applies it now",
+        );
+        assert_eq!(running_image(&root, "archy-node"), one);
+    }
+    // --force applies it now.
+    let out = clock.archy(&root, &["reconcile", "--force", "node"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(running_image(&root, "archy-node"), three);
+
+    // Once the chain is synced, a deferred update goes through by itself (the tick after the
+    // probe saw it synced: the deferral reads the recorded health).
+    write("localhost/t:1");
+    assert_eq!(
+        app(&clock.reconcile(&root).json(), "node")["result"],
+        "waiting"
+    );
+    syncing.store(false, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(clock.reconcile(&root).code, 0);
+    }
+    assert_eq!(running_image(&root, "archy-node"), one);
+}

@@ -109,6 +109,37 @@ pub fn pinned_digest(reference: &str) -> Option<&str> {
     reference.rsplit_once('@').map(|(_, digest)| digest)
 }
 
+/// A reference as podman lists it (pure): `docker.io/` and `library/` filled in for Docker
+/// Hub names, `:latest` when it names neither tag nor digest, and the tag dropped beside a
+/// digest (`name:tag@sha256:…` lists as `name@sha256:…`).
+pub fn normalise(reference: &str) -> String {
+    let (name, digest) = match reference.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (reference, None),
+    };
+    let (host, path) = match split_registry(name) {
+        (Some(host), path) => (host.to_string(), path.to_string()),
+        (None, path) if path.contains('/') => ("docker.io".to_string(), path.to_string()),
+        (None, path) => ("docker.io".to_string(), format!("library/{path}")),
+    };
+    let last = path.rsplit('/').next().unwrap_or_default();
+    match (digest, last.contains(':')) {
+        (Some(digest), true) => {
+            let untagged = path.rsplit_once(':').map_or(path.as_str(), |(p, _)| p);
+            format!("{host}/{untagged}@{digest}")
+        }
+        (Some(digest), false) => format!("{host}/{path}@{digest}"),
+        (None, true) => format!("{host}/{path}"),
+        (None, false) => format!("{host}/{path}:latest"),
+    }
+}
+
+/// Whether a container listed with image `listed` runs the image `desired` names (pure; an
+/// image id names itself).
+pub fn same_image(listed: &str, desired: &str) -> bool {
+    listed == desired || normalise(listed) == normalise(desired)
+}
+
 /// Refuse a pulled image whose registry digests do not include the pin (pure).
 pub fn check_pin(app: &str, reference: &str, digests: &[String]) -> Result<()> {
     let Some(pin) = pinned_digest(reference) else {
@@ -819,6 +850,25 @@ mod tests {
             text.contains("docker.io/library/nginx:1.27: Error:"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn references_compare_as_podman_lists_them() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(normalise("nginx:1.27"), "docker.io/library/nginx:1.27");
+        assert_eq!(normalise("lncm/bitcoind"), "docker.io/lncm/bitcoind:latest");
+        assert_eq!(normalise("localhost/t:1"), "localhost/t:1");
+        assert_eq!(
+            normalise(&format!("127.0.0.1:5000/t:1@{pin}")),
+            format!("127.0.0.1:5000/t@{pin}")
+        );
+        assert!(same_image("docker.io/library/nginx:1.27", "nginx:1.27"));
+        assert!(same_image(
+            &format!("127.0.0.1:5000/t@{pin}"),
+            &format!("127.0.0.1:5000/t:1@{pin}")
+        ));
+        assert!(!same_image("localhost/t:1", "localhost/t:2"));
+        assert!(!same_image("docker.io/library/nginx:1.27", "nginx:1.28"));
     }
 
     #[test]

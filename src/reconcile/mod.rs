@@ -15,6 +15,7 @@
 //!
 //! Decide (stages 1–3) is cheap: a no-op run makes exactly one podman call.
 
+pub mod defer;
 pub mod desired;
 pub mod executor;
 pub mod lastgood;
@@ -65,6 +66,8 @@ pub struct Options {
     pub retry: Vec<String>,
     /// Apps whose last rollback the operator acknowledged (status stops failing on it).
     pub acknowledge: Vec<String>,
+    /// Apps whose image update is applied even while `defer_updates_while: syncing` holds it.
+    pub force: Vec<String>,
 }
 
 impl Default for Options {
@@ -78,6 +81,7 @@ impl Default for Options {
             mirrors: Vec::new(),
             retry: Vec::new(),
             acknowledge: Vec::new(),
+            force: Vec::new(),
         }
     }
 }
@@ -242,6 +246,15 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let mut desire = desire(ctx, opts, &loaded)?;
     let managed = observe(ctx, opts, &loaded, listing)?;
     let mut the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
+    let state_dir = &ctx.settings.state_dir;
+    let deferred = defer::defer_image_updates(
+        &loaded,
+        &desire.apps,
+        &managed,
+        &|app| crate::health::store::load(state_dir, app),
+        &mut the_plan,
+        &opts.force,
+    );
     let mut tick = probe_stage(
         ctx,
         &desire,
@@ -269,6 +282,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     }
     let orphans = handle_orphans(ctx, &the_plan, opts, !loaded.errors.is_empty());
     let mut results = std::mem::take(&mut desire.failures);
+    results.extend(deferred);
     if opts.dry_run {
         results.extend(preview(&the_plan, &loaded, &tick.health));
     } else {
