@@ -123,6 +123,9 @@ impl Rollback {
 #[serde(default)]
 pub struct ImageRecord {
     pub last_known_good: Option<GoodImage>,
+    /// The last-known-good before the current one (an image clean-up keeps it too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_good: Option<GoodImage>,
     pub trial: Option<Trial>,
     pub bad_images: Vec<BadImage>,
     pub rolled_back: Option<Rollback>,
@@ -179,7 +182,8 @@ pub fn save(state_dir: &Path, app: &str, record: &ImageRecord) -> Result<()> {
     })
 }
 
-/// Every app's last-known-good image id: what an image clean-up must keep (each app's way back).
+/// Every app's last-known-good image id and the one before it: what an image clean-up must
+/// keep (each app's way back; the image an app runs is kept by podman itself).
 pub fn kept_image_ids(state_dir: &Path) -> BTreeSet<String> {
     let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
         return BTreeSet::new();
@@ -189,8 +193,15 @@ pub fn kept_image_ids(state_dir: &Path) -> BTreeSet<String> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let app = name.strip_suffix(".json")?.to_string();
-            load(state_dir, &app).last_known_good.map(|g| g.id)
+            let record = load(state_dir, &app);
+            Some(
+                [record.last_known_good, record.previous_good]
+                    .into_iter()
+                    .flatten()
+                    .map(|g| g.id),
+            )
         })
+        .flatten()
         .collect()
 }
 
@@ -263,6 +274,7 @@ pub fn step(
         trial.healthy_ticks = 0;
     }
     if trial.healthy_ticks >= HEALTHY_TICKS {
+        r.previous_good = r.last_known_good.take();
         r.last_known_good = Some(GoodImage {
             id: trial.id,
             reference: trial.reference,
@@ -357,6 +369,29 @@ mod tests {
     }
 
     #[test]
+    fn an_image_clean_up_keeps_every_apps_last_known_good_and_previous_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = |id: &str| GoodImage {
+            id: id.into(),
+            reference: "t".into(),
+            at: 1,
+        };
+        let a = ImageRecord {
+            last_known_good: Some(good("aaa")),
+            previous_good: Some(good("bbb")),
+            ..ImageRecord::default()
+        };
+        save(dir.path(), "a", &a).unwrap();
+        save(dir.path(), "b", &ImageRecord::default()).unwrap();
+        assert_eq!(load(dir.path(), "a"), a);
+        assert_eq!(
+            kept_image_ids(dir.path()).into_iter().collect::<Vec<_>>(),
+            ["aaa", "bbb"]
+        );
+        assert!(kept_image_ids(&dir.path().join("none")).is_empty());
+    }
+
+    #[test]
     fn three_healthy_ticks_make_an_image_last_known_good() {
         let mut r = ImageRecord::default();
         for (i, now) in [100, 130, 160].into_iter().enumerate() {
@@ -424,7 +459,8 @@ mod tests {
         for now in [2000, 2030, 2060] {
             r4 = step(&r4, &seen("ccc", "t:3", Some(true), "c@9"), 90, now).0;
         }
-        assert_eq!(r4.last_known_good.unwrap().id, "ccc");
+        assert_eq!(r4.last_known_good.as_ref().unwrap().id, "ccc");
+        assert_eq!(r4.previous_good.as_ref().unwrap().id, "aaa");
         assert_eq!(r4.rolled_back, None);
         assert_eq!(r4.bad_images.len(), 1, "the bad image stays refused");
     }
