@@ -26,6 +26,23 @@ pub fn network_backend() -> &'static str {
     }
 }
 
+/// netavark: podman's IP allocations on `network` as (address, container id), read from its
+/// IPAM database (containers/common `libnetwork/netavark/ipam.go`: `ipam.db` in the network
+/// run dir, shared by rootful roots) under bbolt's shared lock. Empty on CNI.
+pub fn ipam_allocations(network: &str) -> Vec<(String, String)> {
+    let path = Path::new("/run/containers/networks/ipam.db");
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    file.lock_shared().expect("lock ipam.db");
+    let bytes = std::fs::read(path).expect("read ipam.db");
+    let db = archy::heal::boltdb::Db::parse(&bytes).expect("ipam.db parses");
+    archy::heal::ipam::allocations(&db.root, network)
+        .into_iter()
+        .map(|(address, id)| (address.to_string(), id))
+        .collect()
+}
+
 /// One network config dir for all test roots: podman picks bridge names (podmanN) and serialises
 /// `network create` through it, so parallel tests never pick the same bridge. Each root still
 /// has its own network name and subnet.
