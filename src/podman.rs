@@ -483,6 +483,21 @@ impl Podman {
         Ok(())
     }
 
+    /// The registry digests (`RepoDigests`, `name@sha256:…`) of a local image.
+    pub fn image_digests(&self, reference: &str) -> Result<Vec<String>> {
+        #[derive(Deserialize, Default)]
+        struct Inspected {
+            #[serde(rename = "RepoDigests", default, deserialize_with = "null_as_default")]
+            repo_digests: Vec<String>,
+        }
+        let inspected: Vec<Inspected> = self
+            .cmd()
+            .args(["image", "inspect", "--format", "json", reference])
+            .run_json()
+            .with_context(|| format!("failed to inspect image {reference}"))?;
+        Ok(inspected.into_iter().flat_map(|i| i.repo_digests).collect())
+    }
+
     pub fn tag(&self, source: &str, target: &str) -> Result<()> {
         self.cmd()
             .args(["tag", source, target])

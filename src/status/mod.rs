@@ -32,6 +32,10 @@ pub struct AppStatus {
     pub actual: String,
     pub container: String,
     pub image: String,
+    /// The registry digest the container runs, when its image is pinned by one
+    /// (`name:tag@sha256:…`: podman pulled and verified exactly that).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,6 +49,9 @@ pub struct AppStatus {
     pub detail: String,
     /// The app's probe as of the last reconcile tick.
     pub health: HealthView,
+    /// Its last-known-good image, the bad images it is kept from, and a rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<crate::reconcile::lastgood::ImagesView>,
 }
 
 /// Who runs an app's container; serialised as the word (`-` for an orphan).
@@ -318,6 +325,10 @@ pub fn build(
                 now,
             );
             status.health = crate::health::tick::view(m, report.health.get(&r.app));
+            status.images = report
+                .images
+                .get(&r.app)
+                .and_then(crate::reconcile::lastgood::view);
             status
         })
         .collect();
@@ -331,6 +342,7 @@ pub fn build(
             actual: c.map_or_else(|| "missing".into(), |c| c.state.to_string()),
             container: orphan.container.clone(),
             image: c.map(|c| c.image.clone()).unwrap_or_default(),
+            digest: None,
             started_at: None,
             uptime_seconds: None,
             spec_hash_match: None,
@@ -338,6 +350,7 @@ pub fn build(
             converged: false,
             detail: "no manifest describes it; `archy reconcile --prune` removes it".into(),
             health: crate::health::tick::view(None, None),
+            images: None,
         });
     }
     let podman = records.heal.map(summarise);
@@ -395,6 +408,18 @@ pub fn build(
             .filter(|a| a.health.failing())
             .map(|a| format!("app {}: {}", a.app, a.health.describe())),
     );
+    problems.extend(apps.iter().filter_map(|a| {
+        let rolled_back = a
+            .images
+            .as_ref()
+            .filter(|i| i.alarm())?
+            .rolled_back
+            .as_ref()?;
+        Some(format!(
+            "app {}: {rolled_back} (`archy reconcile --acknowledge {0}` or --retry {0})",
+            a.app
+        ))
+    }));
     let warnings: Vec<String> = records
         .metrics
         .iter()
@@ -470,6 +495,7 @@ fn backup_views(
 /// limit, or failed): the apps are unknown; the records are shown as they are. Pure.
 pub fn without_podman(error: String, records: Records) -> Status {
     let empty = Report {
+        images: BTreeMap::new(),
         ok: false,
         exit_code: crate::exit::FAILURE,
         dry_run: true,
@@ -574,6 +600,13 @@ pub fn metrics_snapshot(
                 restarts: restarts.get(&a.app).copied().unwrap_or(0),
                 spec_drift: a.spec_hash_match == Some(false),
                 config_drift_files: a.config_drift.len(),
+                images: metrics::ImageSample {
+                    rolled_back: a
+                        .images
+                        .as_ref()
+                        .is_some_and(crate::reconcile::lastgood::ImagesView::alarm),
+                    bad_images: a.images.as_ref().map_or(0, |i| i.bad_images.len()),
+                },
                 chain: a.health.chain.map(|c| metrics::ChainSample {
                     blocks: c.blocks,
                     headers: c.headers,
@@ -676,6 +709,9 @@ pub fn app_status(
             .map(|c| c.image.clone())
             .or_else(|| m.and_then(|m| m.image.clone()))
             .unwrap_or_default(),
+        digest: c
+            .and_then(|c| crate::images::pinned_digest(&c.image))
+            .map(String::from),
         started_at: started.map(|s| {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s as u64))
                 .to_string()
@@ -688,6 +724,7 @@ pub fn app_status(
         converged,
         detail,
         health: crate::health::tick::view(m, None),
+        images: None,
     }
 }
 
@@ -1083,6 +1120,7 @@ mod tests {
             ..container("running", 1_000)
         };
         let report = Report {
+            images: BTreeMap::new(),
             ok: true,
             exit_code: 0,
             dry_run: false,
