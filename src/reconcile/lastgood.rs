@@ -135,7 +135,7 @@ pub fn rollback_stage(
             } else {
                 c.image.clone()
             },
-            running: c.state == "running",
+            running: c.state == crate::podman::ContainerState::Running,
             start_key: format!("{}@{}", c.id, c.started_at),
             probe_healthy: m
                 .health
@@ -192,7 +192,7 @@ fn restart_dependents(tick: &Tick, rolled_back: &[String], plan: &mut Plan) {
                 .get(&m.app)
                 .is_some_and(|h| h.status.answers() && h.consecutive_failures == 0),
             None => crate::health::tick::container_of(m, tick.managed)
-                .is_some_and(|c| c.state == "running"),
+                .is_some_and(|c| c.state == crate::podman::ContainerState::Running),
         };
         if up {
             continue;
