@@ -1,0 +1,275 @@
+//! Hostile findings on the IPAM release (heal-podman `release-ipam-leaks`) and the
+//! last-known-good rollback (issue 26). Each test states what a user would expect; the ones
+//! that fail today are `#[ignore]`d with the finding, so the branch stays green.
+#![allow(clippy::disallowed_methods)] // the tests make FIFOs and files directly
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use archy::heal::boltdb::{Bucket, Item};
+use archy::heal::ipam;
+use archy::images::lkg::{self, GoodImage, ImageRecord, Seen};
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+fn bucket(mut items: Vec<(Vec<u8>, Item)>) -> Bucket {
+    items.sort_by(|x, y| x.0.cmp(&y.0));
+    Bucket::new(0, items)
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(ToString::to_string).collect()
+}
+
+/// A network `archy` whose subnet holds one address for container A, keyed by `key`.
+fn one_reservation(subnet: &str, key: Vec<u8>) -> Bucket {
+    let net = bucket(vec![
+        (
+            subnet.as_bytes().to_vec(),
+            Item::Bucket(bucket(vec![(key, Item::Value(A.as_bytes().to_vec()))])),
+        ),
+        (
+            b"ids".to_vec(),
+            Item::Bucket(bucket(vec![(
+                A.as_bytes().to_vec(),
+                Item::Value(b"[]".to_vec()),
+            )])),
+        ),
+    ]);
+    bucket(vec![(b"archy".to_vec(), Item::Bucket(net))])
+}
+
+/// Every reservation `leaks` reports must be one `without` can release: otherwise heal-podman
+/// plans `release-ipam-leaks` on every run for ever and never converges.
+#[test]
+#[ignore = "hostile finding: a 16-byte IPv4-mapped key (::ffff:a.b.c.d) is reported as a leak of a.b.c.d but never released (key_of writes 4 bytes)"]
+fn every_reported_ipam_leak_is_releasable_even_an_ipv4_mapped_key() {
+    let mut mapped = vec![0u8; 10];
+    mapped.extend_from_slice(&[0xff, 0xff, 10, 89, 0, 7]);
+    let root = one_reservation("::ffff:10.89.0.0/120", mapped);
+    let found = ipam::leaks(&root, &set(&["archy"]), &BTreeSet::new(), &BTreeSet::new());
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (after, done) = ipam::without(&root, &found);
+    assert_eq!(done.len(), 1, "reported {found:?}, released {done:?}");
+    assert!(
+        ipam::leaks(&after, &set(&["archy"]), &BTreeSet::new(), &BTreeSet::new()).is_empty(),
+        "still reported after the release"
+    );
+}
+
+/// IPv6 reservations (a dual-stack network) are released like IPv4 ones.
+#[test]
+fn an_ipv6_reservation_of_a_forgotten_container_is_released() {
+    let v6: IpAddr = "fd00:89::7".parse().unwrap();
+    let IpAddr::V6(v6) = v6 else { unreachable!() };
+    let root = one_reservation("fd00:89::/64", v6.octets().to_vec());
+    let found = ipam::leaks(&root, &set(&["archy"]), &BTreeSet::new(), &BTreeSet::new());
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (after, done) = ipam::without(&root, &found);
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(ipam::leaks(&after, &set(&["archy"]), &BTreeSet::new(), &BTreeSet::new()).is_empty());
+}
+
+/// A reservation whose container id is not UTF-8 is never reported nor touched, and another
+/// network holding the same container id is left alone.
+#[test]
+fn a_non_utf8_id_and_another_networks_entries_are_left_alone() {
+    let mut root = one_reservation("10.89.0.0/24", vec![10, 89, 0, 9]);
+    let net = root.bucket_mut(b"archy").unwrap();
+    let subnet = net.bucket_mut(b"10.89.0.0/24").unwrap();
+    subnet
+        .items
+        .push((vec![10, 89, 0, 10], Item::Value(vec![0xff, 0xfe, 0x00])));
+    let other = one_reservation("10.90.0.0/24", vec![10, 90, 0, 9]);
+    let (_, web) = other.items[0].clone();
+    root.items.push((b"web".to_vec(), web));
+    let found = ipam::leaks(&root, &set(&["archy"]), &BTreeSet::new(), &BTreeSet::new());
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (after, _) = ipam::without(&root, &found);
+    assert_eq!(after.bucket(b"web"), root.bucket(b"web"));
+    let subnet = after
+        .bucket(b"archy")
+        .unwrap()
+        .bucket(b"10.89.0.0/24")
+        .unwrap();
+    assert!(subnet.get(&[10, 89, 0, 10]).is_some());
+}
+
+/// `ipam.db` replaced by a FIFO (a crafted file in podman's run dir): heal-podman's scan must
+/// say so and go on, not block for ever in open(2) (the timer's run never ends, every later
+/// heal is skipped behind it).
+#[test]
+#[ignore = "hostile finding: open_ipam opens ipam.db O_RDONLY without O_NONBLOCK; a FIFO there blocks heal-podman's scan for ever"]
+fn a_fifo_in_place_of_ipam_db_does_not_hang_the_scan() {
+    use archy::heal::netavark::FirewallDriver;
+    use archy::heal::netsys::{scan, Backend, NetScope, NetavarkHost};
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ipam.db");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let nv = NetavarkHost {
+        config_dir: dir.path().to_path_buf(),
+        netavark: None,
+        aardvark: None,
+        firewall: FirewallDriver::Nftables,
+        networks: Default::default(),
+    };
+    let scope = NetScope {
+        names: set(&["archy-hostile-none"]),
+        subnet: "10.250.77.0/24".into(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let s = scan(
+            &scope,
+            &Backend::Netavark(nv),
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+            || Ok(Vec::new()),
+        );
+        let _ = tx.send(s.notes);
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+    if got.is_err() {
+        // Unblock the scan thread before failing.
+        let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    }
+    let notes = got.expect("scan blocked on a FIFO ipam.db for 20 s");
+    assert!(notes.iter().any(|n| n.contains("ipam.db")), "{notes:?}");
+}
+
+fn good(id: &str, at: i64) -> GoodImage {
+    GoodImage {
+        id: id.into(),
+        reference: "localhost/t:1".into(),
+        at,
+    }
+}
+
+fn unhealthy_on(id: &str) -> Seen {
+    Seen {
+        image_id: id.into(),
+        reference: "localhost/t:2".into(),
+        running: true,
+        start_key: "c@1".into(),
+        probe_healthy: Some(false),
+        evidence: "connection refused".into(),
+    }
+}
+
+/// A Raspberry Pi boots with fake-hwclock's old time and NTP steps the clock forward minutes
+/// to hours later. An image tried over that step has had one tick, not its window: it must
+/// not be rolled back (and recorded bad) on the first tick after the step.
+#[test]
+#[ignore = "hostile finding: lkg::step measures the window in wall-clock seconds only; a clock stepped forward rolls back (and marks bad) an image after a single tick"]
+fn a_clock_stepped_forward_does_not_roll_back_an_image_after_one_tick() {
+    let t0 = 1_700_000_000;
+    let window = 90;
+    let before = ImageRecord {
+        last_known_good: Some(good("1111", t0 - 1000)),
+        ..ImageRecord::default()
+    };
+    // Tick 1: the new image is seen, not healthy yet (starting).
+    let (r, rb) = lkg::step(&before, &unhealthy_on("2222"), window, t0);
+    assert!(rb.is_none());
+    // Tick 2, 30 s later, but NTP stepped the clock 3 h forward meanwhile.
+    let (r, rb) = lkg::step(&r, &unhealthy_on("2222"), window, t0 + 30 + 3 * 3600);
+    assert!(
+        rb.is_none(),
+        "rolled back after 2 ticks (window {window}s = 3+ ticks): {rb:?}; bad: {:?}",
+        r.bad_images
+    );
+}
+
+/// The reverse: a trial first seen while the clock was far ahead (a boot with a wrong RTC),
+/// then NTP steps it back a year. The image that never answers must still be rolled back
+/// within a few ticks, not a year later.
+#[test]
+#[ignore = "hostile finding: a trial's `since` in the future (clock stepped back) is kept; the broken image is not rolled back until the clock catches up"]
+fn a_clock_stepped_back_still_rolls_back_a_broken_image_within_its_window() {
+    let t0 = 1_700_000_000;
+    let window = 90;
+    let year = 365 * 24 * 3600;
+    let mut r = ImageRecord {
+        last_known_good: Some(good("1111", t0 - 1000)),
+        ..ImageRecord::default()
+    };
+    // First seen with the clock a year ahead.
+    let (next, _) = lkg::step(&r, &unhealthy_on("2222"), window, t0 + year);
+    r = next;
+    let mut rolled = None;
+    for tick in 1..=10 {
+        let (next, rb) = lkg::step(&r, &unhealthy_on("2222"), window, t0 + tick * 30);
+        r = next;
+        if rb.is_some() {
+            rolled = Some(tick);
+            break;
+        }
+    }
+    assert!(
+        rolled.is_some(),
+        "not rolled back within 10 ticks after the clock stepped back a year: {r:?}"
+    );
+}
+
+/// A record torn by the disk or edited by hand: reading it as empty silently drops the
+/// refusal of the bad image and the way back, and the next save overwrites the evidence.
+/// Expected: the damaged file is kept aside (or the tick refuses to act on the app), never
+/// silently replaced.
+#[test]
+#[ignore = "hostile finding: a corrupt <state-dir>/images/<app>.json is read as empty and overwritten: bad_images (the refusal) and the last-known-good are lost without a trace"]
+fn a_corrupt_image_record_is_kept_aside_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = lkg::path(dir.path(), "web");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let damaged = b"{\"last_known_good\":{\"id\":\"1111\",\"reference\":\"localhost/t:1\",\"at\":1},\"bad_images\":[{\"id\":\"2222\",\"refer";
+    std::fs::write(&path, damaged).unwrap();
+    let rec = lkg::load(dir.path(), "web");
+    // The tick goes on with what it read and saves its step.
+    let (next, _) = lkg::step(&rec, &unhealthy_on("2222"), 90, 1_700_000_000);
+    lkg::save(dir.path(), "web", &next).unwrap();
+    let kept: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::read(e.path()).unwrap() == damaged)
+        .collect();
+    assert!(
+        !kept.is_empty(),
+        "the damaged record was overwritten without a copy; refusal of 2222 lost: {next:?}"
+    );
+}
+
+/// A record naming a huge/negative `since` or `at` does not panic the tick (overflow).
+#[test]
+fn crafted_times_in_an_image_record_do_not_panic() {
+    crafted_record_steps(&[0, 2, 3, 1000]);
+}
+
+/// The same with a crafted `healthy_ticks` of u32::MAX: `+= 1` overflows (a panic in debug
+/// builds and tests; a silent wrap to 0 in release).
+#[test]
+#[ignore = "hostile finding: a crafted trial.healthy_ticks of 4294967295 panics lkg::step (attempt to add with overflow, src/images/lkg.rs `trial.healthy_ticks += 1`)"]
+fn a_crafted_healthy_ticks_count_does_not_panic() {
+    crafted_record_steps(&[u32::MAX]);
+}
+
+fn crafted_record_steps(ticks: &[u32]) {
+    for (since, ticks) in [i64::MIN, i64::MAX, -1, 0]
+        .into_iter()
+        .flat_map(|s| ticks.iter().map(move |t| (s, *t)))
+    {
+        let json = format!(
+            "{{\"last_known_good\":{{\"id\":\"1111\",\"reference\":\"r\",\"at\":{since}}},\
+             \"trial\":{{\"id\":\"2222\",\"reference\":\"r2\",\"since\":{since},\"healthy_ticks\":{ticks},\"passed\":false,\"start_key\":null}}}}"
+        );
+        let rec: ImageRecord = serde_json::from_str(&json).unwrap();
+        for now in [i64::MIN, i64::MAX, 0, 1_700_000_000] {
+            for w in [i64::MAX, 0, -5] {
+                let _ = lkg::step(&rec, &unhealthy_on("2222"), w, now);
+                let mut healthy = unhealthy_on("2222");
+                healthy.probe_healthy = Some(true);
+                let _ = lkg::step(&rec, &healthy, w, now);
+            }
+        }
+    }
+}
