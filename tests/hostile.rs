@@ -273,3 +273,149 @@ fn crafted_record_steps(ticks: &[u32]) {
         }
     }
 }
+
+mod bolt {
+    //! archy's bbolt commits under hostile sequences, checked by the real bbolt (the Go tool of
+    //! tests/ipam_bolt.rs).
+    use super::*;
+    use archy::heal::boltdb::Db;
+    use std::os::unix::fs::FileExt;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    fn boltcheck() -> &'static Path {
+        static TOOL: OnceLock<PathBuf> = OnceLock::new();
+        TOOL.get_or_init(|| {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boltcheck-hostile");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/boltcheck/main.go"),
+                dir.join("main.go"),
+            )
+            .unwrap();
+            let out = Command::new("go")
+                .args(["build", "-o", "boltcheck", "."])
+                .current_dir(&dir)
+                .env("GOPATH", "/usr/share/gocode")
+                .env("GO111MODULE", "off")
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOFLAGS", "")
+                .output()
+                .expect("go");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            dir.join("boltcheck")
+        })
+    }
+
+    fn go(args: &[&str]) -> String {
+        let out = Command::new(boltcheck()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "boltcheck {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn networks(db: &Db) -> BTreeSet<String> {
+        db.root
+            .items
+            .iter()
+            .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
+            .collect()
+    }
+
+    /// Release what `known` does not name; write `pages` of the commit's pages (a kill after
+    /// them), the meta only when all were written.
+    fn release(file: &Path, known: &BTreeSet<String>, pages: Option<usize>) {
+        let db = Db::parse(&std::fs::read(file).unwrap()).unwrap();
+        let leaks = ipam::leaks(&db.root, &networks(&db), known, &BTreeSet::new());
+        let (tree, _) = ipam::without(&db.root, &leaks);
+        let commit = db.commit(&tree).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+        let n = pages.unwrap_or(commit.pages.len()).min(commit.pages.len());
+        for (offset, bytes) in &commit.pages[..n] {
+            f.write_all_at(bytes, *offset).unwrap();
+        }
+        if pages.is_none() {
+            f.write_all_at(&commit.meta.1, commit.meta.0).unwrap();
+        }
+    }
+
+    /// Everything released (paged buckets shrink to inline ones), bbolt allocates again on
+    /// top, and a kill after every prefix of the page writes: bbolt's check passes each time
+    /// and sees the old tree until the meta is written.
+    #[test]
+    fn release_all_then_bbolt_again_and_kills_after_each_page_pass_bbolts_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ipam.db");
+        let f = file.to_str().unwrap();
+        for round in 0..6usize {
+            go(&["alloc", f, "archy", &(1 + round * 300).to_string()]);
+            go(&["alloc", f, "web", "40"]);
+            let before = go(&["dump", f]);
+            let db = Db::parse(&std::fs::read(&file).unwrap()).unwrap();
+            let n = db.commit(&db.root).unwrap().pages.len();
+            for k in 0..n {
+                release(&file, &BTreeSet::new(), Some(k));
+                go(&["check", f]);
+                assert_eq!(
+                    go(&["dump", f]),
+                    before,
+                    "round {round}, kill after {k} pages"
+                );
+            }
+            release(&file, &BTreeSet::new(), None);
+            go(&["check", f]);
+            let after = Db::parse(&std::fs::read(&file).unwrap()).unwrap();
+            assert!(ipam::leaks(
+                &after.root,
+                &networks(&after),
+                &BTreeSet::new(),
+                &BTreeSet::new()
+            )
+            .is_empty());
+        }
+    }
+
+    /// podman (bbolt) holding ipam.db's lock: archy's release waits, gives up, writes nothing.
+    #[test]
+    fn a_release_while_bbolt_holds_the_lock_writes_nothing() {
+        use archy::heal::netavark::FirewallDriver;
+        use archy::heal::netsys::{release_ipam_leaks, Backend, NetScope, NetavarkHost};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ipam.db");
+        go(&["alloc", file.to_str().unwrap(), "hostilenet", "5"]);
+        let bytes = std::fs::read(&file).unwrap();
+        let db = Db::parse(&bytes).unwrap();
+        let scope = NetScope {
+            names: set(&["hostilenet"]),
+            subnet: "10.89.0.0/16".into(),
+        };
+        let leaks = ipam::leaks(&db.root, &scope.names, &BTreeSet::new(), &BTreeSet::new());
+        assert!(!leaks.is_empty());
+        let holder = std::fs::File::open(&file).unwrap();
+        holder.lock().unwrap();
+        let backend = Backend::Netavark(NetavarkHost {
+            config_dir: dir.path().to_path_buf(),
+            netavark: None,
+            aardvark: None,
+            firewall: FirewallDriver::Nftables,
+            networks: Default::default(),
+        });
+        let refs: Vec<&ipam::Leak> = leaks.iter().collect();
+        let err = release_ipam_leaks(&refs, &scope, &backend, &BTreeSet::new()).unwrap_err();
+        assert!(format!("{err:#}").contains("locked"), "{err:#}");
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        drop(holder);
+        // Unlocked: released, and bbolt agrees with the result.
+        let done = release_ipam_leaks(&refs, &scope, &backend, &BTreeSet::new()).unwrap();
+        assert!(!done.is_empty(), "{done:?}");
+        go(&["check", file.to_str().unwrap()]);
+    }
+}
