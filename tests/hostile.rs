@@ -419,3 +419,26 @@ mod bolt {
         go(&["check", file.to_str().unwrap()]);
     }
 }
+
+/// `<state-dir>/images/<app>.json` that is a FIFO (or a link to a device): reading the record
+/// must fail fast (not a regular file) instead of blocking every reconcile tick for ever (the
+/// image clean-up's `kept_image_ids` reads every `*.json` of the directory the same way).
+#[test]
+#[ignore = "hostile finding: lkg::load / kept_image_ids read <state-dir>/images/*.json with fs::read, unbounded and following links: a FIFO blocks the tick for ever (a link to /dev/zero exhausts memory)"]
+fn a_fifo_image_record_does_not_block_the_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = lkg::path(dir.path(), "web");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let state = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(lkg::kept_image_ids(&state));
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+    if got.is_err() {
+        let _ = std::fs::OpenOptions::new().write(true).open(&path);
+    }
+    got.expect("kept_image_ids blocked on a FIFO record for 10 s");
+}
