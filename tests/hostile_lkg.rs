@@ -208,3 +208,84 @@ fn retry_or_acknowledge_of_an_unknown_app_is_an_error() {
         assert!(out.stderr.contains("no-such-app"), "{out:?}");
     }
 }
+
+/// A kill -9 of the whole tick (archy and the podman it runs, as systemd kills the unit's
+/// cgroup) at several moments of the rollback tick: the next tick converges on the
+/// last-known-good image, one container, the data intact, the bad image recorded once.
+#[test]
+fn a_kill_during_the_rollback_tick_converges_on_the_next_tick() {
+    use std::os::unix::process::CommandExt;
+    let root = TestRoot::empty();
+    let one = build_tag(&root, "1", &serving(1));
+    let two = build_tag(&root, "2", SILENT);
+    let port = free_port();
+    let data = root.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let write = |image: &str| {
+        root.manifest(
+            "web",
+            &manifest_yaml("web", &format!("image: {image}"), port, &data),
+        );
+    };
+    write("localhost/t:1");
+    let mut clock = Clock::new();
+    start_then_tick(&root, &mut clock, port, 3);
+    root.podman_ok(&[
+        "exec",
+        "archy-web",
+        "/bin/sh",
+        "-c",
+        "echo kept > /data/file",
+    ]);
+    write("localhost/t:2");
+    for (round, delay_ms) in [150u64, 400, 800, 1500].into_iter().enumerate() {
+        let first = if round == 0 {
+            clock.reconcile(&root)
+        } else {
+            let out = clock.archy(&root, &["reconcile", "--retry", "web"]);
+            clock.tick += 1;
+            out
+        };
+        assert_eq!(first.code, 0, "{first:?}");
+        assert_eq!(running_image(&root, "archy-web"), two, "round {round}");
+        let mut back = false;
+        for _ in 0..8 {
+            // The killed tick, then a normal one at the same simulated time.
+            let mut child = root
+                .archy_cmd()
+                .env("ARCHY_NOW", clock.now())
+                .args(["reconcile", "--output", "json"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            let out = clock.reconcile(&root);
+            assert!(out.code == 0 || out.code == 1, "{out:?}");
+            if running_image(&root, "archy-web") == one {
+                back = true;
+                break;
+            }
+        }
+        assert!(
+            back,
+            "round {round} (kill after {delay_ms} ms): not rolled back"
+        );
+        let out = clock.reconcile(&root);
+        assert_eq!(out.code, 0, "round {round}: {out:?}");
+        assert_eq!(running_image(&root, "archy-web"), one);
+        let names = root.podman_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+        assert_eq!(names.lines().count(), 1, "round {round}: {names}");
+        let rec = record(&root, "web");
+        assert_eq!(rec["bad_images"].as_array().unwrap().len(), 1, "{rec}");
+        assert_eq!(rec["last_known_good"]["id"], one, "{rec}");
+        wait_open(port);
+        assert_eq!(
+            root.podman_ok(&["exec", "archy-web", "/bin/cat", "/data/file"]),
+            "kept"
+        );
+    }
+}
