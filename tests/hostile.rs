@@ -442,3 +442,147 @@ fn a_fifo_image_record_does_not_block_the_tick() {
     }
     got.expect("kept_image_ids blocked on a FIFO record for 10 s");
 }
+
+/// The heal-podman case the live check exists for: podman lost its database but a container
+/// still runs in its network namespace. Its addresses stay reserved — the IPv6 one of a
+/// dual-stack network as well as the IPv4 one (released, podman hands it to the next
+/// container: a duplicate address on the bridge).
+#[test]
+#[ignore = "hostile finding: the live-namespace check reads only IPv4 (`family == inet`): a live container's IPv6 reservation is released as forgotten"]
+fn a_live_namespaces_ipv6_address_is_not_released() {
+    use archy::heal::boltdb::Db;
+    use archy::heal::netavark::FirewallDriver;
+    use archy::heal::netsys::{release_ipam_leaks, Backend, NetScope, NetavarkHost};
+    use std::os::unix::fs::FileExt;
+    let ns = format!("archy-hostile-v6-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["netns", "add", &ns]);
+    struct Cleanup(String, Option<std::process::Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.1.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let mut guard = Cleanup(ns.clone(), None);
+    ip(&["-n", &ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    ip(&["-n", &ns, "link", "set", "d0", "up"]);
+    ip(&["-n", &ns, "addr", "add", "10.250.77.7/24", "dev", "d0"]);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        "fd00:77::7/64",
+        "dev",
+        "d0",
+        "nodad",
+    ]);
+    guard.1 = Some(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "sleep", "120"])
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // podman's layout for a dual-stack network; the container is unknown to podman.
+    let v6: std::net::Ipv6Addr = "fd00:77::7".parse().unwrap();
+    let net = bucket(vec![
+        (
+            b"10.250.77.0/24".to_vec(),
+            Item::Bucket(bucket(vec![(
+                vec![10, 250, 77, 7],
+                Item::Value(A.as_bytes().to_vec()),
+            )])),
+        ),
+        (
+            b"fd00:77::/64".to_vec(),
+            Item::Bucket(bucket(vec![(
+                v6.octets().to_vec(),
+                Item::Value(A.as_bytes().to_vec()),
+            )])),
+        ),
+        (
+            b"ids".to_vec(),
+            Item::Bucket(bucket(vec![(
+                A.as_bytes().to_vec(),
+                Item::Value(b"[\"10.250.77.7\",\"fd00:77::7\"]".to_vec()),
+            )])),
+        ),
+    ]);
+    let tree = bucket(vec![(b"hostiledual".to_vec(), Item::Bucket(net))]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ipam.db");
+    // An empty bbolt file (as bbolt's init lays it out), then the tree committed on it.
+    let mut bytes = vec![0u8; 4096 * 4];
+    for i in 0..2u64 {
+        let p = &mut bytes[i as usize * 4096..];
+        p[0..8].copy_from_slice(&i.to_le_bytes());
+        p[8..10].copy_from_slice(&0x04u16.to_le_bytes());
+        let m = &mut p[16..80];
+        m[0..4].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
+        m[4..8].copy_from_slice(&2u32.to_le_bytes());
+        m[8..12].copy_from_slice(&4096u32.to_le_bytes());
+        m[16..24].copy_from_slice(&3u64.to_le_bytes());
+        m[32..40].copy_from_slice(&2u64.to_le_bytes());
+        m[40..48].copy_from_slice(&4u64.to_le_bytes());
+        m[48..56].copy_from_slice(&i.to_le_bytes());
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in &m[..56] {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        m[56..64].copy_from_slice(&h.to_le_bytes());
+    }
+    bytes[2 * 4096..2 * 4096 + 8].copy_from_slice(&2u64.to_le_bytes());
+    bytes[2 * 4096 + 8..2 * 4096 + 10].copy_from_slice(&0x10u16.to_le_bytes());
+    bytes[3 * 4096..3 * 4096 + 8].copy_from_slice(&3u64.to_le_bytes());
+    bytes[3 * 4096 + 8..3 * 4096 + 10].copy_from_slice(&0x02u16.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let commit = Db::parse(&bytes).unwrap().commit(&tree).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    for (offset, page) in commit.pages.iter().chain(std::iter::once(&commit.meta)) {
+        f.write_all_at(page, *offset).unwrap();
+    }
+    drop(f);
+
+    let scope = NetScope {
+        names: set(&["hostiledual"]),
+        subnet: "10.250.77.0/24".into(),
+    };
+    let db = Db::parse(&std::fs::read(&file).unwrap()).unwrap();
+    let leaks = ipam::leaks(&db.root, &scope.names, &BTreeSet::new(), &BTreeSet::new());
+    assert_eq!(leaks.len(), 2, "{leaks:?}");
+    let backend = Backend::Netavark(NetavarkHost {
+        config_dir: dir.path().to_path_buf(),
+        netavark: None,
+        aardvark: None,
+        firewall: FirewallDriver::Nftables,
+        networks: Default::default(),
+    });
+    let refs: Vec<&ipam::Leak> = leaks.iter().collect();
+    let done = release_ipam_leaks(&refs, &scope, &backend, &BTreeSet::new()).unwrap();
+    let after = Db::parse(&std::fs::read(&file).unwrap()).unwrap();
+    let left = ipam::allocations(&after.root, "hostiledual");
+    assert_eq!(
+        left.len(),
+        2,
+        "released while live: {done:?}; left {left:?}"
+    );
+}
