@@ -481,7 +481,9 @@ fn a_live_namespaces_ipv6_address_is_not_released() {
         }
     }
     let mut guard = Cleanup(ns.clone(), None);
-    ip(&["-n", &ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    ip(&[
+        "-n", &ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+    ]);
     ip(&["-n", &ns, "link", "set", "d0", "up"]);
     ip(&["-n", &ns, "addr", "add", "10.250.77.7/24", "dev", "d0"]);
     ip(&[
