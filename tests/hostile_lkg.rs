@@ -195,14 +195,14 @@ fn a_removed_last_known_good_image_is_not_reported_as_a_rollback() {
     );
 }
 
-/// `archy reconcile --retry <app it does not know>` (a typo): a clear error naming the app,
+/// `archy reconcile --retry/--acknowledge/--force <app it does not know>` (a typo): a clear error naming the app,
 /// not a silent success that leaves the bad image refused.
 #[test]
-#[ignore = "hostile finding: --retry/--acknowledge of an unknown app exit 0 and say nothing"]
+#[ignore = "hostile finding: --retry/--acknowledge/--force of an unknown app exit 0 and say nothing"]
 fn retry_or_acknowledge_of_an_unknown_app_is_an_error() {
     let root = TestRoot::empty();
     let clock = Clock::new();
-    for flag in ["--retry", "--acknowledge"] {
+    for flag in ["--retry", "--acknowledge", "--force"] {
         let out = clock.archy(&root, &["reconcile", flag, "no-such-app"]);
         assert_ne!(out.code, 0, "{flag} no-such-app: {out:?}");
         assert!(out.stderr.contains("no-such-app"), "{out:?}");
