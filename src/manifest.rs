@@ -617,9 +617,9 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     match (&m.image, &m.build) {
         (Some(_), Some(_)) => {
-            return Err("keys `image` and `build`: give exactly one, not both".into())
+            return Err("key `image` and key `build`: give exactly one, not both".into())
         }
-        (None, None) => return Err("keys `image` / `build`: one of them is required".into()),
+        (None, None) => return Err("key `image` or key `build`: one of them is required".into()),
         (Some(image), None) => {
             if image.is_empty()
                 || image.chars().any(|c| c.is_whitespace() || c.is_control())
