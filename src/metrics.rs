@@ -110,6 +110,15 @@ pub struct Snapshot {
     pub bad_versions: Vec<String>,
     /// One per backed-up file and target.
     pub backups: Vec<BackupSample>,
+    /// The disk and memory guard's series (crate::guard).
+    pub guard: GuardSample,
+}
+
+/// The disk and memory guard's part of the metrics.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GuardSample {
+    /// Per app: OOM kills seen (`archy_app_oom_kills_total`).
+    pub oom_kills: BTreeMap<String, u64>,
 }
 
 /// One backed-up file on one target.
@@ -181,11 +190,28 @@ pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(1024 + s.apps.len() * 400);
     render_node(&mut out, s);
     render_apps(&mut out, s);
+    render_guard(&mut out, &s.guard);
     render_chains(&mut out, s);
     render_runs(&mut out, s);
     render_updates(&mut out, s);
     render_backups(&mut out, &s.backups);
     out
+}
+
+/// The guard's series: OOM kills per app.
+fn render_guard(out: &mut String, g: &GuardSample) {
+    if !g.oom_kills.is_empty() {
+        let name = "archy_app_oom_kills_total";
+        let mut f = family(
+            out,
+            name,
+            "counter",
+            "Times the kernel's OOM killer ended the app's container (seen by reconcile: podman's OOMKilled or the kernel log).",
+        );
+        for (app, kills) in &g.oom_kills {
+            f.sample(name, &[("app", app)], *kills);
+        }
+    }
 }
 
 /// Whether the node is converged, and how many manifests are invalid.
@@ -573,6 +599,7 @@ mod tests {
             update_pending: None,
             bad_versions: vec![],
             backups: vec![],
+            guard: GuardSample::default(),
         };
         let text = render(&s);
         let chain: Vec<&str> = text
@@ -615,6 +642,7 @@ mod tests {
             update_pending: Some("1.7.41".into()),
             bad_versions: vec!["1.7.40".into()],
             backups: vec![],
+            guard: GuardSample::default(),
         };
         let expected = r#"# HELP archy_converged 1 when every app is converged, no manifest is invalid and the last podman heal did not fail.
 # TYPE archy_converged gauge

@@ -36,6 +36,9 @@ pub struct Container {
     pub started_at: i64,
     #[serde(rename = "ExitCode", default)]
     pub exit_code: i32,
+    /// Unix seconds of the last exit; 0 or negative when it never exited.
+    #[serde(rename = "ExitedAt", default)]
+    pub exited_at: i64,
     #[serde(rename = "Networks", default, deserialize_with = "null_as_default")]
     pub networks: Vec<String>,
     /// Container paths with a mount (volume or bind), as `ps` lists them.
@@ -89,6 +92,35 @@ pub struct InspectedConfig {
     /// Seconds `podman stop` waits before SIGKILL, as the container was created with.
     #[serde(rename = "StopTimeout", default)]
     pub stop_timeout: u32,
+}
+
+/// What archy reads from `podman container inspect` of an exited container to tell an OOM kill
+/// (crate::guard::oom): podman's own verdict and the memory limit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct InspectedExit {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "State", default)]
+    pub state: InspectedState,
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: InspectedHostConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct InspectedState {
+    /// podman's verdict; false on cgroup-v1 hosts with podman 4.3 even after an OOM kill
+    /// (measured: exit 137 under `--memory 32m`, `OOMKilled=false`).
+    #[serde(rename = "OOMKilled", default)]
+    pub oom_killed: bool,
+    #[serde(rename = "ExitCode", default)]
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct InspectedHostConfig {
+    /// `--memory` in bytes, 0 when unlimited.
+    #[serde(rename = "Memory", default)]
+    pub memory: u64,
 }
 
 /// One mount of an inspected container.
@@ -568,6 +600,18 @@ impl Podman {
     /// `podman container inspect` of one container (mounts and stop timeout).
     pub fn inspect_container(&self, container: &str) -> Result<Inspected> {
         let list: Vec<Inspected> = self
+            .cmd()
+            .args(["container", "inspect", "--format", "json", container])
+            .run_json()
+            .with_context(|| format!("failed to inspect container {container}"))?;
+        list.into_iter()
+            .next()
+            .with_context(|| format!("podman container inspect {container} returned nothing"))
+    }
+
+    /// `podman container inspect` of an exited container: its OOM verdict and memory limit.
+    pub fn inspect_exit(&self, container: &str) -> Result<InspectedExit> {
+        let list: Vec<InspectedExit> = self
             .cmd()
             .args(["container", "inspect", "--format", "json", container])
             .run_json()

@@ -94,3 +94,122 @@ fn a_dbcache_above_the_memory_limit_is_refused_naming_both_numbers() {
         "{out:?}"
     );
 }
+
+/// `promtool check metrics` on the text: its complaints (none expected) and exit code.
+fn assert_promtool_clean(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by scripts/test (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        (out.status.code(), said.as_str()),
+        (Some(0), ""),
+        "promtool on:\n{text}"
+    );
+}
+
+/// Wait until podman lists the container as exited (at most 30 s).
+fn wait_exited(root: &TestRoot, name: &str) -> serde_json::Value {
+    for _ in 0..300 {
+        if let Some(c) = root.container(name) {
+            if matches!(c["State"].as_str(), Some("exited" | "stopped")) {
+                return c;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{name} did not exit: {:?}", root.container(name));
+}
+
+#[test]
+fn a_memory_hog_is_reported_oom_killed_and_a_plain_sigkill_is_not() {
+    let root = TestRoot::new();
+    // Doubling a shell variable: past 32 MiB within a second.
+    root.manifest(
+        "hog",
+        &format!(
+            "app: hog\nimage: {TEST_IMAGE}\npull: never\nstop_timeout: 1\n\
+             command: [\"/bin/sh\", \"-c\", \"sleep 1; x=a; while true; do x=$x$x; done\"]\n\
+             resources: {{memory: 32m}}\n"
+        ),
+    );
+    root.simple_manifest("victim", "");
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let hog = wait_exited(&root, "archy-hog");
+    assert_eq!(hog["ExitCode"], 137, "{hog}");
+    // A SIGKILL that is not the OOM killer's: also exit 137.
+    root.podman_ok(&["kill", "--signal", "KILL", "archy-victim"]);
+    let victim = wait_exited(&root, "archy-victim");
+    assert_eq!(victim["ExitCode"], 137, "{victim}");
+
+    root.take_podman_calls();
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("app hog: container ")
+            && out
+                .stderr
+                .contains("was OOM-killed (memory limit 32 MiB; evidence: "),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("app victim: container"), "{out:?}");
+    // Both exits were inspected once each; the tick then started both again.
+    let calls = root.take_podman_calls();
+    let inspects = calls
+        .iter()
+        .filter(|c| c.starts_with("container inspect"))
+        .count();
+    assert_eq!(inspects, 2, "{calls:?}");
+
+    let status = root.archy(&["status", "--output", "json"]);
+    let doc = status.json();
+    let kills = doc["oom_kills"].as_array().unwrap();
+    assert_eq!(kills.len(), 1, "{doc}");
+    assert_eq!(kills[0]["app"], "hog");
+    assert_eq!(kills[0]["kills"], 1);
+    assert_eq!(kills[0]["memory_limit"], 33_554_432);
+    // podman 4.3 on this cgroup-v1 host says OOMKilled=false: the kernel log tells.
+    assert!(
+        matches!(
+            kills[0]["evidence"].as_str(),
+            Some("kernel-log" | "podman-oom-killed")
+        ),
+        "{doc}"
+    );
+    let text = root.archy(&["status"]);
+    assert!(
+        text.stdout
+            .contains("oom:       app hog: OOM-killed 1 time, last at "),
+        "{text:?}"
+    );
+    let prom = root.archy(&["status", "--output", "prometheus"]);
+    assert!(
+        prom.stdout
+            .contains("archy_app_oom_kills_total{app=\"hog\"} 1\n"),
+        "{prom:?}"
+    );
+    assert!(
+        prom.stdout
+            .contains("archy_app_oom_kills_total{app=\"victim\"} 0\n"),
+        "{prom:?}"
+    );
+    assert_promtool_clean(&prom.stdout);
+}

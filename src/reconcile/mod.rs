@@ -231,6 +231,9 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     });
     let mut desire = desire(ctx, opts, &loaded)?;
     let managed = observe(ctx, opts, &loaded, listing)?;
+    if !opts.dry_run {
+        crate::guard::oom::tick(ctx, &managed);
+    }
     let mut the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
     let mut tick = probe_stage(
         ctx,

@@ -116,6 +116,9 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// Every file a manifest's `backup:` names, with each target (as of the last reconcile tick).
     pub backups: Vec<crate::backup::FileView>,
+    /// The disk and memory guard: `oom_kills` (flattened into the document).
+    #[serde(flatten)]
+    pub guard: crate::guard::View,
 }
 
 /// What other commands left under `<state-dir>`: their last status records and a pending update.
@@ -134,6 +137,8 @@ pub struct Records {
     /// `<state-dir>/backup/<app>.json` of every app with a `backup:` key (read lazily: see
     /// [`Records::read_backups`]); an unreadable one is its error.
     pub backups: BTreeMap<String, Result<crate::backup::AppState, String>>,
+    /// `status/oom.json`: the OOM kills reconcile saw.
+    pub oom: crate::guard::oom::Record,
 }
 
 impl Records {
@@ -169,6 +174,7 @@ impl Records {
             state_since: crate::state::state_dir_since(state_dir),
             metrics: crate::state::read(state_dir, crate::state::METRICS),
             backups: BTreeMap::new(),
+            oom: crate::guard::oom::read(state_dir),
         })
     }
 
@@ -324,6 +330,9 @@ pub fn build(
         })
         .collect();
     let backups = backup_views(manifests, &records.backups, now, &mut problems);
+    let guard = crate::guard::View {
+        oom_kills: crate::guard::oom_views(&records.oom, apps.iter().map(|a| a.app.as_str())),
+    };
     let ok = converged && problems.is_empty();
     let exit_code = if ok {
         crate::exit::SUCCESS
@@ -351,6 +360,7 @@ pub fn build(
         warnings,
         reconcile_overdue,
         backups,
+        guard,
     }
 }
 
@@ -523,6 +533,21 @@ pub fn metrics_snapshot(
                 })
             })
             .collect(),
+        guard: metrics::GuardSample {
+            oom_kills: status
+                .apps
+                .iter()
+                .map(|a| {
+                    let kills = status
+                        .guard
+                        .oom_kills
+                        .iter()
+                        .find(|o| o.app == a.app)
+                        .map_or(0, |o| o.kills);
+                    (a.app.clone(), kills)
+                })
+                .collect(),
+        },
     }
 }
 
@@ -767,6 +792,7 @@ mod tests {
             problems: vec![],
             warnings: vec![],
             backups: vec![],
+            guard: crate::guard::View::default(),
             apps: vec![
                 app_status(&result(Action::Ok, Outcome::Ok), None, Some(&c), vec![], 0),
                 AppStatus {
@@ -876,6 +902,7 @@ mod tests {
             problems: vec![],
             warnings: vec![],
             backups: vec![],
+            guard: crate::guard::View::default(),
             apps: vec![
                 // Converged, but its probe fails: not healthy.
                 with(&converged, "failing", Some(Health::Unhealthy)),
