@@ -869,13 +869,17 @@ _archy() {
             return 0
             ;;
         archy__subcmd__status)
-            opts="-v -q -h -V --max-reconcile-age --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
+            opts="-v -q -h -V --max-reconcile-age --min-free --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --max-reconcile-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-free)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -212,6 +212,7 @@ complete -c archy -n "__fish_archy_using_subcommand rollback" -s q -l quiet -d '
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand status" -l max-reconcile-age -d 'Fail (exit 1) when a full reconcile has not completed for longer than this, whatever the reconcile unit\'s exit status says (default: four 30-second ticks)' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l min-free -d 'Fail (exit 1) when the file system of podman\'s graph root, its volume path or the state dir has less free space than this: a percent of its size, a size (`2g`), or both comma-separated (low when below either)' -r
 complete -c archy -n "__fish_archy_using_subcommand status" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand status" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand status" -l run-dir -d 'Directory for lock files' -r -F

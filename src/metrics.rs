@@ -119,6 +119,20 @@ pub struct Snapshot {
 pub struct GuardSample {
     /// Per app: OOM kills seen (`archy_app_oom_kills_total`).
     pub oom_kills: BTreeMap<String, u64>,
+    /// Free space of podman's graph root, its volume path and the state dir.
+    pub filesystems: Vec<FsSample>,
+}
+
+/// One file system's free space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FsSample {
+    /// `graphroot`, `volumes` or `state-dir`.
+    pub fs: &'static str,
+    pub path: String,
+    pub free_bytes: u64,
+    pub size_bytes: u64,
+    /// Below the threshold (`archy status --min-free`; the default after a tick).
+    pub low: bool,
 }
 
 /// One backed-up file on one target.
@@ -210,6 +224,44 @@ fn render_guard(out: &mut String, g: &GuardSample) {
         );
         for (app, kills) in &g.oom_kills {
             f.sample(name, &[("app", app)], *kills);
+        }
+    }
+    if g.filesystems.is_empty() {
+        return;
+    }
+    type FsValue = fn(&FsSample) -> f64;
+    let per_fs: [(&str, &str, FsValue); 4] = [
+        (
+            "archy_filesystem_free_bytes",
+            "Bytes free (for unprivileged writers) on the file system of podman's graph root, its volume path or archy's state dir.",
+            |f| f.free_bytes as f64,
+        ),
+        (
+            "archy_filesystem_size_bytes",
+            "Size of that file system in bytes.",
+            |f| f.size_bytes as f64,
+        ),
+        (
+            "archy_filesystem_free_ratio",
+            "Free bytes over size, 0 to 1.",
+            |f| {
+                if f.size_bytes == 0 {
+                    0.0
+                } else {
+                    f.free_bytes as f64 / f.size_bytes as f64
+                }
+            },
+        ),
+        (
+            "archy_filesystem_low",
+            "1 when the file system's free space is below the threshold (archy status --min-free).",
+            |f| f64::from(u8::from(f.low)),
+        ),
+    ];
+    for (name, help, value) in per_fs {
+        let mut fam = family(out, name, "gauge", help);
+        for f in &g.filesystems {
+            fam.sample(name, &[("fs", f.fs), ("path", &f.path)], value(f));
         }
     }
 }

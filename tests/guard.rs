@@ -213,3 +213,198 @@ fn a_memory_hog_is_reported_oom_killed_and_a_plain_sigkill_is_not() {
     );
     assert_promtool_clean(&prom.stdout);
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        Tmpfs(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_full_state_dir_fails_status_naming_it_and_the_metric_drops() {
+    let root = TestRoot::new();
+    let state = Tmpfs::mount(root.dir.join("statefs"), "16m");
+    let state_dir = state.0.join("archy");
+    let archy = |args: &[&str]| {
+        Out::from(
+            root.archy_cmd()
+                .env("ARCHY_STATE_DIR", &state_dir)
+                .env("ARCHY_MIN_FREE", "8m")
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    root.simple_manifest("app", "");
+    assert_eq!(archy(&["reconcile"]).code, 0);
+    let out = archy(&["status", "--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = out.json();
+    let fs = |doc: &serde_json::Value, role: &str| {
+        doc["filesystems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} in {doc}"))
+            .clone()
+    };
+    // podman's paths are read from its config files, as `podman info` reports them.
+    let info = root.podman_ok(&[
+        "info",
+        "--format",
+        "{{.Store.GraphRoot}} {{.Store.VolumePath}}",
+    ]);
+    assert_eq!(
+        format!(
+            "{} {}",
+            fs(&doc, "graphroot")["path"].as_str().unwrap(),
+            fs(&doc, "volumes")["path"].as_str().unwrap()
+        ),
+        info
+    );
+    let before = fs(&doc, "state-dir");
+    assert_eq!(before["size_bytes"], 16 * 1024 * 1024, "{before}");
+    assert_eq!(before["low"], false);
+
+    // Fill the tmpfs to 12 of 16 MiB: 4 MiB free, below --min-free 8m.
+    std::fs::write(state.0.join("filler"), vec![0u8; 12 * 1024 * 1024]).unwrap();
+    let out = archy(&["status"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "problem: low disk space: archy's state dir {}: ",
+            state_dir.display()
+        )) && out.stdout.contains("below --min-free 8m"),
+        "{out:?}"
+    );
+    let doc = archy(&["status", "--output", "json"]).json();
+    let after = fs(&doc, "state-dir");
+    assert_eq!(after["low"], true, "{after}");
+    assert!(
+        after["free_bytes"].as_u64() < Some(5 * 1024 * 1024),
+        "{after}"
+    );
+    let prom = archy(&["status", "--output", "prometheus"]);
+    assert_eq!(prom.code, 1);
+    let series = format!(
+        "archy_filesystem_low{{fs=\"state-dir\",path=\"{}\"}} 1\n",
+        state_dir.display()
+    );
+    assert!(prom.stdout.contains(&series), "{prom:?}");
+    let free_line = prom
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("archy_filesystem_free_bytes{fs=\"state-dir\""))
+        .unwrap();
+    let free: f64 = free_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(free < 5.0 * 1024.0 * 1024.0, "{free_line}");
+    assert_promtool_clean(&prom.stdout);
+}
+
+#[test]
+fn a_build_is_refused_up_front_when_the_graph_root_lacks_its_context_size() {
+    let root = TestRoot::empty();
+    let graph = Tmpfs::mount(root.dir.join("graphfs"), "8m");
+    let storage = root.dir.join("storage-small.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}/run-small\"\n",
+            graph.0.join("graph").display(),
+            root.dir.display()
+        ),
+    )
+    .unwrap();
+    let ctx = root.test_context("big-ctx");
+    // 16 MiB of context (the image's layer holds it) on an 8 MiB graph root.
+    std::fs::write(ctx.join("blob"), vec![7u8; 16 * 1024 * 1024]).unwrap();
+    root.manifest(
+        "big",
+        &format!(
+            "app: big\nbuild:\n  context: {}\nstop_timeout: 1\n",
+            ctx.display()
+        ),
+    );
+    root.take_podman_calls();
+    let out = Out::from(
+        root.archy_cmd()
+            .env("CONTAINERS_STORAGE_CONF", &storage)
+            .args(["build-image"])
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.all()
+            .contains("not enough disk space for building localhost/archy-big:")
+            && out.all().contains(&format!(
+                "on the file system of {}",
+                graph.0.join("graph").display()
+            )),
+        "{out:?}"
+    );
+    let calls = root.take_podman_calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("build")),
+        "no build started: {calls:?}"
+    );
+    // The same context builds where there is room.
+    let out = root.archy(&["build-image"]);
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+#[test]
+fn a_release_that_would_not_fit_its_install_root_is_refused_before_unpacking() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Tmpfs::mount(dir.path().join("opt"), "2m");
+    // 4 MiB of page (a few KiB compressed) for a 2 MiB file system.
+    let tarball = common::install::web_ui_tarball(
+        &dir.path().join("big.tar.gz"),
+        0o755,
+        &vec![b'x'; 4 * 1024 * 1024],
+    );
+    let check = |install_root: &std::path::Path, json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_archy"));
+        cmd.args(["verify-update", "--tarball"])
+            .arg(&tarball)
+            .arg("--install-root")
+            .arg(install_root);
+        if json {
+            cmd.args(["--output", "json"]);
+        }
+        Out::from(cmd.output().unwrap())
+    };
+    let out = check(&root.0, false);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "not enough disk space for unpacking this release into {}/releases: it needs 4 MiB",
+            root.0.display()
+        )),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("which has 2 MiB"), "{out:?}");
+    let doc = check(&root.0, true).json();
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert!(doc["space"].as_str().unwrap().contains("it needs"), "{doc}");
+    // Far from any node (no install root) the release is only checked, not judged for space.
+    let out = check(&dir.path().join("nowhere"), false);
+    assert_eq!(out.code, 0, "{out:?}");
+}

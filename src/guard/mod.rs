@@ -1,8 +1,9 @@
-//! The disk and memory guard (issue 25): OOM kills seen (`oom`), and what `archy status`
-//! shows of them. The `logging:` and `resources:` keys themselves are manifest values
+//! The disk and memory guard (issue 25): OOM kills seen (`oom`), free space watched (`space`),
+//! and what `archy status` shows of them. The `logging:` and `resources:` keys themselves are manifest values
 //! (`manifest::resources`).
 
 pub mod oom;
+pub mod space;
 
 use serde::Serialize;
 
@@ -11,6 +12,8 @@ use serde::Serialize;
 pub struct View {
     /// Apps the kernel's OOM killer ended at least once (as recorded by reconcile ticks).
     pub oom_kills: Vec<OomView>,
+    /// Free space of podman's graph root, its volume path and the state dir (statvfs).
+    pub filesystems: Vec<space::FsView>,
 }
 
 /// One app's OOM kills.

@@ -128,6 +128,20 @@ fn context_files(context: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Bytes of the context's files a build sees: what its image's layers need at least, so
+/// a build is refused up front on a graph root without them (crate::guard::space).
+pub fn context_size(context: &Path) -> Result<u64> {
+    context_files(context)?
+        .iter()
+        .map(|rel| {
+            let path = context.join(rel);
+            fs::symlink_metadata(&path)
+                .map(|m| m.len())
+                .with_context(|| format!("failed to stat {}", path.display()))
+        })
+        .sum()
+}
+
 fn hash_args(hasher: &mut Sha256, args: &[(String, String)]) {
     let mut sorted_args = args.to_vec();
     sorted_args.sort();
@@ -528,6 +542,17 @@ fn build(
         (LABEL_CONTEXT_HASH.to_string(), context_hash.to_string()),
         (LABEL_APP.to_string(), app.to_string()),
     ];
+    let needed = context_size(context)
+        .with_context(|| format!("failed to size build context {}", context.display()))?;
+    crate::guard::space::require(
+        &crate::guard::space::graphroot(),
+        needed,
+        &format!(
+            "building {reference} for {app} (its context {} holds {})",
+            context.display(),
+            crate::guard::space::human_bytes(needed)
+        ),
+    )?;
     let cmd = podman.build_cmd(context, containerfile, reference, &labels, args);
     tracing::info!(
         "building image {reference} for {app} from {}",

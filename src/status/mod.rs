@@ -332,6 +332,7 @@ pub fn build(
     let backups = backup_views(manifests, &records.backups, now, &mut problems);
     let guard = crate::guard::View {
         oom_kills: crate::guard::oom_views(&records.oom, apps.iter().map(|a| a.app.as_str())),
+        filesystems: Vec::new(),
     };
     let ok = converged && problems.is_empty();
     let exit_code = if ok {
@@ -389,6 +390,22 @@ fn backup_views(
         }
     }
     views
+}
+
+/// Add the file systems' free space (`guard::space::measure`) to a status: one below
+/// `min_free` is a problem, so status fails (exit 1) naming it.
+pub fn add_free_space(
+    status: &mut Status,
+    views: Vec<crate::guard::space::FsView>,
+    min_free: &crate::guard::space::MinFree,
+) {
+    let problems = crate::guard::space::problems(&views, min_free);
+    if !problems.is_empty() {
+        status.ok = false;
+        status.exit_code = crate::exit::FAILURE;
+        status.problems.extend(problems);
+    }
+    status.guard.filesystems = views;
 }
 
 /// The status when podman could not be asked (`error`: it did not answer within its time
@@ -545,6 +562,18 @@ pub fn metrics_snapshot(
                         .find(|o| o.app == a.app)
                         .map_or(0, |o| o.kills);
                     (a.app.clone(), kills)
+                })
+                .collect(),
+            filesystems: status
+                .guard
+                .filesystems
+                .iter()
+                .map(|f| metrics::FsSample {
+                    fs: f.role.label(),
+                    path: f.path.display().to_string(),
+                    free_bytes: f.free_bytes,
+                    size_bytes: f.size_bytes,
+                    low: f.low,
                 })
                 .collect(),
         },
@@ -733,7 +762,10 @@ fn write_metrics(
             .filter(|m| m.backup.is_some())
             .map(|m| m.app.as_str()),
     );
-    let status = build(&after_tick(report), now, records, DEFAULT_MAX_RECONCILE_AGE);
+    let mut status = build(&after_tick(report), now, records, DEFAULT_MAX_RECONCILE_AGE);
+    let min_free = crate::guard::space::MinFree::default();
+    let views = crate::guard::space::measure(state_dir, &min_free);
+    add_free_space(&mut status, views, &min_free);
     let snapshot = metrics_snapshot(
         &status,
         &crate::metrics::read_restarts(state_dir),

@@ -126,6 +126,13 @@ pub fn render_text(status: &Status) -> String {
         record("reconcile", &status.last_reconcile)
     ));
     out.push_str(&backup_text(&status.backups));
+    for fs in &status.guard.filesystems {
+        out.push_str(&format!(
+            "disk:      {}{}\n",
+            fs.describe(),
+            if fs.low { " LOW" } else { "" }
+        ));
+    }
     for oom in &status.guard.oom_kills {
         out.push_str(&format!("oom:       {}\n", oom.describe()));
     }
