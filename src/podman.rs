@@ -123,6 +123,18 @@ pub struct InspectedHostConfig {
     pub memory: u64,
 }
 
+/// One image as `podman images --format json` lists it, with its size (`archy gc`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SizedImage {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Names", default, deserialize_with = "null_as_default")]
+    pub names: Vec<String>,
+    /// Bytes.
+    #[serde(rename = "Size", default)]
+    pub size: u64,
+}
+
 /// One mount of an inspected container.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Mount {
@@ -451,6 +463,15 @@ impl Podman {
         self.cmd()
             .args(["images", "--format", "json", "--filter"])
             .arg(format!("reference={reference_filter}"))
+            .run_json()
+            .context("failed to list images")
+    }
+
+    /// The images in local storage with their sizes (`podman images --format json`: without
+    /// a build's intermediate images, which `rmi` of the image on top removes with it).
+    pub fn images_sized(&self) -> Result<Vec<SizedImage>> {
+        self.cmd()
+            .args(["images", "--format", "json"])
             .run_json()
             .context("failed to list images")
     }

@@ -408,3 +408,88 @@ fn a_release_that_would_not_fit_its_install_root_is_refused_before_unpacking() {
     let out = check(&dir.path().join("nowhere"), false);
     assert_eq!(out.code, 0, "{out:?}");
 }
+
+/// Build a distinct busybox image (a file with `tag` in it) as `reference`; returns its id.
+fn build_distinct(root: &TestRoot, reference: &str, tag: &str) -> String {
+    let ctx = root.test_context(&format!("ctx-{tag}"));
+    std::fs::write(ctx.join("bin/tag"), tag).unwrap();
+    root.podman_ok(&["build", "-q", "-t", reference, ctx.to_str().unwrap()]);
+    root.image_id(reference).unwrap()
+}
+
+#[test]
+fn gc_keeps_the_previous_image_and_every_used_one_and_removes_the_rest() {
+    let root = TestRoot::new();
+    let v1 = build_distinct(&root, "localhost/gc-web:1", "one");
+    let v2 = build_distinct(&root, "localhost/gc-web:2", "two");
+    let stale = build_distinct(&root, "localhost/gc-web:0", "zero");
+    let foreign = build_distinct(&root, "localhost/someone-else:1", "theirs");
+    let web = |tag: &str| {
+        root.manifest(
+            "web",
+            &format!("app: web\nimage: localhost/gc-web:{tag}\npull: never\nstop_timeout: 1\ncommand: [\"/bin/sleep\", \"3600\"]\n"),
+        );
+    };
+    web("1");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    web("2");
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    // The next tick's listing records v2 as web's current image and v1 as its previous.
+    assert_eq!(root.archy(&["reconcile"]).code, 0);
+    // Not archy's: a container someone else made keeps its image.
+    root.podman_ok(&["create", "--name", "theirs", "localhost/someone-else:1"]);
+
+    let dry = root.archy(&["gc", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    for (id, line) in [
+        (&stale, "would remove "),
+        (&root.image_id(TEST_IMAGE).unwrap(), "would remove "),
+        (&v1, "kept "),
+        (&v2, "kept "),
+        (&foreign, "kept "),
+    ] {
+        let short = &id[..12];
+        assert!(
+            dry.stdout
+                .lines()
+                .any(|l| l.starts_with(line) && l.contains(short)),
+            "{short} {line}: {dry:?}"
+        );
+    }
+    assert!(
+        dry.stdout
+            .contains("(app web's previous image, for a rollback)"),
+        "{dry:?}"
+    );
+    assert!(dry.stdout.contains("would free "), "{dry:?}");
+    let doc = root.archy(&["gc", "--dry-run", "--output", "json"]).json();
+    let entry = doc["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == stale[..12])
+        .unwrap()
+        .clone();
+    assert_eq!(entry["result"], "would-remove", "{doc}");
+    assert!(entry["size_bytes"].as_u64().unwrap() > 500_000, "{doc}");
+    assert!(
+        root.image_id("localhost/gc-web:0").is_some(),
+        "a dry run removes nothing"
+    );
+
+    let out = root.archy(&["gc"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(root.image_id("localhost/gc-web:0").is_none(), "{out:?}");
+    assert!(root.image_id(TEST_IMAGE).is_none(), "{out:?}");
+    for kept in [
+        "localhost/gc-web:1",
+        "localhost/gc-web:2",
+        "localhost/someone-else:1",
+    ] {
+        assert!(root.image_id(kept).is_some(), "{kept} kept: {out:?}");
+    }
+    // Nothing left to collect.
+    let again = root.archy(&["gc"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("freed 0 KiB"), "{again:?}");
+}

@@ -1,4 +1,5 @@
-//! The disk and memory guard (issue 25): OOM kills seen (`oom`), free space watched (`space`),
+//! The disk and memory guard (issue 25): OOM kills seen (`oom`), free space watched (`space`)
+//! (images are collected by `images::gc`),
 //! and what `archy status` shows of them. The `logging:` and `resources:` keys themselves are manifest values
 //! (`manifest::resources`).
 

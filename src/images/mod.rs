@@ -3,6 +3,7 @@
 //! local storage lacks, through the same code for `reconcile` and `build-image`.
 
 pub mod build;
+pub mod gc;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -233,6 +233,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let managed = observe(ctx, opts, &loaded, listing)?;
     if !opts.dry_run {
         crate::guard::oom::tick(ctx, &managed);
+        crate::images::gc::note_images(&ctx.settings.state_dir, &managed);
     }
     let mut the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
     let mut tick = probe_stage(
