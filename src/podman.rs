@@ -649,9 +649,18 @@ impl Podman {
 }
 
 /// What a podman failure's stderr says, where archy acts on it: the one place podman's error
-/// texts (4.3 and later) are matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// texts (4.3 and later) are matched, for podman.rs, reconcile's executor and heal-podman.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// The state database was created with other storage settings (`database configuration
+    /// mismatch`): to be reported, never guessed at.
+    DatabaseConfigMismatch,
+    /// The state database exists but is not a usable database. BoltDB names it (`opening
+    /// database /path/bolt_state.db: file size too small`); SQLite does not (`db` is `None`).
+    DatabaseCorrupt { db: Option<PathBuf>, reason: String },
+    /// The rootless pause process or user namespace state is stale (`podman system migrate`);
+    /// `line` is the stderr line that says so.
+    NeedsMigrate { line: String },
     /// The container is not (any more) in podman's database.
     NoSuchContainer,
     /// `network inspect` of a network that does not exist.
@@ -663,11 +672,36 @@ pub enum ErrorKind {
     /// The lock table ran out: every container and volume takes one of its locks (podman 4
     /// `libpod/lock`: "allocation failed; exceeded num_locks").
     LockTableFull,
+    /// Other lock trouble named by the error line (`allocating lock`, `shm lock`, `num_locks`):
+    /// `podman system renumber` reallocates them.
+    Locks,
 }
 
+/// Database open failures that mean "this file is not a usable database" (bbolt's wording).
+/// Anything else (permission denied, timeout on a lock held by another podman) is not corruption
+/// and must not make archy move the file.
+const DB_CORRUPT_REASONS: &[&str] = &[
+    "file size too small",
+    "invalid database",
+    "version mismatch",
+    "checksum error",
+    "meta",
+    "unexpected EOF",
+];
+
+/// SQLite's words for a file that is not a usable database (podman 5's `db.sql`; its errors name
+/// no path: `beginning transaction: file is not a database`).
+const SQLITE_CORRUPT_REASONS: &[&str] =
+    &["file is not a database", "database disk image is malformed"];
+
 impl ErrorKind {
-    /// Classify podman's stderr; None for anything archy does not act on.
+    /// Classify podman's stderr; None for anything archy does not act on. The engine-wide
+    /// failures (database, pause process) come first: any command fails with them.
     pub fn of_stderr(stderr: &str) -> Option<ErrorKind> {
+        let line = error_line(stderr);
+        if let Some(kind) = ErrorKind::of_engine(stderr, &line) {
+            return Some(kind);
+        }
         let kind = if stderr.contains("no such container") {
             ErrorKind::NoSuchContainer
         } else if stderr.contains("network not found") || stderr.contains("no such network") {
@@ -680,16 +714,79 @@ impl ErrorKind {
             ErrorKind::SubnetUsedOnHost
         } else if stderr.contains("exceeded num_locks") {
             ErrorKind::LockTableFull
+        } else if line.contains("num_locks")
+            || line.contains("allocating lock")
+            || line.contains("shm lock")
+        {
+            ErrorKind::Locks
         } else {
             return None;
         };
         Some(kind)
     }
 
+    /// The failures of the engine itself (its database, its pause process), from the whole
+    /// stderr and its error line ([`error_line`]).
+    fn of_engine(stderr: &str, line: &str) -> Option<ErrorKind> {
+        if line.contains("database configuration mismatch") {
+            return Some(ErrorKind::DatabaseConfigMismatch);
+        }
+        if let Some(rest) = line
+            .find("opening database ")
+            .map(|i| &line[i + "opening database ".len()..])
+        {
+            // "opening database /path/bolt_state.db: file size too small"
+            if let Some((path, reason)) = rest.split_once(": ") {
+                if path.starts_with('/')
+                    && DB_CORRUPT_REASONS.iter().any(|r| reason.contains(r))
+                    && !reason.contains("timeout")
+                {
+                    return Some(ErrorKind::DatabaseCorrupt {
+                        db: Some(PathBuf::from(path)),
+                        reason: reason.trim().to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(reason) = SQLITE_CORRUPT_REASONS.iter().find(|r| line.contains(*r)) {
+            return Some(ErrorKind::DatabaseCorrupt {
+                db: None,
+                reason: (*reason).to_string(),
+            });
+        }
+        if stderr.contains("system migrate") || stderr.contains("invalid internal status") {
+            let said = stderr
+                .lines()
+                .rev()
+                .find(|l| l.contains("migrate"))
+                .map_or_else(|| line.to_string(), |l| l.trim().to_string());
+            return Some(ErrorKind::NeedsMigrate { line: said });
+        }
+        None
+    }
+
     /// The kind of a failed podman command's error (its captured stderr), if any.
     pub fn of(err: &anyhow::Error) -> Option<ErrorKind> {
         crate::exec::failed_stderr(err).and_then(ErrorKind::of_stderr)
     }
+}
+
+/// The meaningful error line of podman's stderr: the last `Error: …` line, or the last line
+/// (syslog noise and debug/info log lines skipped), without its `Error:`.
+pub fn error_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains("failed to connect to syslog"))
+        .filter(|l| !l.contains("level=debug") && !l.contains("level=info"))
+        .collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("Error:"))
+        .or(lines.last())
+        .map(|l| l.trim_start_matches("Error:").trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Whether a podman failure is its lock table running out ([`ErrorKind::LockTableFull`]).
@@ -771,10 +868,58 @@ mod tests {
                 "Error: allocating lock for new container: allocation failed; exceeded num_locks (2048)\n",
                 Some(ErrorKind::LockTableFull),
             ),
+            (
+                "Error: allocating lock for new container: shm lock 3 in use\n",
+                Some(ErrorKind::Locks),
+            ),
+            (
+                "Error: database storage graph driver \"overlay\" does not match our storage graph driver \"vfs\": database configuration mismatch\n",
+                Some(ErrorKind::DatabaseConfigMismatch),
+            ),
+            (
+                "Error: opening database /s/bolt_state.db: invalid database\n",
+                Some(ErrorKind::DatabaseCorrupt {
+                    db: Some("/s/bolt_state.db".into()),
+                    reason: "invalid database".into(),
+                }),
+            ),
+            // A lock held by another podman is not corruption.
+            ("Error: opening database /s/bolt_state.db: timeout\n", None),
+            (
+                "Error: beginning transaction: file is not a database\n",
+                Some(ErrorKind::DatabaseCorrupt {
+                    db: None,
+                    reason: "file is not a database".into(),
+                }),
+            ),
+            // The engine's own failure wins over what the command was about.
+            (
+                "Error: no such container: opening database /s/bolt_state.db: file size too small\n",
+                Some(ErrorKind::DatabaseCorrupt {
+                    db: Some("/s/bolt_state.db".into()),
+                    reason: "file size too small".into(),
+                }),
+            ),
+            (
+                "level=warning msg=\"invalid internal status, try resetting the pause process with \\\"podman system migrate\\\": x\"\nError: y\n",
+                Some(ErrorKind::NeedsMigrate {
+                    line: "level=warning msg=\"invalid internal status, try resetting the pause process with \\\"podman system migrate\\\": x\"".into(),
+                }),
+            ),
             ("Error: something else\n", None),
         ] {
             assert_eq!(ErrorKind::of_stderr(stderr), kind, "{stderr}");
         }
+    }
+
+    /// Captured from podman 4.3.1 (`podman run` of a name in use), behind syslog noise.
+    #[test]
+    fn error_line_skips_syslog_noise_and_takes_the_error() {
+        let text = "failed to connect to syslog: Initialization\n".to_string()
+            + include_str!("../tests/fixtures/heal-run-name-in-use.stderr.txt");
+        assert!(error_line(&text).starts_with(
+            "creating container storage: the container name \"c1\" is already in use"
+        ));
     }
 
     #[test]

@@ -159,7 +159,26 @@ fn deleted_database_with_running_apps_is_healed() {
         "{out:?}"
     );
     assert_eq!(root.podman_ok(&["volume", "ls", "-q"]), "vol1");
+    if network_backend() == "netavark" {
+        // podman's IPAM keeps no address for the killed container (its teardown never ran).
+        let held = ipam_allocations(&root.network);
+        assert!(
+            held.iter().all(|(_, id)| *id != old_id),
+            "the killed container's address is still reserved: {held:?}"
+        );
+    }
     assert_healed_and_recoverable(&root, &image);
+    if network_backend() == "netavark" {
+        let new_id = root.container_id("archy-app");
+        assert_eq!(
+            ipam_allocations(&root.network)
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect::<Vec<_>>(),
+            [new_id],
+            "only the recreated app holds an address"
+        );
+    }
 }
 
 #[test]

@@ -523,6 +523,25 @@ fn ui_answers_from_the_live_container(node: &Node, after: &str) {
         "for ns in /run/netns/*; do [ -e \"$ns\" ] && [ -z \"$(ip netns pids \"$(basename \"$ns\")\")\" ] && echo \"$ns\"; done; true",
     );
     assert_eq!(idle.trim(), "", "{after}: namespaces nobody is in");
+    // podman 5's IPAM database (bbolt, containers/common `libnetwork/netavark/ipam.go`) holds
+    // one address per running container of the network, no dead or earlier attachment's. It
+    // lives on the node's /run (a tmpfs the host does not see): copied out to be read.
+    node.ok("cp /run/containers/networks/ipam.db /var/tmp/ipam-copy.db");
+    let bytes = std::fs::read(node.path("/var/tmp/ipam-copy.db")).unwrap();
+    let db = archy::heal::boltdb::Db::parse(&bytes).unwrap();
+    let held: Vec<String> = archy::heal::ipam::allocations(&db.root, "archy")
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    let mut running: Vec<String> = node
+        .ok("podman ps -q --no-trunc --filter network=archy")
+        .lines()
+        .map(String::from)
+        .collect();
+    running.sort();
+    let mut sorted = held.clone();
+    sorted.sort();
+    assert_eq!(sorted, running, "{after}: IP reservations on archy");
     assert_eq!(
         heal(node)["result"],
         "healthy",

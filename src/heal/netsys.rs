@@ -174,6 +174,8 @@ pub struct Scan {
     pub orphan_bridges: Vec<OrphanBridge>,
     /// netavark: forwards to addresses nothing holds that no other finding accounts for.
     pub dead_forwards: Vec<super::netavark::DeadForward>,
+    /// netavark: podman's IPAM reservations on archy's networks nothing will release.
+    pub ipam_leaks: Vec<super::ipam::Leak>,
     pub notes: Vec<String>,
 }
 
@@ -389,6 +391,12 @@ pub fn scan(
                 forward: f.clone(),
             })
             .collect();
+    }
+    if let Backend::Netavark(nv) = backend {
+        match ipam_leaks(nv, scope, known, &busy) {
+            Ok(leaks) => scan.ipam_leaks = leaks,
+            Err(err) => scan.notes.push(format!("{err:#}")),
+        }
     }
     let idle: Vec<PathBuf> = netns_mounts()
         .into_iter()
@@ -894,6 +902,166 @@ pub fn release_dead_forwards(
     super::repair_outcome(touched, errors)
 }
 
+/// podman's IPAM database for netavark networks (containers/common `libnetwork/netavark/
+/// network.go`: `ipamDBPath` is `ipam.db` in the network run dir, netavark's `--config`).
+fn ipam_db(nv: &NetavarkHost) -> PathBuf {
+    nv.config_dir.join("ipam.db")
+}
+
+/// How long archy waits for podman to let go of `ipam.db` (it holds the lock for the length of
+/// one allocation; bbolt's default wait is for ever).
+const IPAM_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Open `ipam.db` (never following a link, never creating it), locked as bbolt locks it
+/// (flock: shared to read, exclusive to write), and read it whole (bounded). `None`: no file,
+/// nothing allocated yet.
+fn open_ipam(path: &Path, write: bool) -> Result<Option<(std::fs::File, super::boltdb::Db)>> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("failed to open {}", path.display())),
+    };
+    let meta = file.metadata()?;
+    anyhow::ensure!(
+        meta.is_file() && meta.uid() == crate::procinfo::euid(),
+        "{} is not a regular file of this user: left alone",
+        path.display()
+    );
+    let deadline = std::time::Instant::now() + IPAM_LOCK_WAIT;
+    loop {
+        let locked = if write {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match locked {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "{} stayed locked by podman for {} s: its IP reservations were not read",
+                path.display(),
+                IPAM_LOCK_WAIT.as_secs()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("failed to lock {}", path.display()))
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(super::boltdb::MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let db = super::boltdb::Db::parse(&bytes)
+        .with_context(|| format!("podman's IPAM database {}", path.display()))?;
+    Ok(Some((file, db)))
+}
+
+/// The leaks of archy's networks in podman's IPAM database. The addresses live namespaces
+/// hold are asked of the kernel only when there is a candidate (a healthy run reads one file).
+fn ipam_leaks(
+    nv: &NetavarkHost,
+    scope: &NetScope,
+    known: &BTreeSet<String>,
+    busy: &BTreeSet<u64>,
+) -> Result<Vec<super::ipam::Leak>> {
+    let Some((_, db)) = open_ipam(&ipam_db(nv), false)? else {
+        return Ok(Vec::new());
+    };
+    let candidates = super::ipam::leaks(&db.root, &scope.names, known, &BTreeSet::new());
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let live = live_ips(busy);
+    Ok(super::ipam::leaks(&db.root, &scope.names, known, &live))
+}
+
+fn live_ips(busy: &BTreeSet<u64>) -> BTreeSet<std::net::IpAddr> {
+    live_addresses(busy)
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+/// Release the IPAM reservations of container `id`, which podman forgot (the caller's word).
+fn release_ipam_of(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec<String>> {
+    let Some((_, db)) = open_ipam(&ipam_db(nv), false)? else {
+        return Ok(Vec::new());
+    };
+    let mut known = BTreeSet::new();
+    let leaks: Vec<super::ipam::Leak> =
+        super::ipam::leaks(&db.root, &scope.names, &known, &BTreeSet::new())
+            .into_iter()
+            .filter(|l| l.container_id == id)
+            .collect();
+    if leaks.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Forgotten by podman: every other id counts as known, so only its entries qualify.
+    known.extend(
+        super::ipam::allocated_ids(&db.root, &scope.names)
+            .into_iter()
+            .filter(|other| other != id),
+    );
+    let refs: Vec<&super::ipam::Leak> = leaks.iter().collect();
+    release_ipam_leaks(&refs, scope, &Backend::Netavark(nv.clone()), &known)
+}
+
+/// Release IPAM leaks as podman's `deallocIPs` would: under the database's exclusive lock,
+/// re-read, each leak re-checked (still reserved for the same container, still forgotten by
+/// podman — `known` is listed right before —, its address still in no live namespace), then
+/// one bbolt transaction: the new pages, a data sync, the new meta, a data sync. A kill at
+/// any point leaves the database as it was or as it is meant to be.
+pub fn release_ipam_leaks(
+    leaks: &[&super::ipam::Leak],
+    scope: &NetScope,
+    backend: &Backend,
+    known: &BTreeSet<String>,
+) -> Result<Vec<String>> {
+    use std::os::unix::fs::FileExt;
+    let Backend::Netavark(nv) = backend else {
+        return Ok(Vec::new());
+    };
+    let path = ipam_db(nv);
+    let Some((file, db)) = open_ipam(&path, true)? else {
+        return Ok(vec![format!(
+            "{} is gone: nothing reserved",
+            path.display()
+        )]);
+    };
+    let now = super::ipam::leaks(&db.root, &scope.names, known, &live_ips(&busy_netns()));
+    let confirmed: Vec<super::ipam::Leak> =
+        now.into_iter().filter(|l| leaks.contains(&l)).collect();
+    let (tree, mut touched) = super::ipam::without(&db.root, &confirmed);
+    if touched.is_empty() {
+        touched.push("no reservation to release any more".into());
+        return Ok(touched);
+    }
+    let commit = db.commit(&tree)?;
+    let write = |offset: u64, bytes: &[u8]| {
+        file.write_all_at(bytes, offset)
+            .with_context(|| format!("failed to write {}", path.display()))
+    };
+    for (offset, bytes) in &commit.pages {
+        write(*offset, bytes)?;
+    }
+    file.sync_data()
+        .with_context(|| format!("failed to sync {}", path.display()))?;
+    write(commit.meta.0, &commit.meta.1)?;
+    file.sync_data()
+        .with_context(|| format!("failed to sync {}", path.display()))?;
+    Ok(touched)
+}
+
 /// Every mounted network namespace with its IPv4 addresses (no prefix): one `ip` call each,
 /// made only when a forgotten container's namespace is looked for.
 fn namespace_addresses() -> Vec<(PathBuf, Vec<String>)> {
@@ -1074,6 +1242,11 @@ fn release_netavark(id: &str, scope: &NetScope, nv: &NetavarkHost) -> Result<Vec
     // DNS entry to replay from, or a teardown that failed.
     let host = read_netavark(scope, nv);
     match delete_rules(&host, id, &BTreeSet::new()) {
+        Ok(done) => touched.extend(done),
+        Err(err) => errors.push(format!("{err:#}")),
+    }
+    // Its addresses in podman's IPAM database: podman's teardown would have deallocated them.
+    match release_ipam_of(id, scope, nv) {
         Ok(done) => touched.extend(done),
         Err(err) => errors.push(format!("{err:#}")),
     }

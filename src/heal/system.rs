@@ -177,6 +177,7 @@ pub fn gather(
         facts.stale_namespaces = Some(scan.stale_namespaces);
         facts.orphan_bridges = Some(scan.orphan_bridges);
         facts.dead_forwards = Some(scan.dead_forwards);
+        facts.ipam_leaks = Some(scan.ipam_leaks);
         facts.notes.extend(scan.notes);
         facts.orphan_volumes = match &paths.volume_path {
             Some(dir) => Some(orphan_volumes(podman, dir)?),
@@ -534,6 +535,18 @@ pub fn perform(
                 .collect();
             let done = super::netsys::release_dead_forwards(&dead, &facts.net.scope, &backend);
             reload_after_teardown(podman, facts, done)
+        }
+        StepKind::ReleaseIpamLeaks => {
+            // Re-checked against what podman knows now (one listing), under the file's lock.
+            let known: BTreeSet<String> =
+                podman.list_external()?.into_iter().map(|c| c.id).collect();
+            let leaks: Vec<&super::ipam::Leak> = facts
+                .ipam_leaks
+                .iter()
+                .flatten()
+                .filter(|l| step.targets.contains(&l.target()))
+                .collect();
+            super::netsys::release_ipam_leaks(&leaks, &facts.net.scope, &facts.net.backend, &known)
         }
         StepKind::RemoveOrphanBridges => release_each(
             facts

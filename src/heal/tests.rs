@@ -1,6 +1,9 @@
 //! Classification and planning on output captured from podman 4.3.1 / runc 1.1.5 on this
 //! machine kind (`tests/fixtures/heal-*`), in an isolated root under /tmp/healexp.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
 use super::*;
 
 const INFO_TOO_SMALL: &str = include_str!("../../tests/fixtures/heal-info-db-too-small.stderr.txt");
@@ -11,7 +14,6 @@ const RENUMBER_TOO_SMALL: &str =
 const MISMATCH: &str = include_str!("../../tests/fixtures/heal-info-db-config-mismatch.stderr.txt");
 /// Rootless only (not reproducible as root here): the wording podman 4 prints, from field reports.
 const MIGRATE: &str = include_str!("../../tests/fixtures/heal-rootless-migrate.stderr.txt");
-const NAME_IN_USE: &str = include_str!("../../tests/fixtures/heal-run-name-in-use.stderr.txt");
 const INFO_DEBUG: &str = include_str!("../../tests/fixtures/heal-info-debug.stderr.txt");
 const INFO_JSON: &str = include_str!("../../tests/fixtures/heal-podman-info.json");
 const RUNC_LIST: &str = include_str!("../../tests/fixtures/heal-runc-list.json");
@@ -97,13 +99,6 @@ fn lock_exhaustion_means_renumber() {
         classify_engine_error(text),
         EngineError::Locks { .. }
     ));
-}
-
-#[test]
-fn error_line_skips_syslog_noise_and_takes_the_error() {
-    let text = "failed to connect to syslog: Initialization\n".to_string() + NAME_IN_USE;
-    assert!(error_line(&text)
-        .starts_with("creating container storage: the container name \"c1\" is already in use"));
 }
 
 #[test]

@@ -321,6 +321,7 @@ fn assert_no_network_debris(root: &TestRoot, id: &str, old: &HostSide, now: &str
         let dns = std::path::Path::new("/run/containers/networks/aardvark-dns").join(&root.network);
         let dns = std::fs::read_to_string(dns).unwrap_or_default();
         assert!(!dns.contains(id), "DNS entry of the ghost left:\n{dns}");
+        assert_only_holder_of_addresses(root, now);
     }
     if network_backend() == "cni" {
         let ipam = std::path::Path::new("/var/lib/cni/networks").join(&root.network);
@@ -336,6 +337,19 @@ fn assert_no_network_debris(root: &TestRoot, id: &str, old: &HostSide, now: &str
             .join(format!("{}-{id}-eth0", root.network))
             .exists());
     }
+}
+
+/// netavark: podman's IPAM database reserves exactly one address on the root's network, the
+/// running container's (a dead or earlier attachment's reservation would be released by no
+/// one, and a /24 runs out after 253).
+fn assert_only_holder_of_addresses(root: &TestRoot, now: &str) {
+    let held = ipam_allocations(&root.network);
+    assert_eq!(
+        held.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(),
+        [now],
+        "IP reservations on {}: {held:?}",
+        root.network
+    );
 }
 
 /// An app publishing 127.0.0.1:`port` with busybox httpd serving /etc (so GET /hostname names
@@ -548,6 +562,10 @@ fn engine_runtime_dirs_wiped_under_a_published_port() {
     );
     let prefix = root.subnet.rsplit_once('.').unwrap().0.to_string() + ".";
     assert_eq!(idle_namespaces_on(&prefix), Vec::<String>::new());
+    if network_backend() == "netavark" {
+        // The restart allocated a new address under the same id: the old one is released.
+        assert_only_holder_of_addresses(&root, &now);
+    }
     let again = root.archy(&["heal-podman", "--output", "json"]);
     assert_eq!(again.json()["result"], "healthy", "{again:?}");
     case.pass();
@@ -562,16 +580,7 @@ fn engine_orphan_bridge_holds_the_subnet() {
     let root = TestRoot::new();
     let port = free_port();
     web_app(&root, port);
-    let bridge = root
-        .podman_ok(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{.NetworkInterface}}",
-            &root.network,
-        ])
-        .trim()
-        .to_string();
+    let bridge = bridge_of(&root);
     case.run();
     // The network's config file (`<name>.json` for netavark, `<name>.conflist` for CNI) goes
     // first, then the container: netavark removes a bridge when its last container leaves, but
@@ -600,5 +609,154 @@ fn engine_orphan_bridge_holds_the_subnet() {
     let now = root.container_id("archy-web");
     assert_eq!(http_get(port, "/hostname").as_deref(), Ok(&now[..12]));
     case.data_kept(true, "");
+    case.pass();
+}
+
+/// The firewall rules that name `network` or forward to `port` (iptables on CNI and netavark
+/// 1.4), sorted: what another root's published port consists of.
+fn rules_of(network: &str, port: u16) -> Vec<String> {
+    let mut rules = Vec::new();
+    for table in ["nat", "filter"] {
+        let out = std::process::Command::new("iptables")
+            .args(["-t", table, "-S"])
+            .output()
+            .unwrap();
+        rules.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(network) || l.contains(&format!("--dport {port} ")))
+                .map(|l| format!("{table}: {l}")),
+        );
+    }
+    rules.sort();
+    rules
+}
+
+/// The bridge podman gives `root`'s network.
+fn bridge_of(root: &TestRoot) -> String {
+    root.podman_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{.NetworkInterface}}",
+        &root.network,
+    ])
+    .trim()
+    .to_string()
+}
+
+/// Another podman root with its own network config dir (as another podman install has) and a
+/// network on `subnet` under another name and bridge; returns the root and its bridge's name.
+fn other_root_on(subnet: &str) -> (TestRoot, String) {
+    let other = TestRoot::new();
+    let conf = other.dir.join("containers.conf");
+    let own_dir = other.dir.join("networks");
+    std::fs::create_dir_all(&own_dir).unwrap();
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace(NETWORK_DIR, own_dir.to_str().unwrap());
+    std::fs::write(&conf, text).unwrap();
+    other.podman_ok(&["network", "create", "--subnet", subnet, &other.network]);
+    let numbered = bridge_of(&other);
+    // Its bridge is named apart (podman numbered it from the other config dir alone, and
+    // podman 4.3 has no --interface-name): the name in its config file replaced.
+    let unique = format!("ov{}", std::process::id() % 100_000);
+    for entry in std::fs::read_dir(&own_dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let renamed = text.replace(&format!("\"{numbered}\""), &format!("\"{unique}\""));
+        std::fs::write(entry.path(), renamed).unwrap();
+    }
+    (other, unique)
+}
+
+#[test]
+fn engine_another_roots_network_on_the_same_subnet_is_left_alone() {
+    let mut case = Case::new(
+        "engine: another podman root (its own network config) runs a network on archy's subnet, its container on the address of archy's app; archy's app is killed and its DB lost",
+        "heal-podman releases archy's dead namespace, forwards and reservations only: the other root's firewall rules, address reservation and namespace are untouched",
+    );
+    let root = TestRoot::new();
+    let port = free_port();
+    web_app(&root, port);
+    // No bridge may hold the subnet while the other root creates its network (podman refuses
+    // a subnet a host interface holds): archy's app stopped, its bridge gone (CNI keeps it).
+    let bridge = bridge_of(&root);
+    root.podman_ok(&["stop", "-t", "0", "archy-web"]);
+    let _ = std::process::Command::new("ip")
+        .args(["link", "delete", &bridge])
+        .output();
+    let (other, other_bridge) = other_root_on(&root.subnet);
+    // archy's app runs again, then the other root's container takes the very same address.
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let ghost = root.container_id("archy-web");
+    let old = network_of(&root, &ghost);
+    let other_port = free_port();
+    other.podman_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "other-web",
+        "--network",
+        &other.network,
+        "--ip",
+        &old.ip,
+        "-p",
+        &format!("127.0.0.1:{other_port}:80"),
+        TEST_IMAGE,
+        "/bin/httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let other_rules = rules_of(&other.network, other_port);
+    assert!(
+        other_rules
+            .iter()
+            .any(|r| r.contains(&format!("{}:80", old.ip))),
+        "the other root forwards its port to the shared address: {other_rules:#?}"
+    );
+    let other_ipam = ipam_allocations(&other.network);
+    let other_ns = other.podman_ok(&[
+        "inspect",
+        "--format",
+        "{{.NetworkSettings.SandboxKey}}",
+        "other-web",
+    ]);
+    case.run();
+    kill_root_processes(&root.dir);
+    std::fs::remove_file(db(&root)).unwrap();
+    let heal = root.archy(&["heal-podman", "--output", "json"]);
+    assert_eq!(heal.code, 0, "{heal:?}");
+    assert!(
+        !std::path::Path::new(&old.netns).exists(),
+        "archy's dead namespace {} left",
+        old.netns
+    );
+    assert_eq!(
+        rules_of(&other.network, other_port),
+        other_rules,
+        "the other root's rules changed"
+    );
+    assert_eq!(ipam_allocations(&other.network), other_ipam);
+    assert_eq!(other.state("other-web"), "running");
+    let held = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", other_ns.trim()))
+        .args(["ip", "-4", "-o", "addr", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&held.stdout).contains(&format!("inet {}/", old.ip)),
+        "the other root's container keeps its address"
+    );
+    let out = root.archy(&["reconcile"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    case.data_kept(true, "");
+    other.podman_ok(&["rm", "-f", "-t", "0", "other-web"]);
+    let _ = std::process::Command::new("ip")
+        .args(["link", "delete", &other_bridge])
+        .output();
     case.pass();
 }

@@ -26,6 +26,56 @@ pub fn network_backend() -> &'static str {
     }
 }
 
+/// netavark: podman's IP allocations on `network` as (address, container id), read from its
+/// IPAM database (containers/common `libnetwork/netavark/ipam.go`: `ipam.db` in the network
+/// run dir, shared by rootful roots) under bbolt's shared lock. Empty on CNI.
+pub fn ipam_allocations(network: &str) -> Vec<(String, String)> {
+    let path = Path::new("/run/containers/networks/ipam.db");
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    file.lock_shared().expect("lock ipam.db");
+    let bytes = std::fs::read(path).expect("read ipam.db");
+    let db = archy::heal::boltdb::Db::parse(&bytes).expect("ipam.db parses");
+    archy::heal::ipam::allocations(&db.root, network)
+        .into_iter()
+        .map(|(address, id)| (address.to_string(), id))
+        .collect()
+}
+
+/// What a boot does to podman's IPAM database for `network` (it lives on /run, a tmpfs, so a
+/// node boots with nothing reserved) and what podman 5's `network rm` does (4.3's keeps the
+/// bucket): the network's bucket dropped, with archy's bbolt writer under bbolt's lock. The
+/// file is shared by every rootful root, so only this network's bucket goes.
+pub fn forget_ipam_network(network: &str) {
+    use std::os::unix::fs::FileExt;
+    let path = Path::new("/run/containers/networks/ipam.db");
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return;
+    };
+    file.lock().expect("lock ipam.db");
+    let bytes = std::fs::read(path).expect("read ipam.db");
+    let db = archy::heal::boltdb::Db::parse(&bytes).expect("ipam.db parses");
+    if db.root.bucket(network.as_bytes()).is_none() {
+        return;
+    }
+    let mut tree = db.root.clone();
+    tree.items
+        .retain(|(k, _)| k.as_slice() != network.as_bytes());
+    let commit = db.commit(&tree).expect("ipam.db commit");
+    for (offset, page) in &commit.pages {
+        file.write_all_at(page, *offset).expect("write ipam.db");
+    }
+    file.sync_data().expect("sync ipam.db");
+    file.write_all_at(&commit.meta.1, commit.meta.0)
+        .expect("write ipam.db");
+    file.sync_data().expect("sync ipam.db");
+}
+
 /// One network config dir for all test roots: podman picks bridge names (podmanN) and serialises
 /// `network create` through it, so parallel tests never pick the same bridge. Each root still
 /// has its own network name and subnet.
@@ -375,6 +425,7 @@ pub fn release_leaked_host_state(dir: &Path, gateway: &str, network: &str) {
         }
     }
     release_firewall_rules(&prefix["inet ".len()..], network);
+    forget_ipam_network(network);
 }
 
 /// OCI containers (runc's default root) whose bundle is under `dir`.

@@ -256,6 +256,25 @@ impl Node {
                 APPS.len()
             ));
         }
+        if network_backend() == "netavark" {
+            // podman's IPAM reserves one address per live container, none for a dead one.
+            let mut held: Vec<String> = ipam_allocations(&self.root.network)
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect();
+            held.sort();
+            let mut live: Vec<String> = inspect
+                .iter()
+                .filter_map(|c| c["Id"].as_str().map(String::from))
+                .collect();
+            live.sort();
+            if held != live {
+                self.fail(&format!(
+                    "IP reservations on {}: {held:?}, the containers: {live:?}",
+                    self.root.network
+                ));
+            }
+        }
         let rules = self.firewall_rules(inspect);
         if rules != self.firewall_baseline {
             let extra: Vec<&String> = rules
