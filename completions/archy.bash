@@ -717,7 +717,7 @@ _archy() {
             return 0
             ;;
         archy__subcmd__reconcile)
-            opts="-v -q -h -V --dry-run --prune --adopt --jobs --mirror --metrics-file --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
+            opts="-v -q -h -V --dry-run --prune --adopt --jobs --mirror --metrics-file --retry --acknowledge --force --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -732,6 +732,18 @@ _archy() {
                     return 0
                     ;;
                 --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --acknowledge)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --force)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

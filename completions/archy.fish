@@ -59,6 +59,9 @@ complete -c archy -n "__fish_archy_needs_command" -f -a "help" -d 'Print this me
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l jobs -d 'Apps converged in parallel within one dependency layer' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l mirror -d 'Registry mirror tried before an image\'s own registry (repeatable)' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l metrics-file -d 'After the run, write Prometheus metrics (what `archy status --output prometheus` prints) to this file, replaced atomically, for node_exporter\'s textfile collector. Its directory is reached without following symlinks, and below a directory another user controls only root\'s directories are accepted. A write that fails is a warning (also in `archy status`), never a failed tick. Not written by --dry-run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l retry -d 'Clear APP\'s bad images (repeatable): the image its manifest names is tried again' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l acknowledge -d 'Acknowledge APP\'s rollback (repeatable): status stops failing on it; the image stays bad' -r
+complete -c archy -n "__fish_archy_using_subcommand reconcile" -l force -d 'Apply APP\'s image update now even while its chain syncs (`defer_updates_while`)' -r
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l run-dir -d 'Directory for lock files' -r -F

@@ -68,6 +68,16 @@ pub enum PullPolicy {
     Always,
 }
 
+/// When an app's image update waits (`defer_updates_while:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeferWhile {
+    /// While its chain is in initial block download (a `bitcoin_rpc:` probe says `syncing`).
+    Syncing,
+    /// Never: an image change is applied at once.
+    Never,
+}
+
 /// Who runs the container: archy's reconcile, or systemd through a Quadlet unit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -230,6 +240,14 @@ pub struct Manifest {
     /// Memory, CPU and process limits and the OOM killer's preference (see `manifest::resources`).
     #[serde(default)]
     pub resources: Option<Resources>,
+    /// How long a changed image may take to become healthy before archy goes back to the app's
+    /// last-known-good image (default: `start_period` + `failures` ticks of its probe).
+    #[serde(default)]
+    pub rollback_after: Option<types::HumanDuration>,
+    /// `syncing`: an image change waits while the app's chain syncs (the default for apps
+    /// probed by `bitcoin_rpc:`); `never`: applied at once. `archy reconcile --force` overrides.
+    #[serde(default)]
+    pub defer_updates_while: Option<DeferWhile>,
     /// The file this manifest came from (not a YAML key).
     #[serde(skip)]
     pub file: PathBuf,
@@ -317,6 +335,18 @@ fn deserialize_depends_on<'de, D: serde::Deserializer<'de>>(
 }
 
 impl Manifest {
+    /// Whether image updates wait while the chain syncs: `defer_updates_while`, by default for
+    /// apps probed by `bitcoin_rpc:` (a recreate mid-IBD costs hours).
+    pub fn defers_while_syncing(&self) -> bool {
+        match self.defer_updates_while {
+            Some(d) => d == DeferWhile::Syncing,
+            None => self
+                .health
+                .as_ref()
+                .is_some_and(|h| h.bitcoin_rpc.is_some()),
+        }
+    }
+
     /// The container name: `container_name`, or `archy-<app>`.
     pub fn container_name(&self) -> String {
         self.container_name
@@ -576,6 +606,13 @@ fn has_nul(path: &Path) -> bool {
     path.as_os_str().as_bytes().contains(&0)
 }
 
+/// Whether an image's digest pin is well formed: `sha256:` and 64 lowercase hex digits.
+pub fn valid_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// Validate one manifest on its own (cross-manifest rules are in `validate_set`).
 ///
 /// Long, and kept whole on purpose: one independent check per manifest key, in the order the
@@ -603,6 +640,11 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
                 || image.starts_with('-')
             {
                 return Err(format!("key `image`: `{image}` is not an image reference"));
+            }
+            if let Some((_, digest)) = image.rsplit_once('@') {
+                if !valid_digest(digest) {
+                    return Err(format!("key `image`: `{image}` pins the digest `{digest}`; expected `name[:tag]@sha256:` and 64 lowercase hex digits"));
+                }
             }
         }
         (None, Some(build)) => {
@@ -787,6 +829,34 @@ mod tests {
         assert_eq!(m.env["A"].0, "1");
         assert_eq!(m.env["B"].0, "true");
         assert_eq!(m.network_or("archy"), "archy");
+    }
+
+    #[test]
+    fn image_updates_of_bitcoin_rpc_probed_apps_wait_while_syncing_by_default() {
+        let node = "app: x\nimage: i\nhealth:\n  bitcoin_rpc: 127.0.0.1:8332\n";
+        assert!(ok(node).defers_while_syncing());
+        assert!(!ok(&format!("{node}defer_updates_while: never\n")).defers_while_syncing());
+        assert!(!ok("app: x\nimage: i\n").defers_while_syncing());
+        assert!(ok("app: x\nimage: i\ndefer_updates_while: syncing\n").defers_while_syncing());
+        let err = bad("app: x\nimage: i\ndefer_updates_while: always\n");
+        assert!(err.contains("defer_updates_while"), "{err}");
+    }
+
+    #[test]
+    fn a_digest_pin_must_be_sha256_and_64_lowercase_hex() {
+        let hex = "0123456789abcdef".repeat(4);
+        let m = ok(&format!("app: x\nimage: reg.local/t:1@sha256:{hex}\n"));
+        assert!(m.image.unwrap().ends_with(&hex));
+        ok(&format!("app: x\nimage: reg.local/t@sha256:{hex}\n"));
+        for pin in [
+            format!("sha256:{}", hex.to_uppercase()),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha512:{hex}"),
+            "latest".to_string(),
+        ] {
+            let err = bad(&format!("app: x\nimage: reg.local/t:1@{pin}\n"));
+            assert_eq!(err, format!("key `image`: `reg.local/t:1@{pin}` pins the digest `{pin}`; expected `name[:tag]@sha256:` and 64 lowercase hex digits"));
+        }
     }
 
     #[test]

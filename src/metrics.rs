@@ -35,8 +35,19 @@ pub struct AppSample {
     pub spec_drift: bool,
     /// Config files of this app that differ from what would be rendered.
     pub config_drift_files: usize,
+    /// Its last-known-good rollback and bad images.
+    pub images: ImageSample,
     /// `bitcoin_rpc:`-probed apps: where the chain was at the last probe.
     pub chain: Option<ChainSample>,
+}
+
+/// An app's image rollback state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageSample {
+    /// Rolled back to its last-known-good image, and nobody acknowledged it yet.
+    pub rolled_back: bool,
+    /// Images the app is kept from (they did not become healthy in their window).
+    pub bad_images: usize,
 }
 
 /// A chain node's sync state (from its `bitcoin_rpc:` probe).
@@ -287,7 +298,7 @@ fn render_node(out: &mut String, s: &Snapshot) {
 /// One series per app of each per-app family, then the drift total.
 fn render_apps(out: &mut String, s: &Snapshot) {
     type AppValue = fn(&AppSample) -> u64;
-    let per_app: [(&str, &str, &str, AppValue); 5] = [
+    let per_app: [(&str, &str, &str, AppValue); 7] = [
         (
             "archy_app_up",
             "gauge",
@@ -317,6 +328,18 @@ fn render_apps(out: &mut String, s: &Snapshot) {
             "gauge",
             "Config files of the app that differ from what would be rendered.",
             |a| a.config_drift_files as u64,
+        ),
+        (
+            "archy_app_rolled_back",
+            "gauge",
+            "1 when the app was rolled back to its last-known-good image and that is not acknowledged.",
+            |a| u64::from(a.images.rolled_back),
+        ),
+        (
+            "archy_app_bad_images",
+            "gauge",
+            "Images the app is kept from: they did not become healthy within its rollback window.",
+            |a| a.images.bad_images as u64,
         ),
     ];
     if !s.apps.is_empty() {
@@ -629,6 +652,7 @@ mod tests {
             restarts: 2,
             spec_drift: !up,
             config_drift_files: usize::from(!up),
+            images: ImageSample::default(),
             chain: None,
         }
     }
@@ -722,6 +746,14 @@ archy_app_spec_drift{app="bitcoin-ui"} 1
 # TYPE archy_app_config_drift_files gauge
 archy_app_config_drift_files{app="lnd"} 0
 archy_app_config_drift_files{app="bitcoin-ui"} 1
+# HELP archy_app_rolled_back 1 when the app was rolled back to its last-known-good image and that is not acknowledged.
+# TYPE archy_app_rolled_back gauge
+archy_app_rolled_back{app="lnd"} 0
+archy_app_rolled_back{app="bitcoin-ui"} 0
+# HELP archy_app_bad_images Images the app is kept from: they did not become healthy within its rollback window.
+# TYPE archy_app_bad_images gauge
+archy_app_bad_images{app="lnd"} 0
+archy_app_bad_images{app="bitcoin-ui"} 0
 # HELP archy_config_drift_files Config files that differ from what would be rendered, all apps.
 # TYPE archy_config_drift_files gauge
 archy_config_drift_files 1

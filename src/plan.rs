@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::manifest::Owner;
-use crate::podman::Container;
+use crate::podman::{Container, ContainerState};
 
 /// What an app needs to reach its desired state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -244,12 +244,12 @@ fn decide(
         }
         None => return (Action::Recreate, "container has no spec hash".into()),
     }
-    match c.state.as_str() {
-        "running" => match &d.restart_reason {
+    match &c.state {
+        ContainerState::Running => match &d.restart_reason {
             Some(reason) => (Action::Restart, reason.clone()),
             None => (Action::Ok, "running".into()),
         },
-        "paused" => (Action::Unpause, "paused".into()),
+        ContainerState::Paused => (Action::Unpause, "paused".into()),
         state => (Action::Start, format!("state is {state}")),
     }
 }
@@ -273,7 +273,7 @@ mod tests {
         let mut c = Container {
             id: format!("id-{name}"),
             names: vec![name.into()],
-            state: state.into(),
+            state: ContainerState::parse(state),
             ..Default::default()
         };
         c.labels.insert("io.archy.managed".into(), "true".into());
@@ -348,7 +348,7 @@ mod tests {
         let squatter = Container {
             id: "old".into(),
             names: vec!["archy-a".into()],
-            state: "running".into(),
+            state: ContainerState::Running,
             ..Default::default()
         };
         let all = vec![squatter];

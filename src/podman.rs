@@ -24,7 +24,7 @@ pub struct Container {
     #[serde(rename = "Names", default)]
     pub names: Vec<String>,
     #[serde(rename = "State", default)]
-    pub state: String,
+    pub state: ContainerState,
     #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
     #[serde(rename = "Image", default)]
@@ -48,6 +48,83 @@ pub struct Container {
     /// working container (a build's) and `["storage"]` otherwise.
     #[serde(rename = "Command", default, deserialize_with = "null_as_default")]
     pub command: Vec<String>,
+}
+
+/// A container's state as podman names it (libpod `define/containerstate.go`), parsed once
+/// where podman's JSON is read. A word this archy does not know (a later podman's) is kept in
+/// [`ContainerState::Other`] for display, so it never fails a parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Configured,
+    Initialized,
+    Running,
+    Paused,
+    Stopping,
+    Stopped,
+    Exited,
+    Removing,
+    /// podman's zero state; also what a listing without a `State` is taken to be.
+    #[default]
+    Unknown,
+    /// `ps --external`: a container only podman's storage knows (a build's working container,
+    /// or one its database lost).
+    Storage,
+    /// Any other word, as podman printed it.
+    Other(String),
+}
+
+impl ContainerState {
+    /// The state a word names (podman prints them in lower case; compared ignoring case).
+    pub fn parse(word: &str) -> ContainerState {
+        const KNOWN: [ContainerState; 11] = [
+            ContainerState::Created,
+            ContainerState::Configured,
+            ContainerState::Initialized,
+            ContainerState::Running,
+            ContainerState::Paused,
+            ContainerState::Stopping,
+            ContainerState::Stopped,
+            ContainerState::Exited,
+            ContainerState::Removing,
+            ContainerState::Unknown,
+            ContainerState::Storage,
+        ];
+        KNOWN
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(word))
+            .unwrap_or_else(|| ContainerState::Other(word.to_string()))
+    }
+
+    /// The word podman uses (an unknown one as it was printed).
+    pub fn as_str(&self) -> &str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Configured => "configured",
+            ContainerState::Initialized => "initialized",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Stopping => "stopping",
+            ContainerState::Stopped => "stopped",
+            ContainerState::Exited => "exited",
+            ContainerState::Removing => "removing",
+            ContainerState::Unknown => "unknown",
+            ContainerState::Storage => "storage",
+            ContainerState::Other(word) => word,
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ContainerState {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        Ok(ContainerState::parse(&String::deserialize(de)?))
+    }
 }
 
 fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
@@ -450,6 +527,21 @@ impl Podman {
         Ok(())
     }
 
+    /// The registry digests (`RepoDigests`, `name@sha256:…`) of a local image.
+    pub fn image_digests(&self, reference: &str) -> Result<Vec<String>> {
+        #[derive(Deserialize, Default)]
+        struct Inspected {
+            #[serde(rename = "RepoDigests", default, deserialize_with = "null_as_default")]
+            repo_digests: Vec<String>,
+        }
+        let inspected: Vec<Inspected> = self
+            .cmd()
+            .args(["image", "inspect", "--format", "json", reference])
+            .run_json()
+            .with_context(|| format!("failed to inspect image {reference}"))?;
+        Ok(inspected.into_iter().flat_map(|i| i.repo_digests).collect())
+    }
+
     pub fn tag(&self, source: &str, target: &str) -> Result<()> {
         self.cmd()
             .args(["tag", source, target])
@@ -834,13 +926,14 @@ mod tests {
         assert_eq!(list.len(), 2);
         let a = &list[0];
         assert_eq!(a.name(), "archy-demo-web");
-        assert_eq!(a.state, "running");
+        assert_eq!(a.state, ContainerState::Running);
         assert_eq!(a.app(), Some("demo-web"));
         assert!(a.is_managed());
         assert_eq!(a.spec_hash().map(str::len), Some(64));
         assert_eq!(a.networks, vec!["podman".to_string()]);
         assert_eq!(
-            list[1].state, "created",
+            list[1].state,
+            ContainerState::Created,
             "a run whose command failed leaves a created container"
         );
     }
@@ -910,6 +1003,38 @@ mod tests {
         ] {
             assert_eq!(ErrorKind::of_stderr(stderr), kind, "{stderr}");
         }
+    }
+
+    #[test]
+    fn container_states_parse_once_and_a_new_word_is_kept() {
+        for (word, state) in [
+            ("created", ContainerState::Created),
+            ("configured", ContainerState::Configured),
+            ("initialized", ContainerState::Initialized),
+            ("running", ContainerState::Running),
+            ("paused", ContainerState::Paused),
+            ("stopping", ContainerState::Stopping),
+            ("stopped", ContainerState::Stopped),
+            ("exited", ContainerState::Exited),
+            ("removing", ContainerState::Removing),
+            ("unknown", ContainerState::Unknown),
+            ("storage", ContainerState::Storage),
+            ("Running", ContainerState::Running),
+        ] {
+            assert_eq!(ContainerState::parse(word), state, "{word}");
+            assert_eq!(state.to_string(), word.to_ascii_lowercase());
+        }
+        // A state a later podman may add: kept for display, never a parse error.
+        let json = r#"[{"Id":"a","State":"hibernating"},{"Id":"b"},{"Id":"c","State":"exited"}]"#;
+        let list = parse_ps(json).unwrap();
+        assert_eq!(list[0].state, ContainerState::Other("hibernating".into()));
+        assert_eq!(list[0].state.to_string(), "hibernating");
+        assert_eq!(
+            list[1].state,
+            ContainerState::Unknown,
+            "no State: podman's zero state"
+        );
+        assert_eq!(list[2].state, ContainerState::Exited);
     }
 
     /// Captured from podman 4.3.1 (`podman run` of a name in use), behind syslog noise.

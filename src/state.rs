@@ -29,6 +29,7 @@ pub fn reserved_dirs(state_dir: &Path) -> Vec<(String, PathBuf)> {
         ("archy's cache directory", state_dir.join("cache")),
         ("archy's restart-pending directory", pending_dir(state_dir)),
         ("archy's backup state directory", state_dir.join("backup")),
+        ("archy's image records", state_dir.join("images")),
     ]
     .into_iter()
     .map(|(label, dir)| (label.to_string(), dir))

@@ -277,6 +277,8 @@ fn runtime_dirs_from_a_previous_boot_are_cleared() {
             String::from_utf8_lossy(&st.stderr)
         );
     }
+    // A boot starts /run empty: nothing reserved in podman's IPAM database (netavark).
+    forget_ipam_network(&root.network);
     let alive = root.dir.join("tmp/alive");
     assert!(alive.exists());
     let st = Command::new("touch")

@@ -17,11 +17,8 @@ use crate::reconcile::{Options, Outcome, Report, DEFAULT_JOBS};
 /// do not count. After `failures` (default 3) consecutive failures the app is unhealthy and is
 /// restarted; still failing that often after the restart's grace, it is recreated (volumes
 /// kept); then it backs off: further restarts wait 1, 2, 4, 8, then at most 10 minutes. A
-/// passing probe resets all of it. Every action is logged with the evidence (status code,
-/// connect error, exit code and output tail); counts and evidence are kept in
-/// <state-dir>/health/<app>.json. `depends_on: {app: healthy}` holds a dependent back (not
-/// created, started, or restarted or recreated by health; result `waiting`) until that app's
-/// probe passes.
+/// passing probe resets all of it; state in <state-dir>/health/<app>.json. `depends_on: {app:
+/// healthy}` holds a dependent back (result `waiting`) until that app's probe passes.
 ///
 /// Backups: after converging, each file a manifest's `backup:` names is stat-ed (no podman
 /// call, no read while unchanged); a changed one is copied, once it holds still, atomically and
@@ -60,6 +57,15 @@ pub struct ReconcileArgs {
     /// failed tick. Not written by --dry-run.
     #[arg(long, env = "ARCHY_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
+    /// Clear APP's bad images (repeatable): the image its manifest names is tried again.
+    #[arg(long, value_name = "APP")]
+    pub retry: Vec<String>,
+    /// Acknowledge APP's rollback (repeatable): status stops failing on it; the image stays bad.
+    #[arg(long, value_name = "APP")]
+    pub acknowledge: Vec<String>,
+    /// Apply APP's image update now even while its chain syncs (`defer_updates_while`).
+    #[arg(long, value_name = "APP")]
+    pub force: Vec<String>,
 }
 
 impl From<&ReconcileArgs> for Options {
@@ -71,6 +77,9 @@ impl From<&ReconcileArgs> for Options {
             adopt: args.adopt,
             jobs: args.jobs,
             mirrors: args.mirrors.clone(),
+            retry: args.retry.clone(),
+            acknowledge: args.acknowledge.clone(),
+            force: args.force.clone(),
         }
     }
 }
@@ -117,8 +126,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> Result<u8> {
         }),
     );
     if let Some(path) = metrics_file {
-        // Metrics are a view: failing to write them is a warning (here and in `archy
-        // status`), never a failed tick; the tick has converged by now.
+        // A view: a failed write is a warning (here and in status), never a failed tick.
         crate::status::write_metrics_after_tick(ctx, &report, path, recorded, completed);
     }
     Ok(report.exit_code)

@@ -124,7 +124,8 @@ fn exit_key(c: &Container) -> String {
 
 /// Whether podman lists the container as exited (not running, paused or never started).
 fn has_exited(c: &Container) -> bool {
-    matches!(c.state.as_str(), "exited" | "stopped") && c.exited_at > 0
+    use crate::podman::ContainerState;
+    matches!(c.state, ContainerState::Exited | ContainerState::Stopped) && c.exited_at > 0
 }
 
 /// Managed containers that exited by SIGKILL. Pure.
@@ -303,7 +304,7 @@ mod tests {
         Container {
             id: ID.into(),
             names: vec!["archy-hog".into()],
-            state: state.into(),
+            state: crate::podman::ContainerState::parse(state),
             labels: [(LABEL_APP.to_string(), "hog".to_string())].into(),
             exit_code,
             exited_at: 1_796_531_460,

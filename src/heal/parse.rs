@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::podman::{error_line, ErrorKind};
+use crate::podman::{error_line, ContainerState, ErrorKind};
 
 /// Name of podman's BoltDB state database inside its static dir (podman 4, and podman 5 where
 /// it already exists: libpod `runtime.go` `getDBState` keeps using it for compatibility).
@@ -477,7 +477,7 @@ pub fn split_external(
     let mut known = BTreeSet::new();
     let mut storage = Vec::new();
     for c in listing {
-        if c.state.eq_ignore_ascii_case("storage") {
+        if c.state == ContainerState::Storage {
             storage.push(StorageOnly {
                 id: c.id.clone(),
                 name: c.name().to_string(),

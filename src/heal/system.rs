@@ -13,7 +13,7 @@ use super::{
     OciContainer, Step, StepKind,
 };
 use crate::exec::Cmd;
-use crate::podman::Podman;
+use crate::podman::{ContainerState, Podman};
 
 /// How long a killed ghost (and its conmon) gets to exit before the next escalation.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
@@ -148,7 +148,7 @@ pub fn gather(
         // state is debris too once no process uses its namespace (a running ghost's is not).
         let running: BTreeSet<String> = names_listing
             .iter()
-            .filter(|c| c.state.eq_ignore_ascii_case("running"))
+            .filter(|c| c.state == ContainerState::Running)
             .map(|c| c.id.clone())
             .collect();
         let info = info.as_ref();
@@ -603,7 +603,7 @@ fn renumber_when_idle(podman: &Podman, other_podmans: &dyn Fn() -> Vec<u32>) -> 
         Ok(containers) => {
             let running: Vec<String> = containers
                 .iter()
-                .filter(|c| c.state == "running")
+                .filter(|c| c.state == ContainerState::Running)
                 .map(|c| c.name().to_string())
                 .collect();
             if !running.is_empty() {

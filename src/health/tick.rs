@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::probe::Job;
 use super::{decide, Decision, HealthAction, HealthState, Observation, ProbeResult, Status};
 use crate::manifest::{Condition, Manifest, Owner};
-use crate::podman::Container;
+use crate::podman::{Container, ContainerState};
 
 /// The app's container in the listing (its name first, then any of the app's).
 pub fn container_of<'a>(m: &Manifest, managed: &'a [Container]) -> Option<&'a Container> {
@@ -73,7 +73,7 @@ pub fn exec_jobs(apps: &[&Manifest], managed: &[Container]) -> Vec<Job> {
         .filter(|m| probed(m))
         .filter_map(|m| {
             let probe = m.health.as_ref()?.probe();
-            let c = container_of(m, managed).filter(|c| c.state == "running")?;
+            let c = container_of(m, managed).filter(|c| c.state == ContainerState::Running)?;
             (!probe.host_side()).then(|| Job {
                 app: m.app.clone(),
                 container: c.id.clone(),
@@ -168,7 +168,7 @@ pub fn assess(
     for m in apps.iter().filter(|m| probed(m)) {
         let health = m.health.as_ref().expect("probed apps have a probe");
         let c = container_of(m, managed);
-        let running = c.is_some_and(|c| c.state == "running");
+        let running = c.is_some_and(|c| c.state == ContainerState::Running);
         // While a `synced` dependency is not, the dependent's own probe does not count (it
         // cannot be ready before its chain is).
         let obs = Observation {
@@ -261,9 +261,9 @@ pub fn waiting_for(
 /// An app's health as `archy status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthView {
-    /// "healthy", "unhealthy", "starting", "unknown" (its state file cannot be read or
-    /// written; `last_error` says why) or "no probe".
-    pub status: &'static str,
+    /// The probe's [`Status`], "unknown" (its state file cannot be read or written;
+    /// `last_error` says why) or "no probe".
+    pub status: ViewStatus,
     /// The probe, e.g. `http http://127.0.0.1:8081/`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
@@ -292,6 +292,40 @@ pub struct HealthView {
     pub evidence: Option<String>,
 }
 
+/// An app's health as status shows it: what its probe says, or why nothing does. Serialised
+/// as the word (`healthy`, …, `unknown`, `no probe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewStatus {
+    /// The health persisted by the last tick.
+    Probed(Status),
+    /// Its state file cannot be read or written.
+    Unknown,
+    /// No health probe, or not archy's to probe.
+    NoProbe,
+}
+
+impl ViewStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewStatus::Probed(status) => status.as_str(),
+            ViewStatus::Unknown => "unknown",
+            ViewStatus::NoProbe => "no probe",
+        }
+    }
+}
+
+impl std::fmt::Display for ViewStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for ViewStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Sync state and progress of a `bitcoin_rpc:`-probed app, as status shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ChainView {
@@ -309,8 +343,10 @@ impl HealthView {
     /// The column text: `healthy`, `unhealthy 3/3`, `starting`, `no probe`.
     pub fn label(&self) -> String {
         match (self.status, &self.chain) {
-            ("unhealthy", _) => format!("unhealthy {}/{}", self.failures, self.threshold),
-            ("syncing", Some(c)) => format!(
+            (ViewStatus::Probed(Status::Unhealthy), _) => {
+                format!("unhealthy {}/{}", self.failures, self.threshold)
+            }
+            (ViewStatus::Probed(Status::Syncing), Some(c)) => format!(
                 "syncing {:.1} %, {}/{} blocks",
                 c.verification_progress * 100.0,
                 c.blocks,
@@ -326,7 +362,10 @@ impl HealthView {
             return format!("{}: {what}", self.label());
         }
         match (&self.last_error, self.status) {
-            (Some(error), "unhealthy" | "starting" | "unknown") => {
+            (
+                Some(error),
+                ViewStatus::Probed(Status::Unhealthy | Status::Starting) | ViewStatus::Unknown,
+            ) => {
                 format!("{}: {error}", self.label())
             }
             _ => self.label(),
@@ -334,13 +373,16 @@ impl HealthView {
     }
 
     pub fn unhealthy(&self) -> bool {
-        self.status == "unhealthy"
+        self.status == ViewStatus::Probed(Status::Unhealthy)
     }
 
     /// Unhealthy, or unknown because its state file cannot be read or written: either makes
     /// `archy status` fail.
     pub fn failing(&self) -> bool {
-        matches!(self.status, "unhealthy" | "unknown")
+        matches!(
+            self.status,
+            ViewStatus::Probed(Status::Unhealthy) | ViewStatus::Unknown
+        )
     }
 }
 
@@ -348,7 +390,7 @@ impl HealthView {
 pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
     let Some(health) = m.filter(|m| probed(m)).and_then(|m| m.health.as_ref()) else {
         return HealthView {
-            status: "no probe",
+            status: ViewStatus::NoProbe,
             probe: None,
             failures: 0,
             threshold: 0,
@@ -364,7 +406,7 @@ pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
     let state = state.cloned().unwrap_or_default();
     if let Some(error) = state.store_error {
         return HealthView {
-            status: "unknown",
+            status: ViewStatus::Unknown,
             probe: Some(health.probe().to_string()),
             failures: state.consecutive_failures,
             threshold: health.failures(),
@@ -377,7 +419,7 @@ pub fn view(m: Option<&Manifest>, state: Option<&HealthState>) -> HealthView {
             evidence: None,
         };
     }
-    let status = state.status.as_str();
+    let status = ViewStatus::Probed(state.status);
     let chain = state.chain.map(|c| ChainView {
         blocks: c.blocks,
         headers: c.headers,
@@ -427,7 +469,7 @@ mod tests {
         Container {
             id: id.into(),
             names: vec![format!("archy-{app}")],
-            state: "running".into(),
+            state: ContainerState::Running,
             started_at: 100,
             labels: [
                 (crate::podman::LABEL_APP.to_string(), app.to_string()),
@@ -518,7 +560,7 @@ mod tests {
         assert_eq!(a.apps["web"].action(), HealthAction::None);
         // Not running: the probe result is ignored.
         let mut stopped = running("web", "a");
-        stopped.state = "exited".into();
+        stopped.state = ContainerState::Exited;
         let a = assess(
             &[&web],
             &[stopped],

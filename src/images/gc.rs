@@ -115,6 +115,9 @@ pub enum Decision {
     Current(String),
     /// An app's previous image, kept for a rollback (the app).
     Previous(String),
+    /// An app's last-known-good image or the one before it (`images::lkg`), kept for its
+    /// health-gated rollback.
+    LastKnownGood,
     Remove,
 }
 
@@ -125,6 +128,7 @@ pub fn plan(
     containers: &[Container],
     desired: &BTreeMap<String, String>,
     record: &Record,
+    last_known_good: &BTreeSet<String>,
 ) -> Vec<(SizedImage, Decision)> {
     let desired: BTreeMap<String, &str> = desired
         .iter()
@@ -162,9 +166,18 @@ pub fn plan(
                     }
                 })
             };
+            let good = || {
+                last_known_good
+                    .iter()
+                    .any(|id| {
+                        !id.is_empty() && image.id.starts_with(id.trim_start_matches("sha256:"))
+                    })
+                    .then_some(Decision::LastKnownGood)
+            };
             let decision = used
                 .or_else(named)
                 .or_else(recorded)
+                .or_else(good)
                 .unwrap_or(Decision::Remove);
             (image.clone(), decision)
         })
@@ -236,9 +249,10 @@ pub fn run(ctx: &Ctx, opts: Options) -> Result<Report> {
     let containers = ctx.podman.list_all()?;
     let images = ctx.podman.images_sized()?;
     let record = read(&ctx.settings.state_dir);
+    let last_known_good = super::lkg::kept_image_ids(&ctx.settings.state_dir);
     let mut results = Vec::new();
     let mut removed_ids = BTreeSet::new();
-    for (image, decision) in plan(&images, &containers, &desired, &record) {
+    for (image, decision) in plan(&images, &containers, &desired, &record, &last_known_good) {
         let short = crate::podman::short_id(&image.id).to_string();
         let mut result = ImageResult {
             id: short,
@@ -333,6 +347,7 @@ pub fn render_text(report: &Report) -> String {
                     Decision::Current(app) => format!("app {app}'s current image"),
                     Decision::Previous(app) =>
                         format!("app {app}'s previous image, for a rollback"),
+                    Decision::LastKnownGood => "an app's last-known-good image".into(),
                     Decision::Remove => "?".into(),
                 }
             ),
@@ -369,7 +384,7 @@ mod tests {
         Container {
             id: format!("c-{app}"),
             names: vec![format!("archy-{app}")],
-            state: "running".into(),
+            state: crate::podman::ContainerState::Running,
             labels: [(LABEL_APP.to_string(), app.to_string())].into(),
             image_id: image_id.into(),
             ..Default::default()
@@ -414,6 +429,7 @@ mod tests {
             image("ddd444", &["localhost/old:9"]),
             image("eee555", &[]),
             image("fff666", &["localhost/other:1"]),
+            image("ggg777", &["localhost/good:1"]),
         ];
         let mut other = running("x", "fff666");
         other.labels.clear();
@@ -426,7 +442,8 @@ mod tests {
                 previous: Some("aaa111".into()),
             },
         )]);
-        let decided: Vec<(String, Decision)> = plan(&images, &containers, &desired, &record)
+        let good = BTreeSet::from(["ggg777".to_string()]);
+        let decided: Vec<(String, Decision)> = plan(&images, &containers, &desired, &record, &good)
             .into_iter()
             .map(|(i, d)| (i.id, d))
             .collect();
@@ -439,6 +456,7 @@ mod tests {
                 ("ddd444".into(), Decision::Remove),
                 ("eee555".into(), Decision::Remove),
                 ("fff666".into(), Decision::UsedBy("archy-x".into())),
+                ("ggg777".into(), Decision::LastKnownGood),
             ]
         );
     }

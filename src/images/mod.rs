@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod gc;
+pub mod lkg;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -102,6 +103,63 @@ pub fn resolve_with(m: &Manifest, cache: Option<&std::sync::Mutex<HashCache>>) -
             args,
         },
     })
+}
+
+/// The digest a reference is pinned to (`name[:tag]@sha256:<hex>` → `sha256:<hex>`).
+pub fn pinned_digest(reference: &str) -> Option<&str> {
+    reference.rsplit_once('@').map(|(_, digest)| digest)
+}
+
+/// A reference as podman lists it (pure): `docker.io/` and `library/` filled in for Docker
+/// Hub names, `:latest` when it names neither tag nor digest, and the tag dropped beside a
+/// digest (`name:tag@sha256:…` lists as `name@sha256:…`).
+pub fn normalise(reference: &str) -> String {
+    let (name, digest) = match reference.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (reference, None),
+    };
+    let (host, path) = match split_registry(name) {
+        (Some(host), path) => (host.to_string(), path.to_string()),
+        (None, path) if path.contains('/') => ("docker.io".to_string(), path.to_string()),
+        (None, path) => ("docker.io".to_string(), format!("library/{path}")),
+    };
+    let last = path.rsplit('/').next().unwrap_or_default();
+    match (digest, last.contains(':')) {
+        (Some(digest), true) => {
+            let untagged = path.rsplit_once(':').map_or(path.as_str(), |(p, _)| p);
+            format!("{host}/{untagged}@{digest}")
+        }
+        (Some(digest), false) => format!("{host}/{path}@{digest}"),
+        (None, true) => format!("{host}/{path}"),
+        (None, false) => format!("{host}/{path}:latest"),
+    }
+}
+
+/// Whether a container listed with image `listed` runs the image `desired` names (pure; an
+/// image id names itself).
+pub fn same_image(listed: &str, desired: &str) -> bool {
+    listed == desired || normalise(listed) == normalise(desired)
+}
+
+/// Refuse a pulled image whose registry digests do not include the pin (pure).
+pub fn check_pin(app: &str, reference: &str, digests: &[String]) -> Result<()> {
+    let Some(pin) = pinned_digest(reference) else {
+        return Ok(());
+    };
+    if digests
+        .iter()
+        .any(|d| d.rsplit_once('@').is_some_and(|(_, got)| got == pin))
+    {
+        return Ok(());
+    }
+    bail!(
+        "image {reference} of app {app} is pinned to {pin}, but the image pulled has {}: refused (the image was not used)",
+        if digests.is_empty() {
+            "no registry digest".to_string()
+        } else {
+            format!("digest(s) {}", digests.join(", "))
+        }
+    )
 }
 
 /// `localhost/archy-<app>:<first 12 hex of the context hash>`.
@@ -522,7 +580,22 @@ pub fn ensure(
             )
         }
         Source::Registry { .. } => {
-            pull_with_mirrors(podman, &resolved.reference, &options.mirrors)?;
+            let pin = pinned_digest(&resolved.reference);
+            pull_with_mirrors(podman, &resolved.reference, &options.mirrors).with_context(|| {
+                pin.map_or_else(String::new, |pin| {
+                    format!("image of app {app} pinned to {pin}: the registry must hold that digest")
+                })
+            })?;
+            if pin.is_some() {
+                let digests = podman.image_digests(&resolved.reference)?;
+                if let Err(err) = check_pin(app, &resolved.reference, &digests) {
+                    // Not left behind under the pinned name for a later run to find present.
+                    if let Err(untag) = podman.remove_image(&resolved.reference) {
+                        tracing::warn!("{untag:#}");
+                    }
+                    return Err(err);
+                }
+            }
             Ok(Ensured::Pulled)
         }
     }
@@ -802,6 +875,82 @@ mod tests {
         assert!(
             text.contains("docker.io/library/nginx:1.27: Error:"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn references_compare_as_podman_lists_them() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(normalise("nginx:1.27"), "docker.io/library/nginx:1.27");
+        assert_eq!(normalise("lncm/bitcoind"), "docker.io/lncm/bitcoind:latest");
+        assert_eq!(normalise("localhost/t:1"), "localhost/t:1");
+        assert_eq!(
+            normalise(&format!("127.0.0.1:5000/t:1@{pin}")),
+            format!("127.0.0.1:5000/t@{pin}")
+        );
+        assert!(same_image("docker.io/library/nginx:1.27", "nginx:1.27"));
+        assert!(same_image(
+            &format!("127.0.0.1:5000/t@{pin}"),
+            &format!("127.0.0.1:5000/t:1@{pin}")
+        ));
+        assert!(!same_image("localhost/t:1", "localhost/t:2"));
+        assert!(!same_image("docker.io/library/nginx:1.27", "nginx:1.28"));
+    }
+
+    #[test]
+    fn a_pulled_image_must_carry_the_pinned_digest() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let reference = format!("127.0.0.1:5000/t:1@{pin}");
+        assert_eq!(pinned_digest(&reference), Some(pin.as_str()));
+        assert_eq!(pinned_digest("t:1"), None);
+        assert!(crate::manifest::valid_digest(&pin));
+        assert!(
+            !crate::manifest::valid_digest("sha256:AB") && !crate::manifest::valid_digest("md5:00")
+        );
+        check_pin("web", &reference, &[format!("127.0.0.1:5000/t@{pin}")]).unwrap();
+        check_pin("web", "t:1", &[]).unwrap();
+        let other = format!("127.0.0.1:5000/t@sha256:{}", "cd".repeat(32));
+        let err = check_pin("web", &reference, std::slice::from_ref(&other)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("image {reference} of app web is pinned to {pin}, but the image pulled has digest(s) {other}: refused (the image was not used)")
+        );
+        let err = check_pin("web", &reference, &[]).unwrap_err().to_string();
+        assert!(err.contains("has no registry digest"), "{err}");
+    }
+
+    #[test]
+    fn a_pull_whose_digest_differs_from_the_pin_is_refused_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let reference = format!("reg.local/t:1@{pin}");
+        let log = dir.path().join("calls.log");
+        let script = dir.path().join("podman");
+        // A registry that answers the pinned pull with another image.
+        fs::write(&script, format!("#!/bin/sh\necho \"$*\" >> '{}'\n[ \"$1\" = image ] && [ \"$2\" = exists ] && exit 1\n[ \"$1\" = image ] && echo '[{{\"RepoDigests\": [\"reg.local/t@sha256:{}\"]}}]'\nexit 0\n", log.display(), "cd".repeat(32))).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let resolved = Resolved {
+            reference: reference.clone(),
+            source: Source::Registry {
+                pull: PullPolicy::Missing,
+            },
+        };
+        let err = ensure(
+            &Podman::new(&script),
+            "web",
+            &resolved,
+            &EnsureOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("is pinned to") && err.contains("refused"),
+            "{err}"
+        );
+        let calls = fs::read_to_string(log).unwrap();
+        assert_eq!(
+            calls,
+            format!("image exists {reference}\npull --quiet {reference}\nimage inspect --format json {reference}\nrmi {reference}\n")
         );
     }
 

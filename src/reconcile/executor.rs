@@ -16,7 +16,7 @@ use crate::lock::Mode;
 use crate::manifest::Loaded;
 use crate::output::OutputFormat;
 use crate::plan::{Action, AppPlan, Plan};
-use crate::podman::{Container, LABEL_SUBNET};
+use crate::podman::{Container, ContainerState, LABEL_SUBNET};
 use crate::spec::ContainerSpec;
 
 /// How often a name held by an unlisted container is looked up again, and how long apart.
@@ -192,7 +192,7 @@ impl Executor<'_> {
             if self
                 .managed
                 .iter()
-                .any(|c| c.id == old && c.state == "stopping")
+                .any(|c| c.id == old && c.state == ContainerState::Stopping)
             {
                 match podman.stop(old, stop_timeout) {
                     Ok(()) => {}
@@ -418,7 +418,7 @@ impl Executor<'_> {
             match holder {
                 Some(c) if c.is_managed() && c.spec_hash() == Some(hash) => {
                     tracing::info!("{}: container {} appeared meanwhile with the desired spec", spec.app, spec.name);
-                    if c.state != "running" {
+                    if c.state != ContainerState::Running {
                         podman.start(&c.id, stop_timeout)?;
                     }
                     return Ok(());

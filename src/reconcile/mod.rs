@@ -15,8 +15,10 @@
 //!
 //! Decide (stages 1–3) is cheap: a no-op run makes exactly one podman call.
 
+pub mod defer;
 pub mod desired;
 pub mod executor;
+pub mod lastgood;
 pub mod network;
 pub mod text;
 pub mod units;
@@ -60,6 +62,12 @@ pub struct Options {
     pub jobs: u16,
     /// Registry mirrors tried before an image's own registry.
     pub mirrors: Vec<String>,
+    /// Apps whose bad images are cleared, so the image their manifest names is tried again.
+    pub retry: Vec<String>,
+    /// Apps whose last rollback the operator acknowledged (status stops failing on it).
+    pub acknowledge: Vec<String>,
+    /// Apps whose image update is applied even while `defer_updates_while: syncing` holds it.
+    pub force: Vec<String>,
 }
 
 impl Default for Options {
@@ -71,6 +79,9 @@ impl Default for Options {
             adopt: false,
             jobs: DEFAULT_JOBS,
             mirrors: Vec::new(),
+            retry: Vec::new(),
+            acknowledge: Vec::new(),
+            force: Vec::new(),
         }
     }
 }
@@ -182,6 +193,9 @@ pub struct Report {
     /// Every probed app's health after this run (as recorded, in a dry run).
     #[serde(skip)]
     pub health: BTreeMap<String, HealthState>,
+    /// Every desired app's image as its manifest names it, and its last-known-good record.
+    #[serde(skip)]
+    pub images: BTreeMap<String, lastgood::AppImages>,
 }
 
 impl Report {
@@ -236,6 +250,15 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
         crate::images::gc::note_images(&ctx.settings.state_dir, &managed);
     }
     let mut the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
+    let state_dir = &ctx.settings.state_dir;
+    let deferred = defer::defer_image_updates(
+        &loaded,
+        &desire.apps,
+        &managed,
+        &|app| crate::health::store::load(state_dir, app),
+        &mut the_plan,
+        &opts.force,
+    );
     let mut tick = probe_stage(
         ctx,
         &desire,
@@ -246,8 +269,24 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
         now,
     )?;
 
+    if !opts.dry_run {
+        let lastgood_tick = lastgood::Tick {
+            state_dir: &ctx.settings.state_dir,
+            loaded: &loaded,
+            managed: &managed,
+            health: &tick.health,
+            now,
+        };
+        lastgood::rollback_stage(
+            &lastgood_tick,
+            &mut desire.apps,
+            &mut desire.images,
+            &mut the_plan,
+        );
+    }
     let orphans = handle_orphans(ctx, &the_plan, opts, !loaded.errors.is_empty());
     let mut results = std::mem::take(&mut desire.failures);
+    results.extend(deferred);
     if opts.dry_run {
         results.extend(preview(&the_plan, &loaded, &tick.health));
     } else {
@@ -272,8 +311,10 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     }
     check_delegated_units(ctx, &mut results, &desire.apps, &loaded);
     results.sort_by_key(|r| desire.selected.iter().position(|m| m.app == r.app));
+    let images = std::mem::take(&mut desire.images);
     let mut report = finish(opts, results, orphans, desire.render, managed, loaded);
     report.health = tick.health;
+    report.images = images;
     Ok(report)
 }
 
@@ -303,6 +344,9 @@ struct Desire<'m> {
     failed: BTreeSet<String>,
     /// The planner's view of each app that did not fail.
     desired: Vec<Desired>,
+    /// Each desired app's image record (an app held back from a bad image runs its
+    /// last-known-good one: `apps` already says so).
+    images: BTreeMap<String, lastgood::AppImages>,
 }
 
 /// The manifests a run works on: the apps asked for, or all.
@@ -357,6 +401,13 @@ fn desire<'m>(ctx: &Ctx, opts: &Options, loaded: &'m Loaded) -> Result<Desire<'m
             error.clone(),
         ));
     }
+    let images = lastgood::apply_records(
+        &ctx.settings.state_dir,
+        &mut apps,
+        &opts.retry,
+        &opts.acknowledge,
+        opts.dry_run,
+    );
     let desired = selected
         .iter()
         .filter(|m| !failed.contains(&m.app))
@@ -379,6 +430,7 @@ fn desire<'m>(ctx: &Ctx, opts: &Options, loaded: &'m Loaded) -> Result<Desire<'m
         failures,
         failed,
         desired,
+        images,
     })
 }
 
@@ -753,5 +805,6 @@ fn finish(
         managed,
         manifests: loaded.apps,
         health: BTreeMap::new(),
+        images: BTreeMap::new(),
     }
 }

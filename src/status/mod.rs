@@ -13,11 +13,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::health::tick::HealthView;
+use crate::health::tick::{HealthView, ViewStatus};
 use crate::manifest::{Manifest, Owner};
 use crate::metrics;
 use crate::plan::Action;
-use crate::podman::Container;
+use crate::podman::{Container, ContainerState};
 use crate::reconcile::{AppResult, Outcome, Report};
 use crate::render::FileStatus;
 
@@ -25,17 +25,17 @@ use crate::render::FileStatus;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppStatus {
     pub app: String,
-    /// "archy", "systemd", or "-" for an orphan.
-    pub owner: &'static str,
-    /// "running", "disabled", or "none" for an orphan.
-    pub desired: &'static str,
-    /// running / exited / paused / missing / drifted / orphan / disabled / conflict / error /
-    /// waiting (held back by a `healthy` dependency).
-    pub state: &'static str,
+    pub owner: AppOwner,
+    pub desired: Desired,
+    pub state: AppState,
     /// podman's state of the container ("missing" when there is none).
     pub actual: String,
     pub container: String,
     pub image: String,
+    /// The registry digest the container runs, when its image is pinned by one
+    /// (`name:tag@sha256:…`: podman pulled and verified exactly that).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,7 +49,99 @@ pub struct AppStatus {
     pub detail: String,
     /// The app's probe as of the last reconcile tick.
     pub health: HealthView,
+    /// Its last-known-good image, the bad images it is kept from, and a rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<crate::reconcile::lastgood::ImagesView>,
 }
+
+/// Who runs an app's container; serialised as the word (`-` for an orphan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppOwner {
+    Archy,
+    Systemd,
+    /// An orphan: no manifest claims it.
+    #[serde(rename = "-")]
+    Orphan,
+}
+
+/// What the manifests want of an app; serialised lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    Running,
+    Disabled,
+    /// An orphan: nothing is desired of it.
+    None,
+}
+
+/// Where an app stands against its manifest; serialised lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppState {
+    Running,
+    Exited,
+    Paused,
+    Missing,
+    /// The container (or a config file) differs from what the manifests describe.
+    Drifted,
+    /// No manifest describes the container.
+    Orphan,
+    Disabled,
+    Conflict,
+    Error,
+    /// Held back by a `healthy` or `synced` dependency.
+    Waiting,
+}
+
+impl AppOwner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppOwner::Archy => "archy",
+            AppOwner::Systemd => "systemd",
+            AppOwner::Orphan => "-",
+        }
+    }
+}
+
+impl Desired {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Desired::Running => "running",
+            Desired::Disabled => "disabled",
+            Desired::None => "none",
+        }
+    }
+}
+
+impl AppState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Running => "running",
+            AppState::Exited => "exited",
+            AppState::Paused => "paused",
+            AppState::Missing => "missing",
+            AppState::Drifted => "drifted",
+            AppState::Orphan => "orphan",
+            AppState::Disabled => "disabled",
+            AppState::Conflict => "conflict",
+            AppState::Error => "error",
+            AppState::Waiting => "waiting",
+        }
+    }
+}
+
+/// The words, padded where a width is asked (the text table).
+macro_rules! display_as_str {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    )*};
+}
+display_as_str!(AppOwner, Desired, AppState);
 
 /// How a command's last run ended, read from its status record; serialised lowercase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -239,6 +331,10 @@ pub fn build(
                 now,
             );
             status.health = crate::health::tick::view(m, report.health.get(&r.app));
+            status.images = report
+                .images
+                .get(&r.app)
+                .and_then(crate::reconcile::lastgood::view);
             status
         })
         .collect();
@@ -246,12 +342,13 @@ pub fn build(
         let c = containers.iter().find(|c| c.name() == orphan.container);
         apps.push(AppStatus {
             app: orphan.app.clone(),
-            owner: "-",
-            desired: "none",
-            state: "orphan",
-            actual: c.map_or_else(|| "missing".into(), |c| c.state.clone()),
+            owner: AppOwner::Orphan,
+            desired: Desired::None,
+            state: AppState::Orphan,
+            actual: c.map_or_else(|| "missing".into(), |c| c.state.to_string()),
             container: orphan.container.clone(),
             image: c.map(|c| c.image.clone()).unwrap_or_default(),
+            digest: None,
             started_at: None,
             uptime_seconds: None,
             spec_hash_match: None,
@@ -259,6 +356,7 @@ pub fn build(
             converged: false,
             detail: "no manifest describes it; `archy reconcile --prune` removes it".into(),
             health: crate::health::tick::view(None, None),
+            images: None,
         });
     }
     let podman = records.heal.map(summarise);
@@ -316,6 +414,18 @@ pub fn build(
             .filter(|a| a.health.failing())
             .map(|a| format!("app {}: {}", a.app, a.health.describe())),
     );
+    problems.extend(apps.iter().filter_map(|a| {
+        let rolled_back = a
+            .images
+            .as_ref()
+            .filter(|i| i.alarm())?
+            .rolled_back
+            .as_ref()?;
+        Some(format!(
+            "app {}: {rolled_back} (`archy reconcile --acknowledge {0}` or --retry {0})",
+            a.app
+        ))
+    }));
     let warnings: Vec<String> = records
         .metrics
         .iter()
@@ -412,6 +522,7 @@ pub fn add_free_space(
 /// limit, or failed): the apps are unknown; the records are shown as they are. Pure.
 pub fn without_podman(error: String, records: Records) -> Status {
     let empty = Report {
+        images: BTreeMap::new(),
         ok: false,
         exit_code: crate::exit::FAILURE,
         dry_run: true,
@@ -469,14 +580,14 @@ pub fn after_tick(report: &Report) -> Report {
 /// gone), the only health archy knows of it.
 fn app_healthy(a: &AppStatus) -> bool {
     match a.health.status {
-        "no probe" => a.converged,
-        status => status == "healthy",
+        ViewStatus::NoProbe => a.converged,
+        status => status == ViewStatus::Probed(crate::health::Status::Healthy),
     }
 }
 
 /// Whether the app's container runs: what the plan found fine, or what podman reports.
 fn app_up(a: &AppStatus) -> bool {
-    a.state == "running" || a.actual == "running"
+    a.state == AppState::Running || a.actual == ContainerState::Running.as_str()
 }
 
 /// The metrics view of a status (pure). `healthy` is what the app's health probe says
@@ -516,6 +627,13 @@ pub fn metrics_snapshot(
                 restarts: restarts.get(&a.app).copied().unwrap_or(0),
                 spec_drift: a.spec_hash_match == Some(false),
                 config_drift_files: a.config_drift.len(),
+                images: metrics::ImageSample {
+                    rolled_back: a
+                        .images
+                        .as_ref()
+                        .is_some_and(crate::reconcile::lastgood::ImagesView::alarm),
+                    bad_images: a.images.as_ref().map_or(0, |i| i.bad_images.len()),
+                },
                 chain: a.health.chain.map(|c| metrics::ChainSample {
                     blocks: c.blocks,
                     headers: c.headers,
@@ -589,36 +707,38 @@ pub fn app_status(
     now: i64,
 ) -> AppStatus {
     let owner = match m.map(|m| m.owner) {
-        Some(Owner::Systemd) => "systemd",
-        _ => "archy",
+        Some(Owner::Systemd) => AppOwner::Systemd,
+        _ => AppOwner::Archy,
     };
     let enabled = m.is_none_or(|m| m.enabled);
-    let actual = c.map_or_else(|| "missing".into(), |c| c.state.clone());
-    let running = actual == "running";
+    let running = c.is_some_and(|c| c.state == ContainerState::Running);
+    let actual = c.map_or_else(|| "missing".into(), |c| c.state.to_string());
     let mut detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
     let (mut state, mut converged) = match r.action {
-        _ if r.result == Outcome::Failed && r.action != Action::Delegated => ("error", false),
-        _ if r.result == Outcome::Waiting => ("waiting", false),
-        Action::Ok => ("running", true),
-        Action::Start => ("exited", false),
-        Action::Unpause => ("paused", false),
-        Action::Create => ("missing", false),
-        Action::Recreate | Action::Restart => ("drifted", false),
-        Action::Remove => ("disabled", false),
-        Action::Absent => ("disabled", true),
-        Action::Conflict | Action::Adopt => ("conflict", false),
-        Action::Delegated if r.result == Outcome::Failed => ("drifted", false),
-        Action::Delegated if !enabled => ("disabled", true),
-        Action::Delegated if running => ("running", true),
-        Action::Delegated if c.is_none() => ("missing", false),
-        Action::Delegated => ("exited", false),
+        _ if r.result == Outcome::Failed && r.action != Action::Delegated => {
+            (AppState::Error, false)
+        }
+        _ if r.result == Outcome::Waiting => (AppState::Waiting, false),
+        Action::Ok => (AppState::Running, true),
+        Action::Start => (AppState::Exited, false),
+        Action::Unpause => (AppState::Paused, false),
+        Action::Create => (AppState::Missing, false),
+        Action::Recreate | Action::Restart => (AppState::Drifted, false),
+        Action::Remove => (AppState::Disabled, false),
+        Action::Absent => (AppState::Disabled, true),
+        Action::Conflict | Action::Adopt => (AppState::Conflict, false),
+        Action::Delegated if r.result == Outcome::Failed => (AppState::Drifted, false),
+        Action::Delegated if !enabled => (AppState::Disabled, true),
+        Action::Delegated if running => (AppState::Running, true),
+        Action::Delegated if c.is_none() => (AppState::Missing, false),
+        Action::Delegated => (AppState::Exited, false),
     };
     if r.action == Action::Delegated && r.result != Outcome::Failed {
         detail = format!("run by systemd ({}.service)", r.app);
     }
     if !config_drift.is_empty() {
-        if state == "running" {
-            state = "drifted";
+        if state == AppState::Running {
+            state = AppState::Drifted;
         }
         converged = false;
         detail = format!("config differs: {}", config_drift.join(", "));
@@ -631,7 +751,11 @@ pub fn app_status(
     AppStatus {
         app: r.app.clone(),
         owner,
-        desired: if enabled { "running" } else { "disabled" },
+        desired: if enabled {
+            Desired::Running
+        } else {
+            Desired::Disabled
+        },
         state,
         actual,
         container: r.container.clone(),
@@ -639,6 +763,9 @@ pub fn app_status(
             .map(|c| c.image.clone())
             .or_else(|| m.and_then(|m| m.image.clone()))
             .unwrap_or_default(),
+        digest: c
+            .and_then(|c| crate::images::pinned_digest(&c.image))
+            .map(String::from),
         started_at: started.map(|s| {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s as u64))
                 .to_string()
@@ -651,6 +778,7 @@ pub fn app_status(
         converged,
         detail,
         health: crate::health::tick::view(m, None),
+        images: None,
     }
 }
 
@@ -797,7 +925,7 @@ pub(crate) mod fixtures {
         Container {
             id: "0123456789abcdef".into(),
             names: vec!["archy-web".into()],
-            state: state.into(),
+            state: crate::podman::ContainerState::parse(state),
             image: "localhost/web:1".into(),
             started_at,
             ..Default::default()
@@ -809,6 +937,69 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::{container, result};
     use super::*;
+
+    /// The enums serialise to the words status printed when they were strings (JSON unchanged),
+    /// and the text table prints the same words.
+    #[test]
+    fn status_words_are_the_ones_json_always_had() {
+        use crate::health::Status as Health;
+        let word = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        let owners = [AppOwner::Archy, AppOwner::Systemd, AppOwner::Orphan];
+        let desired = [Desired::Running, Desired::Disabled, Desired::None];
+        let states = [
+            AppState::Running,
+            AppState::Exited,
+            AppState::Paused,
+            AppState::Missing,
+            AppState::Drifted,
+            AppState::Orphan,
+            AppState::Disabled,
+            AppState::Conflict,
+            AppState::Error,
+            AppState::Waiting,
+        ];
+        let health = [
+            ViewStatus::Probed(Health::Starting),
+            ViewStatus::Probed(Health::Healthy),
+            ViewStatus::Probed(Health::Unhealthy),
+            ViewStatus::Probed(Health::Syncing),
+            ViewStatus::Probed(Health::WaitingForOperator),
+            ViewStatus::Unknown,
+            ViewStatus::NoProbe,
+        ];
+        let json: Vec<String> = owners
+            .iter()
+            .map(|v| word(serde_json::to_value(v).unwrap()))
+            .chain(
+                desired
+                    .iter()
+                    .map(|v| word(serde_json::to_value(v).unwrap())),
+            )
+            .chain(
+                states
+                    .iter()
+                    .map(|v| word(serde_json::to_value(v).unwrap())),
+            )
+            .chain(
+                health
+                    .iter()
+                    .map(|v| word(serde_json::to_value(v).unwrap())),
+            )
+            .collect();
+        let text: Vec<String> = owners
+            .iter()
+            .map(ToString::to_string)
+            .chain(desired.iter().map(ToString::to_string))
+            .chain(states.iter().map(ToString::to_string))
+            .chain(health.iter().map(ToString::to_string))
+            .collect();
+        let expected = "archy systemd - running disabled none running exited paused missing \
+                        drifted orphan disabled conflict error waiting starting healthy unhealthy \
+                        syncing waiting-for-operator unknown no probe";
+        assert_eq!(json.join(" "), expected);
+        assert_eq!(text.join(" "), expected);
+        assert_eq!(format!("[{:<8}]", AppState::Drifted), "[drifted ]");
+    }
 
     #[test]
     fn metrics_follow_the_status() {
@@ -959,7 +1150,7 @@ mod tests {
             last_reconcile: None,
             reconcile_overdue: None,
         };
-        assert_eq!(status.apps[4].health.status, "no probe");
+        assert_eq!(status.apps[4].health.status, ViewStatus::NoProbe);
         let s = metrics_snapshot(&status, &BTreeMap::new(), vec![]);
         let healthy: Vec<(&str, bool)> =
             s.apps.iter().map(|a| (a.app.as_str(), a.healthy)).collect();
@@ -988,6 +1179,7 @@ mod tests {
             ..container("running", 1_000)
         };
         let report = Report {
+            images: BTreeMap::new(),
             ok: true,
             exit_code: 0,
             dry_run: false,
@@ -1025,9 +1217,9 @@ mod tests {
         assert_eq!(
             view,
             [
-                ("web", "running", true, true),
-                ("old", "disabled", true, false),
-                ("bad", "error", false, false),
+                ("web", AppState::Running, true, true),
+                ("old", AppState::Disabled, true, false),
+                ("bad", AppState::Error, false, false),
             ]
         );
     }
@@ -1044,7 +1236,7 @@ mod tests {
         );
         assert_eq!(
             (s.state, s.converged, s.uptime_seconds, s.spec_hash_match),
-            ("running", true, Some(3_700), Some(true))
+            (AppState::Running, true, Some(3_700), Some(true))
         );
         assert_eq!(s.started_at.as_deref(), Some("1970-01-01T00:16:40Z"));
         let exited = container("exited", 1_000);
@@ -1057,7 +1249,7 @@ mod tests {
         );
         assert_eq!(
             (s.state, s.converged, s.uptime_seconds),
-            ("exited", false, None)
+            (AppState::Exited, false, None)
         );
         let s = app_status(
             &result(Action::Recreate, Outcome::Ok),
@@ -1066,11 +1258,14 @@ mod tests {
             vec![],
             0,
         );
-        assert_eq!((s.state, s.spec_hash_match), ("drifted", Some(false)));
+        assert_eq!(
+            (s.state, s.spec_hash_match),
+            (AppState::Drifted, Some(false))
+        );
         let s = app_status(&result(Action::Create, Outcome::Ok), None, None, vec![], 0);
         assert_eq!(
             (s.state, s.actual.as_str(), s.spec_hash_match),
-            ("missing", "missing", None)
+            (AppState::Missing, "missing", None)
         );
         let s = app_status(
             &result(Action::Ok, Outcome::Ok),
@@ -1079,7 +1274,7 @@ mod tests {
             vec!["/etc/x".into()],
             0,
         );
-        assert_eq!((s.state, s.converged), ("drifted", false));
+        assert_eq!((s.state, s.converged), (AppState::Drifted, false));
         assert_eq!(s.detail, "config differs: /etc/x");
         let s = app_status(
             &result(Action::Delegated, Outcome::Failed),
@@ -1088,7 +1283,7 @@ mod tests {
             vec![],
             0,
         );
-        assert_eq!((s.state, s.converged), ("drifted", false));
+        assert_eq!((s.state, s.converged), (AppState::Drifted, false));
     }
 
     #[test]

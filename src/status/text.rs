@@ -71,6 +71,16 @@ pub fn render_text(status: &Status) -> String {
         if let Some(what) = &a.health.operator {
             out.push_str(&format!("{:<app_w$} health: {what}\n", ""));
         }
+        if let Some(images) = &a.images {
+            if let Some(rolled_back) = &images.rolled_back {
+                let ack = if images.acknowledged {
+                    " (acknowledged)"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{:<app_w$} image: {rolled_back}{ack}\n", ""));
+            }
+        }
         if let Some(c) = &a.health.chain {
             out.push_str(&format!(
                 "{:<app_w$} chain: {}, {}/{} blocks, verification {:.1} %\n",
