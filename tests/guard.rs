@@ -493,3 +493,99 @@ fn gc_keeps_the_previous_image_and_every_used_one_and_removes_the_rest() {
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("freed 0 KiB"), "{again:?}");
 }
+
+#[test]
+fn a_pull_is_refused_up_front_when_the_graph_root_lacks_the_registry_manifests_size() {
+    let root = TestRoot::empty();
+    // Debian's docker-registry on loopback, plain HTTP (as tests/lastgood.rs runs it).
+    let reg = root.dir.join("registry");
+    std::fs::create_dir_all(&reg).unwrap();
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    std::fs::write(
+        reg.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+            reg.join("data").display()
+        ),
+    )
+    .unwrap();
+    let registries = reg.join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!("[[registry]]\nlocation = \"{address}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("docker-registry")
+        .args(["serve", reg.join("config.yml").to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("Debian's docker-registry is installed (scripts/test installs it)");
+    wait_for_port(port, "docker-registry", &mut child);
+    let _registry = Running(child);
+
+    // 16 MiB that does not compress (plus busybox: 17 MiB of layers), pushed; then only the
+    // registry holds it.
+    let ctx = root.test_context("fat-ctx");
+    let mut noise = vec![0u8; 16 * 1024 * 1024];
+    getrandom_fill(&mut noise);
+    std::fs::write(ctx.join("bin/noise"), &noise).unwrap();
+    let remote = format!("{address}/fat:1");
+    root.podman_ok(&["build", "-q", "-t", &remote, ctx.to_str().unwrap()]);
+    let push = Out::from(
+        root.podman_cmd()
+            .env("CONTAINERS_REGISTRIES_CONF", &registries)
+            .args(["push", "--quiet", &remote])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(push.code, 0, "{push:?}");
+    root.podman_ok(&["rmi", &remote]);
+
+    // A 24 MiB graph root: the pull needs 2 × 17 MiB.
+    let graph = Tmpfs::mount(root.dir.join("graphfs"), "24m");
+    let storage = root.dir.join("storage-small.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}/run-small\"\n",
+            graph.0.join("graph").display(),
+            root.dir.display()
+        ),
+    )
+    .unwrap();
+    root.manifest(
+        "fat",
+        &format!("app: fat\nimage: {remote}\nstop_timeout: 1\n"),
+    );
+    let out = Out::from(
+        root.archy_cmd()
+            .env("CONTAINERS_STORAGE_CONF", &storage)
+            .env("CONTAINERS_REGISTRIES_CONF", &registries)
+            .args(["reconcile"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.all().contains(&format!("not enough disk space for pulling {remote} (its registry manifest lists 17 MiB of compressed layers"))
+            && out.all().contains("it needs 34 MiB")
+            && out.all().contains("which has 24 MiB"),
+        "{out:?}"
+    );
+    let calls = root.take_podman_calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("pull")),
+        "no pull started: {calls:?}"
+    );
+}
+
+/// Random bytes (from the kernel), so the layer does not compress.
+fn getrandom_fill(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(buf)
+        .unwrap();
+}

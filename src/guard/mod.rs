@@ -4,6 +4,7 @@
 //! (`manifest::resources`).
 
 pub mod oom;
+pub mod registry;
 pub mod space;
 
 use serde::Serialize;

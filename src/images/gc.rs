@@ -78,31 +78,6 @@ pub fn note_images(state_dir: &Path, managed: &[Container]) {
     }
 }
 
-/// A reference as podman names it: `nginx` → `docker.io/library/nginx:latest`.
-pub fn normalise(reference: &str) -> String {
-    let (name, digest) = reference
-        .split_once('@')
-        .map_or((reference, None), |(n, d)| (n, Some(d)));
-    let first = name.split('/').next().unwrap_or("");
-    let has_registry =
-        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let mut full = if has_registry {
-        name.to_string()
-    } else if name.contains('/') {
-        format!("docker.io/{name}")
-    } else {
-        format!("docker.io/library/{name}")
-    };
-    let last = full.rsplit('/').next().unwrap_or("");
-    if digest.is_none() && !last.contains(':') {
-        full.push_str(":latest");
-    }
-    match digest {
-        Some(d) => format!("{full}@{d}"),
-        None => full,
-    }
-}
-
 /// Why an image stays, or that it goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "decision", content = "why")]
@@ -132,7 +107,7 @@ pub fn plan(
 ) -> Vec<(SizedImage, Decision)> {
     let desired: BTreeMap<String, &str> = desired
         .iter()
-        .map(|(app, reference)| (normalise(reference), app.as_str()))
+        .map(|(app, reference)| (crate::guard::registry::normalise(reference), app.as_str()))
         .collect();
     images
         .iter()
@@ -145,7 +120,7 @@ pub fn plan(
                 image
                     .names
                     .iter()
-                    .find_map(|n| desired.get(&normalise(n)))
+                    .find_map(|n| desired.get(&crate::guard::registry::normalise(n)))
                     .map(|app| Decision::Desired((*app).to_string()))
             };
             let recorded = || {
@@ -393,14 +368,26 @@ mod tests {
 
     #[test]
     fn references_are_normalised_as_podman_names_them() {
-        assert_eq!(normalise("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(
-            normalise("lightninglabs/lnd:v0.18.4-beta"),
+            crate::guard::registry::normalise("nginx"),
+            "docker.io/library/nginx:latest"
+        );
+        assert_eq!(
+            crate::guard::registry::normalise("lightninglabs/lnd:v0.18.4-beta"),
             "docker.io/lightninglabs/lnd:v0.18.4-beta"
         );
-        assert_eq!(normalise("localhost/x"), "localhost/x:latest");
-        assert_eq!(normalise("reg:5000/a/b:1"), "reg:5000/a/b:1");
-        assert_eq!(normalise("a@sha256:00"), "docker.io/library/a@sha256:00");
+        assert_eq!(
+            crate::guard::registry::normalise("localhost/x"),
+            "localhost/x:latest"
+        );
+        assert_eq!(
+            crate::guard::registry::normalise("reg:5000/a/b:1"),
+            "reg:5000/a/b:1"
+        );
+        assert_eq!(
+            crate::guard::registry::normalise("a@sha256:00"),
+            "docker.io/library/a@sha256:00"
+        );
     }
 
     #[test]

@@ -581,6 +581,7 @@ pub fn ensure(
         }
         Source::Registry { .. } => {
             let pin = pinned_digest(&resolved.reference);
+            require_pull_space(&resolved.reference)?;
             pull_with_mirrors(podman, &resolved.reference, &options.mirrors).with_context(|| {
                 pin.map_or_else(String::new, |pin| {
                     format!("image of app {app} pinned to {pin}: the registry must hold that digest")
@@ -702,6 +703,24 @@ fn split_registry(reference: &str) -> (Option<&str>, &str) {
         }
         _ => (None, reference),
     }
+}
+
+/// Refuse a pull up front when podman's graph root lacks twice the image's compressed layers
+/// (the download, then the unpacked layers: at least as much again), as its registry manifest
+/// tells (crate::guard::registry). A registry that does not tell: the pull runs unchecked.
+fn require_pull_space(reference: &str) -> Result<()> {
+    let Some(compressed) = crate::guard::registry::image_size(reference) else {
+        tracing::debug!("{reference}: its registry gave no size; pulling unchecked");
+        return Ok(());
+    };
+    crate::guard::space::require(
+        &crate::guard::space::graphroot(),
+        compressed.saturating_mul(2),
+        &format!(
+            "pulling {reference} (its registry manifest lists {} of compressed layers; unpacked they take at least as much again)",
+            crate::guard::space::human_bytes(compressed)
+        ),
+    )
 }
 
 /// Try each mirror, then the reference itself; a mirror hit is tagged as the original reference.
