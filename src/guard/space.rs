@@ -82,8 +82,10 @@ impl FsView {
     }
 }
 
-/// `--min-free`: a file system is low when its free space is below any bound given: a percent
-/// of its size (`5%`) and/or a size (`2g`), comma-separated.
+/// `--min-free`: a percent of a file system's size (`5%`) and/or a size (`2g`), comma-separated.
+/// With both, the smaller is the bound: the percent on a small file system (a state dir on a
+/// 1 GiB partition is not low at 98 % free), the size on a large one (a 4 TB disk is not low
+/// at 200 GB free).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MinFree {
     text: String,
@@ -91,15 +93,20 @@ pub struct MinFree {
     bytes: Option<u64>,
 }
 
-/// `--min-free`'s default: below 5 % or below 2 GiB, whichever comes first (5 % of a large disk
-/// is a warning with room to act; 2 GiB is what a pull or bitcoind's next flush may need on a
-/// small one).
+/// `--min-free`'s default: below 5 % of the size, at most 2 GiB (5 % of a small disk is a warning
+/// with room to act; 2 GiB is what a pull or bitcoind's next flush may need on a large one).
 pub const DEFAULT_MIN_FREE: &str = "5%,2g";
 
 impl MinFree {
     pub fn is_low(&self, free_bytes: u64, size_bytes: u64) -> bool {
-        let percent = percent(free_bytes, size_bytes);
-        self.percent.is_some_and(|p| percent < p) || self.bytes.is_some_and(|b| free_bytes < b)
+        let of_size = self.percent.map(|p| (size_bytes as f64 * p / 100.0) as u64);
+        let bound = match (of_size, self.bytes) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => return false,
+        };
+        free_bytes < bound
     }
 }
 
@@ -312,9 +319,19 @@ mod tests {
     fn min_free_takes_a_percent_a_size_or_both() {
         let both: MinFree = "5%,2g".parse().unwrap();
         let gib = 1024 * MIB;
-        assert!(!both.is_low(50 * gib, 500 * gib));
-        assert!(both.is_low(20 * gib, 500 * gib), "4 % is below 5 %");
-        assert!(both.is_low(gib, 10 * gib), "1 GiB is below 2 GiB");
+        // A large disk: the size is the bound (5 % would be 25 GiB).
+        assert!(
+            !both.is_low(20 * gib, 500 * gib),
+            "20 GiB free of 500 is room enough"
+        );
+        assert!(both.is_low(gib, 500 * gib), "1 GiB is below 2 GiB");
+        // A small file system: the percent is (2 GiB would be a fifth of it, or all of it).
+        assert!(!both.is_low(gib, 10 * gib), "10 % free of 10 GiB");
+        assert!(both.is_low(400 * MIB, 10 * gib), "4 % is below 5 %");
+        assert!(
+            !both.is_low(2 * MIB - 32 * 1024, 2 * MIB),
+            "a nearly empty 2 MiB tmpfs"
+        );
         let pct: MinFree = "10%".parse().unwrap();
         assert!(!pct.is_low(MIB, 5 * MIB));
         assert!(pct.is_low(MIB, 20 * MIB));
