@@ -281,6 +281,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
             managed: &managed,
             health: &tick.health,
             now,
+            image_exists: &|id| ctx.podman.image_exists(id),
         };
         lastgood::rollback_stage(
             &lastgood_tick,
