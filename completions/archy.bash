@@ -19,6 +19,9 @@ _archy() {
             archy,build-image)
                 cmd="archy__subcmd__build__subcmd__image"
                 ;;
+            archy,gc)
+                cmd="archy__subcmd__gc"
+                ;;
             archy,generate-docs)
                 cmd="archy__subcmd__generate__subcmd__docs"
                 ;;
@@ -48,6 +51,9 @@ _archy() {
                 ;;
             archy__subcmd__help,build-image)
                 cmd="archy__subcmd__help__subcmd__build__subcmd__image"
+                ;;
+            archy__subcmd__help,gc)
+                cmd="archy__subcmd__help__subcmd__gc"
                 ;;
             archy__subcmd__help,generate-docs)
                 cmd="archy__subcmd__help__subcmd__generate__subcmd__docs"
@@ -83,7 +89,7 @@ _archy() {
 
     case "${cmd}" in
         archy)
-            opts="-v -q -h -V --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help"
+            opts="-v -q -h -V --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,6 +164,80 @@ _archy() {
             ;;
         archy__subcmd__build__subcmd__image)
             opts="-v -q -h -V --force --dry-run --prune --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --manifests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --run-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --podman)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --network)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --subnet)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --quadlet-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout-listing)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout-stop-margin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout-build)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout-restart-command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout-other)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --time-budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        archy__subcmd__gc)
+            opts="-v -q -h -V --dry-run --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -387,7 +467,7 @@ _archy() {
             return 0
             ;;
         archy__subcmd__help)
-            opts="reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help"
+            opts="reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -401,6 +481,20 @@ _archy() {
             return 0
             ;;
         archy__subcmd__help__subcmd__build__subcmd__image)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        archy__subcmd__help__subcmd__gc)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -881,13 +975,17 @@ _archy() {
             return 0
             ;;
         archy__subcmd__status)
-            opts="-v -q -h -V --max-reconcile-age --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
+            opts="-v -q -h -V --max-reconcile-age --min-free --manifests --state-dir --run-dir --podman --output --lock-wait --network --subnet --quadlet-dir --timeout-listing --timeout-stop-margin --timeout-build --timeout-restart-command --timeout-other --time-budget --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --max-reconcile-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-free)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -53,6 +53,7 @@ complete -c archy -n "__fish_archy_needs_command" -f -a "verify-update" -d 'Chec
 complete -c archy -n "__fish_archy_needs_command" -f -a "rollback" -d 'Make `previous` the current release again and restart the service'
 complete -c archy -n "__fish_archy_needs_command" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
 complete -c archy -n "__fish_archy_needs_command" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
+complete -c archy -n "__fish_archy_needs_command" -f -a "gc" -d 'Remove images nothing needs, registry images included; keep each app\'s previous image'
 complete -c archy -n "__fish_archy_needs_command" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'
 complete -c archy -n "__fish_archy_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c archy -n "__fish_archy_using_subcommand reconcile" -l jobs -d 'Apps converged in parallel within one dependency layer' -r
@@ -215,6 +216,7 @@ complete -c archy -n "__fish_archy_using_subcommand rollback" -s q -l quiet -d '
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand rollback" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand status" -l max-reconcile-age -d 'Fail (exit 1) when a full reconcile has not completed for longer than this, whatever the reconcile unit\'s exit status says (default: four 30-second ticks)' -r
+complete -c archy -n "__fish_archy_using_subcommand status" -l min-free -d 'Fail (exit 1) when the file system of podman\'s graph root, its volume path or the state dir has less free space than this: a percent of its size, a size (`2g`), or both comma-separated (low when below either)' -r
 complete -c archy -n "__fish_archy_using_subcommand status" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand status" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
 complete -c archy -n "__fish_archy_using_subcommand status" -l run-dir -d 'Directory for lock files' -r -F
@@ -260,6 +262,28 @@ complete -c archy -n "__fish_archy_using_subcommand quadlet" -s v -l verbose -d 
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -s q -l quiet -d 'Only warnings and errors; no progress display'
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c archy -n "__fish_archy_using_subcommand quadlet" -s V -l version -d 'Print version'
+complete -c archy -n "__fish_archy_using_subcommand gc" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand gc" -l state-dir -d 'Directory for archy\'s persistent state (secrets, status, update history)' -r -F
+complete -c archy -n "__fish_archy_using_subcommand gc" -l run-dir -d 'Directory for lock files' -r -F
+complete -c archy -n "__fish_archy_using_subcommand gc" -l podman -d 'The podman executable to run' -r -F
+complete -c archy -n "__fish_archy_using_subcommand gc" -l output -d 'Output format: human-readable text, one JSON document on stdout, or (`archy status` only) Prometheus metrics in the text exposition format' -r -f -a "text\t''
+json\t''
+prometheus\t''"
+complete -c archy -n "__fish_archy_using_subcommand gc" -l lock-wait -d 'How long to wait for a lock held by another archy run before giving up with exit 75' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l network -d 'Name of the podman network archy creates and attaches apps to by default' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l subnet -d 'Subnet of that network (IPv4 /24 or wider); its first address is the gateway that `host.archipelago` resolves to inside containers' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l quadlet-dir -d 'Directory of Quadlet units for apps with `owner: systemd`: `archy quadlet` writes them there and `reconcile` and `status` check them' -r -F
+complete -c archy -n "__fish_archy_using_subcommand gc" -l timeout-listing -d 'Time limit of a listing or query command (`podman ps`, `inspect`, `info` …); past it the command\'s process group is killed and the run reports which command timed out' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l timeout-stop-margin -d 'Added to an app\'s `stop_timeout` to give the time limit of creating, starting, stopping or removing its container' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l timeout-build -d 'Time limit of one image build' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l timeout-restart-command -d 'Time limit of an app\'s `restart_command`' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l timeout-other -d 'Time limit of any other command (runc, ip, iptables, CNI plugins, umount)' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l time-budget -d 'Total time budget of one run: no command runs past it, so a run ends within `--lock-wait` + this (default 12m: below the timers\' TimeoutStartSec=15min)' -r
+complete -c archy -n "__fish_archy_using_subcommand gc" -l dry-run -d 'List what would be removed, with sizes; remove nothing'
+complete -c archy -n "__fish_archy_using_subcommand gc" -s v -l verbose -d 'More log detail (-v debug, -vv trace). ARCHY_LOG overrides with a tracing filter'
+complete -c archy -n "__fish_archy_using_subcommand gc" -s q -l quiet -d 'Only warnings and errors; no progress display'
+complete -c archy -n "__fish_archy_using_subcommand gc" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c archy -n "__fish_archy_using_subcommand gc" -s V -l version -d 'Print version'
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l man-dir -d 'Directory for man pages' -r -F
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l completions-dir -d 'Directory for shell completions' -r -F
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -l manifests -d 'Directory holding one YAML manifest per app (*.yaml)' -r -F
@@ -283,13 +307,14 @@ complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s v -l verbo
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s q -l quiet -d 'Only warnings and errors; no progress display'
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s h -l help -d 'Print help'
 complete -c archy -n "__fish_archy_using_subcommand generate-docs" -s V -l version -d 'Print version'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "reconcile" -d 'Converge containers to the manifests: create missing ones, recreate drifted ones, start stopped ones. A second run with nothing changed does nothing'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "build-image" -d 'Build missing images of apps with a `build:` context; a second run builds nothing'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "render-config" -d 'Render every `configs:` entry from the canonical secret; rewrite only files that differ'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "heal-podman" -d 'Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI containers, no network debris of forgotten containers on archy\'s network, no orphaned volume dirs, runtime dirs of this boot) and repair it'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "verify-update" -d 'Check a release tarball, arm the post-update check, or run it (probe the web UI and roll back if it does not answer)'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "rollback" -d 'Make `previous` the current release again and restart the service'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'
-complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "reconcile" -d 'Converge containers to the manifests: create missing ones, recreate drifted ones, start stopped ones. A second run with nothing changed does nothing'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "build-image" -d 'Build missing images of apps with a `build:` context; a second run builds nothing'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "render-config" -d 'Render every `configs:` entry from the canonical secret; rewrite only files that differ'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "heal-podman" -d 'Diagnose podman (engine answers, database opens, no storage-only containers, no ghost OCI containers, no network debris of forgotten containers on archy\'s network, no orphaned volume dirs, runtime dirs of this boot) and repair it'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "verify-update" -d 'Check a release tarball, arm the post-update check, or run it (probe the web UI and roll back if it does not answer)'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "rollback" -d 'Make `previous` the current release again and restart the service'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "status" -d 'Show whether every app is converged, podman\'s health, pending updates and the last reconcile'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "quadlet" -d 'Write Quadlet `.container` units (`<app>.container`) so systemd runs these apps\' containers'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "gc" -d 'Remove images nothing needs, registry images included; keep each app\'s previous image'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "generate-docs" -d 'Write man pages and shell completions (used to refresh the committed copies)'
+complete -c archy -n "__fish_archy_using_subcommand help; and not __fish_seen_subcommand_from reconcile build-image render-config heal-podman verify-update rollback status quadlet gc generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -186,6 +186,7 @@ pub enum Command {
     Rollback(crate::cmd::rollback::RollbackArgs),
     Status(crate::cmd::status::StatusArgs),
     Quadlet(crate::cmd::quadlet::QuadletArgs),
+    Gc(crate::cmd::gc::GcArgs),
     /// Write man pages and shell completions (used to refresh the committed copies).
     #[command(hide = true)]
     GenerateDocs(crate::cmd::generate_docs::GenerateDocsArgs),

@@ -10,6 +10,7 @@ pub mod ctx;
 pub mod exec;
 pub mod exit;
 pub mod fsutil;
+pub mod guard;
 pub mod heal;
 pub mod health;
 pub mod images;

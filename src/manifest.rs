@@ -13,11 +13,13 @@ pub mod backup;
 pub mod expansion;
 pub mod health;
 pub mod policy;
+pub mod resources;
 pub mod set;
 pub mod types;
 pub use backup::BackupSpec;
 pub use health::{HealthSpec, Probe};
 pub use policy::Policy;
+pub use resources::{Logging, Resources};
 pub use set::{dependency_layers, validate_set};
 pub use types::{Port, Renderer, Restart, Volume};
 
@@ -231,6 +233,13 @@ pub struct Manifest {
     /// Files inside the app's volumes copied off the box whenever they change (see `crate::backup`).
     #[serde(default)]
     pub backup: Option<BackupSpec>,
+    /// Where the container's stdout/stderr go and their bound (default: a 10 MiB k8s-file; see
+    /// `resources::DEFAULT_LOG_MAX_SIZE`).
+    #[serde(default)]
+    pub logging: Option<Logging>,
+    /// Memory, CPU and process limits and the OOM killer's preference (see `manifest::resources`).
+    #[serde(default)]
+    pub resources: Option<Resources>,
     /// How long a changed image may take to become healthy before archy goes back to the app's
     /// last-known-good image (default: `start_period` + `failures` ticks of its probe).
     #[serde(default)]
@@ -432,6 +441,11 @@ pub fn load_dir(dir: &Path, policy: &Policy) -> anyhow::Result<Loaded> {
     }
     let (apps, cross_errors) = validate_set(parsed);
     errors.extend(cross_errors);
+    if let Some(warning) =
+        resources::host_mem_total().and_then(|total| resources::reservations_warning(&apps, total))
+    {
+        tracing::warn!("{warning}");
+    }
     Ok(Loaded { apps, errors })
 }
 
@@ -617,9 +631,9 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     }
     match (&m.image, &m.build) {
         (Some(_), Some(_)) => {
-            return Err("keys `image` and `build`: give exactly one, not both".into())
+            return Err("key `image` and key `build`: give exactly one, not both".into())
         }
-        (None, None) => return Err("keys `image` / `build`: one of them is required".into()),
+        (None, None) => return Err("key `image` or key `build`: one of them is required".into()),
         (Some(image), None) => {
             if image.is_empty()
                 || image.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -735,6 +749,7 @@ pub fn validate(m: &Manifest, policy: &Policy) -> Result<(), String> {
     if let Some(health) = &m.health {
         health.validate()?;
     }
+    resources::validate(m)?;
     let mut paths = BTreeSet::new();
     for (i, config) in m.configs.iter().enumerate() {
         if !config.path.is_absolute()

@@ -121,6 +121,29 @@ pub struct Snapshot {
     pub bad_versions: Vec<String>,
     /// One per backed-up file and target.
     pub backups: Vec<BackupSample>,
+    /// The disk and memory guard's series (crate::guard).
+    pub guard: GuardSample,
+}
+
+/// The disk and memory guard's part of the metrics.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GuardSample {
+    /// Per app: OOM kills seen (`archy_app_oom_kills_total`).
+    pub oom_kills: BTreeMap<String, u64>,
+    /// Free space of podman's graph root, its volume path and the state dir.
+    pub filesystems: Vec<FsSample>,
+}
+
+/// One file system's free space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FsSample {
+    /// `graphroot`, `volumes` or `state-dir`.
+    pub fs: &'static str,
+    pub path: String,
+    pub free_bytes: u64,
+    pub size_bytes: u64,
+    /// Below the threshold (`archy status --min-free`; the default after a tick).
+    pub low: bool,
 }
 
 /// One backed-up file on one target.
@@ -192,11 +215,66 @@ pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(1024 + s.apps.len() * 400);
     render_node(&mut out, s);
     render_apps(&mut out, s);
+    render_guard(&mut out, &s.guard);
     render_chains(&mut out, s);
     render_runs(&mut out, s);
     render_updates(&mut out, s);
     render_backups(&mut out, &s.backups);
     out
+}
+
+/// The guard's series: OOM kills per app.
+fn render_guard(out: &mut String, g: &GuardSample) {
+    if !g.oom_kills.is_empty() {
+        let name = "archy_app_oom_kills_total";
+        let mut f = family(
+            out,
+            name,
+            "counter",
+            "Times the kernel's OOM killer ended the app's container (seen by reconcile: podman's OOMKilled or the kernel log).",
+        );
+        for (app, kills) in &g.oom_kills {
+            f.sample(name, &[("app", app)], *kills);
+        }
+    }
+    if g.filesystems.is_empty() {
+        return;
+    }
+    type FsValue = fn(&FsSample) -> f64;
+    let per_fs: [(&str, &str, FsValue); 4] = [
+        (
+            "archy_filesystem_free_bytes",
+            "Bytes free (for unprivileged writers) on the file system of podman's graph root, its volume path or archy's state dir.",
+            |f| f.free_bytes as f64,
+        ),
+        (
+            "archy_filesystem_size_bytes",
+            "Size of that file system in bytes.",
+            |f| f.size_bytes as f64,
+        ),
+        (
+            "archy_filesystem_free_ratio",
+            "Free bytes over size, 0 to 1.",
+            |f| {
+                if f.size_bytes == 0 {
+                    0.0
+                } else {
+                    f.free_bytes as f64 / f.size_bytes as f64
+                }
+            },
+        ),
+        (
+            "archy_filesystem_low",
+            "1 when the file system's free space is below the threshold (archy status --min-free).",
+            |f| f64::from(u8::from(f.low)),
+        ),
+    ];
+    for (name, help, value) in per_fs {
+        let mut fam = family(out, name, "gauge", help);
+        for f in &g.filesystems {
+            fam.sample(name, &[("fs", f.fs), ("path", &f.path)], value(f));
+        }
+    }
 }
 
 /// Whether the node is converged, and how many manifests are invalid.
@@ -597,6 +675,7 @@ mod tests {
             update_pending: None,
             bad_versions: vec![],
             backups: vec![],
+            guard: GuardSample::default(),
         };
         let text = render(&s);
         let chain: Vec<&str> = text
@@ -639,6 +718,7 @@ mod tests {
             update_pending: Some("1.7.41".into()),
             bad_versions: vec!["1.7.40".into()],
             backups: vec![],
+            guard: GuardSample::default(),
         };
         let expected = r#"# HELP archy_converged 1 when every app is converged, no manifest is invalid and the last podman heal did not fail.
 # TYPE archy_converged gauge

@@ -36,6 +36,9 @@ pub struct Container {
     pub started_at: i64,
     #[serde(rename = "ExitCode", default)]
     pub exit_code: i32,
+    /// Unix seconds of the last exit; 0 or negative when it never exited.
+    #[serde(rename = "ExitedAt", default)]
+    pub exited_at: i64,
     #[serde(rename = "Networks", default, deserialize_with = "null_as_default")]
     pub networks: Vec<String>,
     /// Container paths with a mount (volume or bind), as `ps` lists them.
@@ -166,6 +169,47 @@ pub struct InspectedConfig {
     /// Seconds `podman stop` waits before SIGKILL, as the container was created with.
     #[serde(rename = "StopTimeout", default)]
     pub stop_timeout: u32,
+}
+
+/// What archy reads from `podman container inspect` of an exited container to tell an OOM kill
+/// (crate::guard::oom): podman's own verdict and the memory limit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct InspectedExit {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "State", default)]
+    pub state: InspectedState,
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: InspectedHostConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct InspectedState {
+    /// podman's verdict; false on cgroup-v1 hosts with podman 4.3 even after an OOM kill
+    /// (measured: exit 137 under `--memory 32m`, `OOMKilled=false`).
+    #[serde(rename = "OOMKilled", default)]
+    pub oom_killed: bool,
+    #[serde(rename = "ExitCode", default)]
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct InspectedHostConfig {
+    /// `--memory` in bytes, 0 when unlimited.
+    #[serde(rename = "Memory", default)]
+    pub memory: u64,
+}
+
+/// One image as `podman images --format json` lists it, with its size (`archy gc`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SizedImage {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Names", default, deserialize_with = "null_as_default")]
+    pub names: Vec<String>,
+    /// Bytes.
+    #[serde(rename = "Size", default)]
+    pub size: u64,
 }
 
 /// One mount of an inspected container.
@@ -515,6 +559,15 @@ impl Podman {
             .context("failed to list images")
     }
 
+    /// The images in local storage with their sizes (`podman images --format json`: without
+    /// a build's intermediate images, which `rmi` of the image on top removes with it).
+    pub fn images_sized(&self) -> Result<Vec<SizedImage>> {
+        self.cmd()
+            .args(["images", "--format", "json"])
+            .run_json()
+            .context("failed to list images")
+    }
+
     /// Remove one tag (`podman untag IMAGE NAME`); the image stays when it has other names.
     pub fn untag(&self, reference: &str) -> Result<()> {
         self.cmd()
@@ -660,6 +713,18 @@ impl Podman {
     /// `podman container inspect` of one container (mounts and stop timeout).
     pub fn inspect_container(&self, container: &str) -> Result<Inspected> {
         let list: Vec<Inspected> = self
+            .cmd()
+            .args(["container", "inspect", "--format", "json", container])
+            .run_json()
+            .with_context(|| format!("failed to inspect container {container}"))?;
+        list.into_iter()
+            .next()
+            .with_context(|| format!("podman container inspect {container} returned nothing"))
+    }
+
+    /// `podman container inspect` of an exited container: its OOM verdict and memory limit.
+    pub fn inspect_exit(&self, container: &str) -> Result<InspectedExit> {
+        let list: Vec<InspectedExit> = self
             .cmd()
             .args(["container", "inspect", "--format", "json", container])
             .run_json()

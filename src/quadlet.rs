@@ -35,6 +35,11 @@ pub const STOP_TIMEOUT_MIN: PodmanVersion = PodmanVersion::new(5, 0);
 /// released in 4.5); older targets get `PodmanArgs=--health-cmd=…`.
 pub const HEALTH_KEYS_MIN: PodmanVersion = PodmanVersion::new(4, 5);
 
+/// The first podman whose Quadlet knows `LogDriver=` (podman 4.5's quadlet docs).
+pub const LOG_DRIVER_MIN: PodmanVersion = PodmanVersion::new(4, 5);
+/// The first podman whose Quadlet knows `LogOpt=`; older targets get `PodmanArgs=--log-opt=…`.
+pub const LOG_OPT_MIN: PodmanVersion = PodmanVersion::new(5, 2);
+
 /// podman's healthcheck interval for an `exec` probe: archy's reconcile tick
 /// (systemd-timers/archy-reconcile.timer), so the probe costs what it costs under archy.
 pub const HEALTH_INTERVAL: &str = "30s";
@@ -164,6 +169,7 @@ pub fn render_container(
             podman_args.push(format!("--health-{}={value}", podman_health_flag(key)));
         }
     }
+    podman_args.extend(log_and_resource_keys(spec, version, &mut line));
     for arg in &podman_args {
         line("PodmanArgs", &escape_word(arg));
     }
@@ -194,6 +200,34 @@ pub fn render_container(
         );
     }
     header + &out
+}
+
+/// The log driver and bound as `LogDriver=`/`LogOpt=` where the target's Quadlet knows them,
+/// and the limits as podman arguments (Quadlet up to 5.4 has no key for memory, CPUs or the OOM
+/// score); returns the arguments for `PodmanArgs=`.
+fn log_and_resource_keys(
+    spec: &ContainerSpec,
+    version: PodmanVersion,
+    line: &mut impl FnMut(&str, &str),
+) -> Vec<String> {
+    let mut args = Vec::new();
+    let driver = spec.logging.driver.name();
+    if version >= LOG_DRIVER_MIN {
+        line("LogDriver", driver);
+    } else {
+        args.push(format!("--log-driver={driver}"));
+    }
+    if let Some(size) = &spec.logging.max_size {
+        if version >= LOG_OPT_MIN {
+            line("LogOpt", &escape_value(&format!("max-size={size}")));
+        } else {
+            args.push(format!("--log-opt=max-size={size}"));
+        }
+    }
+    for pair in spec.resources.podman_args().chunks(2) {
+        args.push(format!("{}={}", pair[0], pair[1]));
+    }
+    args
 }
 
 /// An app's probe as Quadlet health keys (only `exec` probes become podman healthchecks) and
@@ -369,6 +403,8 @@ mod tests {
             stop_timeout: Some(600),
             subnet: Some("10.89.0.0/24".into()),
             file_hashes: BTreeMap::new(),
+            logging: crate::manifest::Logging::effective(None),
+            resources: crate::manifest::Resources::default(),
             health: None,
         }
     }
@@ -401,6 +437,8 @@ HealthInterval=30s
 HealthRetries=4
 HealthStartPeriod=120s
 HealthTimeout=10s
+LogDriver=k8s-file
+LogOpt=max-size=10m
 
 [Install]
 WantedBy=multi-user.target default.target
@@ -458,6 +496,8 @@ Environment=C=$$HOME
 PublishPort=127.0.0.1:8081:80
 Volume=web-data:/data
 StopTimeout=600
+LogDriver=k8s-file
+LogOpt=max-size=10m
 Exec=httpd -f -h \"/srv a\"
 
 [Service]
@@ -486,6 +526,8 @@ PublishPort=127.0.0.1:8081:80
 Volume=web-data:/data
 PodmanArgs=--add-host=host.archipelago:10.89.0.1
 PodmanArgs=--stop-timeout=600
+PodmanArgs=--log-driver=k8s-file
+PodmanArgs=--log-opt=max-size=10m
 Exec=httpd -f -h \"/srv a\"
 
 [Service]
@@ -496,6 +538,29 @@ TimeoutStopSec=630
 "
         );
         assert_eq!(unit, expected);
+    }
+
+    #[test]
+    fn limits_become_podman_args_and_the_log_bound_a_key_from_5_2() {
+        let m = crate::manifest::parse(
+            "app: web\nimage: i\nlogging: {max_size: 1m}\nresources: {memory: 64m, cpus: 0.5, pids_limit: 64, oom_score_adj: 500}\n",
+        )
+        .unwrap();
+        let spec = ContainerSpec {
+            logging: crate::manifest::Logging::effective(m.logging.as_ref()),
+            resources: m.resources.unwrap(),
+            ..web()
+        };
+        let unit = render_container(&spec, "abc", true, PodmanVersion::new(5, 2));
+        assert!(
+            unit.contains("LogDriver=k8s-file\nLogOpt=max-size=1m\nPodmanArgs=--add-host=host.archipelago:10.89.0.1\nPodmanArgs=--memory=64m\nPodmanArgs=--cpus=0.5\nPodmanArgs=--pids-limit=64\nPodmanArgs=--oom-score-adj=500\n"),
+            "{unit}"
+        );
+        let unit = render_container(&spec, "abc", true, PodmanVersion::new(4, 4));
+        assert!(
+            unit.contains("PodmanArgs=--stop-timeout=600\nPodmanArgs=--log-driver=k8s-file\nPodmanArgs=--log-opt=max-size=1m\nPodmanArgs=--memory=64m\n"),
+            "{unit}"
+        );
     }
 
     #[test]
@@ -514,7 +579,7 @@ TimeoutStopSec=630
         };
         let unit = render_container(&spec, "abc", true, PodmanVersion::new(5, 0));
         assert!(unit
-            .ends_with("Network=host\n\n[Install]\nWantedBy=multi-user.target default.target\n"));
+            .ends_with("Network=host\nLogDriver=k8s-file\nPodmanArgs=--log-opt=max-size=10m\n\n[Install]\nWantedBy=multi-user.target default.target\n"));
         assert!(!unit.contains("[Service]"));
     }
 

@@ -35,6 +35,13 @@ pub struct ContainerSpec {
     /// sha256 of every file the app consumes (rendered configs, env files), by path: a changed
     /// file changes the hash, so the consumer is recreated and reads it.
     pub file_hashes: BTreeMap<String, String>,
+    /// The log driver and bound the container gets (always one: the default bounds a manifest
+    /// that says nothing, see `manifest::resources::DEFAULT_LOG_MAX_SIZE`).
+    pub logging: crate::manifest::Logging,
+    /// Memory, CPU and process limits; left out of the encoding when none is given, so an app
+    /// without `resources:` hashes as before the key existed.
+    #[serde(skip_serializing_if = "crate::manifest::Resources::is_empty")]
+    pub resources: crate::manifest::Resources,
     /// The subnet of archy's network when the container joins it, recorded as a label so a
     /// recreate can skip re-checking the network (not hashed: the gateway in `add_hosts` already
     /// changes the hash when the subnet changes).
@@ -96,6 +103,8 @@ impl ContainerSpec {
             restart: m.restart.map(|r| r.to_string()),
             stop_timeout: m.stop_timeout,
             file_hashes: resolved.file_hashes,
+            logging: crate::manifest::Logging::effective(m.logging.as_ref()),
+            resources: m.resources.clone().unwrap_or_default(),
             health: m.health.clone(),
         }
     }
@@ -172,6 +181,8 @@ impl ContainerSpec {
             args.push("--stop-timeout".into());
             args.push(timeout.to_string());
         }
+        args.extend(self.logging.podman_args());
+        args.extend(self.resources.podman_args());
         // `--` keeps an image or command starting with `-` from being read as an option.
         args.push("--".into());
         args.push(self.image.clone());
@@ -348,6 +359,10 @@ mod tests {
             "unless-stopped",
             "--stop-timeout",
             "600",
+            "--log-driver",
+            "k8s-file",
+            "--log-opt",
+            "max-size=10m",
             "--",
             "localhost/web:1",
             "httpd",
@@ -367,6 +382,38 @@ mod tests {
         let mut d = a.clone();
         d.file_hashes.insert("/x".into(), "00".into());
         assert_ne!(a.hash(), d.hash());
+    }
+
+    #[test]
+    fn logging_and_resources_are_hashed_and_passed_and_absent_resources_leave_no_trace() {
+        let plain = spec("app: web\nimage: i\n");
+        let encoded = serde_json::to_string(&plain).unwrap();
+        assert!(
+            encoded.contains(r#""logging":{"driver":"k8s-file","max_size":"10m"}"#),
+            "{encoded}"
+        );
+        assert!(!encoded.contains("resources"), "{encoded}");
+        let bounded = spec("app: web\nimage: i\nlogging: {max_size: 1m}\n");
+        assert_ne!(plain.hash(), bounded.hash());
+        let limited = spec("app: web\nimage: i\nresources: {memory: 64m, oom_score_adj: 500}\n");
+        assert_ne!(plain.hash(), limited.hash());
+        let args = limited.run_args("h");
+        let tail: Vec<&str> = args[args.len() - 10..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "--log-driver",
+                "k8s-file",
+                "--log-opt",
+                "max-size=10m",
+                "--memory",
+                "64m",
+                "--oom-score-adj",
+                "500",
+                "--",
+                "i"
+            ]
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ fn the_man_page_documents_exit_codes_and_every_subcommand_has_one() {
         "quadlet",
         "heal-podman",
         "verify-update",
+        "gc",
     ] {
         assert!(
             root.join(format!("man/archy-{sub}.8")).exists(),

@@ -4,7 +4,8 @@
 //! app without its Quadlet unit (delegated, failed), then an orphan and a hand-edited config.
 //!
 //! Only what truly varies between runs is normalised: the test root's path, network name,
-//! subnet and gateway, times (`at`, `started_at`, `uptime_seconds`). Everything else (keys,
+//! subnet and gateway, times (`at`, `started_at`, `uptime_seconds`), free space (`free_bytes`,
+//! `size_bytes`, `free_percent`). Everything else (keys,
 //! key order, statuses, outcomes, reasons, errors) must stay identical; the expected text lives
 //! in `tests/fixtures/json-pin.txt`. `ARCHY_BLESS=1` rewrites it (only for a deliberate change
 //! of the output, which is then visible in the diff).
@@ -30,7 +31,12 @@ fn normalise(root: &TestRoot, out: &Out) -> String {
                 for (key, value) in map.iter_mut() {
                     if matches!(
                         key.as_str(),
-                        "at" | "started_at" | "uptime_seconds" | "duration_ms"
+                        "at" | "started_at"
+                            | "uptime_seconds"
+                            | "duration_ms"
+                            | "free_bytes"
+                            | "size_bytes"
+                            | "free_percent"
                     ) && !value.is_null()
                     {
                         *value = Value::String("<time>".into());

@@ -135,6 +135,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "update",
             "images",
             "render",
+            "guard",
         ],
     ),
     ("context", &["ctx"]),

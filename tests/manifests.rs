@@ -51,6 +51,17 @@ fn appliance_manifests_validate() {
     ] {
         assert!(renderers.contains(&r), "{r} rendered by some app");
     }
+    // Every app has a memory limit, and bitcoind is the last the OOM killer picks.
+    let adj = |app: &str| {
+        let r = loaded.get(app).and_then(|m| m.resources.clone()).unwrap();
+        assert!(r.memory.is_some(), "{app} has a memory limit");
+        r.oom_score_adj
+            .map_or(0, archy::manifest::resources::OomScoreAdj::get)
+    };
+    let bitcoind = adj("bitcoin-knots");
+    for app in ["bitcoin-ui", "electrs-ui", "electrumx", "lnd", "lnd-ui"] {
+        assert!(adj(app) > bitcoind, "{app} is killed before bitcoind");
+    }
     // Every app is probed; lnd and electrumx wait for a synced bitcoind.
     use archy::health::Probe;
     let probe = |app: &str| {

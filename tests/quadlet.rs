@@ -19,6 +19,8 @@ ports: [\"127.0.0.1:8081:80\"]
 volumes: [\"web-data:/data\"]
 restart: unless-stopped
 stop_timeout: 7
+logging: {max_size: 2m}
+resources: {memory: 64m, memory_reservation: 32m, cpus: 0.5, pids_limit: 64, oom_score_adj: 300}
 ";
 
 /// The real Quadlet generator: $ARCHY_QUADLET_BIN, else what `.ci/fetch-quadlet` provides.
@@ -119,6 +121,11 @@ fn assert_carries_the_manifest(exec: &str, s: &Setup) {
         "--label io.archy.app=web",
         "--label io.archy.spec-hash=",
         " localhost/web:1 /bin/httpd -f -h \"/srv/www root\"",
+        "--memory=64m",
+        "--memory-reservation=32m",
+        "--cpus=0.5",
+        "--pids-limit=64",
+        "--oom-score-adj=300",
     ] {
         assert!(exec.contains(part), "ExecStart lacks `{part}`:\n{exec}");
     }
@@ -145,7 +152,11 @@ fn units_for_podman_5_3_use_add_host_and_the_real_generator_accepts_them() {
         unit.contains("\nAddHost=host.archipelago:10.89.0.1\n"),
         "{unit}"
     );
-    assert!(!unit.contains("PodmanArgs"), "{unit}");
+    assert!(!unit.contains("PodmanArgs=--add-host"), "{unit}");
+    assert!(
+        unit.contains("\nLogDriver=k8s-file\nLogOpt=max-size=2m\n"),
+        "{unit}"
+    );
 
     let generated = generate(&out_dir);
     let exec = exec_start(&generated);
@@ -155,6 +166,10 @@ fn units_for_podman_5_3_use_add_host_and_the_real_generator_accepts_them() {
         "{exec}"
     );
     assert!(exec.contains("--stop-timeout 7"), "{exec}");
+    assert!(
+        exec.contains("--log-driver k8s-file --log-opt max-size=2m"),
+        "{exec}"
+    );
     assert!(generated.contains("\nRestart=always\n"), "{generated}");
 
     // A second run changes nothing.
@@ -213,6 +228,12 @@ fn units_for_podman_before_5_3_pass_hosts_through_podman_args() {
         "{exec}"
     );
     assert!(exec.contains("--stop-timeout=7"), "{exec}");
+    // 4.9's Quadlet knows LogDriver= (4.5) but not LogOpt= (5.2).
+    assert!(unit.contains("\nLogDriver=k8s-file\n"), "{unit}");
+    assert!(
+        exec.contains("--log-driver k8s-file") && exec.contains("--log-opt=max-size=2m"),
+        "{exec}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! One module per subcommand (clap args, the call into the engine, printing); `run` dispatches.
 
 pub mod build_image;
+pub mod gc;
 pub mod generate_docs;
 pub mod heal_podman;
 pub mod quadlet;
@@ -28,6 +29,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Rollback(args) => rollback::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Quadlet(args) => quadlet::run(&ctx, args),
+        Command::Gc(args) => gc::run(&ctx, args),
         Command::GenerateDocs(args) => generate_docs::run(args),
     }
 }

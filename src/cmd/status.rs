@@ -25,7 +25,9 @@ use crate::status::Status;
 /// or invalid manifest exists, podman answered, the pending-update marker is readable, none of
 /// the last heal-podman, verify-update and reconcile runs failed, a full reconcile completed
 /// within --max-reconcile-age, and no backup target (a manifest's `backup:`) fails or lacks a
-/// change older than its `alert_after` (JSON `ok`); 1 otherwise. Backups: one line per file and
+/// change older than its `alert_after`, and no file system of podman's graph root, its volume
+/// path or the state dir is below --min-free (JSON `ok`); 1 otherwise. Free space is read with
+/// statvfs (no podman call); OOM kills reconcile saw are listed (`oom:`). Backups: one line per file and
 /// target (current or not, last copy's age, the newest version's SHA-256, the error). The JSON document (`schema` 1) is
 /// described in docs/status-json.md.
 ///
@@ -36,7 +38,9 @@ use crate::status::Status;
 /// archy_podman_heal_last_{result,timestamp_seconds}; archy_update_pending,
 /// archy_update_bad_versions; per backed-up file and target archy_backup_age_seconds,
 /// archy_backup_last_success_timestamp, archy_backup_current, archy_backup_target_failing,
-/// archy_backup_info (its sha256). `archy reconcile --metrics-file` writes them after every tick.
+/// archy_backup_info (its sha256); archy_app_oom_kills_total per app; per file system
+/// archy_filesystem_{free_bytes,size_bytes,free_ratio,low}. `archy reconcile --metrics-file`
+/// writes them after every tick.
 /// archy_app_healthy is the app's health probe (1 when it passes, 0 when starting or
 /// unhealthy); for an app without a probe it is 1 when the app is converged.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,10 +52,17 @@ pub struct StatusArgs {
     /// reconcile unit's exit status says (default: four 30-second ticks).
     #[arg(long, env = "ARCHY_MAX_RECONCILE_AGE", default_value = "2m", value_parser = super::parse_duration, value_name = "DURATION")]
     pub max_reconcile_age: std::time::Duration,
+    /// Fail (exit 1) when the file system of podman's graph root, its volume path or the state
+    /// dir has less free space than this: a percent of its size, a size (`2g`), or both
+    /// comma-separated (low when below either).
+    #[arg(long, env = "ARCHY_MIN_FREE", default_value = crate::guard::space::DEFAULT_MIN_FREE, value_name = "BOUND")]
+    pub min_free: crate::guard::space::MinFree,
 }
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
-    let status = crate::status::run(ctx, &args.apps, args.max_reconcile_age)?;
+    let mut status = crate::status::run(ctx, &args.apps, args.max_reconcile_age)?;
+    let views = crate::guard::space::measure(&ctx.settings.state_dir, &args.min_free);
+    crate::status::add_free_space(&mut status, views, &args.min_free);
     if ctx.settings.prometheus {
         let state_dir = &ctx.settings.state_dir;
         let snapshot = crate::status::metrics_snapshot(

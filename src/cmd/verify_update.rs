@@ -102,7 +102,8 @@ pub fn run(ctx: &Ctx, args: &VerifyUpdateArgs) -> Result<u8> {
 }
 
 fn check_tarball(ctx: &Ctx, args: &VerifyUpdateArgs, path: &Path) -> Result<u8> {
-    let report = verify::check_tarball(path, args.sha256.as_deref(), &args.require)?;
+    let mut report = verify::check_tarball(path, args.sha256.as_deref(), &args.require)?;
+    report.check_space(&args.release.install_root);
     match ctx.settings.output {
         OutputFormat::Json => print_json(&report.to_json(path)),
         OutputFormat::Text => {

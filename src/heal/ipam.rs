@@ -44,6 +44,10 @@ pub struct Leak {
     pub address: IpAddr,
     pub container_id: String,
     pub kind: LeakKind,
+    /// The subnet bucket's key as stored (4 or 16 bytes: an IPv4 address podman never writes
+    /// as 16 still is released by the key it has).
+    #[serde(skip)]
+    pub key: Vec<u8>,
 }
 
 impl Leak {
@@ -76,13 +80,6 @@ fn address_of(key: &[u8]) -> Option<IpAddr> {
             .ok()
             .map(|b| IpAddr::V6(Ipv6Addr::from(b)).to_canonical()),
         _ => None,
-    }
-}
-
-fn key_of(address: IpAddr) -> Vec<u8> {
-    match address {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
     }
 }
 
@@ -148,6 +145,7 @@ pub fn leaks(
                     address,
                     container_id: id.to_string(),
                     kind,
+                    key: key.clone(),
                 });
             }
         }
@@ -196,13 +194,13 @@ pub fn without(root: &Bucket, leaks: &[Leak]) -> (Bucket, Vec<String>) {
         let Some(net) = tree.bucket_mut(leak.network.as_bytes()) else {
             continue;
         };
-        let key = key_of(leak.address);
+        let key = &leak.key;
         let Some(subnet) = net.bucket_mut(leak.subnet.as_bytes()) else {
             continue;
         };
         let same =
-            matches!(subnet.get(&key), Some(Item::Value(v)) if v == leak.container_id.as_bytes());
-        if same && subnet.delete_value(&key) {
+            matches!(subnet.get(key), Some(Item::Value(v)) if v == leak.container_id.as_bytes());
+        if same && subnet.delete_value(key) {
             done.push(format!("IP reservation {} released", leak.describe()));
         }
     }

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use super::netavark::{DnsEntry, FirewallDriver, Forward};
 use super::network::{
     container_chain, del_calls, is_container_chain, is_podman_bridge_name, parse_addresses,
-    parse_cache_entry, parse_netns_ids, parse_veths, rule_container_id, rule_network, split_rule,
-    CacheEntry, Debris, OrphanBridge, StaleNamespace,
+    parse_addresses_of, parse_cache_entry, parse_netns_ids, parse_veths, rule_container_id,
+    rule_network, split_rule, CacheEntry, Debris, OrphanBridge, StaleNamespace,
 };
 use crate::exec::Cmd;
 
@@ -921,7 +921,8 @@ fn open_ipam(path: &Path, write: bool) -> Result<Option<(std::fs::File, super::b
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
         .write(write)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        // Non-blocking: a FIFO planted there must not hang the scan (it is refused below).
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
     {
         Ok(f) => f,
@@ -1062,7 +1063,7 @@ pub fn release_ipam_leaks(
     Ok(touched)
 }
 
-/// Every mounted network namespace with its IPv4 addresses (no prefix): one `ip` call each,
+/// Every mounted network namespace with its IPv4 and IPv6 addresses (no prefix): one `ip` call each,
 /// made only when a forgotten container's namespace is looked for.
 fn namespace_addresses() -> Vec<(PathBuf, Vec<String>)> {
     netns_mounts()
@@ -1074,7 +1075,7 @@ fn namespace_addresses() -> Vec<(PathBuf, Vec<String>)> {
                 .args(["-n", &name, "-j", "addr", "show"])
                 .run()
                 .ok()?;
-            let addrs = parse_addresses(&out.stdout)
+            let addrs = parse_addresses_of(&out.stdout, &["inet", "inet6"])
                 .ok()?
                 .into_iter()
                 .map(|a| a.split('/').next().unwrap_or(&a).to_string())

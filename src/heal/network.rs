@@ -473,6 +473,12 @@ pub fn parse_veths(json: &str) -> Result<Vec<HostVeth>> {
 
 /// IPv4 addresses (`10.89.0.2/24`) in `ip -j addr show` output, interfaces other than `lo`.
 pub fn parse_addresses(json: &str) -> Result<Vec<String>> {
+    parse_addresses_of(json, &["inet"])
+}
+
+/// Addresses of the `families` (`inet`, `inet6`) in `ip -j addr show` output, with their
+/// prefix, interfaces other than `lo`.
+pub fn parse_addresses_of(json: &str, families: &[&str]) -> Result<Vec<String>> {
     let list: Vec<Value> = serde_json::from_str(json).context("`ip -j addr show` is not JSON")?;
     Ok(list
         .iter()
@@ -483,7 +489,11 @@ pub fn parse_addresses(json: &str) -> Result<Vec<String>> {
                 .cloned()
                 .unwrap_or_default()
         })
-        .filter(|a| a.get("family").and_then(Value::as_str) == Some("inet"))
+        .filter(|a| {
+            a.get("family")
+                .and_then(Value::as_str)
+                .is_some_and(|f| families.contains(&f))
+        })
         .filter_map(|a| {
             Some(format!(
                 "{}/{}",

@@ -3,6 +3,7 @@
 //! local storage lacks, through the same code for `reconcile` and `build-image`.
 
 pub mod build;
+pub mod gc;
 pub mod lkg;
 
 use std::collections::BTreeMap;
@@ -184,6 +185,20 @@ fn context_files(context: &Path) -> Result<Vec<PathBuf>> {
     walk(context, Path::new(""), &ignore, &mut files)?;
     files.sort();
     Ok(files)
+}
+
+/// Bytes of the context's files a build sees: what its image's layers need at least, so
+/// a build is refused up front on a graph root without them (crate::guard::space).
+pub fn context_size(context: &Path) -> Result<u64> {
+    context_files(context)?
+        .iter()
+        .map(|rel| {
+            let path = context.join(rel);
+            fs::symlink_metadata(&path)
+                .map(|m| m.len())
+                .with_context(|| format!("failed to stat {}", path.display()))
+        })
+        .sum()
 }
 
 fn hash_args(hasher: &mut Sha256, args: &[(String, String)]) {
@@ -566,6 +581,7 @@ pub fn ensure(
         }
         Source::Registry { .. } => {
             let pin = pinned_digest(&resolved.reference);
+            require_pull_space(&resolved.reference)?;
             pull_with_mirrors(podman, &resolved.reference, &options.mirrors).with_context(|| {
                 pin.map_or_else(String::new, |pin| {
                     format!("image of app {app} pinned to {pin}: the registry must hold that digest")
@@ -601,6 +617,17 @@ fn build(
         (LABEL_CONTEXT_HASH.to_string(), context_hash.to_string()),
         (LABEL_APP.to_string(), app.to_string()),
     ];
+    let needed = context_size(context)
+        .with_context(|| format!("failed to size build context {}", context.display()))?;
+    crate::guard::space::require(
+        &crate::guard::space::graphroot(),
+        needed,
+        &format!(
+            "building {reference} for {app} (its context {} holds {})",
+            context.display(),
+            crate::guard::space::human_bytes(needed)
+        ),
+    )?;
     let cmd = podman.build_cmd(context, containerfile, reference, &labels, args);
     tracing::info!(
         "building image {reference} for {app} from {}",
@@ -676,6 +703,24 @@ fn split_registry(reference: &str) -> (Option<&str>, &str) {
         }
         _ => (None, reference),
     }
+}
+
+/// Refuse a pull up front when podman's graph root lacks twice the image's compressed layers
+/// (the download, then the unpacked layers: at least as much again), as its registry manifest
+/// tells (crate::guard::registry). A registry that does not tell: the pull runs unchecked.
+fn require_pull_space(reference: &str) -> Result<()> {
+    let Some(compressed) = crate::guard::registry::image_size(reference) else {
+        tracing::debug!("{reference}: its registry gave no size; pulling unchecked");
+        return Ok(());
+    };
+    crate::guard::space::require(
+        &crate::guard::space::graphroot(),
+        compressed.saturating_mul(2),
+        &format!(
+            "pulling {reference} (its registry manifest lists {} of compressed layers; unpacked they take at least as much again)",
+            crate::guard::space::human_bytes(compressed)
+        ),
+    )
 }
 
 /// Try each mirror, then the reference itself; a mirror hit is tagged as the original reference.

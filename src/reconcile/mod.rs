@@ -254,6 +254,10 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     });
     let mut desire = desire(ctx, opts, &loaded)?;
     let managed = observe(ctx, opts, &loaded, listing)?;
+    if !opts.dry_run {
+        crate::guard::oom::tick(ctx, &managed);
+        crate::images::gc::note_images(&ctx.settings.state_dir, &managed);
+    }
     let mut the_plan = plan_stage(ctx, opts, &loaded, &desire, &managed)?;
     let state_dir = &ctx.settings.state_dir;
     let deferred = defer::defer_image_updates(

@@ -208,6 +208,9 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// Every file a manifest's `backup:` names, with each target (as of the last reconcile tick).
     pub backups: Vec<crate::backup::FileView>,
+    /// The disk and memory guard: `oom_kills` (flattened into the document).
+    #[serde(flatten)]
+    pub guard: crate::guard::View,
 }
 
 /// What other commands left under `<state-dir>`: their last status records and a pending update.
@@ -226,6 +229,8 @@ pub struct Records {
     /// `<state-dir>/backup/<app>.json` of every app with a `backup:` key (read lazily: see
     /// [`Records::read_backups`]); an unreadable one is its error.
     pub backups: BTreeMap<String, Result<crate::backup::AppState, String>>,
+    /// `status/oom.json`: the OOM kills reconcile saw.
+    pub oom: crate::guard::oom::Record,
 }
 
 impl Records {
@@ -261,6 +266,7 @@ impl Records {
             state_since: crate::state::state_dir_since(state_dir),
             metrics: crate::state::read(state_dir, crate::state::METRICS),
             backups: BTreeMap::new(),
+            oom: crate::guard::oom::read(state_dir),
         })
     }
 
@@ -441,6 +447,10 @@ pub fn build(
         })
         .collect();
     let backups = backup_views(manifests, &records.backups, now, &mut problems);
+    let guard = crate::guard::View {
+        oom_kills: crate::guard::oom_views(&records.oom, apps.iter().map(|a| a.app.as_str())),
+        filesystems: Vec::new(),
+    };
     let ok = converged && problems.is_empty();
     let exit_code = if ok {
         crate::exit::SUCCESS
@@ -468,6 +478,7 @@ pub fn build(
         warnings,
         reconcile_overdue,
         backups,
+        guard,
     }
 }
 
@@ -496,6 +507,22 @@ fn backup_views(
         }
     }
     views
+}
+
+/// Add the file systems' free space (`guard::space::measure`) to a status: one below
+/// `min_free` is a problem, so status fails (exit 1) naming it.
+pub fn add_free_space(
+    status: &mut Status,
+    views: Vec<crate::guard::space::FsView>,
+    min_free: &crate::guard::space::MinFree,
+) {
+    let problems = crate::guard::space::problems(&views, min_free);
+    if !problems.is_empty() {
+        status.ok = false;
+        status.exit_code = crate::exit::FAILURE;
+        status.problems.extend(problems);
+    }
+    status.guard.filesystems = views;
 }
 
 /// The status when podman could not be asked (`error`: it did not answer within its time
@@ -648,6 +675,33 @@ pub fn metrics_snapshot(
                 })
             })
             .collect(),
+        guard: metrics::GuardSample {
+            oom_kills: status
+                .apps
+                .iter()
+                .map(|a| {
+                    let kills = status
+                        .guard
+                        .oom_kills
+                        .iter()
+                        .find(|o| o.app == a.app)
+                        .map_or(0, |o| o.kills);
+                    (a.app.clone(), kills)
+                })
+                .collect(),
+            filesystems: status
+                .guard
+                .filesystems
+                .iter()
+                .map(|f| metrics::FsSample {
+                    fs: f.role.label(),
+                    path: f.path.display().to_string(),
+                    free_bytes: f.free_bytes,
+                    size_bytes: f.size_bytes,
+                    low: f.low,
+                })
+                .collect(),
+        },
     }
 }
 
@@ -843,7 +897,10 @@ fn write_metrics(
             .filter(|m| m.backup.is_some())
             .map(|m| m.app.as_str()),
     );
-    let status = build(&after_tick(report), now, records, DEFAULT_MAX_RECONCILE_AGE);
+    let mut status = build(&after_tick(report), now, records, DEFAULT_MAX_RECONCILE_AGE);
+    let min_free = crate::guard::space::MinFree::default();
+    let views = crate::guard::space::measure(state_dir, &min_free);
+    add_free_space(&mut status, views, &min_free);
     let snapshot = metrics_snapshot(
         &status,
         &crate::metrics::read_restarts(state_dir),
@@ -965,6 +1022,7 @@ mod tests {
             problems: vec![],
             warnings: vec![],
             backups: vec![],
+            guard: crate::guard::View::default(),
             apps: vec![
                 app_status(&result(Action::Ok, Outcome::Ok), None, Some(&c), vec![], 0),
                 AppStatus {
@@ -1074,6 +1132,7 @@ mod tests {
             problems: vec![],
             warnings: vec![],
             backups: vec![],
+            guard: crate::guard::View::default(),
             apps: vec![
                 // Converged, but its probe fails: not healthy.
                 with(&converged, "failing", Some(Health::Unhealthy)),

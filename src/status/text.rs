@@ -139,6 +139,16 @@ pub fn render_text(status: &Status) -> String {
         record("reconcile", &status.last_reconcile)
     ));
     out.push_str(&backup_text(&status.backups));
+    for fs in &status.guard.filesystems {
+        out.push_str(&format!(
+            "disk:      {}{}\n",
+            fs.describe(),
+            if fs.low { " LOW" } else { "" }
+        ));
+    }
+    for oom in &status.guard.oom_kills {
+        out.push_str(&format!("oom:       {}\n", oom.describe()));
+    }
     if let Some(overdue) = &status.reconcile_overdue {
         out.push_str(&format!("reconcile: OVERDUE: {overdue}\n"));
     }
@@ -216,6 +226,7 @@ mod tests {
             problems: vec![],
             warnings: vec![],
             backups: vec![],
+            guard: crate::guard::View::default(),
             apps: vec![
                 app_status(
                     &result(Action::Ok, Outcome::Ok),

@@ -328,11 +328,43 @@ pub struct TarballReport {
     pub entries: usize,
     pub violations: Vec<tarball::Violation>,
     pub elapsed_ms: u128,
+    /// What unpacking takes on disk: each entry's declared size rounded up to 4 KiB blocks,
+    /// and a block for every directory and link.
+    pub unpacked_bytes: u64,
+    /// Unpacking would not fit on the install root's file system ([`TarballReport::check_space`]).
+    pub space: Option<String>,
+}
+
+/// The block size unpacked sizes are rounded to (ext4's and most file systems' default).
+const UNPACK_BLOCK: u64 = 4096;
+
+/// Bytes unpacking these entries takes on disk. Pure.
+pub fn unpacked_size(entries: &[tarball::EntryInfo]) -> u64 {
+    entries
+        .iter()
+        .map(|e| e.size.div_ceil(UNPACK_BLOCK).max(1) * UNPACK_BLOCK)
+        .sum()
 }
 
 impl TarballReport {
+    /// On a node (the install root exists), refuse the release when the install root's file
+    /// system lacks its unpacked size: the updater checks before it unpacks, instead of failing
+    /// half-way. Far from any node (release scripts) nothing is judged.
+    pub fn check_space(&mut self, install_root: &Path) {
+        if !install_root.exists() {
+            return;
+        }
+        let what = format!(
+            "unpacking this release into {}",
+            install_root.join("releases").display()
+        );
+        if let Err(err) = crate::guard::space::require(install_root, self.unpacked_bytes, &what) {
+            self.space = Some(format!("{err:#}"));
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
-        if self.violations.is_empty() {
+        if self.violations.is_empty() && self.space.is_none() {
             exit::SUCCESS
         } else {
             exit::FAILURE
@@ -341,18 +373,25 @@ impl TarballReport {
 
     /// The JSON document `--output json` prints.
     pub fn to_json(&self, path: &Path) -> serde_json::Value {
-        json!({
-            "ok": self.violations.is_empty(),
+        let mut doc = json!({
+            "ok": self.violations.is_empty() && self.space.is_none(),
             "action": "check_tarball",
             "tarball": path.display().to_string(),
             "entries": self.entries,
             "violations": self.violations,
             "elapsed_ms": self.elapsed_ms,
-        })
+        });
+        if let Some(space) = &self.space {
+            doc["space"] = json!(space);
+        }
+        doc
     }
 
     /// The first line of the text output (the violations follow, one a line).
     pub fn summary(&self, path: &Path) -> String {
+        if let Some(space) = &self.space {
+            return format!("{}: {space}", path.display());
+        }
         if self.violations.is_empty() {
             format!("{}: ok ({} entries checked)", path.display(), self.entries)
         } else {
@@ -401,6 +440,8 @@ pub fn check_tarball(
         entries: entries.len(),
         violations,
         elapsed_ms: started.elapsed().as_millis(),
+        unpacked_bytes: unpacked_size(&entries),
+        space: None,
     })
 }
 

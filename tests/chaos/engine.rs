@@ -41,7 +41,15 @@ fn heal_and_check(case: &mut Case, root: &TestRoot, image: &str, data: &str) {
             .iter()
             .map(|s| s["step"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(steps, ["release-network-debris"], "{again:?}");
+        // Killed containers started again get new addresses; the old ones stay reserved in
+        // podman's IPAM database (netavark) until the probe releases them, once.
+        assert!(
+            !steps.is_empty()
+                && steps
+                    .iter()
+                    .all(|s| s == "release-network-debris" || s == "release-ipam-leaks"),
+            "{again:?}"
+        );
         again = root.archy(&["heal-podman", "--output", "json"]);
     }
     assert_eq!(again.json()["result"], "healthy", "{again:?}");
