@@ -82,19 +82,26 @@ impl<'a> Ctx<'a> {
     /// not) is invalid input; invalid manifests are logged and returned in `Loaded::errors`.
     pub fn load_manifests_for(&self, apps: &[String]) -> Result<Loaded> {
         let loaded = self.load_manifests()?;
-        let known = |app: &str| {
-            loaded.get(app).is_some() || loaded.errors.iter().any(|e| e.app.as_deref() == Some(app))
-        };
-        if let Some(unknown) = apps.iter().find(|a| !known(a)) {
-            return Err(crate::exit::invalid(format!(
-                "no manifest in {} defines app `{unknown}`",
-                self.settings.manifests.display()
-            )));
-        }
+        self.check_defined(&loaded, apps, "")?;
         for error in &loaded.errors {
             tracing::error!("{error}");
         }
         Ok(loaded)
+    }
+
+    /// Every app of `apps` (named by `flag`, e.g. `--retry `, or "") is defined by a manifest,
+    /// valid or not; else invalid input (exit 2) naming it.
+    pub fn check_defined(&self, loaded: &Loaded, apps: &[String], flag: &str) -> Result<()> {
+        let known = |app: &str| {
+            loaded.get(app).is_some() || loaded.errors.iter().any(|e| e.app.as_deref() == Some(app))
+        };
+        match apps.iter().find(|a| !known(a)) {
+            Some(unknown) => Err(crate::exit::invalid(format!(
+                "{flag}no manifest in {} defines app `{unknown}`",
+                self.settings.manifests.display()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The gateway of archy's network subnet (validated: a bad `--subnet` is invalid input).

@@ -436,6 +436,47 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Read a small regular file that may not exist, without following a final symlink, blocking
+/// on a FIFO or reading more than `max` bytes (a record a tick reads every 30 s: a FIFO or a
+/// link to a device there must fail fast, not hang the tick or exhaust memory).
+pub fn read_regular_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("failed to open {}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("failed to stat {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file: refused", path.display());
+    }
+    if meta.len() > max {
+        bail!(
+            "{} is {} bytes, more than the {max} expected: refused",
+            path.display(),
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&mut file)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!(
+            "{} grew past {max} bytes while read: refused",
+            path.display()
+        );
+    }
+    Ok(Some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +494,25 @@ mod tests {
         );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn bounded_reads_refuse_fifos_links_and_big_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("r.json");
+        assert!(read_regular_bounded(&f, 10).unwrap().is_none());
+        fs::write(&f, b"12345").unwrap();
+        assert_eq!(read_regular_bounded(&f, 5).unwrap().unwrap(), b"12345");
+        let err = read_regular_bounded(&f, 4).unwrap_err();
+        assert!(err.to_string().contains("more than the 4"), "{err:#}");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read_regular_bounded(&link, 10).is_err());
+        let fifo = dir.path().join("fifo.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = read_regular_bounded(&fifo, 10).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err:#}");
     }
 
     #[test]

@@ -193,7 +193,8 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<BuildReport> {
     })
 }
 
-/// Remove archy-built images that neither a manifest nor any container references.
+/// Remove archy-built images that neither a manifest nor any container references, nor an
+/// app's image record keeps as its way back ([`super::lkg::kept_image_ids`]).
 fn prune(
     ctx: &Ctx,
     referenced: &BTreeSet<String>,
@@ -209,9 +210,19 @@ fn prune(
         .iter()
         .flat_map(|c| [c.image.as_str(), c.image_id.as_str()])
         .collect();
+    // Each app's way back (its last-known-good image and the one before) stays, as in gc.
+    let kept = super::lkg::kept_image_ids(&ctx.settings.state_dir);
     let mut out = Vec::new();
     for image in ctx.podman.images("localhost/archy-*")? {
         if in_use.contains(image.id.as_str()) {
+            continue;
+        }
+        if super::lkg::is_kept(&kept, &image.id) {
+            tracing::info!(
+                "keeping image {} ({:?}): an app's last-known-good image",
+                crate::podman::short_id(&image.id),
+                image.names
+            );
             continue;
         }
         for name in &image.names {

@@ -142,12 +142,7 @@ pub fn plan(
                 })
             };
             let good = || {
-                last_known_good
-                    .iter()
-                    .any(|id| {
-                        !id.is_empty() && image.id.starts_with(id.trim_start_matches("sha256:"))
-                    })
-                    .then_some(Decision::LastKnownGood)
+                super::lkg::is_kept(last_known_good, &image.id).then_some(Decision::LastKnownGood)
             };
             let decision = used
                 .or_else(named)

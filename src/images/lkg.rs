@@ -42,6 +42,16 @@ pub fn window(m: &crate::manifest::Manifest) -> i64 {
     start.as_secs() as i64 + i64::from(failures) * TICK_SECS
 }
 
+/// The largest record read (bytes): a few images' ids, references and evidence.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// Ticks a changed image is seen on before its window can end: the window's length in ticks
+/// (at least one), so a clock stepped forward (NTP after a boot on fake-hwclock time) cannot
+/// end it after a single tick.
+pub fn window_ticks(window: i64) -> u32 {
+    u32::try_from((window / TICK_SECS).max(1)).unwrap_or(u32::MAX)
+}
+
 /// `<state-dir>/images`: one record per app.
 pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("images")
@@ -72,6 +82,10 @@ pub struct Trial {
     pub since: i64,
     /// Healthy ticks in a row.
     pub healthy_ticks: u32,
+    /// Ticks that saw the app run it (the window needs [`window_ticks`] of them as well as its
+    /// time).
+    #[serde(default)]
+    pub ticks: u32,
     /// It was healthy at least once (then the health ladder, not a rollback, handles it).
     pub passed: bool,
     /// The container start the last tick saw (`<id>@<started-at>`): without a probe, a tick is
@@ -118,6 +132,34 @@ impl Rollback {
     }
 }
 
+/// A rollback that could not happen: the last-known-good image was gone from local storage
+/// (removed by hand). The app stays on the image it runs; status fails until a new image becomes
+/// last-known-good or the operator acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostGood {
+    /// The last-known-good image that was gone.
+    pub id: String,
+    pub reference: String,
+    /// The image that did not become healthy (recorded bad).
+    pub from_id: String,
+    pub from_reference: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl LostGood {
+    /// `cannot roll back: last-known-good image <id12> (<ref>) is gone; <bad ref> (<id12>) stays`.
+    pub fn describe(&self) -> String {
+        format!(
+            "cannot roll back: last-known-good image {} ({}) is gone; {} ({}) keeps running",
+            crate::podman::short_id(&self.id),
+            self.reference,
+            self.from_reference,
+            crate::podman::short_id(&self.from_id)
+        )
+    }
+}
+
 /// One app's record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -129,6 +171,9 @@ pub struct ImageRecord {
     pub trial: Option<Trial>,
     pub bad_images: Vec<BadImage>,
     pub rolled_back: Option<Rollback>,
+    /// The last rollback that could not happen (its last-known-good image was gone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_good: Option<LostGood>,
 }
 
 impl ImageRecord {
@@ -146,21 +191,59 @@ impl ImageRecord {
     }
 }
 
-/// The record; missing → empty. An unreadable or torn record is logged and read as empty (the
-/// next healthy ticks record a last-known-good again).
+/// Read a record: None when missing; an error when it is not a regular file of at most
+/// [`MAX_RECORD_BYTES`] (never blocks on a FIFO nor follows a link) or does not parse.
+fn read(path: &Path) -> Result<Option<ImageRecord>> {
+    let Some(bytes) = crate::fsutil::read_regular_bounded(path, MAX_RECORD_BYTES)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .with_context(|| format!("failed to parse the image record {}", path.display()))
+}
+
+/// The record; missing → empty. An unreadable record is logged and read as empty (the next
+/// healthy ticks record a last-known-good again); [`save`] moves it aside before it writes.
 pub fn load(state_dir: &Path, app: &str) -> ImageRecord {
     let path = path(state_dir, app);
-    match crate::fsutil::read_optional(&path) {
-        Ok(None) => ImageRecord::default(),
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!("ignoring unreadable image record {}: {e}", path.display());
-            ImageRecord::default()
-        }),
-        Err(e) => {
-            tracing::warn!("{e:#}");
-            ImageRecord::default()
-        }
-    }
+    read(&path)
+        .unwrap_or_else(|e| {
+            tracing::warn!(
+                "{e:#}; read as empty, moved aside to {}.broken-<UTC time> before the next write",
+                path.display()
+            );
+            None
+        })
+        .unwrap_or_default()
+}
+
+/// `<path>.broken-20261206T052402Z` (UTC now), like heal-podman's broken databases.
+fn broken_path(path: &Path) -> PathBuf {
+    let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".broken-{stamp}"));
+    path.with_file_name(name)
+}
+
+/// Move an unreadable record aside (kept, never deleted) so a write does not replace it.
+fn keep_aside_if_unreadable(path: &Path) -> Result<()> {
+    let Err(err) = read(path) else {
+        return Ok(());
+    };
+    let aside = broken_path(path);
+    std::fs::rename(path, &aside).with_context(|| {
+        format!(
+            "failed to move the unreadable record {} aside to {}",
+            path.display(),
+            aside.display()
+        )
+    })?;
+    tracing::warn!("{err:#}; moved aside to {}", aside.display());
+    Ok(())
 }
 
 /// Write the record atomically.
@@ -171,6 +254,7 @@ pub fn save(state_dir: &Path, app: &str, record: &ImageRecord) -> Result<()> {
         if !dir.is_dir() {
             crate::fsutil::ensure_dir(&dir, 0o755)?;
         }
+        keep_aside_if_unreadable(&path)?;
         let text = serde_json::to_string_pretty(record).context("failed to encode")?;
         crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
     };
@@ -203,6 +287,15 @@ pub fn kept_image_ids(state_dir: &Path) -> BTreeSet<String> {
         })
         .flatten()
         .collect()
+}
+
+/// Whether the image `image_id` (as podman lists it) is one of `kept` ([`kept_image_ids`]).
+pub fn is_kept(kept: &BTreeSet<String>, image_id: &str) -> bool {
+    let image_id = image_id.trim_start_matches("sha256:");
+    kept.iter().any(|id| {
+        let id = id.trim_start_matches("sha256:");
+        !id.is_empty() && image_id.starts_with(id)
+    })
 }
 
 /// What one tick saw of an app's container.
@@ -257,6 +350,7 @@ pub fn step(
             reference: seen.reference.clone(),
             since: now,
             healthy_ticks: 0,
+            ticks: 0,
             passed: false,
             start_key: None,
         },
@@ -266,9 +360,12 @@ pub fn step(
             Some(passed) => passed,
             None => trial.start_key.as_deref() == Some(seen.start_key.as_str()),
         };
+    // A first sight in the future is a clock stepped back since: the window starts now.
+    trial.since = trial.since.min(now);
+    trial.ticks = trial.ticks.saturating_add(1);
     trial.start_key = seen.running.then(|| seen.start_key.clone());
     if healthy {
-        trial.healthy_ticks += 1;
+        trial.healthy_ticks = trial.healthy_ticks.saturating_add(1);
         trial.passed = true;
     } else {
         trial.healthy_ticks = 0;
@@ -281,9 +378,11 @@ pub fn step(
             at: now,
         });
         r.rolled_back = None;
+        r.lost_good = None;
         return (r, None);
     }
-    let expired = now >= trial.since.saturating_add(window);
+    // Both its time and its ticks: a clock stepped forward does not end it early.
+    let expired = now >= trial.since.saturating_add(window) && trial.ticks >= window_ticks(window);
     let Some(good) = r
         .last_known_good
         .clone()
@@ -294,6 +393,26 @@ pub fn step(
     };
     let rollback = roll_back(&mut r, trial, good, seen, window, now);
     (r, Some(rollback))
+}
+
+/// The rollback `step` asked for cannot happen: its last-known-good image is gone from local
+/// storage (pure). The image tried stays recorded bad; the rollback is not claimed (`before`'s
+/// stays), the gone image is no longer the way back (no rollback is tried again each tick)
+/// and the record says why for status.
+pub fn good_image_gone(before: &ImageRecord, stepped: ImageRecord, now: i64) -> ImageRecord {
+    let mut r = stepped;
+    let (Some(good), Some(rb)) = (r.last_known_good.take(), r.rolled_back.take()) else {
+        return r;
+    };
+    r.rolled_back.clone_from(&before.rolled_back);
+    r.lost_good = Some(LostGood {
+        id: good.id,
+        reference: good.reference,
+        from_id: rb.from_id,
+        from_reference: rb.from_reference,
+        at: now,
+    });
+    r
 }
 
 /// Record `trial` bad and the rollback to `good` (pure; [`step`]'s last case).
@@ -463,5 +582,77 @@ mod tests {
         assert_eq!(r4.previous_good.as_ref().unwrap().id, "aaa");
         assert_eq!(r4.rolled_back, None);
         assert_eq!(r4.bad_images.len(), 1, "the bad image stays refused");
+    }
+
+    #[test]
+    fn a_gone_last_known_good_is_no_rollback_and_is_not_tried_again() {
+        let good = ImageRecord {
+            last_known_good: Some(GoodImage {
+                id: "aaa".into(),
+                reference: "t:1".into(),
+                at: 1,
+            }),
+            ..ImageRecord::default()
+        };
+        let bad = seen("bbb", "t:2", Some(false), "c@1");
+        let mut r = good;
+        let mut asked = None;
+        for now in [1000, 1030, 1060, 1090] {
+            let before = r.clone();
+            let (next, rb) = step(&r, &bad, 90, now);
+            r = match rb {
+                Some(rb) => {
+                    asked = Some(rb);
+                    good_image_gone(&before, next, now)
+                }
+                None => next,
+            };
+        }
+        assert_eq!(asked.unwrap().id, "aaa");
+        assert_eq!(r.rolled_back, None, "no rollback claimed");
+        assert_eq!(r.last_known_good, None, "no longer the way back");
+        assert_eq!(r.refuses("t:2").unwrap().id, "bbb", "still refused");
+        assert_eq!(
+            r.lost_good.as_ref().unwrap().describe(),
+            "cannot roll back: last-known-good image aaa (t:1) is gone; t:2 (bbb) keeps running"
+        );
+        // Later ticks ask for nothing; the next healthy image ends it.
+        assert_eq!(step(&r, &bad, 90, 5000).1, None);
+        for now in [6000, 6030, 6060] {
+            r = step(&r, &seen("ccc", "t:3", Some(true), "c@2"), 90, now).0;
+        }
+        assert_eq!(r.lost_good, None);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_moved_aside_before_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path(), "web");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"{torn").unwrap();
+        assert_eq!(load(dir.path(), "web"), ImageRecord::default());
+        save(dir.path(), "web", &ImageRecord::default()).unwrap();
+        let names: Vec<String> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let aside = names
+            .iter()
+            .find(|n| n.starts_with("web.json.broken-") && n.ends_with('Z'))
+            .unwrap_or_else(|| panic!("{names:?}"));
+        assert_eq!(std::fs::read(p.with_file_name(aside)).unwrap(), b"{torn");
+        assert_eq!(names.len(), 2, "{names:?}");
+        // A readable record is replaced in place, nothing set aside.
+        save(dir.path(), "web", &ImageRecord::default()).unwrap();
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn kept_ids_match_podmans_listing() {
+        let kept: BTreeSet<String> = ["sha256:abc".to_string(), String::new()].into();
+        assert!(is_kept(&kept, "abcdef"));
+        assert!(is_kept(&kept, "sha256:abcdef"));
+        assert!(!is_kept(&kept, "abd"));
+        assert!(!is_kept(&BTreeSet::new(), "abc"));
     }
 }

@@ -46,11 +46,13 @@ pub fn apply_records(
         if retry.contains(app) {
             record.bad_images.clear();
             record.rolled_back = None;
+            record.lost_good = None;
         }
         if acknowledge.contains(app) {
             if let Some(r) = record.rolled_back.as_mut() {
                 r.acknowledged = true;
             }
+            record.lost_good = None;
         }
         if record != before && !dry_run {
             match lkg::save(state_dir, app, &record) {
@@ -98,6 +100,9 @@ pub struct Tick<'a> {
     /// Every probed app's health after this tick's probes.
     pub health: &'a BTreeMap<String, HealthState>,
     pub now: i64,
+    /// Whether an image id is in local storage (`podman image exists`): asked only on the
+    /// rollback path, so a steady tick stays one podman call.
+    pub image_exists: &'a dyn Fn(&str) -> anyhow::Result<bool>,
 }
 
 /// Step every desired app's record (written when it changed); an app whose tried image did not
@@ -145,7 +150,26 @@ pub fn rollback_stage(
                 .and_then(|h| h.last_error.clone())
                 .unwrap_or_default(),
         };
-        let (record, rollback) = lkg::step(&images.record, &seen, lkg::window(m), tick.now);
+        let (mut record, rollback) = lkg::step(&images.record, &seen, lkg::window(m), tick.now);
+        let rollback = match rollback.map(|rb| ((tick.image_exists)(&rb.id), rb)) {
+            None => None,
+            Some((Ok(true), rb)) => Some(rb),
+            Some((Ok(false), _)) => {
+                record = lkg::good_image_gone(&images.record, record, tick.now);
+                if let Some(lost) = &record.lost_good {
+                    tracing::error!("{app}: {}", lost.describe());
+                }
+                None
+            }
+            Some((Err(err), rb)) => {
+                // Decided again next tick; nothing recorded meanwhile.
+                tracing::warn!(
+                    "{app}: rollback to {} put off: {err:#}",
+                    crate::podman::short_id(&rb.id)
+                );
+                continue;
+            }
+        };
         if record != images.record {
             if let Err(err) = lkg::save(tick.state_dir, app, &record) {
                 tracing::warn!("{err:#}");
@@ -222,6 +246,10 @@ pub struct ImagesView {
     pub rolled_back: Option<String>,
     /// The operator acknowledged it (`archy reconcile --acknowledge APP`): status does not fail.
     pub acknowledged: bool,
+    /// `cannot roll back: last-known-good image <id12> (<ref>) is gone; …`: status exits 1
+    /// until a new image becomes last-known-good, `--acknowledge` or `--retry`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cannot_roll_back: Option<String>,
 }
 
 impl ImagesView {
@@ -235,7 +263,11 @@ impl ImagesView {
 /// trial).
 pub fn view(images: &AppImages) -> Option<ImagesView> {
     let r = &images.record;
-    if r.last_known_good.is_none() && r.bad_images.is_empty() && r.rolled_back.is_none() {
+    if r.last_known_good.is_none()
+        && r.bad_images.is_empty()
+        && r.rolled_back.is_none()
+        && r.lost_good.is_none()
+    {
         return None;
     }
     let rolled_back = r
@@ -261,5 +293,6 @@ pub fn view(images: &AppImages) -> Option<ImagesView> {
             .collect(),
         rolled_back: rolled_back.map(lkg::Rollback::describe),
         acknowledged: rolled_back.is_some_and(|rb| rb.acknowledged),
+        cannot_roll_back: r.lost_good.as_ref().map(lkg::LostGood::describe),
     })
 }

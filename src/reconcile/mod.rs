@@ -215,6 +215,14 @@ impl Report {
     }
 }
 
+/// `--retry`, `--acknowledge` and `--force` name apps some manifest defines (a typo would
+/// otherwise be a silent success): else invalid input (exit 2) naming the flag and the app.
+fn check_named_apps(ctx: &Ctx, opts: &Options, loaded: &Loaded) -> Result<()> {
+    ctx.check_defined(loaded, &opts.retry, "--retry: ")?;
+    ctx.check_defined(loaded, &opts.acknowledge, "--acknowledge: ")?;
+    ctx.check_defined(loaded, &opts.force, "--force: ")
+}
+
 /// Run one reconcile: desire → observe → plan → probe → act (or preview, in a dry run).
 pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let _locks = take_locks(ctx, opts)?;
@@ -225,6 +233,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
     let listing = ctx.podman.start_list_managed();
     let listing = std::thread::spawn(move || listing?.finish());
     let loaded = ctx.load_manifests_for(&opts.apps)?;
+    check_named_apps(ctx, opts, &loaded)?;
     let now = crate::health::now()?;
     // Host-side health probes run beside the listing too (no podman call); a dry run only
     // reads the recorded health.
@@ -276,6 +285,7 @@ pub fn reconcile(ctx: &Ctx, opts: &Options) -> Result<Report> {
             managed: &managed,
             health: &tick.health,
             now,
+            image_exists: &|id| ctx.podman.image_exists(id),
         };
         lastgood::rollback_stage(
             &lastgood_tick,

@@ -426,6 +426,13 @@ pub fn build(
             a.app
         ))
     }));
+    problems.extend(apps.iter().filter_map(|a| {
+        let lost = a.images.as_ref()?.cannot_roll_back.as_ref()?;
+        Some(format!(
+            "app {}: {lost} (`archy reconcile --acknowledge {0}` or --retry {0})",
+            a.app
+        ))
+    }));
     let warnings: Vec<String> = records
         .metrics
         .iter()

@@ -80,6 +80,9 @@ pub fn render_text(status: &Status) -> String {
                 };
                 out.push_str(&format!("{:<app_w$} image: {rolled_back}{ack}\n", ""));
             }
+            if let Some(lost) = &images.cannot_roll_back {
+                out.push_str(&format!("{:<app_w$} image: {lost}\n", ""));
+            }
         }
         if let Some(c) = &a.health.chain {
             out.push_str(&format!(
