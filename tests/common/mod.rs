@@ -165,6 +165,9 @@ impl TestRoot {
         let subnet = format!("10.{}.{}.0/24", 100 + slot / 256, slot % 256);
         let gateway = format!("10.{}.{}.1", 100 + slot / 256, slot % 256);
         let network = format!("at{}x{}", pid % 1_000_000, n);
+        // A name an earlier process with the same pid used (killed before its drop) may still
+        // have reservations in the shared IPAM database (podman 4.3's `network rm` keeps them).
+        forget_ipam_network(&network);
         let d = dir.display();
         std::fs::write(dir.join("storage.conf"), format!("[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{d}/run\"\n")).unwrap();
         std::fs::write(
