@@ -13,6 +13,24 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Whether this process may lower an OOM score (`oom_score_adj` below 0): the kernel asks for
+/// CAP_SYS_RESOURCE (proc(5)), which podman's runtime inherits from archy. Root in a container
+/// or a sandbox may lack it (runc then fails "can't get final child's PID from pipe"), as does
+/// any rootless user. Read once per process from `/proc/self/status` (`CapEff`, bit 24).
+pub fn can_lower_oom_score() -> bool {
+    static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            })
+            .is_some_and(|caps| caps & (1 << 24) != 0)
+    })
+}
+
 /// The effective gid of this process (a syscall, like [`euid`]).
 pub fn egid() -> u32 {
     // SAFETY: getegid(2) takes no arguments, touches no memory and always succeeds.

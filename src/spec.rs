@@ -182,7 +182,21 @@ impl ContainerSpec {
             args.push(timeout.to_string());
         }
         args.extend(self.logging.podman_args());
-        args.extend(self.resources.podman_args());
+        let mut resources = self.resources.podman_args();
+        // A negative OOM score needs CAP_SYS_RESOURCE: without it the container would not start
+        // at all, which is worse than the kernel's default order. Left out, with a warning.
+        if let Some(at) = resources.iter().position(|a| a == "--oom-score-adj") {
+            let negative = resources.get(at + 1).is_some_and(|v| v.starts_with('-'));
+            if negative && !crate::procinfo::can_lower_oom_score() {
+                tracing::warn!(
+                    "{}: oom_score_adj {} not applied: lowering an OOM score needs CAP_SYS_RESOURCE, which this process lacks",
+                    self.app,
+                    resources[at + 1]
+                );
+                resources.drain(at..at + 2);
+            }
+        }
+        args.extend(resources);
         // `--` keeps an image or command starting with `-` from being read as an option.
         args.push("--".into());
         args.push(self.image.clone());
