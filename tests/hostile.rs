@@ -3,6 +3,8 @@
 //! that fail today are `#[ignore]`d with the finding, so the branch stays green.
 #![allow(clippy::disallowed_methods)] // the tests make FIFOs and files directly
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -274,55 +276,9 @@ mod bolt {
     use super::*;
     use archy::heal::boltdb::Db;
     use std::os::unix::fs::FileExt;
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
-    use std::sync::OnceLock;
+    use std::path::Path;
 
-    fn boltcheck() -> &'static Path {
-        static TOOL: OnceLock<PathBuf> = OnceLock::new();
-        TOOL.get_or_init(|| {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boltcheck-hostile");
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::copy(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/boltcheck/main.go"),
-                dir.join("main.go"),
-            )
-            .unwrap();
-            let out = Command::new("go")
-                .args(["build", "-o", "boltcheck", "."])
-                .current_dir(&dir)
-                .env("GOPATH", "/usr/share/gocode")
-                .env("GO111MODULE", "off")
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOFLAGS", "")
-                .output()
-                .expect("go");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            dir.join("boltcheck")
-        })
-    }
-
-    fn go(args: &[&str]) -> String {
-        let out = Command::new(boltcheck()).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "boltcheck {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn networks(db: &Db) -> BTreeSet<String> {
-        db.root
-            .items
-            .iter()
-            .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
-            .collect()
-    }
+    use crate::common::bolt::{go, networks};
 
     /// Release what `known` does not name; write `pages` of the commit's pages (a kill after
     /// them), the meta only when all were written.

@@ -6,53 +6,15 @@
 //! verifies every page and the freelist, and bbolt keeps allocating on top.
 #![allow(clippy::disallowed_methods)] // the test builds and runs the Go tool
 
+mod common;
+use common::bolt::{go, networks};
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 
 use archy::heal::boltdb::{Bucket, Db, Item};
 use archy::heal::ipam;
-
-/// The Go tool, built once per test binary into target/tmp.
-fn boltcheck() -> &'static Path {
-    static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boltcheck");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/boltcheck/main.go"),
-            dir.join("main.go"),
-        )
-        .unwrap();
-        let out = Command::new("go")
-            .args(["build", "-o", "boltcheck", "."])
-            .current_dir(&dir)
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GO111MODULE", "off")
-            .env("GOCACHE", dir.join("cache"))
-            .env("GOFLAGS", "")
-            .output()
-            .expect("`go` not found: install golang-go and golang-github-coreos-bbolt-dev (scripts/test does)");
-        assert!(
-            out.status.success(),
-            "building the bbolt checker: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir.join("boltcheck")
-    })
-}
-
-fn go(args: &[&str]) -> String {
-    let out = Command::new(boltcheck()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "boltcheck {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// The tree as boltcheck's `dump` prints it.
 fn dump(bucket: &Bucket, path: &str, out: &mut String) {
@@ -76,15 +38,6 @@ fn dumped(bucket: &Bucket) -> String {
 
 fn read(file: &Path) -> Db {
     Db::parse(&std::fs::read(file).unwrap()).unwrap()
-}
-
-/// Every network bucket of the file.
-fn networks(db: &Db) -> BTreeSet<String> {
-    db.root
-        .items
-        .iter()
-        .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
-        .collect()
 }
 
 /// Release every reservation whose container is not in `known` (the heal step's edit), as

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod bolt;
 pub mod install;
+pub mod lastgood;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
