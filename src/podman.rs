@@ -886,6 +886,37 @@ pub fn lock_table_full(err: &anyhow::Error) -> bool {
     ErrorKind::of(err) == Some(ErrorKind::LockTableFull)
 }
 
+/// The value of `key = "value"` in section `[section]` of a TOML config file (containers.conf,
+/// storage.conf), the last one wins; enough for the plain string keys heal-podman reads when
+/// podman itself cannot answer, and the free-space guard reads without asking podman. Comments
+/// and other sections are skipped; an empty value is none.
+pub fn config_value(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut current = String::new();
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim().to_string();
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if k.trim() == key {
+            let v = v.split(" #").next().unwrap_or(v).trim();
+            let v = v.trim_matches('"').trim_matches('\'');
+            found = (!v.is_empty()).then(|| v.to_string());
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,33 +169,6 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// A key's string value in a section of a TOML-like podman config (`key = "value"` lines under
-/// `[section]`). Enough for the two keys archy needs; the last one wins.
-fn conf_value(text: &str, section: &str, key: &str) -> Option<String> {
-    let mut current = String::new();
-    let mut found = None;
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = name.trim().to_string();
-            continue;
-        }
-        if current != section {
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        if k.trim() == key {
-            let v = v.split('#').next().unwrap_or("").trim();
-            let v = v.trim_matches(|c| c == '"' || c == '\'');
-            if !v.is_empty() {
-                found = Some(v.to_string());
-            }
-        }
-    }
-    found
-}
-
 /// podman's graph root as its storage.conf says (no podman call).
 pub fn graphroot() -> PathBuf {
     let files: Vec<PathBuf> = match std::env::var_os("CONTAINERS_STORAGE_CONF") {
@@ -208,7 +181,7 @@ pub fn graphroot() -> PathBuf {
     files
         .iter()
         .find_map(|f| std::fs::read_to_string(f).ok())
-        .and_then(|text| conf_value(&text, "storage", "graphroot"))
+        .and_then(|text| crate::podman::config_value(&text, "storage", "graphroot"))
         .map_or_else(|| PathBuf::from(DEFAULT_GRAPHROOT), PathBuf::from)
 }
 
@@ -236,7 +209,7 @@ pub fn volume_path(graphroot: &Path) -> PathBuf {
         .iter()
         .rev()
         .filter_map(|f| std::fs::read_to_string(f).ok())
-        .find_map(|text| conf_value(&text, "engine", "volume_path"))
+        .find_map(|text| crate::podman::config_value(&text, "engine", "volume_path"))
         .map_or_else(|| graphroot.join("volumes"), PathBuf::from)
 }
 
@@ -345,14 +318,17 @@ mod tests {
     fn podman_config_values_are_read_by_section() {
         let text = "[storage]\ndriver = \"overlay\"\ngraphroot = \"/srv/graph\" # here\nrunroot = \"/run/x\"\n[engine]\nvolume_path = '/srv/vol'\n";
         assert_eq!(
-            conf_value(text, "storage", "graphroot").as_deref(),
+            crate::podman::config_value(text, "storage", "graphroot").as_deref(),
             Some("/srv/graph")
         );
         assert_eq!(
-            conf_value(text, "engine", "volume_path").as_deref(),
+            crate::podman::config_value(text, "engine", "volume_path").as_deref(),
             Some("/srv/vol")
         );
-        assert_eq!(conf_value(text, "engine", "graphroot"), None);
+        assert_eq!(
+            crate::podman::config_value(text, "engine", "graphroot"),
+            None
+        );
     }
 
     #[test]

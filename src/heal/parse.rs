@@ -283,35 +283,9 @@ pub fn engine_paths(
     }
 }
 
-/// The value of `key = "value"` in section `[section]` of a TOML config file (containers.conf,
-/// storage.conf), the last one wins; enough for the plain string keys heal-podman reads when
-/// podman itself cannot answer. Comments and other sections are skipped.
-pub fn toml_string(text: &str, section: &str, key: &str) -> Option<String> {
-    let mut current = String::new();
-    let mut found = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = name.trim().to_string();
-            continue;
-        }
-        if current != section {
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        if k.trim() == key {
-            let v = v.split(" #").next().unwrap_or(v).trim();
-            let v = v.trim_matches('"').trim_matches('\'');
-            found = Some(v.to_string());
-        }
-    }
-    found
-}
+/// `key = "value"` in `[section]` of containers.conf / storage.conf: see
+/// [`crate::podman::config_value`] (one reader for heal and the free-space guard).
+pub use crate::podman::config_value as toml_string;
 
 /// Where podman 5 keeps its SQLite database (libpod `sqlite_state.go` `NewSqliteState`): in the
 /// static dir when containers.conf names one, else in the graph root (podman then defaults the
