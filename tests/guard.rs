@@ -95,36 +95,6 @@ fn a_dbcache_above_the_memory_limit_is_refused_naming_both_numbers() {
     );
 }
 
-/// `promtool check metrics` on the text: its complaints (none expected) and exit code.
-fn assert_promtool_clean(text: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed by scripts/test (Debian package prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        (out.status.code(), said.as_str()),
-        (Some(0), ""),
-        "promtool on:\n{text}"
-    );
-}
-
 /// Wait until podman lists the container as exited (at most 30 s).
 fn wait_exited(root: &TestRoot, name: &str) -> serde_json::Value {
     for _ in 0..300 {

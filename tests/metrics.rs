@@ -8,41 +8,9 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// `promtool check metrics` on the text: its complaints (none expected), and its exit code.
-fn promtool(text: &str) -> (i32, String) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed by scripts/test (Debian package prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn assert_promtool_clean(text: &str) {
-    let (code, said) = promtool(text);
-    assert_eq!((code, said.as_str()), (0, ""), "promtool on:\n{text}");
-}
 
 /// The value of one sample line (`name{labels} value`).
 fn sample(text: &str, series: &str) -> Option<String> {

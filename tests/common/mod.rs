@@ -78,6 +78,39 @@ pub fn forget_ipam_network(network: &str) {
     file.sync_data().expect("sync ipam.db");
 }
 
+/// `promtool check metrics` on the text: its complaints (none expected), and its exit code.
+pub fn promtool(text: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by scripts/test (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `promtool check metrics` finds nothing to say about the text.
+pub fn assert_promtool_clean(text: &str) {
+    let (code, said) = promtool(text);
+    assert_eq!((code, said.as_str()), (0, ""), "promtool on:\n{text}");
+}
+
 /// One network config dir for all test roots: podman picks bridge names (podmanN) and serialises
 /// `network create` through it, so parallel tests never pick the same bridge. Each root still
 /// has its own network name and subnet.
