@@ -174,24 +174,7 @@ fn a_kill_during_the_rollback_tick_converges_on_the_next_tick() {
 #[test]
 fn build_image_prune_keeps_the_last_known_good_image() {
     let root = TestRoot::empty();
-    let ctx = root.test_context("web-ctx");
-    write_containerfile(&ctx, &serving(1));
-    let port = free_port();
-    let data = root.dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    root.manifest(
-        "site",
-        &manifest_yaml(
-            "site",
-            &format!("build:\n  context: {}", ctx.display()),
-            port,
-            &data,
-        ),
-    );
-    let mut clock = Clock::new();
-    start_then_tick(&root, &mut clock, port, 3);
-    let good = running_image(&root, "archy-site");
-    assert_eq!(record(&root, "site")["last_known_good"]["id"], good);
+    let (ctx, mut clock, good) = build_app_with_a_good_image(&root);
     write_containerfile(&ctx, SILENT);
     assert_eq!(clock.reconcile(&root).code, 0);
     assert_ne!(running_image(&root, "archy-site"), good, "rebuilt");

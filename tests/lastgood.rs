@@ -198,24 +198,7 @@ fn a_tag_that_never_answers_is_rolled_back_to_the_last_known_good_image_id() {
 #[test]
 fn a_build_context_edited_into_a_broken_server_is_rolled_back() {
     let root = TestRoot::empty();
-    let ctx = root.test_context("web-ctx");
-    write_containerfile(&ctx, &serving(1));
-    let port = free_port();
-    let data = root.dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    root.manifest(
-        "site",
-        &manifest_yaml(
-            "site",
-            &format!("build:\n  context: {}", ctx.display()),
-            port,
-            &data,
-        ),
-    );
-    let mut clock = Clock::new();
-    start_then_tick(&root, &mut clock, port, 3);
-    let good = running_image(&root, "archy-site");
-    assert_eq!(record(&root, "site")["last_known_good"]["id"], good);
+    let (ctx, mut clock, good) = build_app_with_a_good_image(&root);
 
     // The context edited into a server that never answers: built, run, rolled back.
     write_containerfile(&ctx, SILENT);

@@ -141,3 +141,27 @@ pub fn tick_until_back_on(
     }
     panic!("{container} was not rolled back to {image} within {ticks} ticks");
 }
+
+/// App `site` built from a context serving `v1`, ticked until its image is the app's
+/// last-known-good: (the context, the clock, that image id).
+pub fn build_app_with_a_good_image(root: &TestRoot) -> (std::path::PathBuf, Clock, String) {
+    let ctx = root.test_context("web-ctx");
+    write_containerfile(&ctx, &serving(1));
+    let port = free_port();
+    let data = root.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    root.manifest(
+        "site",
+        &manifest_yaml(
+            "site",
+            &format!("build:\n  context: {}", ctx.display()),
+            port,
+            &data,
+        ),
+    );
+    let mut clock = Clock::new();
+    start_then_tick(root, &mut clock, port, 3);
+    let good = running_image(root, "archy-site");
+    assert_eq!(record(root, "site")["last_known_good"]["id"], good);
+    (ctx, clock, good)
+}
